@@ -1,0 +1,44 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PORT   ?= 8501
+
+.PHONY: run test bench lint demo refresh clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.run-deps: requirements.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-deps: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@ $(VENV)/.run-deps
+
+## run: set up, build the demo store if absent, refresh, serve the dashboard on localhost:$(PORT)
+run: $(VENV)/.run-deps
+	$(BIN)/python -m analytics setup-demo
+	$(BIN)/streamlit run app.py --server.address localhost --server.port $(PORT) --server.headless true
+
+## test: set up and run the test suite
+test: $(VENV)/.dev-deps
+	$(BIN)/python -m pytest
+
+## bench: speed and memory benchmarks, written to benchmarks/results.json (not run by CI)
+bench: $(VENV)/.dev-deps
+	$(BIN)/python benchmarks/run.py
+
+lint: $(VENV)/.dev-deps
+	$(BIN)/ruff check .
+
+demo: $(VENV)/.run-deps
+	$(BIN)/python -m analytics demo
+
+refresh: $(VENV)/.run-deps
+	$(BIN)/python -m analytics refresh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,300 @@
+"""The batch refresh: one run computes every analytic and publishes it atomically.
+
+A run is recorded in ``refresh_runs`` (id, start, end, status, stage, row counts, metrics). Each
+stage writes its results under the run's id into run-keyed result tables; nothing a reader looks at
+changes while it does, because readers only ever read the run that ``current_run`` points to.
+Publishing moves that single pointer and marks the run ``succeeded`` in one transaction, so a reader
+sees the previous complete run or the new complete one, never a mix.
+
+A failed refresh is marked ``failed`` and its partial results are deleted; a refresh killed outright
+(power cut, ``kill -9``) cannot mark itself, so the next refresh marks every abandoned ``running`` run
+as failed before it starts. Either way the previous run stays current.
+
+Later analytics plug in by adding a :class:`Stage` to :data:`STAGES`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+from sqlalchemy import Engine, delete, func, insert, select, text, update
+
+from analytics import settings
+from analytics.errors import RefreshError
+from analytics.schema import current_run, customer_monthly, metadata, refresh_runs, run_metrics
+from analytics.store import check_store, init_schema
+
+log = logging.getLogger(__name__)
+
+# A test hook: when set to a stage name, the refresh sleeps after that stage so a test can kill it
+# mid-run (tests/analytics/test_refresh.py). Never set in production.
+PAUSE_ENV = "ANALYTICS_REFRESH_PAUSE_AFTER"
+
+# A run still 'running' this long after it started, on another host, is taken as abandoned.
+ABANDONED_AFTER = timedelta(hours=12)
+
+
+def utcnow() -> datetime:
+    """Naive UTC now: the store keeps UTC timestamps without a zone, the same on both dialects."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dataclass
+class RefreshContext:
+    """What a stage gets: the engine, its run id, the activity month it describes, and a place to
+    report row counts and metrics."""
+
+    engine: Engine
+    run_id: int
+    as_of_month: date | None
+    row_counts: dict[str, int] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    progress: Callable[[str, float], None] | None = None
+
+    def put_metrics(self, values: dict[str, float | str | None]) -> None:
+        """Store named scalar results of this run in ``run_metrics``."""
+        rows = []
+        for name, value in values.items():
+            if isinstance(value, str):
+                rows.append({"run_id": self.run_id, "name": name, "value": None, "text_value": value})
+            else:
+                rows.append({"run_id": self.run_id, "name": name,
+                             "value": None if value is None else float(value), "text_value": None})
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(insert(run_metrics), rows)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the refresh: a name (shown in progress and status) and a function of the context."""
+
+    name: str
+    run: Callable[[RefreshContext], None]
+
+
+def _summary_stage(ctx: RefreshContext) -> None:
+    """Headline counts for the Overview page, from the latest activity month."""
+    with ctx.engine.connect() as conn:
+        q = conn.execute
+        customers_total = q(text("SELECT COUNT(*) FROM customers")).scalar_one()
+        by_status = dict(q(text("SELECT status, COUNT(*) FROM customers GROUP BY status")).all())
+        products_total = q(text("SELECT COUNT(*) FROM products")).scalar_one()
+        branches_total = q(text("SELECT COUNT(*) FROM branches")).scalar_one()
+        holdings_open = q(text("SELECT COUNT(*) FROM holdings WHERE closed_on IS NULL")).scalar_one()
+        totals = q(
+            text("SELECT COALESCE(SUM(aum), 0), COALESCE(SUM(deposit_balance), 0), "
+                 "COALESCE(SUM(loan_balance), 0), COUNT(*) FROM customer_monthly WHERE month = :m"),
+            {"m": ctx.as_of_month},
+        ).one()
+    ctx.row_counts.update({"customers": customers_total, "products": products_total,
+                           "branches": branches_total, "open_holdings": holdings_open})
+    ctx.put_metrics({
+        "customers_total": customers_total,
+        "customers_active": by_status.get("active", 0),
+        "customers_dormant": by_status.get("dormant", 0),
+        "customers_closed": by_status.get("closed", 0),
+        "products_total": products_total,
+        "branches_total": branches_total,
+        "holdings_open": holdings_open,
+        "aum_total": totals[0],
+        "deposits_total": totals[1],
+        "loans_total": totals[2],
+        "as_of_month": ctx.as_of_month.isoformat() if ctx.as_of_month else None,
+    })
+
+
+STAGES: list[Stage] = [Stage("summary", _summary_stage)]
+
+
+def result_tables():
+    """Every run-keyed result table (a ``run_id`` column), whose rows belong to one run."""
+    skip = {"refresh_runs", "current_run", "audit_log"}
+    return [t for t in metadata.sorted_tables if "run_id" in t.c and t.name not in skip]
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def mark_abandoned_runs(engine: Engine) -> list[int]:
+    """Mark runs left ``running`` by a process that no longer exists as ``failed``; return their ids."""
+    host = socket.gethostname()
+    now = utcnow()
+    abandoned = []
+    with engine.begin() as conn:
+        rows = conn.execute(
+            select(refresh_runs.c.run_id, refresh_runs.c.host, refresh_runs.c.pid, refresh_runs.c.started_at)
+            .where(refresh_runs.c.status == "running")
+        ).all()
+        for run_id, run_host, pid, started in rows:
+            dead = (run_host == host and not _pid_alive(pid)) or (run_host != host and now - started > ABANDONED_AFTER)
+            if dead:
+                abandoned.append(run_id)
+                conn.execute(update(refresh_runs).where(refresh_runs.c.run_id == run_id).values(
+                    status="failed", finished_at=now,
+                    error="abandoned: the refresh process ended before it finished"))
+    for run_id in abandoned:
+        _delete_results(engine, run_id)
+    return abandoned
+
+
+def _delete_results(engine: Engine, run_id: int) -> None:
+    with engine.begin() as conn:
+        for table in reversed(result_tables()):
+            conn.execute(delete(table).where(table.c.run_id == run_id))
+
+
+def _running_elsewhere(engine: Engine) -> int | None:
+    with engine.connect() as conn:
+        return conn.execute(
+            select(refresh_runs.c.run_id).where(refresh_runs.c.status == "running")
+        ).scalars().first()
+
+
+def latest_activity_month(engine: Engine) -> date | None:
+    """The last month present in ``customer_monthly`` (the month the run describes)."""
+    with engine.connect() as conn:
+        value = conn.execute(select(func.max(customer_monthly.c.month))).scalar()
+    if value is None:
+        return None
+    if isinstance(value, str):  # SQLite returns text from an aggregate over a DATE column
+        value = date.fromisoformat(value[:10])
+    if isinstance(value, datetime):
+        value = value.date()
+    return value
+
+
+def run_refresh(engine: Engine, *, progress: Callable[[str, float], None] | None = None) -> int:
+    """Run every stage and publish the run; return its id.
+
+    Raises
+    ------
+    RefreshError
+        When another refresh is running, or a stage fails (the run is then marked failed, its
+        partial results deleted, and the previous run stays current).
+    """
+    init_schema(engine)
+    check_store(engine)
+    mark_abandoned_runs(engine)
+    other = _running_elsewhere(engine)
+    if other is not None:
+        raise RefreshError(f"Refresh run {other} is still running; wait for it to finish.")
+    with engine.begin() as conn:
+        run_id = conn.execute(insert(refresh_runs).values(
+            started_at=utcnow(), status="running", host=socket.gethostname(), pid=os.getpid(),
+        )).inserted_primary_key[0]
+    log.info("refresh run %s started", run_id)
+    ctx = RefreshContext(engine=engine, run_id=run_id, as_of_month=latest_activity_month(engine),
+                         progress=progress)
+    pause_after = os.environ.get(PAUSE_ENV)
+    try:
+        for i, stage in enumerate(STAGES):
+            with engine.begin() as conn:
+                conn.execute(update(refresh_runs).where(refresh_runs.c.run_id == run_id).values(stage=stage.name))
+            if progress:
+                progress(stage.name, i / len(STAGES))
+            t0 = time.perf_counter()
+            stage.run(ctx)
+            ctx.metrics[f"stage_seconds.{stage.name}"] = round(time.perf_counter() - t0, 3)
+            if pause_after == stage.name:
+                time.sleep(600)
+        _publish(engine, ctx)
+    except BaseException as exc:
+        # BaseException too: a Ctrl-C mid-run must still leave the run marked failed.
+        _fail(engine, run_id, exc)
+        if isinstance(exc, Exception) and not isinstance(exc, RefreshError):
+            raise RefreshError(f"Refresh run {run_id} failed in stage {_stage_of(engine, run_id)}: "
+                               f"{type(exc).__name__}: {exc}") from exc
+        raise
+    if progress:
+        progress("published", 1.0)
+    _prune_old_results(engine)
+    log.info("refresh run %s published", run_id)
+    return run_id
+
+
+def _stage_of(engine: Engine, run_id: int) -> str | None:
+    with engine.connect() as conn:
+        return conn.execute(select(refresh_runs.c.stage).where(refresh_runs.c.run_id == run_id)).scalar()
+
+
+def _publish(engine: Engine, ctx: RefreshContext) -> None:
+    now = utcnow()
+    with engine.begin() as conn:
+        conn.execute(update(refresh_runs).where(refresh_runs.c.run_id == ctx.run_id).values(
+            status="succeeded", finished_at=now, stage=None,
+            row_counts=ctx.row_counts, metrics=ctx.metrics))
+        moved = conn.execute(update(current_run).where(current_run.c.id == 1).values(
+            run_id=ctx.run_id, published_at=now)).rowcount
+        if not moved:
+            conn.execute(insert(current_run).values(id=1, run_id=ctx.run_id, published_at=now))
+
+
+def _fail(engine: Engine, run_id: int, exc: BaseException) -> None:
+    try:
+        _delete_results(engine, run_id)
+        with engine.begin() as conn:
+            conn.execute(update(refresh_runs).where(refresh_runs.c.run_id == run_id).values(
+                status="failed", finished_at=utcnow(), error=f"{type(exc).__name__}: {exc}"[:2000]))
+    except Exception:  # the store itself may be what failed; the next refresh marks the run then
+        log.exception("could not mark refresh run %s failed", run_id)
+
+
+def _prune_old_results(engine: Engine) -> None:
+    keep = int(settings.get("REFRESH_KEEP_RUNS"))
+    with engine.connect() as conn:
+        ids = conn.execute(select(refresh_runs.c.run_id).where(refresh_runs.c.status == "succeeded")
+                           .order_by(refresh_runs.c.run_id.desc())).scalars().all()
+        current = conn.execute(select(current_run.c.run_id)).scalar()
+    for run_id in ids[keep:]:
+        if run_id != current:
+            _delete_results(engine, run_id)
+
+
+def current_run_id(engine: Engine) -> int | None:
+    """The id of the published run, or None before the first successful refresh."""
+    with engine.connect() as conn:
+        return conn.execute(select(current_run.c.run_id).where(current_run.c.id == 1)).scalar()
+
+
+def get_run_metrics(engine: Engine, run_id: int) -> dict[str, float | str | None]:
+    """The named scalar results of a run."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(run_metrics.c.name, run_metrics.c.value, run_metrics.c.text_value)
+                            .where(run_metrics.c.run_id == run_id)).all()
+    return {name: (text_value if text_value is not None else value) for name, value, text_value in rows}
+
+
+def status(engine: Engine, limit: int = 10) -> dict:
+    """The current run and the most recent runs, as plain JSON-ready data."""
+    init_schema(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(select(refresh_runs).order_by(refresh_runs.c.run_id.desc()).limit(limit)).mappings().all()
+        cur = conn.execute(select(current_run)).mappings().first()
+
+    def plain(row):
+        out = {}
+        for k, v in dict(row).items():
+            out[k] = v.isoformat(sep=" ", timespec="seconds") if isinstance(v, datetime) else v
+        return out
+
+    return {
+        "current_run": cur["run_id"] if cur else None,
+        "published_at": cur["published_at"].isoformat(sep=" ", timespec="seconds") if cur else None,
+        "runs": [plain(r) for r in rows],
+    }

@@ -1,0 +1,298 @@
+"""The customer store's relational schema (SQLAlchemy Core), the same on SQLite and PostgreSQL.
+
+Two groups of tables:
+
+* the **bank's store**: ``branches``, ``customers``, ``products``, ``holdings``, ``customer_monthly``,
+  ``contacts``. A bank points the app at its own copy of these (``python -m analytics load``).
+* the **app's own tables**: refresh runs and the single "current run" pointer, per-run results,
+  import batches and their quarantined rows, users, login sessions and the audit log.
+
+Identifiers (resident ID, card/account number, phone) are text, never numbers: a leading zero or
+the check character ``X`` must survive. Money is stored as ``Numeric(18, 2)`` on the store tables
+(exact, as a bank's ledger) and read back as floats by the analytics.
+
+Glossary of column names used across the package:
+
+``aum``                assets under management: deposits + wealth/fund/insurance balances, CNY
+``deposit_balance``    demand + time deposits, CNY
+``loan_balance``       outstanding mortgage, consumer loan and credit-card balances, CNY
+``txn_count``          customer-initiated transactions in the month
+``txn_amount``         their total amount, CNY
+``digital_logins``     mobile/online banking logins in the month
+``risk_tolerance``     the customer's assessed risk tolerance, ``C1`` (lowest) .. ``C5``
+``risk_level``         a product's risk level, ``R1`` (lowest) .. ``R5``
+``annual_margin``      the bank's yearly margin on a product, as a fraction of the balance
+``run_id``             the refresh run that produced a result row
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+Money = Numeric(18, 2, asdecimal=False)
+
+RISK_TOLERANCES = ("C1", "C2", "C3", "C4", "C5")
+RISK_LEVELS = ("R1", "R2", "R3", "R4", "R5")
+CREDIT_GRADES = ("AAA", "AA", "A", "BBB", "BB", "B", "CCC")
+CUSTOMER_STATUSES = ("active", "dormant", "closed")
+RUN_STATUSES = ("running", "succeeded", "failed")
+
+# ---------------------------------------------------------------------------------------------
+# The bank's customer store
+# ---------------------------------------------------------------------------------------------
+
+branches = Table(
+    "branches",
+    metadata,
+    Column("branch_id", String(16), primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("city", String(50), nullable=False),
+    Column("province", String(50), nullable=False),
+    Column("region_code", String(6)),
+    Column("opened_on", Date),
+)
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("customer_id", String(20), primary_key=True),
+    Column("name", String(100)),
+    Column("gender", String(1)),  # 'M' or 'F'
+    Column("birth_date", Date),
+    Column("id_type", String(20)),  # resident_id, passport, hk_macau_permit, ...
+    Column("id_number", String(32)),
+    Column("id_expiry_date", Date),
+    Column("phone", String(32)),
+    Column("email", String(200)),
+    Column("address", String(300)),
+    Column("city", String(50)),
+    Column("province", String(50)),
+    Column("branch_id", String(16), ForeignKey("branches.branch_id"), nullable=False),
+    Column("relationship_manager", String(50)),
+    Column("customer_type", String(20)),  # individual, private_banking, small_business_owner
+    Column("occupation", String(50)),
+    Column("income_band", String(20)),
+    Column("onboarding_channel", String(20)),  # branch, mobile_app, online, partner, payroll
+    Column("open_date", Date, nullable=False),
+    Column("risk_tolerance", String(2)),
+    Column("risk_assessed_at", Date),
+    Column("credit_grade", String(3)),
+    Column("status", String(10), nullable=False),
+    Column("marketing_consent", Boolean, nullable=False),
+    Column("updated_at", DateTime),
+    CheckConstraint("gender IS NULL OR gender IN ('M', 'F')", name="ck_customers_gender"),
+    CheckConstraint("status IN ('active', 'dormant', 'closed')", name="ck_customers_status"),
+    CheckConstraint(
+        "risk_tolerance IS NULL OR risk_tolerance IN ('C1', 'C2', 'C3', 'C4', 'C5')",
+        name="ck_customers_risk_tolerance",
+    ),
+    Index("ix_customers_branch", "branch_id"),
+    Index("ix_customers_id_number", "id_number"),
+    Index("ix_customers_rm", "relationship_manager"),
+)
+
+products = Table(
+    "products",
+    metadata,
+    Column("product_id", String(20), primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("category", String(30), nullable=False),
+    Column("risk_level", String(2), nullable=False),
+    Column("annual_margin", Float, nullable=False),
+    # asset: a balance the customer holds with the bank (counts toward AUM);
+    # liability: a balance the customer owes (loans, cards).
+    Column("balance_side", String(10), nullable=False),
+    CheckConstraint("risk_level IN ('R1', 'R2', 'R3', 'R4', 'R5')", name="ck_products_risk_level"),
+    CheckConstraint("balance_side IN ('asset', 'liability')", name="ck_products_balance_side"),
+)
+
+holdings = Table(
+    "holdings",
+    metadata,
+    Column("holding_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("customer_id", String(20), ForeignKey("customers.customer_id"), nullable=False),
+    Column("product_id", String(20), ForeignKey("products.product_id"), nullable=False),
+    Column("account_number", String(32)),  # card or account number: text, masked for most roles
+    Column("opened_on", Date, nullable=False),
+    Column("closed_on", Date),
+    Column("balance", Money, nullable=False),
+    Index("ix_holdings_customer", "customer_id"),
+    Index("ix_holdings_product", "product_id"),
+)
+
+customer_monthly = Table(
+    "customer_monthly",
+    metadata,
+    Column("customer_id", String(20), ForeignKey("customers.customer_id"), primary_key=True),
+    Column("month", Date, primary_key=True),  # first day of the month
+    Column("aum", Money, nullable=False),
+    Column("deposit_balance", Money, nullable=False),
+    Column("loan_balance", Money, nullable=False),
+    Column("txn_count", Integer, nullable=False),
+    Column("txn_amount", Money, nullable=False),
+    Column("digital_logins", Integer, nullable=False),
+    Index("ix_customer_monthly_month", "month"),
+)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("contact_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("customer_id", String(20), ForeignKey("customers.customer_id"), nullable=False),
+    Column("contacted_at", DateTime, nullable=False),
+    Column("channel", String(20), nullable=False),  # branch, phone, app, online, wechat
+    Column("kind", String(20), nullable=False),  # service, marketing, complaint
+    Column("category", String(40)),
+    Column("resolved", Boolean),
+    Index("ix_contacts_customer", "customer_id"),
+    Index("ix_contacts_kind_time", "kind", "contacted_at"),
+)
+
+STORE_TABLES = ("branches", "products", "customers", "holdings", "customer_monthly", "contacts")
+
+# ---------------------------------------------------------------------------------------------
+# The app's own tables
+# ---------------------------------------------------------------------------------------------
+
+refresh_runs = Table(
+    "refresh_runs",
+    metadata,
+    Column("run_id", Integer, primary_key=True, autoincrement=True),
+    Column("started_at", DateTime, nullable=False),
+    Column("finished_at", DateTime),
+    Column("status", String(10), nullable=False),
+    Column("stage", String(40)),  # the stage running now, or the one that failed
+    Column("host", String(100)),
+    Column("pid", Integer),
+    Column("row_counts", JSON),
+    Column("metrics", JSON),
+    Column("error", Text),
+    CheckConstraint("status IN ('running', 'succeeded', 'failed')", name="ck_refresh_runs_status"),
+)
+
+# Exactly one row (id = 1). Publishing a refresh moves this pointer in one transaction, so a reader
+# always sees one complete run.
+current_run = Table(
+    "current_run",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("run_id", Integer, ForeignKey("refresh_runs.run_id"), nullable=False),
+    Column("published_at", DateTime, nullable=False),
+    CheckConstraint("id = 1", name="ck_current_run_single_row"),
+)
+
+# Named scalar results of a run (headline counts, model metrics). Per-customer results live in
+# their own run-keyed tables, added by the analytics that produce them.
+run_metrics = Table(
+    "run_metrics",
+    metadata,
+    Column("run_id", Integer, ForeignKey("refresh_runs.run_id"), primary_key=True),
+    Column("name", String(80), primary_key=True),
+    Column("value", Float),
+    Column("text_value", Text),
+)
+
+load_batches = Table(
+    "load_batches",
+    metadata,
+    Column("batch_id", Integer, primary_key=True, autoincrement=True),
+    Column("loaded_at", DateTime, nullable=False),
+    Column("table_name", String(40), nullable=False),
+    Column("source_file", String(500), nullable=False),
+    Column("file_sha256", String(64), nullable=False),
+    Column("rows_read", Integer, nullable=False),
+    Column("rows_loaded", Integer, nullable=False),
+    Column("rows_rejected", Integer, nullable=False),
+    Index("ix_load_batches_hash", "table_name", "file_sha256"),
+)
+
+# Rows an import rejected, with the reason: never dropped silently.
+load_rejects = Table(
+    "load_rejects",
+    metadata,
+    Column("reject_id", Integer, primary_key=True, autoincrement=True),
+    Column("batch_id", Integer, ForeignKey("load_batches.batch_id"), nullable=False),
+    Column("line_number", Integer, nullable=False),
+    Column("reason", String(200), nullable=False),
+    Column("row_data", Text, nullable=False),  # the raw row as JSON text, exactly as read
+    Index("ix_load_rejects_batch", "batch_id"),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("username", String(64), primary_key=True),
+    Column("display_name", String(100), nullable=False),
+    Column("email", String(200)),
+    Column("password_hash", String(100), nullable=False),  # bcrypt
+    Column("roles", String(200), nullable=False),  # comma-separated role names
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("failed_attempts", Integer, nullable=False, default=0),
+    Column("locked_until", DateTime),
+    Column("password_changed_at", DateTime, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+)
+
+# Server-side session registry: a login cookie is honoured only while its session row is live.
+user_sessions = Table(
+    "user_sessions",
+    metadata,
+    Column("session_id", String(64), primary_key=True),
+    Column("username", String(64), ForeignKey("users.username"), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("last_seen_at", DateTime, nullable=False),
+    Column("ended_at", DateTime),
+    Column("end_reason", String(20)),  # logout, timeout, revoked
+    Index("ix_user_sessions_user", "username"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+    Column("at_utc", DateTime, nullable=False),
+    Column("username", String(64)),
+    Column("roles", String(200)),
+    Column("session_id", String(64)),
+    Column("client_address", String(64)),
+    Column("event", String(40), nullable=False),
+    Column("target", Text),  # page, customer ids or a count, fields (JSON text)
+    Column("parameters", Text),  # masked parameters (JSON text)
+    Column("reason", Text),
+    Column("run_id", Integer),
+    Column("prev_hash", String(64), nullable=False),
+    Column("entry_hash", String(64), nullable=False),
+    Index("ix_audit_log_user_time", "username", "at_utc"),
+    Index("ix_audit_log_event_time", "event", "at_utc"),
+)
+
+APP_TABLES = (
+    "refresh_runs", "current_run", "run_metrics", "load_batches", "load_rejects",
+    "users", "user_sessions", "audit_log",
+)
+
+__all__ = [
+    "APP_TABLES", "CREDIT_GRADES", "CUSTOMER_STATUSES", "RISK_LEVELS", "RISK_TOLERANCES",
+    "RUN_STATUSES", "STORE_TABLES", "audit_log", "branches", "contacts",
+    "current_run", "customer_monthly", "customers", "holdings", "load_batches", "load_rejects",
+    "metadata", "products", "refresh_runs", "run_metrics", "user_sessions", "users",
+]

@@ -1,0 +1,79 @@
+"""Every setting of the product, declared once.
+
+Each setting has a name, a default, the environment variable that overrides it and a help text.
+Values come from, in order: the environment, ``.streamlit/secrets.toml`` (top-level keys of the same
+name), the default. The README's configuration table is tested against :data:`SETTINGS`, so a setting
+added here without documentation fails the tests.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SECRETS_FILE = PROJECT_ROOT / ".streamlit" / "secrets.toml"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configurable value: its environment variable, default, type and help text."""
+
+    env: str
+    default: Any
+    help: str
+    kind: type = str
+    secret: bool = False
+
+
+SETTINGS: dict[str, Setting] = {
+    s.env: s
+    for s in [
+        Setting("CUSTOMER_STORE_URL", "sqlite:///data/bank.db",
+                "SQLAlchemy URL of the customer store; `--db` on the command line wins. "
+                "A relative SQLite path is relative to the project folder.", secret=True),
+        Setting("SQLITE_BUSY_TIMEOUT_MS", 30000,
+                "How long a SQLite connection waits for a lock held by another process.", int),
+        Setting("REFRESH_KEEP_RUNS", 10,
+                "How many completed refresh runs keep their result rows; older runs keep only their record.",
+                int),
+        Setting("LOAD_CHUNK_ROWS", 50000, "Rows per chunk when importing or writing large tables.", int),
+        Setting("FRESHNESS_MONTHS", 24,
+                "A customer record not updated within this many months counts as stale.", int),
+        Setting("RISK_ASSESSMENT_VALID_DAYS", 365,
+                "A risk-tolerance assessment older than this many days has expired.", int),
+        Setting("AUTH_COOKIE_KEY", "",
+                "Key that signs the login cookie; at least 32 bytes. `make run` generates one for the demo.",
+                secret=True),
+        Setting("AUDIT_HMAC_KEY", "",
+                "Key of the HMAC-SHA256 chain over the audit log; at least 32 bytes.", secret=True),
+    ]
+}
+
+
+def _secrets() -> dict[str, Any]:
+    try:
+        with SECRETS_FILE.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as exc:
+        # A broken secrets file must not take the whole app down with a traceback; name the file.
+        raise ValueError(f"{SECRETS_FILE} is not valid TOML: {exc}") from None
+
+
+def get(name: str) -> Any:
+    """Return the value of setting ``name`` (environment, then secrets file, then default)."""
+    setting = SETTINGS[name]
+    raw = os.environ.get(name)
+    if raw is None:
+        raw = _secrets().get(name)
+    if raw is None or raw == "":
+        return setting.default
+    try:
+        return setting.kind(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"Setting {name}={raw!r} is not a valid {setting.kind.__name__}") from None

@@ -1,0 +1,209 @@
+"""Opening the customer store, creating its schema, and fast bulk writes.
+
+The store URL comes from ``--db`` on the command line, else ``CUSTOMER_STORE_URL`` (environment or
+``.streamlit/secrets.toml``), else ``sqlite:///data/bank.db``. SQLite connections run in WAL mode
+with foreign keys on and a busy timeout, so the dashboard can read while a refresh writes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Boolean, Date, DateTime, Engine, Table, create_engine, event, inspect, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
+
+from analytics import settings
+from analytics.errors import StoreError, StoreNotInitialisedError
+from analytics.schema import STORE_TABLES, metadata
+
+log = logging.getLogger(__name__)
+
+
+def resolve_url(db: str | None = None) -> str:
+    """Return the store URL: ``db`` if given, else the ``CUSTOMER_STORE_URL`` setting.
+
+    A relative SQLite path is taken relative to the project folder, so ``make run`` and the tests
+    find ``data/bank.db`` whatever the working directory.
+    """
+    url = db or settings.get("CUSTOMER_STORE_URL")
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreError(f"Not a database URL: {redact_url(url)}. Hint: sqlite:///data/bank.db or "
+                         "postgresql+psycopg://user@host/dbname") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        path = Path(parsed.database)
+        if not path.is_absolute():
+            path = settings.PROJECT_ROOT / path
+        parsed = parsed.set(database=str(path))
+    return parsed.render_as_string(hide_password=False)
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password hidden, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    busy = int(settings.get("SQLITE_BUSY_TIMEOUT_MS"))
+    cur = dbapi_connection.cursor()
+    # WAL lets readers (the dashboard) go on while a refresh writes; NORMAL sync is safe under WAL.
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute(f"PRAGMA busy_timeout={busy}")
+    cur.close()
+
+
+def make_engine(db: str | None = None, *, create_dir: bool = False) -> Engine:
+    """Create an engine for the store.
+
+    Parameters
+    ----------
+    db : str, optional
+        Store URL; defaults to the ``CUSTOMER_STORE_URL`` setting.
+    create_dir : bool
+        For a SQLite file, create its folder if missing (the demo generator does; readers don't,
+        so a mistyped path gives a clear error instead of a new empty store).
+    """
+    url = resolve_url(db)
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    kwargs: dict = {"future": True}
+    if backend == "sqlite":
+        if parsed.database not in (None, "", ":memory:"):
+            folder = Path(parsed.database).parent
+            if create_dir:
+                folder.mkdir(parents=True, exist_ok=True)
+            elif not folder.exists():
+                raise StoreError(f"Store folder {folder} does not exist. Hint: run `python -m analytics demo`"
+                                 " to build the demo store, or pass --db.")
+        kwargs["connect_args"] = {"timeout": int(settings.get("SQLITE_BUSY_TIMEOUT_MS")) / 1000}
+    elif backend == "postgresql":
+        kwargs["pool_pre_ping"] = True
+    try:
+        engine = create_engine(url, **kwargs)
+    except (NoSuchModuleError, ArgumentError) as exc:
+        raise StoreError(f"Cannot open store {redact_url(url)}: {exc}") from None
+    if backend == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def init_schema(engine: Engine) -> None:
+    """Create every table and index that does not exist yet (idempotent)."""
+    try:
+        metadata.create_all(engine)
+    except OperationalError as exc:
+        raise StoreError(f"Cannot create the schema in {redact_url(str(engine.url))}: {exc.orig}") from None
+
+
+def drop_all(engine: Engine) -> None:
+    """Drop every table of the schema (used by the demo generator before it rebuilds a store)."""
+    metadata.drop_all(engine)
+
+
+def check_store(engine: Engine) -> None:
+    """Raise :class:`StoreNotInitialisedError` with a hint when the store lacks its tables or data."""
+    try:
+        present = set(inspect(engine).get_table_names())
+    except SQLAlchemyError as exc:
+        raise StoreError(f"Cannot read store {redact_url(str(engine.url))}: {type(exc).__name__}") from None
+    missing = [t for t in STORE_TABLES if t not in present]
+    if missing:
+        raise StoreNotInitialisedError(
+            f"The store has no {', '.join(missing)} table(s). Hint: `make run` builds the demo store, "
+            "or `python -m analytics demo --db URL`; load your own data with `python -m analytics load`."
+        )
+    with engine.connect() as conn:
+        n = conn.execute(text("SELECT COUNT(*) FROM customers")).scalar_one()
+    if n == 0:
+        raise StoreNotInitialisedError(
+            "The store has no customers. Hint: `python -m analytics demo` or `python -m analytics load`."
+        )
+
+
+def _column_values(s: pd.Series, coltype) -> np.ndarray:
+    """One column as an object array of plain Python values, None for missing.
+
+    Dates and timestamps are written as ISO text in the format SQLAlchemy itself uses on SQLite
+    (and which PostgreSQL's COPY parses), so rows written here read back as ``date``/``datetime``.
+    """
+    missing = s.isna().to_numpy()
+    if isinstance(coltype, (Date, DateTime)):
+        fmt = "%Y-%m-%d" if not isinstance(coltype, DateTime) else "%Y-%m-%d %H:%M:%S.%f"
+        as_dt = s if pd.api.types.is_datetime64_any_dtype(s) else pd.to_datetime(s, errors="coerce")
+        arr = np.array(as_dt.dt.strftime(fmt), dtype=object)
+    elif isinstance(coltype, Boolean):
+        arr = np.array(s.astype(object), dtype=object)
+        arr[~missing] = arr[~missing].astype(bool)
+    else:
+        arr = np.array(s.astype(object), dtype=object)
+    arr[missing] = None
+    return arr
+
+
+def _python_values(df: pd.DataFrame, table: Table) -> Iterable[tuple]:
+    """Rows of ``df`` as tuples of plain Python values, for DBAPI executemany or COPY."""
+    cols = [_column_values(df[name], table.c[name].type) for name in df.columns]
+    return zip(*cols, strict=True)
+
+
+def bulk_insert(engine: Engine, table: Table, df: pd.DataFrame, *, conn=None) -> int:
+    """Append ``df`` to ``table`` fast and return the row count.
+
+    SQLite takes a DBAPI ``executemany`` of plain tuples; PostgreSQL takes ``COPY``. Both are far
+    faster than ``DataFrame.to_sql`` (and ``method="multi"`` hits SQLite's variable limit). Columns
+    are matched by name; ``df`` may hold a subset of the table's columns.
+    """
+    if df.empty:
+        return 0
+    columns = [c for c in df.columns if c in table.c]
+    df = df[columns]
+    if conn is not None:
+        return _bulk_insert_conn(conn, table, df)
+    with engine.begin() as c:
+        return _bulk_insert_conn(c, table, df)
+
+
+def _bulk_insert_conn(conn, table: Table, df: pd.DataFrame) -> int:
+    dialect = conn.dialect.name
+    cols = list(df.columns)
+    dbapi_conn = conn.connection.dbapi_connection
+    if dialect == "postgresql":
+        quoted = ", ".join(f'"{c}"' for c in cols)
+        cur = dbapi_conn.cursor()
+        with cur.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') as copy:
+            for row in _python_values(df, table):
+                copy.write_row(row)
+        cur.close()
+    else:
+        placeholders = ", ".join("?" for _ in cols)
+        quoted = ", ".join(f'"{c}"' for c in cols)
+        cur = dbapi_conn.cursor()
+        cur.executemany(f'INSERT INTO "{table.name}" ({quoted}) VALUES ({placeholders})', _python_values(df, table))
+        cur.close()
+    return len(df)
+
+
+def read_frame(engine_or_conn, sql, params: dict | None = None) -> pd.DataFrame:
+    """Run a SELECT (text or Core statement) with bound parameters and return a DataFrame."""
+    stmt = text(sql) if isinstance(sql, str) else sql
+    if isinstance(engine_or_conn, Engine):
+        with engine_or_conn.connect() as conn:
+            return pd.read_sql(stmt, conn, params=params)
+    return pd.read_sql(stmt, engine_or_conn, params=params)
+
+
+__all__ = [
+    "bulk_insert", "check_store", "drop_all", "init_schema", "make_engine", "read_frame",
+    "redact_url", "resolve_url",
+]

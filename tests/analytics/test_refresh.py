@@ -1,0 +1,149 @@
+"""The refresh: a run is published atomically; a failed or killed run leaves the previous one current."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, text
+
+from analytics import refresh
+from analytics.errors import RefreshError, StoreNotInitialisedError
+from analytics.refresh import Stage, current_run_id, get_run_metrics, run_refresh, status
+from analytics.schema import refresh_runs, run_metrics
+from tests.analytics import store_rows
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def filled(engine):
+    store_rows.fill(engine)
+    return engine
+
+
+def test_refresh_publishes_headline_counts(filled):
+    run_id = run_refresh(filled)
+    assert current_run_id(filled) == run_id
+    m = get_run_metrics(filled, run_id)
+    # Hand-computed from tests/analytics/store_rows.py (latest month 2026-10).
+    assert m["customers_total"] == 3
+    assert m["customers_active"] == 2
+    assert m["customers_dormant"] == 1
+    assert m["aum_total"] == pytest.approx(6000.5)
+    assert m["loans_total"] == pytest.approx(250000.0)
+    assert m["holdings_open"] == 2
+    assert m["as_of_month"] == "2026-10-01"
+    info = status(filled)
+    assert info["current_run"] == run_id
+    assert info["runs"][0]["status"] == "succeeded"
+    assert info["runs"][0]["row_counts"]["customers"] == 3
+
+
+def test_refresh_on_empty_store_says_what_to_do(engine):
+    with pytest.raises(StoreNotInitialisedError):
+        run_refresh(engine)
+
+
+def test_failed_stage_keeps_previous_run_and_removes_partial_results(filled, monkeypatch):
+    first = run_refresh(filled)
+
+    def broken(ctx):
+        ctx.put_metrics({"half_written": 1.0})
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr(refresh, "STAGES", [*refresh.STAGES, Stage("broken", broken)])
+    with pytest.raises(RefreshError, match="stage broken"):
+        run_refresh(filled)
+    assert current_run_id(filled) == first
+    with filled.connect() as conn:
+        runs = dict(conn.execute(select(refresh_runs.c.run_id, refresh_runs.c.status)).all())
+        leftover = conn.execute(select(func.count()).select_from(run_metrics)
+                                .where(run_metrics.c.run_id != first)).scalar()
+    assert runs[first] == "succeeded"
+    assert sorted(runs.values()) == ["failed", "succeeded"]
+    assert leftover == 0
+
+
+def test_old_results_are_pruned_but_current_kept(filled, monkeypatch):
+    monkeypatch.setenv("REFRESH_KEEP_RUNS", "2")
+    ids = [run_refresh(filled) for _ in range(4)]
+    with filled.connect() as conn:
+        kept = set(conn.execute(select(run_metrics.c.run_id).distinct()).scalars())
+    assert kept == set(ids[-2:])
+
+
+def test_refresh_killed_mid_run_leaves_previous_run_current(tmp_path):
+    url = f"sqlite:///{tmp_path}/store.db"
+    from analytics.store import init_schema, make_engine
+
+    engine = make_engine(url, create_dir=True)
+    init_schema(engine)
+    store_rows.fill(engine)
+    first = run_refresh(engine)
+
+    env = {**os.environ, refresh.PAUSE_ENV: "summary", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "analytics", "refresh", "--db", url, "--quiet"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        # Wait until the child has written the summary stage's results under its own run id.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                n = conn.execute(text("SELECT COUNT(DISTINCT run_id) FROM run_metrics")).scalar()
+            if n == 2:
+                break
+            assert proc.poll() is None, proc.stderr.read().decode()
+            time.sleep(0.1)
+        else:
+            pytest.fail("the child refresh never wrote its results")
+        # While the child is mid-run, readers still see the first run.
+        assert current_run_id(engine) == first
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert current_run_id(engine) == first
+    assert status(engine)["runs"][0]["status"] == "running"  # nobody could mark it yet
+    # The store is intact: every store table still answers and holds its rows.
+    with engine.connect() as conn:
+        assert conn.execute(text("PRAGMA integrity_check")).scalar() == "ok"
+        assert conn.execute(text("SELECT COUNT(*) FROM customers")).scalar() == 3
+    # The next refresh marks the killed run failed, removes its partial results, and publishes.
+    third = run_refresh(engine)
+    runs = {r["run_id"]: r for r in status(engine)["runs"]}
+    assert runs[first + 1]["status"] == "failed"
+    assert "abandoned" in runs[first + 1]["error"]
+    assert current_run_id(engine) == third
+    with engine.connect() as conn:
+        ids = set(conn.execute(text("SELECT DISTINCT run_id FROM run_metrics")).scalars())
+    assert first + 1 not in ids
+
+
+def test_status_cli_json(tmp_path):
+    url = f"sqlite:///{tmp_path}/store.db"
+    from analytics.store import init_schema, make_engine
+
+    engine = make_engine(url, create_dir=True)
+    init_schema(engine)
+    store_rows.fill(engine)
+    run_id = run_refresh(engine)
+    out = subprocess.run([sys.executable, "-m", "analytics", "status", "--db", url, "--json"],
+                         cwd=ROOT, capture_output=True, text=True, check=True)
+    info = json.loads(out.stdout)
+    assert info["current_run"] == run_id
+    assert info["runs"][0]["run_id"] == run_id
+
+
+def test_cli_error_is_one_line_without_traceback(tmp_path):
+    url = f"sqlite:///{tmp_path}/empty.db"
+    out = subprocess.run([sys.executable, "-m", "analytics", "refresh", "--db", url, "--quiet"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    assert out.stderr.startswith("error: ") and "python -m analytics demo" in out.stderr

@@ -1,0 +1,77 @@
+"""The store: URL resolution, SQLite settings, and a schema round trip on SQLite and PostgreSQL."""
+
+from datetime import date
+
+import pytest
+from sqlalchemy import inspect, select, text
+
+from analytics import settings
+from analytics.errors import StoreError, StoreNotInitialisedError
+from analytics.schema import APP_TABLES, STORE_TABLES, customers, holdings
+from analytics.store import check_store, make_engine, redact_url, resolve_url
+from tests.analytics import store_rows
+
+
+def test_url_precedence(monkeypatch, tmp_path):
+    monkeypatch.delenv("CUSTOMER_STORE_URL", raising=False)
+    monkeypatch.setattr(settings, "SECRETS_FILE", tmp_path / "missing.toml")
+    assert resolve_url() == f"sqlite:///{settings.PROJECT_ROOT / 'data' / 'bank.db'}"
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text('CUSTOMER_STORE_URL = "sqlite:////srv/from-secrets.db"\n')
+    monkeypatch.setattr(settings, "SECRETS_FILE", secrets)
+    assert resolve_url() == "sqlite:////srv/from-secrets.db"
+    monkeypatch.setenv("CUSTOMER_STORE_URL", "sqlite:////srv/from-env.db")
+    assert resolve_url() == "sqlite:////srv/from-env.db"
+    assert resolve_url("sqlite:////srv/from-flag.db") == "sqlite:////srv/from-flag.db"
+
+
+def test_bad_url_is_a_clear_error_without_password():
+    with pytest.raises(StoreError, match="Not a database URL"):
+        resolve_url("not a url")
+    assert "s3cret" not in redact_url("postgresql+psycopg://bank:s3cret@db/bank")
+
+
+def test_missing_sqlite_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(StoreError, match="does not exist"):
+        make_engine(f"sqlite:///{tmp_path}/nowhere/bank.db")
+
+
+def test_sqlite_runs_wal_with_foreign_keys(sqlite_engine):
+    with sqlite_engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 30000
+
+
+def test_empty_store_says_how_to_create_one(engine):
+    with pytest.raises(StoreNotInitialisedError, match="python -m analytics demo"):
+        check_store(engine)
+
+
+def test_schema_round_trip(engine):
+    names = set(inspect(engine).get_table_names())
+    assert set(STORE_TABLES) | set(APP_TABLES) <= names
+    store_rows.fill(engine)
+    check_store(engine)
+    with engine.connect() as conn:
+        row = conn.execute(select(customers).where(customers.c.customer_id == "C000000001")).mappings().one()
+        # Identifiers are text: the trailing X and a leading zero survive the round trip.
+        assert row["id_number"] == "11010519491231002X"
+        assert row["phone"] == "013812345678"
+        assert row["birth_date"] == date(1949, 12, 31)
+        assert row["marketing_consent"] is True
+        acct = conn.execute(select(holdings.c.account_number).where(holdings.c.holding_id == 2)).scalar()
+        assert acct == "0012345"
+        total = conn.execute(text("SELECT SUM(balance) FROM holdings")).scalar()
+        assert float(total) == pytest.approx(251000.50)
+
+
+def test_foreign_keys_are_enforced(engine):
+    from sqlalchemy.exc import IntegrityError
+
+    store_rows.fill(engine)
+    with pytest.raises(IntegrityError):
+        with engine.begin() as conn:
+            conn.execute(customers.insert().values(
+                customer_id="C9", branch_id="NOPE", open_date=date(2020, 1, 1), status="active",
+                marketing_consent=False))

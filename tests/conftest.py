@@ -1,0 +1,79 @@
+"""Shared fixtures: store engines on SQLite and PostgreSQL, and a small demo store built once.
+
+PostgreSQL tests run against the server named by ``CUSTOMER_STORE_TEST_PG_URL`` (``.ci/run`` starts
+one). Locally they skip with a message when it is unset; with ``REQUIRE_POSTGRES=1`` (CI) they fail.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from sqlalchemy import text
+
+from analytics.store import init_schema, make_engine
+
+PG_URL = os.environ.get("CUSTOMER_STORE_TEST_PG_URL")
+
+
+def _require(flag: str) -> bool:
+    return os.environ.get(flag) == "1"
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path}/store.db", create_dir=True)
+    init_schema(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def pg_engine():
+    if not PG_URL:
+        if _require("REQUIRE_POSTGRES"):
+            pytest.fail("REQUIRE_POSTGRES=1 but CUSTOMER_STORE_TEST_PG_URL is not set")
+        pytest.skip("no PostgreSQL server configured: set CUSTOMER_STORE_TEST_PG_URL (see .ci/start-postgres)")
+    engine = make_engine(PG_URL)
+    # Each test starts from an empty schema: drop everything a previous test (or run) left behind.
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    init_schema(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request):
+    """A fresh, empty store with the schema, on each dialect in turn."""
+    name = "sqlite_engine" if request.param == "sqlite" else "pg_engine"
+    return request.getfixturevalue(name)
+
+
+DEMO_CUSTOMERS = 3000
+DEMO_MONTHS = 24
+
+
+@pytest.fixture(scope="session")
+def demo_store_url(tmp_path_factory):
+    """A small demo store (SQLite), generated and refreshed once per test session."""
+    from analytics import demo
+    from analytics.refresh import run_refresh
+
+    path = tmp_path_factory.mktemp("demo") / "bank.db"
+    url = f"sqlite:///{path}"
+    engine = make_engine(url, create_dir=True)
+    init_schema(engine)
+    demo.generate(engine, customers=DEMO_CUSTOMERS, months=DEMO_MONTHS, seed=7, progress=False)
+    run_refresh(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def demo_engine(demo_store_url):
+    engine = make_engine(demo_store_url)
+    yield engine
+    engine.dispose()
+
