@@ -50,6 +50,15 @@ SETTINGS: dict[str, Setting] = {
                 secret=True),
         Setting("AUDIT_HMAC_KEY", "",
                 "Key of the HMAC-SHA256 chain over the audit log; at least 32 bytes.", secret=True),
+        Setting("LOGIN_MAX_FAILED_ATTEMPTS", 5, "Consecutive failed logins that lock an account.", int),
+        Setting("LOGIN_LOCKOUT_MINUTES", 30, "How long a locked account stays locked.", int),
+        Setting("SESSION_IDLE_MINUTES", 15, "A login session idle this long is ended; the user logs in again.", int),
+        Setting("AUDIT_RETENTION_DAYS", 400,
+                "`prune` deletes audit entries older than this; the chain stays verifiable.", int),
+        Setting("AUDIT_CHECKPOINT_FILE", "data/audit.checkpoint",
+                "File outside the database holding the signed head of the audit chain (detects truncation)."),
+        Setting("AUDIT_KEY_FILE", "data/audit.key",
+                "Where a random audit key is generated (mode 0600) when AUDIT_HMAC_KEY is unset and the store is SQLite."),
     ]
 }
 

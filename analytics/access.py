@@ -1,0 +1,445 @@
+"""The access policy: which role sees which page, and how much of a customer's personal data.
+
+Everything about access is decided here, in one table each, so a page never decides for itself:
+
+* :data:`PAGE_ACCESS` — role -> pages. ``app.py`` builds ``st.navigation`` from :func:`pages_for`,
+  so a page a role may not see is not even routable for that user.
+* :data:`ROLE_ACCESS_LEVEL` — role -> how much customer-level data it may see:
+
+  ==================  ===========================================================================
+  ``none``            no customer-level rows and no personal data (admin: runs the system, not
+                      the business)
+  ``aggregate``       aggregates only, no customer-level rows (executive: the KPI wall)
+  ``masked``          customer-level rows with every personal field masked (marketing, risk)
+  ``masked_unmask``   as ``masked``; may unmask one customer's field with a written reason,
+                      which the app logs (compliance)
+  ==================  ===========================================================================
+
+  **A user with several roles gets the most permissive level among them** (the order is the one
+  above), because roles are granted deliberately by an admin and each grant is logged; taking the
+  least permissive would silently withdraw what a grant was made for. Pages are likewise the union.
+
+Masking happens in the data layer (:func:`mask_frame`), before a frame reaches a page or an export,
+so a page for a masked role never holds a raw value. The maskers follow common Chinese bank practice
+and are pure functions ``str | None -> str | None``: ``None`` and ``""`` are returned as they are,
+and the masked output never depends on the hidden characters.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from analytics.errors import AnalyticsError
+
+ROLES: tuple[str, ...] = ("executive", "marketing", "risk", "compliance", "admin")
+
+# Ordered: the navigation shows pages in this order. Values are (English title, Chinese title).
+PAGES: dict[str, tuple[str, str]] = {
+    "overview": ("Overview", "概览"),
+    "kpi_wall": ("KPI wall", "数据大屏"),
+    "segments": ("Segments", "客户分群"),
+    "lifecycle": ("Lifecycle value", "生命周期价值"),
+    "churn": ("Churn", "流失预警"),
+    "cross_sell": ("Cross-sell", "交叉销售"),
+    "risk": ("Risk tiers", "风险分层"),
+    "data_quality": ("Data quality", "数据质量"),
+    "customer_360": ("Customer 360", "客户360"),
+    "audit_log": ("Audit log", "审计日志"),
+    "admin": ("Admin", "系统管理"),
+}
+
+PAGE_ACCESS: dict[str, frozenset[str]] = {
+    "overview": frozenset(ROLES),
+    "kpi_wall": frozenset({"executive", "admin"}),
+    "segments": frozenset({"executive", "marketing", "risk"}),
+    "lifecycle": frozenset({"executive", "marketing"}),
+    "churn": frozenset({"executive", "marketing", "risk"}),
+    "cross_sell": frozenset({"marketing"}),
+    "risk": frozenset({"executive", "risk"}),
+    "data_quality": frozenset({"executive", "compliance", "admin"}),
+    "customer_360": frozenset({"marketing", "risk", "compliance"}),
+    "audit_log": frozenset({"compliance", "admin"}),
+    "admin": frozenset({"admin"}),
+}
+
+# Least to most permissive; a multi-role user gets the highest level among their roles.
+ACCESS_LEVELS: tuple[str, ...] = ("none", "aggregate", "masked", "masked_unmask")
+
+ROLE_ACCESS_LEVEL: dict[str, str] = {
+    "executive": "aggregate",
+    "marketing": "masked",
+    "risk": "masked",
+    "compliance": "masked_unmask",
+    "admin": "none",
+}
+
+# Columns that identify a person. ``account_number`` is a card or account number.
+PERSONAL_FIELDS: tuple[str, ...] = (
+    "name", "id_number", "account_number", "phone", "email", "address", "birth_date",
+)
+
+# A frame with one of these columns holds customer-level rows.
+CUSTOMER_ROW_COLUMNS: tuple[str, ...] = ("customer_id",)
+
+# An unmask reason must say something; "ok" or "x" is not a reason an auditor can check.
+MIN_UNMASK_REASON_CHARS = 10
+
+
+class AccessDenied(AnalyticsError):
+    """The user's roles do not allow what was asked (a page, customer rows, a field, an unmask)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Roles and pages
+# ---------------------------------------------------------------------------------------------
+
+def normalise_roles(roles: str | Iterable[str] | None) -> tuple[str, ...]:
+    """Return ``roles`` as a tuple of known role names in :data:`ROLES` order, without repeats.
+
+    Parameters
+    ----------
+    roles : str or iterable of str or None
+        Role names. A string is one role or a comma-separated list (as stored in ``users.roles``),
+        never iterated character by character.
+
+    Raises
+    ------
+    ValueError
+        For a name that is not in :data:`ROLES` (failing closed: a typo must not grant or drop
+        access silently).
+    """
+    if roles is None:
+        return ()
+    if isinstance(roles, str):
+        roles = roles.split(",")
+    wanted = set()
+    for role in roles:
+        role = role.strip()
+        if not role:
+            continue
+        if role not in ROLE_ACCESS_LEVEL:
+            raise ValueError(f"Unknown role {role!r}. Known roles: {', '.join(ROLES)}.")
+        wanted.add(role)
+    return tuple(r for r in ROLES if r in wanted)
+
+
+def pages_for(roles: str | Iterable[str] | None) -> list[str]:
+    """Page keys the roles may see: the union over the roles, in :data:`PAGES` order."""
+    have = set(normalise_roles(roles))
+    return [page for page in PAGES if PAGE_ACCESS[page] & have]
+
+
+def can_view_page(roles: str | Iterable[str] | None, page: str) -> bool:
+    """True if any of ``roles`` may see ``page``; False for an unknown page."""
+    allowed = PAGE_ACCESS.get(page)
+    return bool(allowed and allowed & set(normalise_roles(roles)))
+
+
+def require_page(roles: str | Iterable[str] | None, page: str) -> None:
+    """Raise :class:`AccessDenied` unless the roles may see ``page`` (a guard for page scripts)."""
+    if not can_view_page(roles, page):
+        raise AccessDenied(f"Your role may not open the page {page!r}. Hint: ask an admin for access.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Field access
+# ---------------------------------------------------------------------------------------------
+
+def access_level(roles: str | Iterable[str] | None) -> str:
+    """The most permissive level among ``roles``: one of :data:`ACCESS_LEVELS`.
+
+    No roles at all means ``"none"``. The app uses the result as part of every cache key, so
+    two users with different levels never share a cached frame.
+    """
+    levels = [ACCESS_LEVELS.index(ROLE_ACCESS_LEVEL[r]) for r in normalise_roles(roles)]
+    return ACCESS_LEVELS[max(levels, default=0)]
+
+
+def can_see_customer_rows(roles: str | Iterable[str] | None) -> bool:
+    """True if the roles may see customer-level rows (masked)."""
+    return access_level(roles) in ("masked", "masked_unmask")
+
+
+def can_unmask(roles: str | Iterable[str] | None) -> bool:
+    """True if the roles may unmask one customer's field (with a reason, logged by the app)."""
+    return access_level(roles) == "masked_unmask"
+
+
+def check_unmask(roles: str | Iterable[str] | None, field: str, reason: str | None) -> str:
+    """Check an unmask request and return the cleaned reason.
+
+    Raises
+    ------
+    AccessDenied
+        If the roles may not unmask, ``field`` is not a personal field, or the reason is shorter
+        than :data:`MIN_UNMASK_REASON_CHARS` characters.
+    """
+    if not can_unmask(roles):
+        raise AccessDenied("Your role may not unmask personal data. Hint: ask a compliance officer.")
+    if field not in PERSONAL_FIELDS:
+        raise AccessDenied(f"{field!r} is not a masked field; nothing to unmask.")
+    cleaned = (reason or "").strip()
+    if len(cleaned) < MIN_UNMASK_REASON_CHARS:
+        raise AccessDenied(
+            f"Give a reason of at least {MIN_UNMASK_REASON_CHARS} characters for unmasking "
+            "(it is written to the audit log)."
+        )
+    return cleaned
+
+
+def filterable_columns(roles: str | Iterable[str] | None, columns: Iterable[str]) -> list[str]:
+    """The columns of ``columns`` the roles may filter or sort on, in the given order.
+
+    No role may filter or sort on a personal field: a masked field shown as ``138****5678`` must
+    not be recoverable by filtering ``phone = 13812345678`` and watching which row stays, nor by
+    sorting. Unmasking one customer is the only way to a raw value.
+    """
+    normalise_roles(roles)  # validate: an unknown role is an error, not "no restriction"
+    return [c for c in columns if c not in PERSONAL_FIELDS]
+
+
+# ---------------------------------------------------------------------------------------------
+# Maskers
+# ---------------------------------------------------------------------------------------------
+
+def _keep_ends(value: str, head: int, tail: int, min_len: int) -> str:
+    # Values too short to hide at least one character between head and tail are masked entirely.
+    if len(value) < min_len:
+        return "*" * len(value)
+    return value[:head] + "*" * (len(value) - head - tail) + value[len(value) - tail:]
+
+
+def mask_name(value: str | None) -> str | None:
+    """Keep the first character, mask the rest: ``张三丰`` -> ``张**``, ``欧阳娜娜`` -> ``欧***``.
+
+    A one-character name is masked entirely (``*``): keeping it would show the whole name.
+    Compound surnames keep only their first character too; the rule is positional, so it never
+    needs a surname dictionary.
+    """
+    if not value:
+        return value
+    if len(value) == 1:
+        return "*"
+    return value[0] + "*" * (len(value) - 1)
+
+
+def mask_id_number(value: str | None) -> str | None:
+    """Keep the first 6 (region code) and last 4 characters of an ID number.
+
+    ``11010519491231002X`` -> ``110105********002X``; a 15-digit legacy number
+    ``110105491231002`` -> ``110105*****1002``. The check character is kept as written (``x``
+    stays lower case). A value of 10 characters or fewer is masked entirely, since keeping 6 + 4
+    would hide nothing.
+    """
+    if not value:
+        return value
+    return _keep_ends(value, 6, 4, 11)
+
+
+def mask_card(value: str | None) -> str | None:
+    """Keep the first 6 (issuer) and last 4 digits of a card or account number.
+
+    ``6222021234567891234`` -> ``622202*********1234``; 10 characters or fewer: masked entirely.
+    """
+    if not value:
+        return value
+    return _keep_ends(value, 6, 4, 11)
+
+
+def mask_phone(value: str | None) -> str | None:
+    """Keep the first 3 and last 4 characters: ``13812345678`` -> ``138****5678``.
+
+    Shorter than 8 characters: masked entirely.
+    """
+    if not value:
+        return value
+    return _keep_ends(value, 3, 4, 8)
+
+
+def mask_email(value: str | None) -> str | None:
+    """Keep the first character of the local part and the domain: ``z***@example.com``.
+
+    The hidden part is always ``***`` whatever its length, so the mask does not reveal it (and may
+    be longer than a very short address). A one-character local part is not kept (``***@x.cn``).
+    A value without ``@`` is masked entirely, keeping its length.
+    """
+    if not value:
+        return value
+    if "@" not in value:
+        return "*" * len(value)
+    local, domain = value.rsplit("@", 1)
+    keep = local[0] if len(local) >= 2 else ""
+    return f"{keep}***@{domain}"
+
+
+_PROVINCE_ENDS = ("特别行政区", "自治区", "省")
+_CITY_ENDS = ("自治州", "地区", "市", "盟")
+_DISTRICT_ENDS = ("区", "县", "市", "旗")
+# Administrative names are short and never contain these (after their first character: 路北区,
+# 道里区, 镇平县 and 乡宁县 are real districts/counties); meeting one means we are past that level.
+_STREET_CHARS = frozenset("镇乡街路道号村巷弄楼室栋幢座层")
+
+
+def _admin_level_end(value: str, start: int, markers: tuple[str, ...], stops: frozenset[str],
+                     max_chars: int) -> int | None:
+    """End (exclusive) of an administrative name starting at ``start`` and ending with a marker.
+
+    The name is at least two characters; a stop character or a digit before the marker, or no
+    marker within ``max_chars``, means there is no such level here.
+    """
+    for j in range(start + 1, min(len(value), start + max_chars)):
+        for marker in markers:
+            if value.startswith(marker, j):
+                return j + len(marker)
+        if value[j] in stops or value[j].isdigit():
+            return None
+    return None
+
+
+def _address_prefix(value: str) -> str | None:
+    """The province/city/district prefix of a Chinese address, or None if it has none."""
+    # A province name never contains a city or district marker (北京市 is a city-level name).
+    province_end = _admin_level_end(value, 0, _PROVINCE_ENDS, _STREET_CHARS | set("市区县旗"), 10)
+    start = province_end or 0
+    # 地区 and 自治州 are matched as markers before their 区/州 could stop the scan.
+    city_end = _admin_level_end(value, start, _CITY_ENDS, _STREET_CHARS | set("区县旗"), 14)
+    start = city_end or start
+    district_end = _admin_level_end(value, start, _DISTRICT_ENDS, _STREET_CHARS, 18)
+    end = district_end or city_end or province_end
+    return value[:end] if end else None
+
+
+def mask_address(value: str | None) -> str | None:
+    """Keep the province/city/district prefix and replace the rest with ``****``.
+
+    ``北京市朝阳区建国路88号`` -> ``北京市朝阳区****``; ``广东省深圳市南山区科技园`` ->
+    ``广东省深圳市南山区****``. The district is the first ``区``/``县``/``市``/``旗`` after the city
+    (or after the province, or at the start), provided no street-level character (镇, 路, 号, a
+    digit, ...) comes first; otherwise the prefix ends with the city (or province). Without any
+    of these the first 6 characters are kept, or none if the address is 6 characters or fewer.
+    The hidden part is always ``****``, whatever its length.
+    """
+    if not value:
+        return value
+    prefix = _address_prefix(value)
+    if prefix is None:
+        prefix = value[:6] if len(value) > 6 else ""
+    return prefix + "****"
+
+
+_YEAR_FIRST = re.compile(r"^(\d{4})(\D?)\d{1,2}(\D?)\d{1,2}")
+
+
+def mask_birth_date(value: str | dt.date | None) -> str | None:
+    """Keep the year only: ``1990-05-17`` or ``date(1990, 5, 17)`` -> ``1990-**-**``.
+
+    A string in another year-first form keeps its separators (``19900517`` -> ``1990****``);
+    anything else is masked entirely.
+    """
+    if value is None or (isinstance(value, str) and not value):
+        return value
+    if value is pd.NaT:
+        return None
+    if isinstance(value, dt.date):  # also datetime and pandas.Timestamp
+        return f"{value.year:04d}-**-**"
+    text = str(value)
+    m = _YEAR_FIRST.match(text)
+    if not m:
+        return "*" * len(text)
+    return m.group(1) + "".join(c if c in "-/. 年月日" else "*" for c in text[4:])
+
+
+FIELD_MASKERS: dict[str, Callable] = {
+    "name": mask_name,
+    "id_number": mask_id_number,
+    "account_number": mask_card,
+    "phone": mask_phone,
+    "email": mask_email,
+    "address": mask_address,
+    "birth_date": mask_birth_date,
+}
+
+
+def mask_value(field: str, value):
+    """Mask one value of personal field ``field`` (see :data:`FIELD_MASKERS`)."""
+    return FIELD_MASKERS[field](value)
+
+
+def mask_series(series: pd.Series, field: str) -> pd.Series:
+    """Mask a whole column: each distinct value is masked once, then mapped back.
+
+    Missing values stay missing. For 100k rows this costs one Python call per distinct value.
+    """
+    masker = FIELD_MASKERS[field]
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    masked = np.array([masker(v) for v in uniques] + [None], dtype=object)
+    # code -1 (missing) indexes the trailing None.
+    return pd.Series(masked[codes], index=series.index, name=series.name)
+
+
+def mask_frame(df: pd.DataFrame, roles: str | Iterable[str] | None) -> pd.DataFrame:
+    """Apply the roles' policy to a frame about to reach a page or an export.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Any result frame. Columns named in :data:`PERSONAL_FIELDS` are personal; a
+        ``customer_id`` column marks customer-level rows. ``name`` always means a customer's
+        name: a frame with branch or product names must call them ``branch_name`` /
+        ``product_name``, or they are masked (and refused for aggregate roles).
+    roles : str or iterable of str
+        The user's roles.
+
+    Returns
+    -------
+    DataFrame
+        A copy with every personal column masked (levels ``masked`` and ``masked_unmask``: unmasking
+        is a separate, per-customer, logged action), or an unchanged copy of an aggregate frame.
+
+    Raises
+    ------
+    AccessDenied
+        For levels ``none`` and ``aggregate`` when the frame holds personal columns or
+        customer-level rows.
+    """
+    level = access_level(roles)
+    personal = [c for c in df.columns if c in PERSONAL_FIELDS]
+    if level in ("none", "aggregate"):
+        rows = [c for c in df.columns if c in CUSTOMER_ROW_COLUMNS]
+        if personal or rows:
+            raise AccessDenied(
+                "Your role sees aggregates only, not customer-level data"
+                f" (asked for: {', '.join(personal + rows)})."
+            )
+        return df.copy()
+    out = df.copy()
+    for col in personal:
+        out[col] = mask_series(df[col], col)
+    return out
+
+
+__all__ = [
+    "ACCESS_LEVELS", "CUSTOMER_ROW_COLUMNS", "FIELD_MASKERS", "MIN_UNMASK_REASON_CHARS", "PAGES",
+    "PAGE_ACCESS", "PERSONAL_FIELDS", "ROLES", "ROLE_ACCESS_LEVEL", "AccessDenied", "access_level",
+    "can_see_customer_rows", "can_unmask", "can_view_page", "check_unmask", "filterable_columns",
+    "mask_address", "mask_birth_date", "mask_card", "mask_email", "mask_frame", "mask_id_number",
+    "mask_name", "mask_phone", "mask_series", "mask_value", "normalise_roles", "pages_for",
+    "require_page",
+]
+
+
+def _check_tables(pages: Mapping[str, object] = PAGES) -> None:
+    # The policy is two tables that must agree; a page added to one and not the other would be
+    # either unreachable or unguarded. Checked at import so the mistake cannot ship.
+    if set(pages) != set(PAGE_ACCESS):
+        raise RuntimeError("PAGES and PAGE_ACCESS list different pages")
+    if set(ROLE_ACCESS_LEVEL) != set(ROLES):
+        raise RuntimeError("ROLE_ACCESS_LEVEL and ROLES list different roles")
+
+
+_check_tables()

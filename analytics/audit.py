@@ -1,0 +1,706 @@
+"""The append-only, tamper-evident audit log.
+
+Every entry of the ``audit_log`` table carries ``prev_hash`` (the previous entry's ``entry_hash``)
+and ``entry_hash = HMAC-SHA256(key, canonical JSON of the entry's fields + prev_hash)``. The first
+entry's ``prev_hash`` is :data:`GENESIS_HASH`. :func:`verify` recomputes the chain, so it finds:
+
+* an edited field or hash: the entry's HMAC no longer matches;
+* a deleted or inserted entry in the middle, or reordered entries: a gap in ``seq`` or a
+  ``prev_hash`` that does not match (``seq`` is inside the HMAC too);
+* a truncated tail: the **checkpoint**, a small file outside the table holding the head
+  ``(seq, entry_hash)`` of each store, HMAC-signed and rewritten atomically after each append;
+* entries deleted from the front: the first entry must be seq 1, or follow a signed
+  ``audit_prune`` entry naming the last pruned ``seq`` and its hash (the anchor).
+
+What it protects against: someone who can write to the database but does not hold the HMAC key
+cannot change the record without :func:`verify` noticing. Someone who holds the key (and the
+checkpoint file) can rewrite everything; keep the key out of the database's reach.
+
+The key: ``AUDIT_HMAC_KEY`` (environment or ``.streamlit/secrets.toml``, at least 32 bytes). When
+it is not set and the store is SQLite, a random key is generated once into ``AUDIT_KEY_FILE``
+(default ``data/audit.key``, mode 0600, git-ignored) so ``demo``/``refresh`` work out of the box.
+On any other database the key must be set: several app hosts would each generate their own. The
+key cannot be rotated without breaking :func:`verify` for older entries, so back it up.
+
+Appends are serialised, so the chain never forks: on PostgreSQL by
+``pg_advisory_xact_lock`` inside the append transaction, on SQLite by ``BEGIN IMMEDIATE`` (the
+write lock is taken before the head is read). ``seq`` is the head's ``seq`` + 1 under that lock.
+
+Nothing in an entry may be a customer's raw personal data: :func:`append` passes ``parameters``,
+``target`` and ``reason`` through :func:`safe_parameters` / :func:`scrub_text`, and stores a
+digest of the session id, never the id itself (a live session id is a credential).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import Connection, Engine, delete, func, insert, or_, select, text
+
+from analytics import settings
+from analytics.access import FIELD_MASKERS, normalise_roles
+from analytics.errors import AnalyticsError, ConfigError
+from analytics.schema import audit_log
+
+EVENTS: tuple[str, ...] = (
+    "login_ok", "login_failed", "login_locked", "logout", "timeout", "page_view", "filter",
+    "export", "unmask", "access_denied", "user_change", "role_change", "audit_read", "audit_verify",
+    "refresh_start", "refresh_commit", "refresh_fail",
+    # Written by prune() itself: the anchor that lets verify() start after the pruned entries.
+    "audit_prune",
+)
+
+GENESIS_HASH = "0" * 64
+MIN_KEY_BYTES = 32
+# Any constant shared by every appender; it names "the audit log" among advisory locks.
+PG_ADVISORY_LOCK_KEY = 0x61756469  # "audi"
+MAX_QUERY_ROWS = 100_000
+
+# Fields covered by the HMAC, in the order of the table. seq is included, so moving an entry to
+# another position breaks its hash.
+HASHED_FIELDS = (
+    "seq", "at_utc", "username", "roles", "session_id", "client_address", "event", "target",
+    "parameters", "reason", "run_id", "prev_hash",
+)
+
+
+
+def _setting(name: str):
+    return settings.get(name)
+
+
+class AuditError(AnalyticsError):
+    """The audit log cannot be written or read as asked."""
+
+
+class AuditTamperedError(AuditError):
+    """The audit chain does not verify; refuse to act on it (e.g. prune) until it is examined."""
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """The outcome of :func:`verify`.
+
+    Attributes
+    ----------
+    ok : bool
+        True if the whole chain and the checkpoint agree.
+    checked : int
+        Entries checked (up to the first bad one).
+    first_bad_seq : int or None
+        The first ``seq`` where the chain breaks (for a truncated tail, the first missing seq).
+    message : str
+        What was found, for the admin/compliance page and the CLI.
+    """
+
+    ok: bool
+    checked: int
+    first_bad_seq: int | None
+    message: str
+
+
+# ---------------------------------------------------------------------------------------------
+# Keys and the checkpoint file
+# ---------------------------------------------------------------------------------------------
+
+def _project_path(value) -> Path:
+    path = Path(value)
+    return path if path.is_absolute() else settings.PROJECT_ROOT / path
+
+
+def _read_or_create_key_file(path: Path) -> bytes:
+    try:
+        key = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(secrets.token_urlsafe(48) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            # link() fails if another process created the key first; then use theirs. A plain
+            # rename would silently replace it and fork the chain's key.
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+        key = path.read_text(encoding="ascii").strip()
+    if len(key.encode()) < MIN_KEY_BYTES:
+        raise ConfigError(f"The audit key file {path} holds fewer than {MIN_KEY_BYTES} bytes. Hint: "
+                          "restore it from backup; a new key cannot verify the existing log.")
+    return key.encode()
+
+
+def audit_key(engine: Engine | None = None) -> bytes:
+    """The HMAC key of the audit chain.
+
+    ``AUDIT_HMAC_KEY`` if set; otherwise, for a SQLite store (or no engine given), the key file
+    ``AUDIT_KEY_FILE``, created with a random key on first use.
+
+    Raises
+    ------
+    ConfigError
+        If the key is shorter than 32 bytes, or it is unset and the store is not SQLite.
+    """
+    configured = settings.get("AUDIT_HMAC_KEY")
+    if configured:
+        key = str(configured).encode("utf-8")
+        if len(key) < MIN_KEY_BYTES:
+            raise ConfigError(
+                f"AUDIT_HMAC_KEY is shorter than {MIN_KEY_BYTES} bytes. Hint: set it to the output of "
+                "`python -c \"import secrets; print(secrets.token_urlsafe(48))\"`."
+            )
+        return key
+    if engine is not None and engine.dialect.name != "sqlite":
+        raise ConfigError(
+            "AUDIT_HMAC_KEY is not set. Hint: on a shared database every app host needs the same key; "
+            "set AUDIT_HMAC_KEY in the environment or .streamlit/secrets.toml (at least 32 bytes)."
+        )
+    return _read_or_create_key_file(_project_path(_setting("AUDIT_KEY_FILE")))
+
+
+def _checkpoint_path() -> Path:
+    return _project_path(_setting("AUDIT_CHECKPOINT_FILE"))
+
+
+def _store_id(engine: Engine) -> str:
+    # One checkpoint file serves every store the app has opened (demo, tests, a bank's server),
+    # so entries are keyed by the store's URL without its password.
+    return engine.url.render_as_string(hide_password=True)
+
+
+def _sign_checkpoint(key: bytes, store: str, seq: int, entry_hash: str) -> str:
+    msg = json.dumps({"store": store, "seq": seq, "hash": entry_hash}, sort_keys=True).encode()
+    return hmac.new(key, msg, hashlib.sha256).hexdigest()
+
+
+def _load_checkpoints(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {"__corrupt__": True}
+    return data.get("stores", {}) if isinstance(data, dict) else {"__corrupt__": True}
+
+
+@contextmanager
+def _checkpoint_lock(path: Path) -> Iterator[None]:
+    # Appenders commit in seq order but write the checkpoint after committing, so two processes
+    # could write it out of order; a file lock plus "only move forward" keeps it monotonic.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no cross-process lock, still atomic replace
+        yield
+        return
+    with open(path.with_name(path.name + ".lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _write_checkpoint(engine: Engine, key: bytes, seq: int, entry_hash: str, *, force: bool = False) -> None:
+    path = _checkpoint_path()
+    store = _store_id(engine)
+    with _checkpoint_lock(path):
+        stores = _load_checkpoints(path)
+        stores.pop("__corrupt__", None)
+        current = stores.get(store)
+        if not force and current and int(current.get("seq", 0)) >= seq:
+            return
+        if seq <= 0:
+            stores.pop(store, None)
+        else:
+            stores[store] = {"seq": seq, "hash": entry_hash,
+                             "mac": _sign_checkpoint(key, store, seq, entry_hash)}
+        # pid and thread in the name: without fcntl (not POSIX) the lock above is a no-op.
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump({"version": 1, "stores": stores}, fh, sort_keys=True, indent=1)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)  # atomic: a reader sees the old or the new file, never half of one
+
+
+def reset_checkpoint(engine: Engine) -> None:
+    """Set the checkpoint to the table's current head (or forget it if the table is empty).
+
+    Only for a store that was rebuilt on purpose (``python -m analytics demo`` drops every table):
+    otherwise the old checkpoint rightly reports the emptied log as truncated. Log the reset.
+    """
+    key = audit_key(engine)
+    with engine.connect() as conn:
+        head = conn.execute(select(audit_log.c.seq, audit_log.c.entry_hash)
+                            .order_by(audit_log.c.seq.desc()).limit(1)).first()
+    _write_checkpoint(engine, key, head.seq if head else 0, head.entry_hash if head else "", force=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Keeping personal data out
+# ---------------------------------------------------------------------------------------------
+
+# Parameter names that mean a personal field (normalised: lower case, '-'/' ' -> '_').
+_FIELD_ALIASES: dict[str, tuple[str, ...]] = {
+    "name": ("name", "customer_name", "full_name", "holder_name", "contact_name"),
+    "id_number": ("id_number", "id_no", "id_card", "idcard", "resident_id", "id_num"),
+    "account_number": ("account_number", "account_no", "card", "card_number", "card_no", "account"),
+    "phone": ("phone", "mobile", "phone_number", "mobile_number", "tel", "telephone"),
+    "email": ("email", "e_mail", "mail"),
+    "address": ("address", "addr"),
+    "birth_date": ("birth_date", "birthday", "dob", "date_of_birth"),
+}
+# Aliases also matched as a suffix/prefix token ("filter_phone", "phone_like"). Not "name":
+# branch_name and product_name are not personal.
+_TOKEN_ALIASES = {a: f for f, aliases in _FIELD_ALIASES.items() for a in aliases
+                  if a not in ("name", "card", "account", "mail", "tel")}
+_EXACT_ALIASES = {a: f for f, aliases in _FIELD_ALIASES.items() for a in aliases}
+_SECRET_KEY = re.compile(r"(password|passwd|secret|token|cookie|dsn|api_?key|^key$|_key$|session_id)")
+REDACTED = "[redacted]"
+
+_B = r"(?<![0-9A-Za-z])"
+_E = r"(?![0-9A-Za-z])"
+# Values that look like personal data whatever the key: an email, an ID or card number (15-19
+# characters, check character X allowed), a mainland mobile number.
+_EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+_LONG_NUMBER_RE = re.compile(_B + r"(\d{17}[Xx]|\d{15,19})" + _E)
+_MOBILE_RE = re.compile(_B + r"((?:\+?86)?1[3-9]\d{9})" + _E)
+
+
+def _field_for_key(key: str) -> str | None:
+    norm = re.sub(r"[\s\-]+", "_", str(key).strip().lower())
+    if norm in _EXACT_ALIASES:
+        return _EXACT_ALIASES[norm]
+    for alias, field in _TOKEN_ALIASES.items():
+        if norm.endswith("_" + alias) or norm.startswith(alias + "_"):
+            return field
+    return None
+
+
+def scrub_text(value: str) -> str:
+    """Mask anything in free text that looks like an email, an ID/card number or a mobile number."""
+    value = _EMAIL_RE.sub(lambda m: FIELD_MASKERS["email"](m.group(0)), value)
+    value = _LONG_NUMBER_RE.sub(lambda m: FIELD_MASKERS["id_number"](m.group(1)), value)
+    return _MOBILE_RE.sub(lambda m: FIELD_MASKERS["phone"](m.group(1)), value)
+
+
+def _mask_as(field: str, value):
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_mask_as(field, v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _mask_as(field, v) for k, v in value.items()}
+    if isinstance(value, (dt.date, str)):
+        return FIELD_MASKERS[field](value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return FIELD_MASKERS[field](str(value))
+    return "***"
+
+
+def _safe_value(value):
+    if isinstance(value, str):
+        return scrub_text(value)
+    if isinstance(value, Mapping):
+        return safe_parameters(value)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_safe_value(v) for v in value]
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return scrub_text(str(value))
+
+
+def safe_parameters(params: Mapping | None) -> dict:
+    """A copy of ``params`` fit for the audit log.
+
+    * a key naming a personal field (``phone``, ``id_number``, ``customer_name``, ``filter_phone``,
+      ``birthday``, ...) has its value masked with that field's masker;
+    * a key naming a secret (``password``, ``token``, ``*_key``, ``session_id``, ...) has its value
+      replaced by ``"[redacted]"``;
+    * every other string is scanned for emails, ID/card numbers and mobile numbers, which are
+      masked (a search box may hold a phone number under any name);
+    * nested mappings and lists are handled the same way; dates become ISO text.
+    """
+    out: dict = {}
+    for key, value in (params or {}).items():
+        key_text = str(key)
+        if _SECRET_KEY.search(key_text.lower()):
+            out[key_text] = REDACTED
+            continue
+        field = _field_for_key(key_text)
+        out[key_text] = _mask_as(field, value) if field else _safe_value(value)
+    return out
+
+
+def session_ref(session_id: str | None) -> str | None:
+    """A short digest of a session id: enough to group one session's entries, useless as a login."""
+    if not session_id:
+        return None
+    return "s:" + hashlib.sha256(session_id.encode("utf-8")).hexdigest()[:24]
+
+
+def _canonical(obj) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _entry_hash(key: bytes, entry: Mapping) -> str:
+    payload = {name: entry[name] for name in HASHED_FIELDS}
+    at = payload["at_utc"]
+    payload["at_utc"] = at.isoformat(timespec="microseconds") if isinstance(at, dt.datetime) else at
+    payload["run_id"] = None if payload["run_id"] is None else int(payload["run_id"])
+    payload["seq"] = int(payload["seq"])
+    return hmac.new(key, _canonical(payload).encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Append
+# ---------------------------------------------------------------------------------------------
+
+@contextmanager
+def _serialised(engine: Engine) -> Iterator[Connection]:
+    """A transaction that holds the audit log's write lock for its whole length."""
+    dialect = engine.dialect.name
+    with engine.connect() as conn:
+        if dialect == "sqlite":
+            # pysqlite would open a deferred transaction lazily at the INSERT, after we read the
+            # head, letting two appenders read the same head. In AUTOCOMMIT mode pysqlite emits no
+            # BEGIN of its own, so ours (IMMEDIATE: take the write lock now, waiting up to the
+            # busy timeout) is the transaction. SQLAlchemy restores the isolation level when the
+            # connection goes back to the pool.
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                # SQLite rolls back by itself on some errors (disk full); a second ROLLBACK would
+                # then raise and hide the original error.
+                if conn.connection.dbapi_connection.in_transaction:
+                    conn.exec_driver_sql("ROLLBACK")
+                raise
+            conn.exec_driver_sql("COMMIT")
+        else:
+            if dialect == "postgresql":
+                # READ COMMITTED: each statement sees what the previous lock holder committed
+                # (a REPEATABLE READ snapshot taken at the lock call would not).
+                conn.execution_options(isolation_level="READ COMMITTED")
+            with conn.begin():
+                if dialect == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_ADVISORY_LOCK_KEY})
+                yield conn
+
+
+def _now_utc() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def _head(conn: Connection) -> tuple[int, str]:
+    """(seq, entry_hash) of the newest entry, or (0, GENESIS_HASH) for an empty log."""
+    row = conn.execute(select(audit_log.c.seq, audit_log.c.entry_hash)
+                       .order_by(audit_log.c.seq.desc()).limit(1)).first()
+    return (int(row.seq), row.entry_hash) if row else (0, GENESIS_HASH)
+
+
+def _append_locked(conn: Connection, key: bytes, values: dict,
+                   head: tuple[int, str] | None = None) -> tuple[int, str]:
+    head_seq, head_hash = head if head is not None else _head(conn)
+    entry = dict(values)
+    entry["seq"] = head_seq + 1
+    entry["prev_hash"] = head_hash
+    # Taken under the lock, so at_utc never goes backwards along the chain on one host.
+    entry["at_utc"] = _now_utc()
+    entry["entry_hash"] = _entry_hash(key, entry)
+    conn.execute(insert(audit_log).values(**entry))
+    return entry["seq"], entry["entry_hash"]
+
+
+def _clip(value: str | None, n: int) -> str | None:
+    return None if value is None else str(value)[:n]
+
+
+def append(engine: Engine, event: str, *, username: str | None = None, roles: str | Iterable[str] = (),
+           session_id: str | None = None, client_address: str | None = None, target=None,
+           parameters: Mapping | None = None, reason: str | None = None, run_id: int | None = None) -> int:
+    """Append one entry to the audit log and return its ``seq``.
+
+    Parameters
+    ----------
+    engine : Engine
+        The store.
+    event : str
+        One of :data:`EVENTS`.
+    username, roles, client_address : optional
+        Who did it, from where. Roles are stored comma-separated.
+    session_id : str, optional
+        The login session; only its digest (:func:`session_ref`) is stored.
+    target : str, mapping or list, optional
+        What it was done to: a page key, ``{"customer_ids": [...], "fields": [...]}``, a count.
+        A mapping or list is made safe like ``parameters`` and stored as canonical JSON. Put
+        customer ids under ``customer_ids`` (or ``customer_id``) so :func:`query` can find them.
+    parameters : mapping, optional
+        Filters and options; passed through :func:`safe_parameters`.
+    reason : str, optional
+        Free text (an unmask reason); scanned with :func:`scrub_text`.
+    run_id : int, optional
+        The refresh run concerned.
+
+    Raises
+    ------
+    ValueError
+        For an unknown event.
+    ConfigError
+        If the HMAC key is missing (non-SQLite store) or too short.
+    """
+    if event not in EVENTS or event == "audit_prune":
+        raise ValueError(f"Unknown audit event {event!r}. Known events: {', '.join(EVENTS[:-1])}.")
+    key = audit_key(engine)
+    if target is not None and not isinstance(target, str):
+        target = _canonical(safe_parameters(target) if isinstance(target, Mapping) else _safe_value(target))
+    elif isinstance(target, str):
+        target = scrub_text(target)
+    values = {
+        # A failed login records what was typed as the username, which may be anything.
+        "username": _clip(scrub_text(username) if username else None, 64),
+        "roles": ",".join(normalise_roles(roles)) or None,
+        "session_id": session_ref(session_id),
+        "client_address": _clip(client_address, 64),
+        "event": event,
+        "target": target,
+        "parameters": _canonical(safe_parameters(parameters)) if parameters else None,
+        "reason": scrub_text(reason) if reason else None,
+        "run_id": run_id,
+    }
+    with _serialised(engine) as conn:
+        seq, entry_hash = _append_locked(conn, key, values)
+    _write_checkpoint(engine, key, seq, entry_hash)
+    return seq
+
+
+# ---------------------------------------------------------------------------------------------
+# Verify and prune
+# ---------------------------------------------------------------------------------------------
+
+def _anchor(conn: Connection) -> tuple[int, str]:
+    """(last pruned seq, its entry_hash) from the newest prune record, or (0, GENESIS_HASH)."""
+    best = (0, GENESIS_HASH)
+    rows = conn.execute(select(audit_log.c.parameters).where(audit_log.c.event == "audit_prune"))
+    for (params,) in rows:
+        try:
+            p = json.loads(params or "{}")
+            through, anchor_hash = int(p["pruned_through_seq"]), str(p["anchor_hash"])
+        except (ValueError, KeyError, TypeError):
+            continue  # a damaged record fails its own HMAC check in the main pass
+        if through > best[0]:
+            best = (through, anchor_hash)
+    return best
+
+
+def verify(engine: Engine) -> VerifyResult:
+    """Recompute the whole chain and compare its head with the checkpoint.
+
+    Returns
+    -------
+    VerifyResult
+        ``ok`` is False at the first entry that was edited, inserted, moved or whose predecessor
+        is missing, or when entries after the checkpointed head are gone. A missing checkpoint
+        is not an error (a fresh install has none) but is said in the message.
+    """
+    key = audit_key(engine)
+    # Read the checkpoint before the table: appends write it after committing, so read in this
+    # order it can never be ahead of the table without a truncation.
+    stores = _load_checkpoints(_checkpoint_path())
+    checked = 0
+    with engine.connect() as conn:
+        anchor_seq, anchor_hash = _anchor(conn)
+        expected_seq, expected_prev = anchor_seq + 1, anchor_hash
+        cols = [audit_log.c[name] for name in (*HASHED_FIELDS, "entry_hash")]
+        result = conn.execution_options(yield_per=2000).execute(select(*cols).order_by(audit_log.c.seq))
+        for row in result:
+            entry = row._asdict()
+            seq = entry["seq"]
+            if seq != expected_seq:
+                if seq < expected_seq:
+                    msg = f"Entry {seq} is out of order or duplicated (expected {expected_seq})."
+                elif checked == 0 and anchor_seq == 0:
+                    msg = (f"The log starts at entry {seq}: entries before it were deleted without a "
+                           "prune record.")
+                else:
+                    msg = f"Entries {expected_seq}..{seq - 1} are missing (deleted)."
+                return VerifyResult(False, checked, expected_seq, msg)
+            if entry["prev_hash"] != expected_prev:
+                return VerifyResult(False, checked, seq,
+                                    f"Entry {seq} does not follow entry {seq - 1} (broken link).")
+            if not hmac.compare_digest(_entry_hash(key, entry), entry["entry_hash"] or ""):
+                return VerifyResult(False, checked, seq, f"Entry {seq} was altered (hash mismatch).")
+            checked += 1
+            expected_seq, expected_prev = seq + 1, entry["entry_hash"]
+        head_seq = expected_seq - 1
+
+    if stores.get("__corrupt__"):
+        return VerifyResult(False, checked, None, "The checkpoint file is unreadable (altered?).")
+    cp = stores.get(_store_id(engine))
+    if cp is None:
+        return VerifyResult(True, checked, None,
+                            f"{checked} entries verified. No checkpoint for this store, so a truncated "
+                            "tail could not be detected.")
+    try:
+        cp_seq, cp_hash, cp_mac = int(cp["seq"]), str(cp["hash"]), str(cp["mac"])
+    except (KeyError, TypeError, ValueError):
+        return VerifyResult(False, checked, None, "The checkpoint entry for this store is malformed.")
+    if not hmac.compare_digest(_sign_checkpoint(key, _store_id(engine), cp_seq, cp_hash), cp_mac):
+        return VerifyResult(False, checked, None, "The checkpoint was altered (signature mismatch).")
+    if cp_seq > head_seq:
+        return VerifyResult(False, checked, head_seq + 1,
+                            f"Entries {head_seq + 1}..{cp_seq} are missing: the log was truncated "
+                            f"(checkpoint at entry {cp_seq}).")
+    with engine.connect() as conn:
+        at_cp = conn.execute(select(audit_log.c.entry_hash).where(audit_log.c.seq == cp_seq)).scalar()
+    if cp_seq > anchor_seq and at_cp != cp_hash:
+        return VerifyResult(False, checked, cp_seq,
+                            f"Entry {cp_seq} differs from the checkpoint: the log was rewritten.")
+    return VerifyResult(True, checked, None, f"{checked} entries verified; head at entry {head_seq}.")
+
+
+def prune(engine: Engine, older_than_days: int | None = None) -> int:
+    """Delete entries older than ``older_than_days`` (default ``AUDIT_RETENTION_DAYS``) and return how many.
+
+    Only a prefix of the chain is deleted: everything up to just before the first entry that is
+    not old enough (an older-stamped entry after it is kept, never cut out of the middle). In the
+    same transaction a signed ``audit_prune`` entry records the last deleted ``seq`` and its hash,
+    from which :func:`verify` then starts.
+
+    Raises
+    ------
+    AuditTamperedError
+        If the chain does not verify: pruning would destroy the evidence.
+    ValueError
+        If ``older_than_days`` is less than 1.
+    """
+    days = int(older_than_days if older_than_days is not None else _setting("AUDIT_RETENTION_DAYS"))
+    if days < 1:
+        raise ValueError("older_than_days must be at least 1.")
+    check = verify(engine)
+    if not check.ok:
+        raise AuditTamperedError(f"Not pruning: the audit log does not verify. {check.message}")
+    key = audit_key(engine)
+    cutoff = _now_utc() - dt.timedelta(days=days)
+    with _serialised(engine) as conn:
+        first_kept = conn.execute(select(func.min(audit_log.c.seq)).where(audit_log.c.at_utc >= cutoff)).scalar()
+        through_q = select(func.max(audit_log.c.seq))
+        if first_kept is not None:
+            through_q = through_q.where(audit_log.c.seq < first_kept)
+        through = conn.execute(through_q).scalar()
+        if through is None:
+            return 0
+        anchor_hash = conn.execute(select(audit_log.c.entry_hash).where(audit_log.c.seq == through)).scalar_one()
+        # Read the head before deleting: if every entry is old, the record must still continue
+        # the chain from the last deleted entry rather than restart it at seq 1.
+        head = _head(conn)
+        deleted = conn.execute(delete(audit_log).where(audit_log.c.seq <= through)).rowcount
+        seq, entry_hash = _append_locked(conn, key, {
+            "username": None, "roles": None, "session_id": None, "client_address": None,
+            "event": "audit_prune", "target": None,
+            "parameters": _canonical({"pruned_through_seq": int(through), "anchor_hash": anchor_hash,
+                                      "deleted": int(deleted), "older_than_days": days}),
+            "reason": f"retention {days} days", "run_id": None,
+        }, head=head)
+    _write_checkpoint(engine, key, seq, entry_hash)
+    return int(deleted)
+
+
+# ---------------------------------------------------------------------------------------------
+# Query
+# ---------------------------------------------------------------------------------------------
+
+QUERY_COLUMNS = ("seq", "at_utc", "username", "roles", "session_id", "client_address", "event",
+                 "target", "parameters", "reason", "run_id")
+
+
+def _like_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def query(engine: Engine, user: str | None = None, event: str | Iterable[str] | None = None,
+          customer_id: str | None = None, since: dt.datetime | None = None, until: dt.datetime | None = None,
+          limit: int = 1000) -> pd.DataFrame:
+    """Audit entries, newest first, filtered with bound parameters.
+
+    Parameters
+    ----------
+    user : str, optional
+        Exact username.
+    event : str or iterable of str, optional
+        One event or several (each checked against :data:`EVENTS`).
+    customer_id : str, optional
+        Entries whose target or parameters name this customer id (as a JSON string value, e.g.
+        in ``customer_ids``), or whose target is exactly this id.
+    since, until : datetime, optional
+        UTC bounds on ``at_utc``: ``since <= at_utc < until``.
+    limit : int
+        At most this many rows (1 to :data:`MAX_QUERY_ROWS`).
+
+    Returns
+    -------
+    DataFrame
+        Columns :data:`QUERY_COLUMNS` (no hashes: use :func:`verify` for integrity).
+    """
+    limit = int(limit)
+    if not 1 <= limit <= MAX_QUERY_ROWS:
+        raise ValueError(f"limit must be between 1 and {MAX_QUERY_ROWS}.")
+    stmt = select(*[audit_log.c[c] for c in QUERY_COLUMNS])
+    if user:
+        stmt = stmt.where(audit_log.c.username == user)
+    if event:
+        events = [event] if isinstance(event, str) else list(event)
+        unknown = [e for e in events if e not in EVENTS]
+        if unknown:
+            raise ValueError(f"Unknown audit event(s): {', '.join(map(repr, unknown))}.")
+        stmt = stmt.where(audit_log.c.event.in_(events))
+    if customer_id:
+        pattern = "%" + _like_escape(json.dumps(str(customer_id), ensure_ascii=False)) + "%"
+        stmt = stmt.where(or_(
+            audit_log.c.target == str(customer_id),
+            audit_log.c.target.like(pattern, escape="\\"),
+            audit_log.c.parameters.like(pattern, escape="\\"),
+        ))
+    if since is not None:
+        stmt = stmt.where(audit_log.c.at_utc >= _naive_utc(since))
+    if until is not None:
+        stmt = stmt.where(audit_log.c.at_utc < _naive_utc(until))
+    stmt = stmt.order_by(audit_log.c.seq.desc()).limit(limit)
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    return pd.DataFrame.from_records([tuple(r) for r in rows], columns=list(QUERY_COLUMNS))
+
+
+def _naive_utc(value: dt.datetime | dt.date) -> dt.datetime:
+    if not isinstance(value, dt.datetime):
+        value = dt.datetime(value.year, value.month, value.day)
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value
+
+
+__all__ = [
+    "EVENTS", "GENESIS_HASH", "HASHED_FIELDS", "MAX_QUERY_ROWS", "QUERY_COLUMNS", "REDACTED",
+    "AuditError", "AuditTamperedError", "VerifyResult", "append", "audit_key", "prune", "query",
+    "reset_checkpoint", "safe_parameters", "scrub_text", "session_ref", "verify",
+]

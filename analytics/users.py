@@ -1,0 +1,594 @@
+"""Dashboard users, their passwords and roles, login with lockout, and the server-side session registry.
+
+Users live in the store's ``users`` table; passwords are bcrypt hashes and never leave this module
+except in :func:`credentials_for_authenticator`, which hands them to streamlit-authenticator.
+
+Login messages (deliberately uniform, following OWASP's authentication guidance): every failed
+login says ``"Wrong username or password."`` — for an unknown user, a wrong password, a locked
+account and a disabled account alike — and every attempt costs exactly one bcrypt check (against a
+dummy hash when there is no usable real one), so neither the message nor the time tells an attacker
+whether a username exists. We do not say "locked" even after a correct password: that would turn
+the lockout into an oracle (keep guessing while locked and watch for the message to change). The
+true cause is in :attr:`AuthResult.event` and :attr:`AuthResult.reason`, for the audit log and an
+admin, never for the login form; the login page should state the policy statically ("after 5
+failed attempts an account is locked for 30 minutes").
+
+Lockout: after ``LOGIN_MAX_FAILED_ATTEMPTS`` consecutive failures the account is locked for
+``LOGIN_LOCKOUT_MINUTES``; attempts while locked are refused without checking the password and do
+not extend the lock. When the window has passed the counter starts again from zero; a successful
+login, :func:`unlock_user` or :func:`reset_password` also reset it.
+
+Times are naive UTC (the columns are ``DateTime`` without zone); every function that depends on the
+clock takes ``now=`` so tests need no sleeping.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import re
+import secrets
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import IO
+
+import bcrypt
+import pandas as pd
+from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from analytics import settings
+from analytics.access import normalise_roles
+from analytics.errors import AnalyticsError
+from analytics.schema import user_sessions, users
+
+# bcrypt work factor for new hashes. Tests monkeypatch this down to 4; 12 costs ~0.2 s a hash.
+BCRYPT_ROUNDS = 12
+MIN_PASSWORD_CHARS = 12
+# bcrypt only reads 72 bytes, and bcrypt 5 refuses longer input rather than truncating silently.
+MAX_PASSWORD_BYTES = 72
+
+WRONG_CREDENTIALS = "Wrong username or password."
+
+# streamlit-authenticator lower-cases usernames, so we store them lower-case.
+USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+
+SESSION_END_REASONS = ("logout", "timeout", "revoked")
+
+
+
+def _setting(name: str) -> int:
+    return int(settings.get(name))
+
+
+class UserError(AnalyticsError):
+    """A user-management request cannot be done (the message says why)."""
+
+
+class UserExistsError(UserError):
+    """A user with that username already exists."""
+
+
+class UnknownUserError(UserError):
+    """No user with that username."""
+
+
+class PasswordPolicyError(UserError, ValueError):
+    """A new password does not meet the password policy."""
+
+
+@dataclass(frozen=True)
+class User:
+    """A user as the app sees it: never the password hash."""
+
+    username: str
+    display_name: str
+    email: str | None
+    roles: tuple[str, ...]
+    disabled: bool
+    failed_attempts: int
+    locked_until: dt.datetime | None
+    password_changed_at: dt.datetime
+    created_at: dt.datetime
+
+    def is_locked(self, now: dt.datetime | None = None) -> bool:
+        """True while the lockout window is running."""
+        return self.locked_until is not None and self.locked_until > _utc(now)
+
+
+@dataclass(frozen=True)
+class AuthResult:
+    """The outcome of :func:`authenticate`.
+
+    Attributes
+    ----------
+    ok : bool
+        True if the user may log in.
+    username : str
+        The normalised username that was tried (also on failure, for the audit log).
+    roles : tuple of str
+        The user's roles; empty on failure.
+    display_name : str or None
+        Shown in the app; None on failure.
+    message : str
+        What the login form may show. The same for every failure.
+    event : str
+        The audit event to record: ``login_ok``, ``login_failed`` or ``login_locked``.
+    reason : str or None
+        The real cause of a failure, for the audit log only (``unknown user``, ``wrong password``,
+        ``disabled``, ``locked``, ``locked after N failed attempts``).
+    """
+
+    ok: bool
+    username: str
+    roles: tuple[str, ...]
+    display_name: str | None
+    message: str
+    event: str
+    reason: str | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------
+
+def _utc(now: dt.datetime | None) -> dt.datetime:
+    """``now`` as naive UTC (an aware time is converted; a naive one is taken as UTC)."""
+    if now is None:
+        return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    if now.tzinfo is not None:
+        return now.astimezone(dt.UTC).replace(tzinfo=None)
+    return now
+
+
+def normalise_username(username: str) -> str:
+    """Lower-case and strip ``username``; raise ValueError unless it is 2-64 of ``a-z 0-9 . _ -``."""
+    name = (username or "").strip().lower()
+    if not USERNAME_PATTERN.match(name):
+        raise ValueError(
+            "A username is 2 to 64 characters: lower-case letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit."
+        )
+    return name
+
+
+def _roles_text(roles: str | Iterable[str]) -> str:
+    names = normalise_roles(roles)
+    if not names:
+        raise ValueError("Give a user at least one role.")
+    return ",".join(names)
+
+
+def check_password_policy(password: str, username: str | None = None) -> None:
+    """Raise :class:`PasswordPolicyError` unless ``password`` meets the policy.
+
+    At least :data:`MIN_PASSWORD_CHARS` characters, at most :data:`MAX_PASSWORD_BYTES` bytes of
+    UTF-8 (bcrypt's limit), not only spaces, and not the username.
+    """
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD_CHARS:
+        raise PasswordPolicyError(f"A password needs at least {MIN_PASSWORD_CHARS} characters.")
+    if len(password.encode("utf-8")) > MAX_PASSWORD_BYTES:
+        raise PasswordPolicyError(f"A password may be at most {MAX_PASSWORD_BYTES} bytes long.")
+    if not password.strip():
+        raise PasswordPolicyError("A password cannot be only spaces.")
+    if username and password.strip().lower() == username.strip().lower():
+        raise PasswordPolicyError("A password cannot be the username.")
+
+
+def hash_password(password: str) -> str:
+    """bcrypt hash of ``password`` with :data:`BCRYPT_ROUNDS` rounds, as text."""
+    return bcrypt.hashpw(password.encode("utf-8"), bcrypt.gensalt(BCRYPT_ROUNDS)).decode("ascii")
+
+
+@lru_cache(maxsize=4)
+def _dummy_hash(rounds: int) -> bytes:
+    # Same cost as real hashes, so checking against it takes as long as a real check.
+    return bcrypt.hashpw(secrets.token_bytes(16).hex().encode(), bcrypt.gensalt(rounds))
+
+
+def _check_password(password: str, hashed: str | None) -> bool:
+    """One bcrypt check; against a dummy hash when ``hashed`` is None (the answer is then False)."""
+    pw = (password or "").encode("utf-8")
+    # bcrypt 5 raises on more than 72 bytes; check a 72-byte prefix (same cost) and treat the
+    # over-long input as wrong, since no stored password can be that long.
+    too_long = len(pw) > MAX_PASSWORD_BYTES
+    target = hashed.encode("ascii") if hashed else _dummy_hash(BCRYPT_ROUNDS)
+    try:
+        ok = bcrypt.checkpw(pw[:MAX_PASSWORD_BYTES], target)
+    except ValueError:  # a corrupt stored hash: refuse, never crash the login form
+        ok = False
+    return ok and hashed is not None and not too_long
+
+
+def _row_to_user(row) -> User:
+    return User(
+        username=row.username,
+        display_name=row.display_name,
+        email=row.email,
+        roles=tuple(r for r in (row.roles or "").split(",") if r),
+        disabled=bool(row.disabled),
+        failed_attempts=int(row.failed_attempts or 0),
+        locked_until=row.locked_until,
+        password_changed_at=row.password_changed_at,
+        created_at=row.created_at,
+    )
+
+
+_PUBLIC_COLUMNS = [c for c in users.c if c.name != "password_hash"]
+
+
+# ---------------------------------------------------------------------------------------------
+# User management
+# ---------------------------------------------------------------------------------------------
+
+def add_user(engine: Engine, username: str, password: str, roles: str | Iterable[str],
+             display_name: str | None = None, email: str | None = None,
+             now: dt.datetime | None = None) -> User:
+    """Create a user.
+
+    Parameters
+    ----------
+    engine : Engine
+        The store.
+    username : str
+        Normalised with :func:`normalise_username` (lower case).
+    password : str
+        Must meet :func:`check_password_policy`; stored only as a bcrypt hash.
+    roles : str or iterable of str
+        One or more of :data:`analytics.access.ROLES`.
+    display_name, email : str, optional
+        The display name defaults to the username.
+
+    Returns
+    -------
+    User
+
+    Raises
+    ------
+    UserExistsError
+        If the username is taken (also by a disabled user: usernames are never reused, so the
+        audit log's usernames stay unambiguous).
+    ValueError
+        For a bad username or an unknown role; :class:`PasswordPolicyError` for a weak password.
+    """
+    name = normalise_username(username)
+    roles_text = _roles_text(roles)
+    check_password_policy(password, name)
+    now = _utc(now)
+    # Hash before the transaction: bcrypt takes a fraction of a second and must not hold a lock.
+    row = {
+        "username": name,
+        "display_name": (display_name or "").strip() or name,
+        "email": (email or "").strip() or None,
+        "password_hash": hash_password(password),
+        "roles": roles_text,
+        "disabled": False,
+        "failed_attempts": 0,
+        "locked_until": None,
+        "password_changed_at": now,
+        "created_at": now,
+    }
+    with engine.begin() as conn:
+        exists = conn.execute(select(users.c.username).where(users.c.username == name)).first()
+        if exists:
+            raise UserExistsError(f"User {name!r} already exists. Hint: use set-roles or reset-password.")
+        try:
+            conn.execute(insert(users).values(**row))
+        except IntegrityError:  # lost a race with a concurrent add of the same name
+            raise UserExistsError(f"User {name!r} already exists.") from None
+    return get_user(engine, name)
+
+def get_user(engine: Engine, username: str) -> User | None:
+    """The user, or None if there is none by that name."""
+    try:
+        name = normalise_username(username)
+    except ValueError:
+        return None
+    with engine.connect() as conn:
+        row = conn.execute(select(*_PUBLIC_COLUMNS).where(users.c.username == name)).first()
+    return _row_to_user(row) if row else None
+
+
+def list_users(engine: Engine, now: dt.datetime | None = None) -> pd.DataFrame:
+    """All users as a frame for the admin page, sorted by username; never the password hashes.
+
+    Columns: username, display_name, email, roles (comma-separated), disabled, locked (bool at
+    ``now``), failed_attempts, locked_until, password_changed_at, created_at.
+    """
+    now = _utc(now)
+    with engine.connect() as conn:
+        rows = conn.execute(select(*_PUBLIC_COLUMNS).order_by(users.c.username)).all()
+    records = []
+    for row in rows:
+        user = _row_to_user(row)
+        records.append({
+            "username": user.username, "display_name": user.display_name, "email": user.email,
+            "roles": ",".join(user.roles), "disabled": user.disabled, "locked": user.is_locked(now),
+            "failed_attempts": user.failed_attempts, "locked_until": user.locked_until,
+            "password_changed_at": user.password_changed_at, "created_at": user.created_at,
+        })
+    columns = ["username", "display_name", "email", "roles", "disabled", "locked", "failed_attempts",
+               "locked_until", "password_changed_at", "created_at"]
+    return pd.DataFrame.from_records(records, columns=columns)
+
+
+def _update_user(engine: Engine, username: str, end_sessions: bool, now: dt.datetime | None,
+                 **values) -> User:
+    name = normalise_username(username)
+    with engine.begin() as conn:
+        n = conn.execute(update(users).where(users.c.username == name).values(**values)).rowcount
+        if n == 0:
+            raise UnknownUserError(f"No user {name!r}. Hint: list users with `python -m analytics users`.")
+        if end_sessions:
+            _end_user_sessions(conn, name, "revoked", _utc(now))
+    return get_user(engine, name)
+
+
+def disable_user(engine: Engine, username: str, now: dt.datetime | None = None) -> User:
+    """Disable a user and end their live sessions (reason ``revoked``). The row is kept for the audit trail."""
+    return _update_user(engine, username, True, now, disabled=True)
+
+
+def enable_user(engine: Engine, username: str) -> User:
+    """Re-enable a disabled user."""
+    return _update_user(engine, username, False, None, disabled=False, failed_attempts=0, locked_until=None)
+
+
+def unlock_user(engine: Engine, username: str) -> User:
+    """Lift a lockout now (an admin did it after checking with the user)."""
+    return _update_user(engine, username, False, None, failed_attempts=0, locked_until=None)
+
+
+def set_roles(engine: Engine, username: str, roles: str | Iterable[str],
+              now: dt.datetime | None = None) -> User:
+    """Replace a user's roles and end their live sessions, so the new roles apply at the next login.
+
+    Raises ValueError for an unknown role or an empty list.
+    """
+    return _update_user(engine, username, True, now, roles=_roles_text(roles))
+
+
+def reset_password(engine: Engine, username: str, password: str, now: dt.datetime | None = None) -> User:
+    """Set a new password (policy checked), lift any lockout and end the user's live sessions."""
+    name = normalise_username(username)
+    check_password_policy(password, name)
+    hashed = hash_password(password)  # before the transaction, as in add_user
+    return _update_user(engine, name, True, now, password_hash=hashed,
+                        password_changed_at=_utc(now), failed_attempts=0, locked_until=None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Login
+# ---------------------------------------------------------------------------------------------
+
+def _failed(username: str, reason: str, event: str = "login_failed") -> AuthResult:
+    return AuthResult(False, username, (), None, WRONG_CREDENTIALS, event, reason)
+
+
+def authenticate(engine: Engine, username: str, password: str, now: dt.datetime | None = None) -> AuthResult:
+    """Check a login and apply the lockout policy.
+
+    Returns an :class:`AuthResult`; it never raises for bad credentials. Record
+    ``result.event`` in the audit log with ``result.reason``.
+    """
+    now = _utc(now)
+    try:
+        name = normalise_username(username)
+    except ValueError:
+        name = (username or "").strip().lower()[:64]
+    with engine.connect() as conn:
+        row = conn.execute(select(users).where(users.c.username == name)).first()
+    if row is None:
+        _check_password(password, None)
+        return _failed(name, "unknown user")
+    if row.disabled:
+        _check_password(password, None)
+        return _failed(name, "disabled")
+    if row.locked_until is not None and row.locked_until > now:
+        _check_password(password, None)
+        return _failed(name, "locked", "login_locked")
+
+    if _check_password(password, row.password_hash):
+        with engine.begin() as conn:
+            conn.execute(update(users).where(users.c.username == name)
+                         .values(failed_attempts=0, locked_until=None))
+        return AuthResult(True, name, tuple(r for r in row.roles.split(",") if r), row.display_name,
+                          "", "login_ok")
+
+    max_attempts = _setting("LOGIN_MAX_FAILED_ATTEMPTS")
+    lock_minutes = _setting("LOGIN_LOCKOUT_MINUTES")
+    with engine.begin() as conn:
+        # An expired lock starts a fresh count; otherwise count this failure atomically, so two
+        # concurrent wrong guesses both count.
+        expired = row.locked_until is not None and row.locked_until <= now
+        new_count = 1 if expired else users.c.failed_attempts + 1
+        conn.execute(update(users).where(users.c.username == name)
+                     .values(failed_attempts=new_count, locked_until=None))
+        count = conn.execute(select(users.c.failed_attempts).where(users.c.username == name)).scalar_one()
+        if count >= max_attempts:
+            conn.execute(update(users).where(users.c.username == name)
+                         .values(locked_until=now + dt.timedelta(minutes=lock_minutes)))
+            return _failed(name, f"locked after {count} failed attempts", "login_locked")
+    return _failed(name, "wrong password")
+
+
+# ---------------------------------------------------------------------------------------------
+# Sessions
+# ---------------------------------------------------------------------------------------------
+
+def start_session(engine: Engine, username: str, now: dt.datetime | None = None) -> str:
+    """Register a new login session for ``username`` and return its id (unguessable, URL-safe).
+
+    Keep the id server-side (``st.session_state``), never in a URL or a log: :mod:`analytics.audit`
+    stores only a digest of it.
+    """
+    name = normalise_username(username)
+    now = _utc(now)
+    session_id = secrets.token_urlsafe(32)
+    with engine.begin() as conn:
+        conn.execute(insert(user_sessions).values(
+            session_id=session_id, username=name, created_at=now, last_seen_at=now,
+            ended_at=None, end_reason=None,
+        ))
+    return session_id
+
+
+def _end_user_sessions(conn, username: str, reason: str, now: dt.datetime) -> int:
+    return conn.execute(
+        update(user_sessions)
+        .where(user_sessions.c.username == username, user_sessions.c.ended_at.is_(None))
+        .values(ended_at=now, end_reason=reason)
+    ).rowcount
+
+
+def end_session(engine: Engine, session_id: str, reason: str = "logout", now: dt.datetime | None = None) -> bool:
+    """End a session; True if it was live. ``reason`` is one of ``logout``, ``timeout``, ``revoked``."""
+    if reason not in SESSION_END_REASONS:
+        raise ValueError(f"Unknown session end reason {reason!r}; use one of {', '.join(SESSION_END_REASONS)}.")
+    with engine.begin() as conn:
+        n = conn.execute(
+            update(user_sessions)
+            .where(user_sessions.c.session_id == session_id, user_sessions.c.ended_at.is_(None))
+            .values(ended_at=_utc(now), end_reason=reason)
+        ).rowcount
+    return n > 0
+
+
+def end_user_sessions(engine: Engine, username: str, reason: str = "revoked",
+                      now: dt.datetime | None = None) -> int:
+    """End every live session of ``username``; returns how many were ended."""
+    if reason not in SESSION_END_REASONS:
+        raise ValueError(f"Unknown session end reason {reason!r}; use one of {', '.join(SESSION_END_REASONS)}.")
+    with engine.begin() as conn:
+        return _end_user_sessions(conn, normalise_username(username), reason, _utc(now))
+
+
+def _live_row(conn, session_id: str):
+    return conn.execute(
+        select(user_sessions.c.username, user_sessions.c.last_seen_at, users.c.disabled)
+        .join(users, users.c.username == user_sessions.c.username)
+        .where(user_sessions.c.session_id == session_id, user_sessions.c.ended_at.is_(None))
+    ).first()
+
+
+def _idle_limit() -> dt.timedelta:
+    return dt.timedelta(minutes=_setting("SESSION_IDLE_MINUTES"))
+
+
+def session_is_live(engine: Engine, session_id: str | None, now: dt.datetime | None = None) -> bool:
+    """True if the session exists, has not ended, is not idle too long and its user is enabled.
+
+    Read-only: it neither extends nor ends the session (see :func:`touch_session`).
+    """
+    if not session_id:
+        return False
+    with engine.connect() as conn:
+        row = _live_row(conn, session_id)
+    return bool(row) and not row.disabled and _utc(now) - row.last_seen_at <= _idle_limit()
+
+
+def touch_session(engine: Engine, session_id: str | None, now: dt.datetime | None = None) -> bool:
+    """Record activity on a session; call it on every rerun of the app.
+
+    Returns
+    -------
+    bool
+        True if the session is live (its idle clock is reset). False if it is unknown or ended;
+        a session idle longer than ``SESSION_IDLE_MINUTES`` is ended now with reason ``timeout``,
+        one whose user was disabled with reason ``revoked``. On False the app logs the user out
+        (and records a ``timeout`` audit event).
+    """
+    if not session_id:
+        return False
+    now = _utc(now)
+    with engine.begin() as conn:
+        row = _live_row(conn, session_id)
+        if row is None:
+            return False
+        reason = None
+        if row.disabled:
+            reason = "revoked"
+        elif now - row.last_seen_at > _idle_limit():
+            reason = "timeout"
+        if reason:
+            conn.execute(update(user_sessions).where(user_sessions.c.session_id == session_id)
+                         .values(ended_at=now, end_reason=reason))
+            return False
+        # Only forward: a late rerun carrying an older clock must not move last_seen back.
+        conn.execute(update(user_sessions)
+                     .where(user_sessions.c.session_id == session_id, user_sessions.c.last_seen_at < now)
+                     .values(last_seen_at=now))
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI and streamlit-authenticator helpers
+# ---------------------------------------------------------------------------------------------
+
+def read_password_from_stdin_or_prompt(stdin: IO[str] | None = None,
+                                       prompt_fn: Callable[[str], str] | None = None) -> str:
+    """Read a new password for the CLI, twice, and check it.
+
+    From an interactive terminal the password is asked twice with ``prompt_fn`` (``getpass``: no
+    echo). When stdin is not a terminal (a script or a pipe) its first line is the password and
+    its second line the confirmation. A password is never taken from a command-line argument,
+    where ``ps`` and the shell history would show it.
+
+    Raises
+    ------
+    PasswordPolicyError
+        If the two entries differ, one is missing, or the password breaks the policy.
+    """
+    stdin = stdin if stdin is not None else sys.stdin
+    prompt_fn = prompt_fn or getpass.getpass
+    if stdin.isatty():
+        first = prompt_fn("New password: ")
+        second = prompt_fn("Repeat the password: ")
+    else:
+        # Strip only the line ending: spaces may be part of a password.
+        first = stdin.readline().rstrip("\r\n")
+        second = stdin.readline().rstrip("\r\n")
+        if not first or not second:
+            raise PasswordPolicyError("Give the password on the first line of stdin and again on the second.")
+    if first != second:
+        raise PasswordPolicyError("The two passwords differ.")
+    check_password_policy(first)
+    return first
+
+
+def credentials_for_authenticator(engine: Engine, now: dt.datetime | None = None) -> dict:
+    """Users in the shape streamlit-authenticator 0.4.2 takes as ``credentials``.
+
+    ``{"usernames": {username: {"name", "email", "password" (bcrypt hash), "roles": [...],
+    "logged_in": False}}}``. Disabled and currently locked users are left out, so the library
+    can neither log them in nor honour an old re-authentication cookie of theirs. Pass
+    ``auto_hash=False`` to ``stauth.Authenticate``: the passwords are already hashes.
+    """
+    now = _utc(now)
+    with engine.connect() as conn:
+        rows = conn.execute(select(users).order_by(users.c.username)).all()
+    out: dict = {}
+    for row in rows:
+        if row.disabled or (row.locked_until is not None and row.locked_until > now):
+            continue
+        out[row.username] = {
+            "name": row.display_name,
+            "email": row.email,
+            "password": row.password_hash,
+            "roles": [r for r in row.roles.split(",") if r],
+            "logged_in": False,
+        }
+    return {"usernames": out}
+
+
+__all__ = [
+    "BCRYPT_ROUNDS", "MAX_PASSWORD_BYTES", "MIN_PASSWORD_CHARS", "SESSION_END_REASONS",
+    "WRONG_CREDENTIALS", "AuthResult", "PasswordPolicyError", "UnknownUserError", "User",
+    "UserError", "UserExistsError", "add_user", "authenticate", "check_password_policy",
+    "credentials_for_authenticator", "disable_user", "enable_user", "end_session",
+    "end_user_sessions", "get_user", "hash_password", "list_users", "normalise_username",
+    "read_password_from_stdin_or_prompt", "reset_password", "session_is_live", "set_roles",
+    "start_session", "touch_session", "unlock_user",
+]
