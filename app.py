@@ -1,15 +1,49 @@
-"""Entry point: page config, then st.navigation with the pages the user may see.
+"""Entry point: page config, login, then st.navigation with only the pages the user's roles allow.
 
-Run with ``make run`` (or ``streamlit run app.py``). Page scripts live in app_pages/, never pages/.
+Run with ``make run`` (or ``streamlit run app.py``). Page scripts live in app_pages/, never pages/:
+Streamlit serves any script in a folder named pages/ by URL, past the login gate.
 """
+
+from pathlib import Path
 
 import streamlit as st
 
+from analytics import access
+from app_pages import auth, common
+
 st.set_page_config(page_title="Customer insight · 客户洞察", page_icon="🏦", layout="wide")
 
-PAGES = [
-    st.Page("app_pages/overview.py", title="Overview · 概览", icon=":material/dashboard:",
-            url_path="overview", default=True),
-]
+HERE = Path(__file__).resolve().parent
+ICONS = {
+    "overview": ":material/dashboard:", "kpi_wall": ":material/tv:", "segments": ":material/donut_large:",
+    "lifecycle": ":material/timeline:", "churn": ":material/trending_down:",
+    "cross_sell": ":material/add_shopping_cart:", "risk": ":material/shield:",
+    "data_quality": ":material/fact_check:", "customer_360": ":material/person_search:",
+    "audit_log": ":material/history:", "admin": ":material/admin_panel_settings:",
+}
 
-st.navigation(PAGES).run()
+engine = common.engine_or_stop()
+user = auth.login_gate(engine)
+
+if user is None:
+    # Anonymous: the login page is the only page, whatever URL was asked for.
+    st.navigation([st.Page(auth.login_page, title="Log in · 登录", url_path="login", default=True)],
+                  position="hidden").run()
+    st.stop()
+
+pages = []
+for key in access.pages_for(user["roles"]):
+    script = HERE / "app_pages" / f"{key}.py"
+    if not script.exists():  # a page of the matrix not built yet
+        continue
+    english, chinese = access.PAGES[key]
+    pages.append(st.Page(str(script), title=f"{english} · {chinese}", icon=ICONS.get(key),
+                         url_path=key, default=(key == "overview")))
+
+with st.sidebar:
+    st.markdown(f"**{user['name']}**  \n{', '.join(user['roles'])}")
+    if st.button("Log out · 退出", key="ci_logout_button"):
+        auth.logout(engine)
+        st.rerun()
+
+st.navigation(pages).run()

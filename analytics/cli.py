@@ -7,6 +7,7 @@ Errors print one line on stderr and exit non-zero; no tracebacks for expected fa
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import sys
@@ -93,6 +94,57 @@ def cmd_status(args) -> int:
     return 0
 
 
+def cmd_users(args) -> int:
+    from analytics import audit, users
+
+    engine = _engine(args)
+    if args.action == "list":
+        frame = users.list_users(engine)
+        print(frame.to_string(index=False) if not frame.empty else "no users")
+        return 0
+    if args.action in ("add", "reset-password"):
+        password = users.read_password_from_stdin_or_prompt()
+    if args.action == "add":
+        if not args.role:
+            raise UsageError("users add needs at least one --role")
+        users.add_user(engine, args.username, password, args.role, display_name=args.name, email=args.email)
+        event, done = "user_change", f"added user {args.username} with roles {', '.join(args.role)}"
+    elif args.action == "disable":
+        users.disable_user(engine, args.username)
+        event, done = "user_change", f"disabled user {args.username} and ended their sessions"
+    elif args.action == "set-roles":
+        if not args.role:
+            raise UsageError("users set-roles needs at least one --role")
+        users.set_roles(engine, args.username, args.role)
+        event, done = "role_change", f"set roles of {args.username} to {', '.join(args.role)}"
+    else:
+        users.reset_password(engine, args.username, password)
+        event, done = "user_change", f"reset the password of {args.username} and ended their sessions"
+    audit.append(engine, event, username=f"cli:{getpass.getuser()}", target={"user": args.username},
+                 parameters={"action": args.action, "roles": args.role or []})
+    print(done)
+    return 0
+
+
+def cmd_audit(args) -> int:
+    from analytics import audit
+
+    engine = _engine(args)
+    if args.action == "verify":
+        result = audit.verify(engine)
+        audit.append(engine, "audit_verify", username=f"cli:{getpass.getuser()}",
+                     parameters={"ok": result.ok, "checked": result.checked})
+        print(result.message)
+        return 0 if result.ok else 2
+    removed = audit.prune(engine, args.older_than_days)
+    print(f"pruned {removed} audit entries; the chain still verifies")
+    return 0
+
+
+class UsageError(AnalyticsError):
+    """A command was called with arguments that don't fit together."""
+
+
 def write_demo_secrets(path=None) -> bool:
     """Create a git-ignored ``.streamlit/secrets.toml`` with fresh random keys for the demo.
 
@@ -113,6 +165,35 @@ def write_demo_secrets(path=None) -> bool:
     return True
 
 
+DEMO_USERS = {f"demo_{role}": role for role in
+              ("executive", "marketing", "risk", "compliance", "admin")}
+
+
+def create_demo_users(engine) -> dict[str, str]:
+    """Create one demo user per role when the store has no users; print their passwords once.
+
+    Returns the new usernames and passwords (empty when users already exist: passwords are never
+    shown again; use `python -m analytics users reset-password NAME`).
+    """
+    import secrets as token_source
+
+    from analytics import audit, users
+
+    if not users.list_users(engine).empty:
+        return {}
+    created = {}
+    for username, role in DEMO_USERS.items():
+        password = token_source.token_urlsafe(12)
+        users.add_user(engine, username, password, [role], display_name=f"Demo {role}")
+        audit.append(engine, "user_change", username="cli:setup-demo", target={"user": username},
+                     parameters={"action": "add", "roles": [role]})
+        created[username] = password
+    print("demo users (passwords shown once; reset with `python -m analytics users reset-password NAME`):")
+    for username, password in created.items():
+        print(f"  {username:<18} {password}   role: {DEMO_USERS[username]}")
+    return created
+
+
 def cmd_setup_demo(args) -> int:
     """What `make run` does before serving: secrets, demo store if absent, a refresh if none."""
     from analytics.errors import StoreNotInitialisedError
@@ -129,6 +210,7 @@ def cmd_setup_demo(args) -> int:
         cmd_demo(args)
     if current_run_id(engine) is None:
         cmd_refresh(args)
+    create_demo_users(engine)
     print("store ready")
     return 0
 
@@ -155,6 +237,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("refresh", cmd_refresh, "Compute every analytic and publish the results as one run.")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = add("users", cmd_users, "Manage dashboard users. Passwords are read from a prompt, or from stdin "
+            "(password, then confirmation) when stdin is not a terminal; never from an argument.")
+    p.add_argument("action", choices=["add", "disable", "set-roles", "reset-password", "list"])
+    p.add_argument("username", nargs="?", default="")
+    p.add_argument("--role", action="append", metavar="ROLE",
+                   help="executive, marketing, risk, compliance or admin (repeat for several)")
+    p.add_argument("--name", help="display name (add only)")
+    p.add_argument("--email", help="e-mail (add only)")
+
+    p = add("audit", cmd_audit, "Verify the audit chain (exit 0 when intact) or prune old entries.")
+    p.add_argument("action", choices=["verify", "prune"])
+    p.add_argument("--older-than-days", type=int, default=None,
+                   help="prune only: default AUDIT_RETENTION_DAYS")
 
     p = add("setup-demo", cmd_setup_demo,
             "Prepare the demo: secrets, the demo store if absent, and a first refresh (used by `make run`).")

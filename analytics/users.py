@@ -489,6 +489,21 @@ def session_is_live(engine: Engine, session_id: str | None, now: dt.datetime | N
     return bool(row) and not row.disabled and _utc(now) - row.last_seen_at <= _idle_limit()
 
 
+def session_user(engine: Engine, session_id: str | None, now: dt.datetime | None = None) -> str | None:
+    """The username of a live session, or None (unknown, ended, idle too long, or user disabled).
+
+    The app uses it to honour a re-authentication cookie only while the session it names is live,
+    so a cookie copied before logout no longer logs anyone in.
+    """
+    if not session_id:
+        return None
+    with engine.connect() as conn:
+        row = _live_row(conn, session_id)
+    if not row or row.disabled or _utc(now) - row.last_seen_at > _idle_limit():
+        return None
+    return row.username
+
+
 def touch_session(engine: Engine, session_id: str | None, now: dt.datetime | None = None) -> bool:
     """Record activity on a session; call it on every rerun of the app.
 

@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from analytics import refresh
 from analytics.errors import AnalyticsError, StoreError, StoreNotInitialisedError
-from analytics.store import check_store, make_engine, redact_url, resolve_url
+from analytics.store import check_store, init_schema, make_engine, redact_url, resolve_url
 
 log = logging.getLogger("app")
 
@@ -25,12 +25,27 @@ HOW_TO_CREATE = ("Build the demo store with `make run` (or `python -m analytics 
 
 @st.cache_resource(show_spinner=False)
 def _engine(url: str):
-    return make_engine(url)
+    engine = make_engine(url)
+    # The app's own tables (users, sessions, audit log, runs) must exist before the first login.
+    init_schema(engine)
+    return engine
 
 
 def engine():
     """The store engine, shared by all sessions (it holds no user data)."""
     return _engine(resolve_url())
+
+
+def engine_or_stop():
+    """The store engine, or a clear message (and stop) when the store cannot be opened."""
+    try:
+        return engine()
+    except StoreError as exc:
+        st.error(f"The customer store cannot be opened: {exc}\n\n{HOW_TO_CREATE}")
+    except SQLAlchemyError as exc:
+        log.warning("store unreachable: %s", type(exc).__name__)
+        st.error(f"The customer store at {redact_url(resolve_url())} cannot be reached. {HOW_TO_CREATE}")
+    st.stop()
 
 
 def current_run_or_stop() -> int:

@@ -2,8 +2,9 @@
 
 import streamlit as st
 
-from app_pages import common
+from app_pages import auth, common
 
+user = auth.require_page(common.engine(), "overview")
 run_id = common.current_run_or_stop()
 m = common.run_metrics(run_id)
 run = common.run_record(run_id)

@@ -1,0 +1,67 @@
+"""AppTest fixtures: a small store with one user per role, keys set, and a login helper."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from analytics import users
+from analytics.refresh import run_refresh
+from analytics.store import init_schema, make_engine
+from tests.analytics import store_rows
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+TIMEOUT = 60
+PASSWORD = "correct horse battery staple"
+ROLE_USERS = {role: f"user_{role}" for role in ("executive", "marketing", "risk", "compliance", "admin")}
+
+
+@pytest.fixture(autouse=True)
+def app_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("AUTH_COOKIE_KEY", "test-cookie-key-" + "k" * 32)
+    monkeypatch.setenv("AUDIT_HMAC_KEY", "a" * 40)
+    monkeypatch.setenv("AUDIT_CHECKPOINT_FILE", str(tmp_path / "audit.checkpoint"))
+    monkeypatch.setattr(users, "BCRYPT_ROUNDS", 4)
+
+
+def make_store(tmp_path, *, fill=True, refresh=True, roles=ROLE_USERS) -> str:
+    url = f"sqlite:///{tmp_path}/store.db"
+    engine = make_engine(url, create_dir=True)
+    init_schema(engine)
+    if fill:
+        store_rows.fill(engine)
+    if fill and refresh:
+        run_refresh(engine)
+    for role, username in roles.items():
+        users.add_user(engine, username, PASSWORD, [role])
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def store_url(tmp_path):
+    return make_store(tmp_path)
+
+
+def new_app(monkeypatch, url: str) -> AppTest:
+    monkeypatch.setenv("CUSTOMER_STORE_URL", url)
+    return AppTest.from_file(APP, default_timeout=TIMEOUT)
+
+
+def login(at: AppTest, username: str, password: str = PASSWORD) -> AppTest:
+    """Fill and submit the login form (drawn by streamlit-authenticator)."""
+    at.run()
+    at.text_input[0].input(username)
+    at.text_input[1].input(password)
+    at.button[0].click()
+    at.run()
+    return at
+
+
+def nav_pages(at: AppTest) -> set[str]:
+    """URL paths of the pages st.navigation registered for this session (AppTest keeps them)."""
+    # The default page registers an empty url_pathname: name it by its script (or "login").
+    return {info.get("url_pathname") or (Path(info["script_path"]).stem if info.get("script_path") else "login")
+            for info in at._registered_pages.values()}

@@ -1,0 +1,103 @@
+"""AppTest: login, lockout message, per-role navigation, page gating, logout, idle timeout, cookie key."""
+
+import datetime as dt
+
+import pytest
+
+from analytics import access, audit, users
+from analytics.store import make_engine
+from tests.app.conftest import PASSWORD, ROLE_USERS, login, make_store, nav_pages, new_app
+
+BUILT_PAGES = {"overview"}  # pages whose scripts exist; grows as the dashboard's pages land
+
+
+def test_anonymous_sees_only_the_login_page(monkeypatch, store_url):
+    at = new_app(monkeypatch, store_url)
+    at.run()
+    assert not at.exception
+    assert nav_pages(at) == {"login"}
+    assert len(at.text_input) == 2
+    assert not at.metric
+
+
+def test_wrong_password_and_unknown_user_get_the_same_message(monkeypatch, store_url):
+    messages = []
+    for username, password in [("user_marketing", "wrong password!!"), ("nobody_here", "wrong password!!")]:
+        at = login(new_app(monkeypatch, store_url), username, password)
+        assert nav_pages(at) == {"login"}
+        messages.append([e.value for e in at.error])
+    assert messages[0] == messages[1] == [[users.WRONG_CREDENTIALS][0]]
+    events = audit.query(make_engine(store_url))["event"].tolist()
+    assert events.count("login_failed") == 2
+
+
+@pytest.mark.parametrize("role", sorted(ROLE_USERS))
+def test_each_role_gets_exactly_its_pages(monkeypatch, store_url, role):
+    at = login(new_app(monkeypatch, store_url), ROLE_USERS[role])
+    assert not at.exception
+    expected = set(access.pages_for([role])) & BUILT_PAGES
+    assert nav_pages(at) == expected
+    # A page outside the matrix is not registered, so it cannot be switched to.
+    for page in set(access.PAGES) - set(access.pages_for([role])):
+        assert page not in nav_pages(at)
+
+
+def test_user_with_several_roles_gets_the_union(monkeypatch, tmp_path):
+    url = make_store(tmp_path, roles={})
+    users.add_user(make_engine(url), "multi", PASSWORD, ["risk", "compliance"])
+    at = login(new_app(monkeypatch, url), "multi")
+    assert nav_pages(at) == set(access.pages_for(["risk", "compliance"])) & BUILT_PAGES
+
+
+def test_overview_after_login_shows_counts_and_audits_the_view(monkeypatch, store_url):
+    at = login(new_app(monkeypatch, store_url), ROLE_USERS["executive"])
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Customers · 客户数"] == "3"
+    assert metrics["Total AUM · 管理资产"] == "¥6,000"
+    log = audit.query(make_engine(store_url))
+    assert {"login_ok", "page_view"} <= set(log["event"])
+
+
+def test_lockout_after_repeated_failures(monkeypatch, store_url):
+    for _ in range(5):
+        login(new_app(monkeypatch, store_url), "user_risk", "not the password")
+    at = login(new_app(monkeypatch, store_url), "user_risk", PASSWORD)
+    assert nav_pages(at) == {"login"}
+    assert [e.value for e in at.error] == [users.WRONG_CREDENTIALS]
+    assert "login_locked" in set(audit.query(make_engine(store_url))["event"])
+
+
+def test_logout_ends_the_server_session(monkeypatch, store_url):
+    at = login(new_app(monkeypatch, store_url), ROLE_USERS["admin"])
+    session_id = at.session_state["ci_session_id"]
+    assert users.session_user(make_engine(store_url), session_id) == "user_admin"
+    at.sidebar.button[0].click()
+    at.run()
+    assert nav_pages(at) == {"login"}
+    assert users.session_user(make_engine(store_url), session_id) is None
+
+
+def test_idle_session_must_log_in_again(monkeypatch, store_url):
+    at = login(new_app(monkeypatch, store_url), ROLE_USERS["marketing"])
+    assert "overview" in nav_pages(at)
+    engine = make_engine(store_url)
+    # Age the session past the idle limit, as if the user had walked away.
+    from sqlalchemy import update
+
+    from analytics.schema import user_sessions
+    with engine.begin() as conn:
+        conn.execute(update(user_sessions).values(last_seen_at=dt.datetime(2000, 1, 1)))
+    at.run()
+    assert nav_pages(at) == {"login"}
+    assert any("log in again" in e.value for e in at.error)
+    assert "timeout" in set(audit.query(engine)["event"])
+
+
+@pytest.mark.parametrize("key", ["", "some_key", "too-short-key"])
+def test_bad_cookie_key_refuses_to_start(monkeypatch, store_url, key):
+    monkeypatch.setenv("AUTH_COOKIE_KEY", key)
+    at = new_app(monkeypatch, store_url)
+    at.run()
+    assert not at.exception
+    assert any("AUTH_COOKIE_KEY" in e.value for e in at.error)
+    assert len(at.text_input) == 0  # no login form: the app does not start
