@@ -1,0 +1,126 @@
+"""Real-browser fixtures: a Streamlit server on a free port, and Debian's Chromium through Playwright.
+
+The browser tests skip with a message when Chromium is absent; with ``REQUIRE_BROWSER=1`` (CI) they
+fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(store_url: str, tmp_path: Path, extra_env: dict | None = None):
+    """Start ``streamlit run app.py`` against ``store_url``; return (base URL, process, log path)."""
+    port = _free_port()
+    log_path = tmp_path / f"streamlit-{port}.log"
+    env = {**os.environ, "CUSTOMER_STORE_URL": store_url, **(extra_env or {})}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true",
+         "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited: {log_path.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return base, proc, log_path
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError("streamlit did not become healthy within 60 s")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("REQUIRE_BROWSER") == "1":
+            pytest.fail(f"REQUIRE_BROWSER=1 but Chromium is not at {CHROMIUM}")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            # Flags as the machine's own probe uses: no sandbox as root, and no background network
+            # calls, which the closed network refuses.
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1920, "height": 1080})
+    pg = context.new_page()
+    yield pg
+    context.close()
+
+
+def wait_idle(page, timeout_ms: int = 30000) -> None:
+    """Wait until the Streamlit script has finished running (the app's own script state)."""
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout_ms)
+
+
+PASSWORD = "browser test password"
+SECRET_ENV = {"AUTH_COOKIE_KEY": "browser-cookie-key-" + "b" * 32, "AUDIT_HMAC_KEY": "c" * 40}
+
+
+@pytest.fixture(scope="session")
+def app_server(demo_store_url, tmp_path_factory):
+    """The dashboard served on the demo store, with a user ``browser_admin`` (admin + compliance)."""
+    from analytics import users
+    from analytics.store import make_engine
+
+    tmp = tmp_path_factory.mktemp("srv")
+    engine = make_engine(demo_store_url)
+    if users.get_user(engine, "browser_admin") is None:
+        users.add_user(engine, "browser_admin", PASSWORD, ["admin", "compliance"])
+    engine.dispose()
+    env = {**SECRET_ENV, "AUDIT_CHECKPOINT_FILE": str(tmp / "audit.ckpt")}
+    base, proc, _log = start_server(demo_store_url, tmp, env)
+    yield base
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def is_login_page(page) -> bool:
+    """Wait for the login page; True when it shows the form and nothing of any page's content."""
+    page.get_by_text("Password · 密码").first.wait_for(timeout=30000)
+    wait_idle(page)
+    body = page.inner_text("body")
+    return "Username · 用户名" in body and "Customers · 客户数" not in body and "Total AUM" not in body
+
+
+def log_in(page, base: str, username: str = "browser_admin", password: str = PASSWORD) -> None:
+    page.goto(base + "/")
+    is_login_page(page)
+    page.get_by_label("Username · 用户名").fill(username)
+    page.get_by_label("Password · 密码").fill(password)
+    page.get_by_role("button", name="Log in · 登录").click()
+    page.get_by_text("Customers · 客户数").wait_for(timeout=30000)
+    wait_idle(page)

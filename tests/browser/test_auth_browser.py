@@ -1,0 +1,49 @@
+"""In a real browser: anonymous visitors see only the login page at every URL, login works, and after
+logout a copied re-authentication cookie no longer logs in."""
+
+import pytest
+
+from analytics import access
+from tests.browser.conftest import is_login_page, log_in
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.mark.parametrize("path", ["", "login", *access.PAGES])
+def test_every_url_shows_only_the_login_page_to_anonymous_visitors(app_server, page, path):
+    page.goto(f"{app_server}/{path}")
+    assert is_login_page(page)
+    # Nothing of any page leaks into the navigation either.
+    assert page.locator('[data-testid="stSidebarNav"]').count() == 0
+
+
+def test_login_then_copied_cookie_is_useless_after_logout(app_server, browser):
+    ctx = browser.new_context(viewport={"width": 1920, "height": 1080})
+    page = ctx.new_page()
+    log_in(page, app_server)
+    # The component sets the cookie from the browser side; wait for it.
+    for _ in range(50):
+        cookies = [c for c in ctx.cookies() if c["name"] == "customer_insight_session"]
+        if cookies:
+            break
+        page.wait_for_timeout(200)
+    assert cookies, "the re-authentication cookie was never set"
+
+    # Control: while the session is live, the copied cookie logs a fresh browser in.
+    thief = browser.new_context(viewport={"width": 1920, "height": 1080})
+    thief.add_cookies(cookies)
+    tpage = thief.new_page()
+    tpage.goto(app_server + "/")
+    tpage.get_by_text("Customers · 客户数").wait_for(timeout=30000)
+    thief.close()
+
+    page.get_by_role("button", name="Log out · 退出").click()
+    assert is_login_page(page)
+    ctx.close()
+
+    thief = browser.new_context(viewport={"width": 1920, "height": 1080})
+    thief.add_cookies(cookies)
+    tpage = thief.new_page()
+    tpage.goto(app_server + "/")
+    assert is_login_page(tpage)
+    thief.close()
