@@ -95,3 +95,14 @@ def run_record(run_id: int) -> dict:
 def show_error(exc: AnalyticsError) -> None:
     """Render a domain error as a message the user can act on (never a traceback)."""
     st.error(str(exc))
+
+
+# st.dataframe's toolbar carries its own CSV download, which would skip the audited, masked export.
+# Hide the toolbar on every table; exports go through the audited download buttons.
+_HIDE_TABLE_TOOLBAR = "<style>[data-testid='stElementToolbar'] {display: none !important;}</style>"
+
+
+def show_table(frame, **kwargs) -> None:
+    """``st.dataframe`` without its toolbar (no unaudited CSV download)."""
+    st.markdown(_HIDE_TABLE_TOOLBAR, unsafe_allow_html=True)
+    st.dataframe(frame, hide_index=True, **kwargs)
