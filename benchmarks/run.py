@@ -1,0 +1,71 @@
+"""`make bench`: speed and memory figures, written to benchmarks/results.json.
+
+Each benchmark runs in its own subprocess so its peak memory (max RSS) is its own. Results are
+merged into results.json by name, so one benchmark can be re-run alone:
+
+    .venv/bin/python benchmarks/run.py demo_100k
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results.json"
+PY = sys.executable
+
+
+
+def _peak_rss_mib(cmd: list[str]) -> tuple[dict, float]:
+    # ru_maxrss of RUSAGE_CHILDREN is the largest child so far: measure each in a fresh runner.
+    wrapper = ("import resource, subprocess, sys, json; r = subprocess.run(sys.argv[1:]); "
+               "print(json.dumps({'rc': r.returncode, "
+               "'maxrss_kib': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))")
+    t0 = time.perf_counter()
+    proc = subprocess.run([PY, "-c", wrapper, *cmd], cwd=ROOT, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    last = json.loads(proc.stdout.strip().splitlines()[-1])
+    if last["rc"] != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+    return {"seconds": round(seconds, 2)}, round(last["maxrss_kib"] / 1024, 1)
+
+
+def bench_demo(customers: int) -> dict:
+    with tempfile.TemporaryDirectory(dir=ROOT / "benchmarks") as tmp:
+        url = f"sqlite:///{tmp}/bench.db"
+        timing, rss = _peak_rss_mib([PY, "-m", "analytics", "demo", "--customers", str(customers),
+                                     "--db", url, "--quiet"])
+        db_mib = round(Path(f"{tmp}/bench.db").stat().st_size / 2**20, 1)
+        refresh, refresh_rss = _peak_rss_mib([PY, "-m", "analytics", "refresh", "--db", url, "--quiet"])
+    return {"customers": customers, "generate_seconds": timing["seconds"], "generate_peak_rss_mib": rss,
+            "store_size_mib": db_mib, "refresh_seconds": refresh["seconds"], "refresh_peak_rss_mib": refresh_rss}
+
+
+BENCHMARKS = {
+    "demo_100k": lambda: bench_demo(100_000),
+    "demo_1m": lambda: bench_demo(1_000_000),
+}
+
+
+def main(names: list[str]) -> None:
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    for name in names or list(BENCHMARKS):
+        print(f"running {name} ...", flush=True)
+        value = BENCHMARKS[name]()
+        value["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        value["machine"] = f"{platform.machine()}, {resource.getpagesize()}-byte pages, Python {platform.python_version()}"
+        results[name] = value
+        print(json.dumps(value, indent=2), flush=True)
+        RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
