@@ -184,6 +184,12 @@ def _bulk_insert_conn(conn, table: Table, df: pd.DataFrame) -> int:
         with cur.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') as copy:
             for row in _python_values(df, table):
                 copy.write_row(row)
+        # COPY with explicit ids does not move a serial column's sequence: move it past the largest
+        # id, or the next plain INSERT would collide.
+        serial = table.autoincrement_column
+        if serial is not None and serial.name in cols:
+            cur.execute(f"SELECT setval(pg_get_serial_sequence('\"{table.name}\"', '{serial.name}'), "
+                        f'(SELECT MAX("{serial.name}") FROM "{table.name}"))')
         cur.close()
     else:
         placeholders = ", ".join("?" for _ in cols)

@@ -75,3 +75,12 @@ def test_foreign_keys_are_enforced(engine):
             conn.execute(customers.insert().values(
                 customer_id="C9", branch_id="NOPE", open_date=date(2020, 1, 1), status="active",
                 marketing_consent=False))
+
+
+def test_bulk_insert_with_explicit_ids_leaves_autoincrement_usable(engine):
+    store_rows.fill(engine)  # holdings 1..3 written with explicit ids
+    with engine.begin() as conn:
+        new_id = conn.execute(holdings.insert().values(
+            customer_id="C000000003", product_id="P01", opened_on=date(2026, 8, 1), balance=1.0)
+        ).inserted_primary_key[0]
+    assert new_id == 4
