@@ -4,8 +4,6 @@ Run with ``make run`` (or ``streamlit run app.py``). Page scripts live in app_pa
 Streamlit serves any script in a folder named pages/ by URL, past the login gate.
 """
 
-from pathlib import Path
-
 import streamlit as st
 
 from analytics import access
@@ -13,7 +11,6 @@ from app_pages import auth, common
 
 st.set_page_config(page_title="Customer insight · 客户洞察", page_icon="🏦", layout="wide")
 
-HERE = Path(__file__).resolve().parent
 ICONS = {
     "overview": ":material/dashboard:", "kpi_wall": ":material/tv:", "segments": ":material/donut_large:",
     "lifecycle": ":material/timeline:", "churn": ":material/trending_down:",
@@ -33,7 +30,7 @@ if user is None:
 
 pages = []
 for key in access.pages_for(user["roles"]):
-    script = HERE / "app_pages" / f"{key}.py"
+    script = common.page_script(key)
     if not script.exists():  # a page of the matrix not built yet
         continue
     english, chinese = access.PAGES[key]

@@ -9,6 +9,7 @@ unmasked frame to a masked role).
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
@@ -18,6 +19,14 @@ from analytics.errors import AnalyticsError, StoreError, StoreNotInitialisedErro
 from analytics.store import check_store, init_schema, make_engine, redact_url, resolve_url
 
 log = logging.getLogger("app")
+
+PAGES_DIR = Path(__file__).resolve().parent
+
+
+def page_script(key: str) -> Path:
+    """The script of a page of the access matrix (it may not exist yet)."""
+    return PAGES_DIR / f"{key}.py"
+
 
 HOW_TO_CREATE = ("Build the demo store with `make run` (or `python -m analytics demo` then "
                  "`python -m analytics refresh`), or point `CUSTOMER_STORE_URL` at your bank's store.")

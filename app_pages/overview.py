@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from analytics import access
 from app_pages import auth, common
 
 user = auth.require_page(common.engine(), "overview")
@@ -29,3 +30,11 @@ c2.metric("Deposits · 存款", money(m.get("deposits_total")))
 c3.metric("Loans · 贷款", money(m.get("loans_total")))
 c4.metric("Products · 产品", f"{int(m.get('products_total') or 0):,}")
 st.caption(f"{int(m.get('branches_total') or 0)} branches · {int(m.get('holdings_open') or 0):,} open holdings")
+
+others = [key for key in access.pages_for(user["roles"]) if key != "overview" and common.page_script(key).exists()]
+if others:
+    st.subheader("Your pages · 我的页面")
+    cols = st.columns(min(4, len(others)))
+    for i, key in enumerate(others):
+        english, chinese = access.PAGES[key]
+        cols[i % len(cols)].page_link(str(common.page_script(key)), label=f"{english} · {chinese}")
