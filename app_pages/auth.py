@@ -36,6 +36,7 @@ KNOWN_DEFAULT_KEYS = {"some_key", "some_signature_key", "abcdef", "changeme", "s
 
 STATE_SESSION = "ci_session_id"
 STATE_NOTICE = "ci_auth_notice"
+STATE_COOKIE_PENDING = "ci_cookie_pending"
 
 
 def cookie_key_problem(key: str | None) -> str | None:
@@ -116,6 +117,7 @@ def _authenticator(engine, key: str) -> stauth.Authenticate:
             return False
         session_id = users.start_session(engine, result.username)
         _set_logged_in(result.username, result.display_name, result.roles, session_id)
+        st.session_state[STATE_COOKIE_PENDING] = True
         audit_event(engine, "login_ok")
         return True
 
@@ -154,6 +156,12 @@ def login_gate(engine) -> dict | None:
         st.stop()
     auth = _authenticator(engine, key)
     user = current_user()
+    if user is None and not st.session_state.get("logout"):
+        # Honour the cookie before st.navigation is built, so a logged-in user who reloads a
+        # sub-page lands on that page rather than on the default one.
+        token = auth.cookie_controller.get_cookie()
+        if token and _login_with_token(engine, token):
+            user = current_user()
     if user is not None and not users.touch_session(engine, user["session_id"]):
         audit_event(engine, "timeout", user)
         auth.logout(location="unrendered")
@@ -164,6 +172,10 @@ def login_gate(engine) -> dict | None:
         user = None
     if user is not None:
         st.session_state["_auth"] = auth
+        if st.session_state.pop(STATE_COOKIE_PENDING, False):
+            # The login run ends in st.rerun(), which can drop the browser-side component that
+            # writes the cookie before it runs; write it again in the first full run.
+            auth.cookie_controller.set_cookie()
         return user
     st.session_state["_auth"] = auth
     return None

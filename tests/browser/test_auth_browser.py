@@ -47,3 +47,18 @@ def test_login_then_copied_cookie_is_useless_after_logout(app_server, browser):
     tpage.goto(app_server + "/")
     assert is_login_page(tpage)
     thief.close()
+
+
+def test_reload_of_a_sub_page_stays_on_it(app_server, browser):
+    ctx = browser.new_context(viewport={"width": 1920, "height": 1080})
+    page = ctx.new_page()
+    log_in(page, app_server)
+    for _ in range(50):
+        if any(c["name"] == "customer_insight_session" for c in ctx.cookies()):
+            break
+        page.wait_for_timeout(200)
+    page.goto(app_server + "/admin")
+    page.get_by_text("Refresh runs · 刷新任务").wait_for(timeout=30000)
+    assert page.url.rstrip("/").endswith("/admin")
+    assert "Page not found" not in page.inner_text("body")
+    ctx.close()
