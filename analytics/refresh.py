@@ -113,6 +113,17 @@ def _summary_stage(ctx: RefreshContext) -> None:
 STAGES: list[Stage] = [Stage("summary", _summary_stage)]
 
 
+def _data_quality_stage(ctx: RefreshContext) -> None:
+    """Data-quality rules, scores and breakdowns (issue 6); imported here so a broken rule file
+    fails this stage with its message, not every import of the refresh module."""
+    from analytics.quality import run_stage
+
+    run_stage(ctx)
+
+
+STAGES.append(Stage("data_quality", _data_quality_stage))
+
+
 def result_tables():
     """Every run-keyed result table (a ``run_id`` column), whose rows belong to one run."""
     skip = {"refresh_runs", "current_run", "audit_log"}

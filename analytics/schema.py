@@ -285,6 +285,60 @@ audit_log = Table(
     Index("ix_audit_log_event_time", "event", "at_utc"),
 )
 
+# --- Data-quality results (issue 6) ---
+# Written by the refresh's "data_quality" stage (analytics/quality.py), one set per run. Rules and
+# their denominators are documented in data/dq_rules.yaml.
+
+# One row per rule per run. ``definition`` is the rule exactly as evaluated (JSON, settings such as
+# FRESHNESS_MONTHS resolved to their values), so a drill-down re-runs that same rule at the run's
+# ``as_of`` date even after the rule file or a setting changes.
+dq_rule_results = Table(
+    "dq_rule_results",
+    metadata,
+    Column("run_id", Integer, ForeignKey("refresh_runs.run_id"), primary_key=True),
+    Column("rule", String(80), primary_key=True),
+    Column("position", Integer, nullable=False),  # order in the rule file, for display
+    Column("table_name", String(40), nullable=False),
+    Column("column_name", String(200), nullable=False),  # the checked column(s), comma-separated
+    Column("kind", String(20), nullable=False),
+    Column("dimension", String(20), nullable=False),
+    Column("severity", String(10), nullable=False),
+    Column("checked", BigInteger, nullable=False),
+    Column("failed", BigInteger, nullable=False),
+    Column("pass_rate", Float),  # (checked - failed) / checked; NULL when nothing was checked
+    Column("as_of", Date, nullable=False),
+    Column("definition", Text, nullable=False),
+)
+
+# The same counts per branch and per onboarding channel, for rules on the customers table.
+dq_rule_breakdown = Table(
+    "dq_rule_breakdown",
+    metadata,
+    Column("run_id", Integer, ForeignKey("refresh_runs.run_id"), primary_key=True),
+    Column("rule", String(80), primary_key=True),
+    Column("scope", String(10), primary_key=True),  # branch, channel
+    Column("scope_value", String(50), primary_key=True),  # branch_id or channel; "(missing)" for NULL
+    Column("checked", BigInteger, nullable=False),
+    Column("failed", BigInteger, nullable=False),
+)
+
+# Scores in [0, 1]: scope overall (scope_value ""), table, branch, channel; dimension is one of the
+# five dimensions or "overall" (the weighted score of the scope).
+dq_scores = Table(
+    "dq_scores",
+    metadata,
+    Column("run_id", Integer, ForeignKey("refresh_runs.run_id"), primary_key=True),
+    Column("scope", String(10), primary_key=True),
+    Column("scope_value", String(50), primary_key=True),
+    Column("dimension", String(20), primary_key=True),
+    Column("score", Float, nullable=False),
+    Column("checked", BigInteger, nullable=False),  # rule checks summed over the scope's rules
+    Column("failed", BigInteger, nullable=False),
+)
+
+DQ_TABLES = ("dq_rule_results", "dq_rule_breakdown", "dq_scores")
+
+
 APP_TABLES = (
     "refresh_runs", "current_run", "run_metrics", "load_batches", "load_rejects",
     "users", "user_sessions", "audit_log",

@@ -1,0 +1,249 @@
+"""Plotly figures for the data-quality page and the KPI wall.
+
+Every builder takes the frames :mod:`analytics.quality` returns (scores, history, rule results),
+never reads the store itself, and returns a :class:`plotly.graph_objects.Figure`. Scores are
+fractions in [0, 1] in the frames and shown as percentages. ``lang`` is ``"en"`` or ``"zh"``; the
+three figures the bank's guidance names keep their Chinese names in both: 完整率 (completeness),
+准确率 (accuracy/validity), 鲜活率 (freshness, the timeliness dimension).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from analytics.quality import DIMENSIONS
+
+# dimension -> (English, Chinese)
+DIMENSION_LABELS: dict[str, tuple[str, str]] = {
+    "overall": ("Overall", "综合得分"),
+    "completeness": ("Completeness 完整率", "完整率"),
+    "validity": ("Accuracy 准确率", "准确率"),
+    "consistency": ("Consistency", "一致性"),
+    "uniqueness": ("Uniqueness", "唯一性"),
+    "timeliness": ("Freshness 鲜活率", "鲜活率"),
+}
+NAMED_RATES = ("completeness", "validity", "timeliness")
+SCOPE_LABELS: dict[str, tuple[str, str]] = {"branch": ("branch", "网点"), "channel": ("onboarding channel", "开户渠道")}
+SEVERITY_LABELS: dict[str, tuple[str, str]] = {"high": ("high", "高"), "medium": ("medium", "中"),
+                                               "low": ("low", "低")}
+
+# Colour bands of a score, in percent: below 80 needs action, 80-95 watch, 95 and above good.
+BANDS = ((0, 80, "#f4cccc"), (80, 95, "#fff2cc"), (95, 100, "#d9ead3"))
+BAR_COLOURS = {"bad": "#cc4125", "watch": "#e69138", "good": "#6aa84f"}
+
+_TEXT = {
+    "overall": ("Data-quality score", "数据质量综合得分"),
+    "named": ("Completeness, accuracy and freshness", "完整率、准确率、鲜活率"),
+    "dimensions": ("Score by dimension", "各维度得分"),
+    "trend": ("Data-quality trend across refreshes", "数据质量趋势"),
+    "breakdown": ("{dimension} by {scope}", "各{scope}{dimension}"),
+    "rules": ("Rule results", "规则检查结果"),
+    "score": ("score (%)", "得分 (%)"),
+    "refresh": ("refresh finished", "刷新完成时间"),
+    "no_data": ("No data-quality results yet: run a refresh.", "暂无数据质量结果，请先运行刷新。"),
+    "rule": ("rule", "规则"), "dimension": ("dimension", "维度"), "severity": ("severity", "严重程度"),
+    "checked": ("checked", "检查数"), "failed": ("failed", "不合格数"), "pass_rate": ("pass rate", "合格率"),
+}
+
+
+def _t(key: str, lang: str) -> str:
+    if lang not in ("en", "zh"):
+        raise ValueError(f"lang must be 'en' or 'zh', not {lang!r}")
+    return _TEXT[key][0 if lang == "en" else 1]
+
+
+def dimension_label(dimension: str, lang: str = "en") -> str:
+    """Display name of a dimension (or ``"overall"``)."""
+    pair = DIMENSION_LABELS.get(dimension, (dimension, dimension))
+    return pair[0 if lang == "en" else 1]
+
+
+def _band(pct: float) -> str:
+    return "bad" if pct < 80 else "watch" if pct < 95 else "good"
+
+
+def _empty(title: str, lang: str) -> go.Figure:
+    fig = go.Figure()
+    fig.update_layout(title=title, xaxis={"visible": False}, yaxis={"visible": False},
+                      annotations=[{"text": _t("no_data", lang), "showarrow": False, "xref": "paper",
+                                    "yref": "paper", "x": 0.5, "y": 0.5}])
+    return fig
+
+
+def _overall_scores(scores: pd.DataFrame) -> pd.Series:
+    """dimension -> score of the overall scope, from a :func:`analytics.quality.scores` frame."""
+    frame = scores
+    if "scope" in frame.columns:
+        frame = frame[frame["scope"] == "overall"]
+    return frame.set_index("dimension")["score"].astype(float)
+
+
+def overall_gauge(score: float | None, *, previous: float | None = None, lang: str = "en") -> go.Figure:
+    """A gauge of the overall score (0-100 %), with the change since the previous run when given.
+
+    Parameters
+    ----------
+    score : float or None
+        The overall score in [0, 1]; None draws an empty figure saying there are no results.
+    previous : float, optional
+        The previous run's overall score, shown as a delta in percentage points.
+    lang : {"en", "zh"}
+    """
+    title = _t("overall", lang)
+    if score is None or pd.isna(score):
+        return _empty(title, lang)
+    mode = "gauge+number" + ("+delta" if previous is not None and not pd.isna(previous) else "")
+    indicator = go.Indicator(
+        mode=mode, value=round(100 * float(score), 1), number={"suffix": "%"},
+        gauge={"axis": {"range": [0, 100]}, "bar": {"color": BAR_COLOURS[_band(100 * float(score))]},
+               "steps": [{"range": [lo, hi], "color": c} for lo, hi, c in BANDS]},
+        title={"text": title},
+    )
+    if "delta" in mode:
+        indicator.delta = {"reference": round(100 * float(previous), 1), "valueformat": ".1f", "suffix": " pp"}
+    fig = go.Figure(indicator)
+    fig.update_layout(title=title, margin={"t": 60, "b": 10})
+    return fig
+
+
+def named_rates(scores: pd.DataFrame, *, lang: str = "en") -> go.Figure:
+    """The three rates the bank's guidance names, side by side: 完整率, 准确率, 鲜活率.
+
+    Parameters
+    ----------
+    scores : DataFrame
+        :func:`analytics.quality.scores` of a run (the overall scope is used).
+    """
+    title = _t("named", lang)
+    overall = _overall_scores(scores) if not scores.empty else pd.Series(dtype=float)
+    present = [d for d in NAMED_RATES if d in overall.index]
+    if not present:
+        return _empty(title, lang)
+    fig = go.Figure()
+    for i, dim in enumerate(present):
+        fig.add_trace(go.Indicator(
+            mode="number", value=round(100 * overall[dim], 1), number={"suffix": "%"},
+            title={"text": dimension_label(dim, lang)},
+            domain={"x": [i / len(present), (i + 1) / len(present)], "y": [0, 1]},
+        ))
+    fig.update_layout(title=title, margin={"t": 60, "b": 10})
+    return fig
+
+
+def dimension_bars(scores: pd.DataFrame, *, lang: str = "en") -> go.Figure:
+    """Horizontal bars of the five dimension scores (overall scope), coloured by band."""
+    title = _t("dimensions", lang)
+    overall = _overall_scores(scores) if not scores.empty else pd.Series(dtype=float)
+    dims = [d for d in DIMENSIONS if d in overall.index]
+    if not dims:
+        return _empty(title, lang)
+    pct = [round(100 * overall[d], 2) for d in dims]
+    fig = go.Figure(go.Bar(
+        x=pct, y=[dimension_label(d, lang) for d in dims], orientation="h",
+        text=[f"{p:.1f}%" for p in pct], textposition="auto",
+        marker={"color": [BAR_COLOURS[_band(p)] for p in pct]},
+        customdata=dims, hovertemplate="%{y}: %{x:.2f}%<extra></extra>",
+    ))
+    fig.update_layout(title=title, xaxis={"title": _t("score", lang), "range": [0, 100]},
+                      yaxis={"autorange": "reversed"})
+    return fig
+
+
+def score_trend(history: pd.DataFrame, *, dimensions: tuple[str, ...] | None = None,
+                lang: str = "en") -> go.Figure:
+    """One line per dimension (and the overall score) across refresh runs.
+
+    Parameters
+    ----------
+    history : DataFrame
+        :func:`analytics.quality.score_history` (run_id, finished_at, dimension, score).
+    dimensions : tuple of str, optional
+        Which lines to draw; default the overall score and every dimension present.
+    """
+    title = _t("trend", lang)
+    if history.empty:
+        return _empty(title, lang)
+    wanted = dimensions or ("overall", *DIMENSIONS)
+    fig = go.Figure()
+    for dim in wanted:
+        h = history[history["dimension"] == dim].sort_values("run_id")
+        if h.empty:
+            continue
+        x = h["finished_at"] if h["finished_at"].notna().all() else h["run_id"]
+        fig.add_trace(go.Scatter(
+            x=x, y=(100 * h["score"]).round(2), mode="lines+markers", name=dimension_label(dim, lang),
+            customdata=h["run_id"], line={"width": 4 if dim == "overall" else 2},
+            hovertemplate="run %{customdata}: %{y:.2f}%<extra>" + dimension_label(dim, lang) + "</extra>",
+        ))
+    fig.update_layout(title=title, xaxis={"title": _t("refresh", lang)},
+                      yaxis={"title": _t("score", lang)}, hovermode="x unified")
+    return fig
+
+
+def breakdown_bars(scores: pd.DataFrame, *, scope: str = "branch", dimension: str = "overall",
+                   labels: dict[str, str] | None = None, top: int | None = None, lang: str = "en") -> go.Figure:
+    """Bars of one dimension's score per branch or per onboarding channel, worst first.
+
+    Parameters
+    ----------
+    scores : DataFrame
+        :func:`analytics.quality.scores` of a run (all scopes, or just ``scope``).
+    scope : {"branch", "channel"}
+    dimension : str
+        ``"overall"`` or one of the five dimensions.
+    labels : dict, optional
+        scope value -> display name (e.g. branch id -> branch name); the value itself otherwise.
+    top : int, optional
+        Show only the ``top`` worst.
+    """
+    if scope not in SCOPE_LABELS:
+        raise ValueError(f"scope must be one of {', '.join(SCOPE_LABELS)}, not {scope!r}")
+    scope_label = SCOPE_LABELS[scope][0 if lang == "en" else 1]
+    dim_label = dimension_label(dimension, lang)
+    template = _t("breakdown", lang)
+    title = template.format(dimension=dim_label, scope=scope_label)
+    if lang == "en":
+        title = title[0].upper() + title[1:]
+    frame = scores[(scores["scope"] == scope) & (scores["dimension"] == dimension)] if not scores.empty else scores
+    if frame.empty:
+        return _empty(title, lang)
+    frame = frame.sort_values(["score", "scope_value"])
+    if top is not None:
+        frame = frame.head(top)
+    names = [(labels or {}).get(v, v) for v in frame["scope_value"]]
+    pct = (100 * frame["score"]).round(2).tolist()
+    fig = go.Figure(go.Bar(
+        x=names, y=pct, text=[f"{p:.1f}%" for p in pct], textposition="auto",
+        marker={"color": [BAR_COLOURS[_band(p)] for p in pct]},
+        customdata=frame[["scope_value", "checked", "failed"]].to_numpy(),
+        hovertemplate="%{x}: %{y:.2f}%<br>%{customdata[2]} / %{customdata[1]}<extra></extra>",
+    ))
+    fig.update_layout(title=title, yaxis={"title": _t("score", lang), "range": [0, 100]},
+                      xaxis={"title": scope_label, "type": "category"})
+    return fig
+
+
+def rules_table(results: pd.DataFrame, *, lang: str = "en") -> go.Figure:
+    """A table of per-rule results (:func:`analytics.quality.rule_results`), failing rules first."""
+    title = _t("rules", lang)
+    if results.empty:
+        return _empty(title, lang)
+    frame = results.sort_values(["pass_rate", "rule"], na_position="last")
+    rate = ["" if pd.isna(r) else f"{100 * r:.2f}%" for r in frame["pass_rate"]]
+    sev = [SEVERITY_LABELS.get(s, (s, s))[0 if lang == "en" else 1] for s in frame["severity"]]
+    header = [_t(k, lang) for k in ("rule", "dimension", "severity", "checked", "failed", "pass_rate")]
+    fig = go.Figure(go.Table(
+        header={"values": header, "align": "left"},
+        cells={"values": [frame["rule"].tolist(), [dimension_label(d, lang) for d in frame["dimension"]], sev,
+                          [f"{int(v):,}" for v in frame["checked"]], [f"{int(v):,}" for v in frame["failed"]], rate],
+               "align": "left"},
+    ))
+    fig.update_layout(title=title)
+    return fig
+
+
+__all__ = [
+    "DIMENSION_LABELS", "breakdown_bars", "dimension_bars", "dimension_label", "named_rates", "overall_gauge",
+    "rules_table", "score_trend",
+]
