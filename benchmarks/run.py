@@ -45,8 +45,13 @@ def bench_demo(customers: int) -> dict:
                                      "--db", url, "--quiet"])
         db_mib = round(Path(f"{tmp}/bench.db").stat().st_size / 2**20, 1)
         refresh, refresh_rss = _peak_rss_mib([PY, "-m", "analytics", "refresh", "--db", url, "--quiet"])
+        status = subprocess.run([PY, "-m", "analytics", "status", "--json", "--db", url], cwd=ROOT,
+                                capture_output=True, text=True, check=True)
+        metrics = json.loads(status.stdout)["runs"][0].get("metrics") or {}
+    stages = {k.split(".", 1)[1]: v for k, v in metrics.items() if k.startswith("stage_seconds.")}
     return {"customers": customers, "generate_seconds": timing["seconds"], "generate_peak_rss_mib": rss,
-            "store_size_mib": db_mib, "refresh_seconds": refresh["seconds"], "refresh_peak_rss_mib": refresh_rss}
+            "store_size_mib": db_mib, "refresh_seconds": refresh["seconds"], "refresh_peak_rss_mib": refresh_rss,
+            "refresh_stage_seconds": stages}
 
 
 BENCHMARKS = {
