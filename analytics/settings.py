@@ -50,6 +50,7 @@ SETTINGS: dict[str, Setting] = {
                 secret=True),
         Setting("AUDIT_HMAC_KEY", "",
                 "Key of the HMAC-SHA256 chain over the audit log; at least 32 bytes.", secret=True),
+        Setting("EXPORT_MAX_ROWS", 100000, "Most rows one CSV/Excel export may hold.", int),
         Setting("LOGIN_MAX_FAILED_ATTEMPTS", 5, "Consecutive failed logins that lock an account.", int),
         Setting("LOGIN_LOCKOUT_MINUTES", 30, "How long a locked account stays locked.", int),
         Setting("SESSION_IDLE_MINUTES", 15, "A login session idle this long is ended; the user logs in again.", int),
