@@ -38,6 +38,7 @@ for key in access.pages_for(user["roles"]):
                          url_path=key, default=(key == "overview")))
 
 with st.sidebar:
+    st.radio("Language · 语言", ["English", "中文"], key="ui_lang", horizontal=True)
     st.markdown(f"**{user['name']}**  \n{', '.join(user['roles'])}")
     if st.button("Log out · 退出", key="ci_logout_button"):
         auth.logout(engine)

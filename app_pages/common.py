@@ -14,7 +14,7 @@ from pathlib import Path
 import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 
-from analytics import refresh
+from analytics import refresh, settings
 from analytics.errors import AnalyticsError, StoreError, StoreNotInitialisedError
 from analytics.store import check_store, init_schema, make_engine, redact_url, resolve_url
 
@@ -115,3 +115,61 @@ def show_table(frame, **kwargs) -> None:
     """``st.dataframe`` without its toolbar (no unaudited CSV download)."""
     st.markdown(_HIDE_TABLE_TOOLBAR, unsafe_allow_html=True)
     st.dataframe(frame, hide_index=True, **kwargs)
+
+
+def audited_export(engine, user: dict, frame, stem: str, fmt: str, context: dict) -> bytes:
+    """Serialise ``frame`` (already masked for the user's role) and audit the export.
+
+    Called when the user clicks a download button (a deferred download), so the audit entry
+    records an export that happened, with its row count and SHA-256.
+    """
+    from analytics import exports
+    from app_pages import auth
+
+    export = (exports.to_excel if fmt == "xlsx" else exports.to_csv)(frame, stem)
+    ids = frame["customer_id"].astype(str).tolist() if "customer_id" in frame.columns else None
+    target = {"export": export.file_name, "rows": export.rows, "sha256": export.sha256}
+    if ids is not None:
+        target["customer_ids"] = ids[:1000]  # the full list can be re-derived from the hash's file
+    auth.audit_event(engine, "export", user, target=target, parameters=context)
+    return export.data
+
+
+def export_buttons(engine, user: dict, frame, stem: str, context: dict, key: str) -> None:
+    """CSV and Excel download buttons for ``frame``; the file is built and audited on click."""
+    limit = int(settings.get("EXPORT_MAX_ROWS"))
+    if len(frame) > limit:
+        st.info(f"{len(frame):,} rows: exports are limited to {limit:,}. Narrow the filters to export.")
+        return
+    c1, c2, _ = st.columns([1, 1, 6])
+    c1.download_button("CSV", data=lambda: audited_export(engine, user, frame, stem, "csv", context),
+                       file_name=f"{stem}.csv", mime="text/csv", key=f"{key}_csv", on_click="ignore",
+                       icon=":material/download:")
+    c2.download_button("Excel", data=lambda: audited_export(engine, user, frame, stem, "xlsx", context),
+                       file_name=f"{stem}.xlsx", key=f"{key}_xlsx", on_click="ignore",
+                       mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                       icon=":material/download:")
+
+
+def lang() -> str:
+    """The UI language chosen in the sidebar: "en" or "zh"."""
+    return "zh" if st.session_state.get("ui_lang") == "中文" else "en"
+
+
+def t(english: str, chinese: str) -> str:
+    """Pick the label for the chosen language."""
+    return chinese if lang() == "zh" else english
+
+
+@st.cache_data(ttl=600, show_spinner=False)
+def _dq_frames(url: str, run_id: int) -> dict:
+    from analytics import quality
+
+    eng = _engine(url)
+    return {"results": quality.rule_results(eng, run_id), "scores": quality.scores(eng, run_id),
+            "history": quality.score_history(eng), "change": quality.score_change(eng, run_id)}
+
+
+def dq_frames(run_id: int) -> dict:
+    """Data-quality aggregates of a run (no customer-level data: shared by every role)."""
+    return _dq_frames(resolve_url(), run_id)
