@@ -57,10 +57,17 @@ def test_no_raw_personal_value_reaches_any_page_or_log(monkeypatch, demo_store_u
     at = login(new_app(monkeypatch, demo_store_url), username)
     pages = [info["script_path"] for info in at._registered_pages.values() if info.get("script_path")]
     assert pages, "the role got no pages"
+    with engine.connect() as conn:
+        sample_customer = conn.execute(text("SELECT MIN(customer_id) FROM customers")).scalar()
     root = Path(__file__).resolve().parents[2]
     for script in pages:
         at.switch_page(str(Path(script).relative_to(root))).run()
         assert not at.exception, script
+        if script.endswith("customer_360.py"):
+            at.text_input[0].input(sample_customer)
+            at.button[0].click()
+            at.run()
+            assert at.dataframe, "the lookup showed nothing"
         blob = "\n".join(_rendered_text(at._tree))
         leaked = [v for v in raw_values if v in blob]
         assert leaked == [], f"{role} on {script} sees raw values, e.g. {leaked[:1]!r}"

@@ -1,0 +1,145 @@
+"""Customer 360: one customer's profile, holdings, balances, contacts and scores, masked for the role.
+
+Everything here returns data already masked by :func:`analytics.access.mask_frame` for the caller's
+roles: a page never holds a raw personal value. The one way to a raw value is :func:`unmask_field`,
+which only roles that may unmask can use, with a written reason, and which writes an ``unmask``
+entry to the audit log *before* the value is returned.
+
+Lookup is by customer id only: searching by name, phone or ID number would let a masked role infer
+the hidden value (the policy's "no inference" rule).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import pandas as pd
+from sqlalchemy import Engine, inspect, select
+
+from analytics import access, audit
+from analytics.errors import AnalyticsError
+from analytics.schema import contacts, customer_monthly, customers, holdings, products
+from analytics.store import read_frame
+
+CUSTOMER_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,20}$")
+
+PROFILE_COLUMNS = (
+    "customer_id", "name", "gender", "birth_date", "id_type", "id_number", "id_expiry_date", "phone",
+    "email", "address", "city", "province", "branch_id", "relationship_manager", "customer_type",
+    "occupation", "income_band", "onboarding_channel", "open_date", "risk_tolerance", "risk_assessed_at",
+    "credit_grade", "status", "marketing_consent", "updated_at",
+)
+
+
+class CustomerNotFound(AnalyticsError):
+    """No customer with that id."""
+
+
+def _check_id(customer_id: str) -> str:
+    cid = (customer_id or "").strip()
+    if not CUSTOMER_ID_PATTERN.match(cid):
+        raise CustomerNotFound("Enter a customer id (letters and digits, e.g. C100000123).")
+    return cid
+
+
+def _require_rows(roles) -> None:
+    if not access.can_see_customer_rows(roles):
+        raise access.AccessDenied("Your role sees aggregates only, not individual customers.")
+
+
+def profile(engine: Engine, customer_id: str, roles: str | Iterable[str]) -> pd.DataFrame:
+    """The customer's record as a one-row frame, masked for ``roles``."""
+    _require_rows(roles)
+    cid = _check_id(customer_id)
+    frame = read_frame(engine, select(*[customers.c[c] for c in PROFILE_COLUMNS])
+                       .where(customers.c.customer_id == cid))
+    if frame.empty:
+        raise CustomerNotFound(f"No customer {cid}.")
+    return access.mask_frame(frame, roles)
+
+
+def holdings_of(engine: Engine, customer_id: str, roles: str | Iterable[str]) -> pd.DataFrame:
+    """The customer's holdings with product details; account numbers masked."""
+    _require_rows(roles)
+    cid = _check_id(customer_id)
+    stmt = (select(holdings.c.customer_id, holdings.c.account_number, products.c.name.label("product_name"),
+                   products.c.category, products.c.risk_level, holdings.c.opened_on, holdings.c.closed_on,
+                   holdings.c.balance)
+            .join(products, products.c.product_id == holdings.c.product_id)
+            .where(holdings.c.customer_id == cid).order_by(holdings.c.opened_on))
+    return access.mask_frame(read_frame(engine, stmt), roles)
+
+
+def monthly(engine: Engine, customer_id: str, roles: str | Iterable[str]) -> pd.DataFrame:
+    """The customer's monthly balances and activity (no personal fields), oldest first."""
+    _require_rows(roles)
+    cid = _check_id(customer_id)
+    stmt = (select(customer_monthly.c.month, customer_monthly.c.aum, customer_monthly.c.deposit_balance,
+                   customer_monthly.c.loan_balance, customer_monthly.c.txn_count,
+                   customer_monthly.c.txn_amount, customer_monthly.c.digital_logins)
+            .where(customer_monthly.c.customer_id == cid).order_by(customer_monthly.c.month))
+    return read_frame(engine, stmt)
+
+
+def contacts_of(engine: Engine, customer_id: str, roles: str | Iterable[str]) -> pd.DataFrame:
+    """The customer's contacts and complaints, newest first."""
+    _require_rows(roles)
+    cid = _check_id(customer_id)
+    stmt = (select(contacts.c.contacted_at, contacts.c.channel, contacts.c.kind, contacts.c.category,
+                   contacts.c.resolved)
+            .where(contacts.c.customer_id == cid).order_by(contacts.c.contacted_at.desc()))
+    return read_frame(engine, stmt)
+
+
+# Result tables of a run that hold one row per customer, and the columns a 360 view shows.
+SCORE_SOURCES = {
+    "customer_segments": ("rfm_segment", "value_tier", "cluster_name", "lifecycle_stage", "clv_margin_3y"),
+    "churn_scores": ("churn_probability", "value_at_risk", "reason_1", "reason_2", "reason_3"),
+    "next_best_product": ("category", "product_id", "propensity", "expected_value"),
+}
+
+
+def scores(engine: Engine, run_id: int | None, customer_id: str, roles: str | Iterable[str]) -> dict:
+    """The customer's analytic results in a run, from whichever result tables exist."""
+    _require_rows(roles)
+    cid = _check_id(customer_id)
+    out: dict = {}
+    if run_id is None:
+        return out
+    present = set(inspect(engine).get_table_names())
+    from analytics.schema import metadata
+
+    for table_name, wanted in SCORE_SOURCES.items():
+        if table_name not in present or table_name not in metadata.tables:
+            continue
+        t = metadata.tables[table_name]
+        cols = [t.c[c] for c in wanted if c in t.c]
+        if not cols or "customer_id" not in t.c:
+            continue
+        row = read_frame(engine, select(*cols).where(t.c.run_id == run_id, t.c.customer_id == cid).limit(1))
+        if not row.empty:
+            out.update({k: v for k, v in row.iloc[0].items() if pd.notna(v)})
+    return out
+
+
+def unmask_field(engine: Engine, customer_id: str, field: str, *, roles: Iterable[str], reason: str,
+                 username: str, session_id: str | None = None, client_address: str | None = None) -> str | None:
+    """Reveal one personal field of one customer, for a role that may unmask, with a reason.
+
+    The ``unmask`` audit entry is written first; if it cannot be written, nothing is revealed.
+    """
+    cleaned = access.check_unmask(roles, field, reason)
+    cid = _check_id(customer_id)
+    if field == "account_number":
+        raise access.AccessDenied("Unmask an account number from the holdings list, one account at a time.")
+    with engine.connect() as conn:
+        exists = conn.execute(select(customers.c.customer_id).where(customers.c.customer_id == cid)).first()
+    if exists is None:
+        raise CustomerNotFound(f"No customer {cid}.")
+    audit.append(engine, "unmask", username=username, roles=tuple(roles), session_id=session_id,
+                 client_address=client_address, target={"customer_ids": [cid], "fields": [field]},
+                 reason=cleaned)
+    with engine.connect() as conn:
+        value = conn.execute(select(customers.c[field]).where(customers.c.customer_id == cid)).scalar()
+    return None if value is None else str(value)
