@@ -124,6 +124,17 @@ def _data_quality_stage(ctx: RefreshContext) -> None:
 STAGES.append(Stage("data_quality", _data_quality_stage))
 
 
+def _segments_stage(ctx: RefreshContext) -> None:
+    """RFM, value tiers, clusters, tags, lifecycle stages, margin CLV and cohorts (issue 4);
+    imported here so readers of the refresh module (the app) do not pay for scikit-learn."""
+    from analytics.segmentation import segments_stage
+
+    segments_stage(ctx)
+
+
+STAGES.append(Stage("segments", _segments_stage))
+
+
 def result_tables():
     """Every run-keyed result table (a ``run_id`` column), whose rows belong to one run."""
     skip = {"refresh_runs", "current_run", "audit_log"}

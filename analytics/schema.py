@@ -339,6 +339,88 @@ dq_scores = Table(
 DQ_TABLES = ("dq_rule_results", "dq_rule_breakdown", "dq_scores")
 
 
+# --- Segmentation & lifecycle results (issue 4) ---
+# Written by the refresh's "segments" stage (analytics/segmentation.py::segments_stage), one set per
+# run. Rules behind each column are documented in analytics/segmentation.py and analytics/lifecycle.py.
+
+# One row per customer per run.
+customer_segments = Table(
+    "customer_segments",
+    metadata,
+    Column("run_id", Integer, ForeignKey("refresh_runs.run_id"), primary_key=True),
+    Column("customer_id", String(20), primary_key=True),
+    Column("rfm_recency_months", Float, nullable=False),  # months since the last customer-initiated txn
+    Column("rfm_frequency", Float, nullable=False),  # customer-initiated transactions over 12 months
+    Column("rfm_monetary", Float, nullable=False),  # mean AUM over 12 months, CNY
+    Column("rfm_r", SmallInteger, nullable=False),  # 1..5, 5 = best
+    Column("rfm_f", SmallInteger, nullable=False),
+    Column("rfm_m", SmallInteger, nullable=False),
+    Column("rfm_score", String(3), nullable=False),  # e.g. "545"
+    Column("rfm_segment", String(30), nullable=False),  # Champions, Loyal, ..., Lost
+    Column("aum", Float, nullable=False),  # AUM of the as-of month, CNY
+    Column("value_tier", String(10), nullable=False),  # mass, affluent, wealth, private
+    Column("cluster", SmallInteger, nullable=False),  # 0 = largest behavioural cluster
+    Column("cluster_name", String(100), nullable=False),
+    Column("lifecycle_stage", String(10), nullable=False),  # new, growing, mature, declining, dormant, churned
+    Column("annual_margin", Float, nullable=False),  # sum(balance * annual_margin) of open holdings, CNY
+    Column("retention_rate", Float, nullable=False),  # annual retention used for the CLV
+    Column("clv_margin_1y", Float, nullable=False),  # discounted expected margin, CNY
+    Column("clv_margin_3y", Float, nullable=False),
+    Column("clv_margin_5y", Float, nullable=False),
+    # The customer's tags (data/tags.yaml), comma-separated in file order; "" for none. Text, not a
+    # row per tag: a million customers carry several million tags, too many rows to write per run.
+    Column("tags", Text, nullable=False),
+    CheckConstraint("rfm_r BETWEEN 1 AND 5 AND rfm_f BETWEEN 1 AND 5 AND rfm_m BETWEEN 1 AND 5",
+                    name="ck_customer_segments_rfm_scores"),
+)
+
+# Counts and totals of customer_segments by one dimension: rfm_segment, rfm_rf ("<R><F>" cell),
+# value_tier, cluster (value = cluster name), lifecycle_stage, branch_id, tag (customers carrying
+# it), or clv_band_<H>y (1-2-5 bands of the H-year CLV).
+segment_summary = Table(
+    "segment_summary",
+    metadata,
+    Column("run_id", Integer, ForeignKey("refresh_runs.run_id"), primary_key=True),
+    Column("dimension", String(30), primary_key=True),
+    Column("value", String(100), primary_key=True),
+    Column("sort_order", Integer, nullable=False),
+    Column("customers", BigInteger, nullable=False),
+    Column("aum_total", Float, nullable=False),
+    Column("annual_margin_total", Float, nullable=False),
+    Column("clv_margin_1y_total", Float, nullable=False),
+    Column("clv_margin_3y_total", Float, nullable=False),
+    Column("clv_margin_5y_total", Float, nullable=False),
+)
+
+# One row per behavioural cluster: size, name, and its profile (JSON: median_<feature> and
+# z_<feature>, the cluster mean in standard deviations from the overall mean).
+cluster_profiles = Table(
+    "cluster_profiles",
+    metadata,
+    Column("run_id", Integer, ForeignKey("refresh_runs.run_id"), primary_key=True),
+    Column("cluster", SmallInteger, primary_key=True),
+    Column("cluster_name", String(100), nullable=False),
+    Column("customers", BigInteger, nullable=False),
+    Column("share", Float, nullable=False),
+    Column("sets_apart", Text, nullable=False),
+    Column("profile", JSON, nullable=False),
+)
+
+# Share of each opening-month cohort active (a customer-initiated transaction) N months later.
+cohort_retention = Table(
+    "cohort_retention",
+    metadata,
+    Column("run_id", Integer, ForeignKey("refresh_runs.run_id"), primary_key=True),
+    Column("cohort_month", Date, primary_key=True),
+    Column("months_since_open", Integer, primary_key=True),
+    Column("cohort_size", BigInteger, nullable=False),
+    Column("active_customers", BigInteger, nullable=False),
+    Column("retention", Float, nullable=False),
+)
+
+SEGMENT_TABLES = ("customer_segments", "segment_summary", "cluster_profiles", "cohort_retention")
+
+
 APP_TABLES = (
     "refresh_runs", "current_run", "run_metrics", "load_batches", "load_rejects",
     "users", "user_sessions", "audit_log",

@@ -60,6 +60,19 @@ SETTINGS: dict[str, Setting] = {
                 "File outside the database holding the signed head of the audit chain (detects truncation)."),
         Setting("AUDIT_KEY_FILE", "data/audit.key",
                 "Where a random audit key is generated (mode 0600) when AUDIT_HMAC_KEY is unset and the store is SQLite."),
+        # Segmentation and lifecycle value (issue 4)
+        Setting("VALUE_TIER_THRESHOLDS", "50000,500000,6000000",
+                "AUM thresholds (CNY) of the value tiers: mass below the first, affluent from it, "
+                "wealth from the second, private from the third."),
+        Setting("CLUSTER_K_RANGE", "3,8",
+                "Smallest and largest number of behavioural clusters tried; k is chosen by silhouette."),
+        Setting("CLUSTER_SAMPLE_SIZE", 50000,
+                "Customers sampled to choose k and fit the clusters; every customer is then assigned.", int),
+        Setting("CLV_HORIZON_YEARS", 3,
+                "Headline horizon of the bank-margin CLV: 1, 3 or 5 years (all three are stored).", int),
+        Setting("CLV_DISCOUNT_RATE", 0.08, "Yearly discount rate of the bank-margin CLV (0.08 = 8 %).", float),
+        Setting("TAGS_FILE", "data/tags.yaml",
+                "The tag rule file (标签); a relative path is relative to the project folder."),
     ]
 }
 
