@@ -173,3 +173,31 @@ def _dq_frames(url: str, run_id: int) -> dict:
 def dq_frames(run_id: int) -> dict:
     """Data-quality aggregates of a run (no customer-level data: shared by every role)."""
     return _dq_frames(resolve_url(), run_id)
+
+
+@st.cache_data(ttl=600, show_spinner=False, max_entries=2)
+def _explorer(url: str, run_id: int, year: int):
+    from analytics import segment_explorer
+
+    return segment_explorer.explorer_frame(_engine(url), run_id, year)
+
+
+def explorer_frame(run_id: int):
+    """Per-customer segmentation results of a run, without personal fields (see segment_explorer)."""
+    m = run_metrics(run_id)
+    year = int(str(m.get("as_of_month") or "2026")[:4])
+    return _explorer(resolve_url(), run_id, year)
+
+
+def segment_filters(frame, key: str):
+    """Branch, city, age band and value-tier filters; returns a ``Filters`` that every chart follows."""
+    from analytics import segment_explorer
+
+    with st.expander(t("Filters", "筛选"), expanded=True):
+        c1, c2, c3, c4 = st.columns(4)
+        branches = c1.multiselect(t("Branch", "网点"), sorted(frame["branch_id"].dropna().unique()), key=f"{key}_b")
+        cities = c2.multiselect(t("City", "城市"), sorted(frame["city"].dropna().unique()), key=f"{key}_c")
+        ages = c3.multiselect(t("Age band", "年龄段"), list(segment_explorer.AGE_BANDS), key=f"{key}_a")
+        tiers = c4.multiselect(t("Value tier", "价值层级"), ["mass", "affluent", "wealth", "private"],
+                               key=f"{key}_t")
+    return segment_explorer.Filters(tuple(branches), tuple(cities), tuple(ages), tuple(tiers))
