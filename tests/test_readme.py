@@ -36,3 +36,16 @@ def test_readme_documents_no_unknown_setting():
 def test_quick_start_is_two_commands():
     quick = README.split("## Quick start", 1)[1].split("##", 1)[0]
     assert "make run" in quick and "make test" in quick
+
+
+def test_readme_role_page_matrix_matches_the_policy():
+    from analytics import access
+
+    table = README.split("## Roles, pages and personal data", 1)[1]
+    rows = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 6 and "·" in cells[0]:
+            rows[cells[0].split(" · ")[0]] = {r for r, c in zip(access.ROLES, cells[1:], strict=True) if c == "✓"}
+    expected = {english: set(access.PAGE_ACCESS[key]) for key, (english, _) in access.PAGES.items()}
+    assert rows == expected
