@@ -135,6 +135,24 @@ def _segments_stage(ctx: RefreshContext) -> None:
 STAGES.append(Stage("segments", _segments_stage))
 
 
+def _cross_sell_stage(ctx: RefreshContext) -> None:
+    """Association rules, propensities and next-best products with their guards (issue 5)."""
+    from analytics.cross_sell import cross_sell_stage
+
+    cross_sell_stage(ctx)
+
+
+def _risk_stage(ctx: RefreshContext) -> None:
+    """Risk flags: suitability, expired assessments, abnormal drops, concentration (issue 5)."""
+    from analytics.risk import risk_stage
+
+    risk_stage(ctx)
+
+
+STAGES.append(Stage("cross_sell", _cross_sell_stage))
+STAGES.append(Stage("risk", _risk_stage))
+
+
 def result_tables():
     """Every run-keyed result table (a ``run_id`` column), whose rows belong to one run."""
     skip = {"refresh_runs", "current_run", "audit_log"}

@@ -422,6 +422,154 @@ cohort_retention = Table(
 SEGMENT_TABLES = ("customer_segments", "segment_summary", "cluster_profiles", "cohort_retention")
 
 
+# --- Cross-sell and risk results (issue 5) ---
+# Written by the refresh's "cross_sell" stage (analytics/cross_sell.py::cross_sell_stage) and "risk"
+# stage (analytics/risk.py::risk_stage), one set per run. No foreign key to customers: the demo
+# generator drops and recreates the store tables, and a run's results must survive that.
+
+# Association rules between product categories, in lift order (rule_no 1 = highest lift).
+# antecedents/consequents are JSON arrays of category names, sorted, e.g. '["mortgage"]'.
+cross_sell_rules = Table(
+    "cross_sell_rules",
+    metadata,
+    Column("run_id", Integer, ForeignKey("refresh_runs.run_id"), primary_key=True),
+    Column("rule_no", Integer, primary_key=True),
+    Column("antecedents", Text, nullable=False),
+    Column("consequents", Text, nullable=False),
+    Column("antecedent_support", Float, nullable=False),
+    Column("consequent_support", Float, nullable=False),
+    Column("support", Float, nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("lift", Float, nullable=False),
+)
+
+# Customers holding both categories (the diagonal: holders of one), over the holding matrix.
+cross_sell_cooccurrence = Table(
+    "cross_sell_cooccurrence",
+    metadata,
+    Column("run_id", Integer, ForeignKey("refresh_runs.run_id"), primary_key=True),
+    Column("category_a", String(30), primary_key=True),
+    Column("category_b", String(30), primary_key=True),
+    Column("customers", BigInteger, nullable=False),
+)
+
+# Recommendations that pass every guard: each customer's top CROSS_SELL_TOP_N offers, plus each
+# category's best CROSS_SELL_CAMPAIGN_SIZE consenting customers (the pool campaign lists draw on).
+# rank = the offer's place among the customer's eligible offers by expected value (1 = next best).
+next_best_product = Table(
+    "next_best_product",
+    metadata,
+    Column("run_id", Integer, ForeignKey("refresh_runs.run_id"), primary_key=True),
+    Column("customer_id", String(20), primary_key=True),
+    Column("category", String(30), primary_key=True),
+    Column("product_id", String(20), nullable=False),
+    Column("rank", SmallInteger, nullable=False),
+    Column("propensity", Float, nullable=False),  # P(acquires the category within the horizon)
+    Column("expected_value", Float, nullable=False),  # propensity * annual margin * expected balance, CNY
+    Column("marketing_consent", Boolean, nullable=False),  # at the run
+    Index("ix_next_best_product_category", "run_id", "category", "expected_value"),
+)
+
+# Per category: the propensity model and the guard funnel (non-holders -> expired or missing
+# assessment -> no product within tolerance -> eligible -> no consent -> campaign pool).
+cross_sell_categories = Table(
+    "cross_sell_categories",
+    metadata,
+    Column("run_id", Integer, ForeignKey("refresh_runs.run_id"), primary_key=True),
+    Column("category", String(30), primary_key=True),
+    Column("holders", BigInteger, nullable=False),
+    Column("non_holders", BigInteger, nullable=False),
+    Column("excluded_expired_assessment", BigInteger, nullable=False),
+    Column("excluded_suitability", BigInteger, nullable=False),
+    Column("eligible", BigInteger, nullable=False),
+    Column("excluded_no_consent", BigInteger, nullable=False),
+    Column("campaign_pool", BigInteger, nullable=False),
+    Column("expected_value_total", Float, nullable=False),  # over eligible customers, CNY
+    Column("mean_propensity", Float),  # over eligible customers
+    Column("expected_balance", Float),  # median balance of holders, all tiers, CNY
+    Column("model", String(20), nullable=False),  # logistic, base_rate, none
+    Column("train_rows", BigInteger, nullable=False),
+    Column("train_positives", BigInteger, nullable=False),
+    Column("holdout_rows", BigInteger, nullable=False),
+    Column("holdout_positives", BigInteger, nullable=False),
+    Column("holdout_auc", Float),
+    Column("holdout_brier", Float),
+)
+
+# Eligible opportunities by recommended product (a category's product depends on the tolerance).
+cross_sell_opportunities = Table(
+    "cross_sell_opportunities",
+    metadata,
+    Column("run_id", Integer, ForeignKey("refresh_runs.run_id"), primary_key=True),
+    Column("category", String(30), primary_key=True),
+    Column("product_id", String(20), primary_key=True),
+    Column("customers", BigInteger, nullable=False),  # eligible customers offered this product
+    Column("consenting_customers", BigInteger, nullable=False),
+    Column("next_best_customers", BigInteger, nullable=False),  # of whom it is the top offer
+    Column("expected_value_total", Float, nullable=False),
+    Column("consenting_expected_value_total", Float, nullable=False),
+    Column("mean_propensity", Float, nullable=False),
+)
+
+# One row per customer per run: risk profile and flags (rules in analytics/risk.py).
+risk_flags = Table(
+    "risk_flags",
+    metadata,
+    Column("run_id", Integer, ForeignKey("refresh_runs.run_id"), primary_key=True),
+    Column("customer_id", String(20), primary_key=True),
+    Column("branch_id", String(16)),
+    Column("risk_tolerance", String(2)),  # NULL when never assessed
+    Column("credit_grade", String(3)),
+    Column("value_tier", String(10), nullable=False),
+    Column("aum", Float, nullable=False),  # AUM of the as-of month, CNY
+    Column("suitability_mismatch", Boolean, nullable=False),
+    Column("mismatch_holdings", Integer, nullable=False),
+    Column("mismatch_balance", Float, nullable=False),
+    Column("assessment_expired", Boolean, nullable=False),  # expired or missing
+    Column("assessment_missing", Boolean, nullable=False),
+    Column("balance_drop", Boolean, nullable=False),
+    Column("aum_change_pct", Float),  # month on month, fraction; NULL when not assessed
+    Column("balance_drop_reason", Text),  # why it was flagged, in words; NULL when not flagged
+)
+
+# Open holdings whose product risk level is above the holder's tolerance.
+risk_mismatches = Table(
+    "risk_mismatches",
+    metadata,
+    Column("run_id", Integer, ForeignKey("refresh_runs.run_id"), primary_key=True),
+    Column("holding_id", BigInteger, primary_key=True),
+    Column("customer_id", String(20), nullable=False),
+    Column("branch_id", String(16)),
+    Column("product_id", String(20), nullable=False),
+    Column("category", String(30), nullable=False),
+    Column("risk_level", String(2), nullable=False),
+    Column("risk_tolerance", String(2), nullable=False),
+    Column("balance", Float, nullable=False),
+)
+
+# Per branch: customers, suitability, assessments, drops and R4-R5 concentration of asset balances.
+risk_branch_summary = Table(
+    "risk_branch_summary",
+    metadata,
+    Column("run_id", Integer, ForeignKey("refresh_runs.run_id"), primary_key=True),
+    Column("branch_id", String(16), primary_key=True),  # "(missing)" for customers without one
+    Column("customers", BigInteger, nullable=False),
+    Column("suitability_mismatch_customers", BigInteger, nullable=False),
+    Column("mismatch_holdings", BigInteger, nullable=False),
+    Column("mismatch_balance", Float, nullable=False),
+    Column("assessments_expired", BigInteger, nullable=False),  # expired or missing
+    Column("assessments_missing", BigInteger, nullable=False),
+    Column("balance_drops", BigInteger, nullable=False),
+    Column("asset_balance_total", Float, nullable=False),
+    Column("asset_balance_r4_r5", Float, nullable=False),
+    Column("r4_r5_share", Float),  # NULL when the branch holds no asset balance
+)
+
+CROSS_SELL_TABLES = ("cross_sell_rules", "cross_sell_cooccurrence", "next_best_product",
+                     "cross_sell_categories", "cross_sell_opportunities")
+RISK_TABLES = ("risk_flags", "risk_mismatches", "risk_branch_summary")
+
+
 APP_TABLES = (
     "refresh_runs", "current_run", "run_metrics", "load_batches", "load_rejects",
     "users", "user_sessions", "audit_log",

@@ -73,6 +73,25 @@ SETTINGS: dict[str, Setting] = {
         Setting("CLV_DISCOUNT_RATE", 0.08, "Yearly discount rate of the bank-margin CLV (0.08 = 8 %).", float),
         Setting("TAGS_FILE", "data/tags.yaml",
                 "The tag rule file (标签); a relative path is relative to the project folder."),
+        # Cross-sell and risk tiers (issue 5)
+        Setting("CROSS_SELL_MIN_SUPPORT", 0.005,
+                "Smallest support of an association rule: the share of customers holding all its product categories.",
+                float),
+        Setting("CROSS_SELL_MIN_CONFIDENCE", 0.1, "Smallest confidence of an association rule that is kept.", float),
+        Setting("CROSS_SELL_HORIZON_MONTHS", 3,
+                "Propensity horizon: the models predict acquiring a product category within this many months.", int),
+        Setting("CROSS_SELL_SAMPLE_SIZE", 200000,
+                "Customers sampled to fit the propensity models; every customer is then scored.", int),
+        Setting("CROSS_SELL_TOP_N", 3, "Offers kept per customer; the first is the next-best product.", int),
+        Setting("CROSS_SELL_CAMPAIGN_SIZE", 20000,
+                "Most customers a campaign list for one product category can hold.", int),
+        Setting("BALANCE_DROP_MAD_Z", 3.5,
+                "An AUM change this many robust standard deviations (1.4826 x MAD) below its value tier's "
+                "median month-on-month change is abnormal.", float),
+        Setting("BALANCE_DROP_MIN_PCT", 0.3,
+                "An abnormal AUM drop must also be a fall of at least this fraction (0.3 = 30 %).", float),
+        Setting("BALANCE_DROP_MIN_AUM", 10000,
+                "Customers with less AUM than this (CNY) in the previous month are not checked for drops.", int),
     ]
 }
 

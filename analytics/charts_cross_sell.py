@@ -1,0 +1,219 @@
+"""Plotly figures for cross-sell: holding co-occurrence, rules, opportunities and campaign exclusions.
+
+Every builder takes an aggregate, never customer rows, so no personal data can reach a chart: the
+co-occurrence matrix (:func:`analytics.cross_sell.read_cooccurrence`), the rules
+(:func:`analytics.cross_sell.read_rules` or :func:`analytics.cross_sell.association_rules`), the
+opportunities by product (:func:`analytics.cross_sell.read_opportunities`) or the exclusion counts of
+:func:`analytics.cross_sell.campaign_list`. Each returns a :class:`plotly.graph_objects.Figure`;
+``lang`` is ``"en"`` or ``"zh"``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from analytics.cross_sell import EXCLUSION_REASONS
+
+CATEGORY_LABELS = {
+    "demand_deposit": ("demand deposit", "活期存款"), "time_deposit": ("time deposit", "定期存款"),
+    "wealth_management": ("wealth management", "理财"), "fund": ("fund", "基金"),
+    "insurance": ("insurance", "保险"), "credit_card": ("credit card", "信用卡"),
+    "mortgage": ("mortgage", "住房贷款"), "consumer_loan": ("consumer loan", "消费贷款"),
+    "precious_metal": ("precious metal", "贵金属"),
+}
+REASON_LABELS = {
+    "expired_assessment": ("risk assessment expired or missing", "风险测评过期或缺失"),
+    "suitability": ("product above risk tolerance", "产品风险高于客户承受能力"),
+    "consent": ("no marketing consent", "未授权营销"),
+    "listed": ("on the list", "入选名单"),
+}
+REASON_COLOURS = {"expired_assessment": "#e69138", "suitability": "#cc4125", "consent": "#999999",
+                  "listed": "#6aa84f"}
+METRIC_LABELS = {
+    "expected_value_total": ("expected yearly margin (CNY)", "预期年度利润 (元)"),
+    "consenting_expected_value_total": ("expected yearly margin, consenting (CNY)", "可营销客户预期年度利润 (元)"),
+    "customers": ("eligible customers", "可推荐客户数"),
+    "consenting_customers": ("eligible customers with consent", "可营销客户数"),
+    "next_best_customers": ("customers for whom it is the next-best product", "首选推荐客户数"),
+    "lift": ("lift", "提升度"), "customers_both": ("customers holding both", "同时持有客户数"),
+    "share": ("share of row category's holders", "占行类别持有客户比例"),
+}
+
+_TEXT = {
+    "cooc": ("Product holdings: {metric} of holding both categories", "产品持有：两类产品同时持有的{metric}"),
+    "rules": ("Association rules: support × confidence, coloured by lift", "关联规则：支持度 × 置信度（颜色为提升度）"),
+    "support": ("support (share of customers holding all)", "支持度（同时持有的客户占比）"),
+    "confidence": ("confidence", "置信度"),
+    "opportunities": ("Cross-sell opportunities by product: {metric}", "按产品的交叉销售机会：{metric}"),
+    "exclusions": ("Campaign for {category}: customers left out, by reason", "{category}营销活动：按原因排除的客户"),
+    "no_data": ("No results yet: run a refresh.", "暂无结果，请先运行刷新。"),
+    "customers": ("customers", "客户数"),
+}
+
+
+def _lang(lang: str) -> int:
+    if lang not in ("en", "zh"):
+        raise ValueError(f"lang must be 'en' or 'zh', not {lang!r}")
+    return 0 if lang == "en" else 1
+
+
+def _t(key: str, lang: str, **fmt) -> str:
+    return _TEXT[key][_lang(lang)].format(**fmt)
+
+
+def category_label(category: str, lang: str = "en") -> str:
+    """A product category in words (the raw name for categories of a bank's own catalogue)."""
+    return CATEGORY_LABELS.get(str(category), (str(category), str(category)))[_lang(lang)]
+
+
+def _metric(metric: str, lang: str) -> str:
+    return METRIC_LABELS.get(metric, (metric, metric))[_lang(lang)]
+
+
+def _empty(title: str, lang: str) -> go.Figure:
+    fig = go.Figure()
+    fig.update_layout(title=title, xaxis={"visible": False}, yaxis={"visible": False},
+                      annotations=[{"text": _t("no_data", lang), "showarrow": False, "xref": "paper",
+                                    "yref": "paper", "x": 0.5, "y": 0.5}])
+    return fig
+
+
+def cooccurrence_heatmap(counts: pd.DataFrame, customers_total: int | None = None, metric: str = "lift",
+                         lang: str = "en") -> go.Figure:
+    """Category x category heatmap of holding both: lift, customers, or share of the row's holders.
+
+    Parameters
+    ----------
+    counts : pandas.DataFrame
+        Square, symmetric: customers holding both categories (the diagonal: holders of one).
+    customers_total : int, optional
+        Customers in the holding matrix; needed for ``metric="lift"``
+        (``lift = total * both / (holders_a * holders_b)``, blank on the diagonal).
+    metric : str
+        ``lift``, ``customers_both`` or ``share`` (both / holders of the row category).
+    """
+    if metric not in ("lift", "customers_both", "share"):
+        raise ValueError(f"metric must be 'lift', 'customers_both' or 'share', not {metric!r}")
+    title = _t("cooc", lang, metric=_metric(metric, lang))
+    if counts.empty:
+        return _empty(title, lang)
+    both = counts.to_numpy(dtype=float)
+    holders = np.diag(both)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if metric == "lift":
+            if not customers_total:
+                raise ValueError("customers_total is needed for the lift")
+            z = customers_total * both / np.outer(holders, holders)
+            np.fill_diagonal(z, np.nan)
+            colorscale, text = "RdBu", np.where(np.isfinite(z), np.char.mod("%.2f", np.nan_to_num(z)), "")
+            extra = {"zmid": 1.0}
+        elif metric == "share":
+            z = both / holders[:, None]
+            colorscale, text = "Blues", np.where(np.isfinite(z), np.char.mod("%.0f%%", np.nan_to_num(z) * 100), "")
+            extra = {}
+        else:
+            z = both
+            colorscale, text = "Blues", np.char.mod("%d", both.astype(np.int64))
+            extra = {}
+    z = np.where(np.isfinite(z), z, np.nan)
+    labels = [category_label(c, lang) for c in counts.index]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=labels, y=labels, colorscale=colorscale, reversescale=metric == "lift", text=text,
+        texttemplate="%{text}", hovertemplate="%{y} × %{x}: %{z:.3g}<extra></extra>",
+        colorbar={"title": _metric(metric, lang)}, **extra,
+    ))
+    fig.update_layout(title=title, yaxis={"autorange": "reversed"})
+    return fig
+
+
+def _side(value) -> list[str]:
+    if isinstance(value, str):
+        value = json.loads(value)
+    return sorted(str(v) for v in value)
+
+
+def rule_label(antecedents, consequents, lang: str = "en") -> str:
+    """``"mortgage → insurance"`` (category words, sorted within each side)."""
+    left = " + ".join(category_label(c, lang) for c in _side(antecedents))
+    right = " + ".join(category_label(c, lang) for c in _side(consequents))
+    return f"{left} → {right}"
+
+
+def rules_scatter(rules: pd.DataFrame, lang: str = "en", top: int | None = None) -> go.Figure:
+    """Each rule a point: support across, confidence up, colour and hover the lift.
+
+    ``rules`` has ``antecedents``/``consequents`` (frozensets or stored JSON text), ``support``,
+    ``confidence`` and ``lift``; ``top`` keeps the highest-lift rules only.
+    """
+    title = _t("rules", lang)
+    if rules.empty:
+        return _empty(title, lang)
+    frame = rules.sort_values("lift", ascending=False, kind="stable")
+    if top is not None:
+        frame = frame.head(top)
+    labels = [rule_label(a, c, lang) for a, c in zip(frame["antecedents"], frame["consequents"], strict=True)]
+    fig = go.Figure(go.Scatter(
+        x=frame["support"].astype(float).tolist(), y=frame["confidence"].astype(float).tolist(), mode="markers",
+        text=labels, customdata=frame["lift"].astype(float).to_numpy(),
+        marker={"color": frame["lift"].astype(float).tolist(), "colorscale": "Viridis", "size": 10,
+                "showscale": True, "colorbar": {"title": _metric("lift", lang)}},
+        hovertemplate="%{text}<br>support %{x:.2%}<br>confidence %{y:.1%}<br>lift %{customdata:.2f}<extra></extra>",
+    ))
+    fig.update_layout(title=title, xaxis_title=_t("support", lang), yaxis_title=_t("confidence", lang),
+                      xaxis={"tickformat": ".1%"}, yaxis={"tickformat": ".0%"})
+    return fig
+
+
+def opportunities_bar(opportunities: pd.DataFrame, metric: str = "expected_value_total",
+                      lang: str = "en") -> go.Figure:
+    """One bar per recommended product (largest first): expected margin, or eligible customers.
+
+    ``opportunities`` are the ``cross_sell_opportunities`` rows (``category``, ``product_id``, the
+    totals; ``product_name`` when read with :func:`analytics.cross_sell.read_opportunities`).
+    """
+    title = _t("opportunities", lang, metric=_metric(metric, lang))
+    if opportunities.empty or metric not in opportunities.columns:
+        return _empty(title, lang)
+    frame = opportunities.sort_values([metric, "product_id"], ascending=[False, True], kind="stable")
+    names = frame["product_name"] if "product_name" in frame.columns else frame["product_id"]
+    labels = [f"{pid} {name}" if name != pid else str(pid)
+              for pid, name in zip(frame["product_id"].astype(str), names.astype(str), strict=True)]
+    cats = [category_label(c, lang) for c in frame["category"]]
+    fig = go.Figure(go.Bar(
+        x=labels, y=frame[metric].astype(float).tolist(), customdata=cats,
+        hovertemplate="%{x} (%{customdata})<br>" + _metric(metric, lang) + ": %{y:,.0f}<extra></extra>",
+        marker_color="#3d85c6", name=_metric(metric, lang),
+    ))
+    fig.update_layout(title=title, yaxis_title=_metric(metric, lang), showlegend=False)
+    return fig
+
+
+def exclusions_bar(exclusions: Mapping[str, int], category: str, listed: int | None = None,
+                   lang: str = "en") -> go.Figure:
+    """Customers left out of a campaign by reason (and, if given, how many are on the list).
+
+    ``exclusions`` is the dict :func:`analytics.cross_sell.campaign_list` returns.
+    """
+    title = _t("exclusions", lang, category=category_label(category, lang))
+    keys = [k for k in EXCLUSION_REASONS if k in exclusions] + ([] if listed is None else ["listed"])
+    values = [int(exclusions[k]) for k in keys if k != "listed"] + ([] if listed is None else [int(listed)])
+    if not keys:
+        return _empty(title, lang)
+    fig = go.Figure(go.Bar(
+        x=[REASON_LABELS[k][_lang(lang)] for k in keys], y=values, text=[f"{v:,}" for v in values],
+        textposition="outside", marker_color=[REASON_COLOURS[k] for k in keys],
+        hovertemplate="%{x}: %{y:,}<extra></extra>", name=_t("customers", lang),
+    ))
+    fig.update_layout(title=title, yaxis_title=_t("customers", lang), showlegend=False)
+    return fig
+
+
+__all__ = [
+    "CATEGORY_LABELS", "REASON_LABELS", "category_label", "cooccurrence_heatmap", "exclusions_bar",
+    "opportunities_bar", "rule_label", "rules_scatter",
+]

@@ -1,0 +1,517 @@
+"""Risk tiers: tolerance and credit distributions, suitability, expired assessments, abnormal drops.
+
+Population
+----------
+Every customer who had opened an account by the end of the run's month and is not ``closed``
+(a closed customer holds nothing and has no risk to monitor). Reference day: the last day of the
+run's month (``as_of``).
+
+Rules
+-----
+* **Suitability mismatch**: a holding open at ``as_of`` whose product risk level is above the
+  holder's risk tolerance, by number (``R4`` held by a ``C3`` customer: 4 > 3). A customer without
+  a recorded tolerance has no mismatch (there is nothing to compare); they are flagged as an
+  assessment missing instead. The mismatch rate the demo documents is over customers holding an
+  open R4/R5 product: :func:`suitability_summary` reports the same ratio.
+* **Expired assessment**: the tolerance or its assessment date is missing, or the assessment is
+  more than ``RISK_ASSESSMENT_VALID_DAYS`` days old at ``as_of`` (exactly that many days is still
+  valid). ``assessment_expired`` includes the missing ones; ``assessment_missing`` marks those.
+* **Abnormal balance drop** (:func:`balance_drops`): the month-on-month AUM change
+  ``(now - before) / before`` of a customer whose AUM the month before was at least
+  ``BALANCE_DROP_MIN_AUM`` is compared with the customers of the same value tier (the tier of the
+  month before: a customer falling from affluent to mass is judged among affluent peers). The tier's
+  threshold is ``median - BALANCE_DROP_MAD_Z * 1.4826 * MAD`` of those changes (the median absolute
+  deviation scaled to a standard deviation: robust to the very drops it looks for). A drop is
+  abnormal when the change is at or below the threshold **and** is a fall of at least
+  ``BALANCE_DROP_MIN_PCT`` (a tier of very steady balances would otherwise flag a 5 % dip). A tier
+  with fewer than :data:`MIN_TIER_CUSTOMERS` checked customers uses the threshold of all of them.
+  Each flagged customer gets its reason in words.
+* **Concentration**: the share of asset balances (open asset holdings) in R4/R5 products, by branch.
+
+Distributions of tolerance and credit grade by branch, RFM segment and value tier are cross-tabs
+over the stored flags (:func:`risk_crosstab`); the RFM segment comes from the same run's
+``customer_segments`` when the segments stage wrote it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import date
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Date, Engine, bindparam, text
+
+from analytics import settings
+from analytics.errors import ConfigError
+from analytics.features import add_months, month_end, to_datetime
+from analytics.schema import CREDIT_GRADES, RISK_TOLERANCES, risk_branch_summary, risk_flags, risk_mismatches
+from analytics.segmentation import RFM_SEGMENTS, VALUE_TIERS, value_tier_thresholds, value_tiers
+from analytics.store import bulk_insert, read_frame
+
+log = logging.getLogger(__name__)
+
+MISSING = "(missing)"
+# Fewer checked customers than this in a value tier: its median and MAD would be noise.
+MIN_TIER_CUSTOMERS = 30
+# MAD x 1.4826 estimates the standard deviation of normally distributed changes.
+MAD_TO_SD = 1.4826
+
+# The dimensions risk_crosstab groups by: name -> SQL expression over risk_flags f (and
+# customer_segments s). Names are checked against this allow-list; no caller text reaches SQL.
+CROSSTAB_DIMENSIONS = {
+    "branch_id": "f.branch_id",
+    "value_tier": "f.value_tier",
+    "risk_tolerance": "f.risk_tolerance",
+    "credit_grade": "f.credit_grade",
+    "rfm_segment": "s.rfm_segment",
+}
+# Display order of each dimension's values (others follow, sorted).
+DIMENSION_ORDER = {
+    "risk_tolerance": RISK_TOLERANCES,
+    "credit_grade": CREDIT_GRADES,
+    "value_tier": VALUE_TIERS,
+    "rfm_segment": RFM_SEGMENTS,
+}
+
+
+class RiskError(ValueError):
+    """Invalid input to the risk analytics (an unknown dimension, a bad setting)."""
+
+
+def risk_number(codes, prefix: str) -> np.ndarray:
+    """``"C3"`` -> 3, ``"R4"`` -> 4 (with ``prefix`` "C" or "R"); 0 for missing or malformed codes."""
+    values = pd.Series(codes, dtype=object)
+    text_values = values.where(values.notna(), "").astype(str).str.strip().str.upper()
+    ok = text_values.str.fullmatch(prefix + r"[1-5]").to_numpy(dtype=bool)
+    return np.where(ok, text_values.str.slice(1).where(ok, "0").astype(int).to_numpy(), 0)
+
+
+def is_mismatch(risk_level, risk_tolerance) -> np.ndarray:
+    """True where a product's risk level is above a known tolerance (R number > C number)."""
+    tol = risk_number(risk_tolerance, "C")
+    return (tol > 0) & (risk_number(risk_level, "R") > tol)
+
+
+def assessment_status(risk_tolerance, assessed_at, as_of: date, valid_days: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(expired, missing)`` booleans: missing = no tolerance or no date; expired includes missing.
+
+    An assessment exactly ``valid_days`` days old at ``as_of`` is still valid.
+    """
+    assessed = to_datetime(pd.Series(assessed_at, dtype=object) if not isinstance(assessed_at, pd.Series)
+                           else assessed_at)
+    age = (pd.Timestamp(as_of) - assessed).dt.days.to_numpy(dtype=float)
+    missing = (risk_number(risk_tolerance, "C") == 0) | np.isnan(age)
+    expired = missing | (np.nan_to_num(age, nan=0.0) > valid_days)
+    return expired, missing
+
+
+# ---------------------------------------------------------------------------------------------
+# Abnormal balance drops
+# ---------------------------------------------------------------------------------------------
+
+
+def drop_settings() -> dict:
+    """The balance-drop settings, checked."""
+    z = float(settings.get("BALANCE_DROP_MAD_Z"))
+    min_pct = float(settings.get("BALANCE_DROP_MIN_PCT"))
+    min_aum = float(settings.get("BALANCE_DROP_MIN_AUM"))
+    if z <= 0:
+        raise ConfigError(f"Setting BALANCE_DROP_MAD_Z={z!r} must be positive")
+    if not 0 <= min_pct <= 1:
+        raise ConfigError(f"Setting BALANCE_DROP_MIN_PCT={min_pct!r} must be a fraction in [0, 1]")
+    if min_aum < 0:
+        raise ConfigError(f"Setting BALANCE_DROP_MIN_AUM={min_aum!r} must not be negative")
+    return {"z": z, "min_pct": min_pct, "min_aum": min_aum}
+
+
+def balance_drops(aum_before: pd.Series, aum_now: pd.Series, *, z: float = 3.5, min_pct: float = 0.3,
+                  min_aum: float = 10_000.0, thresholds=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Abnormal month-on-month AUM drops against a robust threshold per value tier.
+
+    Parameters
+    ----------
+    aum_before, aum_now : pandas.Series
+        AUM (CNY) of the previous and the current month, same index; missing counts as 0.
+    z : float
+        Robust standard deviations below the tier median that make a change abnormal.
+    min_pct : float
+        The fall (as a fraction) an abnormal drop must also reach.
+    min_aum : float
+        Customers with less AUM the month before are not checked.
+    thresholds : sequence of 3 floats, optional
+        Value-tier thresholds; default the ``VALUE_TIER_THRESHOLDS`` setting.
+
+    Returns
+    -------
+    (pandas.DataFrame, pandas.DataFrame)
+        Per customer (same index): ``checked``, ``change`` (fraction; NaN when not checked),
+        ``value_tier`` (of the month before), ``threshold``, ``balance_drop`` and ``reason``
+        (missing unless flagged). Per tier: ``customers`` checked, ``median``, ``mad``, ``threshold``
+        and ``pooled`` (True when the tier had too few customers and took the overall threshold).
+    """
+    before = pd.to_numeric(aum_before, errors="coerce").reindex(aum_now.index).fillna(0.0).to_numpy(dtype=float)
+    now = pd.to_numeric(aum_now, errors="coerce").fillna(0.0).to_numpy(dtype=float)
+    checked = before >= max(min_aum, np.finfo(float).tiny)
+    change = np.full(len(now), np.nan)
+    change[checked] = (now[checked] - before[checked]) / before[checked]
+    tier = value_tiers(pd.Series(before, index=aum_now.index), thresholds).astype(str).to_numpy()
+
+    def robust(values: np.ndarray) -> tuple[float, float]:
+        if len(values) == 0:
+            return 0.0, 0.0
+        median = float(np.median(values))
+        return median, float(np.median(np.abs(values - median)))
+
+    overall_median, overall_mad = robust(change[checked])
+    rows = []
+    limit = np.full(len(now), np.nan)
+    for name in VALUE_TIERS:
+        in_tier = checked & (tier == name)
+        count = int(in_tier.sum())
+        pooled = count < MIN_TIER_CUSTOMERS
+        median, mad = (overall_median, overall_mad) if pooled else robust(change[in_tier])
+        threshold = median - z * MAD_TO_SD * mad
+        limit[in_tier] = threshold
+        rows.append({"value_tier": name, "customers": count, "median": median, "mad": mad,
+                     "threshold": threshold, "pooled": pooled})
+    tiers = pd.DataFrame(rows).set_index("value_tier")
+    flagged = checked & (change <= limit) & (change <= -min_pct)
+    reasons = np.full(len(now), None, dtype=object)
+    for i in np.flatnonzero(flagged):
+        t = tiers.loc[tier[i]]
+        reasons[i] = (f"AUM fell {-change[i]:.0%} month on month, from {before[i]:,.0f} to {now[i]:,.0f} CNY; "
+                      f"{tier[i]}-tier threshold {t['threshold']:+.1%} (median {t['median']:+.1%}, "
+                      f"MAD {t['mad']:.1%}{', all tiers pooled' if t['pooled'] else ''})")
+    out = pd.DataFrame({"checked": checked, "change": change, "value_tier": tier, "threshold": limit,
+                        "balance_drop": flagged, "reason": reasons}, index=aum_now.index)
+    return out, tiers
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the store
+# ---------------------------------------------------------------------------------------------
+
+
+def _customers(engine: Engine, as_of: date) -> pd.DataFrame:
+    sql = text("""
+        SELECT customer_id, branch_id, risk_tolerance, risk_assessed_at, credit_grade, status
+        FROM customers WHERE open_date <= :as_of
+    """).bindparams(bindparam("as_of", type_=Date))
+    frame = read_frame(engine, sql, {"as_of": as_of}).set_index("customer_id").sort_index()
+    return frame[frame["status"].astype(object) != "closed"]
+
+
+def _monthly_aum(engine: Engine, m0: date) -> pd.DataFrame:
+    sql = text("""
+        SELECT customer_id,
+               SUM(CASE WHEN month = :m0 THEN aum END) AS aum_now,
+               SUM(CASE WHEN month = :m1 THEN aum END) AS aum_before
+        FROM customer_monthly WHERE month >= :m1 AND month <= :m0
+        GROUP BY customer_id
+    """).bindparams(bindparam("m0", type_=Date), bindparam("m1", type_=Date))
+    frame = read_frame(engine, sql, {"m0": m0, "m1": add_months(m0, -1)}).set_index("customer_id")
+    return frame.apply(pd.to_numeric, errors="coerce").astype(float)
+
+
+def _asset_balances(engine: Engine, as_of: date) -> pd.DataFrame:
+    """Per customer: open asset balance, of which in R4/R5 products, and open R4/R5 holdings."""
+    sql = text("""
+        SELECT h.customer_id,
+               SUM(CASE WHEN p.balance_side = 'asset' THEN h.balance ELSE 0 END) AS asset_balance,
+               SUM(CASE WHEN p.balance_side = 'asset' AND p.risk_level IN ('R4', 'R5')
+                        THEN h.balance ELSE 0 END) AS asset_r4_r5,
+               SUM(CASE WHEN p.risk_level IN ('R4', 'R5') THEN 1 ELSE 0 END) AS r4_r5_holdings
+        FROM holdings h JOIN products p ON p.product_id = h.product_id
+        WHERE h.opened_on <= :as_of AND (h.closed_on IS NULL OR h.closed_on > :as_of)
+        GROUP BY h.customer_id
+    """).bindparams(bindparam("as_of", type_=Date))
+    frame = read_frame(engine, sql, {"as_of": as_of}).set_index("customer_id")
+    return frame.apply(pd.to_numeric, errors="coerce").fillna(0.0).astype(float)
+
+
+def risky_holdings(engine: Engine, as_of) -> pd.DataFrame:
+    """Holdings open at the end of ``as_of`` of products above R1 (the only ones that can mismatch)."""
+    sql = text("""
+        SELECT h.holding_id, h.customer_id, h.product_id, p.category, p.risk_level, h.balance
+        FROM holdings h JOIN products p ON p.product_id = h.product_id
+        WHERE p.risk_level <> 'R1'
+          AND h.opened_on <= :as_of AND (h.closed_on IS NULL OR h.closed_on > :as_of)
+    """).bindparams(bindparam("as_of", type_=Date))
+    frame = read_frame(engine, sql, {"as_of": as_of})
+    frame["balance"] = pd.to_numeric(frame["balance"], errors="coerce").fillna(0.0).astype(float)
+    return frame
+
+
+def suitability_mismatches(holdings: pd.DataFrame, customer_frame: pd.DataFrame) -> pd.DataFrame:
+    """The holdings above their holder's tolerance, with the holder's tolerance and branch.
+
+    Parameters
+    ----------
+    holdings : pandas.DataFrame
+        ``holding_id``, ``customer_id``, ``product_id``, ``category``, ``risk_level``, ``balance``.
+    customer_frame : pandas.DataFrame
+        Indexed by ``customer_id``: ``risk_tolerance`` and ``branch_id``. Holdings of customers not
+        in it are ignored (closed or not yet open).
+    """
+    joined = holdings.join(customer_frame[["risk_tolerance", "branch_id"]], on="customer_id", how="inner")
+    return joined[is_mismatch(joined["risk_level"], joined["risk_tolerance"])].reset_index(drop=True)
+
+
+def suitability_summary(mismatches: pd.DataFrame, r4_r5_holders: pd.Index) -> dict:
+    """Mismatch counts and the rate over customers holding an open R4/R5 product (the demo's ratio)."""
+    high = mismatches[mismatches["risk_level"].astype(str).isin(["R4", "R5"])]
+    mismatched_high = int(high["customer_id"].nunique())  # each holds an open R4/R5 product
+    holders = len(r4_r5_holders)
+    return {"mismatch_customers": int(mismatches["customer_id"].nunique()), "mismatch_holdings": len(mismatches),
+            "r4_r5_holders": holders, "r4_r5_mismatch_customers": mismatched_high,
+            "r4_r5_mismatch_rate": mismatched_high / holders if holders else None}
+
+
+# ---------------------------------------------------------------------------------------------
+# The refresh stage
+# ---------------------------------------------------------------------------------------------
+
+
+def risk_stage(ctx) -> None:
+    """The refresh stage ``risk``: per-customer flags, mismatched holdings and branch aggregates.
+
+    Writes ``risk_flags`` (one row per customer), ``risk_mismatches`` and ``risk_branch_summary``
+    under ``ctx.run_id`` in one transaction, and headline metrics (``risk.*``) in ``run_metrics``.
+    """
+    if ctx.as_of_month is None:
+        log.info("risk: no activity data, nothing to do")
+        ctx.put_metrics({"risk.customers": 0})
+        return
+    valid_days = int(settings.get("RISK_ASSESSMENT_VALID_DAYS"))
+    if valid_days < 1:
+        raise ConfigError(f"Setting RISK_ASSESSMENT_VALID_DAYS={valid_days!r} must be a positive whole number")
+    drop_conf = drop_settings()
+    thresholds = value_tier_thresholds()
+    chunk = int(settings.get("LOAD_CHUNK_ROWS"))
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 3)
+        clock = now
+
+    engine = ctx.engine
+    m0 = ctx.as_of_month
+    as_of = month_end(m0)
+    people = _customers(engine, as_of)
+    aum = _monthly_aum(engine, m0).reindex(people.index)
+    assets = _asset_balances(engine, as_of).reindex(people.index).fillna(0.0)
+    holdings = risky_holdings(engine, as_of)
+    lap("read")
+
+    mismatches = suitability_mismatches(holdings, people)
+    r4_r5_holders = people.index[assets["r4_r5_holdings"].to_numpy() > 0]
+    summary = suitability_summary(mismatches, r4_r5_holders)
+    expired, missing = assessment_status(people["risk_tolerance"], people["risk_assessed_at"], as_of, valid_days)
+    drops, drop_tiers = balance_drops(aum["aum_before"], aum["aum_now"].fillna(0.0), thresholds=thresholds,
+                                      **drop_conf)
+    per_customer = mismatches.groupby("customer_id").agg(holdings=("holding_id", "size"), balance=("balance", "sum"))
+    per_customer = per_customer.reindex(people.index).fillna(0.0)
+    aum_now = aum["aum_now"].fillna(0.0)
+    flags = pd.DataFrame({
+        "customer_id": people.index.to_numpy(),
+        "branch_id": people["branch_id"].to_numpy(),
+        "risk_tolerance": people["risk_tolerance"].to_numpy(),
+        "credit_grade": people["credit_grade"].to_numpy(),
+        "value_tier": value_tiers(aum_now, thresholds).astype(str).to_numpy(),
+        "aum": aum_now.to_numpy(),
+        "suitability_mismatch": per_customer["holdings"].to_numpy() > 0,
+        "mismatch_holdings": per_customer["holdings"].astype(int).to_numpy(),
+        "mismatch_balance": per_customer["balance"].to_numpy(),
+        "assessment_expired": expired,
+        "assessment_missing": missing,
+        "balance_drop": drops["balance_drop"].to_numpy(),
+        "aum_change_pct": drops["change"].to_numpy(),
+        "balance_drop_reason": drops["reason"].to_numpy(),
+    })
+    lap("flags")
+
+    branch = flags["branch_id"].astype(object).where(flags["branch_id"].notna(), MISSING).to_numpy()
+    by_branch = pd.DataFrame({
+        "branch_id": branch,
+        "customers": 1,
+        "suitability_mismatch_customers": flags["suitability_mismatch"].to_numpy(dtype=int),
+        "mismatch_holdings": flags["mismatch_holdings"].to_numpy(),
+        "mismatch_balance": flags["mismatch_balance"].to_numpy(),
+        "assessments_expired": expired.astype(int),
+        "assessments_missing": missing.astype(int),
+        "balance_drops": flags["balance_drop"].to_numpy(dtype=int),
+        "asset_balance_total": assets["asset_balance"].to_numpy(),
+        "asset_balance_r4_r5": assets["asset_r4_r5"].to_numpy(),
+    }).groupby("branch_id", sort=True).sum().reset_index()
+    total = by_branch["asset_balance_total"].to_numpy()
+    by_branch["r4_r5_share"] = np.where(total > 0, by_branch["asset_balance_r4_r5"] / np.where(total > 0, total, 1),
+                                        np.nan)
+    mismatch_rows = mismatches[["holding_id", "customer_id", "branch_id", "product_id", "category", "risk_level",
+                                "risk_tolerance", "balance"]]
+
+    run = {"run_id": ctx.run_id}
+    with engine.begin() as conn:
+        rows = flags.assign(**run)
+        for start in range(0, len(rows), chunk):
+            bulk_insert(engine, risk_flags, rows.iloc[start:start + chunk], conn=conn)
+        bulk_insert(engine, risk_mismatches, mismatch_rows.assign(**run), conn=conn)
+        bulk_insert(engine, risk_branch_summary, by_branch.assign(**run), conn=conn)
+    lap("write")
+
+    n = len(flags)
+    ctx.row_counts.update({"risk_flags": n, "risk_mismatches": len(mismatch_rows),
+                           "risk_branch_summary": len(by_branch)})
+    for name, seconds in timings.items():
+        ctx.metrics[f"risk_seconds.{name}"] = seconds
+    asset_total = float(assets["asset_balance"].sum())
+    metrics: dict[str, float | str | None] = {
+        "risk.customers": n,
+        "risk.as_of": as_of.isoformat(),
+        "risk.suitability_mismatch_customers": summary["mismatch_customers"],
+        "risk.mismatch_holdings": summary["mismatch_holdings"],
+        "risk.mismatch_balance": float(mismatches["balance"].sum()),
+        "risk.r4_r5_holders": summary["r4_r5_holders"],
+        "risk.r4_r5_mismatch_customers": summary["r4_r5_mismatch_customers"],
+        "risk.r4_r5_mismatch_rate": summary["r4_r5_mismatch_rate"],
+        "risk.assessments_expired": int(expired.sum()),
+        "risk.assessments_missing": int(missing.sum()),
+        "risk.assessment_expired_rate": float(expired.mean()) if n else None,
+        "risk.balance_drops": int(drops["balance_drop"].sum()),
+        "risk.balance_drop_checked": int(drops["checked"].sum()),
+        "risk.r4_r5_share": float(assets["asset_r4_r5"].sum()) / asset_total if asset_total > 0 else None,
+    }
+    for tier, row in drop_tiers.iterrows():
+        metrics[f"risk.balance_drop_threshold.{tier}"] = float(row["threshold"])
+    ctx.put_metrics(metrics)
+    log.info("risk: %d customers, %d mismatched holdings, %d expired, %d drops, timings %s", n,
+             len(mismatch_rows), int(expired.sum()), int(drops["balance_drop"].sum()), timings)
+
+
+# ---------------------------------------------------------------------------------------------
+# Readers of the stored results
+# ---------------------------------------------------------------------------------------------
+
+
+def _resolve_run(engine: Engine, run_id: int | None) -> int | None:
+    if run_id is not None:
+        return int(run_id)
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT run_id FROM current_run WHERE id = 1")).scalar()
+
+
+def _ordered(values, dimension: str) -> list:
+    order = DIMENSION_ORDER.get(dimension, ())
+    known = [v for v in order if v in values]
+    return known + sorted(v for v in values if v not in order)
+
+
+def risk_crosstab(engine: Engine, run_id: int | None, by: str, of: str = "risk_tolerance", *,
+                  value: str = "customers", normalize: bool = False) -> pd.DataFrame:
+    """Customers (or their AUM) of a run by two dimensions, e.g. tolerance by branch.
+
+    Parameters
+    ----------
+    engine : sqlalchemy.Engine
+    run_id : int or None
+        The run; None for the published one.
+    by : str
+        Rows: one of :data:`CROSSTAB_DIMENSIONS` (``branch_id``, ``value_tier``, ``risk_tolerance``,
+        ``credit_grade``, ``rfm_segment``).
+    of : str
+        Columns: another of them (default ``risk_tolerance``).
+    value : str
+        ``customers`` (count) or ``aum`` (total AUM, CNY).
+    normalize : bool
+        Each row as shares of its total instead of counts.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Rows and columns in their canonical order (C1..C5, AAA..CCC, mass..private, the RFM
+        segments), unknown values after, sorted; ``"(missing)"`` for NULL. Empty for a run with
+        no flags.
+
+    Raises
+    ------
+    RiskError
+        On a dimension or value outside the allow-list.
+    """
+    for name in (by, of):
+        if name not in CROSSTAB_DIMENSIONS:
+            raise RiskError(f"Unknown dimension {name!r}; use one of {', '.join(CROSSTAB_DIMENSIONS)}")
+    if value not in ("customers", "aum"):
+        raise RiskError(f"value must be 'customers' or 'aum', not {value!r}")
+    run = _resolve_run(engine, run_id)
+    if run is None:
+        return pd.DataFrame()
+    join = ("LEFT JOIN customer_segments s ON s.run_id = f.run_id AND s.customer_id = f.customer_id"
+            if "rfm_segment" in (by, of) else "")
+    measure = "COUNT(*)" if value == "customers" else "SUM(f.aum)"
+    sql = f"""
+        SELECT COALESCE({CROSSTAB_DIMENSIONS[by]}, :missing) AS row_key,
+               COALESCE({CROSSTAB_DIMENSIONS[of]}, :missing) AS col_key,
+               {measure} AS v
+        FROM risk_flags f {join}
+        WHERE f.run_id = :run_id
+        GROUP BY COALESCE({CROSSTAB_DIMENSIONS[by]}, :missing), COALESCE({CROSSTAB_DIMENSIONS[of]}, :missing)
+    """
+    frame = read_frame(engine, sql, {"run_id": run, "missing": MISSING})
+    if frame.empty:
+        return pd.DataFrame()
+    table = frame.pivot_table(index="row_key", columns="col_key", values="v", aggfunc="sum", fill_value=0)
+    table = table.reindex(index=_ordered(set(table.index), by), columns=_ordered(set(table.columns), of),
+                          fill_value=0)
+    table.index.name, table.columns.name = by, of
+    table = table.astype(float if value == "aum" else np.int64)
+    if normalize:
+        totals = table.sum(axis=1).replace(0, np.nan)
+        table = table.div(totals, axis=0).fillna(0.0)
+    return table
+
+
+def risk_value_matrix(engine: Engine, run_id: int | None = None, *, value: str = "customers") -> pd.DataFrame:
+    """Risk tolerance (rows, C1..C5) by value tier (columns): the risk x value heatmap's matrix."""
+    return risk_crosstab(engine, run_id, "risk_tolerance", "value_tier", value=value)
+
+
+def read_branch_summary(engine: Engine, run_id: int | None = None) -> pd.DataFrame:
+    """Per branch of a run: suitability, assessments, drops and R4/R5 concentration."""
+    run = _resolve_run(engine, run_id)
+    return read_frame(engine, "SELECT * FROM risk_branch_summary WHERE run_id = :r ORDER BY branch_id",
+                      {"r": run if run is not None else -1})
+
+
+def read_mismatches(engine: Engine, run_id: int | None = None, *, branch_id: str | None = None,
+                    limit: int = 10_000) -> pd.DataFrame:
+    """Mismatched holdings of a run (largest balance first), optionally of one branch."""
+    run = _resolve_run(engine, run_id)
+    params = {"r": run if run is not None else -1, "limit": int(limit)}
+    where = "run_id = :r"
+    if branch_id is not None:
+        where += " AND branch_id = :branch"
+        params["branch"] = str(branch_id)
+    return read_frame(engine, f"SELECT * FROM risk_mismatches WHERE {where} ORDER BY balance DESC, holding_id "
+                              "LIMIT :limit", params)
+
+
+def read_balance_drops(engine: Engine, run_id: int | None = None, *, limit: int = 10_000) -> pd.DataFrame:
+    """Customers of a run flagged for an abnormal AUM drop, steepest first, with the reason."""
+    run = _resolve_run(engine, run_id)
+    return read_frame(engine, """
+        SELECT customer_id, branch_id, value_tier, aum, aum_change_pct, balance_drop_reason
+        FROM risk_flags WHERE run_id = :r AND balance_drop = :flag
+        ORDER BY aum_change_pct, customer_id LIMIT :limit
+    """, {"r": run if run is not None else -1, "flag": True, "limit": int(limit)})
+
+
+__all__ = [
+    "CROSSTAB_DIMENSIONS", "MISSING", "RiskError", "assessment_status", "balance_drops", "drop_settings",
+    "is_mismatch", "read_balance_drops", "read_branch_summary", "read_mismatches", "risk_crosstab",
+    "risk_number", "risk_stage", "risk_value_matrix", "risky_holdings", "suitability_mismatches",
+    "suitability_summary",
+]
