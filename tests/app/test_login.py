@@ -8,7 +8,8 @@ from analytics import access, audit, users
 from analytics.store import make_engine
 from tests.app.conftest import PASSWORD, ROLE_USERS, login, make_store, nav_pages, new_app
 
-BUILT_PAGES = {"overview", "audit_log", "admin", "data_quality", "customer_360", "segments", "lifecycle"}  # pages whose scripts exist; grows as pages land
+BUILT_PAGES = {"overview", "audit_log", "admin", "data_quality", "customer_360", "segments", "lifecycle",
+               "cross_sell", "risk"}
 
 
 def test_anonymous_sees_only_the_login_page(monkeypatch, store_url):
