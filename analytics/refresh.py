@@ -153,6 +153,16 @@ STAGES.append(Stage("cross_sell", _cross_sell_stage))
 STAGES.append(Stage("risk", _risk_stage))
 
 
+def _kpi_stage(ctx: RefreshContext) -> None:
+    """Monthly KPI series for the KPI wall."""
+    from analytics.kpi import kpi_stage
+
+    kpi_stage(ctx)
+
+
+STAGES.append(Stage("kpi", _kpi_stage))
+
+
 def result_tables():
     """Every run-keyed result table (a ``run_id`` column), whose rows belong to one run."""
     skip = {"refresh_runs", "current_run", "audit_log"}

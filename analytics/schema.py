@@ -570,6 +570,19 @@ CROSS_SELL_TABLES = ("cross_sell_rules", "cross_sell_cooccurrence", "next_best_p
 RISK_TABLES = ("risk_flags", "risk_mismatches", "risk_branch_summary")
 
 
+# --- KPI wall results ---
+# The monthly KPI series of a run (analytics/kpi.py): customers, active, new, churned, aum,
+# deposits, loans for the 13 months up to the run's as-of month.
+kpi_monthly = Table(
+    "kpi_monthly",
+    metadata,
+    Column("run_id", Integer, ForeignKey("refresh_runs.run_id"), primary_key=True),
+    Column("month", Date, primary_key=True),
+    Column("metric", String(20), primary_key=True),
+    Column("value", Float, nullable=False),
+)
+
+
 APP_TABLES = (
     "refresh_runs", "current_run", "run_metrics", "load_batches", "load_rejects",
     "users", "user_sessions", "audit_log",
