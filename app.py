@@ -28,14 +28,18 @@ if user is None:
                   position="hidden").run()
     st.stop()
 
+allowed = [key for key in access.pages_for(user["roles"]) if common.page_script(key).exists()]
+default = "overview" if "overview" in allowed else allowed[0] if allowed else None
 pages = []
-for key in access.pages_for(user["roles"]):
+for key in allowed:
     script = common.page_script(key)
-    if not script.exists():  # a page of the matrix not built yet
-        continue
     english, chinese = access.PAGES[key]
     pages.append(st.Page(str(script), title=f"{english} · {chinese}", icon=ICONS.get(key),
-                         url_path=key, default=(key == "overview")))
+                         url_path=key, default=(key == default)))
+
+if not pages:
+    st.error("Your account has no pages. Ask an admin to check your roles.")
+    st.stop()
 
 with st.sidebar:
     st.radio("Language · 语言", ["English", "中文"], key="ui_lang", horizontal=True)

@@ -36,7 +36,9 @@ import pandas as pd
 
 from analytics.errors import AnalyticsError
 
-ROLES: tuple[str, ...] = ("executive", "marketing", "risk", "compliance", "admin")
+# "display" is a big-screen account: the KPI wall alone, aggregates only (a kiosk in a lobby or
+# a boardroom should not be able to open anything else if its session is hijacked).
+ROLES: tuple[str, ...] = ("executive", "marketing", "risk", "compliance", "admin", "display")
 
 # Ordered: the navigation shows pages in this order. Values are (English title, Chinese title).
 PAGES: dict[str, tuple[str, str]] = {
@@ -54,8 +56,8 @@ PAGES: dict[str, tuple[str, str]] = {
 }
 
 PAGE_ACCESS: dict[str, frozenset[str]] = {
-    "overview": frozenset(ROLES),
-    "kpi_wall": frozenset({"executive", "admin"}),
+    "overview": frozenset(ROLES) - {"display"},
+    "kpi_wall": frozenset({"executive", "admin", "display"}),
     "segments": frozenset({"executive", "marketing", "risk"}),
     "lifecycle": frozenset({"executive", "marketing"}),
     "churn": frozenset({"executive", "marketing", "risk"}),
@@ -76,6 +78,7 @@ ROLE_ACCESS_LEVEL: dict[str, str] = {
     "risk": "masked",
     "compliance": "masked_unmask",
     "admin": "none",
+    "display": "aggregate",
 }
 
 # Columns that identify a person. ``account_number`` is a card or account number.

@@ -50,6 +50,8 @@ SETTINGS: dict[str, Setting] = {
                 secret=True),
         Setting("AUDIT_HMAC_KEY", "",
                 "Key of the HMAC-SHA256 chain over the audit log; at least 32 bytes.", secret=True),
+        Setting("KPI_REFRESH_SECONDS", 60, "How often the KPI wall reloads its figures (without reloading the page).",
+                int),
         Setting("EXPORT_MAX_ROWS", 100000, "Most rows one CSV/Excel export may hold.", int),
         Setting("LOGIN_MAX_FAILED_ATTEMPTS", 5, "Consecutive failed logins that lock an account.", int),
         Setting("LOGIN_LOCKOUT_MINUTES", 30, "How long a locked account stays locked.", int),

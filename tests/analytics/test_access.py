@@ -41,7 +41,7 @@ from analytics.errors import AnalyticsError
 
 EXPECTED_MATRIX = [
     ("overview", {"executive", "marketing", "risk", "compliance", "admin"}),
-    ("kpi_wall", {"executive", "admin"}),
+    ("kpi_wall", {"executive", "admin", "display"}),
     ("segments", {"executive", "marketing", "risk"}),
     ("lifecycle", {"executive", "marketing"}),
     ("churn", {"executive", "marketing", "risk"}),

@@ -15,7 +15,7 @@ from tests.analytics import store_rows
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 TIMEOUT = 60
 PASSWORD = "correct horse battery staple"
-ROLE_USERS = {role: f"user_{role}" for role in ("executive", "marketing", "risk", "compliance", "admin")}
+ROLE_USERS = {role: f"user_{role}" for role in ("executive", "marketing", "risk", "compliance", "admin", "display")}
 
 
 @pytest.fixture(autouse=True)

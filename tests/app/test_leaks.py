@@ -16,7 +16,7 @@ from analytics import users
 from analytics.store import make_engine
 from tests.app.conftest import PASSWORD, login, new_app
 
-ROLES = ("executive", "marketing", "risk", "compliance", "admin")
+ROLES = ("executive", "marketing", "risk", "compliance", "admin", "display")
 
 
 def _raw_values(engine) -> set[str]:
