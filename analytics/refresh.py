@@ -153,6 +153,17 @@ STAGES.append(Stage("cross_sell", _cross_sell_stage))
 STAGES.append(Stage("risk", _risk_stage))
 
 
+def _churn_stage(ctx: RefreshContext) -> None:
+    """Churn model, hold-out metrics, scores, reason codes and value at risk (issue 5); after the
+    segments stage, whose margin CLV it uses for the value at risk."""
+    from analytics.churn import churn_stage
+
+    churn_stage(ctx)
+
+
+STAGES.append(Stage("churn", _churn_stage))
+
+
 def _kpi_stage(ctx: RefreshContext) -> None:
     """Monthly KPI series for the KPI wall."""
     from analytics.kpi import kpi_stage

@@ -570,6 +570,93 @@ CROSS_SELL_TABLES = ("cross_sell_rules", "cross_sell_cooccurrence", "next_best_p
 RISK_TABLES = ("risk_flags", "risk_mismatches", "risk_branch_summary")
 
 
+# --- Churn results (issue 5) ---
+# Written by the refresh's "churn" stage (analytics/churn.py::churn_stage), one set per run. The
+# label, population and model are documented in analytics/churn.py. Every metric table is computed
+# on the time-based hold-out only. No foreign key to customers: the demo generator drops and
+# recreates the store tables under the results.
+
+# One row per customer open at the run's month.
+churn_scores = Table(
+    "churn_scores",
+    metadata,
+    Column("run_id", Integer, ForeignKey("refresh_runs.run_id"), primary_key=True),
+    Column("customer_id", String(20), primary_key=True),
+    # active: scored by the model; inactive: no transaction for the horizon (already dormant),
+    # scored by the measured rate; closed: no open product (probability 1)
+    Column("churn_state", String(10), nullable=False),
+    Column("churn_probability", Float, nullable=False),  # of churning within CHURN_HORIZON_MONTHS
+    Column("clv", Float, nullable=False),  # the margin CLV the probability is applied to, CNY
+    Column("value_at_risk", Float, nullable=False),  # churn_probability * clv, CNY
+    Column("reason_1", String(200)),  # the top reasons pushing the probability up, in words
+    Column("reason_2", String(200)),
+    Column("reason_3", String(200)),
+    CheckConstraint("churn_state IN ('active', 'inactive', 'closed')", name="ck_churn_scores_state"),
+    Index("ix_churn_scores_value_at_risk", "run_id", "value_at_risk"),
+)
+
+# Hold-out lift and capture by score decile (1 = highest predicted probabilities).
+churn_lift = Table(
+    "churn_lift",
+    metadata,
+    Column("run_id", Integer, ForeignKey("refresh_runs.run_id"), primary_key=True),
+    Column("decile", SmallInteger, primary_key=True),
+    Column("customers", BigInteger, nullable=False),
+    Column("churners", BigInteger, nullable=False),
+    Column("mean_probability", Float, nullable=False),
+    Column("churn_rate", Float, nullable=False),
+    Column("lift", Float),  # churn_rate / overall rate; NULL when nobody churned
+    Column("cumulative_customers", BigInteger, nullable=False),
+    Column("cumulative_churners", BigInteger, nullable=False),
+    Column("capture", Float),  # share of all churners in deciles 1..decile
+    Column("cumulative_lift", Float),
+)
+
+# Hold-out calibration: equal-width probability bins, mean predicted vs observed churn rate.
+churn_calibration = Table(
+    "churn_calibration",
+    metadata,
+    Column("run_id", Integer, ForeignKey("refresh_runs.run_id"), primary_key=True),
+    Column("bin", SmallInteger, primary_key=True),
+    Column("lower", Float, nullable=False),
+    Column("upper", Float, nullable=False),
+    Column("customers", BigInteger, nullable=False),
+    Column("mean_predicted", Float, nullable=False),
+    Column("observed_rate", Float, nullable=False),
+)
+
+# Hold-out permutation importance: the drop in ROC AUC when a feature is shuffled (top features).
+churn_importance = Table(
+    "churn_importance",
+    metadata,
+    Column("run_id", Integer, ForeignKey("refresh_runs.run_id"), primary_key=True),
+    Column("feature", String(80), primary_key=True),
+    Column("rank", SmallInteger, nullable=False),
+    Column("importance_mean", Float, nullable=False),
+    Column("importance_std", Float, nullable=False),
+    Column("description", Text, nullable=False),
+)
+
+# Churn by dimension (branch_id, value_tier, lifecycle_stage, rfm_segment): today's active customers
+# with their mean predicted probability, and the hold-out period's observed churn rate.
+churn_rates = Table(
+    "churn_rates",
+    metadata,
+    Column("run_id", Integer, ForeignKey("refresh_runs.run_id"), primary_key=True),
+    Column("dimension", String(30), primary_key=True),
+    Column("value", String(100), primary_key=True),
+    Column("sort_order", Integer, nullable=False),
+    Column("customers", BigInteger, nullable=False),
+    Column("mean_probability", Float),  # NULL for a value with no active customer today
+    Column("expected_churners", Float, nullable=False),
+    Column("holdout_customers", BigInteger, nullable=False),
+    Column("holdout_churners", BigInteger, nullable=False),
+    Column("holdout_churn_rate", Float),  # NULL for a value absent from the hold-out
+)
+
+CHURN_TABLES = ("churn_scores", "churn_lift", "churn_calibration", "churn_importance", "churn_rates")
+
+
 # --- KPI wall results ---
 # The monthly KPI series of a run (analytics/kpi.py): customers, active, new, churned, aum,
 # deposits, loans for the 13 months up to the run's as-of month.

@@ -94,6 +94,15 @@ SETTINGS: dict[str, Setting] = {
                 "An abnormal AUM drop must also be a fall of at least this fraction (0.3 = 30 %).", float),
         Setting("BALANCE_DROP_MIN_AUM", 10000,
                 "Customers with less AUM than this (CNY) in the previous month are not checked for drops.", int),
+        # Churn early warning (issue 5)
+        Setting("CHURN_HORIZON_MONTHS", 3,
+                "Churn horizon: a customer churns if, within this many months, they close every product, "
+                "their AUM falls by CHURN_AUM_DROP or they make no transaction.", int),
+        Setting("CHURN_AUM_DROP", 0.8,
+                "An AUM fall of at least this fraction over the churn horizon counts as churn (0.8 = 80 %).", float),
+        Setting("CHURN_SAMPLE_SIZE", 200000,
+                "Customers sampled per period to fit and evaluate the churn model; every customer is then scored.",
+                int),
     ]
 }
 
