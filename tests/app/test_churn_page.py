@@ -1,0 +1,42 @@
+"""AppTest: the Churn page for executive (aggregates only), marketing and risk (early-warning list)."""
+
+import pytest
+
+from analytics import audit, users
+from analytics.store import make_engine
+from tests.app.conftest import PASSWORD, login, new_app
+
+
+def _open(monkeypatch, url, role):
+    engine = make_engine(url)
+    username = f"churn_{role}"
+    if users.get_user(engine, username) is None:
+        users.add_user(engine, username, PASSWORD, [role])
+    at = login(new_app(monkeypatch, url), username)
+    at.switch_page("app_pages/churn.py").run()
+    assert not at.exception
+    return at
+
+
+@pytest.mark.parametrize("role", ["executive", "marketing", "risk"])
+def test_churn_page_model_card(monkeypatch, demo_store_url, role):
+    at = _open(monkeypatch, demo_store_url, role)
+    metrics = {m.label: m.value for m in at.metric}
+    assert float(metrics["Hold-out ROC AUC"]) > 0.7
+    assert len(at.get("plotly_chart")) == 4
+    has_list = any("value_at_risk" in d.value.columns for d in at.dataframe)
+    assert has_list == (role != "executive")
+
+
+def test_early_warning_filters_and_export(monkeypatch, demo_store_url):
+    at = _open(monkeypatch, demo_store_url, "marketing")
+    full = at.dataframe[-1].value
+    assert full["value_at_risk"].is_monotonic_decreasing
+    branch = full["branch_id"].iloc[0]
+    at.selectbox[0].select(branch).run()
+    assert not at.exception
+    narrowed = at.dataframe[-1].value
+    assert (narrowed["branch_id"] == branch).all() and len(narrowed) <= len(full)
+    assert len(at.get("download_button")) == 2
+    events = audit.query(make_engine(demo_store_url), event="filter")
+    assert any(branch in (p or "") for p in events["parameters"])
