@@ -78,8 +78,9 @@ def delta(card: kpi.Card) -> str:
 
 
 def sparkline(card: kpi.Card) -> go.Figure:
-    fig = go.Figure(go.Scatter(y=list(card.spark), mode="lines", line={"width": 3, "color": "#5aa9ff"},
-                               fill="tozeroy", fillcolor="rgba(90,169,255,.15)", hoverinfo="skip"))
+    # No fill to zero: the axis fits the series, so a 1 % move is visible from across the room.
+    fig = go.Figure(go.Scatter(y=list(card.spark), mode="lines", line={"width": 4, "color": "#5aa9ff"},
+                               hoverinfo="skip"))
     fig.update_layout(height=70, margin={"l": 0, "r": 0, "t": 0, "b": 0}, paper_bgcolor="rgba(0,0,0,0)",
                       plot_bgcolor="rgba(0,0,0,0)", xaxis={"visible": False}, yaxis={"visible": False},
                       showlegend=False)
