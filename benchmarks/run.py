@@ -54,7 +54,15 @@ def bench_demo(customers: int) -> dict:
             "refresh_stage_seconds": stages}
 
 
+def bench_script(script: str, *args: str) -> dict:
+    """Run a benchmark script of this folder that prints one JSON object; return that object."""
+    proc = subprocess.run([PY, str(ROOT / "benchmarks" / script), *args], cwd=ROOT, capture_output=True,
+                          text=True, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 BENCHMARKS = {
+    "clv_fit": lambda: bench_script("bench_clv.py"),
     "demo_100k": lambda: bench_demo(100_000),
     "demo_1m": lambda: bench_demo(1_000_000),
 }
