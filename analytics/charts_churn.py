@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from analytics.charts_common import empty_figure, lang_index
 from analytics.charts_segments import SEGMENT_LABELS_ZH, STAGE_LABELS, TIER_LABELS
 from analytics.lifecycle import LIFECYCLE_STAGES
 from analytics.segmentation import RFM_SEGMENTS, VALUE_TIERS
@@ -45,9 +46,7 @@ _ORDERS = {"value_tier": VALUE_TIERS, "lifecycle_stage": LIFECYCLE_STAGES, "rfm_
 
 
 def _lang(lang: str) -> int:
-    if lang not in ("en", "zh"):
-        raise ValueError(f"lang must be 'en' or 'zh', not {lang!r}")
-    return 0 if lang == "en" else 1
+    return lang_index(lang)
 
 
 def _t(key: str, lang: str, **fmt) -> str:
@@ -55,11 +54,7 @@ def _t(key: str, lang: str, **fmt) -> str:
 
 
 def _empty(title: str, lang: str) -> go.Figure:
-    fig = go.Figure()
-    fig.update_layout(title=title, xaxis={"visible": False}, yaxis={"visible": False},
-                      annotations=[{"text": _t("no_data", lang), "showarrow": False, "xref": "paper",
-                                    "yref": "paper", "x": 0.5, "y": 0.5}])
-    return fig
+    return empty_figure(title, _t("no_data", lang))
 
 
 def _value_label(dimension: str, value: str, lang: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
+from analytics.charts_common import empty_figure, lang_index
 from analytics.quality import DIMENSIONS
 
 # dimension -> (English, Chinese)
@@ -48,9 +49,7 @@ _TEXT = {
 
 
 def _t(key: str, lang: str) -> str:
-    if lang not in ("en", "zh"):
-        raise ValueError(f"lang must be 'en' or 'zh', not {lang!r}")
-    return _TEXT[key][0 if lang == "en" else 1]
+    return _TEXT[key][lang_index(lang)]
 
 
 def dimension_label(dimension: str, lang: str = "en") -> str:
@@ -64,11 +63,7 @@ def _band(pct: float) -> str:
 
 
 def _empty(title: str, lang: str) -> go.Figure:
-    fig = go.Figure()
-    fig.update_layout(title=title, xaxis={"visible": False}, yaxis={"visible": False},
-                      annotations=[{"text": _t("no_data", lang), "showarrow": False, "xref": "paper",
-                                    "yref": "paper", "x": 0.5, "y": 0.5}])
-    return fig
+    return empty_figure(title, _t("no_data", lang))
 
 
 def _overall_scores(scores: pd.DataFrame) -> pd.Series:

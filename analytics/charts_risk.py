@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from analytics.charts_common import empty_figure, lang_index
 from analytics.charts_segments import SEGMENT_LABELS_ZH, TIER_LABELS
 
 # Low risk green to high risk red; credit grades the same way round (AAA best).
@@ -44,9 +45,7 @@ _TEXT = {
 
 
 def _lang(lang: str) -> int:
-    if lang not in ("en", "zh"):
-        raise ValueError(f"lang must be 'en' or 'zh', not {lang!r}")
-    return 0 if lang == "en" else 1
+    return lang_index(lang)
 
 
 def _t(key: str, lang: str, **fmt) -> str:
@@ -66,11 +65,7 @@ def _value_label(dimension, value, lang: str) -> str:
 
 
 def _empty(title: str, lang: str) -> go.Figure:
-    fig = go.Figure()
-    fig.update_layout(title=title, xaxis={"visible": False}, yaxis={"visible": False},
-                      annotations=[{"text": _t("no_data", lang), "showarrow": False, "xref": "paper",
-                                    "yref": "paper", "x": 0.5, "y": 0.5}])
-    return fig
+    return empty_figure(title, _t("no_data", lang))
 
 
 def distribution_bars(crosstab: pd.DataFrame, lang: str = "en", normalize: bool = False) -> go.Figure:

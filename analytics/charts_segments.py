@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from analytics.charts_common import empty_figure, lang_index
 from analytics.lifecycle import LIFECYCLE_STAGES
 from analytics.segmentation import FEATURE_LABELS, RFM_SEGMENTS, VALUE_TIERS
 
@@ -56,9 +57,7 @@ _TEXT = {
 
 
 def _lang(lang: str) -> int:
-    if lang not in ("en", "zh"):
-        raise ValueError(f"lang must be 'en' or 'zh', not {lang!r}")
-    return 0 if lang == "en" else 1
+    return lang_index(lang)
 
 
 def _t(key: str, lang: str, **fmt) -> str:
@@ -70,11 +69,7 @@ def _metric(metric: str, lang: str) -> str:
 
 
 def _empty(title: str, lang: str) -> go.Figure:
-    fig = go.Figure()
-    fig.update_layout(title=title, xaxis={"visible": False}, yaxis={"visible": False},
-                      annotations=[{"text": _t("no_data", lang), "showarrow": False, "xref": "paper",
-                                    "yref": "paper", "x": 0.5, "y": 0.5}])
-    return fig
+    return empty_figure(title, _t("no_data", lang))
 
 
 def _ordered(summary: pd.DataFrame, order: tuple[str, ...]) -> pd.DataFrame:

@@ -75,7 +75,6 @@ lower".
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -99,6 +98,7 @@ from threadpoolctl import threadpool_limits
 from analytics import settings
 from analytics.errors import AnalyticsError, ConfigError
 from analytics.features import FEATURE_COLUMNS, add_months, customer_features, month_end, to_datetime
+from analytics.refresh import Laps
 from analytics.store import bulk_insert, read_frame
 
 log = logging.getLogger(__name__)
@@ -1169,14 +1169,8 @@ def churn_stage(ctx) -> None:
         log.info("churn: skipped, %s", reason)
         ctx.put_metrics({"churn.skipped": reason})
         return
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[name] = round(now - clock, 3)
-        clock = now
+    lap = Laps()
+    timings = lap.seconds
 
     # --- training period: features at A - 2H, outcome over the next H months -----------------
     outcome_train = churn_outcomes(ctx.engine, train_cut, horizon, drop)

@@ -68,7 +68,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass
 from datetime import date, datetime
 from itertools import combinations
@@ -88,7 +87,7 @@ from threadpoolctl import threadpool_limits
 from analytics import settings
 from analytics.errors import ConfigError
 from analytics.features import add_months, customer_features, month_end, to_datetime
-from analytics.refresh import get_run_metrics
+from analytics.refresh import Laps, get_run_metrics
 from analytics.risk import risk_number
 from analytics.schema import (
     RISK_TOLERANCES,
@@ -835,14 +834,8 @@ def cross_sell_stage(ctx) -> None:
     conf = cross_sell_settings()
     value_tier_thresholds()  # a bad tier setting fails here, before minutes of work
     chunk = int(settings.get("LOAD_CHUNK_ROWS"))
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[name] = round(now - clock, 3)
-        clock = now
+    lap = Laps()
+    timings = lap.seconds
 
     engine = ctx.engine
     m0 = ctx.as_of_month

@@ -71,6 +71,19 @@ class RefreshContext:
                 conn.execute(insert(run_metrics), rows)
 
 
+class Laps:
+    """Seconds spent in each named step of a stage: call ``lap("step")`` at the end of each step."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._clock = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = round(now - self._clock, 3)
+        self._clock = now
+
+
 @dataclass(frozen=True)
 class Stage:
     """One step of the refresh: a name (shown in progress and status) and a function of the context."""

@@ -36,7 +36,6 @@ over the stored flags (:func:`risk_crosstab`); the RFM segment comes from the sa
 from __future__ import annotations
 
 import logging
-import time
 from datetime import date
 
 import numpy as np
@@ -46,6 +45,7 @@ from sqlalchemy import Date, Engine, bindparam, text
 from analytics import settings
 from analytics.errors import ConfigError
 from analytics.features import add_months, month_end, to_datetime
+from analytics.refresh import Laps
 from analytics.schema import CREDIT_GRADES, RISK_TOLERANCES, risk_branch_summary, risk_flags, risk_mismatches
 from analytics.segmentation import RFM_SEGMENTS, VALUE_TIERS, value_tier_thresholds, value_tiers
 from analytics.store import bulk_insert, read_frame
@@ -290,14 +290,8 @@ def risk_stage(ctx) -> None:
     drop_conf = drop_settings()
     thresholds = value_tier_thresholds()
     chunk = int(settings.get("LOAD_CHUNK_ROWS"))
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[name] = round(now - clock, 3)
-        clock = now
+    lap = Laps()
+    timings = lap.seconds
 
     engine = ctx.engine
     m0 = ctx.as_of_month

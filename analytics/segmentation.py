@@ -64,7 +64,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -81,6 +80,7 @@ from threadpoolctl import threadpool_limits
 from analytics import lifecycle, settings, tags
 from analytics.errors import ConfigError
 from analytics.features import customer_features, to_datetime
+from analytics.refresh import Laps
 from analytics.schema import cluster_profiles, cohort_retention, customer_segments, segment_summary
 from analytics.store import bulk_insert, read_frame
 
@@ -570,14 +570,8 @@ def segments_stage(ctx) -> None:
         log.info("segments: no activity data, nothing to segment")
         ctx.put_metrics({"segments.customers": 0})
         return
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[name] = round(now - clock, 3)
-        clock = now
+    lap = Laps()
+    timings = lap.seconds
 
     # Read every setting first, so a bad value fails before minutes of work.
     thresholds = value_tier_thresholds()

@@ -65,3 +65,18 @@ def nav_pages(at: AppTest) -> set[str]:
     # The default page registers an empty url_pathname: name it by its script (or "login").
     return {info.get("url_pathname") or (Path(info["script_path"]).stem if info.get("script_path") else "login")
             for info in at._registered_pages.values()}
+
+
+def open_page(monkeypatch, url: str, role: str, page: str | None, prefix: str = "t") -> AppTest:
+    """Log in as a user with ``role`` (created once per store) and open ``app_pages/<page>.py``."""
+    from analytics.store import make_engine
+
+    engine = make_engine(url)
+    username = f"{prefix}_{role}"
+    if users.get_user(engine, username) is None:
+        users.add_user(engine, username, PASSWORD, [role])
+    at = login(new_app(monkeypatch, url), username)
+    if page:
+        at.switch_page(f"app_pages/{page}.py").run()
+    assert not at.exception
+    return at

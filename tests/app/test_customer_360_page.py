@@ -3,20 +3,13 @@
 import pandas as pd
 import pytest
 
-from analytics import audit, users
+from analytics import audit
 from analytics.store import make_engine
-from tests.app.conftest import PASSWORD, login, new_app
+from tests.app.conftest import open_page
 
 
 def _open(monkeypatch, url, role):
-    engine = make_engine(url)
-    username = f"c360_{role}"
-    if users.get_user(engine, username) is None:
-        users.add_user(engine, username, PASSWORD, [role])
-    at = login(new_app(monkeypatch, url), username)
-    at.switch_page("app_pages/customer_360.py").run()
-    assert not at.exception
-    return at
+    return open_page(monkeypatch, url, role, "customer_360", prefix="c360")
 
 
 def _first_customer(url):

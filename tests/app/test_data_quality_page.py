@@ -5,21 +5,14 @@ import io
 import pandas as pd
 import pytest
 
-from analytics import audit, users
+from analytics import audit
 from analytics.store import make_engine
 from app_pages import common
-from tests.app.conftest import PASSWORD, login, new_app
+from tests.app.conftest import open_page
 
 
 def _open(monkeypatch, url, role):
-    engine = make_engine(url)
-    username = f"dq_{role}"
-    if users.get_user(engine, username) is None:
-        users.add_user(engine, username, PASSWORD, [role])
-    at = login(new_app(monkeypatch, url), username)
-    at.switch_page("app_pages/data_quality.py").run()
-    assert not at.exception
-    return at
+    return open_page(monkeypatch, url, role, "data_quality", prefix="dq")
 
 
 @pytest.mark.parametrize("role", ["executive", "admin"])

@@ -2,20 +2,13 @@
 
 import pytest
 
-from analytics import audit, users
+from analytics import audit
 from analytics.store import make_engine
-from tests.app.conftest import PASSWORD, login, new_app
+from tests.app.conftest import open_page
 
 
 def _open(monkeypatch, url, role, page):
-    engine = make_engine(url)
-    username = f"seg_{role}"
-    if users.get_user(engine, username) is None:
-        users.add_user(engine, username, PASSWORD, [role])
-    at = login(new_app(monkeypatch, url), username)
-    at.switch_page(f"app_pages/{page}.py").run()
-    assert not at.exception
-    return at
+    return open_page(monkeypatch, url, role, page, prefix="seg")
 
 
 def _arr(value):
