@@ -5,15 +5,18 @@ and account numbers) and searched for in everything the app rendered (text, metr
 chart specs), and in the app's log. No role sees a raw value without an explicit, audited unmask.
 """
 
+import io
 import logging
 from pathlib import Path
 
+import openpyxl
 import pytest
 from google.protobuf.json_format import MessageToJson
 from sqlalchemy import text
 
-from analytics import users
+from analytics import access, exports, users
 from analytics.store import make_engine
+from app_pages import common
 from tests.app.conftest import PASSWORD, login, new_app
 
 ROLES = ("executive", "marketing", "risk", "compliance", "admin", "display")
@@ -54,6 +57,12 @@ def test_no_raw_personal_value_reaches_any_page_or_log(monkeypatch, demo_store_u
     if users.get_user(engine, username) is None:
         users.add_user(engine, username, PASSWORD, [role])
     caplog.set_level(logging.DEBUG)
+    # Every export a page offers goes through common.export_buttons: keep the frames it is given
+    # and check the files they become.
+    exported = []
+    real_buttons = common.export_buttons
+    monkeypatch.setattr(common, "export_buttons", lambda engine_, user_, frame, *a, **k: (
+        exported.append(frame), real_buttons(engine_, user_, frame, *a, **k)))
     at = login(new_app(monkeypatch, demo_store_url), username)
     pages = [info["script_path"] for info in at._registered_pages.values() if info.get("script_path")]
     assert pages, "the role got no pages"
@@ -63,6 +72,8 @@ def test_no_raw_personal_value_reaches_any_page_or_log(monkeypatch, demo_store_u
     for script in pages:
         at.switch_page(str(Path(script).relative_to(root))).run()
         assert not at.exception, script
+        if script.endswith("segments.py"):
+            at.text_input(key="tag_expr").input("mortgage_holder or not mortgage_holder").run()
         if script.endswith("customer_360.py"):
             at.text_input[0].input(sample_customer)
             at.button[0].click()
@@ -73,3 +84,12 @@ def test_no_raw_personal_value_reaches_any_page_or_log(monkeypatch, demo_store_u
         assert leaked == [], f"{role} on {script} sees raw values, e.g. {leaked[:1]!r}"
     logged = [v for v in raw_values if v in caplog.text]
     assert logged == []
+    if access.can_see_customer_rows([role]):
+        assert exported, "no export was offered to a role that may export customer lists"
+    for frame in exported:
+        for export in (exports.to_csv(frame, "x"), exports.to_excel(frame, "x")):
+            text_of_file = export.data.decode("utf-8-sig") if export.file_name.endswith(".csv") else \
+                "\n".join(str(c.value) for row in openpyxl.load_workbook(io.BytesIO(export.data)).active.iter_rows()
+                          for c in row)
+            leaked = [v for v in raw_values if v in text_of_file]
+            assert leaked == [], f"{role} export {export.file_name} holds raw values"
