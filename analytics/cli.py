@@ -166,7 +166,7 @@ def write_demo_secrets(path=None) -> bool:
 
 
 DEMO_USERS = {f"demo_{role}": role for role in
-              ("executive", "marketing", "risk", "compliance", "admin")}
+              ("executive", "marketing", "risk", "compliance", "admin", "display")}
 
 
 def create_demo_users(engine) -> dict[str, str]:
