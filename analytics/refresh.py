@@ -148,6 +148,16 @@ def _segments_stage(ctx: RefreshContext) -> None:
 STAGES.append(Stage("segments", _segments_stage))
 
 
+def _clv_txn_stage(ctx: RefreshContext) -> None:
+    """Transactional CLV (BG/NBD + Gamma-Gamma on monthly activity) per customer (issue 4)."""
+    from analytics.clv_refresh import clv_stage
+
+    clv_stage(ctx)
+
+
+STAGES.append(Stage("clv_txn", _clv_txn_stage))
+
+
 def _cross_sell_stage(ctx: RefreshContext) -> None:
     """Association rules, propensities and next-best products with their guards (issue 5)."""
     from analytics.cross_sell import cross_sell_stage
@@ -175,6 +185,17 @@ def _churn_stage(ctx: RefreshContext) -> None:
 
 
 STAGES.append(Stage("churn", _churn_stage))
+
+
+def _clv_retention_stage(ctx: RefreshContext) -> None:
+    """Margin CLV re-based on the churn model's retention (issue 4); after the churn stage, whose
+    scores it uses, so churn's value at risk still uses the lifecycle-stage CLV."""
+    from analytics.clv_refresh import apply_churn_retention
+
+    apply_churn_retention(ctx)
+
+
+STAGES.append(Stage("clv_retention", _clv_retention_stage))
 
 
 def _kpi_stage(ctx: RefreshContext) -> None:

@@ -657,6 +657,28 @@ churn_rates = Table(
 CHURN_TABLES = ("churn_scores", "churn_lift", "churn_calibration", "churn_importance", "churn_rates")
 
 
+# --- Transactional CLV results (issue 4) ---
+# BG/NBD + Gamma-Gamma on monthly activity (analytics/clv_refresh.py): one row per customer of the
+# store at the run. A purchase period is a month with txn_count > 0, over the 24 months up to the
+# run's month; frequency, recency and T are NULL for a customer with no such month (p_alive and
+# CLV 0). No foreign key to customers: the demo generator drops and recreates the store tables
+# under the results.
+customer_clv_txn = Table(
+    "customer_clv_txn",
+    metadata,
+    Column("run_id", Integer, ForeignKey("refresh_runs.run_id"), primary_key=True),
+    Column("customer_id", String(20), primary_key=True),
+    Column("frequency", Float),  # repeat active months
+    Column("recency", Float),  # months from the first to the last active month
+    Column("T", Float),  # months from the first active month to the run's month
+    Column("monetary_value", Float, nullable=False),  # mean txn_amount of the repeat months, CNY
+    Column("p_alive", Float, nullable=False),  # BG/NBD probability the customer is still active
+    Column("expected_purchases_12m", Float, nullable=False),  # expected active months in the next 12
+    Column("clv_txn_12m", Float, nullable=False),  # discounted expected transaction amount, 12 months, CNY
+    CheckConstraint("p_alive BETWEEN 0 AND 1", name="ck_customer_clv_txn_p_alive"),
+)
+
+
 # --- KPI wall results ---
 # The monthly KPI series of a run (analytics/kpi.py): customers, active, new, churned, aum,
 # deposits, loans for the 13 months up to the run's as-of month.
