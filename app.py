@@ -29,17 +29,24 @@ if user is None:
     st.stop()
 
 allowed = [key for key in access.pages_for(user["roles"]) if common.page_script(key).exists()]
-default = "overview" if "overview" in allowed else allowed[0] if allowed else None
-pages = []
-for key in allowed:
-    script = common.page_script(key)
-    english, chinese = access.PAGES[key]
-    pages.append(st.Page(str(script), title=f"{english} · {chinese}", icon=ICONS.get(key),
-                         url_path=key, default=(key == default)))
-
-if not pages:
+if not allowed:
     st.error("Your account has no pages. Ask an admin to check your roles.")
     st.stop()
+pages = {}
+for key in allowed:
+    english, chinese = access.PAGES[key]
+    pages[key] = st.Page(str(common.page_script(key)), title=f"{english} · {chinese}", icon=ICONS.get(key),
+                         url_path=key)
+landing = pages["overview"] if "overview" in pages else next(iter(pages.values()))
+
+
+def home() -> None:
+    # The default page is this hidden one, so every real page keeps its own URL: a bookmark of
+    # /overview or /kpi_wall?kiosk=1 opens that page, and / goes to the role's landing page.
+    st.switch_page(landing, query_params=st.query_params.to_dict())
+
+
+nav = [st.Page(home, title="Home", url_path="home", default=True, visibility="hidden"), *pages.values()]
 
 with st.sidebar:
     st.radio("Language · 语言", ["English", "中文"], key="ui_lang", horizontal=True)
@@ -48,4 +55,7 @@ with st.sidebar:
         auth.logout(engine)
         st.rerun()
 
-st.navigation(pages).run()
+page = st.navigation(nav)
+if page.url_path:  # the hidden default (home) page has url_path "" and only redirects
+    auth.write_pending_cookie()
+page.run()

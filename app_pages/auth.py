@@ -172,13 +172,20 @@ def login_gate(engine) -> dict | None:
         user = None
     if user is not None:
         st.session_state["_auth"] = auth
-        if st.session_state.pop(STATE_COOKIE_PENDING, False):
-            # The login run ends in st.rerun(), which can drop the browser-side component that
-            # writes the cookie before it runs; write it again in the first full run.
-            auth.cookie_controller.set_cookie()
         return user
     st.session_state["_auth"] = auth
     return None
+
+
+def write_pending_cookie() -> None:
+    """Write the session cookie after a login, in a run that renders a real page.
+
+    The login run ends in st.rerun(), and the landing redirect in st.switch_page(); either can drop
+    the browser-side component that writes the cookie before it runs, so it is written again here,
+    once, from the first run that draws a page.
+    """
+    if st.session_state.pop(STATE_COOKIE_PENDING, False) and st.session_state.get("_auth") is not None:
+        st.session_state["_auth"].cookie_controller.set_cookie()
 
 
 def login_page() -> None:

@@ -61,10 +61,15 @@ def login(at: AppTest, username: str, password: str = PASSWORD) -> AppTest:
 
 
 def nav_pages(at: AppTest) -> set[str]:
-    """URL paths of the pages st.navigation registered for this session (AppTest keeps them)."""
-    # The default page registers an empty url_pathname: name it by its script (or "login").
-    return {info.get("url_pathname") or (Path(info["script_path"]).stem if info.get("script_path") else "login")
-            for info in at._registered_pages.values()}
+    """The pages st.navigation registered for this session, by script name ("login" for the login
+    form); the hidden "Home" redirect that every logged-in navigation starts with is left out."""
+    out = set()
+    for info in at._registered_pages.values():
+        if info.get("script_path"):
+            out.add(Path(info["script_path"]).stem)
+        elif info.get("page_name") != "Home":
+            out.add("login")
+    return out
 
 
 def open_page(monkeypatch, url: str, role: str, page: str | None, prefix: str = "t") -> AppTest:

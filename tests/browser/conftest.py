@@ -87,7 +87,9 @@ def wait_idle(page, timeout_ms: int = 30000) -> None:
 
 
 PASSWORD = "browser test password"
-SECRET_ENV = {"AUTH_COOKIE_KEY": "browser-cookie-key-" + "b" * 32, "AUDIT_HMAC_KEY": "c" * 40}
+SECRET_ENV = {"AUTH_COOKIE_KEY": "browser-cookie-key-" + "b" * 32, "AUDIT_HMAC_KEY": "c" * 40,
+              # The KPI wall re-reads its figures every 3 s here, so a test can watch it update.
+              "KPI_REFRESH_SECONDS": "3"}
 
 
 @pytest.fixture(scope="session")
@@ -100,6 +102,8 @@ def app_server(demo_store_url, tmp_path_factory):
     engine = make_engine(demo_store_url)
     if users.get_user(engine, "browser_admin") is None:
         users.add_user(engine, "browser_admin", PASSWORD, ["admin", "compliance"])
+    if users.get_user(engine, "browser_wall") is None:
+        users.add_user(engine, "browser_wall", PASSWORD, ["display"])
     engine.dispose()
     env = {**SECRET_ENV, "AUDIT_CHECKPOINT_FILE": str(tmp / "audit.ckpt")}
     base, proc, _log = start_server(demo_store_url, tmp, env)
@@ -116,11 +120,12 @@ def is_login_page(page) -> bool:
     return "Username · 用户名" in body and "Customers · 客户数" not in body and "Total AUM" not in body
 
 
-def log_in(page, base: str, username: str = "browser_admin", password: str = PASSWORD) -> None:
-    page.goto(base + "/")
+def log_in(page, base: str, username: str = "browser_admin", password: str = PASSWORD,
+           expect: str = "Customers · 客户数", path: str = "/") -> None:
+    page.goto(base + path)
     is_login_page(page)
     page.get_by_label("Username · 用户名").fill(username)
     page.get_by_label("Password · 密码").fill(password)
     page.get_by_role("button", name="Log in · 登录").click()
-    page.get_by_text("Customers · 客户数").wait_for(timeout=30000)
+    page.get_by_text(expect).first.wait_for(timeout=30000)
     wait_idle(page)

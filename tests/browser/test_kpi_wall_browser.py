@@ -1,0 +1,44 @@
+"""In a real browser: the kiosk KPI wall survives a reload and shows a new refresh without a reload."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from analytics.refresh import run_refresh
+from analytics.store import make_engine
+from tests.browser.conftest import log_in
+
+pytestmark = pytest.mark.browser
+SHOTS = Path(__file__).resolve().parents[2] / "screenshots"
+
+
+def _run_shown(page) -> int:
+    match = re.search(r"refresh run (\d+)", page.inner_text("body"))
+    assert match, "the wall shows no refresh run"
+    return int(match.group(1))
+
+
+def test_kiosk_wall_reloads_in_place_and_follows_a_new_refresh(app_server, demo_store_url, browser):
+    ctx = browser.new_context(viewport={"width": 1920, "height": 1080})
+    page = ctx.new_page()
+    log_in(page, app_server, "browser_wall", expect="Total AUM")  # the wall is its only page
+    for _ in range(50):  # the session cookie is written by the browser after the login run
+        if any(c["name"] == "customer_insight_session" for c in ctx.cookies()):
+            break
+        page.wait_for_timeout(200)
+    page.goto(app_server + "/kpi_wall?kiosk=1")
+    page.get_by_text("Total AUM").first.wait_for(timeout=30000)
+    assert "kiosk=1" in page.url and "Page not found" not in page.inner_text("body")
+    assert page.locator('[data-testid="stSidebar"]').is_hidden()
+    before = _run_shown(page)
+    SHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SHOTS / "kpi_wall_kiosk.png"))
+
+    engine = make_engine(demo_store_url)
+    after = run_refresh(engine)
+    assert after > before
+    # No page.goto or reload from here: the fragment re-reads the figures on its own.
+    page.get_by_text(f"refresh run {after}").first.wait_for(timeout=30000)
+    assert _run_shown(page) == after
+    ctx.close()
