@@ -40,6 +40,28 @@ PAUSE_ENV = "ANALYTICS_REFRESH_PAUSE_AFTER"
 ABANDONED_AFTER = timedelta(hours=12)
 
 
+def _reset_peak_rss() -> bool:
+    """Reset this process's peak resident set size (Linux: ``5`` to /proc/self/clear_refs)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_mib() -> float | None:
+    """This process's peak resident set size since the last reset, in MiB (Linux only)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
 def utcnow() -> datetime:
     """Naive UTC now: the store keeps UTC timestamps without a zone, the same on both dialects."""
     return datetime.now(UTC).replace(tzinfo=None)
@@ -304,8 +326,12 @@ def run_refresh(engine: Engine, *, progress: Callable[[str, float], None] | None
             if progress:
                 progress(stage.name, i / len(STAGES))
             t0 = time.perf_counter()
+            # Peak memory per stage for `make bench`: reset the high-water mark, read it after.
+            measured = _reset_peak_rss()
             stage.run(ctx)
             ctx.metrics[f"stage_seconds.{stage.name}"] = round(time.perf_counter() - t0, 3)
+            if measured:
+                ctx.metrics[f"stage_peak_rss_mib.{stage.name}"] = _peak_rss_mib()
             if pause_after == stage.name:
                 time.sleep(600)
         _publish(engine, ctx)

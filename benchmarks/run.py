@@ -49,9 +49,10 @@ def bench_demo(customers: int) -> dict:
                                 capture_output=True, text=True, check=True)
         metrics = json.loads(status.stdout)["runs"][0].get("metrics") or {}
     stages = {k.split(".", 1)[1]: v for k, v in metrics.items() if k.startswith("stage_seconds.")}
+    stage_rss = {k.split(".", 1)[1]: v for k, v in metrics.items() if k.startswith("stage_peak_rss_mib.")}
     return {"customers": customers, "generate_seconds": timing["seconds"], "generate_peak_rss_mib": rss,
             "store_size_mib": db_mib, "refresh_seconds": refresh["seconds"], "refresh_peak_rss_mib": refresh_rss,
-            "refresh_stage_seconds": stages}
+            "refresh_stage_seconds": stages, "refresh_stage_peak_rss_mib": stage_rss}
 
 
 def bench_script(script: str, *args: str) -> dict:

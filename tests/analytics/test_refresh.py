@@ -147,3 +147,12 @@ def test_cli_error_is_one_line_without_traceback(tmp_path):
     assert out.returncode == 1
     assert "Traceback" not in out.stderr
     assert out.stderr.startswith("error: ") and "python -m analytics demo" in out.stderr
+
+
+def test_each_stage_records_its_time_and_peak_memory(filled):
+    run_refresh(filled)
+    metrics = status(filled)["runs"][0]["metrics"]
+    for stage in refresh.STAGES:
+        assert metrics[f"stage_seconds.{stage.name}"] >= 0
+        if Path("/proc/self/clear_refs").exists():
+            assert metrics[f"stage_peak_rss_mib.{stage.name}"] > 0
