@@ -93,6 +93,7 @@ from analytics.schema import (
     RISK_TOLERANCES,
     cross_sell_categories,
     cross_sell_cooccurrence,
+    cross_sell_customer,
     cross_sell_opportunities,
     cross_sell_rules,
     customers,
@@ -692,12 +693,17 @@ class Recommendations:
     no_offer : dict
         Customers without any offer, by reason: ``holds_everything``, ``expired_assessment``,
         ``suitability`` (nothing allowed among what they lack).
+    customers : pandas.DataFrame or None
+        One row per customer (the index of the propensity frame): ``next_best_category``,
+        ``next_best_product_id``, ``next_best_expected_value`` (the rank-1 offer; missing when none)
+        and ``no_offer_reason`` (missing when there is an offer; else a key of ``no_offer``).
     """
 
     offers: pd.DataFrame
     funnel: pd.DataFrame
     opportunities: pd.DataFrame
     no_offer: dict
+    customers: pd.DataFrame | None = None
 
 
 def recommend(propensity: pd.DataFrame, customer_frame: pd.DataFrame, products_frame: pd.DataFrame,
@@ -807,12 +813,57 @@ def recommend(propensity: pd.DataFrame, customer_frame: pd.DataFrame, products_f
                      .reset_index())
 
     has_offer = eligible.any(axis=1)
-    no_offer = {
-        "holds_everything": int((~non_holder.any(axis=1)).sum()),
-        "expired_assessment": int((non_holder.any(axis=1) & ~valid).sum()),
-        "suitability": int((non_holder.any(axis=1) & valid & ~has_offer).sum()),
+    lacks_some = non_holder.any(axis=1)
+    reason_masks = {
+        "holds_everything": ~lacks_some,
+        "expired_assessment": lacks_some & ~valid,
+        "suitability": lacks_some & valid & ~has_offer,
     }
-    return Recommendations(offers=offers, funnel=funnel, opportunities=opportunities, no_offer=no_offer)
+    no_offer = {reason: int(mask.sum()) for reason, mask in reason_masks.items()}
+
+    # Each customer's rank-1 offer (the first of the ranking order when there is any eligible one).
+    best_k = order[:, 0] if k_count else np.zeros(n, dtype=np.int64)
+    rows_all = np.arange(n)
+    reason = np.full(n, None, dtype=object)
+    for name, mask in reason_masks.items():
+        reason[mask] = name
+    best_row = product_row[rows_all, best_k] if k_count else np.full(n, -1, dtype=np.int64)
+    customers_out = pd.DataFrame({
+        "next_best_category": np.where(has_offer, np.asarray(categories, dtype=object)[best_k] if k_count
+                                       else None, None),
+        "next_best_product_id": np.where(has_offer, pids[np.maximum(best_row, 0)] if len(pids) else None, None),
+        "next_best_expected_value": np.where(has_offer, ev[rows_all, best_k] if k_count else np.nan, np.nan),
+        "no_offer_reason": reason,
+    }, index=propensity.index)
+    return Recommendations(offers=offers, funnel=funnel, opportunities=opportunities, no_offer=no_offer,
+                           customers=customers_out)
+
+
+def propensity_json(propensity: pd.DataFrame, decimals: int = 4) -> np.ndarray:
+    """Each row of ``propensity`` as a JSON object ``{category: probability}``, NaN cells left out.
+
+    The cells are probabilities (clipped to [0, 1]), written rounded to ``decimals``; a row of NaN
+    only gives ``'{}'``. Built without per-cell formatting: at ``decimals`` places a probability takes
+    one of ``10**decimals + 1`` values, each formatted once per category and picked by index, so a
+    million rows by ten categories takes about a second.
+    """
+    scale = 10 ** int(decimals)
+    values = propensity.to_numpy(dtype=float)
+    parts = []
+    for k, category in enumerate(propensity.columns):
+        col = values[:, k]
+        present = ~np.isnan(col)
+        if not present.any():
+            continue
+        prefix = ", " + json.dumps(str(category)) + ": "
+        # i / scale is the double nearest to the decimal, as round() gives: its repr is the short
+        # decimal itself ("0.1234", "1.0", "0.0"), valid JSON.
+        table = np.array([prefix + repr(i / scale) for i in range(scale + 1)] + [""], dtype=object)
+        idx = np.rint(np.clip(np.nan_to_num(col), 0.0, 1.0) * scale).astype(np.int64)
+        parts.append(table[np.where(present, idx, scale + 1)])
+    if not parts:
+        return np.full(len(values), "{}", dtype=object)
+    return np.array(["{" + "".join(row)[2:] + "}" for row in zip(*parts, strict=True)], dtype=object)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -820,12 +871,36 @@ def recommend(propensity: pd.DataFrame, customer_frame: pd.DataFrame, products_f
 # ---------------------------------------------------------------------------------------------
 
 
+def _customer_rows(per_customer: pd.DataFrame, propensity: pd.DataFrame, closed_ids: pd.Index) -> pd.DataFrame:
+    """The ``cross_sell_customer`` rows: the scored customers, then the closed ones (no offer, ``'{}'``).
+
+    Closed customers are not candidates and are not scored, so their propensities are empty.
+    """
+    scored = per_customer.reindex(propensity.index)
+    rows = pd.DataFrame({
+        "customer_id": propensity.index.to_numpy(dtype=object),
+        "next_best_category": scored["next_best_category"].to_numpy(dtype=object),
+        "next_best_product_id": scored["next_best_product_id"].to_numpy(dtype=object),
+        "next_best_expected_value": scored["next_best_expected_value"].to_numpy(dtype=float),
+        "no_offer_reason": scored["no_offer_reason"].to_numpy(dtype=object),
+        "propensities": propensity_json(propensity),
+    })
+    if len(closed_ids) == 0:
+        return rows
+    closed = pd.DataFrame({
+        "customer_id": closed_ids.to_numpy(dtype=object),
+        "next_best_category": None, "next_best_product_id": None, "next_best_expected_value": np.nan,
+        "no_offer_reason": "closed", "propensities": "{}",
+    })
+    return pd.concat([rows, closed], ignore_index=True)
+
+
 def cross_sell_stage(ctx) -> None:
     """The refresh stage ``cross_sell``: rules, propensities, next-best products, written per run.
 
     Writes ``cross_sell_rules``, ``cross_sell_cooccurrence``, ``next_best_product``,
-    ``cross_sell_categories`` and ``cross_sell_opportunities`` under ``ctx.run_id`` in one
-    transaction, and headline metrics (``cross_sell.*``) in ``run_metrics``.
+    ``cross_sell_customer`` (one row per customer, closed ones included), ``cross_sell_categories``
+    and ``cross_sell_opportunities`` under ``ctx.run_id`` in one transaction, and headline metrics (``cross_sell.*``) in ``run_metrics``.
     """
     if ctx.as_of_month is None:
         log.info("cross_sell: no activity data, nothing to do")
@@ -870,6 +945,7 @@ def cross_sell_stage(ctx) -> None:
     lap("features")
     tiers = value_tiers(features["aum_latest"]).astype(str)
     # Reassigned, not copied beside the full frame: closed customers are not candidates.
+    closed_ids = features.index[features["status"].astype(object) == "closed"]
     population = features[features["status"].astype(object) != "closed"]
     del features
     held_now = held.reindex(index=population.index, columns=categories, fill_value=False)
@@ -920,6 +996,9 @@ def cross_sell_stage(ctx) -> None:
                               "category_b": np.asarray(categories, dtype=object)[b],
                               "customers": cooc.to_numpy()[a, b]})
     offers = result.offers.sort_values(["customer_id", "rank"], kind="stable")
+    customer_rows = _customer_rows(result.customers, propensity, closed_ids)
+    del propensity
+    lap("customer_rows")
 
     run = {"run_id": ctx.run_id}
     with engine.begin() as conn:
@@ -930,9 +1009,12 @@ def cross_sell_stage(ctx) -> None:
         rows = offers.assign(**run)
         for start in range(0, len(rows), chunk):
             bulk_insert(engine, next_best_product, rows.iloc[start:start + chunk], conn=conn)
+        for start in range(0, len(customer_rows), chunk):
+            bulk_insert(engine, cross_sell_customer, customer_rows.iloc[start:start + chunk].assign(**run), conn=conn)
     lap("write")
 
     ctx.row_counts.update({"cross_sell_rules": len(rule_rows), "next_best_product": len(offers),
+                           "cross_sell_customer": len(customer_rows),
                            "cross_sell_categories": len(category_rows),
                            "cross_sell_opportunities": len(result.opportunities)})
     for name, seconds in timings.items():
@@ -955,6 +1037,7 @@ def cross_sell_stage(ctx) -> None:
     }
     for reason, count in result.no_offer.items():
         metrics[f"cross_sell.no_offer.{reason}"] = count
+    metrics["cross_sell.no_offer.closed"] = len(closed_ids)
     for _, row in category_rows.iterrows():
         metrics[f"cross_sell.model.{row['category']}"] = str(row["model"])
         if row["holdout_auc"] is not None and not pd.isna(row["holdout_auc"]):
@@ -1011,6 +1094,34 @@ def read_opportunities(engine: Engine, run_id: int | None = None) -> pd.DataFram
         FROM cross_sell_opportunities LEFT JOIN products p ON p.product_id = cross_sell_opportunities.product_id
         WHERE {where} ORDER BY expected_value_total DESC, category, cross_sell_opportunities.product_id
     """, params)
+
+
+def read_customer_offers(engine: Engine, run_id: int | None, customer_id: str) -> dict | None:
+    """One customer's row of ``cross_sell_customer`` in a run (None: the published one).
+
+    Returns
+    -------
+    dict or None
+        ``customer_id``, ``next_best_category``, ``next_best_product_id``, ``next_best_product_name``,
+        ``next_best_expected_value``, ``no_offer_reason`` and ``propensities`` (a dict
+        ``{category: probability}``, highest first); None when the run has no row for the customer.
+    """
+    where, params = _run_filter("cross_sell_customer", run_id)
+    frame = read_frame(engine, f"""
+        SELECT cross_sell_customer.customer_id, next_best_category, next_best_product_id,
+               p.name AS next_best_product_name, next_best_expected_value, no_offer_reason, propensities
+        FROM cross_sell_customer
+        LEFT JOIN products p ON p.product_id = cross_sell_customer.next_best_product_id
+        WHERE {where} AND cross_sell_customer.customer_id = :customer_id
+    """, {**params, "customer_id": str(customer_id)})
+    if frame.empty:
+        return None
+    row = {k: (None if not isinstance(v, str) and pd.isna(v) else v) for k, v in frame.iloc[0].items()}
+    if row["next_best_expected_value"] is not None:
+        row["next_best_expected_value"] = float(row["next_best_expected_value"])
+    probabilities = json.loads(row["propensities"] or "{}")
+    row["propensities"] = dict(sorted(probabilities.items(), key=lambda kv: (-kv[1], kv[0])))
+    return row
 
 
 def campaign_list(engine: Engine, run_id: int | None, category: str, *, limit: int = 1000
@@ -1093,6 +1204,6 @@ __all__ = [
     "EXCLUSION_REASONS", "RULE_COLUMNS", "CrossSellError", "CrossSellPropensity", "Recommendations",
     "acquisitions", "assessment_valid", "association_rules", "best_products", "campaign_list", "cooccurrence",
     "cross_sell_settings", "cross_sell_stage", "expected_balances", "holding_balances", "holding_matrix",
-    "itemset_text", "product_categories", "propensity_columns", "read_categories", "read_cooccurrence",
-    "read_opportunities", "read_rules", "recommend", "risk_number",
+    "itemset_text", "product_categories", "propensity_columns", "propensity_json", "read_categories",
+    "read_cooccurrence", "read_customer_offers", "read_opportunities", "read_rules", "recommend", "risk_number",
 ]

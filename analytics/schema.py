@@ -470,6 +470,24 @@ next_best_product = Table(
     Index("ix_next_best_product_category", "run_id", "category", "expected_value"),
 )
 
+# One row per customer of the stage's population (every customer open at the run's month,
+# closed ones included): the next-best product (rank 1 of next_best_product) or why there is none,
+# and the propensities over every category the customer does not hold.
+cross_sell_customer = Table(
+    "cross_sell_customer",
+    metadata,
+    Column("run_id", Integer, ForeignKey("refresh_runs.run_id"), primary_key=True),
+    Column("customer_id", String(20), primary_key=True),
+    Column("next_best_category", String(30)),  # NULL when no offer
+    Column("next_best_product_id", String(20)),
+    Column("next_best_expected_value", Float),  # CNY
+    # NULL when there is an offer; else holds_everything, expired_assessment, suitability, closed
+    Column("no_offer_reason", String(30)),
+    # JSON object {category: P(acquire within the horizon)}, 4 decimals, over the categories the
+    # customer does not hold; '{}' for a closed customer (not scored) or one holding everything
+    Column("propensities", Text, nullable=False),
+)
+
 # Per category: the propensity model and the guard funnel (non-holders -> expired or missing
 # assessment -> no product within tolerance -> eligible -> no consent -> campaign pool).
 cross_sell_categories = Table(
@@ -566,7 +584,7 @@ risk_branch_summary = Table(
 )
 
 CROSS_SELL_TABLES = ("cross_sell_rules", "cross_sell_cooccurrence", "next_best_product",
-                     "cross_sell_categories", "cross_sell_opportunities")
+                     "cross_sell_customer", "cross_sell_categories", "cross_sell_opportunities")
 RISK_TABLES = ("risk_flags", "risk_mismatches", "risk_branch_summary")
 
 

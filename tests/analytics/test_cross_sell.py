@@ -2,6 +2,7 @@
 signal, the guards (hand-built cases and a property test), campaign lists, and the refresh stage on
 the demo store."""
 
+import json
 import warnings
 from datetime import date
 
@@ -28,8 +29,10 @@ from analytics.cross_sell import (
     cooccurrence,
     expected_balances,
     holding_matrix,
+    propensity_json,
     read_categories,
     read_cooccurrence,
+    read_customer_offers,
     read_opportunities,
     read_rules,
     recommend,
@@ -518,3 +521,101 @@ def test_campaign_list_rechecks_the_current_record(engine):
     assert empty.empty and reasons == dict.fromkeys(EXCLUSION_REASONS, 0)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT COUNT(*) FROM cross_sell_rules")).scalar() > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-customer results (cross_sell_customer)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_propensity_json_leaves_out_holders_and_rounds():
+    frame = pd.DataFrame({"fund": [0.123456, np.nan, np.nan, 1.0], "insurance": [np.nan, 0.00004, np.nan, 0.5]},
+                         index=["a", "b", "c", "d"])
+    out = [json.loads(s) for s in propensity_json(frame)]
+    assert out == [{"fund": 0.1235}, {"insurance": 0.0}, {}, {"fund": 1.0, "insurance": 0.5}]
+    rng = np.random.default_rng(3)
+    big = pd.DataFrame(rng.random((500, 4)), columns=list("wxyz"))
+    big[big > 0.8] = np.nan
+    for text_row, (_, row) in zip(propensity_json(big), big.iterrows(), strict=True):
+        assert json.loads(text_row) == pytest.approx({c: round(v, 4) for c, v in row.items() if not np.isnan(v)},
+                                                     abs=1e-12)
+    assert list(propensity_json(pd.DataFrame(index=["a"]))) == ["{}"]
+
+
+def test_recommend_gives_each_customer_a_next_best_or_a_reason():
+    props = pd.DataFrame({"deposit": [0.2, np.nan, 0.3, 0.4], "fund": [0.5, np.nan, 0.6, 0.1]},
+                         index=["ok", "all", "old", "low"])
+    people = pd.DataFrame({"risk_tolerance": ["C3", "C3", "C3", "C1"],
+                           "assessment_valid": [True, True, False, True],
+                           "marketing_consent": [True, True, True, True],
+                           "value_tier": ["mass"] * 4}, index=props.index)
+    prods = pd.DataFrame({"product_id": ["D1", "F1"], "category": ["deposit", "fund"], "risk_level": ["R1", "R3"],
+                          "annual_margin": [0.01, 0.02]})
+    balance = pd.DataFrame(1000.0, index=["mass"], columns=["deposit", "fund"])
+    per = recommend(props, people, prods, balance).customers
+    assert per.loc["ok", "next_best_category"] == "fund" and per.loc["ok", "next_best_product_id"] == "F1"
+    assert per.loc["ok", "next_best_expected_value"] == pytest.approx(0.5 * 0.02 * 1000)
+    assert pd.isna(per.loc["ok", "no_offer_reason"])
+    assert per.loc["all", "no_offer_reason"] == "holds_everything"
+    assert per.loc["old", "no_offer_reason"] == "expired_assessment"
+    assert pd.isna(per.loc["old", "next_best_product_id"])
+    # C1: the fund (R3) is above the tolerance, the deposit is not.
+    assert per.loc["low", "next_best_product_id"] == "D1"
+
+
+def test_demo_every_customer_has_propensities_and_a_next_best_or_a_reason(demo_engine):
+    run = current_run_id(demo_engine)
+    as_of = pd.Timestamp(get_run_metrics(demo_engine, run)["cross_sell.as_of"])
+    rows = read_frame(demo_engine, "SELECT * FROM cross_sell_customer WHERE run_id = :r", {"r": run})
+    people = read_frame(demo_engine, "SELECT customer_id, status, risk_tolerance, risk_assessed_at FROM customers")
+    assert rows["customer_id"].is_unique
+    assert set(rows["customer_id"]) == set(people["customer_id"])
+    has_product = rows["next_best_product_id"].notna()
+    has_reason = rows["no_offer_reason"].notna()
+    assert (has_product ^ has_reason).all()
+    assert (rows["next_best_category"].notna() == has_product).all()
+    assert (rows["next_best_expected_value"].notna() == has_product).all()
+    assert set(rows.loc[has_reason, "no_offer_reason"]) <= {"expired_assessment", "suitability", "holds_everything",
+                                                           "closed"}
+    for text_value in rows["propensities"]:
+        probabilities = json.loads(text_value)
+        assert isinstance(probabilities, dict)
+        assert all(0.0 <= v <= 1.0 for v in probabilities.values())
+    # A customer with an offer has a propensity for its category; the offer is rank 1 of next_best_product.
+    best = read_frame(demo_engine, "SELECT customer_id, category, product_id, expected_value FROM next_best_product "
+                                   "WHERE run_id = :r AND rank = 1", {"r": run}).set_index("customer_id")
+    offered = rows[has_product].set_index("customer_id")
+    assert set(offered.index) == set(best.index)
+    assert (offered["next_best_category"] == best["category"].reindex(offered.index)).all()
+    assert (offered["next_best_product_id"] == best["product_id"].reindex(offered.index)).all()
+    np.testing.assert_allclose(offered["next_best_expected_value"], best["expected_value"].reindex(offered.index))
+    assert all(cat in json.loads(p) for cat, p in zip(offered["next_best_category"], offered["propensities"],
+                                                      strict=True))
+    # Closed customers: reason "closed"; expired or missing assessments: no product, ever.
+    merged = rows.merge(people, on="customer_id")
+    assert (merged.loc[merged["status"] == "closed", "no_offer_reason"] == "closed").all()
+    age = (as_of - pd.to_datetime(merged["risk_assessed_at"])).dt.days
+    expired = (merged["status"] != "closed") & (merged["risk_tolerance"].isna() | age.isna() | (age > 365))
+    assert expired.sum() > 0
+    assert merged.loc[expired, "next_best_product_id"].isna().all()
+    assert set(merged.loc[expired, "no_offer_reason"]) <= {"expired_assessment", "holds_everything"}
+    assert (merged.loc[expired, "no_offer_reason"] == "expired_assessment").sum() > 0
+    assert not (merged.loc[~expired & (merged["status"] != "closed"), "no_offer_reason"] == "expired_assessment").any()
+
+
+def test_demo_read_customer_offers(demo_engine):
+    run = current_run_id(demo_engine)
+    rows = read_frame(demo_engine, "SELECT customer_id, no_offer_reason FROM cross_sell_customer WHERE run_id = :r",
+                      {"r": run})
+    with_offer = rows.loc[rows["no_offer_reason"].isna(), "customer_id"].iloc[0]
+    offer = read_customer_offers(demo_engine, None, with_offer)
+    assert offer == read_customer_offers(demo_engine, run, with_offer)
+    assert offer["next_best_product_name"] and offer["no_offer_reason"] is None
+    assert offer["next_best_category"] in offer["propensities"]
+    values = list(offer["propensities"].values())
+    assert values == sorted(values, reverse=True)
+    expired = rows.loc[rows["no_offer_reason"] == "expired_assessment", "customer_id"].iloc[0]
+    none = read_customer_offers(demo_engine, run, expired)
+    assert none["next_best_product_id"] is None and none["next_best_expected_value"] is None
+    assert none["no_offer_reason"] == "expired_assessment"
+    assert read_customer_offers(demo_engine, run, "NO-SUCH-CUSTOMER") is None
