@@ -96,7 +96,9 @@ def contacts_of(engine: Engine, customer_id: str, roles: str | Iterable[str]) ->
 SCORE_SOURCES = {
     "customer_segments": ("rfm_segment", "value_tier", "cluster_name", "lifecycle_stage", "clv_margin_3y"),
     "churn_scores": ("churn_probability", "value_at_risk", "reason_1", "reason_2", "reason_3"),
-    "next_best_product": ("category", "product_id", "propensity", "expected_value"),
+    "cross_sell_customer": ("next_best_category", "next_best_product_id", "next_best_expected_value",
+                            "no_offer_reason"),
+    "customer_clv_txn": ("p_alive", "clv_txn_12m"),
 }
 
 
