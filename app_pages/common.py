@@ -201,3 +201,29 @@ def segment_filters(frame, key: str):
         tiers = c4.multiselect(t("Value tier", "价值层级"), ["mass", "affluent", "wealth", "private"],
                                key=f"{key}_t")
     return segment_explorer.Filters(tuple(branches), tuple(cities), tuple(ages), tuple(tiers))
+
+
+def filtered_customers(engine, user: dict, run_id: int, page: str):
+    """The run's per-customer segmentation frame and its filtered view, with the filter widgets drawn
+    and the filter audited; stops the page with a message when there is nothing to show."""
+    from analytics import segment_explorer
+    from app_pages import auth
+
+    try:
+        frame = explorer_frame(run_id)
+    except AnalyticsError as exc:
+        st.error(str(exc))
+        st.stop()
+    if frame.empty:
+        st.warning(t("This run has no segmentation results. Run a refresh.", "本次刷新没有分群结果，请运行刷新。"))
+        st.stop()
+    filters = segment_filters(frame, page)
+    view = segment_explorer.apply_filters(frame, filters)
+    if any(filters.as_params().values()):
+        auth.audit_event(engine, "filter", user, target={"page": page, "rows": len(view)},
+                         parameters=filters.as_params())
+    st.caption(t(f"{len(view):,} of {len(frame):,} customers", f"{len(frame):,} 位客户中的 {len(view):,} 位"))
+    if view.empty:
+        st.info(t("No customer matches these filters.", "没有符合筛选条件的客户。"))
+        st.stop()
+    return frame, view, filters

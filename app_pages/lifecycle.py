@@ -13,18 +13,7 @@ run_id = common.current_run_or_stop()
 lang = common.lang()
 st.title("Lifecycle value · 生命周期价值")
 
-frame = common.explorer_frame(run_id)
-if frame.empty:
-    st.warning(common.t("This run has no lifecycle results. Run a refresh.", "本次刷新没有生命周期结果。"))
-    st.stop()
-filters = common.segment_filters(frame, "life")
-view = sx.apply_filters(frame, filters)
-if any(filters.as_params().values()):
-    auth.audit_event(engine, "filter", user, target={"page": "lifecycle", "rows": len(view)},
-                     parameters=filters.as_params())
-if view.empty:
-    st.info(common.t("No customer matches these filters.", "没有符合筛选条件的客户。"))
-    st.stop()
+frame, view, filters = common.filtered_customers(engine, user, run_id, "lifecycle")
 
 horizon = st.radio(common.t("CLV horizon (years)", "价值测算年限"), [1, 3, 5], index=1, horizontal=True)
 clv_col = f"clv_margin_{horizon}y"

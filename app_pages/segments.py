@@ -14,24 +14,7 @@ run_id = common.current_run_or_stop()
 lang = common.lang()
 st.title("Segments · 客户分群")
 
-try:
-    frame = common.explorer_frame(run_id)
-except AnalyticsError as exc:
-    st.error(str(exc))
-    st.stop()
-if frame.empty:
-    st.warning(common.t("This run has no segmentation results. Run a refresh.", "本次刷新没有分群结果。"))
-    st.stop()
-
-filters = common.segment_filters(frame, "seg")
-view = sx.apply_filters(frame, filters)
-if any(filters.as_params().values()):
-    auth.audit_event(engine, "filter", user, target={"page": "segments", "rows": len(view)},
-                     parameters=filters.as_params())
-st.caption(common.t(f"{len(view):,} of {len(frame):,} customers", f"{len(frame):,} 位客户中的 {len(view):,} 位"))
-if view.empty:
-    st.info(common.t("No customer matches these filters.", "没有符合筛选条件的客户。"))
-    st.stop()
+frame, view, filters = common.filtered_customers(engine, user, run_id, "segments")
 
 metric = st.radio(common.t("Measure", "指标"), ["customers", "aum_total", "clv_margin_3y_total"], horizontal=True,
                   format_func=lambda m: charts_segments.METRIC_LABELS[m][0 if lang == "en" else 1])

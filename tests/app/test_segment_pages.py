@@ -45,7 +45,7 @@ def test_filters_cross_filter_every_chart_and_are_audited(monkeypatch, demo_stor
     at = _open(monkeypatch, demo_store_url, "marketing", "segments")
     heat_before = _arr(json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]["z"])
     total_before = heat_before.sum()
-    at.multiselect(key="seg_t").select("mass").run()
+    at.multiselect(key="segments_t").select("mass").run()
     assert not at.exception
     heat_after = _arr(json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]["z"])
     tier_bar = json.loads(at.get("plotly_chart")[2].proto.spec)["data"][0]
