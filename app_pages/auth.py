@@ -87,7 +87,7 @@ def _set_logged_in(username: str, name: str | None, roles, session_id: str) -> N
 
 
 def _clear_login() -> None:
-    for key in ("authentication_status", "username", "name", "roles", "email", STATE_SESSION):
+    for key in ("authentication_status", "username", "name", "roles", "email", STATE_SESSION, "ci_last_page_viewed"):
         st.session_state[key] = None
 
 
@@ -228,6 +228,10 @@ def require_page(engine, page: str) -> dict:
             audit_event(engine, "access_denied", user, target={"page": page})
         st.error("You do not have access to this page.")
         st.stop()
-    audit_event(engine, "page_view", user, target={"page": page})
+    # One page_view per visit, not per rerun: widgets, fragments and the cookie component rerun a
+    # page many times, which would drown the audit trail in duplicates.
+    if st.session_state.get("ci_last_page_viewed") != page:
+        audit_event(engine, "page_view", user, target={"page": page})
+        st.session_state["ci_last_page_viewed"] = page
     return user
 

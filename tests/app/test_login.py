@@ -102,3 +102,14 @@ def test_bad_cookie_key_refuses_to_start(monkeypatch, store_url, key):
     assert not at.exception
     assert any("AUTH_COOKIE_KEY" in e.value for e in at.error)
     assert len(at.text_input) == 0  # no login form: the app does not start
+
+
+def test_a_page_view_is_audited_once_per_visit_not_per_rerun(monkeypatch, store_url):
+    at = login(new_app(monkeypatch, store_url), ROLE_USERS["admin"])
+    at.run()
+    at.run()
+    views = audit.query(make_engine(store_url), event="page_view")
+    assert len(views) == 1
+    at.switch_page("app_pages/admin.py").run()
+    at.switch_page("app_pages/overview.py").run()
+    assert len(audit.query(make_engine(store_url), event="page_view")) == 3
