@@ -160,6 +160,15 @@ def _num(frame: pd.DataFrame, col: str) -> pd.Series:
     return pd.to_numeric(frame[col], errors="coerce").astype(float).fillna(0.0)
 
 
+def _open_holdings(engine: Engine, day: date, column: str) -> pd.DataFrame:
+    """Open holdings per customer at the end of ``day`` (opened by then, not yet closed), as ``column``."""
+    return read_frame(engine, text(f"""
+        SELECT customer_id, COUNT(*) AS {column} FROM holdings
+        WHERE opened_on <= :day AND (closed_on IS NULL OR closed_on > :day)
+        GROUP BY customer_id
+    """).bindparams(bindparam("day", type_=Date)), {"day": day}).set_index("customer_id")
+
+
 def cutoff_states(engine: Engine, cutoff_month, horizon_months: int = 3) -> pd.Series:
     """Each customer's state at a cut-off: ``active`` (the label's population), ``inactive`` or ``closed``.
 
@@ -181,11 +190,7 @@ def cutoff_states(engine: Engine, cutoff_month, horizon_months: int = 3) -> pd.S
         GROUP BY customer_id
     """).bindparams(bindparam("first", type_=Date), bindparam("m0", type_=Date)),
         {"first": first, "m0": m0}).set_index("customer_id")
-    holdings = read_frame(engine, text("""
-        SELECT customer_id, COUNT(*) AS open_cutoff FROM holdings
-        WHERE opened_on <= :e0 AND (closed_on IS NULL OR closed_on > :e0)
-        GROUP BY customer_id
-    """).bindparams(bindparam("e0", type_=Date)), {"e0": end0}).set_index("customer_id")
+    holdings = _open_holdings(engine, end0, "open_cutoff")
     frame = records.join(activity, how="left").join(holdings, how="left").sort_index()
     has_open = _num(frame, "open_cutoff") > 0
     transacted = _num(frame, "txn_before") > 0
@@ -223,11 +228,7 @@ def churn_outcomes(engine: Engine, cutoff_month, horizon_months: int = 3, aum_dr
         GROUP BY customer_id
     """).bindparams(bindparam("m0", type_=Date), bindparam("mh", type_=Date)),
         {"m0": m0, "mh": mh}).set_index("customer_id")
-    holdings = read_frame(engine, text("""
-        SELECT customer_id, COUNT(*) AS open_end FROM holdings
-        WHERE opened_on <= :eh AND (closed_on IS NULL OR closed_on > :eh)
-        GROUP BY customer_id
-    """).bindparams(bindparam("eh", type_=Date)), {"eh": month_end(mh)}).set_index("customer_id")
+    holdings = _open_holdings(engine, month_end(mh), "open_end")
     frame = pd.DataFrame(index=states.index).join(monthly, how="left").join(holdings, how="left")
     out = pd.DataFrame({"churn_state": states}, index=states.index)
     aum0, aum_end = _num(frame, "aum_cutoff"), _num(frame, "aum_end")
