@@ -1,0 +1,117 @@
+"""How numbers are written in the UI, in English and in Simplified Chinese.
+
+English groups thousands with commas (``1,234,567``); Chinese counts in 万 (10⁴) and 亿 (10⁸), as
+bank reports in China do (``123.46万``, ``1.23亿``), and writes smaller numbers in full. Amounts are
+Chinese yuan: ``CNY 1,234,567`` in English, ``¥123.46万`` in Chinese. Rates are percentages in
+both languages. A missing value (``None``, NaN) is an em dash, never ``0``.
+
+Every page and chart takes its figures from here, so one figure reads the same on every page.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+from analytics.charts_common import LANGS
+
+MISSING = "—"
+WAN = 1e4
+YI = 1e8
+
+
+def _number(value) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+def _check(lang: str) -> None:
+    if lang not in LANGS:
+        raise ValueError(f"lang must be one of {LANGS}, not {lang!r}")
+
+
+def _chinese_units(number: float, digits: int) -> str:
+    """``number`` in 万/亿 when it is that large, otherwise in full with ``digits`` decimals."""
+    size = abs(number)
+    # Pick the unit after rounding, so 99,999,999 reads 1.00亿, not 10,000.00万.
+    if round(size / WAN, 2) >= WAN:
+        return f"{number / YI:,.2f}亿"
+    if round(size, digits) >= WAN:
+        return f"{number / WAN:,.2f}万"
+    return f"{number:,.{digits}f}"
+
+
+def count(value, lang: str = "en") -> str:
+    """A whole count: ``1,234,567`` in English, ``123.46万`` in Chinese."""
+    _check(lang)
+    number = _number(value)
+    if number is None:
+        return MISSING
+    number = round(number)
+    return f"{number:,.0f}" if lang == "en" else _chinese_units(number, 0)
+
+
+def amount(value, lang: str = "en", *, digits: int = 0, compact: bool = False) -> str:
+    """An amount in yuan: ``CNY 1,234,567`` in English, ``¥123.46万`` in Chinese.
+
+    ``compact`` (the KPI wall, read from across a room) writes large English amounts in millions
+    or billions (``CNY 512.30 m``, ``CNY 1,234.57 bn``); Chinese is compact already.
+    """
+    _check(lang)
+    number = _number(value)
+    if number is None:
+        return MISSING
+    sign = "-" if number < 0 else ""
+    if lang == "en":
+        size = abs(number)
+        if compact and size >= 1e9:
+            return f"{sign}CNY {size / 1e9:,.2f} bn"
+        if compact and size >= 1e6:
+            return f"{sign}CNY {size / 1e6:,.2f} m"
+        return f"{sign}CNY {size:,.{digits}f}"
+    return f"{sign}¥{_chinese_units(abs(number), digits)}"
+
+
+def rate(value, lang: str = "en", *, digits: int = 1) -> str:
+    """A share or rate (0.123 → ``12.3%``), the same in both languages."""
+    _check(lang)
+    number = _number(value)
+    if number is None:
+        return MISSING
+    return f"{number:.{digits}%}"
+
+
+def ratio(value, lang: str = "en", *, digits: int = 1) -> str:
+    """A multiple such as a lift (9.2 → ``9.2×``)."""
+    _check(lang)
+    number = _number(value)
+    if number is None:
+        return MISSING
+    return f"{number:,.{digits}f}×"
+
+
+def decimal(value, lang: str = "en", *, digits: int = 3) -> str:
+    """A plain score or statistic with a fixed number of decimals (an AUC, a Brier score)."""
+    _check(lang)
+    number = _number(value)
+    if number is None:
+        return MISSING
+    return f"{number:,.{digits}f}"
+
+
+def signed(formatted: str, value) -> str:
+    """A change with an explicit sign: ``+1,234`` / ``-1,234`` (``formatted`` is the magnitude)."""
+    number = _number(value)
+    if number is None:
+        return MISSING
+    return ("+" if number >= 0 else "-") + formatted.lstrip("-")
+
+
+def is_number(value) -> bool:
+    """True for a real number that is not NaN (booleans excluded)."""
+    return isinstance(value, Real) and not isinstance(value, bool) and not math.isnan(float(value))
