@@ -17,65 +17,24 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from analytics.charts_common import empty_figure, lang_index
+from analytics.charts_common import ACCENT, ALERT, GOOD, MISSING_COLOUR, WARN, empty_figure
 from analytics.cross_sell import EXCLUSION_REASONS
+from analytics.i18n import label, tr
 
-CATEGORY_LABELS = {
-    "demand_deposit": ("demand deposit", "活期存款"), "time_deposit": ("time deposit", "定期存款"),
-    "wealth_management": ("wealth management", "理财"), "fund": ("fund", "基金"),
-    "insurance": ("insurance", "保险"), "credit_card": ("credit card", "信用卡"),
-    "mortgage": ("mortgage", "住房贷款"), "consumer_loan": ("consumer loan", "消费贷款"),
-    "precious_metal": ("precious metal", "贵金属"),
-}
-REASON_LABELS = {
-    "expired_assessment": ("risk assessment expired or missing", "风险测评过期或缺失"),
-    "suitability": ("product above risk tolerance", "产品风险高于客户承受能力"),
-    "consent": ("no marketing consent", "未授权营销"),
-    "listed": ("on the list", "入选名单"),
-}
-REASON_COLOURS = {"expired_assessment": "#e69138", "suitability": "#cc4125", "consent": "#999999",
-                  "listed": "#6aa84f"}
-METRIC_LABELS = {
-    "expected_value_total": ("expected yearly margin (CNY)", "预期年度利润 (元)"),
-    "consenting_expected_value_total": ("expected yearly margin, consenting (CNY)", "可营销客户预期年度利润 (元)"),
-    "customers": ("eligible customers", "可推荐客户数"),
-    "consenting_customers": ("eligible customers with consent", "可营销客户数"),
-    "next_best_customers": ("customers for whom it is the next-best product", "首选推荐客户数"),
-    "lift": ("lift", "提升度"), "customers_both": ("customers holding both", "同时持有客户数"),
-    "share": ("share of row category's holders", "占行类别持有客户比例"),
-}
-
-_TEXT = {
-    "cooc": ("Product holdings: {metric} of holding both categories", "产品持有：两类产品同时持有的{metric}"),
-    "rules": ("Association rules: support × confidence, coloured by lift", "关联规则：支持度 × 置信度（颜色为提升度）"),
-    "support": ("support (share of customers holding all)", "支持度（同时持有的客户占比）"),
-    "confidence": ("confidence", "置信度"),
-    "opportunities": ("Cross-sell opportunities by product: {metric}", "按产品的交叉销售机会：{metric}"),
-    "exclusions": ("Campaign for {category}: customers left out, by reason", "{category}营销活动：按原因排除的客户"),
-    "no_data": ("No results yet: run a refresh.", "暂无结果，请先运行刷新。"),
-    "customers": ("customers", "客户数"),
-}
-
-
-def _lang(lang: str) -> int:
-    return lang_index(lang)
-
-
-def _t(key: str, lang: str, **fmt) -> str:
-    return _TEXT[key][_lang(lang)].format(**fmt)
+REASON_COLOURS = {"expired_assessment": WARN, "suitability": ALERT, "consent": MISSING_COLOUR, "listed": GOOD}
 
 
 def category_label(category: str, lang: str = "en") -> str:
     """A product category in words (the raw name for categories of a bank's own catalogue)."""
-    return CATEGORY_LABELS.get(str(category), (str(category), str(category)))[_lang(lang)]
+    return label("category", category, lang)
 
 
 def _metric(metric: str, lang: str) -> str:
-    return METRIC_LABELS.get(metric, (metric, metric))[_lang(lang)]
+    return label("xsell_metric", metric, lang)
 
 
 def _empty(title: str, lang: str) -> go.Figure:
-    return empty_figure(title, _t("no_data", lang))
+    return empty_figure(title, tr("charts.cross_sell.no_data", lang))
 
 
 def cooccurrence_heatmap(counts: pd.DataFrame, customers_total: int | None = None, metric: str = "lift",
@@ -94,7 +53,7 @@ def cooccurrence_heatmap(counts: pd.DataFrame, customers_total: int | None = Non
     """
     if metric not in ("lift", "customers_both", "share"):
         raise ValueError(f"metric must be 'lift', 'customers_both' or 'share', not {metric!r}")
-    title = _t("cooc", lang, metric=_metric(metric, lang))
+    title = tr("charts.cross_sell.cooc", lang, metric=_metric(metric, lang))
     if counts.empty:
         return _empty(title, lang)
     both = counts.to_numpy(dtype=float)
@@ -145,7 +104,7 @@ def rules_scatter(rules: pd.DataFrame, lang: str = "en", top: int | None = None)
     ``rules`` has ``antecedents``/``consequents`` (frozensets or stored JSON text), ``support``,
     ``confidence`` and ``lift``; ``top`` keeps the highest-lift rules only.
     """
-    title = _t("rules", lang)
+    title = tr("charts.cross_sell.rules", lang)
     if rules.empty:
         return _empty(title, lang)
     frame = rules.sort_values("lift", ascending=False, kind="stable")
@@ -159,7 +118,7 @@ def rules_scatter(rules: pd.DataFrame, lang: str = "en", top: int | None = None)
                 "showscale": True, "colorbar": {"title": _metric("lift", lang)}},
         hovertemplate="%{text}<br>support %{x:.2%}<br>confidence %{y:.1%}<br>lift %{customdata:.2f}<extra></extra>",
     ))
-    fig.update_layout(title=title, xaxis_title=_t("support", lang), yaxis_title=_t("confidence", lang),
+    fig.update_layout(title=title, xaxis_title=tr("charts.cross_sell.support", lang), yaxis_title=tr("charts.cross_sell.confidence", lang),
                       xaxis={"tickformat": ".1%"}, yaxis={"tickformat": ".0%"})
     return fig
 
@@ -171,7 +130,7 @@ def opportunities_bar(opportunities: pd.DataFrame, metric: str = "expected_value
     ``opportunities`` are the ``cross_sell_opportunities`` rows (``category``, ``product_id``, the
     totals; ``product_name`` when read with :func:`analytics.cross_sell.read_opportunities`).
     """
-    title = _t("opportunities", lang, metric=_metric(metric, lang))
+    title = tr("charts.cross_sell.opportunities", lang, metric=_metric(metric, lang))
     if opportunities.empty or metric not in opportunities.columns:
         return _empty(title, lang)
     frame = opportunities.sort_values([metric, "product_id"], ascending=[False, True], kind="stable")
@@ -182,7 +141,7 @@ def opportunities_bar(opportunities: pd.DataFrame, metric: str = "expected_value
     fig = go.Figure(go.Bar(
         x=labels, y=frame[metric].astype(float).tolist(), customdata=cats,
         hovertemplate="%{x} (%{customdata})<br>" + _metric(metric, lang) + ": %{y:,.0f}<extra></extra>",
-        marker_color="#3d85c6", name=_metric(metric, lang),
+        marker_color=ACCENT, name=_metric(metric, lang),
     ))
     fig.update_layout(title=title, yaxis_title=_metric(metric, lang), showlegend=False)
     return fig
@@ -194,21 +153,21 @@ def exclusions_bar(exclusions: Mapping[str, int], category: str, listed: int | N
 
     ``exclusions`` is the dict :func:`analytics.cross_sell.campaign_list` returns.
     """
-    title = _t("exclusions", lang, category=category_label(category, lang))
+    title = tr("charts.cross_sell.exclusions", lang, category=category_label(category, lang))
     keys = [k for k in EXCLUSION_REASONS if k in exclusions] + ([] if listed is None else ["listed"])
     values = [int(exclusions[k]) for k in keys if k != "listed"] + ([] if listed is None else [int(listed)])
     if not keys:
         return _empty(title, lang)
     fig = go.Figure(go.Bar(
-        x=[REASON_LABELS[k][_lang(lang)] for k in keys], y=values, text=[f"{v:,}" for v in values],
+        x=[label("exclusion", k, lang) for k in keys], y=values, text=[f"{v:,}" for v in values],
         textposition="outside", marker_color=[REASON_COLOURS[k] for k in keys],
-        hovertemplate="%{x}: %{y:,}<extra></extra>", name=_t("customers", lang),
+        hovertemplate="%{x}: %{y:,}<extra></extra>", name=tr("charts.cross_sell.customers", lang),
     ))
-    fig.update_layout(title=title, yaxis_title=_t("customers", lang), showlegend=False)
+    fig.update_layout(title=title, yaxis_title=tr("charts.cross_sell.customers", lang), showlegend=False)
     return fig
 
 
 __all__ = [
-    "CATEGORY_LABELS", "REASON_LABELS", "category_label", "cooccurrence_heatmap", "exclusions_bar",
+    "category_label", "cooccurrence_heatmap", "exclusions_bar",
     "opportunities_bar", "rule_label", "rules_scatter",
 ]

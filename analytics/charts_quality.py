@@ -12,50 +12,22 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from analytics.charts_common import empty_figure, lang_index
+from analytics.charts_common import empty_figure
+from analytics.i18n import label, tr
 from analytics.quality import DIMENSIONS
 
-# dimension -> (English, Chinese)
-DIMENSION_LABELS: dict[str, tuple[str, str]] = {
-    "overall": ("Overall", "综合得分"),
-    "completeness": ("Completeness 完整率", "完整率"),
-    "validity": ("Accuracy 准确率", "准确率"),
-    "consistency": ("Consistency", "一致性"),
-    "uniqueness": ("Uniqueness", "唯一性"),
-    "timeliness": ("Freshness 鲜活率", "鲜活率"),
-}
 NAMED_RATES = ("completeness", "validity", "timeliness")
-SCOPE_LABELS: dict[str, tuple[str, str]] = {"branch": ("branch", "网点"), "channel": ("onboarding channel", "开户渠道")}
-SEVERITY_LABELS: dict[str, tuple[str, str]] = {"high": ("high", "高"), "medium": ("medium", "中"),
-                                               "low": ("low", "低")}
+SCOPES = ("branch", "channel")
 
 # Colour bands of a score, in percent: below 80 needs action, 80-95 watch, 95 and above good.
 BANDS = ((0, 80, "#f4cccc"), (80, 95, "#fff2cc"), (95, 100, "#d9ead3"))
 BAR_COLOURS = {"bad": "#cc4125", "watch": "#e69138", "good": "#6aa84f"}
 
-_TEXT = {
-    "overall": ("Data-quality score", "数据质量综合得分"),
-    "named": ("Completeness, accuracy and freshness", "完整率、准确率、鲜活率"),
-    "dimensions": ("Score by dimension", "各维度得分"),
-    "trend": ("Data-quality trend across refreshes", "数据质量趋势"),
-    "breakdown": ("{dimension} by {scope}", "各{scope}{dimension}"),
-    "rules": ("Rule results", "规则检查结果"),
-    "score": ("score (%)", "得分 (%)"),
-    "refresh": ("refresh finished", "刷新完成时间"),
-    "no_data": ("No data-quality results yet: run a refresh.", "暂无数据质量结果，请先运行刷新。"),
-    "rule": ("rule", "规则"), "dimension": ("dimension", "维度"), "severity": ("severity", "严重程度"),
-    "checked": ("checked", "检查数"), "failed": ("failed", "不合格数"), "pass_rate": ("pass rate", "合格率"),
-}
-
-
-def _t(key: str, lang: str) -> str:
-    return _TEXT[key][lang_index(lang)]
 
 
 def dimension_label(dimension: str, lang: str = "en") -> str:
     """Display name of a dimension (or ``"overall"``)."""
-    pair = DIMENSION_LABELS.get(dimension, (dimension, dimension))
-    return pair[0 if lang == "en" else 1]
+    return label("dq_dimension", dimension, lang)
 
 
 def _band(pct: float) -> str:
@@ -63,7 +35,7 @@ def _band(pct: float) -> str:
 
 
 def _empty(title: str, lang: str) -> go.Figure:
-    return empty_figure(title, _t("no_data", lang))
+    return empty_figure(title, tr("charts.quality.no_data", lang))
 
 
 def _overall_scores(scores: pd.DataFrame) -> pd.Series:
@@ -85,7 +57,7 @@ def overall_gauge(score: float | None, *, previous: float | None = None, lang: s
         The previous run's overall score, shown as a delta in percentage points.
     lang : {"en", "zh"}
     """
-    title = _t("overall", lang)
+    title = tr("charts.quality.overall", lang)
     if score is None or pd.isna(score):
         return _empty(title, lang)
     mode = "gauge+number" + ("+delta" if previous is not None and not pd.isna(previous) else "")
@@ -110,7 +82,7 @@ def named_rates(scores: pd.DataFrame, *, lang: str = "en") -> go.Figure:
     scores : DataFrame
         :func:`analytics.quality.scores` of a run (the overall scope is used).
     """
-    title = _t("named", lang)
+    title = tr("charts.quality.named", lang)
     overall = _overall_scores(scores) if not scores.empty else pd.Series(dtype=float)
     present = [d for d in NAMED_RATES if d in overall.index]
     if not present:
@@ -128,7 +100,7 @@ def named_rates(scores: pd.DataFrame, *, lang: str = "en") -> go.Figure:
 
 def dimension_bars(scores: pd.DataFrame, *, lang: str = "en") -> go.Figure:
     """Horizontal bars of the five dimension scores (overall scope), coloured by band."""
-    title = _t("dimensions", lang)
+    title = tr("charts.quality.dimensions", lang)
     overall = _overall_scores(scores) if not scores.empty else pd.Series(dtype=float)
     dims = [d for d in DIMENSIONS if d in overall.index]
     if not dims:
@@ -140,7 +112,7 @@ def dimension_bars(scores: pd.DataFrame, *, lang: str = "en") -> go.Figure:
         marker={"color": [BAR_COLOURS[_band(p)] for p in pct]},
         customdata=dims, hovertemplate="%{y}: %{x:.2f}%<extra></extra>",
     ))
-    fig.update_layout(title=title, xaxis={"title": _t("score", lang), "range": [0, 100]},
+    fig.update_layout(title=title, xaxis={"title": tr("charts.quality.score", lang), "range": [0, 100]},
                       yaxis={"autorange": "reversed"})
     return fig
 
@@ -156,7 +128,7 @@ def score_trend(history: pd.DataFrame, *, dimensions: tuple[str, ...] | None = N
     dimensions : tuple of str, optional
         Which lines to draw; default the overall score and every dimension present.
     """
-    title = _t("trend", lang)
+    title = tr("charts.quality.trend", lang)
     if history.empty:
         return _empty(title, lang)
     wanted = dimensions or ("overall", *DIMENSIONS)
@@ -171,8 +143,8 @@ def score_trend(history: pd.DataFrame, *, dimensions: tuple[str, ...] | None = N
             customdata=h["run_id"], line={"width": 4 if dim == "overall" else 2},
             hovertemplate="run %{customdata}: %{y:.2f}%<extra>" + dimension_label(dim, lang) + "</extra>",
         ))
-    fig.update_layout(title=title, xaxis={"title": _t("refresh", lang)},
-                      yaxis={"title": _t("score", lang)}, hovermode="x unified")
+    fig.update_layout(title=title, xaxis={"title": tr("charts.quality.refresh", lang)},
+                      yaxis={"title": tr("charts.quality.score", lang)}, hovermode="x unified")
     return fig
 
 
@@ -192,11 +164,11 @@ def breakdown_bars(scores: pd.DataFrame, *, scope: str = "branch", dimension: st
     top : int, optional
         Show only the ``top`` worst.
     """
-    if scope not in SCOPE_LABELS:
-        raise ValueError(f"scope must be one of {', '.join(SCOPE_LABELS)}, not {scope!r}")
-    scope_label = SCOPE_LABELS[scope][0 if lang == "en" else 1]
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
+    scope_label = label("dq_scope", scope, lang)
     dim_label = dimension_label(dimension, lang)
-    template = _t("breakdown", lang)
+    template = tr("charts.quality.breakdown", lang)
     title = template.format(dimension=dim_label, scope=scope_label)
     if lang == "en":
         title = title[0].upper() + title[1:]
@@ -214,20 +186,21 @@ def breakdown_bars(scores: pd.DataFrame, *, scope: str = "branch", dimension: st
         customdata=frame[["scope_value", "checked", "failed"]].to_numpy(),
         hovertemplate="%{x}: %{y:.2f}%<br>%{customdata[2]} / %{customdata[1]}<extra></extra>",
     ))
-    fig.update_layout(title=title, yaxis={"title": _t("score", lang), "range": [0, 100]},
+    fig.update_layout(title=title, yaxis={"title": tr("charts.quality.score", lang), "range": [0, 100]},
                       xaxis={"title": scope_label, "type": "category"})
     return fig
 
 
 def rules_table(results: pd.DataFrame, *, lang: str = "en") -> go.Figure:
     """A table of per-rule results (:func:`analytics.quality.rule_results`), failing rules first."""
-    title = _t("rules", lang)
+    title = tr("charts.quality.rules", lang)
     if results.empty:
         return _empty(title, lang)
     frame = results.sort_values(["pass_rate", "rule"], na_position="last")
     rate = ["" if pd.isna(r) else f"{100 * r:.2f}%" for r in frame["pass_rate"]]
-    sev = [SEVERITY_LABELS.get(s, (s, s))[0 if lang == "en" else 1] for s in frame["severity"]]
-    header = [_t(k, lang) for k in ("rule", "dimension", "severity", "checked", "failed", "pass_rate")]
+    sev = [label("severity", s, lang) for s in frame["severity"]]
+    header = [tr(k, lang) for k in ("charts.quality.rule", "charts.quality.dimension", "charts.quality.severity",
+                                     "charts.quality.checked", "charts.quality.failed", "charts.quality.pass_rate")]
     fig = go.Figure(go.Table(
         header={"values": header, "align": "left"},
         cells={"values": [frame["rule"].tolist(), [dimension_label(d, lang) for d in frame["dimension"]], sev,
@@ -239,6 +212,6 @@ def rules_table(results: pd.DataFrame, *, lang: str = "en") -> go.Figure:
 
 
 __all__ = [
-    "DIMENSION_LABELS", "breakdown_bars", "dimension_bars", "dimension_label", "named_rates", "overall_gauge",
+    "breakdown_bars", "dimension_bars", "dimension_label", "named_rates", "overall_gauge",
     "rules_table", "score_trend",
 ]

@@ -12,60 +12,21 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from analytics.charts_common import empty_figure, lang_index
-from analytics.charts_segments import SEGMENT_LABELS_ZH, TIER_LABELS
-
-# Low risk green to high risk red; credit grades the same way round (AAA best).
-TOLERANCE_COLOURS = {"C1": "#38761d", "C2": "#6aa84f", "C3": "#f1c232", "C4": "#e69138", "C5": "#cc4125"}
-GRADE_COLOURS = {"AAA": "#274e13", "AA": "#38761d", "A": "#6aa84f", "BBB": "#f1c232", "BB": "#e69138",
-                 "B": "#cc4125", "CCC": "#85200c"}
-MISSING_COLOUR = "#999999"
-DIMENSION_LABELS = {
-    "branch_id": ("branch", "网点"), "value_tier": ("value tier", "价值分层"), "rfm_segment": ("RFM segment", "RFM 分群"),
-    "risk_tolerance": ("risk tolerance", "风险承受能力"), "credit_grade": ("credit grade", "信用等级"),
-}
-METRIC_LABELS = {
-    "suitability_mismatch_customers": ("customers holding products above their tolerance", "持有超风险承受能力产品的客户数"),
-    "mismatch_holdings": ("holdings above tolerance", "超风险承受能力的持仓数"),
-    "mismatch_balance": ("balance above tolerance (CNY)", "超风险承受能力持仓余额 (元)"),
-    "assessments_expired": ("expired or missing assessments", "风险测评过期或缺失"),
-    "balance_drops": ("abnormal AUM drops", "资产异常下降"),
-    "r4_r5_share": ("share of asset balances in R4-R5 products", "R4-R5 产品余额占比"),
-}
-
-_TEXT = {
-    "distribution": ("{of} by {by}", "按{by}的{of}分布"),
-    "share": ("share of customers", "客户占比"),
-    "customers": ("customers", "客户数"),
-    "heatmap": ("Risk tolerance × value tier: {value}", "风险承受能力 × 价值分层：{value}"),
-    "aum": ("AUM (CNY)", "资产规模 (元)"),
-    "suitability": ("Suitability by branch: {metric}", "按网点的适当性：{metric}"),
-    "no_data": ("No results yet: run a refresh.", "暂无结果，请先运行刷新。"),
-}
-
-
-def _lang(lang: str) -> int:
-    return lang_index(lang)
-
-
-def _t(key: str, lang: str, **fmt) -> str:
-    return _TEXT[key][_lang(lang)].format(**fmt)
+from analytics.charts_common import ALERT, GRADE_COLOURS, MISSING_COLOUR, RISK_COLOURS, empty_figure
+from analytics.i18n import label, tr
 
 
 def _dimension(name, lang: str) -> str:
-    return DIMENSION_LABELS.get(str(name), (str(name), str(name)))[_lang(lang)]
+    return label("dimension", name, lang)
 
 
 def _value_label(dimension, value, lang: str) -> str:
-    if dimension == "value_tier":
-        return TIER_LABELS.get(str(value), (str(value), str(value)))[_lang(lang)]
-    if dimension == "rfm_segment" and lang == "zh":
-        return SEGMENT_LABELS_ZH.get(str(value), str(value))
-    return str(value)
+    family = {"value_tier": "tier", "rfm_segment": "segment"}.get(dimension)
+    return label(family, value, lang) if family else str(value)
 
 
 def _empty(title: str, lang: str) -> go.Figure:
-    return empty_figure(title, _t("no_data", lang))
+    return empty_figure(title, tr("charts.risk.no_data", lang))
 
 
 def distribution_bars(crosstab: pd.DataFrame, lang: str = "en", normalize: bool = False) -> go.Figure:
@@ -76,7 +37,7 @@ def distribution_bars(crosstab: pd.DataFrame, lang: str = "en", normalize: bool 
     bar as shares of its customers.
     """
     by, of = crosstab.index.name or "", crosstab.columns.name or ""
-    title = _t("distribution", lang, of=_dimension(of, lang).capitalize() if lang == "en" else _dimension(of, lang),
+    title = tr("charts.risk.distribution", lang, of=_dimension(of, lang).capitalize() if lang == "en" else _dimension(of, lang),
                by=_dimension(by, lang))
     if crosstab.empty:
         return _empty(title, lang)
@@ -84,7 +45,7 @@ def distribution_bars(crosstab: pd.DataFrame, lang: str = "en", normalize: bool 
     totals = values.sum(axis=1).to_numpy()
     if normalize:
         values = values.div(np.where(totals > 0, totals, 1.0), axis=0)
-    colours = GRADE_COLOURS if of == "credit_grade" else TOLERANCE_COLOURS
+    colours = GRADE_COLOURS if of == "credit_grade" else RISK_COLOURS
     x = [_value_label(by, v, lang) for v in values.index]
     fig = go.Figure()
     for col in values.columns:
@@ -93,7 +54,7 @@ def distribution_bars(crosstab: pd.DataFrame, lang: str = "en", normalize: bool 
             hovertemplate="%{x} · " + str(col) + ": " + ("%{y:.1%}" if normalize else "%{y:,}") + "<extra></extra>",
         ))
     fig.update_layout(title=title, barmode="stack", xaxis_title=_dimension(by, lang),
-                      yaxis_title=_t("share" if normalize else "customers", lang),
+                      yaxis_title=tr("charts.risk.share" if normalize else "customers", lang),
                       yaxis={"tickformat": ".0%"} if normalize else {}, legend_title=_dimension(of, lang))
     return fig
 
@@ -113,7 +74,7 @@ def risk_value_heatmap(matrix: pd.DataFrame, value: str = "customers", lang: str
 
     ``matrix`` is :func:`analytics.risk.risk_value_matrix` (``value`` says which it holds).
     """
-    title = _t("heatmap", lang, value=_t("aum" if value == "aum" else "customers", lang))
+    title = tr("charts.risk.heatmap", lang, value=tr("charts.risk.aum" if value == "aum" else "customers", lang))
     if matrix.empty:
         return _empty(title, lang)
     z = matrix.to_numpy(dtype=float)
@@ -121,7 +82,7 @@ def risk_value_heatmap(matrix: pd.DataFrame, value: str = "customers", lang: str
         z=z, x=[_value_label("value_tier", v, lang) for v in matrix.columns], y=[str(v) for v in matrix.index],
         colorscale="YlOrRd", text=z, texttemplate="%{text:,.0f}",
         hovertemplate="%{y} · %{x}: %{z:,.0f}<extra></extra>",
-        colorbar={"title": _t("aum" if value == "aum" else "customers", lang)},
+        colorbar={"title": tr("charts.risk.aum" if value == "aum" else "customers", lang)},
     ))
     fig.update_layout(title=title, xaxis_title=_dimension("value_tier", lang),
                       yaxis_title=_dimension("risk_tolerance", lang), yaxis={"autorange": "reversed"})
@@ -136,8 +97,8 @@ def suitability_bar(branch_summary: pd.DataFrame, metric: str = "suitability_mis
     columns (``suitability_mismatch_customers``, ``mismatch_holdings``, ``mismatch_balance``,
     ``assessments_expired``, ``balance_drops``, ``r4_r5_share``). ``top`` keeps the largest only.
     """
-    label = METRIC_LABELS.get(metric, (metric, metric))[_lang(lang)]
-    title = _t("suitability", lang, metric=label)
+    name = label("risk_metric", metric, lang)
+    title = tr("charts.risk.suitability", lang, metric=name)
     if branch_summary.empty or metric not in branch_summary.columns:
         return _empty(title, lang)
     frame = branch_summary.assign(_v=branch_summary[metric].astype(float).fillna(0.0))
@@ -149,15 +110,15 @@ def suitability_bar(branch_summary: pd.DataFrame, metric: str = "suitability_mis
         x=frame["branch_id"].astype(str).tolist(), y=frame["_v"].tolist(),
         customdata=frame["customers"].astype(int).to_numpy() if "customers" in frame.columns else None,
         hovertemplate="%{x}: " + ("%{y:.1%}" if share else "%{y:,}") + "<br>"
-                      + _t("customers", lang) + ": %{customdata:,}<extra></extra>",
-        marker_color="#cc4125", name=label,
+                      + tr("charts.risk.customers", lang) + ": %{customdata:,}<extra></extra>",
+        marker_color=ALERT, name=name,
     ))
-    fig.update_layout(title=title, xaxis_title=_dimension("branch_id", lang), yaxis_title=label, showlegend=False,
+    fig.update_layout(title=title, xaxis_title=_dimension("branch_id", lang), yaxis_title=name, showlegend=False,
                       yaxis={"tickformat": ".0%"} if share else {})
     return fig
 
 
 __all__ = [
-    "GRADE_COLOURS", "TOLERANCE_COLOURS", "credit_grade_by_branch", "distribution_bars", "risk_value_heatmap",
+    "credit_grade_by_branch", "distribution_bars", "risk_value_heatmap",
     "suitability_bar", "tolerance_by_branch",
 ]
