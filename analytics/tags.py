@@ -34,7 +34,9 @@ Selecting customers by tags
 ---------------------------
 :func:`select` takes the boolean tag frame and an expression over tag *names* with
 ``and``/``or``/``not`` (``AND``/``OR``/``NOT`` also accepted) and parentheses, e.g.
-``"mortgage_holder and not digital_active"``.
+``"mortgage_holder and not digital_active"``. :func:`selection_clause` turns the same checked
+expression into a SQL condition on the stored comma-separated tags (``customer_segments.tags``),
+so a selection over a million customers runs in the store instead of in memory.
 """
 
 from __future__ import annotations
@@ -388,6 +390,26 @@ def _check_selection_node(node: ast.AST, what: str, tags: set[str]) -> None:
         raise TagRuleError(f"{what}: {_describe(node)} not allowed; combine tag names with and/or/not")
 
 
+def parse_selection(expression: str, tag_names: Iterable[str]) -> ast.Expression:
+    """Parse and check a tag selection (tag names, and/or/not, parentheses); return its tree.
+
+    ``AND``/``OR``/``NOT`` are accepted for ``and``/``or``/``not``. :func:`select` (in pandas) and
+    :func:`selection_clause` (in SQL) both evaluate the tree this returns, so they accept and
+    reject exactly the same expressions.
+
+    Raises
+    ------
+    TagRuleError
+        For an unknown tag or anything beyond names, and/or/not and parentheses.
+    """
+    what = "tag selection"
+    # Tag names are lower case, so upper-case keywords can only be the operators.
+    normalised = re.sub(r"\b(AND|OR|NOT)\b", lambda m: m.group(1).lower(), expression or "")
+    tree = _parse(normalised, what)
+    _check_selection_node(tree.body, what, set(tag_names))
+    return tree
+
+
 def select(tag_frame: pd.DataFrame, expression: str) -> pd.Index:
     """The customers whose tags satisfy ``expression`` (tag names, and/or/not, parentheses).
 
@@ -408,11 +430,7 @@ def select(tag_frame: pd.DataFrame, expression: str) -> pd.Index:
     TagRuleError
         For an unknown tag or anything beyond names, and/or/not and parentheses.
     """
-    what = "tag selection"
-    # Tag names are lower case, so upper-case keywords can only be the operators.
-    normalised = re.sub(r"\b(AND|OR|NOT)\b", lambda m: m.group(1).lower(), expression or "")
-    tree = _parse(normalised, what)
-    _check_selection_node(tree.body, what, set(tag_frame.columns))
+    tree = parse_selection(expression, tag_frame.columns)
 
     def run(node: ast.AST) -> np.ndarray:
         if isinstance(node, ast.BoolOp):
@@ -424,6 +442,57 @@ def select(tag_frame: pd.DataFrame, expression: str) -> pd.Index:
 
     return tag_frame.index[run(tree.body)]
 
+
+def has_tag_clause(tags_column, name: str):
+    """A SQL condition: the comma-separated ``tags_column`` holds the tag ``name``.
+
+    Fenced with commas (``',' || tags || ','`` LIKE ``'%,name,%'``) so a tag never matches inside
+    a longer name; the name is a bound parameter with ``_`` and ``%`` escaped (``_`` is a LIKE
+    wildcard and every tag name may contain it).
+    """
+    from sqlalchemy import literal
+
+    fenced = literal(",") + tags_column + literal(",")
+    return fenced.contains(f",{name},", autoescape=True)
+
+
+def selection_clause(expression: str, tag_names: Iterable[str], tags_column):
+    """The SQL condition for a tag selection over a comma-separated tags column.
+
+    Parameters
+    ----------
+    expression : str
+        As for :func:`select`; checked by :func:`parse_selection` first.
+    tag_names : iterable of str
+        The tags the expression may name.
+    tags_column : sqlalchemy column
+        A non-null text column of comma-separated tag names (``customer_segments.tags``).
+
+    Returns
+    -------
+    sqlalchemy.sql.ColumnElement
+        A boolean expression built from :func:`has_tag_clause` with ``and_``/``or_``/``not_``:
+        user input reaches the database only as bound parameters. It selects exactly the rows
+        :func:`select` selects on the same tags (tested).
+
+    Raises
+    ------
+    TagRuleError
+        For an unknown tag or anything beyond names, and/or/not and parentheses.
+    """
+    from sqlalchemy import and_, not_, or_
+
+    tree = parse_selection(expression, tag_names)
+
+    def run(node: ast.AST):
+        if isinstance(node, ast.BoolOp):
+            parts = [run(v) for v in node.values]
+            return (and_ if isinstance(node.op, ast.And) else or_)(*parts)
+        if isinstance(node, ast.UnaryOp):
+            return not_(run(node.operand))
+        return has_tag_clause(tags_column, node.id)
+
+    return run(tree.body)
 
 
 def read_tag_frame(engine, run_id: int | None = None) -> pd.DataFrame:
@@ -448,5 +517,6 @@ def read_tag_frame(engine, run_id: int | None = None) -> pd.DataFrame:
 
 __all__ = [
     "TagRule", "TagRuleError", "evaluate_rule", "evaluate_tags", "known_column", "load_tag_rules",
-    "make_rule", "parse_rule", "read_tag_frame", "select", "tag_counts", "tags_file",
+    "has_tag_clause", "make_rule", "parse_rule", "parse_selection", "read_tag_frame", "select",
+    "selection_clause", "tag_counts", "tags_file",
 ]
