@@ -54,7 +54,7 @@ def distribution_bars(crosstab: pd.DataFrame, lang: str = "en", normalize: bool 
             hovertemplate="%{x} · " + str(col) + ": " + ("%{y:.1%}" if normalize else "%{y:,}") + "<extra></extra>",
         ))
     fig.update_layout(title=title, barmode="stack", xaxis_title=_dimension(by, lang),
-                      yaxis_title=tr("charts.risk.share" if normalize else "customers", lang),
+                      yaxis_title=tr("charts.risk.share" if normalize else "charts.risk.customers", lang),
                       yaxis={"tickformat": ".0%"} if normalize else {}, legend_title=_dimension(of, lang))
     return fig
 
@@ -74,7 +74,7 @@ def risk_value_heatmap(matrix: pd.DataFrame, value: str = "customers", lang: str
 
     ``matrix`` is :func:`analytics.risk.risk_value_matrix` (``value`` says which it holds).
     """
-    title = tr("charts.risk.heatmap", lang, value=tr("charts.risk.aum" if value == "aum" else "customers", lang))
+    title = tr("charts.risk.heatmap", lang, value=tr("charts.risk.aum" if value == "aum" else "charts.risk.customers", lang))
     if matrix.empty:
         return _empty(title, lang)
     z = matrix.to_numpy(dtype=float)
@@ -82,7 +82,7 @@ def risk_value_heatmap(matrix: pd.DataFrame, value: str = "customers", lang: str
         z=z, x=[_value_label("value_tier", v, lang) for v in matrix.columns], y=[str(v) for v in matrix.index],
         colorscale="YlOrRd", text=z, texttemplate="%{text:,.0f}",
         hovertemplate="%{y} · %{x}: %{z:,.0f}<extra></extra>",
-        colorbar={"title": tr("charts.risk.aum" if value == "aum" else "customers", lang)},
+        colorbar={"title": tr("charts.risk.aum" if value == "aum" else "charts.risk.customers", lang)},
     ))
     fig.update_layout(title=title, xaxis_title=_dimension("value_tier", lang),
                       yaxis_title=_dimension("risk_tolerance", lang), yaxis={"autorange": "reversed"})

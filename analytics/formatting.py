@@ -56,11 +56,21 @@ def count(value, lang: str = "en") -> str:
     return f"{number:,.0f}" if lang == "en" else _chinese_units(number, 0)
 
 
+def _three_figures(number: float) -> str:
+    """Three significant figures, thousands separated: 1.26, 12.3, 946, 1,234."""
+    decimals = 2 if number < 10 else 1 if number < 100 else 0
+    text = f"{number:,.{decimals}f}"
+    if decimals and float(text.replace(",", "")) >= (10 if decimals == 2 else 100):
+        text = f"{number:,.{decimals - 1}f}"  # 9.999 rounds to 10.0, not 10.00
+    return text
+
+
 def amount(value, lang: str = "en", *, digits: int = 0, compact: bool = False) -> str:
     """An amount in yuan: ``CNY 1,234,567`` in English, ``¥123.46万`` in Chinese.
 
-    ``compact`` (the KPI wall, read from across a room) writes large English amounts in millions
-    or billions (``CNY 512.30 m``, ``CNY 1,234.57 bn``); Chinese is compact already.
+    ``compact`` (the KPI wall, read from across a room) writes English amounts of a thousand and
+    more with three significant figures in k, m or bn (``CNY 330 k``, ``CNY 1.26 m``,
+    ``CNY 1,235 bn``); Chinese is compact already.
     """
     _check(lang)
     number = _number(value)
@@ -69,10 +79,10 @@ def amount(value, lang: str = "en", *, digits: int = 0, compact: bool = False) -
     sign = "-" if number < 0 else ""
     if lang == "en":
         size = abs(number)
-        if compact and size >= 1e9:
-            return f"{sign}CNY {size / 1e9:,.2f} bn"
-        if compact and size >= 1e6:
-            return f"{sign}CNY {size / 1e6:,.2f} m"
+        if compact:
+            for unit, suffix in ((1e9, " bn"), (1e6, " m"), (1e3, " k")):
+                if size >= unit * 0.9995:  # at least 1.00 of the unit once rounded
+                    return f"{sign}CNY {_three_figures(size / unit)}{suffix}"
         return f"{sign}CNY {size:,.{digits}f}"
     return f"{sign}¥{_chinese_units(abs(number), digits)}"
 

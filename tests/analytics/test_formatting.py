@@ -42,8 +42,9 @@ def test_amount(value, en, zh):
 
 
 @pytest.mark.parametrize("value, en", [
-    (999_999, "CNY 999,999"), (1_000_000, "CNY 1.00 m"), (512_300_000, "CNY 512.30 m"),
-    (1_234_567_890_123, "CNY 1,234.57 bn"),
+    (999, "CNY 999"), (4_449, "CNY 4.45 k"), (329_768, "CNY 330 k"), (999_999, "CNY 1.00 m"),
+    (1_000_000, "CNY 1.00 m"), (1_262_000, "CNY 1.26 m"), (9_999_000, "CNY 10.0 m"), (946_318_003, "CNY 946 m"),
+    (1_616_090_705, "CNY 1.62 bn"), (1_234_567_890_123, "CNY 1,235 bn"), (-2_500_000, "-CNY 2.50 m"),
 ])
 def test_compact_amount_for_the_wall(value, en):
     assert f.amount(value, "en", compact=True) == en
