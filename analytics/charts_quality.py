@@ -62,13 +62,13 @@ def overall_gauge(score: float | None, *, previous: float | None = None, lang: s
         return _empty(title, lang)
     mode = "gauge+number" + ("+delta" if previous is not None and not pd.isna(previous) else "")
     indicator = go.Indicator(
-        mode=mode, value=round(100 * float(score), 1), number={"suffix": "%"},
+        mode=mode, value=round(100 * float(score), 1), number={"suffix": "%", "valueformat": ".1f"},
         gauge={"axis": {"range": [0, 100]}, "bar": {"color": BAR_COLOURS[_band(100 * float(score))]},
                "steps": [{"range": [lo, hi], "color": c} for lo, hi, c in BANDS]},
-        title={"text": title},
     )
     if "delta" in mode:
-        indicator.delta = {"reference": round(100 * float(previous), 1), "valueformat": ".1f", "suffix": " pp"}
+        indicator.delta = {"reference": round(100 * float(previous), 1), "valueformat": ".1f",
+                           "suffix": tr("charts.quality.points", lang)}
     fig = go.Figure(indicator)
     fig.update_layout(title=title, margin={"t": 60, "b": 10})
     return fig
@@ -90,7 +90,7 @@ def named_rates(scores: pd.DataFrame, *, lang: str = "en") -> go.Figure:
     fig = go.Figure()
     for i, dim in enumerate(present):
         fig.add_trace(go.Indicator(
-            mode="number", value=round(100 * overall[dim], 1), number={"suffix": "%"},
+            mode="number", value=round(100 * overall[dim], 1), number={"suffix": "%", "valueformat": ".1f"},
             title={"text": dimension_label(dim, lang)},
             domain={"x": [i / len(present), (i + 1) / len(present)], "y": [0, 1]},
         ))
