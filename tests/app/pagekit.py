@@ -166,6 +166,10 @@ def set_lang(at: AppTest, lang: str) -> None:
 # Reading a page
 # --------------------------------------------------------------------------------------------
 
+#: A branch picker's label, not a branch *city* picker's ("Branch city", "网点城市").
+BRANCH = r"^(?!.*(city|城市)).*(branch|网点)"
+
+
 def _match(pattern: str, label: str) -> bool:
     return re.search(pattern, label or "", flags=re.IGNORECASE) is not None
 

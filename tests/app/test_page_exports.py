@@ -44,7 +44,7 @@ def _risk(at, engine):
 
 
 def _data_quality(at, engine):
-    branch = kit.widget(at, r"branch|网点", kinds=("selectbox",)).value
+    branch = kit.widget(at, kit.BRANCH, kinds=("selectbox",)).value
     return len(quality.fix_list(engine, kit.run_id(engine), branch))
 
 

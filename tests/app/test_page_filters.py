@@ -51,7 +51,7 @@ def row_roles(page: str) -> list[str]:
 # --------------------------------------------------------------------------------------------
 
 FILTERS = {  # kind -> (label pattern, SQL condition(s) on customers c / customer_segments s)
-    "branch": (r"branch|网点", "c.branch_id = :v"),
+    "branch": (kit.BRANCH, "c.branch_id = :v"),
     # A customer's city is read two ways: the city on the customer's record, or the city of the
     # customer's branch (the SQL-aggregate rewrite files cities as sets of branches). The two differ
     # for a few customers of the demo store; the page must follow one of them, on every figure.
@@ -227,7 +227,7 @@ def list_with_ids(at, ids: list[str]):
 
 
 @pytest.mark.parametrize("kind, pattern, condition, value", [
-    ("branch", r"branch|网点", "c.branch_id = :v", None),
+    ("branch", kit.BRANCH, "c.branch_id = :v", None),
     ("tier", r"tier|层级", "g.value_tier = :v", "affluent"),
 ])
 @pytest.mark.parametrize("role", row_roles("churn"))
@@ -294,7 +294,7 @@ def test_risk_drill_down_by_branch(pages, role):
     branch = kit.frame(engine, "SELECT branch_id, COUNT(*) AS n FROM risk_flags WHERE run_id = :r AND balance_drop = 1 "
                                "GROUP BY branch_id ORDER BY n DESC, branch_id LIMIT 1", r=run)["branch_id"].iloc[0]
     all_drops = kit.scalar(engine, "SELECT COUNT(*) FROM risk_flags WHERE run_id = :r AND balance_drop = 1", r=run)
-    kit.choose(kit.widget(at, r"branch|网点", kinds=("selectbox", "multiselect")), branch)
+    kit.choose(kit.widget(at, kit.BRANCH, kinds=("selectbox", "multiselect")), branch)
     assert not at.exception, at.exception
     mismatches = kit.frame(engine, "SELECT holding_id FROM risk_mismatches WHERE run_id = :r AND branch_id = :b",
                            r=run, b=branch)["holding_id"]
@@ -335,7 +335,7 @@ def test_balance_drops_of_a_branch_beyond_the_first_thousand(tmp_path, monkeypat
     monkeypatch.setenv("CUSTOMER_STORE_URL", url)
     try:
         at = kit_.open("risk", "risk")
-        kit.choose(kit.widget(at, r"branch|网点", kinds=("selectbox", "multiselect")), branch)
+        kit.choose(kit.widget(at, kit.BRANCH, kinds=("selectbox", "multiselect")), branch)
         assert not at.exception, at.exception
         shown = [t for t in kit.tables(at) if "customer_id" in t.columns and "aum_change_pct" in t.columns]
         assert shown and set(shown[0]["customer_id"]) == set(expected), \
@@ -374,7 +374,7 @@ def test_failing_records_and_fix_list_follow_their_pickers(pages, role):
     assert any(key in t.columns and t[key].astype(str).tolist() == records[key].astype(str).tolist()
                for t in kit.tables(at)), "the failing records of the chosen rule are not listed"
 
-    branch_picker = kit.widget(at, r"branch|网点", kinds=("selectbox",))
+    branch_picker = kit.widget(at, kit.BRANCH, kinds=("selectbox",))
     sizes = {b: len(quality.fix_list(engine, run, b)) for b in branch_picker.options[:4]}
     branch = next(b for b, n in sizes.items() if n != sizes[branch_picker.value])
     kit.choose(branch_picker, branch)
