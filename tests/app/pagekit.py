@@ -175,14 +175,29 @@ def _match(pattern: str, label: str) -> bool:
 
 
 def metric(at: AppTest, pattern: str, position: int | None = None) -> str:
-    """The value of the one metric whose label matches ``pattern`` (or, if none does, the one at
-    ``position``)."""
+    """The value of the one metric whose label matches ``pattern`` (or, if none or several do, the
+    one at ``position``)."""
     found = [m for m in at.metric if _match(pattern, m.label)]
     labels = [m.label for m in at.metric]
-    if not found and position is not None and position < len(labels):
+    if len(found) != 1 and position is not None and position < len(labels):
         return at.metric[position].value
     assert len(found) == 1, f"{len(found)} metrics match {pattern!r}; labels: {labels}"
     return found[0].value
+
+
+def display_forms(value) -> set[str]:
+    """How a domain value (a status, a tier) may be shown: as it is stored, or as any label the
+    translation catalog (data/i18n.yaml) gives a key ending in it, in either language."""
+    import yaml
+
+    forms = {str(value), str(value).lower(), str(value).capitalize()}
+    catalog = ROOT / "data" / "i18n.yaml"
+    if catalog.exists():
+        entries = yaml.safe_load(catalog.read_text(encoding="utf-8")) or {}
+        for key, texts in entries.items():
+            if str(key).rsplit(".", 1)[-1] == str(value) and isinstance(texts, dict):
+                forms |= {str(t) for t in texts.values()}
+    return forms
 
 
 def widget(at: AppTest, pattern: str, kinds: Iterable[str] = ("selectbox", "multiselect", "radio")):
