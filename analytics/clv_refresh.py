@@ -331,7 +331,8 @@ _tmp_retention = Table(
 
 def apply_churn_retention(ctx) -> None:
     """The refresh stage ``clv_retention``: re-base the margin CLV of this run's scored customers
-    on the churn model's retention, and rebuild this run's ``segment_summary`` totals.
+    on the churn model's retention, and rebuild this run's ``segment_summary`` totals and
+    ``segment_cube`` rows.
 
     Leaves the lifecycle-stage retention (and records ``clv.retention_source`` =
     ``"lifecycle_stage"``) when the churn stage scored nobody in this run.
@@ -369,22 +370,61 @@ def apply_churn_retention(ctx) -> None:
         ), {"run_id": ctx.run_id}).rowcount
         _tmp_retention.drop(conn)
         lap("update")
-        totals = _rebuild_segment_summary(conn, ctx.run_id)
+        out = _run_segments(conn, ctx.run_id)
+        totals = _rebuild_segment_summary(conn, ctx.run_id, out)
         lap("summary")
+        cube_rows = _rebuild_cube(conn, ctx.run_id, out, ctx.as_of_month.year)
+        lap("cube")
         for name, value in totals.items():
             conn.execute(text("UPDATE run_metrics SET value = :value WHERE run_id = :run_id AND name = :name"),
                          {"value": value, "run_id": ctx.run_id, "name": name})
 
     for name, seconds in lap.seconds.items():
         ctx.metrics[f"clv_retention_seconds.{name}"] = seconds
+    if cube_rows is not None:
+        ctx.row_counts["segment_cube"] = cube_rows
     ctx.put_metrics({"clv.retention_source": "churn_model", "clv.retention_customers": int(updated),
                      "clv.retention_horizon_months": horizon,
                      "clv.retention_mean": float(new["retention_rate"].mean())})
     log.info("clv_retention: %d customers re-based on churn retention, timings %s", updated, lap.seconds)
 
 
-def _rebuild_segment_summary(conn, run_id: int) -> dict[str, float]:
-    """Recompute this run's ``segment_summary`` rows from the updated ``customer_segments``.
+def _run_segments(conn, run_id: int) -> pd.DataFrame:
+    """This run's ``customer_segments`` rows with each customer's branch and birth year: what the
+    summary and the cube are rebuilt from."""
+    from analytics.segment_explorer import BIRTH_YEAR_SQL
+
+    return pd.read_sql(text(
+        "SELECT s.rfm_segment, s.rfm_r, s.rfm_f, s.value_tier, s.cluster_name, s.lifecycle_stage, "
+        "s.tags, s.aum, s.annual_margin, s.clv_margin_1y, s.clv_margin_3y, s.clv_margin_5y, "
+        "COALESCE(c.branch_id, '(missing)') AS branch_id, "
+        f"{BIRTH_YEAR_SQL.format(col='c.birth_date')} AS birth_year "
+        "FROM customer_segments s LEFT JOIN customers c ON c.customer_id = s.customer_id "
+        "WHERE s.run_id = :run_id"), conn, params={"run_id": run_id})
+
+
+def _run_tag_names(conn, run_id: int) -> list[str]:
+    return pd.read_sql(text("SELECT value FROM segment_summary WHERE run_id = :run_id AND dimension = 'tag' "
+                            "ORDER BY sort_order"), conn, params={"run_id": run_id})["value"].tolist()
+
+
+def _rebuild_cube(conn, run_id: int, out: pd.DataFrame, as_of_year: int) -> int | None:
+    """Replace this run's ``segment_cube`` rows with ones built from the re-based CLV (every CLV
+    total and band changes); returns the row count, or None when the run has no segments."""
+    from analytics.schema import segment_cube
+    from analytics.segment_explorer import cube_rows
+
+    if out.empty:
+        return None
+    cube = cube_rows(out, as_of_year=as_of_year, tag_names=_run_tag_names(conn, run_id))
+    conn.execute(text("DELETE FROM segment_cube WHERE run_id = :run_id"), {"run_id": run_id})
+    bulk_insert(None, segment_cube, cube.assign(run_id=run_id), conn=conn)
+    return len(cube)
+
+
+def _rebuild_segment_summary(conn, run_id: int, out: pd.DataFrame) -> dict[str, float]:
+    """Recompute this run's ``segment_summary`` rows from the updated ``customer_segments`` rows ``out``
+    (from :func:`_run_segments`).
 
     Counts, AUM and margin totals do not change, but every CLV total does, and so does each
     customer's CLV band: the rows are rebuilt with segmentation's own grouping, keeping the sort
@@ -394,12 +434,6 @@ def _rebuild_segment_summary(conn, run_id: int) -> dict[str, float]:
 
     old = pd.read_sql(text("SELECT dimension, value, sort_order FROM segment_summary WHERE run_id = :run_id"),
                       conn, params={"run_id": run_id})
-    out = pd.read_sql(text(
-        "SELECT s.rfm_segment, s.rfm_r, s.rfm_f, s.value_tier, s.cluster_name, s.lifecycle_stage, "
-        "s.tags, s.aum, s.annual_margin, s.clv_margin_1y, s.clv_margin_3y, s.clv_margin_5y, "
-        "COALESCE(c.branch_id, '(missing)') AS branch_id "
-        "FROM customer_segments s LEFT JOIN customers c ON c.customer_id = s.customer_id "
-        "WHERE s.run_id = :run_id"), conn, params={"run_id": run_id})
     if out.empty or old.empty:
         return {}
     keys = {

@@ -419,7 +419,31 @@ cohort_retention = Table(
     Column("retention", Float, nullable=False),
 )
 
-SEGMENT_TABLES = ("customer_segments", "segment_summary", "cluster_profiles", "cohort_retention")
+# The same counts and totals as segment_summary, split by the cells of the pages' filters: branch,
+# age band (birth year at the run's year, analytics/segment_explorer.py::AGE_BANDS) and value tier.
+# Summing a dimension's rows over the cells a filter keeps gives that filter's chart, so the
+# Segments and Lifecycle pages never read customer rows. Dimensions: rfm_rf, rfm_segment, value_tier,
+# cluster_name, lifecycle_stage, branch_id, clv_band_<H>y (band edges fixed per run, so bands add
+# up across cells) and tag (one count per tag a customer carries). A city filter is the branches
+# in those cities (branches.city). Only non-empty cells are stored.
+segment_cube = Table(
+    "segment_cube",
+    metadata,
+    Column("run_id", Integer, ForeignKey("refresh_runs.run_id"), primary_key=True),
+    Column("dimension", String(30), primary_key=True),
+    Column("value", String(100), primary_key=True),
+    Column("branch_id", String(16), primary_key=True),
+    Column("age_band", String(10), primary_key=True),
+    Column("value_tier", String(10), primary_key=True),
+    Column("customers", BigInteger, nullable=False),
+    Column("aum_total", Float, nullable=False),
+    Column("annual_margin_total", Float, nullable=False),
+    Column("clv_margin_1y_total", Float, nullable=False),
+    Column("clv_margin_3y_total", Float, nullable=False),
+    Column("clv_margin_5y_total", Float, nullable=False),
+)
+
+SEGMENT_TABLES = ("customer_segments", "segment_summary", "cluster_profiles", "cohort_retention", "segment_cube")
 
 
 # --- Cross-sell and risk results (issue 5) ---

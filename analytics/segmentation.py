@@ -54,7 +54,8 @@ The refresh stage
 -----------------
 :func:`segments_stage` (the refresh's ``segments`` stage) runs all of the above together with the
 tags (:mod:`analytics.tags`), lifecycle stages, margin CLV and cohorts (:mod:`analytics.lifecycle`)
-and writes ``customer_segments``, ``segment_summary``, ``cluster_profiles`` and
+and writes ``customer_segments``, ``segment_summary``, ``segment_cube`` (the same totals split by
+the pages' filter cells, :mod:`analytics.segment_explorer`), ``cluster_profiles`` and
 ``cohort_retention`` under the run id; :func:`read_segment_summary` and friends read them back for
 the pages and :mod:`analytics.charts_segments`.
 """
@@ -81,7 +82,13 @@ from analytics import lifecycle, settings, tags
 from analytics.errors import ConfigError
 from analytics.features import customer_features, to_datetime
 from analytics.refresh import Laps
-from analytics.schema import cluster_profiles, cohort_retention, customer_segments, segment_summary
+from analytics.schema import (
+    cluster_profiles,
+    cohort_retention,
+    customer_segments,
+    segment_cube,
+    segment_summary,
+)
 from analytics.store import bulk_insert, read_frame
 
 log = logging.getLogger(__name__)
@@ -557,12 +564,31 @@ def _tag_text(tag_frame: pd.DataFrame) -> np.ndarray:
     return np.array([t[:-1] for t in text_values], dtype=object)
 
 
+def birth_years(engine) -> pd.Series:
+    """Each customer's birth year (float, NaN when unknown), indexed by ``customer_id``."""
+    from analytics.segment_explorer import BIRTH_YEAR_SQL
+
+    frame = read_frame(engine, f"SELECT customer_id, {BIRTH_YEAR_SQL.format(col='birth_date')} AS birth_year "
+                               "FROM customers")
+    return frame.set_index("customer_id")["birth_year"].astype(float)
+
+
+def _cube(ctx, out: pd.DataFrame, branch_ids: pd.Series, tag_frame: pd.DataFrame) -> pd.DataFrame:
+    """The run's ``segment_cube`` rows (:func:`analytics.segment_explorer.cube_rows`)."""
+    from analytics.segment_explorer import cube_rows
+
+    frame = out.assign(branch_id=branch_ids.reindex(out.index).to_numpy(),
+                       birth_year=birth_years(ctx.engine).reindex(out.index).to_numpy())
+    return cube_rows(frame, as_of_year=ctx.as_of_month.year, tag_flags=tag_frame.reindex(out.index))
+
+
 def segments_stage(ctx) -> None:
     """The refresh stage ``segments``: features at the run's month, RFM, value tiers, clusters,
     tags, lifecycle stages, margin CLV and cohort retention, written under ``ctx.run_id``.
 
-    Writes ``customer_segments`` (one row per customer), ``segment_summary``, ``cluster_profiles``
-    and ``cohort_retention``, in chunks of ``LOAD_CHUNK_ROWS`` rows within one transaction, and
+    Writes ``customer_segments`` (one row per customer), ``segment_summary``, ``segment_cube`` (the
+    pages' filter cells), ``cluster_profiles`` and ``cohort_retention``, in chunks of
+    ``LOAD_CHUNK_ROWS`` rows within one transaction, and
     puts headline metrics (counts per segment, tier, stage and tag, cluster k and silhouette,
     CLV totals, stage retention) in ``run_metrics``.
     """
@@ -633,6 +659,9 @@ def segments_stage(ctx) -> None:
                          labels)
         summaries.append(bands)
     summary = pd.concat(summaries, ignore_index=True)
+    lap("summary")
+    cube = _cube(ctx, out, features["branch_id"], tag_frame)
+    lap("cube")
 
     profiles = clusterer.profiles_
     profile_rows = pd.DataFrame({
@@ -656,6 +685,7 @@ def segments_stage(ctx) -> None:
         for start in range(0, len(rows), chunk):
             bulk_insert(ctx.engine, customer_segments, rows.iloc[start:start + chunk], conn=conn)
         bulk_insert(ctx.engine, segment_summary, summary.assign(run_id=ctx.run_id), conn=conn)
+        bulk_insert(ctx.engine, segment_cube, cube.assign(run_id=ctx.run_id), conn=conn)
         if not cohorts.empty:
             bulk_insert(ctx.engine, cohort_retention, cohorts.assign(run_id=ctx.run_id), conn=conn)
         # JSON goes through SQLAlchemy (bulk_insert writes plain values, not JSON documents).
@@ -664,6 +694,7 @@ def segments_stage(ctx) -> None:
     lap("write")
 
     ctx.row_counts.update({"customer_segments": len(rows), "segment_summary": len(summary),
+                           "segment_cube": len(cube),
                            "cohort_retention": len(cohorts), "cluster_profiles": len(profile_rows)})
     for name, seconds in timings.items():
         ctx.metrics[f"segments_seconds.{name}"] = seconds

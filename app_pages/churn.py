@@ -5,7 +5,7 @@ filters and an audited export for roles that may see customer rows."""
 import streamlit as st
 
 from analytics import access, charts_churn, churn
-from app_pages import auth, common
+from app_pages import auth, common, explorer
 
 engine = common.engine()
 user = auth.require_page(engine, "churn")
@@ -65,18 +65,16 @@ if not access.can_see_customer_rows(user["roles"]):
     st.stop()
 
 st.subheader(common.t("Early-warning list", "流失预警名单"))
-frame = common.explorer_frame(run_id)
+choices = explorer.filter_choices(run_id)
 c1, c2, c3, c4 = st.columns(4)
-branch = c1.selectbox(common.t("Branch", "网点"), ["", *sorted(frame["branch_id"].dropna().unique())])
-segment = c2.selectbox(common.t("RFM segment", "RFM 分群"), ["", *sorted(frame["rfm_segment"].dropna().unique())])
-manager = c3.selectbox(common.t("Relationship manager", "客户经理"),
-                       ["", *sorted(frame["relationship_manager"].dropna().unique())])
-tier = c4.selectbox(common.t("Value tier", "价值层级"), ["", "mass", "affluent", "wealth", "private"])
+branch = c1.selectbox(common.t("Branch", "网点"), ["", *choices["branch_id"]])
+segment = c2.selectbox(common.t("RFM segment", "RFM 分群"), ["", *choices["rfm_segment"]])
+manager = c3.selectbox(common.t("Relationship manager", "客户经理"), ["", *choices["relationship_manager"]])
+tier = c4.selectbox(common.t("Value tier", "价值层级"), ["", *choices["value_tier"]])
 params = {"branch_id": branch or None, "segment": segment or None, "relationship_manager": manager or None,
           "value_tier": tier or None}
-warning_list = churn.early_warning(engine, run_id, limit=1000, **params)
+warning_list = explorer.early_warning(run_id, params, user["roles"])
 auth.audit_event(engine, "filter", user, target={"page": "churn", "rows": len(warning_list)}, parameters=params)
-warning_list = access.mask_frame(warning_list, user["roles"])
 st.caption(common.t(f"{len(warning_list):,} customers, highest value at risk first (at most 1,000)",
                     f"共 {len(warning_list):,} 位客户，按风险价值排序（最多 1,000 位）"))
 common.show_table(warning_list, width="stretch", column_config={

@@ -3,10 +3,10 @@ age band and tier; a tag builder (AND/OR/NOT) and a campaign-list export."""
 
 import streamlit as st
 
-from analytics import access, charts_segments, segmentation, tags
+from analytics import access, charts_segments, settings
 from analytics import segment_explorer as sx
 from analytics.errors import AnalyticsError
-from app_pages import auth, common
+from app_pages import auth, common, explorer
 
 engine = common.engine()
 user = auth.require_page(engine, "segments")
@@ -14,43 +14,59 @@ run_id = common.current_run_or_stop()
 lang = common.lang()
 st.title("Segments · 客户分群")
 
-frame, view, filters = common.filtered_customers(engine, user, run_id, "segments")
+cube, filters = explorer.filtered_customers(engine, user, run_id, "segments")
 
-metric = st.radio(common.t("Measure", "指标"), ["customers", "aum_total", "clv_margin_3y_total"], horizontal=True,
-                  format_func=lambda m: charts_segments.METRIC_LABELS[m][0 if lang == "en" else 1])
+measures = {"customers": common.t("customers", "客户数"), "aum_total": common.t("AUM (CNY)", "资产规模 (元)"),
+            "clv_margin_3y_total": common.t("3-year margin CLV (CNY)", "3年客户价值 (元)")}
+metric = st.radio(common.t("Measure", "指标"), list(measures), horizontal=True, format_func=measures.get)
 c1, c2 = st.columns(2)
-c1.plotly_chart(charts_segments.rfm_heatmap(sx.summary(view, "rfm_rf"), lang=lang), width="stretch")
-c2.plotly_chart(charts_segments.segment_bar(sx.summary(view, "rfm_segment"), metric, lang=lang), width="stretch")
+c1.plotly_chart(charts_segments.rfm_heatmap(sx.summary(cube, "rfm_rf", filters), lang=lang), width="stretch")
+c2.plotly_chart(charts_segments.segment_bar(sx.summary(cube, "rfm_segment", filters), metric, lang=lang),
+                width="stretch")
 c1, c2 = st.columns(2)
-c1.plotly_chart(charts_segments.value_tier_bar(sx.summary(view, "value_tier"), metric, lang=lang), width="stretch")
-clusters = sx.summary(view, "cluster_name")
+c1.plotly_chart(charts_segments.value_tier_bar(sx.summary(cube, "value_tier", filters), metric, lang=lang),
+                width="stretch")
+clusters = sx.summary(cube, "cluster_name", filters)
 c2.plotly_chart(charts_segments.segment_bar(clusters, metric, lang=lang).update_layout(
     title=common.t("Behavioural clusters", "行为聚类")), width="stretch")
-st.plotly_chart(charts_segments.cluster_profile_heatmap(segmentation.read_cluster_profiles(engine, run_id),
-                                                        lang=lang), width="stretch")
+st.plotly_chart(charts_segments.cluster_profile_heatmap(explorer.cluster_profiles(run_id), lang=lang), width="stretch")
 
 st.subheader(common.t("Tag builder", "标签组合"))
-rules = tags.load_tag_rules()
-names = [r.name for r in rules]
+names = explorer.tag_names()
 st.caption(common.t("Combine tags with and / or / not and parentheses, e.g. ",
                     "用 and / or / not 和括号组合标签，例如 ") + "`mortgage_holder and not frequent_complainer`")
 with st.expander(common.t("Available tags", "可用标签")):
-    flags_all = sx.tag_flags(view, names)
-    common.show_table({"tag": names, "customers": [int(flags_all[n].sum()) for n in names]})
+    common.show_table(sx.tag_counts(cube, names, filters))
 expression = st.text_input(common.t("Tag expression", "标签表达式"), key="tag_expr")
 if expression.strip():
     try:
-        selected = tags.select(sx.tag_flags(view, names), expression)
+        counts = explorer.tag_selection(run_id, filters, expression, names)
     except AnalyticsError as exc:
         st.error(str(exc))
         st.stop()
-    auth.audit_event(engine, "filter", user, target={"page": "segments", "rows": len(selected)},
+    auth.audit_event(engine, "filter", user, target={"page": "segments", "rows": counts["selected"]},
                      parameters={**filters.as_params(), "tags": expression})
-    st.metric(common.t("Customers selected", "选中客户数"), f"{len(selected):,}")
+    st.metric(common.t("Customers selected", "选中客户数"), f"{counts['selected']:,}")
     if access.can_see_customer_rows(user["roles"]):
-        campaign, no_consent = sx.campaign_list(view, selected)
-        st.caption(common.t(f"{len(campaign):,} with marketing consent; {no_consent:,} excluded for lack of consent.",
-                            f"{len(campaign):,} 位已授权营销；{no_consent:,} 位因未授权被排除。"))
-        common.show_table(campaign.head(200), width="stretch")
-        common.export_buttons(engine, user, campaign, f"campaign-run{run_id}",
-                              {"page": "segments", "tags": expression, **filters.as_params()}, key="campaign")
+        consenting = counts["consenting"]
+        st.caption(common.t("{n:,} with marketing consent; {excluded:,} excluded for lack of consent.",
+                            "{n:,} 位已授权营销；{excluded:,} 位因未授权被排除。")
+                   .format(n=consenting, excluded=counts["no_consent"]))
+        pages = max(1, -(-consenting // explorer.CAMPAIGN_PAGE_ROWS))
+        page = 1
+        if pages > 1:
+            page = int(st.number_input(common.t("Page", "页码"), min_value=1, max_value=pages, value=1, step=1,
+                                       key="campaign_page"))
+        if consenting:
+            common.show_table(explorer.campaign(run_id, filters, expression, names, user["roles"],
+                                                limit=explorer.CAMPAIGN_PAGE_ROWS,
+                                                offset=(page - 1) * explorer.CAMPAIGN_PAGE_ROWS), width="stretch")
+        limit = int(settings.get("EXPORT_MAX_ROWS"))
+        if consenting > limit:
+            st.info(common.t("{rows:,} rows: exports are limited to {limit:,}. Narrow the filters to export.",
+                             "{rows:,} 行：导出上限为 {limit:,} 行，请缩小筛选范围后再导出。")
+                    .format(rows=consenting, limit=limit))
+        elif consenting:
+            campaign = explorer.campaign(run_id, filters, expression, names, user["roles"], limit=consenting)
+            common.export_buttons(engine, user, campaign, f"campaign-run{run_id}",
+                                  {"page": "segments", "tags": expression, **filters.as_params()}, key="campaign")

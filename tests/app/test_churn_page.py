@@ -2,8 +2,9 @@
 
 import pytest
 
-from analytics import audit
-from analytics.store import make_engine
+from analytics import audit, refresh
+from analytics.segmentation import read_segment_summary
+from analytics.store import make_engine, read_frame
 from tests.app.conftest import open_page
 
 
@@ -33,3 +34,20 @@ def test_early_warning_filters_and_export(monkeypatch, demo_store_url):
     assert len(at.get("download_button")) == 2
     events = audit.query(make_engine(demo_store_url), event="filter")
     assert any(branch in (p or "") for p in events["parameters"])
+
+
+def test_early_warning_filter_choices_come_from_small_queries(monkeypatch, demo_store_url):
+    engine = make_engine(demo_store_url)
+    run_id = refresh.current_run_id(engine)
+    at = _open(monkeypatch, demo_store_url, "risk")
+    branch, segment, manager, tier = (at.selectbox[i] for i in range(4))
+    assert branch.options == ["", *sorted(read_segment_summary(engine, "branch_id", run_id)["value"])]
+    assert segment.options == ["", *sorted(read_segment_summary(engine, "rfm_segment", run_id)["value"])]
+    managers = read_frame(engine, "SELECT DISTINCT relationship_manager AS rm FROM customers "
+                                  "WHERE relationship_manager IS NOT NULL")["rm"]
+    assert manager.options == ["", *sorted(managers)] and len(manager.options) > 1
+    assert tier.options == ["", "mass", "affluent", "wealth", "private"]
+    manager.select(manager.options[1]).run()
+    assert not at.exception
+    listed = at.dataframe[-1].value
+    assert (listed["relationship_manager"] == manager.options[1]).all()

@@ -1,9 +1,13 @@
 """AppTest: Segments and Lifecycle value pages on the demo store, for each role that may open them."""
 
+import json
+
 import pytest
 
-from analytics import audit
-from analytics.store import make_engine
+from analytics import audit, refresh
+from analytics import segment_explorer as sx
+from analytics.store import make_engine, read_frame
+from app_pages import common
 from tests.app.conftest import open_page
 
 
@@ -89,3 +93,76 @@ def test_lifecycle_page(monkeypatch, demo_store_url, role):
     if top_tables:
         names = top_tables[0].value["name"].dropna()
         assert names.str.contains(r"\*").all() or names.str.len().eq(1).all()
+
+
+def _metric(at, label):
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def _number(text):
+    return float(text.replace("¥", "").replace(",", ""))
+
+
+def test_lifecycle_headline_equals_the_run_and_follows_filters(monkeypatch, demo_store_url):
+    engine = make_engine(demo_store_url)
+    run_id = refresh.current_run_id(engine)
+    m = refresh.get_run_metrics(engine, run_id)
+    at = _open(monkeypatch, demo_store_url, "marketing", "lifecycle")
+    assert _number(_metric(at, "Customers")) == m["segments.customers"]
+    assert _number(_metric(at, "Total 3-year CLV")) == pytest.approx(m["clv_margin_3y_total"], abs=1)
+    at.multiselect(key="lifecycle_a").select("60+").run()
+    assert not at.exception
+    seniors = read_frame(engine, "SELECT COUNT(*) AS n, SUM(s.clv_margin_3y) AS clv FROM customer_segments s "
+                                 "JOIN customers c ON c.customer_id = s.customer_id WHERE s.run_id = :r "
+                                 "AND c.birth_date < :born", {"r": run_id, "born": "1967-01-01"})
+    assert _number(_metric(at, "Customers")) == seniors["n"].iloc[0] < m["segments.customers"]
+    assert _number(_metric(at, "Total 3-year CLV")) == pytest.approx(seniors["clv"].iloc[0], abs=1)
+    top = next(d.value for d in at.dataframe if "clv_margin_3y" in d.value.columns)
+    assert len(top) == 50 and top["clv_margin_3y"].is_monotonic_decreasing
+    events = audit.query(engine, event="filter")
+    assert any("60+" in (p or "") and "lifecycle" in (t or "") for p, t in zip(events["parameters"], events["target"],
+                                                                               strict=True))
+
+
+def test_city_filter_is_the_branches_in_that_city(monkeypatch, demo_store_url):
+    engine = make_engine(demo_store_url)
+    run_id = refresh.current_run_id(engine)
+    at = _open(monkeypatch, demo_store_url, "marketing", "segments")
+    city = at.multiselect(key="segments_c").options[0]
+    at.multiselect(key="segments_c").select(city).run()
+    assert not at.exception
+    heat = _arr(json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]["z"])
+    n = read_frame(engine, "SELECT COUNT(*) AS n FROM customer_segments s JOIN customers c "
+                           "ON c.customer_id = s.customer_id JOIN branches b ON b.branch_id = c.branch_id "
+                           "WHERE s.run_id = :r AND b.city = :city", {"r": run_id, "city": city})["n"].iloc[0]
+    assert heat.sum() == n > 0
+    assert any(f"{n:,} of" in c.value for c in at.caption)
+
+
+def test_campaign_list_is_paged_masked_and_its_export_audited(monkeypatch, demo_store_url):
+    engine = make_engine(demo_store_url)
+    offered = []
+    real = common.export_buttons
+    monkeypatch.setattr(common, "export_buttons", lambda engine_, user_, frame, *a, **k: (
+        offered.append((user_, frame)), real(engine_, user_, frame, *a, **k)))
+    at = _open(monkeypatch, demo_store_url, "marketing", "segments")
+    at.text_input(key="tag_expr").input("mortgage_holder or not mortgage_holder").run()
+    assert not at.exception
+    consenting = read_frame(engine, "SELECT COUNT(*) AS n FROM customers WHERE marketing_consent = :yes AND "
+                                    "customer_id IN (SELECT customer_id FROM customer_segments WHERE run_id = :r)",
+                            {"yes": True, "r": refresh.current_run_id(engine)})["n"].iloc[0]
+    first = at.dataframe[-1].value
+    assert len(first) == 200 and first["clv_margin_3y"].is_monotonic_decreasing
+    at.number_input(key="campaign_page").set_value(2).run()
+    second = at.dataframe[-1].value
+    assert len(second) == 200 and not set(second["customer_id"]) & set(first["customer_id"])
+    assert second["clv_margin_3y"].max() <= first["clv_margin_3y"].min()
+    user, frame = offered[-1]
+    assert len(frame) == consenting and list(frame.columns) == list(sx.CAMPAIGN_COLUMNS)
+    assert not {"name", "phone", "id_number", "email", "address", "birth_date"} & set(frame.columns)
+    common.audited_export(engine, user, frame, "campaign", "csv", {"page": "segments"})
+    target = json.loads(audit.query(engine, event="export").iloc[0]["target"])
+    assert target["rows"] == consenting and len(target["sha256"]) == 64
+    assert target["customer_ids"][:3] == frame["customer_id"].head(3).tolist()
+    events = audit.query(engine, event="filter")
+    assert any("mortgage_holder or not mortgage_holder" in (p or "") for p in events["parameters"])

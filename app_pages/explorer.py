@@ -1,0 +1,179 @@
+"""Page-side helpers of the Segments, Lifecycle and Churn pages: the run's segment cube, the filter
+widgets, and cached SQL customer lists. No page here loads all customers.
+
+The cube (:func:`analytics.segment_explorer.read_cube`) holds aggregates only, so one cached copy
+serves every role. Customer lists (the campaign list, the top customers) are limited in SQL and
+cached with the user's roles in the key, masked before they are cached.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from analytics import access, tags
+from analytics import segment_explorer as sx
+from analytics.errors import AnalyticsError
+from analytics.segmentation import VALUE_TIERS
+from analytics.store import resolve_url
+from app_pages import common
+
+# A page shows this many campaign rows at a time (paged in SQL).
+CAMPAIGN_PAGE_ROWS = 200
+
+
+@st.cache_data(ttl=600, show_spinner=False, max_entries=2)
+def _cube(url: str, run_id: int) -> sx.Cube:
+    return sx.read_cube(common._engine(url), run_id)
+
+
+def explorer_cube(run_id: int) -> sx.Cube:
+    """The run's segment cube: counts and totals by filter cell, no customer rows."""
+    return _cube(resolve_url(), run_id)
+
+
+def as_of_year(run_id: int) -> int:
+    """The year the run describes (age bands are whole years at it)."""
+    m = common.run_metrics(run_id)
+    return int(str(m.get("as_of_month") or "2026")[:4])
+
+
+def segment_filters(cube: sx.Cube, key: str) -> sx.Filters:
+    """Branch, city, age band and value-tier filters; returns a ``Filters`` that every chart follows.
+
+    A city is the city of the customer's branch (``branches.city``).
+    """
+    t = common.t
+    with st.expander(t("Filters", "筛选"), expanded=True):
+        c1, c2, c3, c4 = st.columns(4)
+        branches = c1.multiselect(t("Branch", "网点"), list(cube.branches), key=f"{key}_b")
+        cities = c2.multiselect(t("Branch city", "网点城市"), cube.cities(), key=f"{key}_c")
+        ages = c3.multiselect(t("Age band", "年龄段"), list(sx.AGE_BANDS), key=f"{key}_a")
+        tiers = c4.multiselect(t("Value tier", "价值层级"), list(VALUE_TIERS), key=f"{key}_t")
+    return sx.Filters(tuple(branches), tuple(cities), tuple(ages), tuple(tiers))
+
+
+def filtered_customers(engine, user: dict, run_id: int, page: str) -> tuple[sx.Cube, sx.Filters]:
+    """The run's cube and the user's filters, with the filter widgets drawn and the filter audited;
+    stops the page with a message when there is nothing to show."""
+    from app_pages import auth
+
+    try:
+        cube = explorer_cube(run_id)
+    except AnalyticsError as exc:
+        st.error(str(exc))
+        st.stop()
+    if cube.empty:
+        st.warning(common.t("This run has no segmentation results. Run a refresh.", "本次刷新没有分群结果，请运行刷新。"))
+        st.stop()
+    filters = segment_filters(cube, page)
+    total = sx.headline(cube)["customers"]
+    shown = sx.headline(cube, filters)["customers"] if filters.any else total
+    if filters.any:
+        auth.audit_event(engine, "filter", user, target={"page": page, "rows": shown},
+                         parameters=filters.as_params())
+    st.caption(common.t("{n:,} of {total:,} customers", "{total:,} 位客户中的 {n:,} 位").format(n=shown, total=total))
+    if not shown:
+        st.info(common.t("No customer matches these filters.", "没有符合筛选条件的客户。"))
+        st.stop()
+    return cube, filters
+
+
+@st.cache_data(ttl=600, show_spinner=False, max_entries=200)
+def _tag_counts(url: str, run_id: int, filters: sx.Filters, expression: str, names: tuple[str, ...],
+                year: int) -> dict:
+    return sx.tag_selection_counts(common._engine(url), run_id, filters, expression, names, as_of_year=year)
+
+
+def tag_selection(run_id: int, filters: sx.Filters, expression: str, names) -> dict:
+    """How many filtered customers a tag expression selects (and how many gave consent), in SQL.
+
+    Raises :class:`analytics.tags.TagRuleError` for an invalid expression.
+    """
+    return _tag_counts(resolve_url(), run_id, filters, expression, tuple(names), as_of_year(run_id))
+
+
+@st.cache_data(ttl=600, show_spinner=False, max_entries=50)
+def _campaign(url: str, run_id: int, filters: sx.Filters, expression: str, names: tuple[str, ...], year: int,
+              limit: int, offset: int, roles: tuple[str, ...]):
+    frame = sx.campaign_page(common._engine(url), run_id, filters, expression, names, as_of_year=year,
+                             limit=limit, offset=offset)
+    return access.mask_frame(frame, roles)
+
+
+def campaign(run_id: int, filters: sx.Filters, expression: str, names, roles, *, limit: int, offset: int = 0):
+    """Rows ``offset`` .. ``offset + limit`` of the campaign list (consenting selected customers,
+    highest 3-year CLV first), masked for ``roles``."""
+    return _campaign(resolve_url(), run_id, filters, expression, tuple(names), as_of_year(run_id), int(limit),
+                     int(offset), tuple(roles))
+
+
+@st.cache_data(ttl=600, show_spinner=False, max_entries=50)
+def _top(url: str, run_id: int, filters: sx.Filters, roles: tuple[str, ...], by: str, year: int):
+    return sx.top_customers(common._engine(url), run_id, filters, roles, as_of_year=year, n=50, by=by)
+
+
+def top_customers(run_id: int, filters: sx.Filters, roles, by: str):
+    """The 50 filtered customers with the highest ``by``, masked for ``roles`` (SQL, limited)."""
+    return _top(resolve_url(), run_id, filters, tuple(roles), by, as_of_year(run_id))
+
+
+@st.cache_data(ttl=600, show_spinner=False, max_entries=50)
+def _early_warning(url: str, run_id: int, params: tuple, roles: tuple[str, ...]):
+    from analytics import churn
+
+    frame = churn.early_warning(common._engine(url), run_id, limit=1000, **dict(params))
+    return access.mask_frame(frame, roles)
+
+
+def early_warning(run_id: int, params: dict, roles):
+    """The run's early-warning list (at most 1,000 rows, in SQL) for ``params``, masked for ``roles``."""
+    return _early_warning(resolve_url(), run_id, tuple(sorted(params.items())), tuple(roles))
+
+
+@st.cache_data(ttl=600, show_spinner=False, max_entries=2)
+def _cluster_profiles(url: str, run_id: int):
+    from analytics import segmentation
+
+    return segmentation.read_cluster_profiles(common._engine(url), run_id)
+
+
+def cluster_profiles(run_id: int):
+    """The run's behavioural cluster profiles (aggregates)."""
+    return _cluster_profiles(resolve_url(), run_id)
+
+
+@st.cache_data(ttl=600, show_spinner=False, max_entries=2)
+def _cohorts(url: str, run_id: int):
+    from analytics import segmentation
+
+    return segmentation.read_cohort_retention(common._engine(url), run_id)
+
+
+def cohort_retention(run_id: int):
+    """The run's cohort retention rows (aggregates)."""
+    return _cohorts(resolve_url(), run_id)
+
+
+@st.cache_data(ttl=600, show_spinner=False, max_entries=4)
+def _tag_names(path: str, modified: float) -> list[str]:
+    return [rule.name for rule in tags.load_tag_rules(path)]
+
+
+def tag_names() -> list[str]:
+    """The names of the configured tags, in file order (the file is parsed again when it changes)."""
+    path = tags.tags_file()
+    try:
+        modified = path.stat().st_mtime
+    except OSError:
+        modified = -1.0  # load_tag_rules says what is wrong
+    return _tag_names(str(path), modified)
+
+
+@st.cache_data(ttl=600, show_spinner=False, max_entries=2)
+def _choices(url: str, run_id: int) -> dict:
+    return sx.filter_choices(common._engine(url), run_id)
+
+
+def filter_choices(run_id: int) -> dict[str, list[str]]:
+    """Branches, RFM segments, relationship managers and tiers to filter customer lists by."""
+    return _choices(resolve_url(), run_id)
