@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -120,6 +121,7 @@ def age_band_clause(birth_date_column, band: str, as_of_year: int):
 # Building the cube (the refresh)
 # ---------------------------------------------------------------------------------------------
 
+@lru_cache(maxsize=1)
 def _band_labels() -> tuple[list[str], int]:
     """Every CLV band label in band order (``< 0`` first), from the 1-2-5 edges of
     :func:`analytics.lifecycle.band_edges` up to far beyond any customer's value, and the position
@@ -393,11 +395,11 @@ def clv_bands(cube: Cube, years: int, filters: Filters = Filters()) -> pd.DataFr
     if years not in lifecycle.CLV_HORIZONS_YEARS:
         raise ValueError(f"years must be one of {lifecycle.CLV_HORIZONS_YEARS}, got {years!r}")
     labels, least_top = _band_labels()
-    rows = summary(cube, f"clv_band_{years}y", filters)
+    values, totals = _sums(cube, f"clv_band_{years}y", filters)
     counts = np.zeros(len(labels), dtype=np.int64)
     position = {label: i for i, label in enumerate(labels)}
-    for value, count in zip(rows["value"], rows["customers"], strict=True):
-        counts[position[value]] += int(count)
+    for value, count in zip(values, np.rint(totals[:, 0]).astype(np.int64), strict=True):
+        counts[position[value]] += count
     # value_bands goes up to the band of max(largest value, 10): at least up to "10–20".
     nonzero = np.flatnonzero(counts[1:])
     top = max(int(nonzero[-1]) + 1 if len(nonzero) else 0, least_top)

@@ -4,7 +4,7 @@ filters and an audited export for roles that may see customer rows."""
 
 import streamlit as st
 
-from analytics import access, charts_churn, churn
+from analytics import access, charts_churn
 from app_pages import auth, common, explorer
 
 engine = common.engine()
@@ -13,7 +13,8 @@ run_id = common.current_run_or_stop()
 lang = common.lang()
 st.title("Churn · 流失预警")
 
-m = churn.read_churn_metrics(engine, run_id)
+card = explorer.churn_card(run_id)
+m = card["metrics"]
 if not m or m.get("churn.skipped"):
     st.warning(common.t("This run has no churn model: ", "本次刷新没有流失模型：")
                + str(m.get("churn.skipped") or common.t("run a refresh.", "请运行刷新。")))
@@ -40,7 +41,7 @@ dimension = st.radio(common.t("Churn by", "流失率维度"), ["rfm_segment", "b
                          "rfm_segment": common.t("RFM segment", "RFM 分群"), "branch_id": common.t("branch", "网点"),
                          "value_tier": common.t("value tier", "价值层级"),
                          "lifecycle_stage": common.t("lifecycle stage", "生命周期")}[d])
-st.plotly_chart(charts_churn.churn_rate_bar(churn.read_churn_rates(engine, dimension, run_id), dimension,
+st.plotly_chart(charts_churn.churn_rate_bar(explorer.churn_rates(run_id, dimension), dimension,
                                             measure="predicted", lang=lang), width="stretch")
 
 st.subheader(common.t("Model card (hold-out period only)", "模型卡（仅验证期）"))
@@ -54,10 +55,10 @@ st.caption(common.t(f"Trained on features at {m.get('churn.train_cutoff')}, eval
                     f"以 {m.get('churn.train_cutoff')} 的特征训练，在 {m.get('churn.holdout_cutoff')} 之后的时期验证，"
                     f"再重新拟合并用于 {m.get('churn.as_of_month')}。"))
 c1, c2, c3 = st.columns(3)
-c1.plotly_chart(charts_churn.lift_chart(churn.read_churn_lift(engine, run_id), lang=lang), width="stretch")
-c2.plotly_chart(charts_churn.calibration_plot(churn.read_churn_calibration(engine, run_id), lang=lang),
+c1.plotly_chart(charts_churn.lift_chart(card["lift"], lang=lang), width="stretch")
+c2.plotly_chart(charts_churn.calibration_plot(card["calibration"], lang=lang),
                 width="stretch")
-c3.plotly_chart(charts_churn.importance_bar(churn.read_churn_importance(engine, run_id), lang=lang), width="stretch")
+c3.plotly_chart(charts_churn.importance_bar(card["importance"], lang=lang), width="stretch")
 
 if not access.can_see_customer_rows(user["roles"]):
     st.info(common.t("The early-warning list is customer-level data, shown to marketing and risk.",

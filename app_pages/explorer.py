@@ -131,6 +131,33 @@ def early_warning(run_id: int, params: dict, roles):
 
 
 @st.cache_data(ttl=600, show_spinner=False, max_entries=2)
+def _churn_card(url: str, run_id: int) -> dict:
+    from analytics import churn
+
+    engine = common._engine(url)
+    return {"metrics": churn.read_churn_metrics(engine, run_id), "lift": churn.read_churn_lift(engine, run_id),
+            "calibration": churn.read_churn_calibration(engine, run_id),
+            "importance": churn.read_churn_importance(engine, run_id)}
+
+
+def churn_card(run_id: int) -> dict:
+    """The run's churn metrics and model card (hold-out lift, calibration, importance): aggregates."""
+    return _churn_card(resolve_url(), run_id)
+
+
+@st.cache_data(ttl=600, show_spinner=False, max_entries=10)
+def _churn_rates(url: str, run_id: int, dimension: str):
+    from analytics import churn
+
+    return churn.read_churn_rates(common._engine(url), dimension, run_id)
+
+
+def churn_rates(run_id: int, dimension: str):
+    """The run's predicted churn rates by ``dimension`` (aggregates)."""
+    return _churn_rates(resolve_url(), run_id, dimension)
+
+
+@st.cache_data(ttl=600, show_spinner=False, max_entries=2)
 def _cluster_profiles(url: str, run_id: int):
     from analytics import segmentation
 
