@@ -75,6 +75,9 @@ BENCHMARKS = {
     "clv_fit": lambda: bench_script("bench_clv.py"),
     "demo_100k": lambda: _whole_refresh_peak(bench_demo(100_000)),
     "demo_1m": lambda: _whole_refresh_peak(bench_demo(1_000_000)),
+    # Warm Segments/Lifecycle/Churn pages at 1M customers against the in-memory floor page; set
+    # BENCH_1M_URL to reuse a 1M store (else one is built: about half an hour).
+    "pages_1m": lambda: bench_script("bench_pages.py"),
 }
 
 
