@@ -266,6 +266,15 @@ user_sessions = Table(
     Index("ix_user_sessions_user", "username"),
 )
 
+# What a user chose in the UI and expects to find again at the next login (the language).
+user_preferences = Table(
+    "user_preferences",
+    metadata,
+    Column("username", String(64), ForeignKey("users.username"), primary_key=True),
+    Column("language", String(8), nullable=False),  # "en" or "zh"
+    Column("updated_at", DateTime, nullable=False),
+)
+
 audit_log = Table(
     "audit_log",
     metadata,

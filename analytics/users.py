@@ -42,7 +42,7 @@ from sqlalchemy.exc import IntegrityError
 from analytics import settings
 from analytics.access import normalise_roles
 from analytics.errors import AnalyticsError
-from analytics.schema import user_sessions, users
+from analytics.schema import user_preferences, user_sessions, users
 
 # bcrypt work factor for new hashes. Tests monkeypatch this down to 4; 12 costs ~0.2 s a hash.
 BCRYPT_ROUNDS = 12
@@ -598,8 +598,34 @@ def credentials_for_authenticator(engine: Engine, now: dt.datetime | None = None
     return {"usernames": out}
 
 
+LANGUAGES = ("en", "zh")
+
+
+def get_language(engine: Engine, username: str) -> str | None:
+    """The UI language the user last chose ("en" or "zh"), or None if they never chose one."""
+    with engine.connect() as conn:
+        value = conn.execute(select(user_preferences.c.language)
+                             .where(user_preferences.c.username == normalise_username(username))).scalar()
+    return value if value in LANGUAGES else None
+
+
+def set_language(engine: Engine, username: str, language: str, now: dt.datetime | None = None) -> None:
+    """Remember the user's UI language for their next session (on any browser)."""
+    if language not in LANGUAGES:
+        raise UserError(f"language must be one of {', '.join(LANGUAGES)}, not {language!r}")
+    name = normalise_username(username)
+    when = _utc(now)
+    with engine.begin() as conn:
+        if conn.execute(select(users.c.username).where(users.c.username == name)).first() is None:
+            raise UnknownUserError(f"no user {name!r}")
+        done = conn.execute(update(user_preferences).where(user_preferences.c.username == name)
+                            .values(language=language, updated_at=when)).rowcount
+        if not done:
+            conn.execute(insert(user_preferences).values(username=name, language=language, updated_at=when))
+
+
 __all__ = [
-    "BCRYPT_ROUNDS", "MAX_PASSWORD_BYTES", "MIN_PASSWORD_CHARS", "SESSION_END_REASONS",
+    "BCRYPT_ROUNDS", "LANGUAGES", "get_language", "set_language", "MAX_PASSWORD_BYTES", "MIN_PASSWORD_CHARS", "SESSION_END_REASONS",
     "WRONG_CREDENTIALS", "AuthResult", "PasswordPolicyError", "UnknownUserError", "User",
     "UserError", "UserExistsError", "add_user", "authenticate", "check_password_policy",
     "credentials_for_authenticator", "disable_user", "enable_user", "end_session",

@@ -329,3 +329,19 @@ def test_credentials_for_authenticator(engine, alice):
     later = credentials_for_authenticator(engine, now=T0 + dt.timedelta(minutes=31))
     assert set(later["usernames"]) == {"alice", "bob"}
     assert later["usernames"]["bob"]["roles"] == ["risk", "compliance"]
+
+
+def test_language_preference_round_trip(engine):
+    from analytics.store import init_schema
+
+    init_schema(engine)
+    users.add_user(engine, "lang_user", "correct horse battery staple", ["marketing"])
+    assert users.get_language(engine, "lang_user") is None
+    users.set_language(engine, "LANG_USER", "zh")
+    assert users.get_language(engine, "lang_user") == "zh"
+    users.set_language(engine, "lang_user", "en")
+    assert users.get_language(engine, "lang_user") == "en"
+    with pytest.raises(users.UserError):
+        users.set_language(engine, "lang_user", "fr")
+    with pytest.raises(users.UnknownUserError):
+        users.set_language(engine, "nobody", "zh")
