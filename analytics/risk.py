@@ -493,14 +493,21 @@ def read_mismatches(engine: Engine, run_id: int | None = None, *, branch_id: str
                               "LIMIT :limit", params)
 
 
-def read_balance_drops(engine: Engine, run_id: int | None = None, *, limit: int = 10_000) -> pd.DataFrame:
-    """Customers of a run flagged for an abnormal AUM drop, steepest first, with the reason."""
+def read_balance_drops(engine: Engine, run_id: int | None = None, *, branch_id: str | None = None,
+                       limit: int = 10_000) -> pd.DataFrame:
+    """Customers of a run flagged for an abnormal AUM drop, steepest first, with the reason,
+    optionally of one branch (filtered before the limit, so a branch's list is complete)."""
     run = _resolve_run(engine, run_id)
-    return read_frame(engine, """
+    params = {"r": run if run is not None else -1, "flag": True, "limit": int(limit)}
+    where = "run_id = :r AND balance_drop = :flag"
+    if branch_id is not None:
+        where += " AND branch_id = :branch"
+        params["branch"] = str(branch_id)
+    return read_frame(engine, f"""
         SELECT customer_id, branch_id, value_tier, aum, aum_change_pct, balance_drop_reason
-        FROM risk_flags WHERE run_id = :r AND balance_drop = :flag
+        FROM risk_flags WHERE {where}
         ORDER BY aum_change_pct, customer_id LIMIT :limit
-    """, {"r": run if run is not None else -1, "flag": True, "limit": int(limit)})
+    """, params)
 
 
 __all__ = [

@@ -307,11 +307,6 @@ def test_risk_drill_down_by_branch(pages, role):
         "the balance-drop list does not follow the branch"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "page bug: the Risk page reads the first 1,000 balance-drop alerts of the whole bank "
-    "(risk.read_balance_drops(limit=1000)) and only then keeps the chosen branch's, so a branch whose "
-    "drops are not among the bank's 1,000 steepest shows none; at a million customers a run flags "
-    "thousands (17 of 2,833 customers on the demo store)"))
 def test_balance_drops_of_a_branch_beyond_the_first_thousand(tmp_path, monkeypatch, demo_store_url):
     # A run with more than 1,000 alerts: the demo store's run, plus 1,000 steeper drops in one branch.
     url = f"sqlite:///{tmp_path}/many-drops.db"
