@@ -9,7 +9,7 @@ import streamlit as st
 from analytics import access
 from app_pages import auth, common
 
-st.set_page_config(page_title="Customer insight · 客户洞察", page_icon="🏦", layout="wide")
+st.set_page_config(page_title=common.t("app.customer_insight"), page_icon="🏦", layout="wide")
 
 ICONS = {
     "overview": ":material/dashboard:", "kpi_wall": ":material/tv:", "segments": ":material/donut_large:",
@@ -21,21 +21,23 @@ ICONS = {
 
 engine = common.engine_or_stop()
 user = auth.login_gate(engine)
+common.restore_language(engine, user)
 
 if user is None:
     # Anonymous: the login page is the only page, whatever URL was asked for.
-    st.navigation([st.Page(auth.login_page, title="Log in · 登录", url_path="login", default=True)],
+    with st.sidebar:
+        common.language_switch(engine, None)
+    st.navigation([st.Page(auth.login_page, title=common.t("app.log_in"), url_path="login", default=True)],
                   position="hidden").run()
     st.stop()
 
 allowed = [key for key in access.pages_for(user["roles"]) if common.page_script(key).exists()]
 if not allowed:
-    st.error("Your account has no pages. Ask an admin to check your roles.")
+    st.error(common.t("app.no_pages"))
     st.stop()
 pages = {}
 for key in allowed:
-    english, chinese = access.PAGES[key]
-    pages[key] = st.Page(str(common.page_script(key)), title=f"{english} · {chinese}", icon=ICONS.get(key),
+    pages[key] = st.Page(str(common.page_script(key)), title=common.page_title(key), icon=ICONS.get(key),
                          url_path=key)
 landing = pages["overview"] if "overview" in pages else next(iter(pages.values()))
 
@@ -49,9 +51,9 @@ def home() -> None:
 nav = [st.Page(home, title="Home", url_path="home", default=True, visibility="hidden"), *pages.values()]
 
 with st.sidebar:
-    st.radio("Language · 语言", ["English", "中文"], key="ui_lang", horizontal=True)
+    common.language_switch(engine, user)
     st.markdown(f"**{user['name']}**  \n{', '.join(user['roles'])}")
-    if st.button("Log out · 退出", key="ci_logout_button"):
+    if st.button(common.t("app.log_out"), key="ci_logout_button"):
         auth.logout(engine)
         st.rerun()
 

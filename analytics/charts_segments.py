@@ -14,7 +14,14 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from analytics.charts_common import ACCENT, MISSING_COLOUR, STAGE_COLOURS, colour_of, empty_figure
+from analytics.charts_common import (
+    ACCENT,
+    MISSING_COLOUR,
+    SEGMENT_COLOURS,
+    STAGE_COLOURS,
+    TIER_COLOURS,
+    empty_figure,
+)
 from analytics.i18n import label, tr
 from analytics.lifecycle import LIFECYCLE_STAGES
 from analytics.segmentation import RFM_SEGMENTS, VALUE_TIERS
@@ -83,7 +90,7 @@ def segment_bar(summary: pd.DataFrame, metric: str = "customers", lang: str = "e
     """Customers (or AUM, margin, CLV totals: ``metric``) per named RFM segment."""
     frame = _ordered(summary, RFM_SEGMENTS)
     labels = [label("segment", v, lang) for v in frame["value"]]
-    colours = [colour_of(v) for v in frame["value"]]
+    colours = [SEGMENT_COLOURS.get(v, ACCENT) for v in frame["value"]]
     return _bar(frame, labels, metric, tr("charts.segments.segments", lang, metric=_metric(metric, lang)), lang,
                 colours)
 
@@ -92,7 +99,7 @@ def value_tier_bar(summary: pd.DataFrame, metric: str = "customers", lang: str =
     """Customers (or a total) per value tier, mass to private."""
     frame = _ordered(summary, VALUE_TIERS)
     labels = [label("tier", v, lang) for v in frame["value"]]
-    colours = [colour_of(v) for v in frame["value"]]
+    colours = [TIER_COLOURS.get(v, ACCENT) for v in frame["value"]]
     return _bar(frame, labels, metric, tr("charts.segments.tiers", lang, metric=_metric(metric, lang)), lang,
                 colours)
 

@@ -24,6 +24,7 @@ import streamlit_authenticator as stauth
 
 from analytics import access, audit, settings, users
 from analytics.errors import AnalyticsError
+from app_pages import common
 
 log = logging.getLogger("app.auth")
 
@@ -113,7 +114,8 @@ def _authenticator(engine, key: str) -> stauth.Authenticate:
         if not result.ok:
             audit_event(engine, result.event, {"username": result.username}, reason=result.reason)
             st.session_state["authentication_status"] = False
-            st.session_state[STATE_NOTICE] = result.message
+            st.session_state[STATE_NOTICE] = (common.t("auth.wrong_credentials")
+                                              if result.message == users.WRONG_CREDENTIALS else result.message)
             return False
         session_id = users.start_session(engine, result.username)
         _set_logged_in(result.username, result.display_name, result.roles, session_id)
@@ -151,8 +153,7 @@ def login_gate(engine) -> dict | None:
     key = settings.get("AUTH_COOKIE_KEY")
     problem = cookie_key_problem(key)
     if problem:
-        st.error(f"The dashboard is not configured: {problem} Set a random key of at least {MIN_KEY_BYTES} "
-                 "bytes in the environment or .streamlit/secrets.toml (`make run` generates one for the demo).")
+        st.error(common.t("auth.not_configured", problem=problem, min_bytes=MIN_KEY_BYTES))
         st.stop()
     auth = _authenticator(engine, key)
     user = current_user()
@@ -166,9 +167,7 @@ def login_gate(engine) -> dict | None:
         audit_event(engine, "timeout", user)
         auth.logout(location="unrendered")
         _clear_login()
-        st.session_state[STATE_NOTICE] = (
-            f"Your session ended (idle for {settings.get('SESSION_IDLE_MINUTES')} minutes, or revoked). "
-            "Please log in again.")
+        st.session_state[STATE_NOTICE] = common.t("auth.session_ended", minutes=settings.get("SESSION_IDLE_MINUTES"))
         user = None
     if user is not None:
         st.session_state["_auth"] = auth
@@ -191,22 +190,21 @@ def write_pending_cookie() -> None:
 def login_page() -> None:
     """The only page an anonymous visitor sees, at every URL."""
     auth = st.session_state["_auth"]
-    st.title("Customer insight · 客户洞察")
+    st.title(common.t("app.customer_insight"))
     notice = st.session_state.pop(STATE_NOTICE, None)
     if notice:
         st.error(notice)
     try:
-        auth.login(location="main", fields={"Form name": "Log in · 登录", "Username": "Username · 用户名",
-                                            "Password": "Password · 密码", "Login": "Log in · 登录"})
+        auth.login(location="main", fields={"Form name": common.t("app.log_in"), "Username": common.t("auth.username"),
+                                            "Password": common.t("auth.password"), "Login": common.t("app.log_in")})
     except AnalyticsError as exc:
         st.error(str(exc))
     if st.session_state.get("authentication_status"):
         st.rerun()
     elif st.session_state.get("authentication_status") is False and not notice:
-        st.error(users.WRONG_CREDENTIALS)
-    st.caption(f"After {settings.get('LOGIN_MAX_FAILED_ATTEMPTS')} failed attempts an account is locked for "
-               f"{settings.get('LOGIN_LOCKOUT_MINUTES')} minutes. Sessions end after "
-               f"{settings.get('SESSION_IDLE_MINUTES')} minutes idle.")
+        st.error(common.t("auth.wrong_credentials"))
+    st.caption(common.t("auth.lockout_policy", attempts=settings.get("LOGIN_MAX_FAILED_ATTEMPTS"),
+                        lockout=settings.get("LOGIN_LOCKOUT_MINUTES"), idle=settings.get("SESSION_IDLE_MINUTES")))
 
 
 def logout(engine) -> None:
@@ -226,7 +224,7 @@ def require_page(engine, page: str) -> dict:
     if user is None or not access.can_view_page(user["roles"], page):
         if user is not None:
             audit_event(engine, "access_denied", user, target={"page": page})
-        st.error("You do not have access to this page.")
+        st.error(common.t("auth.no_access"))
         st.stop()
     # One page_view per visit, not per rerun: widgets, fragments and the cookie component rerun a
     # page many times, which would drown the audit trail in duplicates.

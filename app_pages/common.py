@@ -14,7 +14,7 @@ from pathlib import Path
 import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 
-from analytics import refresh, settings
+from analytics import formatting, i18n, refresh, settings
 from analytics.errors import AnalyticsError, StoreError, StoreNotInitialisedError
 from analytics.store import check_store, init_schema, make_engine, redact_url, resolve_url
 
@@ -28,8 +28,8 @@ def page_script(key: str) -> Path:
     return PAGES_DIR / f"{key}.py"
 
 
-HOW_TO_CREATE = ("Build the demo store with `make run` (or `python -m analytics demo` then "
-                 "`python -m analytics refresh`), or point `CUSTOMER_STORE_URL` at your bank's store.")
+def how_to_create() -> str:
+    return t("common.how_to_create")
 
 
 @st.cache_resource(show_spinner=False)
@@ -50,10 +50,10 @@ def engine_or_stop():
     try:
         return engine()
     except StoreError as exc:
-        st.error(f"The customer store cannot be opened: {exc}\n\n{HOW_TO_CREATE}")
+        st.error(t("common.store_cannot_open", error=exc) + "\n\n" + how_to_create())
     except SQLAlchemyError as exc:
         log.warning("store unreachable: %s", type(exc).__name__)
-        st.error(f"The customer store at {redact_url(resolve_url())} cannot be reached. {HOW_TO_CREATE}")
+        st.error(t("common.store_unreachable", url=redact_url(resolve_url())) + " " + how_to_create())
     st.stop()
 
 
@@ -64,20 +64,42 @@ def current_run_or_stop() -> int:
         check_store(eng)
         run_id = refresh.current_run_id(eng)
     except StoreNotInitialisedError as exc:
-        st.warning(f"{exc}\n\n{HOW_TO_CREATE}")
+        st.warning(f"{exc}\n\n{how_to_create()}")
         st.stop()
     except StoreError as exc:
-        st.error(f"The customer store cannot be opened: {exc}\n\n{HOW_TO_CREATE}")
+        st.error(t("common.store_cannot_open", error=exc) + "\n\n" + how_to_create())
         st.stop()
     except SQLAlchemyError as exc:
         log.warning("store unreachable: %s", type(exc).__name__)
-        st.error(f"The customer store at {redact_url(resolve_url())} cannot be reached. {HOW_TO_CREATE}")
+        st.error(t("common.store_unreachable", url=redact_url(resolve_url())) + " " + how_to_create())
         st.stop()
     if run_id is None:
-        st.warning("The store has data but no completed refresh yet. Run `python -m analytics refresh` "
-                   "(or start one from the Admin page).")
+        st.warning(t("common.no_completed_refresh"))
         st.stop()
+    freshness_notices()
     return run_id
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def _freshness(url: str) -> refresh.Freshness:
+    return refresh.freshness(_engine(url))
+
+
+def freshness_notices() -> None:
+    """Say so when the figures are old, a later refresh failed, or new data awaits a refresh."""
+    try:
+        fresh = _freshness(resolve_url())
+    except SQLAlchemyError as exc:
+        log.warning("freshness unreadable: %s", type(exc).__name__)
+        return
+    if fresh.failed_run:
+        st.warning(t("common.later_refresh_failed", failed=fresh.failed_run["run_id"],
+                     stage=fresh.failed_run.get("stage") or "?", shown=fresh.run_id))
+    if fresh.stale:
+        st.warning(t("common.figures_are_stale", finished=f"{fresh.finished_at:%Y-%m-%d %H:%M}",
+                     hours=fmt_count(fresh.age_hours)))
+    if fresh.loads_since:
+        st.info(t("common.loads_since_refresh", n=fmt_count(fresh.loads_since)))
 
 
 @st.cache_data(ttl=600, show_spinner=False)
@@ -111,10 +133,25 @@ def show_error(exc: AnalyticsError) -> None:
 _HIDE_TABLE_TOOLBAR = "<style>[data-testid='stElementToolbar'] {display: none !important;}</style>"
 
 
+def _columns_of(frame) -> list[str]:
+    if hasattr(frame, "columns"):
+        return [str(c) for c in frame.columns]
+    if isinstance(frame, dict):
+        return [str(c) for c in frame]
+    if isinstance(frame, list) and frame and isinstance(frame[0], dict):
+        return [str(c) for c in frame[0]]
+    return []
+
+
 def show_table(frame, **kwargs) -> None:
-    """``st.dataframe`` without its toolbar (no unaudited CSV download)."""
+    """``st.dataframe`` without its toolbar (no unaudited CSV download), its column headers in the
+    chosen language (``column.<name>`` in the catalog; exports keep the raw column names)."""
     st.markdown(_HIDE_TABLE_TOOLBAR, unsafe_allow_html=True)
-    st.dataframe(frame, hide_index=True, **kwargs)
+    config = dict(kwargs.pop("column_config", None) or {})
+    for col in _columns_of(frame):
+        if col not in config and i18n.has(f"column.{col}"):
+            config[col] = st.column_config.Column(t(f"column.{col}"))
+    st.dataframe(frame, hide_index=True, column_config=config, **kwargs)
 
 
 def audited_export(engine, user: dict, frame, stem: str, fmt: str, context: dict) -> bytes:
@@ -139,26 +176,81 @@ def export_buttons(engine, user: dict, frame, stem: str, context: dict, key: str
     """CSV and Excel download buttons for ``frame``; the file is built and audited on click."""
     limit = int(settings.get("EXPORT_MAX_ROWS"))
     if len(frame) > limit:
-        st.info(f"{len(frame):,} rows: exports are limited to {limit:,}. Narrow the filters to export.")
+        st.info(t("common.export_limited", rows=fmt_count(len(frame)), limit=fmt_count(limit)))
         return
     c1, c2, _ = st.columns([1, 1, 6])
-    c1.download_button("CSV", data=lambda: audited_export(engine, user, frame, stem, "csv", context),
+    c1.download_button(t("common.csv"), data=lambda: audited_export(engine, user, frame, stem, "csv", context),
                        file_name=f"{stem}.csv", mime="text/csv", key=f"{key}_csv", on_click="ignore",
                        icon=":material/download:")
-    c2.download_button("Excel", data=lambda: audited_export(engine, user, frame, stem, "xlsx", context),
+    c2.download_button(t("common.excel"), data=lambda: audited_export(engine, user, frame, stem, "xlsx", context),
                        file_name=f"{stem}.xlsx", key=f"{key}_xlsx", on_click="ignore",
                        mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
                        icon=":material/download:")
 
 
+LANG_STATE = "ui_lang"  # the sidebar switch's value: a name of i18n.LANGUAGE_NAMES
+
+
 def lang() -> str:
     """The UI language chosen in the sidebar: "en" or "zh"."""
-    return "zh" if st.session_state.get("ui_lang") == "中文" else "en"
+    return "zh" if st.session_state.get(LANG_STATE) == i18n.LANGUAGE_NAMES["zh"] else "en"
 
 
-def t(english: str, chinese: str) -> str:
-    """Pick the label for the chosen language."""
-    return chinese if lang() == "zh" else english
+def restore_language(engine, user: dict | None) -> None:
+    """Once per login, put the user's remembered language in the switch (before it is drawn)."""
+    if user is None or st.session_state.get("ci_lang_user") == user["username"]:
+        return
+    from analytics import users
+
+    st.session_state["ci_lang_user"] = user["username"]
+    try:
+        saved = users.get_language(engine, user["username"])
+    except SQLAlchemyError as exc:  # a preference is not worth failing the page for
+        log.warning("language preference unreadable: %s", type(exc).__name__)
+        return
+    if saved:
+        st.session_state[LANG_STATE] = i18n.LANGUAGE_NAMES[saved]
+
+
+def _remember_language(engine, username: str) -> None:
+    from analytics import users
+
+    try:
+        users.set_language(engine, username, lang())
+    except (AnalyticsError, SQLAlchemyError) as exc:
+        log.warning("language preference not saved: %s", type(exc).__name__)
+
+
+def language_switch(engine, user: dict | None) -> None:
+    """The English/中文 switch; a logged-in user's choice is remembered for their next login."""
+    on_change, args = (_remember_language, (engine, user["username"])) if user else (None, ())
+    st.radio(t("app.language"), list(i18n.LANGUAGE_NAMES.values()), key=LANG_STATE, horizontal=True,
+             on_change=on_change, args=args)
+
+
+def t(key: str, **fields) -> str:
+    """The catalog text of ``key`` (``data/i18n.yaml``) in the chosen language, fields filled in."""
+    return i18n.tr(key, lang(), **fields)
+
+
+def page_title(key: str) -> str:
+    """The name of a page of the access matrix in the chosen language."""
+    return i18n.label("page", key, lang())
+
+
+def fmt_count(value) -> str:
+    """A count in the chosen language's style (``1,234,567`` / ``123.46万``)."""
+    return formatting.count(value, lang())
+
+
+def fmt_amount(value, digits: int = 0) -> str:
+    """An amount in yuan in the chosen language's style (``CNY 1,234,567`` / ``¥123.46万``)."""
+    return formatting.amount(value, lang(), digits=digits)
+
+
+def fmt_rate(value, digits: int = 1) -> str:
+    """A rate as a percentage (``12.3%``)."""
+    return formatting.rate(value, lang(), digits=digits)
 
 
 @st.cache_data(ttl=600, show_spinner=False)

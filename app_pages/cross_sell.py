@@ -4,51 +4,63 @@ assessment), with an audited export."""
 
 import streamlit as st
 
-from analytics import access, charts_cross_sell, cross_sell
+from analytics import access, charts_cross_sell, cross_sell, settings
 from app_pages import auth, common
 
+SHOWN_ROWS = 200
 engine = common.engine()
 user = auth.require_page(engine, "cross_sell")
 run_id = common.current_run_or_stop()
 lang = common.lang()
-st.title("Cross-sell · 交叉销售")
+st.title(common.page_title("cross_sell"))
 
 categories = cross_sell.read_categories(engine, run_id)
 if categories.empty:
-    st.warning(common.t("This run has no cross-sell results. Run a refresh.", "本次刷新没有交叉销售结果。"))
+    st.warning(common.t("cross_sell.this_run_has_no_cross"))
     st.stop()
 
+m = common.run_metrics(run_id)
+c1, c2, c3, c4 = st.columns(4)
+c1.metric(common.t("cross_sell.customers_scored"), common.fmt_count(m.get("cross_sell.customers_scored")))
+c2.metric(common.t("cross_sell.customers_with_offer"), common.fmt_count(m.get("cross_sell.customers_with_offer")))
+c3.metric(common.t("cross_sell.potential"), common.fmt_amount(m.get("cross_sell.next_best_expected_value_total")),
+          help=common.t("cross_sell.potential_help"))
+c4.metric(common.t("cross_sell.rules_found"), common.fmt_count(m.get("cross_sell.rules")))
+
 c1, c2 = st.columns(2)
-matrix_customers = int(common.run_metrics(run_id).get("cross_sell.matrix_customers") or 0)
+matrix_customers = int(m.get("cross_sell.matrix_customers") or 0)
 c1.plotly_chart(charts_cross_sell.cooccurrence_heatmap(
     cross_sell.read_cooccurrence(engine, run_id), customers_total=matrix_customers,
     metric="lift" if matrix_customers else "customers_both", lang=lang), width="stretch")
 rules = cross_sell.read_rules(engine, run_id)
 c2.plotly_chart(charts_cross_sell.rules_scatter(rules, lang=lang), width="stretch")
-with st.expander(common.t(f"Association rules ({len(rules):,})", f"关联规则（{len(rules):,} 条）")):
+with st.expander(common.t("cross_sell.association_rules_n", n=common.fmt_count(len(rules)))):
     shown = rules.assign(rule=[charts_cross_sell.rule_label(a, c, lang) for a, c in
                                zip(rules["antecedents"], rules["consequents"], strict=True)])
     common.show_table(shown[["rule", "support", "confidence", "lift"]], width="stretch")
 
-st.subheader(common.t("Opportunities by product", "各产品商机"))
+st.subheader(common.t("cross_sell.opportunities_by_product"))
 opportunities = cross_sell.read_opportunities(engine, run_id)
 st.plotly_chart(charts_cross_sell.opportunities_bar(opportunities, lang=lang), width="stretch")
 
-st.subheader(common.t("Campaign list", "营销名单"))
-category = st.selectbox(common.t("Product category", "产品类别"), categories["category"].tolist(),
+st.subheader(common.t("cross_sell.campaign_list"))
+category = st.selectbox(common.t("cross_sell.product_category"), categories["category"].tolist(),
                         format_func=lambda c: charts_cross_sell.category_label(c, lang))
-campaign, excluded = cross_sell.campaign_list(engine, run_id, category, limit=1000)
+# The whole campaign (the run keeps the top CROSS_SELL_CAMPAIGN_SIZE offers per category); the table
+# shows its head, the export all of it.
+campaign, excluded = cross_sell.campaign_list(engine, run_id, category, limit=int(settings.get("EXPORT_MAX_ROWS")))
 auth.audit_event(engine, "filter", user, target={"page": "cross_sell", "rows": len(campaign)},
                  parameters={"category": category})
 st.plotly_chart(charts_cross_sell.exclusions_bar(excluded, category, listed=len(campaign), lang=lang),
                 width="stretch")
-st.caption(common.t(
-    f"{len(campaign):,} customers listed; excluded: {excluded['consent']:,} without marketing consent, "
-    f"{excluded['suitability']:,} for suitability, {excluded['expired_assessment']:,} with an expired risk assessment.",
-    f"名单 {len(campaign):,} 人；排除：未授权营销 {excluded['consent']:,} 人，适当性不符 {excluded['suitability']:,} 人，"
-    f"风险测评过期 {excluded['expired_assessment']:,} 人。"))
+st.caption(common.t("cross_sell.listed_and_excluded", listed=common.fmt_count(len(campaign)),
+                    consent=common.fmt_count(excluded["consent"]), suitability=common.fmt_count(excluded["suitability"]),
+                    expired=common.fmt_count(excluded["expired_assessment"])))
 if not campaign.empty:
     campaign = access.mask_frame(campaign, user["roles"])
-    common.show_table(campaign.head(200), width="stretch")
+    if len(campaign) > SHOWN_ROWS:
+        st.caption(common.t("cross_sell.showing_head", shown=common.fmt_count(SHOWN_ROWS),
+                            total=common.fmt_count(len(campaign))))
+    common.show_table(campaign.head(SHOWN_ROWS), width="stretch")
     common.export_buttons(engine, user, campaign, f"cross-sell-{category}-run{run_id}",
                           {"page": "cross_sell", "category": category, "excluded": excluded}, key="xs")

@@ -13,9 +13,9 @@ run_id = common.current_run_or_stop()
 lang = common.lang()
 dq = common.dq_frames(run_id)
 
-st.title("Data quality · 数据质量")
+st.title(common.page_title("data_quality"))
 if dq["results"].empty:
-    st.warning(common.t("This run has no data-quality results. Run a refresh.", "本次刷新没有数据质量结果，请重新刷新。"))
+    st.warning(common.t("data_quality.this_run_has_no_data"))
     st.stop()
 
 overall = dq["scores"][(dq["scores"]["scope"] == "overall")]
@@ -30,23 +30,22 @@ c1, c2 = st.columns(2)
 c1.plotly_chart(charts_quality.dimension_bars(overall, lang=lang), width="stretch")
 c2.plotly_chart(charts_quality.score_trend(dq["history"], lang=lang), width="stretch")
 
-scope = st.radio(common.t("Breakdown by", "细分维度"), ["branch", "channel"], horizontal=True,
-                 format_func=lambda s: {"branch": common.t("branch", "网点"),
-                                        "channel": common.t("onboarding channel", "开户渠道")}[s])
+scope = st.radio(common.t("data_quality.breakdown_by"), ["branch", "channel"], horizontal=True,
+                 format_func=lambda s: {"branch": common.t("data_quality.branch_2"),
+                                        "channel": common.t("data_quality.onboarding_channel")}[s])
 st.plotly_chart(charts_quality.breakdown_bars(dq["scores"][dq["scores"]["scope"] == scope], scope=scope,
                                               lang=lang), width="stretch")
 
-st.subheader(common.t("Rules", "规则"))
+st.subheader(common.t("data_quality.rules"))
 common.show_table(dq["results"], width="stretch")
 
 if not access.can_see_customer_rows(user["roles"]):
-    st.info(common.t("Failing records and fix lists are customer-level data, shown to compliance only.",
-                     "不合格记录与整改清单属于客户级数据，仅合规人员可见。"))
+    st.info(common.t("data_quality.failing_records_and_fix_lists"))
     st.stop()
 
-st.subheader(common.t("Failing records", "不合格记录"))
+st.subheader(common.t("data_quality.failing_records"))
 failing_rules = dq["results"][dq["results"]["failed"] > 0]["rule"].tolist()
-rule = st.selectbox(common.t("Rule", "规则"), failing_rules)
+rule = st.selectbox(common.t("data_quality.rule"), failing_rules)
 if rule:
     try:
         records = quality.failing_records(engine, run_id, rule, limit=1000, roles=user["roles"])
@@ -55,16 +54,15 @@ if rule:
     else:
         auth.audit_event(engine, "filter", user, target={"page": "data_quality", "rows": len(records)},
                          parameters={"rule": rule})
-        st.caption(common.t(f"First {len(records):,} failing records (masked)",
-                            f"前 {len(records):,} 条不合格记录（已脱敏）"))
+        st.caption(common.t("data_quality.first_failing_records", n=common.fmt_count(len(records))))
         common.show_table(records, width="stretch")
 
-st.subheader(common.t("Fix list by branch", "网点整改清单"))
+st.subheader(common.t("data_quality.fix_list_by_branch"))
 branches = dq["scores"][dq["scores"]["scope"] == "branch"]["scope_value"].drop_duplicates().sort_values()
-branch = st.selectbox(common.t("Branch", "网点"), branches.tolist())
+branch = st.selectbox(common.t("data_quality.branch"), branches.tolist())
 if branch:
     fixes = quality.fix_list(engine, run_id, branch, roles=user["roles"])
-    st.caption(common.t(f"{len(fixes):,} items to fix", f"共 {len(fixes):,} 项待整改"))
+    st.caption(common.t("data_quality.items_to_fix", n=common.fmt_count(len(fixes))))
     common.show_table(fixes.head(1000), width="stretch")
     common.export_buttons(engine, user, fixes, f"dq-fix-list-{branch}-run{run_id}",
                           {"page": "data_quality", "branch_id": branch, "run_id": run_id}, key="fixlist")

@@ -43,12 +43,12 @@ def segment_filters(cube: sx.Cube, key: str) -> sx.Filters:
     A city is the city of the customer's branch (``branches.city``).
     """
     t = common.t
-    with st.expander(t("Filters", "筛选"), expanded=True):
+    with st.expander(t("explorer.filters"), expanded=True):
         c1, c2, c3, c4 = st.columns(4)
-        branches = c1.multiselect(t("Branch", "网点"), list(cube.branches), key=f"{key}_b")
-        cities = c2.multiselect(t("Branch city", "网点城市"), cube.cities(), key=f"{key}_c")
-        ages = c3.multiselect(t("Age band", "年龄段"), list(sx.AGE_BANDS), key=f"{key}_a")
-        tiers = c4.multiselect(t("Value tier", "价值层级"), list(VALUE_TIERS), key=f"{key}_t")
+        branches = c1.multiselect(t("explorer.branch"), list(cube.branches), key=f"{key}_b")
+        cities = c2.multiselect(t("explorer.branch_city"), cube.cities(), key=f"{key}_c")
+        ages = c3.multiselect(t("explorer.age_band"), list(sx.AGE_BANDS), key=f"{key}_a")
+        tiers = c4.multiselect(t("explorer.value_tier"), list(VALUE_TIERS), key=f"{key}_t")
     return sx.Filters(tuple(branches), tuple(cities), tuple(ages), tuple(tiers))
 
 
@@ -63,7 +63,7 @@ def filtered_customers(engine, user: dict, run_id: int, page: str) -> tuple[sx.C
         st.error(str(exc))
         st.stop()
     if cube.empty:
-        st.warning(common.t("This run has no segmentation results. Run a refresh.", "本次刷新没有分群结果，请运行刷新。"))
+        st.warning(common.t("explorer.this_run_has_no_segmentation"))
         st.stop()
     filters = segment_filters(cube, page)
     total = sx.headline(cube)["customers"]
@@ -71,9 +71,9 @@ def filtered_customers(engine, user: dict, run_id: int, page: str) -> tuple[sx.C
     if filters.any:
         auth.audit_event(engine, "filter", user, target={"page": page, "rows": shown},
                          parameters=filters.as_params())
-    st.caption(common.t("{n:,} of {total:,} customers", "{total:,} 位客户中的 {n:,} 位").format(n=shown, total=total))
+    st.caption(common.t("explorer.n_of_total_customers", n=common.fmt_count(shown), total=common.fmt_count(total)))
     if not shown:
-        st.info(common.t("No customer matches these filters.", "没有符合筛选条件的客户。"))
+        st.info(common.t("explorer.no_customer_matches_these_filters"))
         st.stop()
     return cube, filters
 

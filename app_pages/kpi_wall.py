@@ -8,7 +8,7 @@ from datetime import timedelta
 import plotly.graph_objects as go
 import streamlit as st
 
-from analytics import kpi, refresh, settings
+from analytics import formatting, i18n, kpi, refresh, settings
 from app_pages import auth, common
 
 engine = common.engine()
@@ -23,7 +23,8 @@ DARK = """
 .kpi-title {font-size: 2.6rem; font-weight: 700; color: #e8eef8; margin: 0 0 .6rem 0;}
 .kpi-sub {font-size: 1.2rem; color: #8fa3bf;}
 .kpi-label {font-size: 1.5rem; color: #9fb3cf; margin-bottom: .1rem;}
-.kpi-value {font-size: 3.6rem; font-weight: 700; color: #ffffff; line-height: 1.1;}
+.kpi-value {font-size: 3.6rem; font-weight: 700; color: #ffffff; line-height: 1.1; white-space: nowrap;}
+.kpi-value.kpi-small {font-size: 2.9rem;}
 .kpi-delta {font-size: 1.35rem; font-weight: 600;}
 .kpi-up {color: #57d68d;} .kpi-down {color: #ff7a6b;} .kpi-flat {color: #8fa3bf;}
 </style>
@@ -36,14 +37,6 @@ KIOSK = """
 """
 st.markdown(DARK + (KIOSK if kiosk else ""), unsafe_allow_html=True)
 
-LABELS = {
-    "customers": ("Customers", "客户数"), "active": ("Active customers", "活跃客户"),
-    "new": ("New this month", "本月新增"), "churned": ("Churned this month", "本月流失"),
-    "aum": ("Total AUM", "管理资产"), "deposits": ("Deposits", "存款余额"), "loans": ("Loans", "贷款余额"),
-    "avg_clv": ("Average CLV (3 y)", "平均客户价值（3年）"), "churn_rate": ("Predicted churn", "预测流失率"),
-    "value_at_risk": ("Value at risk", "流失风险价值"), "cross_sell_potential": ("Cross-sell potential", "交叉销售潜力"),
-    "risk_mix": ("R4–R5 share of assets", "R4–R5 资产占比"), "dq_overall": ("Data quality", "数据质量得分"),
-}
 # Rising is good for most tiles; for these, a fall is good news.
 LOWER_IS_BETTER = {"churned", "churn_rate", "value_at_risk", "risk_mix"}
 LAYOUT = [("customers", "active", "new", "churned"), ("aum", "deposits", "loans", "avg_clv"),
@@ -51,14 +44,11 @@ LAYOUT = [("customers", "active", "new", "churned"), ("aum", "deposits", "loans"
 
 
 def fmt(value, kind: str) -> str:
-    if value is None:
-        return "—"
     if kind == "money":
-        return f"¥{value / 1e8:,.2f} 亿" if abs(value) >= 1e8 else f"¥{value / 1e4:,.1f} 万" if abs(value) >= 1e4 \
-            else f"¥{value:,.0f}"
+        return formatting.amount(value, lang, compact=True)
     if kind == "rate":
-        return f"{value:.1%}"
-    return f"{value:,.0f}"
+        return formatting.rate(value, lang)
+    return formatting.count(value, lang)
 
 
 def delta(card: kpi.Card) -> str:
@@ -69,7 +59,7 @@ def delta(card: kpi.Card) -> str:
     css = "kpi-flat" if change == 0 else "kpi-up" if good else "kpi-down"
     arrow = "▲" if change > 0 else "▼" if change < 0 else "■"
     if card.kind == "rate":
-        text = f"{change * 100:+.1f} pt"
+        text = common.t("kpi_wall.points", change=f"{change * 100:+.1f}")
     elif card.previous:
         text = f"{change / abs(card.previous):+.1%}"
     else:
@@ -91,24 +81,28 @@ def sparkline(card: kpi.Card) -> go.Figure:
 def wall() -> None:
     run_id = refresh.current_run_id(engine)
     if run_id is None:
-        st.warning(common.t("No completed refresh yet.", "尚无完成的刷新。"))
+        st.warning(common.t("kpi_wall.no_completed_refresh_yet"))
         return
     cards = kpi.cards(engine, run_id)
     m = common.run_metrics(run_id)
-    st.markdown(f'<div class="kpi-title">{common.t("Customer insight", "客户洞察数据大屏")}</div>'
-                f'<div class="kpi-sub">{common.t("activity as of", "数据截至")} {html.escape(str(m.get("as_of_month")))}'
-                f' · {common.t("refresh run", "刷新批次")} {run_id}</div>', unsafe_allow_html=True)
+    fresh = refresh.freshness(engine)
+    stale = (f' · <span class="kpi-down">{html.escape(common.t("kpi_wall.stale", hours=formatting.count(fresh.age_hours, lang)))}'
+             '</span>') if fresh.stale else ""
+    subtitle = html.escape(common.t("kpi_wall.subtitle", as_of=m.get("as_of_month"), run_id=run_id))
+    st.markdown(f'<div class="kpi-title">{html.escape(common.t("kpi_wall.customer_insight"))}</div>'
+                f'<div class="kpi-sub">{subtitle}{stale}</div>', unsafe_allow_html=True)
     for row in LAYOUT:
         cols = st.columns(len(row))
         for col, key in zip(cols, row, strict=True):
             card = cards.get(key)
-            label = LABELS[key][0 if lang == "en" else 1]
+            label = html.escape(i18n.label("kpi", key, lang))
             with col.container(border=True):
                 if card is None:
                     st.markdown(f'<div class="kpi-label">{label}</div><div class="kpi-value">—</div>',
                                 unsafe_allow_html=True)
                     continue
-                st.markdown(f'<div class="kpi-label">{label}</div><div class="kpi-value">{fmt(card.value, card.kind)}'
+                size = " kpi-small" if len(row) > 4 else ""
+                st.markdown(f'<div class="kpi-label">{label}</div><div class="kpi-value{size}">{fmt(card.value, card.kind)}'
                             f'</div>{delta(card)}', unsafe_allow_html=True)
                 if len(card.spark) > 1:
                     st.plotly_chart(sparkline(card), width="stretch", config={"displayModeBar": False},

@@ -11,18 +11,19 @@ engine = common.engine()
 user = auth.require_page(engine, "lifecycle")
 run_id = common.current_run_or_stop()
 lang = common.lang()
-st.title("Lifecycle value · 生命周期价值")
+st.title(common.page_title("lifecycle"))
 
 cube, filters = explorer.filtered_customers(engine, user, run_id, "lifecycle")
 
-horizon = st.radio(common.t("CLV horizon (years)", "价值测算年限"), [1, 3, 5], index=1, horizontal=True)
+horizon = st.radio(common.t("lifecycle.clv_horizon_years"), [1, 3, 5], index=1, horizontal=True)
 clv_col = f"clv_margin_{horizon}y"
 metric = f"{clv_col}_total"
 head = sx.headline(cube, filters)
 c1, c2, c3 = st.columns(3)
-c1.metric(common.t("Customers", "客户数"), f"{head['customers']:,}")
-c2.metric(common.t("Total {horizon}-year CLV", "{horizon}年客户价值合计").format(horizon=horizon), f"¥{head[metric]:,.0f}")
-c3.metric(common.t("Average CLV", "平均客户价值"), f"¥{head[metric] / head['customers']:,.0f}")
+c1.metric(common.t("lifecycle.customers"), common.fmt_count(head["customers"]))
+c2.metric(common.t("lifecycle.total_horizon_year_clv", horizon=horizon), common.fmt_amount(head[metric]))
+c3.metric(common.t("lifecycle.average_clv"),
+          common.fmt_amount(head[metric] / head["customers"] if head["customers"] else None))
 
 c1, c2 = st.columns(2)
 c1.plotly_chart(charts_segments.lifecycle_bar(sx.summary(cube, "lifecycle_stage", filters), "customers", lang=lang),
@@ -36,9 +37,13 @@ c2.plotly_chart(charts_segments.value_tier_bar(sx.summary(cube, "value_tier", fi
                 width="stretch")
 by_branch = sx.summary(cube, "branch_id", filters).sort_values(metric, ascending=False)
 st.plotly_chart(charts_segments.segment_bar(by_branch, metric, lang=lang).update_layout(
-    title=common.t("{horizon}-year CLV by branch", "各网点{horizon}年客户价值").format(horizon=horizon)), width="stretch")
+    title=common.t("lifecycle.horizon_year_clv_by_branch", horizon=horizon)), width="stretch")
 st.plotly_chart(charts_segments.cohort_heatmap(explorer.cohort_retention(run_id), lang=lang), width="stretch")
+st.caption(common.t("lifecycle.cohorts_not_filtered"))
 
 if access.can_see_customer_rows(user["roles"]):
-    st.subheader(common.t("Top customers by CLV (masked)", "高价值客户（已脱敏）"))
-    common.show_table(explorer.top_customers(run_id, filters, user["roles"], clv_col), width="stretch")
+    st.subheader(common.t("lifecycle.top_customers_by_clv_masked"))
+    top = explorer.top_customers(run_id, filters, user["roles"], clv_col)
+    common.show_table(top, width="stretch")
+    common.export_buttons(engine, user, top, f"top-customers-clv{horizon}y-run{run_id}",
+                          {"page": "lifecycle", "horizon_years": horizon, **filters.as_params()}, key="top_clv")

@@ -12,13 +12,13 @@ engine = common.engine()
 user = auth.require_page(engine, "segments")
 run_id = common.current_run_or_stop()
 lang = common.lang()
-st.title("Segments · 客户分群")
+st.title(common.page_title("segments"))
 
 cube, filters = explorer.filtered_customers(engine, user, run_id, "segments")
 
-measures = {"customers": common.t("customers", "客户数"), "aum_total": common.t("AUM (CNY)", "资产规模 (元)"),
-            "clv_margin_3y_total": common.t("3-year margin CLV (CNY)", "3年客户价值 (元)")}
-metric = st.radio(common.t("Measure", "指标"), list(measures), horizontal=True, format_func=measures.get)
+measures = {"customers": common.t("segments.customers"), "aum_total": common.t("segments.aum_cny"),
+            "clv_margin_3y_total": common.t("segments.3_year_margin_clv_cny")}
+metric = st.radio(common.t("segments.measure"), list(measures), horizontal=True, format_func=measures.get)
 c1, c2 = st.columns(2)
 c1.plotly_chart(charts_segments.rfm_heatmap(sx.summary(cube, "rfm_rf", filters), lang=lang), width="stretch")
 c2.plotly_chart(charts_segments.segment_bar(sx.summary(cube, "rfm_segment", filters), metric, lang=lang),
@@ -28,16 +28,15 @@ c1.plotly_chart(charts_segments.value_tier_bar(sx.summary(cube, "value_tier", fi
                 width="stretch")
 clusters = sx.summary(cube, "cluster_name", filters)
 c2.plotly_chart(charts_segments.segment_bar(clusters, metric, lang=lang).update_layout(
-    title=common.t("Behavioural clusters", "行为聚类")), width="stretch")
+    title=common.t("segments.behavioural_clusters")), width="stretch")
 st.plotly_chart(charts_segments.cluster_profile_heatmap(explorer.cluster_profiles(run_id), lang=lang), width="stretch")
 
-st.subheader(common.t("Tag builder", "标签组合"))
+st.subheader(common.t("segments.tag_builder"))
 names = explorer.tag_names()
-st.caption(common.t("Combine tags with and / or / not and parentheses, e.g. ",
-                    "用 and / or / not 和括号组合标签，例如 ") + "`mortgage_holder and not frequent_complainer`")
-with st.expander(common.t("Available tags", "可用标签")):
+st.caption(common.t("segments.combine_tags_with_and_or") + "`mortgage_holder and not frequent_complainer`")
+with st.expander(common.t("segments.available_tags")):
     common.show_table(sx.tag_counts(cube, names, filters))
-expression = st.text_input(common.t("Tag expression", "标签表达式"), key="tag_expr")
+expression = st.text_input(common.t("segments.tag_expression"), key="tag_expr")
 if expression.strip():
     try:
         counts = explorer.tag_selection(run_id, filters, expression, names)
@@ -46,16 +45,15 @@ if expression.strip():
         st.stop()
     auth.audit_event(engine, "filter", user, target={"page": "segments", "rows": counts["selected"]},
                      parameters={**filters.as_params(), "tags": expression})
-    st.metric(common.t("Customers selected", "选中客户数"), f"{counts['selected']:,}")
+    st.metric(common.t("segments.customers_selected"), common.fmt_count(counts["selected"]))
     if access.can_see_customer_rows(user["roles"]):
         consenting = counts["consenting"]
-        st.caption(common.t("{n:,} with marketing consent; {excluded:,} excluded for lack of consent.",
-                            "{n:,} 位已授权营销；{excluded:,} 位因未授权被排除。")
-                   .format(n=consenting, excluded=counts["no_consent"]))
+        st.caption(common.t("segments.n_with_marketing_consent_excluded", n=common.fmt_count(consenting),
+                            excluded=common.fmt_count(counts["no_consent"])))
         pages = max(1, -(-consenting // explorer.CAMPAIGN_PAGE_ROWS))
         page = 1
         if pages > 1:
-            page = int(st.number_input(common.t("Page", "页码"), min_value=1, max_value=pages, value=1, step=1,
+            page = int(st.number_input(common.t("segments.page"), min_value=1, max_value=pages, value=1, step=1,
                                        key="campaign_page"))
         if consenting:
             common.show_table(explorer.campaign(run_id, filters, expression, names, user["roles"],
@@ -63,9 +61,7 @@ if expression.strip():
                                                 offset=(page - 1) * explorer.CAMPAIGN_PAGE_ROWS), width="stretch")
         limit = int(settings.get("EXPORT_MAX_ROWS"))
         if consenting > limit:
-            st.info(common.t("{rows:,} rows: exports are limited to {limit:,}. Narrow the filters to export.",
-                             "{rows:,} 行：导出上限为 {limit:,} 行，请缩小筛选范围后再导出。")
-                    .format(rows=consenting, limit=limit))
+            st.info(common.t("common.export_limited", rows=common.fmt_count(consenting), limit=common.fmt_count(limit)))
         elif consenting:
             campaign = explorer.campaign(run_id, filters, expression, names, user["roles"], limit=consenting)
             common.export_buttons(engine, user, campaign, f"campaign-run{run_id}",

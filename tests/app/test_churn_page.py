@@ -41,12 +41,12 @@ def test_early_warning_filter_choices_come_from_small_queries(monkeypatch, demo_
     run_id = refresh.current_run_id(engine)
     at = _open(monkeypatch, demo_store_url, "risk")
     branch, segment, manager, tier = (at.selectbox[i] for i in range(4))
-    assert branch.options == ["", *sorted(read_segment_summary(engine, "branch_id", run_id)["value"])]
-    assert segment.options == ["", *sorted(read_segment_summary(engine, "rfm_segment", run_id)["value"])]
+    assert branch.options == ["(all)", *sorted(read_segment_summary(engine, "branch_id", run_id)["value"])]
+    assert segment.options == ["(all)", *sorted(read_segment_summary(engine, "rfm_segment", run_id)["value"])]
     managers = read_frame(engine, "SELECT DISTINCT relationship_manager AS rm FROM customers "
                                   "WHERE relationship_manager IS NOT NULL")["rm"]
-    assert manager.options == ["", *sorted(managers)] and len(manager.options) > 1
-    assert tier.options == ["", "mass", "affluent", "wealth", "private"]
+    assert manager.options == ["(all)", *sorted(managers)] and len(manager.options) > 1
+    assert tier.options == ["(all)", "Mass", "Affluent", "Wealth", "Private banking"]  # shown in words
     manager.select(manager.options[1]).run()
     assert not at.exception
     listed = at.dataframe[-1].value

@@ -11,10 +11,21 @@ def test_overview_shows_headline_counts_to_every_role(monkeypatch, store_url, ro
     assert not at.exception
     metrics = {m.label: m.value for m in at.metric}
     # Hand-computed from tests/analytics/store_rows.py.
-    assert metrics["Customers · 客户数"] == "3"
-    assert metrics["Active · 活跃"] == "2"
-    assert metrics["Total AUM · 管理资产"] == "¥6,000"
-    assert metrics["Loans · 贷款"] == "¥250,000"
+    assert metrics["Customers"] == "3"
+    assert metrics["Active"] == "2"
+    assert metrics["Total AUM"] == "CNY 6,000"
+    assert metrics["Loans"] == "CNY 250,000"
+
+
+def test_overview_in_chinese_counts_in_wan(monkeypatch, store_url):
+    at = login(new_app(monkeypatch, store_url), ROLE_USERS["executive"])
+    at.radio(key="ui_lang").set_value("中文").run()
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["客户数"] == "3"
+    assert metrics["管理资产"] == "¥6,000"
+    assert metrics["贷款"] == "¥25.00万"
+    assert at.title[0].value == "概览"
 
 
 @pytest.mark.parametrize("fill, refresh", [(False, False), (True, False)])
@@ -34,3 +45,30 @@ def test_missing_store_folder_says_how_to_create_it(monkeypatch, tmp_path):
     text = " ".join(e.value for e in at.error)
     assert "make run" in text and "python -m analytics demo" in text
     assert len(at.text_input) == 0
+
+
+def test_stale_figures_and_a_failed_refresh_are_announced(monkeypatch, store_url):
+    import datetime as dt
+
+    from sqlalchemy import insert
+
+    from analytics.schema import refresh_runs
+    from analytics.store import make_engine
+
+    at = login(new_app(monkeypatch, store_url), ROLE_USERS["marketing"])
+    assert not at.warning  # a fresh run, nothing failed: no notice
+
+    engine = make_engine(store_url)
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    with engine.begin() as conn:
+        conn.execute(insert(refresh_runs).values(run_id=999, started_at=now, finished_at=now, status="failed",
+                                                 stage="churn"))
+    monkeypatch.setenv("DATA_STALE_HOURS", "0")
+    import streamlit
+
+    streamlit.cache_data.clear()  # the notice is cached for a minute, like the run's figures
+    at = login(new_app(monkeypatch, store_url), ROLE_USERS["marketing"])
+    text = " ".join(w.value for w in at.warning)
+    assert "run 999" in text and "churn" in text
+    assert "hours ago" in text
+    assert at.metric  # the figures are still shown

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analytics import access, cross_sell
+from analytics import access, cross_sell, settings
 from tests.app import pagekit as kit
 from tests.app.figures import find_all
 
@@ -325,7 +325,7 @@ def cross_sell_truth(engine, category: str) -> dict:
     funnel = kit.frame(engine, "SELECT excluded_expired_assessment AS expired, excluded_suitability AS suitability, "
                                "excluded_no_consent AS consent FROM cross_sell_categories "
                                "WHERE run_id = :r AND category = :c", r=run, c=category).iloc[0]
-    listed, _ = cross_sell.campaign_list(engine, run, category, limit=1000)
+    listed, _ = cross_sell.campaign_list(engine, run, category, limit=int(settings.get("EXPORT_MAX_ROWS")))
     return {"listed": len(listed), **{k: int(v) for k, v in funnel.items()}}
 
 

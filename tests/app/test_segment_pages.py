@@ -100,7 +100,7 @@ def _metric(at, label):
 
 
 def _number(text):
-    return float(text.replace("¥", "").replace(",", ""))
+    return float(text.replace("CNY", "").replace(",", ""))
 
 
 def test_lifecycle_headline_equals_the_run_and_follows_filters(monkeypatch, demo_store_url):

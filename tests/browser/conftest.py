@@ -114,18 +114,18 @@ def app_server(demo_store_url, tmp_path_factory):
 
 def is_login_page(page) -> bool:
     """Wait for the login page; True when it shows the form and nothing of any page's content."""
-    page.get_by_text("Password · 密码").first.wait_for(timeout=30000)
+    page.get_by_text("Password").first.wait_for(timeout=30000)
     wait_idle(page)
     body = page.inner_text("body")
-    return "Username · 用户名" in body and "Customers · 客户数" not in body and "Total AUM" not in body
+    return "Username" in body and "Total AUM" not in body
 
 
 def log_in(page, base: str, username: str = "browser_admin", password: str = PASSWORD,
-           expect: str = "Customers · 客户数", path: str = "/") -> None:
+           expect: str = "Total AUM", path: str = "/") -> None:
     page.goto(base + path)
     is_login_page(page)
-    page.get_by_label("Username · 用户名").fill(username)
-    page.get_by_label("Password · 密码").fill(password)
-    page.get_by_role("button", name="Log in · 登录").click()
+    page.get_by_label("Username", exact=True).fill(username)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Log in", exact=True).click()
     page.get_by_text(expect).first.wait_for(timeout=30000)
     wait_idle(page)

@@ -43,3 +43,26 @@ def test_every_page_of_every_role(app_server, demo_store_url, browser, role):
         assert page.locator('[data-testid="stException"]').count() == 0
         page.screenshot(path=str(SHOTS / f"{role}-{key}.png"))
     ctx.close()
+
+
+def test_a_user_who_chose_chinese_gets_every_page_in_chinese(app_server, demo_store_url, browser):
+    """The language is remembered per user: set before the login, it applies from the first page."""
+    from analytics import i18n
+
+    engine = make_engine(demo_store_url)
+    username = "shot_zh_marketing"
+    if users.get_user(engine, username) is None:
+        users.add_user(engine, username, PASSWORD, ["marketing"])
+    users.set_language(engine, username, "zh")
+    ctx = browser.new_context(viewport={"width": 1920, "height": 1080})
+    page = ctx.new_page()
+    log_in(page, app_server, username, expect="管理资产")
+    SHOTS.mkdir(exist_ok=True)
+    for key in ("overview", "segments", "lifecycle", "churn", "cross_sell"):
+        page.goto(f"{app_server}/{key}")
+        title = i18n.tr(f"page.{key}", "zh")
+        page.get_by_role("heading", name=title).first.wait_for(timeout=60000)
+        wait_idle(page, timeout_ms=60000)
+        assert page.locator('[data-testid="stException"]').count() == 0
+        page.screenshot(path=str(SHOTS / f"zh-marketing-{key}.png"))
+    ctx.close()

@@ -1,0 +1,167 @@
+"""The translation catalog: every key the code uses, and every domain value the UI names, has an
+English and a Chinese text with the same fields; pages draw no text that bypasses the catalog."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from analytics import access, i18n, quality
+from analytics.cross_sell import EXCLUSION_REASONS
+from analytics.lifecycle import LIFECYCLE_STAGES
+from analytics.segmentation import CLUSTER_FEATURES, RFM_SEGMENTS, VALUE_TIERS
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = sorted([ROOT / "app.py", *(ROOT / "app_pages").glob("*.py"), *(ROOT / "analytics").glob("*.py")])
+CATALOG = i18n.catalog()
+CHART_KEY = re.compile(r"^charts\.[a-z_]+\.[a-z_0-9]+$")
+
+
+def _key_literals(node: ast.AST) -> list[str]:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, ast.IfExp):
+        return _key_literals(node.body) + _key_literals(node.orelse)
+    return []
+
+
+def _literal_keys() -> dict[str, list[str]]:
+    """Catalog keys written in the code: first arguments of t()/tr() calls, and chart texts picked
+    from a table of keys ("charts.churn.rate_holdout")."""
+    found: dict[str, list[str]] = {}
+    for path in SOURCES:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+                if name in ("t", "tr") and node.args:
+                    # t("key"), and each branch of t("a" if x else "b")
+                    for key in _key_literals(node.args[0]):
+                        found.setdefault(key, []).append(f"{path.name}:{node.lineno}")
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and CHART_KEY.match(node.value):
+                found.setdefault(node.value, []).append(f"{path.name}:{node.lineno}")
+    return found
+
+
+USED = _literal_keys()
+
+# Domain values the UI names through i18n.label(family, value): every one needs both languages.
+FAMILIES = {
+    "page": list(access.PAGES),
+    "segment": list(RFM_SEGMENTS),
+    "tier": list(VALUE_TIERS),
+    "stage": list(LIFECYCLE_STAGES),
+    "dq_dimension": ["overall", *quality.DIMENSIONS],
+    "exclusion": [*EXCLUSION_REASONS, "listed"],
+    "feature": list(CLUSTER_FEATURES),
+    "kpi": ["customers", "active", "new", "churned", "aum", "deposits", "loans", "avg_clv", "churn_rate",
+            "value_at_risk", "cross_sell_potential", "risk_mix", "dq_overall"],
+    "dimension": ["branch_id", "value_tier", "lifecycle_stage", "rfm_segment", "risk_tolerance", "credit_grade"],
+    "measure": ["customers", "aum_total", "annual_margin_total", "clv_margin_1y_total", "clv_margin_3y_total",
+                "clv_margin_5y_total"],
+}
+
+
+def test_the_catalog_file_is_a_mapping_of_keys_to_both_languages():
+    raw = yaml.safe_load(i18n.CATALOG_FILE.read_text(encoding="utf-8"))
+    assert isinstance(raw, dict) and len(raw) > 100
+    for key, entry in raw.items():
+        assert isinstance(entry, dict), key
+        assert set(entry) == {"en", "zh"}, f"{key}: languages {sorted(entry)}"
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_every_key_used_in_the_code_has_a_text_in_each_language(lang):
+    assert len(USED) > 200  # the scan finds the keys (a broken scan would pass vacuously)
+    missing = {key: where[:2] for key, where in USED.items() if not (CATALOG.get(key) or {}).get(lang, "").strip()}
+    assert not missing, f"keys without a {lang} text: {missing}"
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_domain_value_has_a_label_in_both_languages(family):
+    for value in FAMILIES[family]:
+        entry = CATALOG.get(f"{family}.{value}") or {}
+        assert entry.get("en", "").strip() and entry.get("zh", "").strip(), f"{family}.{value}"
+
+
+def test_both_languages_use_the_same_fields():
+    for key, entry in CATALOG.items():
+        assert i18n.fields(entry["en"]) == i18n.fields(entry["zh"]), key
+        for lang in ("en", "zh"):
+            # A text with fields must format; one without must not contain stray braces.
+            entry[lang].format(**{name: 1 for name in i18n.fields(entry[lang])})
+
+
+def test_chinese_texts_are_chinese():
+    # A zh text that is identical to the English one is a missed translation, unless it is a
+    # name that reads the same in both (CSV, PR AUC, R4-R5 ...).
+    same = [k for k, e in CATALOG.items() if e["en"] == e["zh"] and re.search(r"[a-z]{4,}", e["en"])]
+    assert not same, same
+
+
+def test_keys_in_the_catalog_are_used():
+    families = tuple(f"{f}." for f in (*FAMILIES, "category", "xsell_metric", "dq_scope", "severity",
+                                       "risk_metric", "score", "column"))
+    unused = [k for k in CATALOG if k not in USED and not k.startswith(families)]
+    assert not unused, f"unused keys (delete them or use them): {unused}"
+
+
+UI_CALLS = {"title", "header", "subheader", "caption", "markdown", "write", "info", "warning", "error", "success",
+            "metric", "button", "radio", "selectbox", "multiselect", "text_input", "text_area", "toggle", "expander",
+            "tabs", "download_button", "date_input", "form_submit_button", "progress", "page_link", "checkbox",
+            "number_input", "slider", "set_page_config", "spinner", "toast"}
+WORDS = re.compile(r"[A-Za-z]{2,}|[\u3400-\u9fff]")
+
+
+def _ui_literals(path: Path) -> list[str]:
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        receiver = getattr(func.value, "id", "") if isinstance(func, ast.Attribute) else ""
+        if name not in UI_CALLS or receiver in ("log", "logging", "logger"):
+            continue
+        candidates = [*node.args[:1], *(k.value for k in node.keywords
+                                        if k.arg in ("label", "text", "help", "title", "page_title", "placeholder"))]
+        if name == "tabs" and node.args and isinstance(node.args[0], ast.List):
+            candidates = node.args[0].elts
+        for cand in candidates:
+            if isinstance(cand, ast.Constant) and isinstance(cand.value, str):
+                text = cand.value
+            elif isinstance(cand, ast.JoinedStr):
+                text = "".join(p.value for p in cand.values if isinstance(p, ast.Constant))
+            else:
+                continue
+            if WORDS.search(re.sub(r"<[^>]+>|\{[^}]*\}|:material/\w+:", "", text)):
+                out.append(f"{path.name}:{node.lineno}: {text[:60]!r}")
+    return out
+
+
+def test_pages_draw_no_text_outside_the_catalog():
+    pages = [ROOT / "app.py", *sorted((ROOT / "app_pages").glob("*.py"))]
+    leftovers = [hit for path in pages for hit in _ui_literals(path)]
+    assert not leftovers, leftovers
+
+
+def test_the_page_text_check_catches_a_literal(tmp_path):
+    page = tmp_path / "page.py"
+    page.write_text('import streamlit as st\nst.title("Churn")\nst.metric(f"{n} customers", 3)\n'
+                    'st.caption(common.t("churn.x"))\nlog.warning("not UI %s", 1)\n')
+    assert len(_ui_literals(page)) == 2
+
+
+def test_tr_fills_fields_and_falls_back_to_the_key():
+    assert i18n.tr("overview.branches_holdings", "en", branches="3", holdings="1,234") == \
+        "3 branches · 1,234 open holdings"
+    assert i18n.tr("overview.branches_holdings", "zh", branches="3", holdings="1,234") == "3 个网点 · 1,234 笔有效持仓"
+    assert i18n.tr("no.such.key", "zh") == "no.such.key"
+    assert i18n.label("tier", "private", "zh") == "私人银行客户"
+    assert i18n.label("category", "gold_bars_of_a_bank", "zh") == "gold_bars_of_a_bank"
+    with pytest.raises(ValueError):
+        i18n.tr("overview.your_pages", "fr")
