@@ -15,7 +15,7 @@ st.title(common.page_title("audit_log"))
 with st.form("audit_filters"):
     c1, c2, c3, c4 = st.columns(4)
     who = c1.text_input(common.t("audit_log.user"), help=common.t("audit_log.exact_username"))
-    events = c2.multiselect(common.t("audit_log.event"), sorted(audit.EVENTS))
+    events = c2.multiselect(common.t("audit_log.event"), sorted(audit.EVENTS), placeholder=common.t("common.all"))
     customer = c3.text_input(common.t("audit_log.customer_id"))
     today = dt.datetime.now(dt.UTC).date()
     dates = c4.date_input(common.t("audit_log.dates_utc"), value=(today - dt.timedelta(days=7), today))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analytics import access, tags
+from analytics import access, i18n, tags
 from analytics import segment_explorer as sx
 from analytics.errors import AnalyticsError
 from analytics.segmentation import VALUE_TIERS
@@ -45,10 +45,11 @@ def segment_filters(cube: sx.Cube, key: str) -> sx.Filters:
     t = common.t
     with st.expander(t("explorer.filters"), expanded=True):
         c1, c2, c3, c4 = st.columns(4)
-        branches = c1.multiselect(t("explorer.branch"), list(cube.branches), key=f"{key}_b")
-        cities = c2.multiselect(t("explorer.branch_city"), cube.cities(), key=f"{key}_c")
-        ages = c3.multiselect(t("explorer.age_band"), list(sx.AGE_BANDS), key=f"{key}_a")
-        tiers = c4.multiselect(t("explorer.value_tier"), list(VALUE_TIERS), key=f"{key}_t")
+        branches = c1.multiselect(t("explorer.branch"), list(cube.branches), key=f"{key}_b", placeholder=t("common.all"))
+        cities = c2.multiselect(t("explorer.branch_city"), cube.cities(), key=f"{key}_c", placeholder=t("common.all"))
+        ages = c3.multiselect(t("explorer.age_band"), list(sx.AGE_BANDS), key=f"{key}_a", placeholder=t("common.all"))
+        tiers = c4.multiselect(t("explorer.value_tier"), list(VALUE_TIERS), key=f"{key}_t", placeholder=t("common.all"),
+                               format_func=lambda v: i18n.label("tier", v, common.lang()))
     return sx.Filters(tuple(branches), tuple(cities), tuple(ages), tuple(tiers))
 
 
