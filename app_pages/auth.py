@@ -16,6 +16,7 @@ third-party server.
 
 from __future__ import annotations
 
+import json
 import logging
 
 import jwt
@@ -76,6 +77,18 @@ def audit_event(engine, event: str, user: dict | None = None, **fields) -> None:
     except AnalyticsError as exc:
         log.error("audit append failed for event %s: %s", event, type(exc).__name__)
         raise
+
+
+def audit_filter(engine, user: dict, page: str, parameters: dict | None = None, **target) -> None:
+    """Audit what a user filtered or looked up on a page, once per change: widgets, fragments and the
+    cookie component rerun a page many times, and the same view would otherwise be logged on each."""
+    seen = json.dumps({"parameters": parameters, **{k: v for k, v in target.items() if k != "rows"}},
+                      sort_keys=True, default=str)
+    memo = st.session_state.setdefault("ci_filters_audited", {})
+    if memo.get(page) == seen:
+        return
+    audit_event(engine, "filter", user, target={"page": page, **target}, parameters=parameters)
+    memo[page] = seen
 
 
 def _set_logged_in(username: str, name: str | None, roles, session_id: str) -> None:

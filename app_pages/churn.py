@@ -75,7 +75,7 @@ tier = c4.selectbox(common.t("churn.value_tier"), ["", *choices["value_tier"]], 
 params = {"branch_id": branch or None, "segment": segment or None, "relationship_manager": manager or None,
           "value_tier": tier or None}
 warning_list = explorer.early_warning(run_id, params, user["roles"])
-auth.audit_event(engine, "filter", user, target={"page": "churn", "rows": len(warning_list)}, parameters=params)
+auth.audit_filter(engine, user, "churn", params, rows=len(warning_list))
 st.caption(common.t("churn.list_caption", n=common.fmt_count(len(warning_list)), limit=common.fmt_count(1000)))
 common.show_table(warning_list, width="stretch", column_config={
     "churn_probability": st.column_config.ProgressColumn(common.t("churn.churn_probability"),

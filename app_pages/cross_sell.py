@@ -49,8 +49,7 @@ category = st.selectbox(common.t("cross_sell.product_category"), categories["cat
 # The whole campaign (the run keeps the top CROSS_SELL_CAMPAIGN_SIZE offers per category); the table
 # shows its head, the export all of it.
 campaign, excluded = cross_sell.campaign_list(engine, run_id, category, limit=int(settings.get("EXPORT_MAX_ROWS")))
-auth.audit_event(engine, "filter", user, target={"page": "cross_sell", "rows": len(campaign)},
-                 parameters={"category": category})
+auth.audit_filter(engine, user, "cross_sell", {"category": category}, rows=len(campaign))
 st.plotly_chart(charts_cross_sell.exclusions_bar(excluded, category, listed=len(campaign), lang=lang),
                 width="stretch")
 st.caption(common.t("cross_sell.listed_and_excluded", listed=common.fmt_count(len(campaign)),

@@ -44,7 +44,7 @@ except AnalyticsError as exc:
     st.warning(str(exc))
     st.stop()
 cid = profile.iloc[0]["customer_id"]
-auth.audit_event(engine, "filter", user, target={"page": "customer_360", "customer_ids": [cid]})
+auth.audit_filter(engine, user, "customer_360", customer_ids=[cid])
 
 p = profile.iloc[0]
 st.subheader(f"{p['name'] or '—'} · {cid}")

@@ -52,8 +52,7 @@ if rule:
     except AnalyticsError as exc:
         st.error(str(exc))
     else:
-        auth.audit_event(engine, "filter", user, target={"page": "data_quality", "rows": len(records)},
-                         parameters={"rule": rule})
+        auth.audit_filter(engine, user, "data_quality", {"rule": rule}, rows=len(records))
         st.caption(common.t("data_quality.first_failing_records", n=common.fmt_count(len(records))))
         common.show_table(records, width="stretch")
 

@@ -70,8 +70,7 @@ def filtered_customers(engine, user: dict, run_id: int, page: str) -> tuple[sx.C
     total = sx.headline(cube)["customers"]
     shown = sx.headline(cube, filters)["customers"] if filters.any else total
     if filters.any:
-        auth.audit_event(engine, "filter", user, target={"page": page, "rows": shown},
-                         parameters=filters.as_params())
+        auth.audit_filter(engine, user, page, filters.as_params(), rows=shown)
     st.caption(common.t("explorer.n_of_total_customers", n=common.fmt_count(shown), total=common.fmt_count(total)))
     if not shown:
         st.info(common.t("explorer.no_customer_matches_these_filters"))

@@ -45,8 +45,7 @@ st.subheader(common.t("risk.drill_down"))
 branch = st.selectbox(common.t("risk.branch"), ["(all)", *summary["branch_id"].tolist()])
 branch_id = None if branch == "(all)" else branch
 mismatches = risk.read_mismatches(engine, run_id, branch_id=branch_id, limit=1000)
-auth.audit_event(engine, "filter", user, target={"page": "risk", "rows": len(mismatches)},
-                 parameters={"branch_id": branch_id})
+auth.audit_filter(engine, user, "risk", {"branch_id": branch_id}, rows=len(mismatches))
 tab1, tab2 = st.tabs([common.t("risk.suitability_mismatches_2"), common.t("risk.balance_drops")])
 with tab1:
     shown = access.mask_frame(mismatches, user["roles"])

@@ -43,8 +43,8 @@ if expression.strip():
     except AnalyticsError as exc:
         st.error(str(exc))
         st.stop()
-    auth.audit_event(engine, "filter", user, target={"page": "segments", "rows": counts["selected"]},
-                     parameters={**filters.as_params(), "tags": expression})
+    auth.audit_filter(engine, user, "segments", {**filters.as_params(), "tags": expression},
+                      rows=counts["selected"])
     st.metric(common.t("segments.customers_selected"), common.fmt_count(counts["selected"]))
     if access.can_see_customer_rows(user["roles"]):
         consenting = counts["consenting"]

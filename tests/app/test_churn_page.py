@@ -51,3 +51,21 @@ def test_early_warning_filter_choices_come_from_small_queries(monkeypatch, demo_
     assert not at.exception
     listed = at.dataframe[-1].value
     assert (listed["relationship_manager"] == manager.options[1]).all()
+
+
+def test_a_filter_is_audited_once_per_change_not_per_rerun(monkeypatch, demo_store_url):
+    engine = make_engine(demo_store_url)
+    at = open_page(monkeypatch, demo_store_url, "marketing", "churn", prefix="once")
+
+    def filters_logged():
+        entries = audit.query(engine, user="once_marketing", event="filter")
+        return [e for e in entries.to_dict("records") if '"churn"' in str(e["target"])]
+
+    first = len(filters_logged())
+    assert first == 1  # the unfiltered list, once
+    at.run()
+    at.run()
+    assert len(filters_logged()) == first  # reruns of the same view add nothing
+    at.selectbox[0].select(at.selectbox[0].options[1]).run()
+    at.run()
+    assert len(filters_logged()) == first + 1  # a new branch: one more entry
