@@ -4,7 +4,7 @@ filters and an audited export for roles that may see customer rows."""
 
 import streamlit as st
 
-from analytics import access, charts_churn, formatting, i18n
+from analytics import access, formatting, i18n
 from app_pages import auth, common, explorer
 
 engine = common.engine()
@@ -36,8 +36,7 @@ c4.metric(common.t("churn.hold_out_roc_auc"), formatting.decimal(num("churn.hold
 
 dimension = st.radio(common.t("churn.churn_by"), ["rfm_segment", "branch_id", "value_tier", "lifecycle_stage"],
                      horizontal=True, format_func=lambda d: i18n.label("dimension", d, common.lang()))
-st.plotly_chart(charts_churn.churn_rate_bar(explorer.churn_rates(run_id, dimension), dimension,
-                                            measure="predicted", lang=lang), width="stretch")
+st.plotly_chart(explorer.run_chart(run_id, "churn_rates", dimension), width="stretch")
 
 st.subheader(common.t("churn.model_card_hold_out_period"))
 c1, c2, c3, c4 = st.columns(4)
@@ -48,10 +47,9 @@ c4.metric(common.t("churn.top_decile_capture"), common.fmt_rate(num("churn.top_d
 st.caption(common.t("churn.trained_evaluated_applied", train=m.get("churn.train_cutoff"),
                     holdout=m.get("churn.holdout_cutoff"), as_of=m.get("churn.as_of_month")))
 c1, c2, c3 = st.columns(3)
-c1.plotly_chart(charts_churn.lift_chart(card["lift"], lang=lang), width="stretch")
-c2.plotly_chart(charts_churn.calibration_plot(card["calibration"], lang=lang),
-                width="stretch")
-c3.plotly_chart(charts_churn.importance_bar(card["importance"], lang=lang), width="stretch")
+c1.plotly_chart(explorer.run_chart(run_id, "lift"), width="stretch")
+c2.plotly_chart(explorer.run_chart(run_id, "calibration"), width="stretch")
+c3.plotly_chart(explorer.run_chart(run_id, "importance"), width="stretch")
 
 if not access.can_see_customer_rows(user["roles"]):
     st.info(common.t("churn.the_early_warning_list_is"))

@@ -152,11 +152,6 @@ def _churn_rates(url: str, run_id: int, dimension: str):
     return churn.read_churn_rates(common._engine(url), dimension, run_id)
 
 
-def churn_rates(run_id: int, dimension: str):
-    """The run's predicted churn rates by ``dimension`` (aggregates)."""
-    return _churn_rates(resolve_url(), run_id, dimension)
-
-
 @st.cache_data(ttl=600, show_spinner=False, max_entries=2)
 def _cluster_profiles(url: str, run_id: int):
     from analytics import segmentation
@@ -164,21 +159,11 @@ def _cluster_profiles(url: str, run_id: int):
     return segmentation.read_cluster_profiles(common._engine(url), run_id)
 
 
-def cluster_profiles(run_id: int):
-    """The run's behavioural cluster profiles (aggregates)."""
-    return _cluster_profiles(resolve_url(), run_id)
-
-
 @st.cache_data(ttl=600, show_spinner=False, max_entries=2)
 def _cohorts(url: str, run_id: int):
     from analytics import segmentation
 
     return segmentation.read_cohort_retention(common._engine(url), run_id)
-
-
-def cohort_retention(run_id: int):
-    """The run's cohort retention rows (aggregates)."""
-    return _cohorts(resolve_url(), run_id)
 
 
 @st.cache_data(ttl=600, show_spinner=False, max_entries=4)
@@ -204,3 +189,66 @@ def _choices(url: str, run_id: int) -> dict:
 def filter_choices(run_id: int) -> dict[str, list[str]]:
     """Branches, RFM segments, relationship managers and tiers to filter customer lists by."""
     return _choices(resolve_url(), run_id)
+
+
+# Figures are aggregates (no customer rows), so one cached copy per run, filter, measure and language
+# serves every role; a warm page then spends its time drawing, not building, its charts.
+def _cube_figure(cube: sx.Cube, filters: sx.Filters, kind: str, metric: str, lang: str, horizon: int):
+    from analytics import charts_segments as cs
+
+    if kind == "rfm_heatmap":
+        return cs.rfm_heatmap(sx.summary(cube, "rfm_rf", filters), lang=lang)
+    if kind == "clv_histogram":
+        return cs.clv_histogram(sx.clv_bands(cube, horizon, filters), horizon, lang=lang)
+    if kind == "lifecycle_bar":
+        return cs.lifecycle_bar(sx.summary(cube, "lifecycle_stage", filters), metric, lang=lang)
+    if kind == "value_tier_bar":
+        return cs.value_tier_bar(sx.summary(cube, "value_tier", filters), metric, lang=lang)
+    if kind == "segment_bar":
+        return cs.segment_bar(sx.summary(cube, "rfm_segment", filters), metric, lang=lang)
+    if kind == "cluster_bar":
+        return cs.segment_bar(sx.summary(cube, "cluster_name", filters), metric, lang=lang).update_layout(
+            title=i18n.tr("segments.behavioural_clusters", lang))
+    if kind == "branch_bar":
+        frame = sx.summary(cube, "branch_id", filters).sort_values(metric, ascending=False)
+        return cs.segment_bar(frame, metric, lang=lang).update_layout(
+            title=i18n.tr("lifecycle.horizon_year_clv_by_branch", lang, horizon=horizon))
+    raise ValueError(f"unknown chart {kind!r}")
+
+
+@st.cache_data(ttl=600, show_spinner=False, max_entries=400)
+def _cube_chart(url: str, run_id: int, filters: sx.Filters, kind: str, metric: str, lang: str, horizon: int):
+    return _cube_figure(_cube(url, run_id), filters, kind, metric, lang, horizon)
+
+
+def cube_chart(run_id: int, filters: sx.Filters, kind: str, *, metric: str = "customers", horizon: int = 3):
+    """A chart of the filtered cube (``rfm_heatmap``, ``segment_bar``, ``value_tier_bar``,
+    ``cluster_bar``, ``lifecycle_bar``, ``clv_histogram``, ``branch_bar``) in the chosen language."""
+    return _cube_chart(resolve_url(), run_id, filters, kind, metric, common.lang(), int(horizon))
+
+
+@st.cache_data(ttl=600, show_spinner=False, max_entries=60)
+def _run_chart(url: str, run_id: int, kind: str, lang: str, dimension: str | None):
+    from analytics import charts_churn, charts_segments
+
+    if kind == "cluster_profiles":
+        return charts_segments.cluster_profile_heatmap(_cluster_profiles(url, run_id), lang=lang)
+    if kind == "cohorts":
+        return charts_segments.cohort_heatmap(_cohorts(url, run_id), lang=lang)
+    if kind == "churn_rates":
+        return charts_churn.churn_rate_bar(_churn_rates(url, run_id, dimension), dimension, measure="predicted",
+                                           lang=lang)
+    card = _churn_card(url, run_id)
+    if kind == "lift":
+        return charts_churn.lift_chart(card["lift"], lang=lang)
+    if kind == "calibration":
+        return charts_churn.calibration_plot(card["calibration"], lang=lang)
+    if kind == "importance":
+        return charts_churn.importance_bar(card["importance"], lang=lang)
+    raise ValueError(f"unknown chart {kind!r}")
+
+
+def run_chart(run_id: int, kind: str, dimension: str | None = None):
+    """A chart of the run's stored aggregates (``cluster_profiles``, ``cohorts``, ``churn_rates`` by
+    ``dimension``, ``lift``, ``calibration``, ``importance``) in the chosen language."""
+    return _run_chart(resolve_url(), run_id, kind, common.lang(), dimension)

@@ -3,7 +3,7 @@ cohort retention heatmap, and the top customers by CLV (masked; customer-level r
 
 import streamlit as st
 
-from analytics import access, charts_segments
+from analytics import access
 from analytics import segment_explorer as sx
 from app_pages import auth, common, explorer
 
@@ -26,19 +26,13 @@ c3.metric(common.t("lifecycle.average_clv"),
           common.fmt_amount(head[metric] / head["customers"] if head["customers"] else None))
 
 c1, c2 = st.columns(2)
-c1.plotly_chart(charts_segments.lifecycle_bar(sx.summary(cube, "lifecycle_stage", filters), "customers", lang=lang),
-                width="stretch")
-c2.plotly_chart(charts_segments.clv_histogram(sx.clv_bands(cube, horizon, filters), horizon, lang=lang),
-                width="stretch")
+c1.plotly_chart(explorer.cube_chart(run_id, filters, "lifecycle_bar"), width="stretch")
+c2.plotly_chart(explorer.cube_chart(run_id, filters, "clv_histogram", horizon=horizon), width="stretch")
 c1, c2 = st.columns(2)
-c1.plotly_chart(charts_segments.segment_bar(sx.summary(cube, "rfm_segment", filters), metric, lang=lang),
-                width="stretch")
-c2.plotly_chart(charts_segments.value_tier_bar(sx.summary(cube, "value_tier", filters), metric, lang=lang),
-                width="stretch")
-by_branch = sx.summary(cube, "branch_id", filters).sort_values(metric, ascending=False)
-st.plotly_chart(charts_segments.segment_bar(by_branch, metric, lang=lang).update_layout(
-    title=common.t("lifecycle.horizon_year_clv_by_branch", horizon=horizon)), width="stretch")
-st.plotly_chart(charts_segments.cohort_heatmap(explorer.cohort_retention(run_id), lang=lang), width="stretch")
+c1.plotly_chart(explorer.cube_chart(run_id, filters, "segment_bar", metric=metric), width="stretch")
+c2.plotly_chart(explorer.cube_chart(run_id, filters, "value_tier_bar", metric=metric), width="stretch")
+st.plotly_chart(explorer.cube_chart(run_id, filters, "branch_bar", metric=metric, horizon=horizon), width="stretch")
+st.plotly_chart(explorer.run_chart(run_id, "cohorts"), width="stretch")
 st.caption(common.t("lifecycle.cohorts_not_filtered"))
 
 if access.can_see_customer_rows(user["roles"]):

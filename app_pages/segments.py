@@ -3,7 +3,7 @@ age band and tier; a tag builder (AND/OR/NOT) and a campaign-list export."""
 
 import streamlit as st
 
-from analytics import access, charts_segments, settings
+from analytics import access, settings
 from analytics import segment_explorer as sx
 from analytics.errors import AnalyticsError
 from app_pages import auth, common, explorer
@@ -20,16 +20,12 @@ measures = {"customers": common.t("segments.customers"), "aum_total": common.t("
             "clv_margin_3y_total": common.t("segments.3_year_margin_clv_cny")}
 metric = st.radio(common.t("segments.measure"), list(measures), horizontal=True, format_func=measures.get)
 c1, c2 = st.columns(2)
-c1.plotly_chart(charts_segments.rfm_heatmap(sx.summary(cube, "rfm_rf", filters), lang=lang), width="stretch")
-c2.plotly_chart(charts_segments.segment_bar(sx.summary(cube, "rfm_segment", filters), metric, lang=lang),
-                width="stretch")
+c1.plotly_chart(explorer.cube_chart(run_id, filters, "rfm_heatmap"), width="stretch")
+c2.plotly_chart(explorer.cube_chart(run_id, filters, "segment_bar", metric=metric), width="stretch")
 c1, c2 = st.columns(2)
-c1.plotly_chart(charts_segments.value_tier_bar(sx.summary(cube, "value_tier", filters), metric, lang=lang),
-                width="stretch")
-clusters = sx.summary(cube, "cluster_name", filters)
-c2.plotly_chart(charts_segments.segment_bar(clusters, metric, lang=lang).update_layout(
-    title=common.t("segments.behavioural_clusters")), width="stretch")
-st.plotly_chart(charts_segments.cluster_profile_heatmap(explorer.cluster_profiles(run_id), lang=lang), width="stretch")
+c1.plotly_chart(explorer.cube_chart(run_id, filters, "value_tier_bar", metric=metric), width="stretch")
+c2.plotly_chart(explorer.cube_chart(run_id, filters, "cluster_bar", metric=metric), width="stretch")
+st.plotly_chart(explorer.run_chart(run_id, "cluster_profiles"), width="stretch")
 
 st.subheader(common.t("segments.tag_builder"))
 names = explorer.tag_names()
