@@ -452,7 +452,24 @@ segment_cube = Table(
     Column("clv_margin_5y_total", Float, nullable=False),
 )
 
-SEGMENT_TABLES = ("customer_segments", "segment_summary", "cluster_profiles", "cohort_retention", "segment_cube")
+# Each cluster's standardised clustering features summed by the same filter cells, so the Segments
+# page's cluster profile follows its filters: a feature's mean over the cells a filter keeps is
+# sum(z_sum) / sum(customers). One row per (cluster, feature, non-empty cell).
+cluster_cube = Table(
+    "cluster_cube",
+    metadata,
+    Column("run_id", Integer, ForeignKey("refresh_runs.run_id"), primary_key=True),
+    Column("cluster_name", String(100), primary_key=True),
+    Column("feature", String(40), primary_key=True),
+    Column("branch_id", String(16), primary_key=True),
+    Column("age_band", String(10), primary_key=True),
+    Column("value_tier", String(10), primary_key=True),
+    Column("customers", BigInteger, nullable=False),
+    Column("z_sum", Float, nullable=False),
+)
+
+SEGMENT_TABLES = ("customer_segments", "segment_summary", "cluster_profiles", "cohort_retention", "segment_cube",
+                  "cluster_cube")
 
 
 # --- Cross-sell and risk results (issue 5) ---

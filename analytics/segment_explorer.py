@@ -31,7 +31,14 @@ import pandas as pd
 from sqlalchemy import Engine, and_, case, func, or_, select, true
 
 from analytics import access, lifecycle, tags
-from analytics.schema import branches, customer_segments, customers, segment_cube, segment_summary
+from analytics.schema import (
+    branches,
+    cluster_cube,
+    customer_segments,
+    customers,
+    segment_cube,
+    segment_summary,
+)
 from analytics.store import read_frame
 
 #: Age bands, whole years at the run's year; ``unknown`` for a missing or impossible birth year.
@@ -143,6 +150,92 @@ def _group(cells: np.ndarray, values: np.ndarray, money: np.ndarray, labels: np.
     return pd.DataFrame(out)
 
 
+def _cells(frame: pd.DataFrame, as_of_year: int):
+    """Each customer's filter cell (a (branch, age band, tier) code), the cells' keys, and each
+    key's codes and labels."""
+    branch = frame["branch_id"].astype(object).where(frame["branch_id"].notna(), "(missing)").astype(str)
+    # A cell is a (branch, age band, tier) code; factorising each key alone and combining the codes
+    # is much faster than factorising a MultiIndex of text at a million rows.
+    key_codes, key_labels = zip(*(pd.factorize(pd.Series(v).reset_index(drop=True)) for v in (
+        branch, age_bands(frame["birth_year"], as_of_year), frame["value_tier"].astype(str))), strict=True)
+    sizes = [len(labels) for labels in key_labels]
+    cells, present = pd.factorize((key_codes[0] * sizes[1] + key_codes[1]) * sizes[2] + key_codes[2])
+    cell_keys = pd.DataFrame({
+        "branch_id": np.asarray(key_labels[0], dtype=object)[present // (sizes[1] * sizes[2])],
+        "age_band": np.asarray(key_labels[1], dtype=object)[(present // sizes[2]) % sizes[1]],
+        "value_tier": np.asarray(key_labels[2], dtype=object)[present % sizes[2]],
+    })
+    return cells, cell_keys, key_codes, key_labels
+
+
+CLUSTER_CUBE_COLUMNS = ("cluster_name", "feature", *CUBE_KEYS, "customers", "z_sum")
+
+
+def cluster_cube_rows(frame: pd.DataFrame, z: pd.DataFrame, *, as_of_year: int) -> pd.DataFrame:
+    """The ``cluster_cube`` rows of one run: per cluster, feature and filter cell, the customers and
+    the sum of their standardised feature (``z``, in ``frame``'s row order, one column per feature;
+    :meth:`analytics.segmentation.BehaviourClusterer.standardised`).
+
+    ``frame`` has ``branch_id``, ``birth_year``, ``value_tier`` and ``cluster_name`` per customer.
+    """
+    if len(z) != len(frame):
+        raise ValueError("z must have one row per customer of frame")
+    if frame.empty or z.shape[1] == 0:
+        return pd.DataFrame(columns=list(CLUSTER_CUBE_COLUMNS))
+    cells, cell_keys, _, _ = _cells(frame, as_of_year)
+    cluster_codes, cluster_names = pd.factorize(frame["cluster_name"].astype(str).reset_index(drop=True))
+    key, present = pd.factorize(cells.astype(np.int64) * len(cluster_names) + cluster_codes)
+    customers = np.bincount(key, minlength=len(present)).astype(np.int64)
+    values = z.to_numpy(dtype=float)
+    parts = []
+    for j, feature in enumerate(z.columns):
+        column = np.nan_to_num(values[:, j])
+        parts.append(pd.DataFrame({
+            "cell": present // len(cluster_names),
+            "cluster_name": np.asarray(cluster_names, dtype=object)[present % len(cluster_names)],
+            "feature": str(feature), "customers": customers,
+            "z_sum": np.bincount(key, weights=column, minlength=len(present)),
+        }))
+    out = pd.concat(parts, ignore_index=True).join(cell_keys, on="cell").drop(columns="cell")
+    return out[list(CLUSTER_CUBE_COLUMNS)]
+
+
+def read_cluster_cube(engine: Engine, run_id: int) -> pd.DataFrame:
+    """The ``cluster_cube`` rows of a run (clusters × features × filter cells: aggregates only)."""
+    return read_frame(engine, select(*(cluster_cube.c[c] for c in CLUSTER_CUBE_COLUMNS))
+                      .where(cluster_cube.c.run_id == int(run_id)))
+
+
+def cluster_profiles(rows: pd.DataFrame, cube: Cube, filters: Filters = Filters()) -> pd.DataFrame:
+    """Each cluster's mean standardised features over the customers ``filters`` keep: one row per
+    cluster with ``cluster_name``, ``customers`` and ``z_<feature>`` (the frame
+    :func:`analytics.charts_segments.cluster_profile_heatmap` draws), largest cluster first."""
+    columns = ["cluster_name", "customers"]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    keep = np.ones(len(rows), dtype=bool)
+    if filters.branches:
+        keep &= rows["branch_id"].isin(list(filters.branches)).to_numpy()
+    if filters.cities:
+        in_cities = [b for b, city in cube.branch_cities.items() if city in set(filters.cities)]
+        keep &= rows["branch_id"].isin(in_cities).to_numpy()
+    if filters.age_bands:
+        keep &= rows["age_band"].isin(list(filters.age_bands)).to_numpy()
+    if filters.tiers:
+        keep &= rows["value_tier"].isin(list(filters.tiers)).to_numpy()
+    kept = rows[keep]
+    if kept.empty:
+        return pd.DataFrame(columns=columns)
+    sums = kept.groupby(["cluster_name", "feature"], sort=False)[["customers", "z_sum"]].sum()
+    means = (sums["z_sum"] / sums["customers"]).unstack("feature")
+    sizes = sums["customers"].groupby(level="cluster_name").first()
+    features = list(dict.fromkeys(rows["feature"]))  # the clusterer's feature order
+    out = means[features].add_prefix("z_")
+    out.insert(0, "customers", sizes.reindex(out.index).astype(np.int64))
+    out = out.reset_index().sort_values(["customers", "cluster_name"], ascending=[False, True], kind="stable")
+    return out.reset_index(drop=True)
+
+
 def cube_rows(frame: pd.DataFrame, *, as_of_year: int, tag_names: Sequence[str] = (),
               tag_flags: pd.DataFrame | None = None) -> pd.DataFrame:
     """The ``segment_cube`` rows of one run from its per-customer results.
@@ -174,18 +267,7 @@ def cube_rows(frame: pd.DataFrame, *, as_of_year: int, tag_names: Sequence[str] 
     columns = ["dimension", "value", *CUBE_KEYS, *SUMMARY_COLUMNS]
     if frame.empty:
         return pd.DataFrame(columns=columns)
-    branch = frame["branch_id"].astype(object).where(frame["branch_id"].notna(), "(missing)").astype(str)
-    # A cell is a (branch, age band, tier) code; factorising each key alone and combining the codes
-    # is much faster than factorising a MultiIndex of text at a million rows.
-    key_codes, key_labels = zip(*(pd.factorize(pd.Series(v).reset_index(drop=True)) for v in (
-        branch, age_bands(frame["birth_year"], as_of_year), frame["value_tier"].astype(str))), strict=True)
-    sizes = [len(labels) for labels in key_labels]
-    cells, present = pd.factorize((key_codes[0] * sizes[1] + key_codes[1]) * sizes[2] + key_codes[2])
-    cell_keys = pd.DataFrame({
-        "branch_id": np.asarray(key_labels[0], dtype=object)[present // (sizes[1] * sizes[2])],
-        "age_band": np.asarray(key_labels[1], dtype=object)[(present // sizes[2]) % sizes[1]],
-        "value_tier": np.asarray(key_labels[2], dtype=object)[present % sizes[2]],
-    })
+    cells, cell_keys, key_codes, key_labels = _cells(frame, as_of_year)
     money = np.column_stack([pd.to_numeric(frame[c], errors="coerce").fillna(0.0).to_numpy(dtype=float)
                              for c in MONEY_COLUMNS])
 

@@ -83,6 +83,7 @@ from analytics.errors import ConfigError
 from analytics.features import customer_features, to_datetime
 from analytics.refresh import Laps
 from analytics.schema import (
+    cluster_cube,
     cluster_profiles,
     cohort_retention,
     customer_segments,
@@ -433,6 +434,15 @@ class BehaviourClusterer(ClusterMixin, BaseEstimator):
         with threadpool_limits(limits=1):
             return self.relabel_[self.pipeline_.predict(X[features].astype(float))]
 
+    def standardised(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Each row's clustering features as the fitted model sees them (imputed, logged where
+        configured, scaled): the ``z_<feature>`` of :attr:`profiles_` are their means per cluster."""
+        features, logged = self._columns()
+        _require(X, features)
+        z = self.pipeline_[:-1].transform(X[features].astype(float))
+        columns = logged + [c for c in features if c not in logged]
+        return pd.DataFrame(z, columns=columns, index=X.index)[features]
+
     def fit_predict(self, X: pd.DataFrame, y=None) -> np.ndarray:
         return self.fit(X).labels_
 
@@ -573,13 +583,15 @@ def birth_years(engine) -> pd.Series:
     return frame.set_index("customer_id")["birth_year"].astype(float)
 
 
-def _cube(ctx, out: pd.DataFrame, branch_ids: pd.Series, tag_frame: pd.DataFrame) -> pd.DataFrame:
-    """The run's ``segment_cube`` rows (:func:`analytics.segment_explorer.cube_rows`)."""
-    from analytics.segment_explorer import cube_rows
+def _cube(ctx, out: pd.DataFrame, branch_ids: pd.Series, tag_frame: pd.DataFrame,
+          z: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The run's ``segment_cube`` and ``cluster_cube`` rows (:mod:`analytics.segment_explorer`)."""
+    from analytics.segment_explorer import cluster_cube_rows, cube_rows
 
     frame = out.assign(branch_id=branch_ids.reindex(out.index).to_numpy(),
                        birth_year=birth_years(ctx.engine).reindex(out.index).to_numpy())
-    return cube_rows(frame, as_of_year=ctx.as_of_month.year, tag_flags=tag_frame.reindex(out.index))
+    return (cube_rows(frame, as_of_year=ctx.as_of_month.year, tag_flags=tag_frame.reindex(out.index)),
+            cluster_cube_rows(frame, z.reindex(out.index), as_of_year=ctx.as_of_month.year))
 
 
 def segments_stage(ctx) -> None:
@@ -660,7 +672,7 @@ def segments_stage(ctx) -> None:
         summaries.append(bands)
     summary = pd.concat(summaries, ignore_index=True)
     lap("summary")
-    cube = _cube(ctx, out, features["branch_id"], tag_frame)
+    cube, clusters_by_cell = _cube(ctx, out, features["branch_id"], tag_frame, clusterer.standardised(features))
     lap("cube")
 
     profiles = clusterer.profiles_
@@ -686,6 +698,7 @@ def segments_stage(ctx) -> None:
             bulk_insert(ctx.engine, customer_segments, rows.iloc[start:start + chunk], conn=conn)
         bulk_insert(ctx.engine, segment_summary, summary.assign(run_id=ctx.run_id), conn=conn)
         bulk_insert(ctx.engine, segment_cube, cube.assign(run_id=ctx.run_id), conn=conn)
+        bulk_insert(ctx.engine, cluster_cube, clusters_by_cell.assign(run_id=ctx.run_id), conn=conn)
         if not cohorts.empty:
             bulk_insert(ctx.engine, cohort_retention, cohorts.assign(run_id=ctx.run_id), conn=conn)
         # JSON goes through SQLAlchemy (bulk_insert writes plain values, not JSON documents).
@@ -694,7 +707,7 @@ def segments_stage(ctx) -> None:
     lap("write")
 
     ctx.row_counts.update({"customer_segments": len(rows), "segment_summary": len(summary),
-                           "segment_cube": len(cube),
+                           "segment_cube": len(cube), "cluster_cube": len(clusters_by_cell),
                            "cohort_retention": len(cohorts), "cluster_profiles": len(profile_rows)})
     for name, seconds in timings.items():
         ctx.metrics[f"segments_seconds.{name}"] = seconds

@@ -216,14 +216,28 @@ def _cube_figure(cube: sx.Cube, filters: sx.Filters, kind: str, metric: str, lan
     raise ValueError(f"unknown chart {kind!r}")
 
 
+@st.cache_data(ttl=600, show_spinner=False, max_entries=2)
+def _cluster_rows(url: str, run_id: int):
+    return sx.read_cluster_cube(common._engine(url), run_id)
+
+
 @st.cache_data(ttl=600, show_spinner=False, max_entries=400)
 def _cube_chart(url: str, run_id: int, filters: sx.Filters, kind: str, metric: str, lang: str, horizon: int):
+    if kind == "cluster_profiles":
+        from analytics import charts_segments
+
+        rows = _cluster_rows(url, run_id)
+        # A run refreshed before cluster_cube existed has only the whole bank's stored profiles.
+        profiles = sx.cluster_profiles(rows, _cube(url, run_id), filters) if not rows.empty \
+            else _cluster_profiles(url, run_id)
+        return charts_segments.cluster_profile_heatmap(profiles, lang=lang)
     return _cube_figure(_cube(url, run_id), filters, kind, metric, lang, horizon)
 
 
 def cube_chart(run_id: int, filters: sx.Filters, kind: str, *, metric: str = "customers", horizon: int = 3):
     """A chart of the filtered cube (``rfm_heatmap``, ``segment_bar``, ``value_tier_bar``,
-    ``cluster_bar``, ``lifecycle_bar``, ``clv_histogram``, ``branch_bar``) in the chosen language."""
+    ``cluster_bar``, ``cluster_profiles``, ``lifecycle_bar``, ``clv_histogram``, ``branch_bar``) in the
+    chosen language."""
     return _cube_chart(resolve_url(), run_id, filters, kind, metric, common.lang(), int(horizon))
 
 
@@ -231,8 +245,6 @@ def cube_chart(run_id: int, filters: sx.Filters, kind: str, *, metric: str = "cu
 def _run_chart(url: str, run_id: int, kind: str, lang: str, dimension: str | None):
     from analytics import charts_churn, charts_segments
 
-    if kind == "cluster_profiles":
-        return charts_segments.cluster_profile_heatmap(_cluster_profiles(url, run_id), lang=lang)
     if kind == "cohorts":
         return charts_segments.cohort_heatmap(_cohorts(url, run_id), lang=lang)
     if kind == "churn_rates":
@@ -249,6 +261,6 @@ def _run_chart(url: str, run_id: int, kind: str, lang: str, dimension: str | Non
 
 
 def run_chart(run_id: int, kind: str, dimension: str | None = None):
-    """A chart of the run's stored aggregates (``cluster_profiles``, ``cohorts``, ``churn_rates`` by
+    """A chart of the run's stored aggregates (``cohorts``, ``churn_rates`` by
     ``dimension``, ``lift``, ``calibration``, ``importance``) in the chosen language."""
     return _run_chart(resolve_url(), run_id, kind, common.lang(), dimension)

@@ -25,7 +25,7 @@ c2.plotly_chart(explorer.cube_chart(run_id, filters, "segment_bar", metric=metri
 c1, c2 = st.columns(2)
 c1.plotly_chart(explorer.cube_chart(run_id, filters, "value_tier_bar", metric=metric), width="stretch")
 c2.plotly_chart(explorer.cube_chart(run_id, filters, "cluster_bar", metric=metric), width="stretch")
-st.plotly_chart(explorer.run_chart(run_id, "cluster_profiles"), width="stretch")
+st.plotly_chart(explorer.cube_chart(run_id, filters, "cluster_profiles"), width="stretch")
 
 st.subheader(common.t("segments.tag_builder"))
 names = explorer.tag_names()
