@@ -192,7 +192,9 @@ def filter_choices(run_id: int) -> dict[str, list[str]]:
 
 
 # Figures are aggregates (no customer rows), so one cached copy per run, filter, measure and language
-# serves every role; a warm page then spends its time drawing, not building, its charts.
+# serves every role; a warm page then spends its time drawing, not building, its charts. They are
+# cached as resources (the same object, not a pickled copy): unpickling a plotly figure re-validates
+# every property and costs more than drawing it. Nothing mutates a figure after it is built.
 def _cube_figure(cube: sx.Cube, filters: sx.Filters, kind: str, metric: str, lang: str, horizon: int):
     from analytics import charts_segments as cs
 
@@ -221,7 +223,7 @@ def _cluster_rows(url: str, run_id: int):
     return sx.read_cluster_cube(common._engine(url), run_id)
 
 
-@st.cache_data(ttl=600, show_spinner=False, max_entries=400)
+@st.cache_resource(ttl=600, show_spinner=False, max_entries=400)
 def _cube_chart(url: str, run_id: int, filters: sx.Filters, kind: str, metric: str, lang: str, horizon: int):
     if kind == "cluster_profiles":
         from analytics import charts_segments
@@ -241,7 +243,7 @@ def cube_chart(run_id: int, filters: sx.Filters, kind: str, *, metric: str = "cu
     return _cube_chart(resolve_url(), run_id, filters, kind, metric, common.lang(), int(horizon))
 
 
-@st.cache_data(ttl=600, show_spinner=False, max_entries=60)
+@st.cache_resource(ttl=600, show_spinner=False, max_entries=60)
 def _run_chart(url: str, run_id: int, kind: str, lang: str, dimension: str | None):
     from analytics import charts_churn, charts_segments
 
