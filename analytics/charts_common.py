@@ -38,13 +38,6 @@ def colour_of(value) -> str:
     return MISSING_COLOUR
 
 
-def lang_index(lang: str) -> int:
-    """0 for English, 1 for Chinese."""
-    if lang not in LANGS:
-        raise ValueError(f"lang must be 'en' or 'zh', not {lang!r}")
-    return LANGS.index(lang)
-
-
 def empty_figure(title: str, message: str) -> go.Figure:
     """A figure with only a title and a centred message, for a chart with nothing to draw."""
     fig = go.Figure()

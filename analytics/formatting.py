@@ -11,7 +11,6 @@ Every page and chart takes its figures from here, so one figure reads the same o
 from __future__ import annotations
 
 import math
-from numbers import Real
 
 from analytics.charts_common import LANGS
 
@@ -112,16 +111,3 @@ def decimal(value, lang: str = "en", *, digits: int = 3) -> str:
     if number is None:
         return MISSING
     return f"{number:,.{digits}f}"
-
-
-def signed(formatted: str, value) -> str:
-    """A change with an explicit sign: ``+1,234`` / ``-1,234`` (``formatted`` is the magnitude)."""
-    number = _number(value)
-    if number is None:
-        return MISSING
-    return ("+" if number >= 0 else "-") + formatted.lstrip("-")
-
-
-def is_number(value) -> bool:
-    """True for a real number that is not NaN (booleans excluded)."""
-    return isinstance(value, Real) and not isinstance(value, bool) and not math.isnan(float(value))
