@@ -98,7 +98,7 @@ def lift_chart(lift: pd.DataFrame, lang: str = "en") -> go.Figure:
     fig.add_trace(go.Bar(
         x=deciles, y=frame["lift"].astype(float).tolist(), name=tr("charts.churn.lift_axis", lang), marker_color=ACCENT,
         customdata=np.column_stack([frame["customers"], frame["churners"], frame["churn_rate"]]),
-        hovertemplate="%{x}: lift %{y:.2f}<br>%{customdata[1]:,} / %{customdata[0]:,}"
+        hovertemplate="%{x}: " + tr("charts.churn.hover_lift", lang) + " %{y:.2f}<br>%{customdata[1]:,} / %{customdata[0]:,}"
                       " (%{customdata[2]:.1%})<extra></extra>",
     ))
     fig.add_trace(go.Scatter(

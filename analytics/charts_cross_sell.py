@@ -116,7 +116,9 @@ def rules_scatter(rules: pd.DataFrame, lang: str = "en", top: int | None = None)
         text=labels, customdata=frame["lift"].astype(float).to_numpy(),
         marker={"color": frame["lift"].astype(float).tolist(), "colorscale": "Viridis", "size": 10,
                 "showscale": True, "colorbar": {"title": _metric("lift", lang)}},
-        hovertemplate="%{text}<br>support %{x:.2%}<br>confidence %{y:.1%}<br>lift %{customdata:.2f}<extra></extra>",
+        hovertemplate=("%{text}<br>" + tr("charts.cross_sell.hover_support", lang) + " %{x:.2%}<br>"
+                       + tr("charts.cross_sell.confidence", lang) + " %{y:.1%}<br>"
+                       + tr("charts.cross_sell.hover_lift", lang) + " %{customdata:.2f}<extra></extra>"),
     ))
     fig.update_layout(title=title, xaxis_title=tr("charts.cross_sell.support", lang), yaxis_title=tr("charts.cross_sell.confidence", lang),
                       xaxis={"tickformat": ".1%"}, yaxis={"tickformat": ".0%"})
