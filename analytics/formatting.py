@@ -29,9 +29,11 @@ def _number(value) -> float | None:
     return None if math.isnan(number) else number
 
 
-def _check(lang: str) -> None:
+def _parsed(value, lang: str) -> float | None:
+    """``value`` as a float (None when missing), after checking ``lang``."""
     if lang not in LANGS:
         raise ValueError(f"lang must be one of {LANGS}, not {lang!r}")
+    return _number(value)
 
 
 def _chinese_units(number: float, digits: int) -> str:
@@ -47,8 +49,7 @@ def _chinese_units(number: float, digits: int) -> str:
 
 def count(value, lang: str = "en") -> str:
     """A whole count: ``1,234,567`` in English, ``123.46万`` in Chinese."""
-    _check(lang)
-    number = _number(value)
+    number = _parsed(value, lang)
     if number is None:
         return MISSING
     number = round(number)
@@ -71,8 +72,7 @@ def amount(value, lang: str = "en", *, digits: int = 0, compact: bool = False) -
     more with three significant figures in k, m or bn (``CNY 330 k``, ``CNY 1.26 m``,
     ``CNY 1,235 bn``); Chinese is compact already.
     """
-    _check(lang)
-    number = _number(value)
+    number = _parsed(value, lang)
     if number is None:
         return MISSING
     sign = "-" if number < 0 else ""
@@ -88,8 +88,7 @@ def amount(value, lang: str = "en", *, digits: int = 0, compact: bool = False) -
 
 def rate(value, lang: str = "en", *, digits: int = 1) -> str:
     """A share or rate (0.123 → ``12.3%``), the same in both languages."""
-    _check(lang)
-    number = _number(value)
+    number = _parsed(value, lang)
     if number is None:
         return MISSING
     return f"{number:.{digits}%}"
@@ -97,8 +96,7 @@ def rate(value, lang: str = "en", *, digits: int = 1) -> str:
 
 def ratio(value, lang: str = "en", *, digits: int = 1) -> str:
     """A multiple such as a lift (9.2 → ``9.2×``)."""
-    _check(lang)
-    number = _number(value)
+    number = _parsed(value, lang)
     if number is None:
         return MISSING
     return f"{number:,.{digits}f}×"
@@ -106,8 +104,7 @@ def ratio(value, lang: str = "en", *, digits: int = 1) -> str:
 
 def decimal(value, lang: str = "en", *, digits: int = 3) -> str:
     """A plain score or statistic with a fixed number of decimals (an AUC, a Brier score)."""
-    _check(lang)
-    number = _number(value)
+    number = _parsed(value, lang)
     if number is None:
         return MISSING
     return f"{number:,.{digits}f}"

@@ -50,7 +50,7 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def _peak_rss_mib() -> float | None:
+def peak_rss_mib() -> float | None:
     """This process's peak resident set size since the last reset, in MiB (Linux only)."""
     try:
         with open("/proc/self/status") as fh:
@@ -331,7 +331,7 @@ def run_refresh(engine: Engine, *, progress: Callable[[str, float], None] | None
             stage.run(ctx)
             ctx.metrics[f"stage_seconds.{stage.name}"] = round(time.perf_counter() - t0, 3)
             if measured:
-                ctx.metrics[f"stage_peak_rss_mib.{stage.name}"] = _peak_rss_mib()
+                ctx.metrics[f"stage_peak_rss_mib.{stage.name}"] = peak_rss_mib()
             if pause_after == stage.name:
                 time.sleep(600)
         _publish(engine, ctx)

@@ -50,16 +50,6 @@ PAGES = ("segments", "lifecycle", "churn")
 TARGET_RATIO = 1.5
 
 
-def _peak_rss_mib() -> float | None:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return None
-
 
 def _timed(at) -> float:
     t0 = time.perf_counter()
@@ -88,6 +78,8 @@ def _worker(page: str, url: str, repeats: int) -> dict:
     """Time one page (or the bare floor) in this process; see the module docstring."""
     from streamlit.testing.v1 import AppTest
 
+    from analytics.refresh import peak_rss_mib
+
     os.environ["CUSTOMER_STORE_URL"] = url
     floor = ROOT / "benchmarks" / "floor_page.py"
     if page == "floor":
@@ -96,12 +88,12 @@ def _worker(page: str, url: str, repeats: int) -> dict:
         _timed(at)  # warm-up
         warm = [_timed(at) for _ in range(repeats)]
         return {"cold_seconds": round(cold, 3), "warm_seconds": round(statistics.median(warm), 3),
-                "warm_runs": [round(s, 3) for s in warm], "peak_rss_mib": _peak_rss_mib()}
+                "warm_runs": [round(s, 3) for s in warm], "peak_rss_mib": peak_rss_mib()}
 
     at = _logged_in(f"app_pages/{page}.py")
     cold = _timed(at)
     _timed(at)  # warm-up
-    peak = _peak_rss_mib()  # before the floor's app below adds its own few MiB
+    peak = peak_rss_mib()  # before the floor's app below adds its own few MiB
     # The floor page served by the same app in place of the Overview page (the same login gate,
     # navigation and sidebar as the real page), timed run for run with the page so both see the
     # same machine load.
