@@ -75,7 +75,7 @@ def churn_rate_bar(rates: pd.DataFrame, dimension: str, measure: str = "holdout"
     fig = go.Figure(go.Bar(
         x=labels, y=values, marker_color=([colour_of(v) for v in frame["value"]] if dimension in _ORDERS
                       else ALERT if measure == "holdout" else WARN),
-        text=[f"{v:.1%}" for v in values], textposition="outside", customdata=counts,
+        text=[f"{v:.1%}" for v in values], textposition="outside", cliponaxis=False, customdata=counts,
         hovertemplate="%{x}<br>%{y:.2%}<br>" + tr("charts.churn.customers", lang) + ": %{customdata:,}<extra></extra>",
         name=tr(_RATE_AXIS[measure], lang),
     ))

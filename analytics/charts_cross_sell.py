@@ -162,7 +162,7 @@ def exclusions_bar(exclusions: Mapping[str, int], category: str, listed: int | N
         return _empty(title, lang)
     fig = go.Figure(go.Bar(
         x=[label("exclusion", k, lang) for k in keys], y=values, text=[f"{v:,}" for v in values],
-        textposition="outside", marker_color=[REASON_COLOURS[k] for k in keys],
+        textposition="outside", cliponaxis=False, marker_color=[REASON_COLOURS[k] for k in keys],
         hovertemplate="%{x}: %{y:,}<extra></extra>", name=tr("charts.cross_sell.customers", lang),
     ))
     fig.update_layout(title=title, yaxis_title=tr("charts.cross_sell.customers", lang), showlegend=False)

@@ -54,7 +54,7 @@ def _bar(summary: pd.DataFrame, labels: list[str], metric: str, title: str, lang
     customers = summary["customers"].astype(int).to_numpy() if "customers" in summary.columns else values
     fig = go.Figure(go.Bar(
         x=labels, y=values, marker_color=colours,
-        text=[f"{s:.1%}" for s in share], textposition="outside",
+        text=[f"{s:.1%}" for s in share], textposition="outside", cliponaxis=False,
         customdata=np.column_stack([customers, share]),
         hovertemplate="%{x}<br>" + _metric(metric, lang) + ": %{y:,.0f}<br>"
                       + tr("charts.segments.customers", lang) + ": %{customdata[0]:,}<br>%{customdata[1]:.1%}<extra></extra>",
