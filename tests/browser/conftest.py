@@ -127,5 +127,5 @@ def log_in(page, base: str, username: str = "browser_admin", password: str = PAS
     page.get_by_label("Username", exact=True).fill(username)
     page.get_by_label("Password", exact=True).fill(password)
     page.get_by_role("button", name="Log in", exact=True).click()
-    page.get_by_text(expect).first.wait_for(timeout=30000)
+    page.get_by_text(expect).first.wait_for(timeout=60000)
     wait_idle(page)
