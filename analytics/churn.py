@@ -98,7 +98,7 @@ from threadpoolctl import threadpool_limits
 from analytics import settings
 from analytics.errors import AnalyticsError, ConfigError
 from analytics.features import FEATURE_COLUMNS, add_months, customer_features, month_end, to_datetime
-from analytics.refresh import Laps
+from analytics.runs import Laps
 from analytics.store import bulk_insert, read_frame
 
 log = logging.getLogger(__name__)

@@ -197,7 +197,7 @@ def create_demo_users(engine) -> dict[str, str]:
 def cmd_setup_demo(args) -> int:
     """What `make run` does before serving: secrets, demo store if absent, a refresh if none."""
     from analytics.errors import StoreNotInitialisedError
-    from analytics.refresh import current_run_id
+    from analytics.runs import current_run_id
     from analytics.store import check_store
 
     if write_demo_secrets():

@@ -36,7 +36,7 @@ from sqlalchemy import Column, Date, Float, MetaData, String, Table, bindparam, 
 
 from analytics import lifecycle
 from analytics.clv import BetaGeoModel, GammaGammaModel
-from analytics.refresh import Laps
+from analytics.runs import Laps
 from analytics.schema import customer_clv_txn, segment_summary
 from analytics.store import bulk_insert, read_frame
 

@@ -87,8 +87,8 @@ from threadpoolctl import threadpool_limits
 from analytics import settings
 from analytics.errors import ConfigError
 from analytics.features import add_months, customer_features, month_end, to_datetime
-from analytics.refresh import Laps, get_run_metrics
 from analytics.risk import risk_number
+from analytics.runs import Laps, get_run_metrics
 from analytics.schema import (
     RISK_TOLERANCES,
     cross_sell_categories,

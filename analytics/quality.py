@@ -1060,7 +1060,7 @@ def run_stage(ctx) -> None:
 
     Parameters
     ----------
-    ctx : analytics.refresh.RefreshContext
+    ctx : analytics.runs.RefreshContext
     """
     ruleset = load_rules()
     as_of = as_of_date(ctx.as_of_month)

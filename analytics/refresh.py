@@ -20,98 +20,25 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import Engine, delete, func, insert, select, text, update
 
 from analytics import settings
 from analytics.errors import RefreshError
-from analytics.schema import current_run, customer_monthly, metadata, refresh_runs, run_metrics
+from analytics.runs import RefreshContext, Stage, utcnow
+from analytics.schema import current_run, customer_monthly, metadata, refresh_runs
 from analytics.store import check_store, init_schema
 
 log = logging.getLogger(__name__)
 
-# A test hook: when set to a stage name, the refresh sleeps after that stage so a test can kill it
-# mid-run (tests/analytics/test_refresh.py). Never set in production.
-PAUSE_ENV = "ANALYTICS_REFRESH_PAUSE_AFTER"
-
 # A run still 'running' this long after it started, on another host, is taken as abandoned.
 ABANDONED_AFTER = timedelta(hours=12)
 
-
-def _reset_peak_rss() -> bool:
-    """Reset this process's peak resident set size (Linux: ``5`` to /proc/self/clear_refs)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def peak_rss_mib() -> float | None:
-    """This process's peak resident set size since the last reset, in MiB (Linux only)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return None
-
-
-def utcnow() -> datetime:
-    """Naive UTC now: the store keeps UTC timestamps without a zone, the same on both dialects."""
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-@dataclass
-class RefreshContext:
-    """What a stage gets: the engine, its run id, the activity month it describes, and a place to
-    report row counts and metrics."""
-
-    engine: Engine
-    run_id: int
-    as_of_month: date | None
-    row_counts: dict[str, int] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)
-    progress: Callable[[str, float], None] | None = None
-
-    def put_metrics(self, values: dict[str, float | str | None]) -> None:
-        """Store named scalar results of this run in ``run_metrics``."""
-        rows = []
-        for name, value in values.items():
-            if isinstance(value, str):
-                rows.append({"run_id": self.run_id, "name": name, "value": None, "text_value": value})
-            else:
-                rows.append({"run_id": self.run_id, "name": name,
-                             "value": None if value is None else float(value), "text_value": None})
-        if rows:
-            with self.engine.begin() as conn:
-                conn.execute(insert(run_metrics), rows)
-
-
-class Laps:
-    """Seconds spent in each named step of a stage: call ``lap("step")`` at the end of each step."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self._clock = time.perf_counter()
-
-    def __call__(self, name: str) -> None:
-        now = time.perf_counter()
-        self.seconds[name] = round(now - self._clock, 3)
-        self._clock = now
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One step of the refresh: a name (shown in progress and status) and a function of the context."""
-
-    name: str
-    run: Callable[[RefreshContext], None]
+# Called around every stage: ``hook(stage_name, "before" | "after")``. Benchmarks measure memory
+# with it and tests pause a refresh with it; production passes none.
+StageHook = Callable[[str, str], None]
 
 
 def _summary_stage(ctx: RefreshContext) -> None:
@@ -296,7 +223,8 @@ def latest_activity_month(engine: Engine) -> date | None:
     return value
 
 
-def run_refresh(engine: Engine, *, progress: Callable[[str, float], None] | None = None) -> int:
+def run_refresh(engine: Engine, *, progress: Callable[[str, float], None] | None = None,
+                stage_hook: StageHook | None = None) -> int:
     """Run every stage and publish the run; return its id.
 
     Raises
@@ -318,22 +246,19 @@ def run_refresh(engine: Engine, *, progress: Callable[[str, float], None] | None
     log.info("refresh run %s started", run_id)
     ctx = RefreshContext(engine=engine, run_id=run_id, as_of_month=latest_activity_month(engine),
                          progress=progress)
-    pause_after = os.environ.get(PAUSE_ENV)
     try:
         for i, stage in enumerate(STAGES):
             with engine.begin() as conn:
                 conn.execute(update(refresh_runs).where(refresh_runs.c.run_id == run_id).values(stage=stage.name))
             if progress:
                 progress(stage.name, i / len(STAGES))
+            if stage_hook:
+                stage_hook(stage.name, "before")
             t0 = time.perf_counter()
-            # Peak memory per stage for `make bench`: reset the high-water mark, read it after.
-            measured = _reset_peak_rss()
             stage.run(ctx)
             ctx.metrics[f"stage_seconds.{stage.name}"] = round(time.perf_counter() - t0, 3)
-            if measured:
-                ctx.metrics[f"stage_peak_rss_mib.{stage.name}"] = peak_rss_mib()
-            if pause_after == stage.name:
-                time.sleep(600)
+            if stage_hook:
+                stage_hook(stage.name, "after")
         _publish(engine, ctx)
     except BaseException as exc:
         # BaseException too: a Ctrl-C mid-run must still leave the run marked failed.
@@ -387,18 +312,6 @@ def _prune_old_results(engine: Engine) -> None:
             _delete_results(engine, run_id)
 
 
-def current_run_id(engine: Engine) -> int | None:
-    """The id of the published run, or None before the first successful refresh."""
-    with engine.connect() as conn:
-        return conn.execute(select(current_run.c.run_id).where(current_run.c.id == 1)).scalar()
-
-
-def get_run_metrics(engine: Engine, run_id: int) -> dict[str, float | str | None]:
-    """The named scalar results of a run."""
-    with engine.connect() as conn:
-        rows = conn.execute(select(run_metrics.c.name, run_metrics.c.value, run_metrics.c.text_value)
-                            .where(run_metrics.c.run_id == run_id)).all()
-    return {name: (text_value if text_value is not None else value) for name, value, text_value in rows}
 
 
 @dataclass(frozen=True)

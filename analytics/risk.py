@@ -45,7 +45,7 @@ from sqlalchemy import Date, Engine, bindparam, text
 from analytics import settings
 from analytics.errors import ConfigError
 from analytics.features import add_months, month_end, to_datetime
-from analytics.refresh import Laps
+from analytics.runs import Laps
 from analytics.schema import CREDIT_GRADES, RISK_TOLERANCES, risk_branch_summary, risk_flags, risk_mismatches
 from analytics.segmentation import RFM_SEGMENTS, VALUE_TIERS, value_tier_thresholds, value_tiers
 from analytics.store import bulk_insert, read_frame

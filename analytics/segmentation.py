@@ -81,7 +81,7 @@ from threadpoolctl import threadpool_limits
 from analytics import lifecycle, settings, tags
 from analytics.errors import ConfigError
 from analytics.features import customer_features, to_datetime
-from analytics.refresh import Laps
+from analytics.runs import Laps
 from analytics.schema import (
     cluster_cube,
     cluster_profiles,

@@ -14,7 +14,7 @@ from pathlib import Path
 import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 
-from analytics import formatting, i18n, refresh, settings
+from analytics import formatting, i18n, refresh, runs, settings
 from analytics.errors import AnalyticsError, StoreError, StoreNotInitialisedError
 from analytics.store import check_store, init_schema, make_engine, redact_url, resolve_url
 
@@ -62,7 +62,7 @@ def current_run_or_stop() -> int:
     try:
         eng = engine()
         check_store(eng)
-        run_id = refresh.current_run_id(eng)
+        run_id = runs.current_run_id(eng)
     except StoreNotInitialisedError as exc:
         st.warning(f"{exc}\n\n{how_to_create()}")
         st.stop()
@@ -104,7 +104,7 @@ def freshness_notices() -> None:
 
 @st.cache_data(ttl=600, show_spinner=False)
 def _run_metrics(url: str, run_id: int) -> dict:
-    return refresh.get_run_metrics(_engine(url), run_id)
+    return runs.get_run_metrics(_engine(url), run_id)
 
 
 def run_metrics(run_id: int) -> dict:

@@ -4,7 +4,7 @@ masked for the role. Compliance may unmask one field with a written reason (show
 import plotly.graph_objects as go
 import streamlit as st
 
-from analytics import access, customer360, formatting, i18n, refresh
+from analytics import access, customer360, formatting, i18n, runs
 from analytics.errors import AnalyticsError
 from app_pages import auth, common
 
@@ -56,7 +56,7 @@ c4.metric(common.t("customer_360.branch"), p["branch_id"])
 with st.expander(common.t("customer_360.profile_masked"), expanded=True):
     common.show_table(profile.T.reset_index().set_axis(["field", "value"], axis=1).astype(str), width="stretch")
 
-run_id = refresh.current_run_id(engine)
+run_id = runs.current_run_id(engine)
 scores = customer360.scores(engine, run_id, cid, user["roles"])
 if scores:
     st.subheader(common.t("customer_360.scores"))

@@ -8,7 +8,7 @@ from datetime import timedelta
 import plotly.graph_objects as go
 import streamlit as st
 
-from analytics import formatting, i18n, kpi, refresh, settings
+from analytics import formatting, i18n, kpi, refresh, runs, settings
 from app_pages import auth, common
 
 engine = common.engine()
@@ -79,7 +79,7 @@ def sparkline(card: kpi.Card) -> go.Figure:
 
 @st.fragment(run_every=timedelta(seconds=int(settings.get("KPI_REFRESH_SECONDS"))))
 def wall() -> None:
-    run_id = refresh.current_run_id(engine)
+    run_id = runs.current_run_id(engine)
     if run_id is None:
         st.warning(common.t("kpi_wall.no_completed_refresh_yet"))
         return

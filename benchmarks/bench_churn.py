@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import delete, insert, text  # noqa: E402
 
 from analytics.churn import churn_stage, read_churn_metrics  # noqa: E402
-from analytics.refresh import RefreshContext, latest_activity_month, result_tables, utcnow  # noqa: E402
+from analytics.refresh import latest_activity_month, result_tables
+from analytics.runs import RefreshContext, utcnow  # noqa: E402
 from analytics.schema import refresh_runs  # noqa: E402
 from analytics.store import init_schema, make_engine  # noqa: E402
 

@@ -78,7 +78,7 @@ def _worker(page: str, url: str, repeats: int) -> dict:
     """Time one page (or the bare floor) in this process; see the module docstring."""
     from streamlit.testing.v1 import AppTest
 
-    from analytics.refresh import peak_rss_mib
+    from benchmarks.memory import peak_rss_mib
 
     os.environ["CUSTOMER_STORE_URL"] = url
     floor = ROOT / "benchmarks" / "floor_page.py"
@@ -147,7 +147,8 @@ def _prepare(url: str) -> dict:
     from sqlalchemy import func, select
 
     from analytics import users
-    from analytics.refresh import current_run_id, status
+    from analytics.refresh import status
+    from analytics.runs import current_run_id
     from analytics.schema import customer_segments, segment_cube
     from analytics.store import init_schema, make_engine
 

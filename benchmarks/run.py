@@ -32,10 +32,13 @@ def _peak_rss_mib(cmd: list[str]) -> tuple[dict, float]:
     t0 = time.perf_counter()
     proc = subprocess.run([PY, "-c", wrapper, *cmd], cwd=ROOT, capture_output=True, text=True)
     seconds = time.perf_counter() - t0
-    last = json.loads(proc.stdout.strip().splitlines()[-1])
+    lines = proc.stdout.strip().splitlines()
+    last = json.loads(lines[-1])
     if last["rc"] != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
-    return {"seconds": round(seconds, 2)}, round(last["maxrss_kib"] / 1024, 1)
+    # A measured command may print its own JSON object just before the wrapper's.
+    own = json.loads(lines[-2]) if len(lines) > 1 and lines[-2].startswith("{") else {}
+    return {"seconds": round(seconds, 2), **own}, round(last["maxrss_kib"] / 1024, 1)
 
 
 def bench_demo(customers: int) -> dict:
@@ -44,12 +47,9 @@ def bench_demo(customers: int) -> dict:
         timing, rss = _peak_rss_mib([PY, "-m", "analytics", "demo", "--customers", str(customers),
                                      "--db", url, "--quiet"])
         db_mib = round(Path(f"{tmp}/bench.db").stat().st_size / 2**20, 1)
-        refresh, refresh_rss = _peak_rss_mib([PY, "-m", "analytics", "refresh", "--db", url, "--quiet"])
-        status = subprocess.run([PY, "-m", "analytics", "status", "--json", "--db", url], cwd=ROOT,
-                                capture_output=True, text=True, check=True)
-        metrics = json.loads(status.stdout)["runs"][0].get("metrics") or {}
-    stages = {k.split(".", 1)[1]: v for k, v in metrics.items() if k.startswith("stage_seconds.")}
-    stage_rss = {k.split(".", 1)[1]: v for k, v in metrics.items() if k.startswith("stage_peak_rss_mib.")}
+        refresh, refresh_rss = _peak_rss_mib([PY, str(ROOT / "benchmarks" / "refresh_measured.py"), "--db", url])
+    stages = refresh.get("stage_seconds", {})
+    stage_rss = refresh.get("stage_peak_rss_mib", {})
     return {"customers": customers, "generate_seconds": timing["seconds"], "generate_peak_rss_mib": rss,
             "store_size_mib": db_mib, "refresh_seconds": refresh["seconds"], "refresh_peak_rss_mib": refresh_rss,
             "refresh_stage_seconds": stages, "refresh_stage_peak_rss_mib": stage_rss}

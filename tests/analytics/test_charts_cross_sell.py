@@ -16,7 +16,7 @@ from analytics.cross_sell import (
     read_opportunities,
     read_rules,
 )
-from analytics.refresh import current_run_id, get_run_metrics
+from analytics.runs import current_run_id, get_run_metrics
 from analytics.store import read_frame
 
 COUNTS = pd.DataFrame([[100, 20, 5], [20, 40, 2], [5, 2, 10]],

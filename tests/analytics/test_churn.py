@@ -37,7 +37,7 @@ from analytics.churn import (
 )
 from analytics.errors import ConfigError
 from analytics.features import add_months
-from analytics.refresh import RefreshContext, current_run_id
+from analytics.runs import RefreshContext, current_run_id
 from analytics.schema import branches, contacts, customer_monthly, customers, holdings, products
 from analytics.store import bulk_insert, read_frame
 from tests.analytics import store_rows
@@ -203,7 +203,7 @@ def test_stage_with_too_few_churners_is_skipped(labelled):
 
 
 def _new_run(engine) -> int:
-    from analytics.refresh import utcnow
+    from analytics.runs import utcnow
     from analytics.schema import refresh_runs
 
     with engine.begin() as conn:

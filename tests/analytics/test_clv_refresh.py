@@ -18,7 +18,8 @@ from analytics.clv_refresh import (
     clv_txn_totals,
     monthly_rfm_summary,
 )
-from analytics.refresh import STAGES, RefreshContext, current_run_id, get_run_metrics, utcnow
+from analytics.refresh import STAGES
+from analytics.runs import RefreshContext, current_run_id, get_run_metrics, utcnow
 from analytics.schema import churn_scores, customer_monthly, customer_segments, refresh_runs, segment_summary
 from analytics.store import bulk_insert, read_frame
 from tests.analytics import store_rows

@@ -37,7 +37,8 @@ from analytics.cross_sell import (
     read_rules,
     recommend,
 )
-from analytics.refresh import current_run_id, get_run_metrics, run_refresh
+from analytics.refresh import run_refresh
+from analytics.runs import current_run_id, get_run_metrics
 from analytics.schema import customers
 from analytics.store import bulk_insert, read_frame
 from tests.analytics import store_rows

@@ -32,7 +32,8 @@ from analytics.quality import (
     score_history,
     scores,
 )
-from analytics.refresh import get_run_metrics, run_refresh
+from analytics.refresh import run_refresh
+from analytics.runs import get_run_metrics
 from analytics.schema import branches, customer_monthly, customers, holdings, products
 from analytics.store import bulk_insert
 from analytics.validators import luhn_check_digit, resident_id_check_digit

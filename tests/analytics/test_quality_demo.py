@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from analytics import quality
-from analytics.refresh import current_run_id, get_run_metrics
+from analytics.runs import current_run_id, get_run_metrics
 from tests.conftest import DEMO_CUSTOMERS
 
 demo = pytest.importorskip("analytics.demo", reason="analytics.demo (the demo generator) is not written yet")

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from analytics import demo
-from analytics.refresh import current_run_id, get_run_metrics, run_refresh
+from analytics.refresh import run_refresh
 from analytics.risk import (
     MISSING,
     RiskError,
@@ -22,6 +22,7 @@ from analytics.risk import (
     risk_crosstab,
     risk_value_matrix,
 )
+from analytics.runs import current_run_id, get_run_metrics
 from analytics.schema import CREDIT_GRADES, RISK_TOLERANCES, holdings, products
 from analytics.segmentation import RFM_SEGMENTS
 from analytics.store import bulk_insert, read_frame

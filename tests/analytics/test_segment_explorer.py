@@ -14,7 +14,8 @@ from sqlalchemy import Column, Date, Integer, MetaData, Table, func, insert, sel
 
 from analytics import access, lifecycle, refresh, tags
 from analytics import segment_explorer as sx
-from analytics.refresh import Stage, current_run_id, run_refresh
+from analytics.refresh import run_refresh
+from analytics.runs import Stage, current_run_id
 from analytics.schema import segment_cube
 from analytics.segmentation import read_segment_summary
 from analytics.store import read_frame

@@ -10,7 +10,8 @@ from sqlalchemy import func, select
 
 from analytics.errors import ConfigError
 from analytics.lifecycle import LIFECYCLE_STAGES
-from analytics.refresh import current_run_id, get_run_metrics, run_refresh
+from analytics.refresh import run_refresh
+from analytics.runs import current_run_id, get_run_metrics
 from analytics.schema import cluster_profiles, customer_segments, customers, segment_summary
 from analytics.segmentation import (
     RFM_SEGMENTS,

@@ -1,6 +1,6 @@
 """AppTest: the Audit log page (compliance, admin) and the Admin page (admin)."""
 
-from analytics import audit, refresh
+from analytics import audit, runs
 from analytics.store import make_engine
 from tests.app.conftest import ROLE_USERS, login, new_app
 
@@ -31,7 +31,7 @@ def test_audit_page_verify_button(monkeypatch, store_url):
 
 def test_admin_page_lists_users_without_hashes_and_runs_a_refresh(monkeypatch, store_url):
     engine = make_engine(store_url)
-    before = refresh.current_run_id(engine)
+    before = runs.current_run_id(engine)
     at = _open(monkeypatch, store_url, "admin", "admin")
     users_frame = at.dataframe[0].value
     assert set(ROLE_USERS.values()) <= set(users_frame["username"])
@@ -40,5 +40,5 @@ def test_admin_page_lists_users_without_hashes_and_runs_a_refresh(monkeypatch, s
     start.click()
     at.run()
     assert not at.exception
-    assert refresh.current_run_id(engine) == before + 1
+    assert runs.current_run_id(engine) == before + 1
     assert {"refresh_start", "refresh_commit"} <= set(audit.query(engine)["event"])

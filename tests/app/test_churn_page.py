@@ -2,7 +2,7 @@
 
 import pytest
 
-from analytics import audit, refresh
+from analytics import audit, runs
 from analytics.segmentation import read_segment_summary
 from analytics.store import make_engine, read_frame
 from tests.app.conftest import open_page
@@ -38,7 +38,7 @@ def test_early_warning_filters_and_export(monkeypatch, demo_store_url):
 
 def test_early_warning_filter_choices_come_from_small_queries(monkeypatch, demo_store_url):
     engine = make_engine(demo_store_url)
-    run_id = refresh.current_run_id(engine)
+    run_id = runs.current_run_id(engine)
     at = _open(monkeypatch, demo_store_url, "risk")
     branch, segment, manager, tier = (at.selectbox[i] for i in range(4))
     assert branch.options == ["(all)", *sorted(read_segment_summary(engine, "branch_id", run_id)["value"])]

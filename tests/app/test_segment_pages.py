@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from analytics import audit, refresh
+from analytics import audit, runs
 from analytics import segment_explorer as sx
 from analytics.store import make_engine, read_frame
 from app_pages import common
@@ -105,8 +105,8 @@ def _number(text):
 
 def test_lifecycle_headline_equals_the_run_and_follows_filters(monkeypatch, demo_store_url):
     engine = make_engine(demo_store_url)
-    run_id = refresh.current_run_id(engine)
-    m = refresh.get_run_metrics(engine, run_id)
+    run_id = runs.current_run_id(engine)
+    m = runs.get_run_metrics(engine, run_id)
     at = _open(monkeypatch, demo_store_url, "marketing", "lifecycle")
     assert _number(_metric(at, "Customers")) == m["segments.customers"]
     assert _number(_metric(at, "Total 3-year CLV")) == pytest.approx(m["clv_margin_3y_total"], abs=1)
@@ -126,7 +126,7 @@ def test_lifecycle_headline_equals_the_run_and_follows_filters(monkeypatch, demo
 
 def test_city_filter_is_the_branches_in_that_city(monkeypatch, demo_store_url):
     engine = make_engine(demo_store_url)
-    run_id = refresh.current_run_id(engine)
+    run_id = runs.current_run_id(engine)
     at = _open(monkeypatch, demo_store_url, "marketing", "segments")
     city = at.multiselect(key="segments_c").options[0]
     at.multiselect(key="segments_c").select(city).run()
@@ -150,7 +150,7 @@ def test_campaign_list_is_paged_masked_and_its_export_audited(monkeypatch, demo_
     assert not at.exception
     consenting = read_frame(engine, "SELECT COUNT(*) AS n FROM customers WHERE marketing_consent = :yes AND "
                                     "customer_id IN (SELECT customer_id FROM customer_segments WHERE run_id = :r)",
-                            {"yes": True, "r": refresh.current_run_id(engine)})["n"].iloc[0]
+                            {"yes": True, "r": runs.current_run_id(engine)})["n"].iloc[0]
     first = at.dataframe[-1].value
     assert len(first) == 200 and first["clv_margin_3y"].is_monotonic_decreasing
     at.number_input(key="campaign_page").set_value(2).run()
