@@ -28,8 +28,11 @@ and the masked output never depends on the hidden characters.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -38,7 +41,10 @@ from analytics.errors import AnalyticsError
 
 # "display" is a big-screen account: the KPI wall alone, aggregates only (a kiosk in a lobby or
 # a boardroom should not be able to open anything else if its session is hijacked).
-ROLES: tuple[str, ...] = ("executive", "marketing", "risk", "compliance", "admin", "display")
+# "relationship_manager" (客户经理) looks after a portfolio of customers: it always has a portfolio
+# scope, sees marketing's masking, and exact balances of its own customers.
+ROLES: tuple[str, ...] = ("executive", "marketing", "risk", "compliance", "admin", "display",
+                          "relationship_manager")
 
 # Ordered: the navigation shows pages in this order. Values are (English title, Chinese title).
 PAGES: dict[str, tuple[str, str]] = {
@@ -60,11 +66,11 @@ PAGE_ACCESS: dict[str, frozenset[str]] = {
     "kpi_wall": frozenset({"executive", "admin", "display"}),
     "segments": frozenset({"executive", "marketing", "risk"}),
     "lifecycle": frozenset({"executive", "marketing"}),
-    "churn": frozenset({"executive", "marketing", "risk"}),
-    "cross_sell": frozenset({"marketing"}),
+    "churn": frozenset({"executive", "marketing", "risk", "relationship_manager"}),
+    "cross_sell": frozenset({"marketing", "relationship_manager"}),
     "risk": frozenset({"executive", "risk"}),
     "data_quality": frozenset({"executive", "compliance", "admin"}),
-    "customer_360": frozenset({"marketing", "risk", "compliance"}),
+    "customer_360": frozenset({"marketing", "risk", "compliance", "relationship_manager"}),
     "audit_log": frozenset({"compliance", "admin"}),
     "admin": frozenset({"admin"}),
 }
@@ -79,12 +85,40 @@ ROLE_ACCESS_LEVEL: dict[str, str] = {
     "compliance": "masked_unmask",
     "admin": "none",
     "display": "aggregate",
+    "relationship_manager": "masked",
 }
+
+# Balances and transactions are need-to-know (the bank's guidance: only authorised posts see
+# them). These roles see a customer's exact amounts, within their scope; every other role that
+# sees customer rows gets the value tier and an AUM band instead (see :func:`band_amounts`).
+EXACT_BALANCE_ROLES: frozenset[str] = frozenset({"risk", "compliance", "relationship_manager"})
+
+# Roles that must have a scope: a relationship manager sees their portfolio, never the bank.
+SCOPE_REQUIRED_ROLES: frozenset[str] = frozenset({"relationship_manager"})
+
+# What a reader of customer rows is reading them for. Contact purposes drop customers without a
+# live consent for that purpose (they are counted, not listed); oversight purposes see everyone in
+# scope, because risk and compliance work is a legal duty that needs no marketing consent.
+PURPOSES: dict[str, str | None] = {
+    "marketing": "marketing",        # campaign, cross-sell, churn early-warning and top-CLV lists
+    "service": None,                 # one customer's record (Customer 360)
+    "risk": None,                    # suitability mismatches, balance drops
+    "compliance": None,              # data-quality drill-downs, unmasking
+}
+CONSENT_PURPOSES: tuple[str, ...] = ("marketing", "profiling", "third_party")
 
 # Columns that identify a person. ``account_number`` is a card or account number.
 PERSONAL_FIELDS: tuple[str, ...] = (
     "name", "id_number", "account_number", "phone", "email", "address", "birth_date",
 )
+
+# Money columns of customer rows: exact amounts for EXACT_BALANCE_ROLES, bands for the others.
+BALANCE_FIELDS: tuple[str, ...] = (
+    "aum", "balance", "deposit_balance", "loan_balance", "txn_amount", "aum_prev", "aum_change",
+)
+
+# AUM bands (CNY) shown instead of an exact balance: 5万, 50万, 600万 are the value-tier edges.
+AUM_BAND_EDGES: tuple[float, ...] = (10_000, 50_000, 200_000, 500_000, 1_000_000, 6_000_000)
 
 # A frame with one of these columns holds customer-level rows.
 CUSTOMER_ROW_COLUMNS: tuple[str, ...] = ("customer_id",)
@@ -426,13 +460,242 @@ def mask_frame(df: pd.DataFrame, roles: str | Iterable[str] | None) -> pd.DataFr
     return out
 
 
+# ---------------------------------------------------------------------------------------------
+# The viewer: who reads customer data, within which scope, for what purpose
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Scope:
+    """Which customers a scoped user may see: those of ``branches`` and those whose
+    ``customers.relationship_manager`` is one of ``portfolios`` (the union of the two).
+
+    A user without a scope (``Viewer.scope is None``) sees the whole bank. A ``Scope`` with neither
+    branches nor portfolios sees nothing: an empty scope must never widen to everything.
+    """
+
+    branches: frozenset[str] = frozenset()
+    portfolios: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "branches", frozenset(str(b) for b in self.branches))
+        object.__setattr__(self, "portfolios", frozenset(str(p) for p in self.portfolios))
+
+    @property
+    def empty(self) -> bool:
+        return not self.branches and not self.portfolios
+
+    def key(self) -> tuple:
+        """A hashable, order-free value for cache keys."""
+        return (tuple(sorted(self.branches)), tuple(sorted(self.portfolios)))
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """A user reading customer data: name, roles, scope and purpose. Every reader that returns
+    customer-level rows takes one (``viewer=``) and returns rows already scoped and masked.
+
+    Parameters
+    ----------
+    username : str
+    roles : str or iterable of str
+        Normalised (unknown roles raise ``ValueError``).
+    scope : Scope or None
+        None: the whole bank. A role in :data:`SCOPE_REQUIRED_ROLES` without a scope gets an empty
+        one (sees nothing): failing closed.
+    purpose : str
+        A key of :data:`PURPOSES`; contact purposes leave out customers without a live consent.
+    """
+
+    username: str
+    roles: tuple[str, ...]
+    scope: Scope | None = None
+    purpose: str = "service"
+
+    def __post_init__(self) -> None:
+        roles = normalise_roles(self.roles)
+        object.__setattr__(self, "roles", roles)
+        if self.purpose not in PURPOSES:
+            raise ValueError(f"Unknown purpose {self.purpose!r}. Known purposes: {', '.join(PURPOSES)}.")
+        if self.scope is None and SCOPE_REQUIRED_ROLES & set(roles):
+            object.__setattr__(self, "scope", Scope())
+
+    def for_purpose(self, purpose: str) -> Viewer:
+        """The same viewer reading for another purpose."""
+        return replace(self, purpose=purpose)
+
+    @property
+    def level(self) -> str:
+        return access_level(self.roles)
+
+    @property
+    def sees_rows(self) -> bool:
+        """May see customer-level rows (masked)."""
+        return self.level in ("masked", "masked_unmask")
+
+    @property
+    def aggregate_only(self) -> bool:
+        """Sees aggregates only: the small-cell rule applies to every figure it is shown."""
+        return self.level == "aggregate"
+
+    @property
+    def exact_balances(self) -> bool:
+        """Sees exact balances and transaction amounts of the customers in scope (else bands)."""
+        return bool(EXACT_BALANCE_ROLES & set(self.roles))
+
+    @property
+    def scoped(self) -> bool:
+        return self.scope is not None
+
+    @property
+    def consent_purpose(self) -> str | None:
+        """The consent a customer must have given to appear in this viewer's lists, or None."""
+        return PURPOSES[self.purpose]
+
+    def key(self) -> tuple:
+        """Everything that changes what this viewer may see, hashable: part of every cache key of
+        customer rows, so two viewers who may see different rows never share a cached frame."""
+        return (self.level, self.exact_balances, self.scope.key() if self.scope is not None else None,
+                self.purpose)
+
+    def scope_sql(self, customers_alias: str = "c") -> tuple[str, dict]:
+        """A SQL condition over a ``customers`` alias that keeps the customers in scope, with its
+        bound parameters (``1 = 1`` for the whole bank, ``1 = 0`` for an empty scope)."""
+        if self.scope is None:
+            return "1 = 1", {}
+        if self.scope.empty:
+            return "1 = 0", {}
+        parts, params = [], {}
+        for column, values, prefix in (("branch_id", self.scope.branches, "scope_b"),
+                                       ("relationship_manager", self.scope.portfolios, "scope_p")):
+            if values:
+                names = []
+                for i, value in enumerate(sorted(values)):
+                    params[f"{prefix}{i}"] = value
+                    names.append(f":{prefix}{i}")
+                parts.append(f"{customers_alias}.{column} IN ({', '.join(names)})")
+        return "(" + " OR ".join(parts) + ")", params
+
+    def in_scope(self, branch_id: pd.Series, relationship_manager: pd.Series | None = None) -> np.ndarray:
+        """A boolean mask of the rows whose customer is in scope (pandas twin of :meth:`scope_sql`)."""
+        n = len(branch_id)
+        if self.scope is None:
+            return np.ones(n, dtype=bool)
+        keep = branch_id.astype("string").isin(self.scope.branches).fillna(False).to_numpy(dtype=bool, copy=True)
+        if relationship_manager is not None and self.scope.portfolios:
+            keep = keep | relationship_manager.astype("string").isin(self.scope.portfolios).fillna(False).to_numpy(
+                dtype=bool)
+        return keep
+
+    def describe_scope(self) -> str:
+        """The scope in words for an on-screen notice (branch and portfolio codes only)."""
+        if self.scope is None:
+            return "all customers"
+        if self.scope.empty:
+            return "no customers"
+        parts = []
+        if self.scope.branches:
+            parts.append("branches " + ", ".join(sorted(self.scope.branches)))
+        if self.scope.portfolios:
+            parts.append("portfolios " + ", ".join(sorted(self.scope.portfolios)))
+        return "; ".join(parts)
+
+
+def require_rows(viewer: Viewer) -> None:
+    """Raise :class:`AccessDenied` unless ``viewer`` may see customer-level rows."""
+    if not viewer.sees_rows:
+        raise AccessDenied("Your role sees aggregates only, not customer-level data.")
+
+
+def aum_band(value) -> str | None:
+    """The AUM band code of an amount: ``"50000-200000"``, ``"6000000+"``, ``"<10000"``; None when
+    unknown. Band codes are rendered per language by :func:`analytics.formatting.band`."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return None
+    amount = float(value)
+    if amount < AUM_BAND_EDGES[0]:
+        return f"<{AUM_BAND_EDGES[0]:.0f}"
+    for low, high in itertools.pairwise(AUM_BAND_EDGES):
+        if low <= amount < high:
+            return f"{low:.0f}-{high:.0f}"
+    return f"{AUM_BAND_EDGES[-1]:.0f}+"
+
+
+def band_amounts(df: pd.DataFrame) -> pd.DataFrame:
+    """Replace each exact balance column (:data:`BALANCE_FIELDS`) by its band, named ``<col>_band``."""
+    out = df.copy()
+    for col in [c for c in df.columns if c in BALANCE_FIELDS]:
+        position = out.columns.get_loc(col)
+        banded = pd.Series([aum_band(v) for v in pd.to_numeric(out[col], errors="coerce")],
+                           index=out.index, dtype=object)
+        out = out.drop(columns=[col])
+        out.insert(position, f"{col}_band", banded)
+    return out
+
+
+def release(df: pd.DataFrame, viewer: Viewer) -> pd.DataFrame:
+    """The last step of every reader of customer rows: the frame as ``viewer`` may see it.
+
+    Personal fields are masked (:func:`mask_frame`), exact balances become bands for a viewer
+    without :attr:`Viewer.exact_balances`, and aggregate-only or no-access roles are refused
+    customer rows. Scope and consent are applied by the reader's SQL (:meth:`Viewer.scope_sql`,
+    :func:`analytics.consent.live_consent_sql`) before the rows are read at all.
+    """
+    out = mask_frame(df, viewer.roles)
+    if not viewer.exact_balances:
+        out = band_amounts(out)
+    return out
+
+
+def min_cell_customers() -> int:
+    """The ``MIN_CELL_CUSTOMERS`` setting (at least 1)."""
+    from analytics import settings  # settings reads the environment; access stays importable without it
+
+    value = int(settings.get("MIN_CELL_CUSTOMERS"))
+    if value < 1:
+        raise ValueError(f"MIN_CELL_CUSTOMERS must be at least 1, got {value}")
+    return value
+
+
+def suppress_small_cells(frame: pd.DataFrame, *, count: str = "customers", sums: Iterable[str] = (),
+                         k: int | None = None, groups: Iterable[str] = ()) -> pd.DataFrame:
+    """Hide every cell of fewer than ``k`` customers (but more than none) from an aggregate-only role.
+
+    The cell's count becomes missing and ``<count>_suppressed`` True (shown as "<k"); its ``sums``
+    become missing. A lone suppressed cell in a group could be recovered from the group's total,
+    so when exactly one cell of a group (rows sharing ``groups``; the whole frame without) is hidden,
+    the next smallest non-empty cell is hidden too (secondary suppression).
+    """
+    k = min_cell_customers() if k is None else int(k)
+    out = frame.copy()
+    counts = pd.to_numeric(out[count], errors="coerce")
+    hide = (counts > 0) & (counts < k)
+    groups = list(groups)
+    if not groups:
+        by = pd.Series(0, index=out.index)
+    else:
+        by = groups[0] if len(groups) == 1 else groups
+    for _, index in out.groupby(by, dropna=False, sort=False).groups.items():
+        part = hide.loc[index]
+        if int(part.sum()) == 1:
+            shown = counts.loc[index][~part & (counts.loc[index] > 0)]
+            if not shown.empty:
+                hide.loc[shown.idxmin()] = True
+    out[count] = counts.astype(float).where(~hide)
+    for col in sums:
+        out[col] = pd.to_numeric(out[col], errors="coerce").astype(float).where(~hide)
+    out[f"{count}_suppressed"] = hide.to_numpy(dtype=bool)
+    return out
+
+
 __all__ = [
     "ACCESS_LEVELS", "CUSTOMER_ROW_COLUMNS", "FIELD_MASKERS", "MIN_UNMASK_REASON_CHARS", "PAGES",
     "PAGE_ACCESS", "PERSONAL_FIELDS", "ROLES", "ROLE_ACCESS_LEVEL", "AccessDenied", "access_level",
     "can_see_customer_rows", "can_unmask", "can_view_page", "check_unmask", "filterable_columns",
     "mask_address", "mask_birth_date", "mask_card", "mask_email", "mask_frame", "mask_id_number",
     "mask_name", "mask_phone", "mask_series", "mask_value", "normalise_roles", "pages_for",
-    "require_page",
+    "require_page", "AUM_BAND_EDGES", "BALANCE_FIELDS", "CONSENT_PURPOSES", "EXACT_BALANCE_ROLES", "PURPOSES",
+    "SCOPE_REQUIRED_ROLES", "Scope", "Viewer", "aum_band", "band_amounts", "min_cell_customers", "release",
+    "require_rows", "suppress_small_cells",
 ]
 
 

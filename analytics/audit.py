@@ -58,6 +58,8 @@ EVENTS: tuple[str, ...] = (
     "login_ok", "login_failed", "login_locked", "logout", "timeout", "page_view", "filter",
     "export", "unmask", "access_denied", "user_change", "role_change", "audit_read", "audit_verify",
     "refresh_start", "refresh_commit", "refresh_fail",
+    # A command-line run that changes the store or its users (analytics.cli.AUDITED_COMMANDS).
+    "cli_command", "scope_change",
     # Written by prune() itself: the anchor that lets verify() start after the pruned entries.
     "audit_prune",
 )

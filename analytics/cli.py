@@ -46,6 +46,16 @@ def cmd_load(args) -> int:
     report = loader.load_files(engine, args.files, args.table)
     for line in report.summary_lines():
         print(line)
+    if args.table == "customers":
+        from analytics import consent
+
+        synced = consent.sync_marketing_flags(engine)
+        if any(synced.values()):
+            print(f"marketing consent from the customers' flags: {synced['granted']} granted, "
+                  f"{synced['withdrawn']} withdrawn (table consents)")
+    pruned = loader.prune_rejects(engine)
+    if pruned:
+        print(f"deleted {pruned} rejected rows older than LOAD_REJECTS_RETENTION_DAYS")
     return 0
 
 
@@ -95,7 +105,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_users(args) -> int:
-    from analytics import audit, users
+    from analytics import audit, scopes, users
 
     engine = _engine(args)
     if args.action == "list":
@@ -107,23 +117,49 @@ def cmd_users(args) -> int:
     if args.action == "add":
         if not args.role:
             raise UsageError("users add needs at least one --role")
+        # Check the scope before the user exists: a refused scope must not leave a bank-wide user.
+        scopes.check_roles_scope(args.role, args.portfolio)
+        scopes.check_scope_values(engine, args.branch, args.portfolio)
         users.add_user(engine, args.username, password, args.role, display_name=args.name, email=args.email)
+        if args.branch or args.portfolio:
+            scopes.set_scope(engine, args.username, branches=args.branch, portfolios=args.portfolio)
         event, done = "user_change", f"added user {args.username} with roles {', '.join(args.role)}"
+        if args.branch or args.portfolio:
+            done += f" and scope {_scope_words(args.branch, args.portfolio)}"
+    elif args.action == "set-scope":
+        scopes.set_scope(engine, args.username, branches=args.branch, portfolios=args.portfolio,
+                         bank_wide=args.all)
+        event = "scope_change"
+        done = (f"set the scope of {args.username} to "
+                + ("the whole bank" if args.all else _scope_words(args.branch, args.portfolio))
+                + " and ended their sessions")
     elif args.action == "disable":
         users.disable_user(engine, args.username)
         event, done = "user_change", f"disabled user {args.username} and ended their sessions"
     elif args.action == "set-roles":
         if not args.role:
             raise UsageError("users set-roles needs at least one --role")
+        scope = scopes.get_scope(engine, users.normalise_username(args.username))
+        scopes.check_roles_scope(args.role, scope.portfolios if scope else ())
         users.set_roles(engine, args.username, args.role)
         event, done = "role_change", f"set roles of {args.username} to {', '.join(args.role)}"
     else:
         users.reset_password(engine, args.username, password)
         event, done = "user_change", f"reset the password of {args.username} and ended their sessions"
     audit.append(engine, event, username=f"cli:{getpass.getuser()}", target={"user": args.username},
-                 parameters={"action": args.action, "roles": args.role or []})
+                 parameters={"action": args.action, "roles": args.role or [], "branches": args.branch or [],
+                             "portfolios": args.portfolio or [], "bank_wide": bool(getattr(args, "all", False))})
     print(done)
     return 0
+
+
+def _scope_words(branches, portfolios) -> str:
+    parts = []
+    if branches:
+        parts.append("branches " + ", ".join(branches))
+    if portfolios:
+        parts.append("portfolios " + ", ".join(portfolios))
+    return "; ".join(parts)
 
 
 def cmd_audit(args) -> int:
@@ -136,8 +172,12 @@ def cmd_audit(args) -> int:
                      parameters={"ok": result.ok, "checked": result.checked})
         print(result.message)
         return 0 if result.ok else 2
+    from analytics import loader
+
     removed = audit.prune(engine, args.older_than_days)
     print(f"pruned {removed} audit entries; the chain still verifies")
+    rejects = loader.prune_rejects(engine)
+    print(f"deleted {rejects} rejected import rows older than LOAD_REJECTS_RETENTION_DAYS")
     return 0
 
 
@@ -240,10 +280,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("users", cmd_users, "Manage dashboard users. Passwords are read from a prompt, or from stdin "
             "(password, then confirmation) when stdin is not a terminal; never from an argument.")
-    p.add_argument("action", choices=["add", "disable", "set-roles", "reset-password", "list"])
+    p.add_argument("action", choices=["add", "disable", "set-roles", "set-scope", "reset-password", "list"])
     p.add_argument("username", nargs="?", default="")
     p.add_argument("--role", action="append", metavar="ROLE",
-                   help="executive, marketing, risk, compliance or admin (repeat for several)")
+                   help="executive, marketing, risk, compliance, admin, display or relationship_manager "
+                        "(repeat for several)")
+    p.add_argument("--branch", action="append", metavar="B",
+                   help="add/set-scope: limit the user to this branch's customers (repeat for several)")
+    p.add_argument("--portfolio", action="append", metavar="RM",
+                   help="add/set-scope: limit the user to the customers of this relationship manager "
+                        "(customers.relationship_manager; repeat for several; required for relationship_manager)")
+    p.add_argument("--all", action="store_true", help="set-scope: remove the scope (the whole bank)")
     p.add_argument("--name", help="display name (add only)")
     p.add_argument("--email", help="e-mail (add only)")
 
@@ -263,19 +310,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that change the store or its users: each run is audited with the OS user and its arguments.
+AUDITED_COMMANDS = {"load", "demo", "refresh", "users", "setup-demo"}
+# Arguments never written to the audit log (the store URL may hold a password; it is redacted).
+_NOT_AUDITED = {"func", "command", "db"}
+
+
+def command_parameters(args) -> dict:
+    """The arguments of a command as the audit log records them: no secrets, the URL redacted."""
+    params = {k: v for k, v in sorted(vars(args).items()) if k not in _NOT_AUDITED and v not in (None, False, [])}
+    params["db"] = redact_url(args.db or settings.get("CUSTOMER_STORE_URL"))
+    return params
+
+
+def _audit_command(args, exit_code: int, error: str | None) -> None:
+    """Append a ``cli_command`` entry; a store that cannot take it (it may be what failed) is
+    reported on stderr, never hidden and never fatal to the command's own outcome."""
+    if args.command not in AUDITED_COMMANDS and not (args.command == "audit" and args.action == "prune"):
+        return
+    try:
+        from analytics import audit
+        from analytics.store import make_engine
+
+        audit.append(make_engine(args.db), "cli_command", username=f"cli:{getpass.getuser()}",
+                     target={"command": args.command, "exit_code": exit_code},
+                     parameters=command_parameters(args), reason=error)
+    except (AnalyticsError, SQLAlchemyError, OSError) as exc:
+        print(f"warning: the command was not audited ({type(exc).__name__})", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+    code, error = _run(args)
+    _audit_command(args, code, error)
+    return code
+
+
+def _run(args) -> tuple[int, str | None]:
+    """Run the command: its exit code, and the class of the error that ended it (for the audit)."""
     try:
-        return args.func(args)
+        return args.func(args), None
     except AnalyticsError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return 1, type(exc).__name__
     except SQLAlchemyError as exc:
         # The driver's message may hold a URL with a password: show the class and a redacted hint only.
         print(f"error: the store failed ({type(exc).__name__}); check that {redact_url(args.db or settings.get('CUSTOMER_STORE_URL'))} "
               "is reachable and has the expected schema", file=sys.stderr)
-        return 1
+        return 1, type(exc).__name__
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return 130, "KeyboardInterrupt"

@@ -626,7 +626,7 @@ class _FileLoad:
             if len(reason) > REASON_MAX:
                 reason = reason[:REASON_MAX - 1] + "…"
             rejects.append({"batch_id": self.report.batch_id, "line_number": chunk.lines[k], "reason": reason,
-                            "row_data": json.dumps(chunk.raw_row(k), ensure_ascii=False)})
+                            "row_data": json.dumps(masked_reject(chunk.raw_row(k)), ensure_ascii=False)})
         if rejects:
             self.conn.execute(schema.load_rejects.insert(), rejects)
 
@@ -829,4 +829,37 @@ def _with_earlier(message: str, report: LoadReport) -> str:
             "already loaded)")
 
 
-__all__ = ["BOOLEAN_WORDS", "FileReport", "LoadReport", "load_files", "required_columns"]
+def masked_reject(raw: dict) -> dict:
+    """A rejected row as ``load_rejects.row_data`` keeps it: personal fields masked like on screen
+    (the steward sees which value was wrong from the reason and the masked shape; the raw value
+    stays in the bank's source file, not in a second copy here)."""
+    from analytics.access import FIELD_MASKERS
+
+    out = {}
+    for key, value in raw.items():
+        masker = FIELD_MASKERS.get(str(key).strip().lower())
+        out[key] = masker(value) if masker is not None and isinstance(value, str) else value
+    return out
+
+
+def prune_rejects(engine: Engine, now: datetime | None = None) -> int:
+    """Delete rejected rows of imports older than ``LOAD_REJECTS_RETENTION_DAYS``; returns how many.
+
+    The batches themselves (file, hash, counts) stay in ``load_batches`` as the import's record.
+    """
+    from datetime import timedelta
+
+    from sqlalchemy import delete, select
+
+    days = int(settings.get("LOAD_REJECTS_RETENTION_DAYS"))
+    if days < 0:
+        raise LoadError(f"LOAD_REJECTS_RETENTION_DAYS must not be negative, got {days}")
+    cutoff = (now or _now_utc()) - timedelta(days=days)
+    old = select(schema.load_batches.c.batch_id).where(schema.load_batches.c.loaded_at < cutoff)
+    with engine.begin() as conn:
+        return int(conn.execute(delete(schema.load_rejects).where(schema.load_rejects.c.batch_id.in_(old))).rowcount
+                   or 0)
+
+
+__all__ = ["BOOLEAN_WORDS", "FileReport", "LoadReport", "load_files", "masked_reject", "prune_rejects",
+           "required_columns"]

@@ -168,7 +168,22 @@ contacts = Table(
     Index("ix_contacts_kind_time", "kind", "contacted_at"),
 )
 
-STORE_TABLES = ("branches", "products", "customers", "holdings", "customer_monthly", "contacts")
+# A customer's consent by purpose, with its dates (the bank's guidance: customer data is used only
+# for what the customer agreed to). A consent is live at time t when granted_at <= t and it is not
+# withdrawn by t; readers check it when a list is read, so a withdrawal needs no refresh.
+consents = Table(
+    "consents",
+    metadata,
+    Column("consent_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("customer_id", String(20), ForeignKey("customers.customer_id"), nullable=False),
+    Column("purpose", String(20), nullable=False),
+    Column("granted_at", DateTime, nullable=False),
+    Column("withdrawn_at", DateTime),
+    CheckConstraint("purpose IN ('marketing', 'profiling', 'third_party')", name="ck_consents_purpose"),
+    Index("ix_consents_customer_purpose", "customer_id", "purpose"),
+)
+
+STORE_TABLES = ("branches", "products", "customers", "holdings", "customer_monthly", "contacts", "consents")
 
 # ---------------------------------------------------------------------------------------------
 # The app's own tables
@@ -264,6 +279,37 @@ user_sessions = Table(
     Column("ended_at", DateTime),
     Column("end_reason", String(20)),  # logout, timeout, revoked
     Index("ix_user_sessions_user", "username"),
+)
+
+# A scoped user's branches and portfolios (customers.relationship_manager values). A user with no
+# row here sees the whole bank, unless a role requires a scope (relationship_manager), in which
+# case they see nothing until one is set.
+user_scopes = Table(
+    "user_scopes",
+    metadata,
+    Column("username", String(64), ForeignKey("users.username"), primary_key=True),
+    Column("kind", String(10), primary_key=True),  # branch or portfolio
+    Column("value", String(50), primary_key=True),
+    CheckConstraint("kind IN ('branch', 'portfolio')", name="ck_user_scopes_kind"),
+)
+
+# Every customer an export held: the audit entry names the manifest, so an export of 100,000 rows
+# is fully accounted for without a 100,000-id audit entry.
+export_manifests = Table(
+    "export_manifests",
+    metadata,
+    Column("manifest_id", String(32), primary_key=True),  # random hex, named in the audit entry
+    Column("created_at", DateTime, nullable=False),
+    Column("username", String(64), nullable=False),
+    Column("file_sha256", String(64), nullable=False),
+    Column("rows", Integer, nullable=False),
+)
+
+export_manifest_customers = Table(
+    "export_manifest_customers",
+    metadata,
+    Column("manifest_id", String(32), ForeignKey("export_manifests.manifest_id"), primary_key=True),
+    Column("customer_id", String(20), primary_key=True),
 )
 
 # What a user chose in the UI and expects to find again at the next login (the language).
@@ -762,12 +808,13 @@ kpi_monthly = Table(
 
 APP_TABLES = (
     "refresh_runs", "current_run", "run_metrics", "load_batches", "load_rejects",
-    "users", "user_sessions", "audit_log",
+    "users", "user_sessions", "user_scopes", "audit_log", "export_manifests", "export_manifest_customers",
 )
 
 __all__ = [
     "APP_TABLES", "CREDIT_GRADES", "CUSTOMER_STATUSES", "RISK_LEVELS", "RISK_TOLERANCES",
-    "RUN_STATUSES", "STORE_TABLES", "audit_log", "branches", "contacts",
+    "RUN_STATUSES", "STORE_TABLES", "audit_log", "branches", "consents", "contacts", "export_manifest_customers",
+    "export_manifests", "user_scopes",
     "current_run", "customer_monthly", "customers", "holdings", "load_batches", "load_rejects",
     "metadata", "products", "refresh_runs", "run_metrics", "user_sessions", "users",
 ]

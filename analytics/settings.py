@@ -56,6 +56,12 @@ SETTINGS: dict[str, Setting] = {
                 "Pages warn that the figures are stale when the published refresh finished longer ago than this.",
                 int),
         Setting("EXPORT_MAX_ROWS", 100000, "Most rows one CSV/Excel export may hold.", int),
+        Setting("MIN_CELL_CUSTOMERS", 5,
+                "Aggregate-only roles (executive, display) see a figure only when it counts at least this many "
+                "customers; a smaller cell shows \"<N\" and its sums are hidden, on screen and in exports.", int),
+        Setting("LOAD_REJECTS_RETENTION_DAYS", 30,
+                "Rejected import rows (`load_rejects`) older than this are deleted by `load` and `audit prune`; "
+                "their personal fields are masked when they are stored.", int),
         Setting("LOGIN_MAX_FAILED_ATTEMPTS", 5, "Consecutive failed logins that lock an account.", int),
         Setting("LOGIN_LOCKOUT_MINUTES", 30, "How long a locked account stays locked.", int),
         Setting("SESSION_IDLE_MINUTES", 15, "A login session idle this long is ended; the user logs in again.", int),

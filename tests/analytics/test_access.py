@@ -40,15 +40,15 @@ from analytics.errors import AnalyticsError
 # ---------------------------------------------------------------------------------------------
 
 EXPECTED_MATRIX = [
-    ("overview", {"executive", "marketing", "risk", "compliance", "admin"}),
+    ("overview", {"executive", "marketing", "risk", "compliance", "admin", "relationship_manager"}),
     ("kpi_wall", {"executive", "admin", "display"}),
     ("segments", {"executive", "marketing", "risk"}),
     ("lifecycle", {"executive", "marketing"}),
-    ("churn", {"executive", "marketing", "risk"}),
-    ("cross_sell", {"marketing"}),
+    ("churn", {"executive", "marketing", "risk", "relationship_manager"}),
+    ("cross_sell", {"marketing", "relationship_manager"}),
     ("risk", {"executive", "risk"}),
     ("data_quality", {"executive", "compliance", "admin"}),
-    ("customer_360", {"marketing", "risk", "compliance"}),
+    ("customer_360", {"marketing", "risk", "compliance", "relationship_manager"}),
     ("audit_log", {"compliance", "admin"}),
     ("admin", {"admin"}),
 ]
@@ -76,6 +76,7 @@ def test_page_matrix(page, allowed, role):
     (["admin", "marketing"], ["overview", "kpi_wall", "segments", "lifecycle", "churn", "cross_sell",
                               "data_quality", "customer_360", "audit_log", "admin"]),
     ("risk,compliance", ["overview", "segments", "churn", "risk", "data_quality", "customer_360", "audit_log"]),
+    (["relationship_manager"], ["overview", "churn", "cross_sell", "customer_360"]),
     ([], []),
     (None, []),
 ])
