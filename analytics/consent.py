@@ -11,8 +11,9 @@ check consent: oversight is a legal duty, not marketing.
 
 ``customers.marketing_consent`` is the legacy flag of the bank's extract. It is not read for any
 decision; :func:`sync_marketing_flags` turns it into ``consents`` rows when customers are loaded
-(a true flag without a live marketing consent becomes a grant; a false flag withdraws a live
-one), so a bank that only has the flag keeps working.
+(a true flag for a customer with no marketing consent on record becomes a grant; a false flag
+withdraws a live one), so a bank that only has the flag keeps working. A recorded withdrawal is
+never undone by a flag: a new grant must come as a ``consents`` row.
 """
 
 from __future__ import annotations
@@ -72,18 +73,19 @@ def withdraw(engine: Engine, customer_id: str, purpose: str, at: dt.datetime | N
 def sync_marketing_flags(engine: Engine, at: dt.datetime | None = None, conn=None) -> dict[str, int]:
     """Bring ``consents`` in line with the legacy ``customers.marketing_consent`` flags.
 
-    A customer flagged true without a live marketing consent gets one granted at ``at``; a
-    customer flagged false loses a live one (withdrawn at ``at``). Returns the counts
+    A customer flagged true with no marketing consent on record (live or withdrawn) gets one granted
+    at ``at``; a customer flagged false loses a live one (withdrawn at ``at``). A withdrawal on
+    record is not overridden by a stale true flag. Returns the counts
     ``{"granted": n, "withdrawn": m}``. Set-based: two statements, whatever the store's size.
     """
     at = at or utcnow()
-    live, params = live_consent_sql("c.customer_id", "marketing", at)
-    params = {**params, "at": at}
+    params = {"at": at}
 
     def run(c) -> dict[str, int]:
         granted = c.execute(text(
             "INSERT INTO consents (customer_id, purpose, granted_at) "
-            f"SELECT c.customer_id, 'marketing', :at FROM customers c WHERE c.marketing_consent AND NOT {live}"),
+            "SELECT c.customer_id, 'marketing', :at FROM customers c WHERE c.marketing_consent AND NOT EXISTS "
+            "(SELECT 1 FROM consents k WHERE k.customer_id = c.customer_id AND k.purpose = 'marketing')"),
             params).rowcount
         withdrawn = c.execute(text(
             "UPDATE consents SET withdrawn_at = :at WHERE purpose = 'marketing' AND granted_at <= :at "
