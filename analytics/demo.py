@@ -107,6 +107,7 @@ from tqdm import tqdm
 
 from analytics import schema, settings
 from analytics.store import bulk_insert
+from analytics.validators import luhn_check_digits, resident_id_check_digits
 
 log = logging.getLogger(__name__)
 
@@ -424,44 +425,6 @@ def _collisions(keys: np.ndarray, used: np.ndarray) -> np.ndarray:
     return out
 
 
-def _digits(values: np.ndarray, n: int) -> np.ndarray:
-    """The ``n`` decimal digits of non-negative ints as an (rows, n) matrix, most significant first."""
-    out = np.empty((len(values), n), dtype=np.int64)
-    x = values.copy()
-    for i in range(n - 1, -1, -1):
-        out[:, i] = x % 10
-        x //= 10
-    return out
-
-
-_ID_WEIGHTS = np.array([7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2], dtype=np.int64)
-_ID_CHECK = np.array(list("10X98765432"))
-
-
-def resident_id_check_chars(first17: np.ndarray) -> np.ndarray:
-    """GB 11643 check characters of 17-digit ID bodies given as int64 (vectorised).
-
-    Parameters
-    ----------
-    first17 : numpy.ndarray of int64
-        The first 17 digits of each ID as one integer (the region code never starts with 0).
-
-    Returns
-    -------
-    numpy.ndarray of str
-        ``"10X98765432"[sum(digit * weight) % 11]`` per ID.
-    """
-    return _ID_CHECK[(_digits(first17, 17) @ _ID_WEIGHTS) % 11]
-
-
-def luhn_check_digits(payload: np.ndarray, n_digits: int) -> np.ndarray:
-    """Luhn check digits for card numbers without their last digit, given as int64 (vectorised)."""
-    d = _digits(payload, n_digits)[:, ::-1]  # rightmost first; it is doubled once the check is appended
-    doubled = d[:, 0::2] * 2
-    total = (doubled - 9 * (doubled > 9)).sum(axis=1) + d[:, 1::2].sum(axis=1)
-    return (10 - total % 10) % 10
-
-
 def _ascii_strings(rng: np.random.Generator, n: int, lengths: np.ndarray, lo: int, hi: int) -> np.ndarray:
     """Random ASCII strings with characters in [lo, hi] (code points) and the given lengths."""
     width = int(lengths.max()) if n else 1
@@ -722,7 +685,7 @@ class _Generator:
             name[dup[style == s]] = variants[s][style == s]
         c["name"] = name
 
-        check = resident_id_check_chars(c["id_body"])
+        check = resident_id_check_digits(c["id_body"])
         bad = picked["invalid_id_check_digit"]
         alphabet = np.array(list("0123456789X"))
         pos = np.searchsorted(alphabet, check[bad])  # "X" sorts after digits
@@ -1175,8 +1138,8 @@ class _Generator:
         serial14 = (hid * 7_919_113 + 104_729) % 10**14
         debit = _DEBIT_BINS[rng.integers(len(_DEBIT_BINS), size=n)] * 10**12 + serial12
         credit = _CREDIT_BINS[rng.integers(len(_CREDIT_BINS), size=n)] * 10**9 + serial9
-        debit_no = np.strings.add(debit.astype(str), luhn_check_digits(debit, 18).astype(str))
-        credit_no = np.strings.add(credit.astype(str), luhn_check_digits(credit, 15).astype(str))
+        debit_no = np.strings.add(debit.astype(str), luhn_check_digits(debit))
+        credit_no = np.strings.add(credit.astype(str), luhn_check_digits(credit))
         internal = np.strings.add(np.strings.zfill((branch + 1).astype(str), 4),
                                   np.strings.zfill(serial14.astype(str), 14))
         is_card = np.isin(pid, [_PID["P021"], _PID["P022"]])
@@ -1377,6 +1340,5 @@ def _analyze(engine: Engine) -> None:
 
 __all__ = [
     "BEHAVIOUR_RATES", "CHUNK_CUSTOMERS", "DEFAULT_AS_OF", "DEFECT_RATES", "FRESHNESS_MONTHS", "PRODUCTS",
-    "RISK_ASSESSMENT_VALID_DAYS", "expected_defect_counts", "generate", "luhn_check_digits",
-    "resident_id_check_chars",
+    "RISK_ASSESSMENT_VALID_DAYS", "expected_defect_counts", "generate",
 ]
