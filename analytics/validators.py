@@ -4,7 +4,9 @@ Every ``is_valid_*`` function takes any value and returns a plain ``bool``: ``No
 non-``str`` (int, float, NaN, bytes, ...) or an empty string is ``False``, never an error, so
 the functions can be mapped over a raw column. The ``valid_*_mask`` functions are vectorised
 twins used by the data-quality rules on millions of rows; they return exactly what mapping
-the scalar function would (a test checks this on random and adversarial values).
+the scalar function would (a test checks this on random and adversarial values). The
+``*_check_digits`` functions are vectorised twins of the check-digit helpers, over integers:
+the demo generator completes millions of resident IDs and card numbers with them.
 
 Decisions (the issue left these open; data stewards rely on them being stable):
 
@@ -68,8 +70,10 @@ __all__ = [
     "is_valid_resident_id",
     "is_valid_uscc",
     "luhn_check_digit",
+    "luhn_check_digits",
     "resident_id_birth_date",
     "resident_id_check_digit",
+    "resident_id_check_digits",
     "resident_id_gender",
     "uscc_check_char",
     "valid_cn_mobile_mask",
@@ -470,6 +474,101 @@ def is_valid_email(value: object) -> bool:
     return match is not None and len(match["local"]) <= _EMAIL_MAX_LOCAL
 
 
+# --------------------------------------------------------------------------- vectorised check digits
+
+_RID_WEIGHT_VECTOR = np.array(_RID_WEIGHTS, dtype=np.int64)
+_RID_CHECK_CHAR_ARRAY = np.array(list(_RID_CHECK_CHARS))
+_DIGIT_CHAR_ARRAY = np.array(list("0123456789"))
+_RID_BODY_DIGITS = 17
+_INT64_DIGITS = 19  # 2**63 - 1 has 19 decimal digits
+
+
+def _rid_check_values(digits: np.ndarray) -> np.ndarray:
+    """MOD 11-2 check values 0-10 (10 is ``X``) of 17 digits on the last axis."""
+    return (12 - (digits @ _RID_WEIGHT_VECTOR) % 11) % 11
+
+
+def _digit_matrix(values: npt.ArrayLike, width: int, name: str) -> npt.NDArray[np.int64]:
+    """The `width` decimal digits of non-negative integers on a new last axis, most significant first.
+
+    Raises
+    ------
+    ValueError
+        If `values` are not integers in ``[0, 10**width)``.
+    """
+    arr = np.asarray(values)
+    if arr.size == 0:
+        arr = arr.astype(np.int64)  # np.asarray([]) is float64
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{name} must be integers, not {arr.dtype}")
+    arr = arr.astype(np.int64)  # uint64 above 2**63 - 1 wraps negative and is rejected below
+    if (arr < 0).any() or (width < _INT64_DIGITS and (arr >= 10**width).any()):
+        raise ValueError(f"{name} must be non-negative integers of at most {width} digits")
+    powers = 10 ** np.arange(width - 1, -1, -1, dtype=np.int64)
+    return arr[..., None] // powers % 10
+
+
+def resident_id_check_digits(first17: npt.ArrayLike) -> npt.NDArray[np.str_]:
+    """Vectorised :func:`resident_id_check_digit` over ID bodies given as integers.
+
+    Parameters
+    ----------
+    first17 : array_like of int
+        The first 17 digits of each ID as one integer in ``[0, 10**17)``; a shorter number
+        stands for its digits zero-padded to 17 (a real region code never starts with 0).
+
+    Returns
+    -------
+    numpy.ndarray of str
+        Same shape as `first17`: one of ``"0"``-``"9"`` or ``"X"`` each, what
+        :func:`resident_id_check_digit` gives for the zero-padded digits.
+
+    Raises
+    ------
+    ValueError
+        If a value is not an integer in ``[0, 10**17)``.
+
+    Examples
+    --------
+    >>> resident_id_check_digits([11010519491231002, 44052418800101001]).tolist()
+    ['X', '4']
+    """
+    digits = _digit_matrix(first17, _RID_BODY_DIGITS, "first17")
+    return _RID_CHECK_CHAR_ARRAY[_rid_check_values(digits)]
+
+
+def luhn_check_digits(partial: npt.ArrayLike) -> npt.NDArray[np.str_]:
+    """Vectorised :func:`luhn_check_digit` over card numbers given as integers.
+
+    Parameters
+    ----------
+    partial : array_like of int
+        Each card number without its final check digit, as one non-negative int64 (up to 19
+        digits). Leading zeros add nothing to a Luhn sum, so the width does not matter.
+
+    Returns
+    -------
+    numpy.ndarray of str
+        Same shape as `partial`: the digit ``"0"``-``"9"`` to append to each number.
+
+    Raises
+    ------
+    ValueError
+        If a value is not a non-negative integer.
+
+    Examples
+    --------
+    >>> luhn_check_digits([411111111111111, 7992739871]).tolist()
+    ['1', '3']
+    """
+    # Rightmost first: once the check digit is appended, the rightmost digit of `partial` is
+    # the first one to double.
+    digits = _digit_matrix(partial, _INT64_DIGITS, "partial")[..., ::-1]
+    doubled = digits[..., 0::2] * 2
+    total = (doubled - 9 * (doubled > 9)).sum(axis=-1) + digits[..., 1::2].sum(axis=-1)
+    return _DIGIT_CHAR_ARRAY[(10 - total % 10) % 10]
+
+
 # --------------------------------------------------------------------------- vectorised masks
 
 _ZERO = ord("0")
@@ -510,7 +609,6 @@ _PROVINCE_OK[[int(p) for p in PROVINCE_CODES]] = True
 _UNDIVIDED_OK = np.zeros(100, dtype=bool)
 _UNDIVIDED_OK[[int(p) for p in _UNDIVIDED_PROVINCES]] = True
 _DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
-_RID_WEIGHT_VECTOR = np.array(_RID_WEIGHTS, dtype=np.int64)
 
 
 def valid_resident_id_mask(series: pd.Series, *, today: dt.date | None = None) -> npt.NDArray[np.bool_]:
@@ -564,8 +662,7 @@ def valid_resident_id_mask(series: pd.Series, *, today: dt.date | None = None) -
     ymd = year * 10000 + month * 100 + day
     ok &= (ymd >= 19000101) & (ymd <= limit.year * 10000 + limit.month * 100 + limit.day)
 
-    check = (12 - (digits @ _RID_WEIGHT_VECTOR) % 11) % 11
-    ok &= check == last_value
+    ok &= _rid_check_values(digits) == last_value
 
     result[rows] = ok
     return result

@@ -23,8 +23,10 @@ from analytics.validators import (
     is_valid_resident_id,
     is_valid_uscc,
     luhn_check_digit,
+    luhn_check_digits,
     resident_id_birth_date,
     resident_id_check_digit,
+    resident_id_check_digits,
     resident_id_gender,
     uscc_check_char,
     valid_cn_mobile_mask,
@@ -88,16 +90,16 @@ def test_reference_weights_match_the_published_tables():
 # --------------------------------------------------------------------------- check-digit helpers
 
 
-@pytest.mark.parametrize(
-    ("first17", "expected"),
-    [
-        ("11010519491231002", "X"),  # GB 11643-1999 worked example
-        ("44052418800101001", "4"),  # GB 11643-1999 second example
-        ("11010519491231001", "1"),
-        ("11010519000101002", "8"),
-        ("00000000000000000", "1"),  # sum 0 -> (12 - 0) mod 11 = 1
-    ],
-)
+RID_CHECK_CASES = [
+    ("11010519491231002", "X"),  # GB 11643-1999 worked example
+    ("44052418800101001", "4"),  # GB 11643-1999 second example
+    ("11010519491231001", "1"),
+    ("11010519000101002", "8"),
+    ("00000000000000000", "1"),  # sum 0 -> (12 - 0) mod 11 = 1
+]
+
+
+@pytest.mark.parametrize(("first17", "expected"), RID_CHECK_CASES)
 def test_resident_id_check_digit_known_answers(first17, expected):
     assert resident_id_check_digit(first17) == expected
 
@@ -120,17 +122,17 @@ def test_resident_id_check_digit_rejects_malformed_input(bad):
         resident_id_check_digit(bad)
 
 
-@pytest.mark.parametrize(
-    ("partial", "expected"),
-    [
-        ("411111111111111", "1"),  # 4111111111111111, the published Visa test number
-        ("7992739871", "3"),  # 79927398713, the Wikipedia Luhn example
-        ("62220202001122334", "9"),
-        ("622202020011223344", "6"),  # so 6222020200112233446 is valid, ...440 is not
-        ("0", "0"),
-        ("1", "8"),
-    ],
-)
+LUHN_CHECK_CASES = [
+    ("411111111111111", "1"),  # 4111111111111111, the published Visa test number
+    ("7992739871", "3"),  # 79927398713, the Wikipedia Luhn example
+    ("62220202001122334", "9"),
+    ("622202020011223344", "6"),  # so 6222020200112233446 is valid, ...440 is not
+    ("0", "0"),
+    ("1", "8"),
+]
+
+
+@pytest.mark.parametrize(("partial", "expected"), LUHN_CHECK_CASES)
 def test_luhn_check_digit_known_answers(partial, expected):
     assert luhn_check_digit(partial) == expected
 
@@ -139,6 +141,60 @@ def test_luhn_check_digit_known_answers(partial, expected):
 def test_luhn_check_digit_rejects_malformed_input(bad):
     with pytest.raises(ValueError, match="ASCII digits"):
         luhn_check_digit(bad)
+
+
+# The vectorised twins take the digits as integers: the same tables, read as numbers.
+
+
+@pytest.mark.parametrize(
+    ("make", "fn", "cases"),
+    [
+        (int, resident_id_check_digits, RID_CHECK_CASES),
+        (int, luhn_check_digits, LUHN_CHECK_CASES),
+        (np.int64, resident_id_check_digits, RID_CHECK_CASES),
+        (np.uint64, luhn_check_digits, LUHN_CHECK_CASES),
+    ],
+    ids=["rid-int", "luhn-int", "rid-int64", "luhn-uint64"],
+)
+def test_vectorised_check_digits_known_answers(make, fn, cases):
+    values = [make(digits) for digits, _ in cases]
+    assert fn(values).tolist() == [expected for _, expected in cases]
+
+
+def test_vectorised_check_digits_keep_the_shape():
+    column = np.array([[11010519491231002], [44052418800101001]])
+    assert resident_id_check_digits(column).tolist() == [["X"], ["4"]]
+    assert luhn_check_digits(np.empty(0, dtype=np.int64)).shape == (0,)
+    assert luhn_check_digits([]).shape == (0,)
+
+
+@pytest.mark.parametrize(
+    ("fn", "bad"),
+    [
+        (resident_id_check_digits, [-1]),
+        (resident_id_check_digits, [10**17]),  # 18 digits: a whole ID, not its body
+        (resident_id_check_digits, [1.0]),
+        (resident_id_check_digits, ["11010519491231002"]),
+        (luhn_check_digits, [-1]),
+        (luhn_check_digits, np.array([2**64 - 1], dtype=np.uint64)),  # wraps to -1 as int64
+        (luhn_check_digits, [4.0]),
+    ],
+)
+def test_vectorised_check_digits_reject_malformed_input(fn, bad):
+    with pytest.raises(ValueError, match="integers"):
+        fn(bad)
+
+
+@given(st.lists(st.integers(0, 10**17 - 1), max_size=20))
+def test_resident_id_check_digits_equal_the_scalar_on_padded_digits(bodies):
+    expected = [resident_id_check_digit(f"{b:017d}") for b in bodies]
+    assert resident_id_check_digits(np.array(bodies, dtype=np.int64)).tolist() == expected
+
+
+@given(st.lists(st.integers(0, 2**63 - 1), max_size=20))
+def test_luhn_check_digits_equal_the_scalar(partials):
+    expected = [luhn_check_digit(str(p)) for p in partials]
+    assert luhn_check_digits(np.array(partials, dtype=np.int64)).tolist() == expected
 
 
 @pytest.mark.parametrize(

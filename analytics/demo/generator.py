@@ -1,94 +1,7 @@
-"""Demo data generator: a realistic Chinese retail bank's customer store, deterministic for a seed.
+"""The demo store's generator: customers made chunk by chunk from the reference data, then written.
 
-:func:`generate` drops and recreates the six store tables (``branches``, ``products``,
-``customers``, ``holdings``, ``customer_monthly``, ``contacts``) and fills them. The app's own
-tables (refresh runs, users, audit log, ...) are left alone.
-
-What it makes
--------------
-* **48 branches** in 36 real cities (GB/T 2260 district codes), named city + district + 支行.
-* **25 products** in nine categories with risk levels R1-R5 and yearly margins.
-* **Customers**: Chinese names (surname weights from Faker's zh_CN tables), valid 18-digit
-  resident IDs (region, birth date, sex digit and GB 11643 check character all consistent with
-  the record), unique mobile numbers, e-mails, addresses, a relationship manager code per
-  branch (``RM0101``: codes, not names, so no staff personal data), income band, occupation,
-  onboarding channel, risk tolerance C1-C5 (skewed to C2/C3, rising with wealth, falling with
-  age), credit grade, status and marketing consent (about 75 %). Every customer holds a
-  resident ID (``id_type = 'resident_id'``): it keeps the ID rules of the data-quality checks
-  simple. Real IDs issued after 46 are valid for life; here every ID has a 10-year (under 30)
-  or 20-year validity so that the expiry is always a real date.
-* **Holdings** consistent with value tier (mass customers mostly deposits and a card, affluent
-  and wealth customers wealth-management products, funds and insurance), never above the
-  customer's risk tolerance except for the suitability mismatches below, with a cross-sell
-  affinity (a mortgage doubles the chance of insurance within a value tier; mortgage holders
-  are also wealthier, so P(insurance | mortgage) is about 2.5 times P(insurance)). Card
-  numbers are 16 (credit) or 19 (debit) digits with real-looking BINs and a valid Luhn digit;
-  open asset balances add up to the last month's AUM and open liability balances to its loan
-  balance.
-* **Monthly activity** for ``months`` months ending with the month of ``as_of``, from the
-  month the customer opened: long-tailed AUM (lognormal: most customers under 50k CNY, a few
-  at 6M and over), growth, quarter-end and Spring-Festival seasonality, deposits, loans,
-  transactions and digital logins.
-* **Churn**: 12 % of customers churn in a month spread over the window and up to three months
-  after ``as_of``. In the 3-6 months before it their balances fall, logins and transactions
-  fall faster and complaints rise. Afterwards the customer is ``closed`` (55 %: every balance
-  0, every holding closed on the churn date, one ``account_closure`` service contact; their
-  monthly rows go on, all zero) or ``dormant`` (no customer-initiated activity, a small deposit
-  left, other holdings closed). A churner's loans are repaid or moved to another bank at the
-  churn date.
-  Customers whose churn month is after ``as_of`` are still ``active`` but already declining:
-  the early warning should find them. A further 4 % of customers have a temporary dip that
-  recovers (false alarms for a churn model).
-* **Contacts**: service, marketing (only to consenting customers) and complaint contacts with
-  channel, category and whether resolved; complaints are far more frequent in a churner's
-  decline window and less often resolved.
-
-Deliberate defects
-------------------
-Data-quality defects are injected at the exact counts ``round(rate * customers)``
-(:func:`expected_defect_counts`), measured over all customer rows, so a data-quality report on
-the demo store should find exactly these rates:
-
-=================================  =====  ==============================================================
-defect                              rate   what is wrong
-=================================  =====  ==============================================================
-missing_email                       5 %    ``email`` is NULL
-missing_phone                       2 %    ``phone`` is NULL
-missing_address                     3 %    ``address`` is NULL
-missing_occupation                  4 %    ``occupation`` is NULL
-invalid_id_check_digit              1 %    only the last character of ``id_number`` is changed
-bad_phone_format                    2 %    10 or 12 digits, prefix 10/11/12, a letter O, or a landline
-duplicate_customer                  1 %    an extra row (new ``customer_id``) repeating another row's
-                                           name, gender, birth date, phone and ``id_number``
-stale_record                        8 %    ``updated_at`` over FRESHNESS_MONTHS (24) months before as_of
-expired_id_document                 3 %    ``id_expiry_date`` before as_of
-risk_assessment_over_a_year_old     10 %   ``risk_assessed_at`` over 365 days before as_of
-gender_mismatch_id                  0.5 %  ``gender`` disagrees with the sex digit of a valid ID
-birth_date_mismatch_id              0.5 %  ``birth_date`` is shifted by days or a year from a valid ID's
-=================================  =====  ==============================================================
-
-How the sets relate: ``customers`` is the total number of customer rows, duplicates included
-(``--customers 20000`` gives 20,000 rows, and every rate has that one denominator). NULLs are
-real NULLs, never empty strings. The ID defects (invalid check digit, gender mismatch, birth
-date mismatch) are disjoint; the two phone defects are disjoint; neither touches a duplicate
-row or the row it copies, so ``rows - distinct id_number`` is exactly the duplicate count and
-the cross-field mismatches are measured on valid IDs only. A stale record is also an expired
-risk assessment (the record was last touched before the assessment could have been renewed):
-the 10 % of old assessments contain the 8 % of stale records. Stale records are never closed
-or dormant customers (a closure updates the record). Dates keep a margin of at least 30 days
-from each threshold, so a rule that counts 24 months as 730 days finds the same rows.
-
-Behaviour rates (not defects) are in :data:`BEHAVIOUR_RATES`; the suitability mismatch rate is
-over customers with an open R4/R5 holding (its count is rounded per chunk of 50,000 customers).
-
-Determinism and scale
----------------------
-Customers are made in chunks of a fixed :data:`CHUNK_CUSTOMERS`, each with its own random
-stream ``SeedSequence([seed, 1, chunk])``, so a seed gives the same rows whatever the machine,
-the time of day or the write batch size. Everything is vectorised with numpy; Faker is used
-only for its name tables, never per row. Each chunk is written in one transaction with
-:func:`analytics.store.bulk_insert`. The default ``as_of`` is a fixed date (2026-10-31) so
-that a rebuild next month gives the same store.
+See :mod:`analytics.demo` for what it makes, the injected defects and why a seed gives the
+same rows on any machine.
 """
 
 from __future__ import annotations
@@ -97,240 +10,56 @@ import logging
 import sys
 import time
 from datetime import date
-from functools import lru_cache
 
 import numpy as np
 import pandas as pd
-from faker.providers.person.zh_CN import Provider as _ZhPersonProvider
 from sqlalchemy import Engine, text
 from tqdm import tqdm
 
 from analytics import schema, settings
+from analytics.demo.reference import (
+    BEHAVIOUR_RATES,
+    BRANCHES,
+    COMPLAINT_CATEGORIES,
+    CONTACT_CHANNELS,
+    CREDIT_CARD_BINS,
+    CREDIT_GRADE_CUTS,
+    CREDIT_GRADES,
+    DEBIT_CARD_BINS,
+    DEFECT_RATES,
+    EMAIL_DOMAIN_SHARES,
+    EMAIL_DOMAINS,
+    FRESHNESS_MONTHS,
+    INCOME_BANDS,
+    INCOME_CUTS,
+    MARKETING_CATEGORIES,
+    MOBILE_PREFIXES,
+    OCCUPATIONS,
+    ONBOARDING_CHANNELS,
+    PRODUCT_INDEX,
+    PRODUCT_RISK_LEVEL,
+    PRODUCTS,
+    REGIONS,
+    RISK_ASSESSMENT_VALID_DAYS,
+    RISK_TOLERANCE_CUTS,
+    RISK_TOLERANCES,
+    SERVICE_CATEGORIES,
+    VALUE_TIER_CUTS,
+    expected_defect_counts,
+    name_and_address_pools,
+)
 from analytics.store import bulk_insert
+from analytics.validators import luhn_check_digits, resident_id_check_digits
 
 log = logging.getLogger(__name__)
 
 DEFAULT_AS_OF = date(2026, 10, 31)
 # Fixed, not a setting: the chunk is the unit of randomness, so changing it would change the data.
 CHUNK_CUSTOMERS = 50_000
-# The thresholds the defects are measured against: the settings' defaults, not their current
-# values, so the demo store is the same whatever a deployment configures.
-FRESHNESS_MONTHS = int(settings.SETTINGS["FRESHNESS_MONTHS"].default)
-RISK_ASSESSMENT_VALID_DAYS = int(settings.SETTINGS["RISK_ASSESSMENT_VALID_DAYS"].default)
-
-DEFECT_RATES: dict[str, float] = {
-    "missing_email": 0.05,
-    "missing_phone": 0.02,
-    "missing_address": 0.03,
-    "missing_occupation": 0.04,
-    "invalid_id_check_digit": 0.01,
-    "bad_phone_format": 0.02,
-    "duplicate_customer": 0.01,
-    "stale_record": 0.08,
-    "expired_id_document": 0.03,
-    "risk_assessment_over_a_year_old": 0.10,
-    "gender_mismatch_id": 0.005,
-    "birth_date_mismatch_id": 0.005,
-}
-
-BEHAVIOUR_RATES: dict[str, float] = {
-    "churn": 0.12,  # of customers; churn month in [3rd month of the window, as_of + 3 months]
-    "churn_closed_share": 0.55,  # of churners whose churn month has passed; the rest go dormant
-    "temporary_dip": 0.04,  # of non-churners: a 3-month dip that recovers
-    "marketing_consent": 0.75,
-    "suitability_mismatch": 0.02,  # of customers with an open R4/R5 holding: tolerance below it
-    "insurance_lift_with_mortgage": 2.0,  # P(insurance | mortgage) / P(insurance | no mortgage), same tier
-}
 
 _SQLITE_CACHE_KIB = 262_144  # page cache of the writing connection while loading (256 MB)
 
 STORE_TABLE_NAMES = ("branches", "products", "customers", "holdings", "customer_monthly", "contacts")
-
-# ---------------------------------------------------------------------------------------------
-# Reference tables
-# ---------------------------------------------------------------------------------------------
-
-# (province, city, district, GB/T 2260 code, relative size of the customer base there).
-_REGIONS: tuple[tuple[str, str, str, str, float], ...] = (
-    ("北京市", "北京市", "东城区", "110101", 3.0),
-    ("北京市", "北京市", "西城区", "110102", 3.0),
-    ("北京市", "北京市", "朝阳区", "110105", 5.0),
-    ("北京市", "北京市", "海淀区", "110108", 5.0),
-    ("上海市", "上海市", "黄浦区", "310101", 3.0),
-    ("上海市", "上海市", "徐汇区", "310104", 3.5),
-    ("上海市", "上海市", "静安区", "310106", 3.0),
-    ("上海市", "上海市", "浦东新区", "310115", 6.0),
-    ("广东省", "广州市", "越秀区", "440104", 3.0),
-    ("广东省", "广州市", "海珠区", "440105", 3.0),
-    ("广东省", "广州市", "天河区", "440106", 4.0),
-    ("广东省", "深圳市", "罗湖区", "440303", 3.0),
-    ("广东省", "深圳市", "福田区", "440304", 4.0),
-    ("广东省", "深圳市", "南山区", "440305", 4.0),
-    ("浙江省", "杭州市", "上城区", "330102", 2.5),
-    ("浙江省", "杭州市", "拱墅区", "330105", 2.0),
-    ("浙江省", "杭州市", "西湖区", "330106", 3.0),
-    ("浙江省", "杭州市", "滨江区", "330108", 2.0),
-    ("江苏省", "南京市", "玄武区", "320102", 2.5),
-    ("江苏省", "南京市", "建邺区", "320105", 2.0),
-    ("江苏省", "南京市", "鼓楼区", "320106", 2.5),
-    ("四川省", "成都市", "锦江区", "510104", 2.5),
-    ("四川省", "成都市", "青羊区", "510105", 2.0),
-    ("四川省", "成都市", "武侯区", "510107", 3.0),
-    ("湖北省", "武汉市", "江汉区", "420103", 2.5),
-    ("湖北省", "武汉市", "武昌区", "420106", 2.5),
-    ("湖北省", "武汉市", "洪山区", "420111", 2.0),
-    ("天津市", "天津市", "和平区", "120101", 2.0),
-    ("天津市", "天津市", "南开区", "120104", 2.0),
-    ("重庆市", "重庆市", "渝中区", "500103", 2.0),
-    ("重庆市", "重庆市", "江北区", "500105", 2.0),
-    ("江苏省", "苏州市", "吴中区", "320506", 1.5),
-    ("江苏省", "苏州市", "姑苏区", "320508", 2.0),
-    ("陕西省", "西安市", "碑林区", "610103", 1.5),
-    ("陕西省", "西安市", "雁塔区", "610113", 2.0),
-    ("湖南省", "长沙市", "芙蓉区", "430102", 1.5),
-    ("湖南省", "长沙市", "岳麓区", "430104", 1.5),
-    ("河南省", "郑州市", "二七区", "410103", 1.5),
-    ("河南省", "郑州市", "金水区", "410105", 2.0),
-    ("山东省", "济南市", "历下区", "370102", 1.5),
-    ("山东省", "济南市", "市中区", "370103", 1.0),
-    ("山东省", "青岛市", "市南区", "370202", 1.5),
-    ("山东省", "青岛市", "崂山区", "370212", 1.0),
-    ("福建省", "福州市", "鼓楼区", "350102", 1.5),
-    ("福建省", "厦门市", "思明区", "350203", 1.5),
-    ("安徽省", "合肥市", "蜀山区", "340104", 1.5),
-    ("安徽省", "合肥市", "包河区", "340111", 1.0),
-    ("江西省", "南昌市", "东湖区", "360102", 1.2),
-    ("辽宁省", "沈阳市", "和平区", "210102", 1.2),
-    ("辽宁省", "沈阳市", "沈河区", "210103", 1.0),
-    ("辽宁省", "大连市", "中山区", "210202", 1.2),
-    ("吉林省", "长春市", "朝阳区", "220104", 1.0),
-    ("黑龙江省", "哈尔滨市", "南岗区", "230103", 1.0),
-    ("河北省", "石家庄市", "长安区", "130102", 1.0),
-    ("山西省", "太原市", "小店区", "140105", 1.0),
-    ("广西壮族自治区", "南宁市", "青秀区", "450103", 1.0),
-    ("云南省", "昆明市", "五华区", "530102", 1.0),
-    ("贵州省", "贵阳市", "南明区", "520102", 0.8),
-    ("浙江省", "宁波市", "海曙区", "330203", 1.0),
-    ("浙江省", "宁波市", "鄞州区", "330212", 1.2),
-    ("江苏省", "无锡市", "梁溪区", "320213", 1.0),
-    ("广东省", "佛山市", "禅城区", "440604", 1.0),
-    ("广东省", "佛山市", "南海区", "440605", 1.0),
-    ("浙江省", "温州市", "鹿城区", "330302", 1.0),
-    ("江苏省", "常州市", "天宁区", "320402", 0.8),
-    ("广东省", "珠海市", "香洲区", "440402", 0.8),
-    ("福建省", "泉州市", "鲤城区", "350502", 0.8),
-    # No branch here: places of birth (ID region codes) and customers who moved away.
-    ("内蒙古自治区", "呼和浩特市", "新城区", "150102", 0.5),
-    ("海南省", "海口市", "美兰区", "460108", 0.5),
-    ("甘肃省", "兰州市", "城关区", "620102", 0.5),
-    ("宁夏回族自治区", "银川市", "兴庆区", "640104", 0.3),
-    ("青海省", "西宁市", "城东区", "630102", 0.3),
-    ("新疆维吾尔自治区", "乌鲁木齐市", "天山区", "650102", 0.5),
-    ("西藏自治区", "拉萨市", "城关区", "540102", 0.2),
-    ("浙江省", "绍兴市", "越城区", "330602", 0.6),
-    ("山东省", "烟台市", "芝罘区", "370602", 0.6),
-    ("河北省", "唐山市", "路北区", "130203", 0.6),
-)
-
-# Branch districts (region codes) and the relative size of each branch's customer base:
-# three branches in each first-tier city, two in four large provincial capitals, one elsewhere.
-_BRANCHES: tuple[tuple[str, float], ...] = (
-    ("110101", 1.6), ("110105", 1.8), ("110108", 1.8),
-    ("310101", 1.6), ("310104", 1.6), ("310115", 2.0),
-    ("440104", 1.4), ("440106", 1.6), ("440105", 1.3),
-    ("440304", 1.6), ("440305", 1.6), ("440303", 1.3),
-    ("330106", 1.3), ("330102", 1.2),
-    ("320102", 1.2), ("320106", 1.2),
-    ("510107", 1.2), ("510104", 1.1),
-    ("420103", 1.2), ("420106", 1.1),
-    ("120101", 1.0), ("500103", 1.0), ("320508", 1.0), ("610113", 1.0), ("430104", 0.9),
-    ("410105", 0.9), ("370102", 0.9), ("370202", 0.9), ("350102", 0.8), ("350203", 0.9),
-    ("340104", 0.8), ("360102", 0.7), ("210102", 0.7), ("210202", 0.7), ("220104", 0.6),
-    ("230103", 0.6), ("130102", 0.6), ("140105", 0.6), ("450103", 0.6), ("530102", 0.6),
-    ("520102", 0.5), ("330212", 0.8), ("320213", 0.7), ("440605", 0.7), ("330302", 0.7),
-    ("320402", 0.6), ("440402", 0.6), ("350502", 0.6),
-)
-
-# (product_id, name, category, risk level, annual margin, balance side)
-PRODUCTS: tuple[tuple[str, str, str, str, float, str], ...] = (
-    ("P001", "活期储蓄账户", "demand_deposit", "R1", 0.015, "asset"),
-    ("P002", "七天通知存款", "demand_deposit", "R1", 0.012, "asset"),
-    ("P003", "三个月定期存款", "time_deposit", "R1", 0.009, "asset"),
-    ("P004", "一年期定期存款", "time_deposit", "R1", 0.008, "asset"),
-    ("P005", "三年期定期存款", "time_deposit", "R1", 0.007, "asset"),
-    ("P006", "大额存单", "time_deposit", "R1", 0.006, "asset"),
-    ("P007", "天天利现金管理理财", "wealth_management", "R2", 0.005, "asset"),
-    ("P008", "稳享固收理财", "wealth_management", "R2", 0.006, "asset"),
-    ("P009", "固收增强理财", "wealth_management", "R3", 0.007, "asset"),
-    ("P010", "平衡配置理财", "wealth_management", "R3", 0.007, "asset"),
-    ("P011", "纯债债券基金", "fund", "R3", 0.010, "asset"),
-    ("P012", "平衡混合基金", "fund", "R3", 0.012, "asset"),
-    ("P013", "偏股混合基金", "fund", "R4", 0.014, "asset"),
-    ("P014", "沪深300指数基金", "fund", "R4", 0.010, "asset"),
-    ("P015", "科技主题股票基金", "fund", "R5", 0.015, "asset"),
-    ("P016", "全球精选QDII基金", "fund", "R5", 0.015, "asset"),
-    ("P017", "终身寿险", "insurance", "R1", 0.020, "asset"),
-    ("P018", "年金保险", "insurance", "R2", 0.018, "asset"),
-    ("P019", "重大疾病保险", "insurance", "R1", 0.022, "asset"),
-    ("P020", "分红型两全保险", "insurance", "R2", 0.020, "asset"),
-    ("P021", "标准信用卡", "credit_card", "R1", 0.080, "liability"),
-    ("P022", "白金信用卡", "credit_card", "R1", 0.080, "liability"),
-    ("P023", "个人住房贷款", "mortgage", "R1", 0.012, "liability"),
-    ("P024", "个人消费贷款", "consumer_loan", "R1", 0.040, "liability"),
-    ("P025", "积存金", "precious_metal", "R3", 0.010, "asset"),
-)
-_PID = {p[0]: i for i, p in enumerate(PRODUCTS)}
-_PRODUCT_RISK = np.array([int(p[3][1]) - 1 for p in PRODUCTS])  # R1 -> 0 .. R5 -> 4
-
-_DEBIT_BINS = np.array([622202, 621700, 623668], dtype=np.int64)  # 19-digit debit cards
-_CREDIT_BINS = np.array([436742, 625965, 628288], dtype=np.int64)  # 16-digit credit cards
-
-_MOBILE_PREFIXES = np.array(
-    [130, 131, 132, 133, 134, 135, 136, 137, 138, 139, 147, 150, 151, 152, 153, 155, 156, 157, 158,
-     159, 166, 170, 173, 175, 176, 177, 178, 180, 181, 182, 183, 184, 185, 186, 187, 188, 189, 191,
-     193, 195, 198, 199], dtype=np.int64)
-_EMAIL_DOMAINS = np.array(["163.com", "126.com", "sina.com", "gmail.com", "foxmail.com", "hotmail.com",
-                           "139.com", "outlook.com", "sohu.com", "yeah.net"])
-_EMAIL_DOMAIN_P = np.array([0.30, 0.14, 0.08, 0.08, 0.10, 0.07, 0.07, 0.07, 0.05, 0.04])
-
-_CHANNELS = np.array(["branch", "mobile_app", "online", "partner", "payroll"])
-_OCCUPATIONS = np.array(["employee", "professional", "civil_servant", "teacher", "healthcare",
-                         "business_owner", "self_employed", "worker", "farmer", "freelancer",
-                         "student", "retired"])
-# Yearly income, CNY.
-_INCOME_BANDS = np.array(["lt_50k", "50k_100k", "100k_200k", "200k_500k", "500k_1m", "ge_1m"])
-_INCOME_CUTS = np.array([-0.772, 0.050, 0.739, 1.341, 1.881])
-_TOLERANCES = np.array(schema.RISK_TOLERANCES)
-# Shares C1 10 %, C2 30 %, C3 35 %, C4 18 %, C5 7 % of a normal score with sd 1.11.
-_TOLERANCE_CUTS = np.array([-1.2816, -0.2533, 0.6745, 1.4758]) * 1.11
-_GRADES = np.array(schema.CREDIT_GRADES)  # AAA .. CCC
-# Shares AAA 5 %, AA 12 %, A 25 %, BBB 28 %, BB 18 %, B 8 %, CCC 4 % (descending score).
-_GRADE_CUTS = np.array([1.645, 0.954, 0.202, -0.524, -1.175, -1.751])
-_TIER_CUTS = np.array([50_000.0, 500_000.0, 6_000_000.0])  # mass | affluent | wealth | private
-
-_CONTACT_CHANNELS = np.array(["branch", "phone", "app", "online", "wechat"])
-_SERVICE_CATEGORIES = np.array(["account", "card", "transfer", "password_reset", "product_inquiry",
-                                "statement", "address_change"])
-_MARKETING_CATEGORIES = np.array(["wealth_management", "fund", "insurance", "credit_card",
-                                  "time_deposit", "consumer_loan"])
-_COMPLAINT_CATEGORIES = np.array(["fees", "service", "app", "wait_time", "product"])
-
-_STREET_STEMS = ("人民", "解放", "中山", "建设", "和平", "长江", "黄河", "新华", "胜利", "文化", "青年",
-                 "光明", "朝阳", "建国", "南京", "北京", "上海", "东风", "红旗", "延安", "复兴", "友谊",
-                 "学府", "科技", "工业", "滨江", "湖滨", "金融", "世纪", "环城", "花园", "幸福", "民主",
-                 "团结", "前进", "海港", "站前", "府前", "迎宾", "体育")
-_STREET_DIRECTIONS = ("", "", "", "东", "西", "南", "北", "中")
-_STREET_SUFFIXES = ("路", "路", "街", "大道", "大街")
-_COMPOUND_STEMS = ("阳光", "锦绣", "翠苑", "金色", "碧水", "华府", "东方", "御景", "绿地", "万科", "保利",
-                   "恒大", "世纪", "天元", "龙湖", "紫金", "书香", "海棠", "丽景", "和谐", "康乐", "融创")
-_COMPOUND_SUFFIXES = ("花园", "小区", "家园", "苑", "公寓", "新村", "嘉园", "华庭")
-
-_MALE_CHARS = ("伟强磊洋勇军杰涛超明刚平辉鹏华飞鑫波斌宇浩凯健俊帆帅旭宁龙林阳建国志文海峰亮成东博昊轩睿泽然"
-               "远宏毅鸿振庆永德晨瑞锋荣胜彬豪航铭哲宸逸嘉骏坤伦翔晖坚诚力兵松山江川新正义兴良贵福生元全学"
-               "祥才发武忠")
-_FEMALE_CHARS = ("芳娜敏静丽艳娟霞燕玲丹萍红英梅琳雪慧婷倩颖洁琴云莉兰凤佳欣怡雨萱梦诗涵妍悦晶瑶璐蕾薇菲月"
-                 "媛秀珍巧美淑惠珠翠雅芝玉桂娥爱春露瑾婉琪璇晴欢彤昕岚馨可语若依紫")
-_NEUTRAL_CHARS = "子文思佳晓嘉明海春秋冬新天永家心俊静雨安宇乐晨小一可志建国"
 
 _EPOCH = date(1970, 1, 1)
 _DAY_SECONDS = 86_400
@@ -424,104 +153,12 @@ def _collisions(keys: np.ndarray, used: np.ndarray) -> np.ndarray:
     return out
 
 
-def _digits(values: np.ndarray, n: int) -> np.ndarray:
-    """The ``n`` decimal digits of non-negative ints as an (rows, n) matrix, most significant first."""
-    out = np.empty((len(values), n), dtype=np.int64)
-    x = values.copy()
-    for i in range(n - 1, -1, -1):
-        out[:, i] = x % 10
-        x //= 10
-    return out
-
-
-_ID_WEIGHTS = np.array([7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2], dtype=np.int64)
-_ID_CHECK = np.array(list("10X98765432"))
-
-
-def resident_id_check_chars(first17: np.ndarray) -> np.ndarray:
-    """GB 11643 check characters of 17-digit ID bodies given as int64 (vectorised).
-
-    Parameters
-    ----------
-    first17 : numpy.ndarray of int64
-        The first 17 digits of each ID as one integer (the region code never starts with 0).
-
-    Returns
-    -------
-    numpy.ndarray of str
-        ``"10X98765432"[sum(digit * weight) % 11]`` per ID.
-    """
-    return _ID_CHECK[(_digits(first17, 17) @ _ID_WEIGHTS) % 11]
-
-
-def luhn_check_digits(payload: np.ndarray, n_digits: int) -> np.ndarray:
-    """Luhn check digits for card numbers without their last digit, given as int64 (vectorised)."""
-    d = _digits(payload, n_digits)[:, ::-1]  # rightmost first; it is doubled once the check is appended
-    doubled = d[:, 0::2] * 2
-    total = (doubled - 9 * (doubled > 9)).sum(axis=1) + d[:, 1::2].sum(axis=1)
-    return (10 - total % 10) % 10
-
-
 def _ascii_strings(rng: np.random.Generator, n: int, lengths: np.ndarray, lo: int, hi: int) -> np.ndarray:
     """Random ASCII strings with characters in [lo, hi] (code points) and the given lengths."""
     width = int(lengths.max()) if n else 1
     codes = rng.integers(lo, hi + 1, size=(n, width), dtype=np.uint8)
     codes[np.arange(width)[None, :] >= lengths[:, None]] = 0  # NUL bytes are dropped by the S dtype
     return codes.view(f"S{width}").ravel().astype(f"U{width}")
-
-
-# ---------------------------------------------------------------------------------------------
-# Pools built once (no randomness depends on the seed: the pools are the same for every run)
-# ---------------------------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=1)
-def _pools() -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(20_240_601)
-    surnames = np.array(list(_ZhPersonProvider.last_names.keys()))
-    surname_w = np.array(list(_ZhPersonProvider.last_names.values()), dtype=float)
-
-    def given(faker_names: list[str], chars: str) -> tuple[np.ndarray, np.ndarray]:
-        chars = "".join(dict.fromkeys(chars))  # unique, order kept
-        first_pool = "".join(dict.fromkeys(chars + _NEUTRAL_CHARS))
-        names = list(dict.fromkeys(faker_names))
-        names += [c for c in chars if c not in names]
-        seen = set(names)
-        while len(names) < 5000:
-            cand = first_pool[rng.integers(len(first_pool))] + chars[rng.integers(len(chars))]
-            if cand[0] != cand[1] and cand not in seen:
-                seen.add(cand)
-                names.append(cand)
-        # Zipf-like popularity: Faker's common names first, then single characters, then pairs.
-        w = 1.0 / (np.arange(len(names)) + 20.0) ** 0.7
-        return np.array(names), w / w.sum()
-
-    male, male_p = given(list(_ZhPersonProvider.first_names_male), _MALE_CHARS)
-    female, female_p = given(list(_ZhPersonProvider.first_names_female), _FEMALE_CHARS)
-    streets = np.array([s + d + x for s in _STREET_STEMS for d in dict.fromkeys(_STREET_DIRECTIONS)
-                        for x in dict.fromkeys(_STREET_SUFFIXES)])
-    compounds = np.array([s + x for s in _COMPOUND_STEMS for x in _COMPOUND_SUFFIXES])
-    return {
-        "surnames": surnames, "surname_p": surname_w / surname_w.sum(),
-        "male": male, "male_p": male_p, "female": female, "female_p": female_p,
-        "streets": streets, "compounds": compounds,
-    }
-
-
-def expected_defect_counts(customers: int) -> dict[str, int]:
-    """The exact number of customer rows :func:`generate` gives each defect of :data:`DEFECT_RATES`.
-
-    Parameters
-    ----------
-    customers : int
-        Total customer rows (duplicates included).
-
-    Returns
-    -------
-    dict
-        ``round(rate * customers)`` per defect name.
-    """
-    return {name: int(round(rate * customers)) for name, rate in DEFECT_RATES.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -540,9 +177,9 @@ class _Generator:
         self.month_start = _month_start(np.arange(self.first_m, self.last_m + 2))  # one extra: ends
         self.moy = (np.arange(self.first_m, self.last_m + 1) % 12) + 1  # month of year 1..12
         self.fresh_cutoff_d = _day(_add_months(as_of, -FRESHNESS_MONTHS))
-        self.pools = _pools()
+        self.pools = name_and_address_pools()
 
-        reg = _REGIONS
+        reg = REGIONS
         self.reg_province = np.array([r[0] for r in reg])
         self.reg_city = np.array([r[1] for r in reg])
         self.reg_district = np.array([r[2] for r in reg])
@@ -559,14 +196,14 @@ class _Generator:
         self.tier1_city = np.isin(self.reg_city, ["北京市", "上海市", "广州市", "深圳市"])
 
         code_index = {int(r[3]): i for i, r in enumerate(reg)}
-        self.br_region = np.array([code_index[int(c)] for c, _ in _BRANCHES])
-        bw = np.array([w for _, w in _BRANCHES])
+        self.br_region = np.array([code_index[int(c)] for c, _ in BRANCHES])
+        bw = np.array([w for _, w in BRANCHES])
         self.br_p = bw / bw.sum()
-        self.br_ids = np.array([f"BR{i + 1:03d}" for i in range(len(_BRANCHES))])
+        self.br_ids = np.array([f"BR{i + 1:03d}" for i in range(len(BRANCHES))])
         # Relationship managers: 6-16 per branch by size, codes RM<branch><nn>.
         self.rm_count = np.round(4 + 6 * bw).astype(np.int64)
         self.rm_first = np.concatenate([[0], np.cumsum(self.rm_count)[:-1]])
-        self.rm_codes = np.array([f"RM{b + 1:02d}{k + 1:02d}" for b in range(len(_BRANCHES))
+        self.rm_codes = np.array([f"RM{b + 1:02d}{k + 1:02d}" for b in range(len(BRANCHES))
                                   for k in range(self.rm_count[b])])
 
         self.used_ids = np.empty(0, dtype=np.int64)
@@ -652,7 +289,7 @@ class _Generator:
                          p["female"][rng.choice(len(p["female"]), m, p=p["female_p"])])
 
         def draw_phone(rows: np.ndarray) -> np.ndarray:
-            return (_MOBILE_PREFIXES[rng.integers(len(_MOBILE_PREFIXES), size=len(rows))] * 100_000_000
+            return (MOBILE_PREFIXES[rng.integers(len(MOBILE_PREFIXES), size=len(rows))] * 100_000_000
                     + rng.integers(0, 100_000_000, size=len(rows)))
 
         phone = self._unique(draw_phone, m, "used_phones")
@@ -722,7 +359,7 @@ class _Generator:
             name[dup[style == s]] = variants[s][style == s]
         c["name"] = name
 
-        check = resident_id_check_chars(c["id_body"])
+        check = resident_id_check_digits(c["id_body"])
         bad = picked["invalid_id_check_digit"]
         alphabet = np.array(list("0123456789X"))
         pos = np.searchsorted(alphabet, check[bad])  # "X" sorts after digits
@@ -773,7 +410,7 @@ class _Generator:
         # branch, mobile_app, online, partner, payroll
         probs = np.where(modern[:, None], [0.30, 0.38, 0.10, 0.09, 0.13], [0.68, 0.0, 0.12, 0.06, 0.14])
         probs = np.where((modern & (age > 55))[:, None], [0.60, 0.15, 0.05, 0.05, 0.15], probs)
-        c["channel"] = _CHANNELS[_choice_rows(rng, probs)]
+        c["channel"] = ONBOARDING_CHANNELS[_choice_rows(rng, probs)]
 
         # employee professional civil_servant teacher healthcare business_owner self_employed
         # worker farmer freelancer student retired
@@ -784,25 +421,25 @@ class _Generator:
         occ = _choice_rows(rng, probs)
         rich = (z > 1.2) & (age >= 23) & (age < 60) & (rng.random(m) < 0.35)
         occ = np.where(rich, np.where(rng.random(m) < 0.6, 5, 1), occ)
-        c["occupation"] = _OCCUPATIONS[occ].astype(object)
+        c["occupation"] = OCCUPATIONS[occ].astype(object)
         occ_effect = np.array([0.0, 0.4, 0.2, 0.1, 0.3, 0.6, 0.1, -0.3, -0.6, 0.0, -1.0, -0.4])[occ]
 
         z_inc = 0.75 * z + 0.66 * rng.standard_normal(m) + occ_effect
-        c["income_idx"] = np.searchsorted(_INCOME_CUTS, z_inc)
-        c["income_band"] = _INCOME_BANDS[c["income_idx"]]
+        c["income_idx"] = np.searchsorted(INCOME_CUTS, z_inc)
+        c["income_band"] = INCOME_BANDS[c["income_idx"]]
         age_eff = -(((age - 52) / 18) ** 2)
         lw = 9.6 + 0.5 * age_eff + 1.8 * z - 0.8 * (occ == 10)
         level = np.exp(lw)  # AUM the customer would hold at as_of without churn
         c["level"] = level
-        c["tier"] = np.searchsorted(_TIER_CUTS, level, side="right")
+        c["tier"] = np.searchsorted(VALUE_TIER_CUTS, level, side="right")
 
         score = 0.55 * z - 0.025 * (age - 42) + 0.9 * rng.standard_normal(m)
-        c["tol"] = np.searchsorted(_TOLERANCE_CUTS, score)
+        c["tol"] = np.searchsorted(RISK_TOLERANCE_CUTS, score)
         grade_score = 0.5 * z_inc + 0.85 * rng.standard_normal(m)
-        c["grade"] = _GRADES[np.searchsorted(-_GRADE_CUTS, -grade_score)]
+        c["grade"] = CREDIT_GRADES[np.searchsorted(-CREDIT_GRADE_CUTS, -grade_score)]
 
         ctype = np.where(np.isin(occ, [5, 6]) & (rng.random(m) < 0.6), "small_business_owner", "individual")
-        c["customer_type"] = np.where(level >= _TIER_CUTS[2], "private_banking", ctype)
+        c["customer_type"] = np.where(level >= VALUE_TIER_CUTS[2], "private_banking", ctype)
         b = c["branch"]
         c["rm"] = self.rm_codes[self.rm_first[b] + (rng.random(m) * self.rm_count[b]).astype(np.int64)]
         c["consent"] = rng.random(m) < BEHAVIOUR_RATES["marketing_consent"]
@@ -865,16 +502,16 @@ class _Generator:
         has["gold"] = (u() < np.array([0.01, 0.04, 0.08, 0.10])[tier]) & (tol >= 2)
 
         def choose(products: list[str], weights: list[float], mask: np.ndarray) -> np.ndarray:
-            pidx = np.array([_PID[p] for p in products])
-            w = np.array(weights)[None, :] * (_PRODUCT_RISK[pidx][None, :] <= tol[mask][:, None])
+            pidx = np.array([PRODUCT_INDEX[p] for p in products])
+            w = np.array(weights)[None, :] * (PRODUCT_RISK_LEVEL[pidx][None, :] <= tol[mask][:, None])
             return pidx[_choice_rows(rng, w)]
 
         prod = {
-            "dd": np.full(m, _PID["P001"]),
-            "call": np.full(m, _PID["P002"]),
-            "gold": np.full(m, _PID["P025"]),
-            "mortgage": np.full(m, _PID["P023"]),
-            "consumer_loan": np.full(m, _PID["P024"]),
+            "dd": np.full(m, PRODUCT_INDEX["P001"]),
+            "call": np.full(m, PRODUCT_INDEX["P002"]),
+            "gold": np.full(m, PRODUCT_INDEX["P025"]),
+            "mortgage": np.full(m, PRODUCT_INDEX["P023"]),
+            "consumer_loan": np.full(m, PRODUCT_INDEX["P024"]),
         }
         td = np.full(m, -1)
         mass = tier == 0
@@ -887,7 +524,7 @@ class _Generator:
             arr = np.full(m, -1)
             arr[has[key]] = choose(plist, w, has[key])
             prod[key] = arr
-        prod["card"] = np.where((tier >= 1) & (u() < 0.7), _PID["P022"], _PID["P021"])
+        prod["card"] = np.where((tier >= 1) & (u() < 0.7), PRODUCT_INDEX["P022"], PRODUCT_INDEX["P021"])
         has["dd"] = np.ones(m, dtype=bool)
 
         # Shares of AUM across the customer's asset products (mass customers: mostly demand deposit).
@@ -923,8 +560,8 @@ class _Generator:
         }
         # A matured time deposit in the past for some customers: holdings history, balance 0.
         hist = (u() < 0.12) & ~c["churner"] & (c["open"] < self.as_of_d - 200)
-        hist_prod = rng.choice(np.array([_PID["P003"], _PID["P004"], _PID["P005"]]), m)
-        hist_term = np.array([91, 365, 1096])[hist_prod - _PID["P003"]]
+        hist_prod = rng.choice(np.array([PRODUCT_INDEX[p] for p in ("P003", "P004", "P005")]), m)
+        hist_term = np.array([91, 365, 1096])[hist_prod - PRODUCT_INDEX["P003"]]
         hist_open = _uniform_day(rng, c["open"], np.full(m, self.as_of_d - 120))
         hist_close = hist_open + hist_term
         hist &= hist_close < self.as_of_d
@@ -933,7 +570,8 @@ class _Generator:
 
     def _suitability(self, rng, c: dict, hold: dict) -> dict:
         """Lower the tolerance of a few R4/R5 holders (reassessed lower, product still held)."""
-        high = (_PRODUCT_RISK[np.maximum(hold["prod"]["fund"], 0)] >= 3) & hold["has"]["fund"] & ~c["churned"]
+        fund_risk = PRODUCT_RISK_LEVEL[np.maximum(hold["prod"]["fund"], 0)]
+        high = (fund_risk >= 3) & hold["has"]["fund"] & ~c["churned"]
         k = round(BEHAVIOUR_RATES["suitability_mismatch"] * int(high.sum()))
         rows = _pick(rng, high, k)
         c["tol"] = c["tol"].copy()
@@ -1051,7 +689,7 @@ class _Generator:
         digits = _ascii_strings(rng, m, rng.integers(0, 5, m), ord("0"), ord("9"))
         sep = np.where(rng.random(m) < 0.12, "_", "")
         user = np.strings.add(np.strings.add(letters, sep), digits)
-        domain = _EMAIL_DOMAINS[rng.choice(len(_EMAIL_DOMAINS), m, p=_EMAIL_DOMAIN_P)]
+        domain = EMAIL_DOMAINS[rng.choice(len(EMAIL_DOMAINS), m, p=EMAIL_DOMAIN_SHARES)]
         user = np.where(qq, qq_user, user)
         domain = np.where(qq, "qq.com", domain)
         return np.strings.add(np.strings.add(user, "@"), domain).astype(object)
@@ -1094,7 +732,7 @@ class _Generator:
             "income_band": c["income_band"],
             "onboarding_channel": c["channel"],
             "open_date": _dates(c["open"]),
-            "risk_tolerance": _TOLERANCES[c["tol"]],
+            "risk_tolerance": RISK_TOLERANCES[c["tol"]],
             "risk_assessed_at": _dates(c["assessed"]),
             "credit_grade": c["grade"],
             "status": c["status"],
@@ -1173,14 +811,14 @@ class _Generator:
         serial12 = (hid * 7_919_113 + 104_729) % 10**12
         serial9 = (hid * 7_919_113 + 104_729) % 10**9
         serial14 = (hid * 7_919_113 + 104_729) % 10**14
-        debit = _DEBIT_BINS[rng.integers(len(_DEBIT_BINS), size=n)] * 10**12 + serial12
-        credit = _CREDIT_BINS[rng.integers(len(_CREDIT_BINS), size=n)] * 10**9 + serial9
-        debit_no = np.strings.add(debit.astype(str), luhn_check_digits(debit, 18).astype(str))
-        credit_no = np.strings.add(credit.astype(str), luhn_check_digits(credit, 15).astype(str))
+        debit = DEBIT_CARD_BINS[rng.integers(len(DEBIT_CARD_BINS), size=n)] * 10**12 + serial12
+        credit = CREDIT_CARD_BINS[rng.integers(len(CREDIT_CARD_BINS), size=n)] * 10**9 + serial9
+        debit_no = np.strings.add(debit.astype(str), luhn_check_digits(debit))
+        credit_no = np.strings.add(credit.astype(str), luhn_check_digits(credit))
         internal = np.strings.add(np.strings.zfill((branch + 1).astype(str), 4),
                                   np.strings.zfill(serial14.astype(str), 14))
-        is_card = np.isin(pid, [_PID["P021"], _PID["P022"]])
-        return np.where(pid == _PID["P001"], debit_no, np.where(is_card, credit_no, internal))
+        is_card = np.isin(pid, [PRODUCT_INDEX["P021"], PRODUCT_INDEX["P022"]])
+        return np.where(pid == PRODUCT_INDEX["P001"], debit_no, np.where(is_card, credit_no, internal))
 
     # ------------------------------------------------------------------ contacts
 
@@ -1228,12 +866,12 @@ class _Generator:
                               [0.10, 0.40, 0.30, 0.00, 0.20],   # marketing
                               [0.25, 0.50, 0.10, 0.05, 0.10],   # complaint
                               [1.00, 0.00, 0.00, 0.00, 0.00]])  # closure
-        channel = _CONTACT_CHANNELS[_choice_rows(rng, channel_p[kind])]
+        channel = CONTACT_CHANNELS[_choice_rows(rng, channel_p[kind])]
         category = np.empty(n, dtype=object)
         for k, cats, p_normal, p_decline in (
-            (0, _SERVICE_CATEGORIES, [0.2, 0.2, 0.2, 0.15, 0.1, 0.1, 0.05], [0.15, 0.15, 0.3, 0.05, 0.2, 0.1, 0.05]),
-            (1, _MARKETING_CATEGORIES, [0.3, 0.2, 0.15, 0.15, 0.1, 0.1], [0.3, 0.2, 0.15, 0.15, 0.1, 0.1]),
-            (2, _COMPLAINT_CATEGORIES, [0.15, 0.2, 0.3, 0.25, 0.1], [0.35, 0.2, 0.1, 0.1, 0.25]),
+            (0, SERVICE_CATEGORIES, [0.2, 0.2, 0.2, 0.15, 0.1, 0.1, 0.05], [0.15, 0.15, 0.3, 0.05, 0.2, 0.1, 0.05]),
+            (1, MARKETING_CATEGORIES, [0.3, 0.2, 0.15, 0.15, 0.1, 0.1], [0.3, 0.2, 0.15, 0.15, 0.1, 0.1]),
+            (2, COMPLAINT_CATEGORIES, [0.15, 0.2, 0.3, 0.25, 0.1], [0.35, 0.2, 0.1, 0.1, 0.25]),
         ):
             rows = np.flatnonzero(kind == k)
             probs = np.where(declining[rows][:, None], p_decline, p_normal)
@@ -1373,10 +1011,3 @@ def _analyze(engine: Engine) -> None:
         elif conn.dialect.name == "postgresql":
             for name in STORE_TABLE_NAMES:
                 conn.execute(text(f'ANALYZE "{name}"'))
-
-
-__all__ = [
-    "BEHAVIOUR_RATES", "CHUNK_CUSTOMERS", "DEFAULT_AS_OF", "DEFECT_RATES", "FRESHNESS_MONTHS", "PRODUCTS",
-    "RISK_ASSESSMENT_VALID_DAYS", "expected_defect_counts", "generate", "luhn_check_digits",
-    "resident_id_check_chars",
-]
