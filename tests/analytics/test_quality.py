@@ -201,7 +201,8 @@ def test_rules(tmp_path, monkeypatch):
     """Point the refresh at a rule file holding TEST_RULES."""
     path = tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump({"rules": TEST_RULES}, allow_unicode=True), encoding="utf-8")
-    monkeypatch.setattr(quality, "DEFAULT_RULES_PATH", path)
+    # load_rules reads the default path in the module that defines it, not the package's face.
+    monkeypatch.setattr(quality.rules, "DEFAULT_RULES_PATH", path)
     return path
 
 
