@@ -1,7 +1,7 @@
 """Demo data generator: a realistic Chinese retail bank's customer store, deterministic for a seed.
 
-:func:`generate` drops and recreates the six store tables (``branches``, ``products``,
-``customers``, ``holdings``, ``customer_monthly``, ``contacts``) and fills them. The app's own
+:func:`generate` drops and recreates the store tables (``branches``, ``products``,
+``customers``, ``holdings``, ``customer_monthly``, ``contacts``, ``consents``) and fills them. The app's own
 tables (refresh runs, users, audit log, ...) are left alone.
 
 What it makes

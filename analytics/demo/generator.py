@@ -59,7 +59,41 @@ CHUNK_CUSTOMERS = 50_000
 
 _SQLITE_CACHE_KIB = 262_144  # page cache of the writing connection while loading (256 MB)
 
-STORE_TABLE_NAMES = ("branches", "products", "customers", "holdings", "customer_monthly", "contacts")
+STORE_TABLE_NAMES = ("branches", "products", "customers", "holdings", "customer_monthly", "contacts", "consents")
+
+# Consents by purpose besides marketing (which follows the customer's marketing flag): the share
+# of customers who agreed to profiling and to third-party sharing when they opened their account.
+CONSENT_RATES = {"profiling": 0.85, "third_party": 0.2}
+# Of the customers without marketing consent today, the share who once gave it and withdrew it.
+MARKETING_WITHDRAWN_RATE = 0.2
+
+
+def consent_frame(customers: pd.DataFrame, as_of: date, seed: int, chunk: int) -> pd.DataFrame:
+    """The ``consents`` rows of a chunk of customers, from a random stream of their own (so the
+    other tables stay what they were for a seed).
+
+    A live marketing consent exactly when ``customers.marketing_consent`` is true (granted within a
+    month of opening); some customers without it granted and later withdrew it; profiling and
+    third-party consents at :data:`CONSENT_RATES`, granted at opening.
+    """
+    rng = np.random.default_rng([seed, 0xC0, chunk])
+    n = len(customers)
+    opened = pd.to_datetime(customers["open_date"]).to_numpy(dtype="datetime64[s]")
+    as_of_s = np.datetime64(as_of, "s")
+    flag = customers["marketing_consent"].to_numpy(dtype=bool)
+    withdrew = ~flag & (rng.random(n) < MARKETING_WITHDRAWN_RATE)
+    after_open = (rng.integers(0, 30 * 86400, n)).astype("timedelta64[s]")
+    granted = np.minimum(opened + after_open, as_of_s)
+    span = np.maximum((as_of_s - granted).astype(np.int64), 1)
+    withdrawn = granted + (rng.random(n) * span).astype(np.int64).astype("timedelta64[s]")
+    parts = [pd.DataFrame({"customer_id": customers["customer_id"].to_numpy()[flag | withdrew],
+                           "purpose": "marketing", "granted_at": granted[flag | withdrew],
+                           "withdrawn_at": np.where(withdrew, withdrawn, np.datetime64("NaT"))[flag | withdrew]})]
+    for purpose, rate in CONSENT_RATES.items():
+        keep = rng.random(n) < rate
+        parts.append(pd.DataFrame({"customer_id": customers["customer_id"].to_numpy()[keep], "purpose": purpose,
+                                   "granted_at": opened[keep], "withdrawn_at": np.datetime64("NaT")}))
+    return pd.concat(parts, ignore_index=True)
 
 _EPOCH = date(1970, 1, 1)
 _DAY_SECONDS = 86_400
@@ -971,13 +1005,14 @@ def generate(engine: Engine, *, customers: int = 20000, months: int = 24, seed: 
         for i, m in enumerate(sizes):
             bar.set_postfix_str(f"chunk {i + 1}/{len(sizes)}: generating")
             frames, stats = gen.chunk(i, start, int(m), {k: int(v[i]) for k, v in quotas.items()})
+            frames["consents"] = consent_frame(frames["customers"], as_of, seed, i)
             bar.set_postfix_str(f"chunk {i + 1}/{len(sizes)}: writing")
             with engine.begin() as conn:
                 if conn.dialect.name == "sqlite":
                     # The default 2 MB page cache makes index inserts hit the disk once the file
                     # outgrows it: 256 MB halves the load time at 100k customers.
                     conn.exec_driver_sql(f"PRAGMA cache_size=-{_SQLITE_CACHE_KIB}")
-                for name in ("customers", "holdings", "customer_monthly", "contacts"):
+                for name in ("customers", "holdings", "customer_monthly", "contacts", "consents"):
                     df = frames[name]
                     for lo in range(0, len(df), batch):
                         rows[name] += bulk_insert(engine, schema.metadata.tables[name], df.iloc[lo:lo + batch],

@@ -131,6 +131,23 @@ def test_foreign_keys_hold(store):
     assert set(store["customers"]["branch_id"]) <= set(store["branches"]["branch_id"])
 
 
+def test_consents_follow_the_marketing_flag_and_keep_withdrawals(store):
+    k, cu = store["consents"].copy(), store["customers"]
+    assert set(k["customer_id"]) <= set(cu["customer_id"])
+    assert set(k["purpose"]) == {"marketing", "profiling", "third_party"}
+    k["granted_at"] = pd.to_datetime(k["granted_at"])
+    k["withdrawn_at"] = pd.to_datetime(k["withdrawn_at"])
+    as_of = pd.Timestamp(AS_OF)
+    marketing = k[k["purpose"] == "marketing"]
+    live = marketing[(marketing["granted_at"] <= as_of)
+                     & (marketing["withdrawn_at"].isna() | (marketing["withdrawn_at"] > as_of))]
+    flagged = set(cu.loc[cu["marketing_consent"].astype(bool), "customer_id"])
+    assert set(live["customer_id"]) == flagged  # the derived flag and the consents agree
+    withdrawn = marketing[marketing["withdrawn_at"].notna()]
+    assert len(withdrawn) > 0 and (withdrawn["withdrawn_at"] >= withdrawn["granted_at"]).all()
+    assert not k.duplicated(["customer_id", "purpose"]).any()
+
+
 def test_reference_tables(store):
     br, pr = store["branches"], store["products"]
     assert br["branch_id"].is_unique and br["name"].str.endswith("支行").all()
