@@ -43,9 +43,10 @@ import pandas as pd
 from sqlalchemy import Date, Engine, bindparam, text
 
 from analytics import settings
-from analytics.errors import ConfigError
+from analytics.access import Viewer, release, require_rows, suppress_small_cells
+from analytics.errors import ConfigError, StoreNotInitialisedError
 from analytics.features import add_months, month_end, to_datetime
-from analytics.runs import Laps
+from analytics.runs import Laps, resolve_run
 from analytics.schema import CREDIT_GRADES, RISK_TOLERANCES, risk_branch_summary, risk_flags, risk_mismatches
 from analytics.segmentation import RFM_SEGMENTS, VALUE_TIERS, value_tier_thresholds, value_tiers
 from analytics.store import bulk_insert, read_frame
@@ -392,10 +393,18 @@ def risk_stage(ctx) -> None:
 
 
 def _resolve_run(engine: Engine, run_id: int | None) -> int | None:
-    if run_id is not None:
-        return int(run_id)
-    with engine.connect() as conn:
-        return conn.execute(text("SELECT run_id FROM current_run WHERE id = 1")).scalar()
+    try:
+        return resolve_run(engine, run_id)
+    except StoreNotInitialisedError:  # no published run yet: every reader returns an empty frame
+        return None
+
+
+def _scope_join(viewer: Viewer, flags_alias: str = "f") -> tuple[str, str, dict]:
+    """The join and condition that keep ``viewer``'s customers (nothing for a bank-wide viewer)."""
+    if viewer.scope is None:
+        return "", "1 = 1", {}
+    where, params = viewer.scope_sql("sc")
+    return f"JOIN customers sc ON sc.customer_id = {flags_alias}.customer_id", where, params
 
 
 def _ordered(values, dimension: str) -> list:
@@ -404,9 +413,12 @@ def _ordered(values, dimension: str) -> list:
     return known + sorted(v for v in values if v not in order)
 
 
-def risk_crosstab(engine: Engine, run_id: int | None, by: str, of: str = "risk_tolerance", *,
+def risk_crosstab(engine: Engine, run_id: int | None, by: str, of: str = "risk_tolerance", *, viewer: Viewer,
                   value: str = "customers", normalize: bool = False) -> pd.DataFrame:
-    """Customers (or their AUM) of a run by two dimensions, e.g. tolerance by branch.
+    """Customers (or their AUM) of a run by two dimensions, e.g. tolerance by branch, over the
+    customers in ``viewer``'s scope; for an aggregate-only viewer a cell of fewer than
+    ``MIN_CELL_CUSTOMERS`` customers is missing (NaN), like its AUM (see
+    :func:`analytics.access.suppress_small_cells`).
 
     Parameters
     ----------
@@ -445,69 +457,120 @@ def risk_crosstab(engine: Engine, run_id: int | None, by: str, of: str = "risk_t
         return pd.DataFrame()
     join = ("LEFT JOIN customer_segments s ON s.run_id = f.run_id AND s.customer_id = f.customer_id"
             if "rfm_segment" in (by, of) else "")
-    measure = "COUNT(*)" if value == "customers" else "SUM(f.aum)"
+    scope_join, scope_where, params = _scope_join(viewer)
     sql = f"""
         SELECT COALESCE({CROSSTAB_DIMENSIONS[by]}, :missing) AS row_key,
                COALESCE({CROSSTAB_DIMENSIONS[of]}, :missing) AS col_key,
-               {measure} AS v
-        FROM risk_flags f {join}
-        WHERE f.run_id = :run_id
+               COUNT(*) AS customers, SUM(f.aum) AS aum
+        FROM risk_flags f {join} {scope_join}
+        WHERE f.run_id = :run_id AND {scope_where}
         GROUP BY COALESCE({CROSSTAB_DIMENSIONS[by]}, :missing), COALESCE({CROSSTAB_DIMENSIONS[of]}, :missing)
     """
-    frame = read_frame(engine, sql, {"run_id": run, "missing": MISSING})
+    frame = read_frame(engine, sql, {**params, "run_id": run, "missing": MISSING})
     if frame.empty:
         return pd.DataFrame()
-    table = frame.pivot_table(index="row_key", columns="col_key", values="v", aggfunc="sum", fill_value=0)
+    if viewer.aggregate_only:
+        frame = suppress_small_cells(frame, sums=["aum"], groups=["row_key"])
+    table = frame.pivot_table(index="row_key", columns="col_key", values=value, aggfunc="sum", fill_value=0,
+                              dropna=False)
+    if viewer.aggregate_only:  # a hidden cell stays hidden (pivot_table would sum it to 0)
+        hidden = frame[frame["customers_suppressed"]]
+        for row_key, col_key in zip(hidden["row_key"], hidden["col_key"], strict=True):
+            table.loc[row_key, col_key] = np.nan
     table = table.reindex(index=_ordered(set(table.index), by), columns=_ordered(set(table.columns), of),
                           fill_value=0)
     table.index.name, table.columns.name = by, of
-    table = table.astype(float if value == "aum" else np.int64)
+    table = table.astype(float if value == "aum" or viewer.aggregate_only else np.int64)
     if normalize:
         totals = table.sum(axis=1).replace(0, np.nan)
         table = table.div(totals, axis=0).fillna(0.0)
     return table
 
 
-def risk_value_matrix(engine: Engine, run_id: int | None = None, *, value: str = "customers") -> pd.DataFrame:
+def risk_value_matrix(engine: Engine, run_id: int | None = None, *, viewer: Viewer,
+                      value: str = "customers") -> pd.DataFrame:
     """Risk tolerance (rows, C1..C5) by value tier (columns): the risk x value heatmap's matrix."""
-    return risk_crosstab(engine, run_id, "risk_tolerance", "value_tier", value=value)
+    return risk_crosstab(engine, run_id, "risk_tolerance", "value_tier", viewer=viewer, value=value)
 
 
-def read_branch_summary(engine: Engine, run_id: int | None = None) -> pd.DataFrame:
-    """Per branch of a run: suitability, assessments, drops and R4/R5 concentration."""
+BRANCH_COUNT_COLUMNS = ("customers", "suitability_mismatch_customers", "mismatch_holdings", "mismatch_balance",
+                        "assessments_expired", "assessments_missing", "balance_drops")
+BRANCH_ASSET_COLUMNS = ("asset_balance_total", "asset_balance_r4_r5", "r4_r5_share")
+
+
+def read_branch_summary(engine: Engine, run_id: int | None = None, *, viewer: Viewer) -> pd.DataFrame:
+    """Per branch of a run: suitability, assessments, drops and R4/R5 concentration, for the
+    customers in ``viewer``'s scope.
+
+    A bank-wide viewer reads the stored summary. A scoped one gets the counts recomputed over its
+    customers from ``risk_flags``; the asset-balance columns (from holdings, not kept per customer)
+    only for branches wholly in its scope, else missing. For an aggregate-only viewer, a branch of
+    fewer than ``MIN_CELL_CUSTOMERS`` customers has its figures hidden.
+    """
     run = _resolve_run(engine, run_id)
-    return read_frame(engine, "SELECT * FROM risk_branch_summary WHERE run_id = :r ORDER BY branch_id",
-                      {"r": run if run is not None else -1})
+    stored = read_frame(engine, "SELECT * FROM risk_branch_summary WHERE run_id = :r ORDER BY branch_id",
+                        {"r": run if run is not None else -1})
+    if viewer.scope is not None and run is not None:
+        scope_join, scope_where, params = _scope_join(viewer)
+        counts = read_frame(engine, f"""
+            SELECT COALESCE(f.branch_id, :missing) AS branch_id, COUNT(*) AS customers,
+                   SUM(CASE WHEN f.suitability_mismatch THEN 1 ELSE 0 END) AS suitability_mismatch_customers,
+                   SUM(f.mismatch_holdings) AS mismatch_holdings, SUM(f.mismatch_balance) AS mismatch_balance,
+                   SUM(CASE WHEN f.assessment_expired THEN 1 ELSE 0 END) AS assessments_expired,
+                   SUM(CASE WHEN f.assessment_missing THEN 1 ELSE 0 END) AS assessments_missing,
+                   SUM(CASE WHEN f.balance_drop THEN 1 ELSE 0 END) AS balance_drops
+            FROM risk_flags f {scope_join}
+            WHERE f.run_id = :r AND {scope_where}
+            GROUP BY COALESCE(f.branch_id, :missing) ORDER BY 1
+        """, {**params, "r": run, "missing": MISSING})
+        whole = stored[stored["branch_id"].isin(viewer.scope.branches)].set_index("branch_id")
+        for col in BRANCH_ASSET_COLUMNS:
+            counts[col] = counts["branch_id"].map(whole[col]) if col in whole else np.nan
+        counts.insert(0, "run_id", run)
+        stored = counts[[c for c in stored.columns if c in counts.columns]]
+    if viewer.aggregate_only and not stored.empty:
+        sums = [c for c in (*BRANCH_COUNT_COLUMNS[1:], *BRANCH_ASSET_COLUMNS) if c in stored.columns]
+        stored = suppress_small_cells(stored, sums=sums)
+    return stored.reset_index(drop=True)
 
 
-def read_mismatches(engine: Engine, run_id: int | None = None, *, branch_id: str | None = None,
+def read_mismatches(engine: Engine, run_id: int | None = None, *, viewer: Viewer, branch_id: str | None = None,
                     limit: int = 10_000) -> pd.DataFrame:
-    """Mismatched holdings of a run (largest balance first), optionally of one branch."""
+    """Mismatched holdings of a run (largest balance first), optionally of one branch: the
+    customers in ``viewer``'s scope, released for the viewer (:func:`analytics.access.release`).
+    A risk list: not filtered by marketing consent."""
+    require_rows(viewer)
     run = _resolve_run(engine, run_id)
-    params = {"r": run if run is not None else -1, "limit": int(limit)}
-    where = "run_id = :r"
+    scope_join, scope_where, params = _scope_join(viewer, "m")
+    params.update({"r": run if run is not None else -1, "limit": int(limit)})
+    where = f"m.run_id = :r AND {scope_where}"
     if branch_id is not None:
-        where += " AND branch_id = :branch"
+        where += " AND m.branch_id = :branch"
         params["branch"] = str(branch_id)
-    return read_frame(engine, f"SELECT * FROM risk_mismatches WHERE {where} ORDER BY balance DESC, holding_id "
-                              "LIMIT :limit", params)
+    frame = read_frame(engine, f"SELECT m.* FROM risk_mismatches m {scope_join} WHERE {where} "
+                               "ORDER BY m.balance DESC, m.holding_id LIMIT :limit", params)
+    return release(frame.drop(columns=["run_id"], errors="ignore"), viewer)
 
 
-def read_balance_drops(engine: Engine, run_id: int | None = None, *, branch_id: str | None = None,
-                       limit: int = 10_000) -> pd.DataFrame:
+def read_balance_drops(engine: Engine, run_id: int | None = None, *, viewer: Viewer,
+                       branch_id: str | None = None, limit: int = 10_000) -> pd.DataFrame:
     """Customers of a run flagged for an abnormal AUM drop, steepest first, with the reason,
-    optionally of one branch (filtered before the limit, so a branch's list is complete)."""
+    optionally of one branch (filtered before the limit, so a branch's list is complete): those in
+    ``viewer``'s scope, released for the viewer. A risk list: not filtered by marketing consent."""
+    require_rows(viewer)
     run = _resolve_run(engine, run_id)
-    params = {"r": run if run is not None else -1, "flag": True, "limit": int(limit)}
-    where = "run_id = :r AND balance_drop = :flag"
+    scope_join, scope_where, params = _scope_join(viewer)
+    params.update({"r": run if run is not None else -1, "flag": True, "limit": int(limit)})
+    where = f"f.run_id = :r AND f.balance_drop = :flag AND {scope_where}"
     if branch_id is not None:
-        where += " AND branch_id = :branch"
+        where += " AND f.branch_id = :branch"
         params["branch"] = str(branch_id)
-    return read_frame(engine, f"""
-        SELECT customer_id, branch_id, value_tier, aum, aum_change_pct, balance_drop_reason
-        FROM risk_flags WHERE {where}
-        ORDER BY aum_change_pct, customer_id LIMIT :limit
+    frame = read_frame(engine, f"""
+        SELECT f.customer_id, f.branch_id, f.value_tier, f.aum, f.aum_change_pct, f.balance_drop_reason
+        FROM risk_flags f {scope_join} WHERE {where}
+        ORDER BY f.aum_change_pct, f.customer_id LIMIT :limit
     """, params)
+    return release(frame, viewer)
 
 
 __all__ = [

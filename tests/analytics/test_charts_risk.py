@@ -6,7 +6,10 @@ import pandas as pd
 import pytest
 
 from analytics import charts_risk as charts
+from analytics.access import Viewer
 from analytics.risk import read_branch_summary, risk_crosstab, risk_value_matrix
+
+RISK = Viewer("tester", ("risk",))  # bank-wide, exact balances
 
 
 def _crosstab(rows, columns, values, by="branch_id", of="risk_tolerance"):
@@ -67,13 +70,13 @@ def test_empty_inputs_say_to_refresh(builder):
 
 def test_demo_charts_hold_no_personal_data(demo_engine):
     figures = [
-        charts.tolerance_by_branch(risk_crosstab(demo_engine, None, "branch_id")),
-        charts.credit_grade_by_branch(risk_crosstab(demo_engine, None, "branch_id", "credit_grade")),
-        charts.distribution_bars(risk_crosstab(demo_engine, None, "rfm_segment"), normalize=True),
-        charts.risk_value_heatmap(risk_value_matrix(demo_engine)),
-        charts.suitability_bar(read_branch_summary(demo_engine)),
+        charts.tolerance_by_branch(risk_crosstab(demo_engine, None, "branch_id", viewer=RISK)),
+        charts.credit_grade_by_branch(risk_crosstab(demo_engine, None, "branch_id", "credit_grade", viewer=RISK)),
+        charts.distribution_bars(risk_crosstab(demo_engine, None, "rfm_segment", viewer=RISK), normalize=True),
+        charts.risk_value_heatmap(risk_value_matrix(demo_engine, viewer=RISK)),
+        charts.suitability_bar(read_branch_summary(demo_engine, viewer=RISK)),
     ]
     assert len(figures[0].data) == 5  # C1..C5, every demo customer is assessed
-    assert sum(sum(t.y) for t in figures[0].data) == risk_crosstab(demo_engine, None, "branch_id").to_numpy().sum()
+    assert sum(sum(t.y) for t in figures[0].data) == risk_crosstab(demo_engine, None, "branch_id", viewer=RISK).to_numpy().sum()
     for fig in figures:
         assert "C1000" not in fig.to_json()

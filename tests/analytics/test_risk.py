@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from analytics import demo
+from analytics.access import AccessDenied, Scope, Viewer
 from analytics.refresh import run_refresh
 from analytics.risk import (
     MISSING,
@@ -27,6 +28,8 @@ from analytics.schema import CREDIT_GRADES, RISK_TOLERANCES, holdings, products
 from analytics.segmentation import RFM_SEGMENTS
 from analytics.store import bulk_insert, read_frame
 from tests.analytics import store_rows
+
+RISK = Viewer("tester", ("risk",))  # bank-wide, exact balances
 
 
 @pytest.mark.parametrize("level, tolerance, expected", [
@@ -134,10 +137,10 @@ def test_stage_on_a_hand_built_store(risk_store):
     assert flags["assessment_expired"].astype(bool).tolist() == [False, True, True]
     assert flags["assessment_missing"].astype(bool).tolist() == [False, False, True]
     assert not flags["balance_drop"].astype(bool).any()  # balances under BALANCE_DROP_MIN_AUM
-    mismatches = read_mismatches(engine)
+    mismatches = read_mismatches(engine, viewer=RISK)
     assert mismatches[["holding_id", "customer_id", "branch_id", "product_id", "risk_level", "risk_tolerance",
                        "balance"]].values.tolist() == [[10, "C000000001", "BR001", "P03", "R4", "C3", 5000.0]]
-    summary = read_branch_summary(engine).set_index("branch_id")
+    summary = read_branch_summary(engine, viewer=RISK).set_index("branch_id")
     assert summary.loc["BR001", "customers"] == 2 and summary.loc["BR002", "customers"] == 1
     assert summary.loc["BR001", "asset_balance_r4_r5"] == 5000.0
     assert summary.loc["BR001", "r4_r5_share"] == pytest.approx(5000.0 / 6000.5)
@@ -145,11 +148,11 @@ def test_stage_on_a_hand_built_store(risk_store):
     metrics = get_run_metrics(engine, run)
     assert metrics["risk.r4_r5_holders"] == 1 and metrics["risk.r4_r5_mismatch_rate"] == 1.0
     assert metrics["risk.assessments_expired"] == 2 and metrics["risk.assessments_missing"] == 1
-    table = risk_crosstab(engine, None, "branch_id")
+    table = risk_crosstab(engine, None, "branch_id", viewer=RISK)
     assert table.loc["BR001"].to_dict() == {"C1": 0, "C3": 1, MISSING: 1}
     assert list(table.columns) == ["C1", "C3", MISSING]
     assert table.to_numpy().tolist() == [[0, 1, 1], [1, 0, 0]]
-    aum = risk_crosstab(engine, run, "branch_id", "value_tier", value="aum")
+    aum = risk_crosstab(engine, run, "branch_id", "value_tier", value="aum", viewer=RISK)
     assert aum.loc["BR001", "mass"] == pytest.approx(6000.5)
 
 
@@ -166,7 +169,7 @@ def test_demo_suitability_mismatch_rate_is_the_documented_two_percent(demo_engin
     # The demo lowers the tolerance of round(2 % x R4/R5 holders) customers (one chunk at 3,000).
     assert mismatched == round(demo.BEHAVIOUR_RATES["suitability_mismatch"] * holders)
     assert abs(metrics["risk.r4_r5_mismatch_rate"] - 0.02) <= 0.5 / holders + 1e-12
-    rows = read_mismatches(demo_engine)
+    rows = read_mismatches(demo_engine, viewer=RISK)
     assert len(rows) == metrics["risk.mismatch_holdings"] > 0
     assert (rows["risk_level"].str[1].astype(int) > rows["risk_tolerance"].str[1].astype(int)).all()
     assert rows["branch_id"].notna().all() and (rows["balance"] >= 0).all()
@@ -185,7 +188,7 @@ def test_demo_expired_assessments_match_the_injected_rate(demo_engine):
 
 
 def test_demo_balance_drops_find_declining_customers(demo_engine):
-    drops = read_balance_drops(demo_engine)
+    drops = read_balance_drops(demo_engine, viewer=RISK)
     assert len(drops) > 0
     assert (drops["aum_change_pct"] <= -0.3).all() and drops["balance_drop_reason"].str.startswith("AUM fell").all()
     stages = read_frame(demo_engine, """
@@ -201,22 +204,22 @@ def test_demo_balance_drops_find_declining_customers(demo_engine):
 @pytest.mark.parametrize("by", ["branch_id", "value_tier", "rfm_segment", "credit_grade"])
 @pytest.mark.parametrize("of", ["risk_tolerance", "credit_grade"])
 def test_demo_crosstabs_cover_every_customer(demo_engine, by, of):
-    table = risk_crosstab(demo_engine, None, by, of)
+    table = risk_crosstab(demo_engine, None, by, of, viewer=RISK)
     n = get_run_metrics(demo_engine, current_run_id(demo_engine))["risk.customers"]
     assert table.to_numpy().sum() == n
     order = RISK_TOLERANCES if of == "risk_tolerance" else CREDIT_GRADES
     assert list(table.columns) == [v for v in order if v in table.columns]
     if by == "rfm_segment":
         assert set(table.index) <= set(RFM_SEGMENTS)
-    shares = risk_crosstab(demo_engine, None, by, of, normalize=True)
+    shares = risk_crosstab(demo_engine, None, by, of, normalize=True, viewer=RISK)
     assert np.allclose(shares.sum(axis=1), 1.0)
 
 
 def test_demo_risk_value_matrix_and_branch_summary(demo_engine):
-    matrix = risk_value_matrix(demo_engine)
+    matrix = risk_value_matrix(demo_engine, viewer=RISK)
     assert list(matrix.index) == list(RISK_TOLERANCES)
     assert list(matrix.columns)[0] == "mass"
-    summary = read_branch_summary(demo_engine)
+    summary = read_branch_summary(demo_engine, viewer=RISK)
     flags = read_frame(demo_engine, "SELECT COUNT(*) AS n, SUM(CASE WHEN suitability_mismatch THEN 1 ELSE 0 END) AS m "
                                     "FROM risk_flags WHERE run_id = (SELECT run_id FROM current_run)")
     assert summary["customers"].sum() == flags["n"].iloc[0]
@@ -229,4 +232,43 @@ def test_demo_risk_value_matrix_and_branch_summary(demo_engine):
                                            ("branch_id", "risk_tolerance", "balance; DROP TABLE risk_flags")])
 def test_crosstab_dimensions_are_an_allow_list(demo_engine, by, of, value):
     with pytest.raises(RiskError):
-        risk_crosstab(demo_engine, None, by, of, value=value)
+        risk_crosstab(demo_engine, None, by, of, value=value, viewer=RISK)
+
+
+# ---------------------------------------------------------------------------------------------
+# Through the door: scope, masking, small cells
+# ---------------------------------------------------------------------------------------------
+
+
+def test_scoped_readers_see_only_their_customers(risk_store):
+    engine = risk_store
+    br2 = Viewer("r2", ("risk",), Scope(branches={"BR002"}))
+    assert read_mismatches(engine, viewer=br2).empty  # the only mismatch is BR001's
+    assert read_mismatches(engine, viewer=Viewer("r1", ("risk",), Scope(branches={"BR001"}))).shape[0] == 1
+    summary = read_branch_summary(engine, viewer=br2)
+    assert summary["branch_id"].tolist() == ["BR002"] and summary["customers"].tolist() == [1]
+    assert risk_crosstab(engine, None, "branch_id", viewer=br2).to_numpy().sum() == 1
+    nobody = Viewer("r0", ("risk",), Scope())
+    assert read_mismatches(engine, viewer=nobody).empty
+    assert risk_crosstab(engine, None, "branch_id", viewer=nobody).empty
+    assert read_branch_summary(engine, viewer=nobody).empty
+
+
+def test_an_aggregate_only_viewer_gets_no_rows_and_no_small_cells(risk_store):
+    engine = risk_store
+    executive = Viewer("e", ("executive",))
+    with pytest.raises(AccessDenied):
+        read_mismatches(engine, viewer=executive)
+    with pytest.raises(AccessDenied):
+        read_balance_drops(engine, viewer=executive)
+    # Three customers in all: every cell is below MIN_CELL_CUSTOMERS (5), so nothing is shown.
+    table = risk_crosstab(engine, None, "branch_id", viewer=executive)
+    assert table.isna().to_numpy()[table.to_numpy() != 0].all() or table.isna().all().all()
+    summary = read_branch_summary(engine, viewer=executive)
+    assert summary["customers_suppressed"].all() and summary["customers"].isna().all()
+    assert summary["suitability_mismatch_customers"].isna().all()
+
+
+def test_a_marketing_viewer_would_see_bands_not_balances(risk_store):
+    rows = read_mismatches(risk_store, viewer=Viewer("m", ("marketing",)))
+    assert "balance" not in rows.columns and rows["balance_band"].tolist() == ["<10000"]
