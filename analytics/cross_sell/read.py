@@ -7,28 +7,21 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, select
 
 from analytics.cross_sell.config import setting_positive_int
 from analytics.cross_sell.errors import CrossSellError
 from analytics.cross_sell.recommend import EXCLUSION_REASONS, assessment_valid
 from analytics.features import to_datetime
 from analytics.risk import risk_number
-from analytics.runs import get_run_metrics
+from analytics.runs import current_run_id, get_run_metrics, read_run_table, run_clause
 from analytics.schema import cross_sell_categories, customers, next_best_product, products
 from analytics.store import read_frame
 
 
-def _run_filter(table: str, run_id: int | None) -> tuple[str, dict]:
-    if run_id is None:
-        return f"{table}.run_id = (SELECT run_id FROM current_run WHERE id = 1)", {}
-    return f"{table}.run_id = :run_id", {"run_id": int(run_id)}
-
-
 def read_rules(engine: Engine, run_id: int | None = None) -> pd.DataFrame:
     """The stored rules of a run (default: the published one), sides as frozensets, in lift order."""
-    where, params = _run_filter("cross_sell_rules", run_id)
-    frame = read_frame(engine, f"SELECT * FROM cross_sell_rules WHERE {where} ORDER BY rule_no", params)
+    frame = read_run_table(engine, "cross_sell_rules", run_id, "rule_no")
     for col in ("antecedents", "consequents"):
         frame[col] = [frozenset(json.loads(v)) for v in frame[col]]
     return frame
@@ -36,7 +29,7 @@ def read_rules(engine: Engine, run_id: int | None = None) -> pd.DataFrame:
 
 def read_cooccurrence(engine: Engine, run_id: int | None = None) -> pd.DataFrame:
     """The stored co-occurrence counts of a run as a symmetric category x category frame."""
-    where, params = _run_filter("cross_sell_cooccurrence", run_id)
+    where, params = run_clause("cross_sell_cooccurrence", run_id)
     frame = read_frame(engine, f"SELECT category_a, category_b, customers FROM cross_sell_cooccurrence "
                                f"WHERE {where}", params)
     names = sorted(set(frame["category_a"].astype(str)) | set(frame["category_b"].astype(str)))
@@ -49,13 +42,12 @@ def read_cooccurrence(engine: Engine, run_id: int | None = None) -> pd.DataFrame
 
 def read_categories(engine: Engine, run_id: int | None = None) -> pd.DataFrame:
     """Per category of a run: holders, the guard funnel and the propensity model's report."""
-    where, params = _run_filter("cross_sell_categories", run_id)
-    return read_frame(engine, f"SELECT * FROM cross_sell_categories WHERE {where} ORDER BY category", params)
+    return read_run_table(engine, "cross_sell_categories", run_id, "category")
 
 
 def read_opportunities(engine: Engine, run_id: int | None = None) -> pd.DataFrame:
     """Eligible opportunities by product of a run, with the product's name and risk level."""
-    where, params = _run_filter("cross_sell_opportunities", run_id)
+    where, params = run_clause("cross_sell_opportunities", run_id)
     return read_frame(engine, f"""
         SELECT cross_sell_opportunities.*, p.name AS product_name, p.risk_level
         FROM cross_sell_opportunities LEFT JOIN products p ON p.product_id = cross_sell_opportunities.product_id
@@ -73,7 +65,7 @@ def read_customer_offers(engine: Engine, run_id: int | None, customer_id: str) -
         ``next_best_expected_value``, ``no_offer_reason`` and ``propensities`` (a dict
         ``{category: probability}``, highest first); None when the run has no row for the customer.
     """
-    where, params = _run_filter("cross_sell_customer", run_id)
+    where, params = run_clause("cross_sell_customer", run_id)
     frame = read_frame(engine, f"""
         SELECT cross_sell_customer.customer_id, next_best_category, next_best_product_id,
                p.name AS next_best_product_name, next_best_expected_value, no_offer_reason, propensities
@@ -123,8 +115,7 @@ def campaign_list(engine: Engine, run_id: int | None, category: str, *, limit: i
     if isinstance(limit, bool) or int(limit) != limit or limit < 0:
         raise CrossSellError(f"limit must be a non-negative whole number, got {limit!r}")
     if run_id is None:
-        with engine.connect() as conn:
-            run_id = conn.execute(text("SELECT run_id FROM current_run WHERE id = 1")).scalar()
+        run_id = current_run_id(engine)
         if run_id is None:
             return pd.DataFrame(), dict.fromkeys(EXCLUSION_REASONS, 0)
     funnel = read_frame(engine, select(cross_sell_categories).where(cross_sell_categories.c.run_id == run_id)
