@@ -5,7 +5,8 @@ Imports go one way: :mod:`~analytics.cross_sell.holdings` (the holding matrix re
 :mod:`~analytics.cross_sell.propensity` (the propensity models) and
 :mod:`~analytics.cross_sell.recommend` (next-best products under the guards) at the bottom;
 :mod:`~analytics.cross_sell.stage` (the refresh stage) and :mod:`~analytics.cross_sell.read` (the
-readers and campaign lists) above them. Each module's docstring explains its part.
+readers and campaign lists) above them; :mod:`~analytics.cross_sell.config` (the checked settings)
+and :mod:`~analytics.cross_sell.errors` sit under all of them. Each module's docstring explains its part.
 """
 
 from analytics.cross_sell.association import RULE_COLUMNS, association_rules, cooccurrence, itemset_text
