@@ -1,0 +1,162 @@
+"""Readers of the stored cross-sell results of a run, and campaign lists checked against today's records."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine, select
+
+from analytics.cross_sell.config import setting_positive_int
+from analytics.cross_sell.errors import CrossSellError
+from analytics.cross_sell.recommend import EXCLUSION_REASONS, assessment_valid
+from analytics.features import to_datetime
+from analytics.risk import risk_number
+from analytics.runs import current_run_id, get_run_metrics, read_run_table, run_clause
+from analytics.schema import cross_sell_categories, customers, next_best_product, products
+from analytics.store import read_frame
+
+
+def read_rules(engine: Engine, run_id: int | None = None) -> pd.DataFrame:
+    """The stored rules of a run (default: the published one), sides as frozensets, in lift order."""
+    frame = read_run_table(engine, "cross_sell_rules", run_id, "rule_no")
+    for col in ("antecedents", "consequents"):
+        frame[col] = [frozenset(json.loads(v)) for v in frame[col]]
+    return frame
+
+
+def read_cooccurrence(engine: Engine, run_id: int | None = None) -> pd.DataFrame:
+    """The stored co-occurrence counts of a run as a symmetric category x category frame."""
+    where, params = run_clause("cross_sell_cooccurrence", run_id)
+    frame = read_frame(engine, f"SELECT category_a, category_b, customers FROM cross_sell_cooccurrence "
+                               f"WHERE {where}", params)
+    names = sorted(set(frame["category_a"].astype(str)) | set(frame["category_b"].astype(str)))
+    out = pd.DataFrame(0, index=names, columns=names, dtype=np.int64)
+    for a, b, c in zip(frame["category_a"].astype(str), frame["category_b"].astype(str), frame["customers"],
+                       strict=True):
+        out.loc[a, b] = out.loc[b, a] = int(c)
+    return out
+
+
+def read_categories(engine: Engine, run_id: int | None = None) -> pd.DataFrame:
+    """Per category of a run: holders, the guard funnel and the propensity model's report."""
+    return read_run_table(engine, "cross_sell_categories", run_id, "category")
+
+
+def read_opportunities(engine: Engine, run_id: int | None = None) -> pd.DataFrame:
+    """Eligible opportunities by product of a run, with the product's name and risk level."""
+    where, params = run_clause("cross_sell_opportunities", run_id)
+    return read_frame(engine, f"""
+        SELECT cross_sell_opportunities.*, p.name AS product_name, p.risk_level
+        FROM cross_sell_opportunities LEFT JOIN products p ON p.product_id = cross_sell_opportunities.product_id
+        WHERE {where} ORDER BY expected_value_total DESC, category, cross_sell_opportunities.product_id
+    """, params)
+
+
+def read_customer_offers(engine: Engine, run_id: int | None, customer_id: str) -> dict | None:
+    """One customer's row of ``cross_sell_customer`` in a run (None: the published one).
+
+    Returns
+    -------
+    dict or None
+        ``customer_id``, ``next_best_category``, ``next_best_product_id``, ``next_best_product_name``,
+        ``next_best_expected_value``, ``no_offer_reason`` and ``propensities`` (a dict
+        ``{category: probability}``, highest first); None when the run has no row for the customer.
+    """
+    where, params = run_clause("cross_sell_customer", run_id)
+    frame = read_frame(engine, f"""
+        SELECT cross_sell_customer.customer_id, next_best_category, next_best_product_id,
+               p.name AS next_best_product_name, next_best_expected_value, no_offer_reason, propensities
+        FROM cross_sell_customer
+        LEFT JOIN products p ON p.product_id = cross_sell_customer.next_best_product_id
+        WHERE {where} AND cross_sell_customer.customer_id = :customer_id
+    """, {**params, "customer_id": str(customer_id)})
+    if frame.empty:
+        return None
+    row = {k: (None if not isinstance(v, str) and pd.isna(v) else v) for k, v in frame.iloc[0].items()}
+    if row["next_best_expected_value"] is not None:
+        row["next_best_expected_value"] = float(row["next_best_expected_value"])
+    probabilities = json.loads(row["propensities"] or "{}")
+    row["propensities"] = dict(sorted(probabilities.items(), key=lambda kv: (-kv[1], kv[0])))
+    return row
+
+
+def campaign_list(engine: Engine, run_id: int | None, category: str, *, limit: int = 1000
+                  ) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Customers to contact about ``category``, best expected value first, and who was left out.
+
+    The list draws on the run's stored offers of the category to customers who had marketing
+    consent at the run (the best ``CROSS_SELL_CAMPAIGN_SIZE`` of them, so a list is never longer),
+    then checks each again against the customer's *current* record: consent still given,
+    tolerance still at or above the product's risk level, assessment still within
+    ``RISK_ASSESSMENT_VALID_DAYS`` of the run's as-of day.
+
+    Parameters
+    ----------
+    engine : sqlalchemy.Engine
+    run_id : int or None
+        The run; None for the published one.
+    category : str
+        A product category.
+    limit : int
+        Most rows returned.
+
+    Returns
+    -------
+    (pandas.DataFrame, dict)
+        The list: ``customer_id``, ``branch_id``, ``relationship_manager``, ``category``,
+        ``product_id``, ``product_name``, ``risk_level``, ``rank``, ``propensity``,
+        ``expected_value``. And the customers excluded, by reason: ``expired_assessment``,
+        ``suitability`` and ``consent`` (the run's funnel counts plus the stored offers that fail
+        against the current record), over all non-holders of the category at the run.
+    """
+    if isinstance(limit, bool) or int(limit) != limit or limit < 0:
+        raise CrossSellError(f"limit must be a non-negative whole number, got {limit!r}")
+    if run_id is None:
+        run_id = current_run_id(engine)
+        if run_id is None:
+            return pd.DataFrame(), dict.fromkeys(EXCLUSION_REASONS, 0)
+    funnel = read_frame(engine, select(cross_sell_categories).where(cross_sell_categories.c.run_id == run_id)
+                        .where(cross_sell_categories.c.category == category))
+    exclusions = dict.fromkeys(EXCLUSION_REASONS, 0)
+    if not funnel.empty:
+        row = funnel.iloc[0]
+        exclusions = {"expired_assessment": int(row["excluded_expired_assessment"]),
+                      "suitability": int(row["excluded_suitability"]),
+                      "consent": int(row["excluded_no_consent"])}
+    meta = get_run_metrics(engine, run_id)
+    as_of = pd.Timestamp(str(meta.get("cross_sell.as_of") or date.today().isoformat()))
+    # Every still-stored consenting offer of the category is checked (not only the first `limit`), so
+    # the exclusion counts do not depend on the length asked for.
+    pool = meta.get("cross_sell.campaign_size")
+    n, c, p = next_best_product.c, customers.c, products.c
+    stmt = (select(n.customer_id, c.branch_id, c.relationship_manager, n.category, n.product_id,
+                   p.name.label("product_name"), p.risk_level, n.rank, n.propensity, n.expected_value,
+                   c.marketing_consent.label("consent_now"), c.risk_tolerance.label("tolerance_now"),
+                   c.risk_assessed_at.label("assessed_now"))
+            .select_from(next_best_product.outerjoin(customers, c.customer_id == n.customer_id)
+                         .outerjoin(products, p.product_id == n.product_id))
+            .where(n.run_id == run_id, n.category == category, n.marketing_consent.is_(True))
+            .order_by(n.expected_value.desc(), n.customer_id))
+    if pool is not None:
+        stmt = stmt.limit(int(pool))
+    frame = read_frame(engine, stmt)
+    valid_days = setting_positive_int("RISK_ASSESSMENT_VALID_DAYS")
+    age = (as_of - to_datetime(frame["assessed_now"])).dt.days.astype(float)
+    expired_now = ~assessment_valid(frame["tolerance_now"], age, valid_days)
+    unsuitable_now = ~expired_now & (risk_number(frame["risk_level"], "R") > risk_number(frame["tolerance_now"], "C"))
+    consent_now = frame["consent_now"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    no_consent_now = ~expired_now & ~unsuitable_now & ~consent_now
+    exclusions["expired_assessment"] += int(expired_now.sum())
+    exclusions["suitability"] += int(unsuitable_now.sum())
+    exclusions["consent"] += int(no_consent_now.sum())
+    ok = ~(expired_now | unsuitable_now | no_consent_now)
+    out = frame.loc[ok, ["customer_id", "branch_id", "relationship_manager", "category", "product_id", "product_name",
+                         "risk_level", "rank", "propensity", "expected_value"]].head(int(limit))
+    return out.reset_index(drop=True), exclusions
+
+
+__all__ = ["campaign_list", "read_categories", "read_cooccurrence", "read_customer_offers", "read_opportunities",
+           "read_rules"]

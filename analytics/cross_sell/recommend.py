@@ -1,0 +1,305 @@
+"""Cross-sell: next-best products with their expected value, under the guards.
+
+Next-best product and expected value
+------------------------------------
+For a customer and a category the offered product is the category's product with the highest
+``annual_margin`` among those the customer may hold (risk level not above the tolerance; ties: the
+lower risk level, then the product id). Its expected value is::
+
+    expected_value = propensity * annual_margin * expected_balance
+
+where ``expected_balance`` is the median balance of the category (summed over a holder's open
+holdings of it) among current holders in the customer's value tier (by AUM, the rule of
+:func:`analytics.segmentation.value_tiers`); a tier without holders uses the median of all holders,
+a category without holders 0. The customer's offers are ranked by expected value (ties: category
+name); rank 1 is the *next-best product*.
+
+Guards (never relaxed)
+----------------------
+Every non-holder of a category is a candidate; the first rule it fails, in this order, excludes it:
+
+1. ``expired_assessment``: the customer's risk assessment is missing (no tolerance or no assessment
+   date) or older than ``RISK_ASSESSMENT_VALID_DAYS`` days at the end of the run's month. Such a
+   customer gets **no recommendation at all**, not even an R1 deposit: the issue's rule is that a
+   customer whose assessment has expired is not recommended to, and re-assessment comes first.
+2. ``suitability``: no product of the category has a risk level at or below the customer's
+   tolerance (``R`` number > ``C`` number for all of them). A product above the tolerance is never
+   offered.
+3. ``consent``: the customer has not agreed to marketing. They keep their next-best product (an
+   adviser may discuss it when the customer comes in) but are never on a campaign list.
+
+Closed customers are not candidates at all. :func:`~analytics.cross_sell.read.campaign_list`
+checks the guards again against the customer's *current* record (a consent withdrawn or a tolerance
+lowered after the run removes the customer) and reports every exclusion by reason.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from analytics.cross_sell.errors import CrossSellError
+from analytics.risk import risk_number
+from analytics.schema import RISK_TOLERANCES
+from analytics.segmentation import VALUE_TIERS
+
+EXCLUSION_REASONS = ("expired_assessment", "suitability", "consent")
+
+
+def assessment_valid(risk_tolerance, assessment_age_days, valid_days: int) -> np.ndarray:
+    """True where a tolerance is recorded and the assessment is at most ``valid_days`` days old.
+
+    Missing tolerance or assessment date (age NaN) is not valid; a date after the reference day
+    (negative age) counts as valid: it is the data-quality rules' business, not a reason to withhold
+    the customer's own tolerance.
+    """
+    age = np.asarray(assessment_age_days, dtype=float)
+    return (risk_number(risk_tolerance, "C") > 0) & ~np.isnan(age) & (np.nan_to_num(age, nan=np.inf) <= valid_days)
+
+
+def best_products(products_frame: pd.DataFrame, categories: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The product offered per category and tolerance: highest margin within the tolerance.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        ``index[k, c]`` the row of ``products_frame`` offered for category ``k`` to tolerance
+        ``c`` (0 = unknown, 1..5 = C1..C5), -1 when none is allowed; ``margin[k, c]`` its margin.
+    """
+    risk = risk_number(products_frame["risk_level"], "R")
+    margin = products_frame["annual_margin"].astype(float).to_numpy()
+    cats = products_frame["category"].astype(str).to_numpy()
+    pids = products_frame["product_id"].astype(str).to_numpy()
+    index = np.full((len(categories), len(RISK_TOLERANCES) + 1), -1, dtype=np.int64)
+    for k, category in enumerate(categories):
+        rows = [r for r in np.flatnonzero(cats == category) if risk[r] > 0]
+        # Highest margin first; ties: the lower risk level, then the product id.
+        rows.sort(key=lambda r: (-margin[r], risk[r], pids[r]))
+        for tol in range(1, len(RISK_TOLERANCES) + 1):
+            allowed = [r for r in rows if risk[r] <= tol]
+            if allowed:
+                index[k, tol] = allowed[0]
+    margins = np.where(index >= 0, margin[np.maximum(index, 0)] if len(margin) else 0.0, 0.0)
+    return index, margins
+
+
+def expected_balances(balances: pd.DataFrame, tiers: pd.Series, categories: list[str]) -> pd.DataFrame:
+    """Median category balance among holders per value tier (tier x category), with fallbacks.
+
+    A tier without holders of a category takes the median over all its holders; a category nobody
+    holds gets 0. Holders whose customer is missing from ``tiers`` count in the all-tier median only.
+    """
+    out = pd.DataFrame(0.0, index=list(VALUE_TIERS), columns=list(categories))
+    if balances.empty:
+        return out
+    frame = balances.assign(value_tier=balances["customer_id"].map(tiers.astype(object)))
+    overall = frame.groupby("category")["balance"].median()
+    by_tier = frame.dropna(subset=["value_tier"]).groupby(["value_tier", "category"])["balance"].median()
+    for category in categories:
+        for tier in VALUE_TIERS:
+            if (tier, category) in by_tier.index:
+                out.loc[tier, category] = float(by_tier[(tier, category)])
+            elif category in overall.index:
+                out.loc[tier, category] = float(overall[category])
+    return out
+
+
+@dataclass
+class Recommendations:
+    """What :func:`recommend` returns.
+
+    Attributes
+    ----------
+    offers : pandas.DataFrame
+        Stored offers: ``customer_id``, ``category``, ``product_id``, ``rank``, ``propensity``,
+        ``expected_value``, ``marketing_consent``; each customer's ``top_n`` best plus each category's
+        ``campaign_size`` best consenting customers. Every row passes the guards.
+    funnel : pandas.DataFrame
+        Per category: ``non_holders``, ``excluded_expired_assessment``, ``excluded_suitability``,
+        ``eligible``, ``excluded_no_consent``, ``campaign_pool``, ``expected_value_total``,
+        ``mean_propensity``.
+    opportunities : pandas.DataFrame
+        Per (category, product_id) offered: ``customers``, ``consenting_customers``,
+        ``next_best_customers``, ``expected_value_total``, ``consenting_expected_value_total``,
+        ``mean_propensity``.
+    no_offer : dict
+        Customers without any offer, by reason: ``holds_everything``, ``expired_assessment``,
+        ``suitability`` (nothing allowed among what they lack).
+    customers : pandas.DataFrame or None
+        One row per customer (the index of the propensity frame): ``next_best_category``,
+        ``next_best_product_id``, ``next_best_expected_value`` (the rank-1 offer; missing when none)
+        and ``no_offer_reason`` (missing when there is an offer; else a key of ``no_offer``).
+    """
+
+    offers: pd.DataFrame
+    funnel: pd.DataFrame
+    opportunities: pd.DataFrame
+    no_offer: dict
+    customers: pd.DataFrame | None = None
+
+
+def recommend(propensity: pd.DataFrame, customer_frame: pd.DataFrame, products_frame: pd.DataFrame,
+              balance_by_tier: pd.DataFrame, *, top_n: int = 3, campaign_size: int = 20_000) -> Recommendations:
+    """Next-best products with expected value, under the guards of the module docstring.
+
+    Parameters
+    ----------
+    propensity : pandas.DataFrame
+        Customers x categories, P(acquire); NaN where the customer holds the category (or is not
+        a candidate for it).
+    customer_frame : pandas.DataFrame
+        Same index: ``risk_tolerance`` (C1..C5 or missing), ``assessment_valid`` (bool),
+        ``marketing_consent`` (bool) and ``value_tier``.
+    products_frame : pandas.DataFrame
+        ``product_id``, ``category``, ``risk_level`` (R1..R5) and ``annual_margin``.
+    balance_by_tier : pandas.DataFrame
+        Value tier x category expected balance (:func:`expected_balances`).
+    top_n : int
+        Offers kept per customer.
+    campaign_size : int
+        Consenting customers kept per category, best expected value first, for campaign lists.
+
+    Returns
+    -------
+    Recommendations
+    """
+    for col in ("risk_tolerance", "assessment_valid", "marketing_consent", "value_tier"):
+        if col not in customer_frame.columns:
+            raise CrossSellError(f"Required column {col} missing")
+    categories = [str(c) for c in propensity.columns]
+    cust = customer_frame.reindex(propensity.index)
+    n, k_count = propensity.shape
+    p = propensity.to_numpy(dtype=float)
+    tol = risk_number(cust["risk_tolerance"], "C")
+    valid = cust["assessment_valid"].fillna(False).to_numpy(dtype=bool) & (tol > 0)
+    consent = cust["marketing_consent"].fillna(False).to_numpy(dtype=bool)
+    tier_pos = {t: i for i, t in enumerate(VALUE_TIERS)}
+    tier = cust["value_tier"].astype(object).map(tier_pos).fillna(0).to_numpy(dtype=np.int64)
+    offer_index, offer_margin = best_products(products_frame, categories)
+    eb = balance_by_tier.reindex(index=list(VALUE_TIERS), columns=categories).fillna(0.0).to_numpy(dtype=float)
+
+    non_holder = ~np.isnan(p)
+    product_row = offer_index[np.arange(k_count)[None, :], tol[:, None]]  # (n, K), -1 = none allowed
+    expired = non_holder & ~valid[:, None]
+    unsuitable = non_holder & valid[:, None] & (product_row < 0)
+    eligible = non_holder & valid[:, None] & (product_row >= 0)
+    campaign = eligible & consent[:, None]
+    margin = offer_margin[np.arange(k_count)[None, :], tol[:, None]]
+    ev = np.where(eligible, np.nan_to_num(p) * margin * eb[tier], 0.0)
+
+    # Rank each customer's eligible offers by expected value; a stable sort leaves ties in category order.
+    key = np.where(eligible, -ev, np.inf)
+    order = np.argsort(key, axis=1, kind="stable")
+    rank = np.empty((n, k_count), dtype=np.int64)
+    rank[np.arange(n)[:, None], order] = np.arange(1, k_count + 1)[None, :]
+    keep = eligible & (rank <= top_n)
+    # Each category's best consenting customers; ties by position (the index, sorted by the caller).
+    for k in range(k_count):
+        rows = np.flatnonzero(campaign[:, k])
+        if len(rows) > campaign_size:
+            rows = rows[np.argsort(-ev[rows, k], kind="stable")[:campaign_size]]
+        keep[rows, k] = True
+
+    pids = products_frame["product_id"].astype(str).to_numpy()
+    r_i, r_k = np.nonzero(keep)
+    offers = pd.DataFrame({
+        "customer_id": propensity.index.to_numpy()[r_i],
+        "category": np.asarray(categories, dtype=object)[r_k],
+        "product_id": pids[product_row[r_i, r_k]] if len(r_i) else np.array([], dtype=object),
+        "rank": rank[r_i, r_k],
+        "propensity": p[r_i, r_k],
+        "expected_value": ev[r_i, r_k],
+        "marketing_consent": consent[r_i],
+    })
+
+    with np.errstate(invalid="ignore"):
+        mean_p = [float(np.nanmean(np.where(eligible[:, k], p[:, k], np.nan))) if eligible[:, k].any() else None
+                  for k in range(k_count)]
+    funnel = pd.DataFrame({
+        "category": categories,
+        "non_holders": non_holder.sum(axis=0),
+        "excluded_expired_assessment": expired.sum(axis=0),
+        "excluded_suitability": unsuitable.sum(axis=0),
+        "eligible": eligible.sum(axis=0),
+        "excluded_no_consent": (eligible & ~consent[:, None]).sum(axis=0),
+        "campaign_pool": campaign.sum(axis=0),
+        "expected_value_total": ev.sum(axis=0),
+        "mean_propensity": mean_p,
+    })
+
+    e_i, e_k = np.nonzero(eligible)
+    opp = pd.DataFrame({
+        "category": np.asarray(categories, dtype=object)[e_k],
+        "product_id": pids[product_row[e_i, e_k]] if len(e_i) else np.array([], dtype=object),
+        "consenting": consent[e_i],
+        "next_best": rank[e_i, e_k] == 1,
+        "expected_value": ev[e_i, e_k],
+        "propensity": p[e_i, e_k],
+    })
+    opp["consenting_ev"] = np.where(opp["consenting"], opp["expected_value"], 0.0)
+    opportunities = (opp.groupby(["category", "product_id"], sort=True)
+                     .agg(customers=("expected_value", "size"), consenting_customers=("consenting", "sum"),
+                          next_best_customers=("next_best", "sum"), expected_value_total=("expected_value", "sum"),
+                          consenting_expected_value_total=("consenting_ev", "sum"),
+                          mean_propensity=("propensity", "mean"))
+                     .reset_index())
+
+    has_offer = eligible.any(axis=1)
+    lacks_some = non_holder.any(axis=1)
+    reason_masks = {
+        "holds_everything": ~lacks_some,
+        "expired_assessment": lacks_some & ~valid,
+        "suitability": lacks_some & valid & ~has_offer,
+    }
+    no_offer = {reason: int(mask.sum()) for reason, mask in reason_masks.items()}
+
+    # Each customer's rank-1 offer (the first of the ranking order when there is any eligible one).
+    best_k = order[:, 0] if k_count else np.zeros(n, dtype=np.int64)
+    rows_all = np.arange(n)
+    reason = np.full(n, None, dtype=object)
+    for name, mask in reason_masks.items():
+        reason[mask] = name
+    best_row = product_row[rows_all, best_k] if k_count else np.full(n, -1, dtype=np.int64)
+    customers_out = pd.DataFrame({
+        "next_best_category": np.where(has_offer, np.asarray(categories, dtype=object)[best_k] if k_count
+                                       else None, None),
+        "next_best_product_id": np.where(has_offer, pids[np.maximum(best_row, 0)] if len(pids) else None, None),
+        "next_best_expected_value": np.where(has_offer, ev[rows_all, best_k] if k_count else np.nan, np.nan),
+        "no_offer_reason": reason,
+    }, index=propensity.index)
+    return Recommendations(offers=offers, funnel=funnel, opportunities=opportunities, no_offer=no_offer,
+                           customers=customers_out)
+
+
+def propensity_json(propensity: pd.DataFrame, decimals: int = 4) -> np.ndarray:
+    """Each row of ``propensity`` as a JSON object ``{category: probability}``, NaN cells left out.
+
+    The cells are probabilities (clipped to [0, 1]), written rounded to ``decimals``; a row of NaN
+    only gives ``'{}'``. Built without per-cell formatting: at ``decimals`` places a probability takes
+    one of ``10**decimals + 1`` values, each formatted once per category and picked by index, so a
+    million rows by ten categories takes about a second.
+    """
+    scale = 10 ** int(decimals)
+    values = propensity.to_numpy(dtype=float)
+    parts = []
+    for k, category in enumerate(propensity.columns):
+        col = values[:, k]
+        present = ~np.isnan(col)
+        if not present.any():
+            continue
+        prefix = ", " + json.dumps(str(category)) + ": "
+        # i / scale is the double nearest to the decimal, as round() gives: its repr is the short
+        # decimal itself ("0.1234", "1.0", "0.0"), valid JSON.
+        table = np.array([prefix + repr(i / scale) for i in range(scale + 1)] + [""], dtype=object)
+        idx = np.rint(np.clip(np.nan_to_num(col), 0.0, 1.0) * scale).astype(np.int64)
+        parts.append(table[np.where(present, idx, scale + 1)])
+    if not parts:
+        return np.full(len(values), "{}", dtype=object)
+    return np.array(["{" + "".join(row)[2:] + "}" for row in zip(*parts, strict=True)], dtype=object)
+
+
+__all__ = ["EXCLUSION_REASONS", "Recommendations", "assessment_valid", "best_products", "expected_balances",
+           "propensity_json", "recommend"]

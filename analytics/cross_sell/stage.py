@@ -1,0 +1,216 @@
+"""The refresh stage ``cross_sell``: rules, propensities and next-best products, written per run."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import select
+
+from analytics import settings
+from analytics.cross_sell.association import association_rules, cooccurrence, itemset_text
+from analytics.cross_sell.config import cross_sell_settings
+from analytics.cross_sell.holdings import (
+    acquisitions,
+    holding_balances,
+    holding_matrix,
+    pivot_holdings,
+    product_categories,
+)
+from analytics.cross_sell.propensity import CrossSellPropensity
+from analytics.cross_sell.recommend import assessment_valid, expected_balances, propensity_json, recommend
+from analytics.features import add_months, customer_features, month_end
+from analytics.runs import Laps, RefreshContext
+from analytics.schema import (
+    cross_sell_categories,
+    cross_sell_cooccurrence,
+    cross_sell_customer,
+    cross_sell_opportunities,
+    cross_sell_rules,
+    next_best_product,
+    products,
+)
+from analytics.segmentation import value_tier_thresholds, value_tiers
+from analytics.store import bulk_insert, read_frame
+
+log = logging.getLogger(__name__)
+
+
+def _customer_rows(per_customer: pd.DataFrame, propensity: pd.DataFrame, closed_ids: pd.Index) -> pd.DataFrame:
+    """The ``cross_sell_customer`` rows: the scored customers, then the closed ones (no offer, ``'{}'``).
+
+    Closed customers are not candidates and are not scored, so their propensities are empty.
+    """
+    scored = per_customer.reindex(propensity.index)
+    rows = pd.DataFrame({
+        "customer_id": propensity.index.to_numpy(dtype=object),
+        "next_best_category": scored["next_best_category"].to_numpy(dtype=object),
+        "next_best_product_id": scored["next_best_product_id"].to_numpy(dtype=object),
+        "next_best_expected_value": scored["next_best_expected_value"].to_numpy(dtype=float),
+        "no_offer_reason": scored["no_offer_reason"].to_numpy(dtype=object),
+        "propensities": propensity_json(propensity),
+    })
+    if len(closed_ids) == 0:
+        return rows
+    closed = pd.DataFrame({
+        "customer_id": closed_ids.to_numpy(dtype=object),
+        "next_best_category": None, "next_best_product_id": None, "next_best_expected_value": np.nan,
+        "no_offer_reason": "closed", "propensities": "{}",
+    })
+    return pd.concat([rows, closed], ignore_index=True)
+
+
+def cross_sell_stage(ctx: RefreshContext) -> None:
+    """The refresh stage ``cross_sell``: rules, propensities, next-best products, written per run.
+
+    Writes ``cross_sell_rules``, ``cross_sell_cooccurrence``, ``next_best_product``,
+    ``cross_sell_customer`` (one row per customer, closed ones included), ``cross_sell_categories``
+    and ``cross_sell_opportunities`` under ``ctx.run_id`` in one transaction, and headline metrics (``cross_sell.*``) in ``run_metrics``.
+    """
+    if ctx.as_of_month is None:
+        log.info("cross_sell: no activity data, nothing to do")
+        ctx.put_metrics({"cross_sell.customers_scored": 0})
+        return
+    conf = cross_sell_settings()
+    value_tier_thresholds()  # a bad tier setting fails here, before minutes of work
+    chunk = int(settings.get("LOAD_CHUNK_ROWS"))
+    lap = Laps()
+    timings = lap.seconds
+
+    engine = ctx.engine
+    m0 = ctx.as_of_month
+    as_of = month_end(m0)
+    train_month = add_months(m0, -conf["horizon_months"])
+    train_end = month_end(train_month)
+    categories = product_categories(engine)
+    if not categories:
+        ctx.put_metrics({"cross_sell.customers_scored": 0})
+        return
+    products_frame = read_frame(engine, select(products.c.product_id, products.c.category, products.c.risk_level,
+                                               products.c.annual_margin).order_by(products.c.product_id))
+
+    balances = holding_balances(engine, as_of)
+    held = pivot_holdings(balances, categories)
+    rules = association_rules(held, conf["min_support"], conf["min_confidence"], max_len=3)
+    cooc = cooccurrence(held)
+    lap("rules")
+
+    # The past cut-off first, and dropped once fitted: the two feature frames (half a gigabyte each
+    # at a million customers) are never held together.
+    train_features = customer_features(engine, train_month)
+    held_then = holding_matrix(engine, train_end, categories).reindex(train_features.index, fill_value=False)
+    acquired = acquisitions(engine, train_end, as_of, categories).reindex(train_features.index, fill_value=False)
+    lap("training_data")
+    model = CrossSellPropensity(sample_size=conf["sample_size"], random_state=0)
+    model.fit(train_features, acquired, exclude=held_then)
+    del train_features, held_then, acquired
+    lap("fit")
+
+    features = customer_features(engine, m0, with_status=True)
+    lap("features")
+    tiers = value_tiers(features["aum_latest"]).astype(str)
+    # Reassigned, not copied beside the full frame: closed customers are not candidates.
+    closed_ids = features.index[features["status"].astype(object) == "closed"]
+    population = features[features["status"].astype(object) != "closed"]
+    del features
+    held_now = held.reindex(index=population.index, columns=categories, fill_value=False)
+    propensity = model.predict_proba(population, exclude=held_now)
+    lap("score")
+
+    customer_frame = pd.DataFrame({
+        "risk_tolerance": population["risk_tolerance"],
+        "assessment_valid": assessment_valid(population["risk_tolerance"],
+                                             population["risk_assessment_age_days"], conf["valid_days"]),
+        "marketing_consent": population["marketing_consent"].astype(bool),
+        "value_tier": tiers.reindex(population.index),
+    }, index=population.index)
+    balance_by_tier = expected_balances(balances, tiers, categories)
+    result = recommend(propensity, customer_frame, products_frame, balance_by_tier, top_n=conf["top_n"],
+                       campaign_size=conf["campaign_size"])
+    lap("recommend")
+
+    report = model.report_.reindex(categories)
+    funnel = result.funnel.set_index("category")
+    holders = held.sum(axis=0)
+    overall_balance = balances.groupby("category")["balance"].median()
+    category_rows = pd.DataFrame({
+        "category": categories,
+        "holders": [int(holders.get(c, 0)) for c in categories],
+        **{col: funnel[col].reindex(categories).to_numpy() for col in
+           ("non_holders", "excluded_expired_assessment", "excluded_suitability", "eligible",
+            "excluded_no_consent", "campaign_pool", "expected_value_total", "mean_propensity")},
+        "expected_balance": [float(overall_balance[c]) if c in overall_balance.index else None for c in categories],
+        "model": report["model"].fillna("none").to_numpy(),
+        **{col: report[col].fillna(0).astype(int).to_numpy() for col in
+           ("train_rows", "train_positives", "holdout_rows", "holdout_positives")},
+        "holdout_auc": report["holdout_auc"].to_numpy(),
+        "holdout_brier": report["holdout_brier"].to_numpy(),
+    })
+    rule_rows = pd.DataFrame({
+        "rule_no": np.arange(1, len(rules) + 1),
+        "antecedents": [itemset_text(s) for s in rules["antecedents"]],
+        "consequents": [itemset_text(s) for s in rules["consequents"]],
+        "antecedent_support": rules["antecedent support"].to_numpy(dtype=float),
+        "consequent_support": rules["consequent support"].to_numpy(dtype=float),
+        "support": rules["support"].to_numpy(dtype=float),
+        "confidence": rules["confidence"].to_numpy(dtype=float),
+        "lift": rules["lift"].to_numpy(dtype=float),
+    })
+    a, b = np.nonzero(np.triu(np.ones((len(categories), len(categories)), dtype=bool)))
+    cooc_rows = pd.DataFrame({"category_a": np.asarray(categories, dtype=object)[a],
+                              "category_b": np.asarray(categories, dtype=object)[b],
+                              "customers": cooc.to_numpy()[a, b]})
+    offers = result.offers.sort_values(["customer_id", "rank"], kind="stable")
+    customer_rows = _customer_rows(result.customers, propensity, closed_ids)
+    del propensity
+    lap("customer_rows")
+
+    run = {"run_id": ctx.run_id}
+    with engine.begin() as conn:
+        bulk_insert(engine, cross_sell_rules, rule_rows.assign(**run), conn=conn)
+        bulk_insert(engine, cross_sell_cooccurrence, cooc_rows.assign(**run), conn=conn)
+        bulk_insert(engine, cross_sell_categories, category_rows.assign(**run), conn=conn)
+        bulk_insert(engine, cross_sell_opportunities, result.opportunities.assign(**run), conn=conn)
+        rows = offers.assign(**run)
+        for start in range(0, len(rows), chunk):
+            bulk_insert(engine, next_best_product, rows.iloc[start:start + chunk], conn=conn)
+        for start in range(0, len(customer_rows), chunk):
+            bulk_insert(engine, cross_sell_customer, customer_rows.iloc[start:start + chunk].assign(**run), conn=conn)
+    lap("write")
+
+    ctx.row_counts.update({"cross_sell_rules": len(rule_rows), "next_best_product": len(offers),
+                           "cross_sell_customer": len(customer_rows),
+                           "cross_sell_categories": len(category_rows),
+                           "cross_sell_opportunities": len(result.opportunities)})
+    for name, seconds in timings.items():
+        ctx.metrics[f"cross_sell_seconds.{name}"] = seconds
+    best = offers[offers["rank"] == 1]
+    metrics: dict[str, float | str | None] = {
+        "cross_sell.matrix_customers": len(held),
+        "cross_sell.rules": len(rule_rows),
+        "cross_sell.min_support": conf["min_support"],
+        "cross_sell.min_confidence": conf["min_confidence"],
+        "cross_sell.horizon_months": conf["horizon_months"],
+        "cross_sell.train_month": train_month.isoformat(),
+        "cross_sell.as_of": as_of.isoformat(),
+        "cross_sell.campaign_size": conf["campaign_size"],
+        "cross_sell.top_n": conf["top_n"],
+        "cross_sell.customers_scored": len(population),
+        "cross_sell.customers_with_offer": int(best["customer_id"].nunique()),
+        "cross_sell.next_best_expected_value_total": float(best["expected_value"].sum()),
+        "cross_sell.top_rule_lift": float(rules["lift"].iloc[0]) if len(rules) else None,
+    }
+    for reason, count in result.no_offer.items():
+        metrics[f"cross_sell.no_offer.{reason}"] = count
+    metrics["cross_sell.no_offer.closed"] = len(closed_ids)
+    for _, row in category_rows.iterrows():
+        metrics[f"cross_sell.model.{row['category']}"] = str(row["model"])
+        if row["holdout_auc"] is not None and not pd.isna(row["holdout_auc"]):
+            metrics[f"cross_sell.holdout_auc.{row['category']}"] = float(row["holdout_auc"])
+    ctx.put_metrics(metrics)
+    log.info("cross_sell: %d rules, %d customers scored, %d offers, timings %s", len(rule_rows), len(population),
+             len(offers), timings)
+
+
+__all__ = ["cross_sell_stage"]
