@@ -575,6 +575,19 @@ class Viewer:
                 parts.append(f"{customers_alias}.{column} IN ({', '.join(names)})")
         return "(" + " OR ".join(parts) + ")", params
 
+    def scope_condition(self, customers_table):
+        """The SQLAlchemy Core twin of :meth:`scope_sql`, over a ``customers`` table or alias."""
+        from sqlalchemy import false, or_, true
+
+        if self.scope is None:
+            return true()
+        parts = []
+        if self.scope.branches:
+            parts.append(customers_table.c.branch_id.in_(sorted(self.scope.branches)))
+        if self.scope.portfolios:
+            parts.append(customers_table.c.relationship_manager.in_(sorted(self.scope.portfolios)))
+        return or_(*parts) if parts else false()
+
     def in_scope(self, branch_id: pd.Series, relationship_manager: pd.Series | None = None) -> np.ndarray:
         """A boolean mask of the rows whose customer is in scope (pandas twin of :meth:`scope_sql`)."""
         n = len(branch_id)

@@ -48,6 +48,21 @@ def live_consent_sql(customer_column: str, purpose: str, now: dt.datetime | None
     )
 
 
+def live_consent_condition(customer_id_column, purpose: str, now: dt.datetime | None = None):
+    """The SQLAlchemy Core twin of :func:`live_consent_sql`: ``EXISTS`` a live consent for the
+    customer in ``customer_id_column`` (a Core column)."""
+    from sqlalchemy import and_, exists, or_, select
+
+    from analytics.schema import consents
+
+    _check_purpose(purpose)
+    now = now or utcnow()
+    k = consents.c
+    return exists(select(k.consent_id).where(and_(
+        k.customer_id == customer_id_column, k.purpose == purpose, k.granted_at <= now,
+        or_(k.withdrawn_at.is_(None), k.withdrawn_at > now))))
+
+
 def grant(engine: Engine, customer_id: str, purpose: str, at: dt.datetime | None = None) -> None:
     """Record a grant (a no-op when the customer already has a live consent for ``purpose``)."""
     at = at or utcnow()
@@ -99,4 +114,4 @@ def sync_marketing_flags(engine: Engine, at: dt.datetime | None = None, conn=Non
         return run(c)
 
 
-__all__ = ["grant", "live_consent_sql", "sync_marketing_flags", "withdraw"]
+__all__ = ["grant", "live_consent_condition", "live_consent_sql", "sync_marketing_flags", "withdraw"]

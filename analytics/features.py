@@ -266,14 +266,19 @@ def _contact_counts(engine: Engine, m0: date) -> pd.DataFrame:
 
 
 def _customer_records(engine: Engine, as_of_end: date, with_status: bool) -> pd.DataFrame:
+    from analytics.consent import live_consent_sql
+
     status = ", status" if with_status else ""
+    # Marketing consent is a live consent in `consents` (the legacy customers.marketing_consent
+    # flag only feeds that table when customers are loaded).
+    consent, params = live_consent_sql("c.customer_id", "marketing")
     sql = text(f"""
         SELECT customer_id, gender, birth_date, branch_id, customer_type, income_band,
                onboarding_channel, open_date, id_expiry_date, risk_tolerance, risk_assessed_at,
-               credit_grade, marketing_consent{status}
-        FROM customers WHERE open_date <= :as_of_end
+               credit_grade, CASE WHEN {consent} THEN 1 ELSE 0 END AS marketing_consent{status}
+        FROM customers c WHERE open_date <= :as_of_end
     """).bindparams(bindparam("as_of_end", type_=Date))
-    return read_frame(engine, sql, {"as_of_end": as_of_end}).set_index("customer_id")
+    return read_frame(engine, sql, {**params, "as_of_end": as_of_end}).set_index("customer_id")
 
 
 def _tenure_months(open_date: pd.Series, m0: date) -> pd.Series:

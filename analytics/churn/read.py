@@ -8,7 +8,9 @@ from __future__ import annotations
 import pandas as pd
 from sqlalchemy import Engine
 
+from analytics.access import Viewer, release, require_rows
 from analytics.churn.labels import RATE_DIMENSIONS
+from analytics.consent import live_consent_sql
 from analytics.runs import read_run_table, run_clause
 from analytics.store import read_frame
 
@@ -17,10 +19,12 @@ EARLY_WARNING_COLUMNS = ("customer_id", "branch_id", "relationship_manager", "se
                          "reason_3")
 
 
-def early_warning(engine: Engine, run_id: int | None = None, *, branch_id: str | None = None,
+def early_warning(engine: Engine, run_id: int | None = None, *, viewer: Viewer, branch_id: str | None = None,
                   segment: str | None = None, relationship_manager: str | None = None,
-                  value_tier: str | None = None, limit: int = 500) -> pd.DataFrame:
-    """Active customers ranked by value at risk (churn probability × CLV), with reason codes.
+                  value_tier: str | None = None, limit: int = 500) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Active customers ranked by value at risk (churn probability × CLV), with reason codes: a
+    contact list, so only customers in ``viewer``'s scope with a live marketing consent, released
+    for the viewer; the others are counted, not listed.
 
     Parameters
     ----------
@@ -34,11 +38,13 @@ def early_warning(engine: Engine, run_id: int | None = None, *, branch_id: str |
 
     Returns
     -------
-    pandas.DataFrame
-        :data:`EARLY_WARNING_COLUMNS`: ids and non-personal columns only (the page layer masks
-        what a role may not see). ``segment``, ``value_tier`` and ``lifecycle_stage`` are empty
-        when the run has no segments. Ordered by value at risk, then probability, then id.
+    (pandas.DataFrame, dict)
+        :data:`EARLY_WARNING_COLUMNS` (ids and non-personal columns only, released for the
+        viewer). ``segment``, ``value_tier`` and ``lifecycle_stage`` are empty when the run has no
+        segments. Ordered by value at risk, then probability, then id. And ``{"consent": n}``: how
+        many customers the filters select in scope that have no live marketing consent.
     """
+    require_rows(viewer)
     limit = int(limit)
     if not 1 <= limit <= 100_000:
         raise ValueError(f"limit must be between 1 and 100000, got {limit}")
@@ -51,19 +57,26 @@ def early_warning(engine: Engine, run_id: int | None = None, *, branch_id: str |
         if value is not None:
             clauses.append(f"{column} = :{name}")  # column names from the fixed map above only
             params[name] = str(value)
-    params["limit"] = limit
+    scope, scope_params = viewer.scope_sql("c")
+    consent, consent_params = live_consent_sql("s.customer_id", "marketing")
+    clauses.append(scope)
+    params.update(scope_params)
+    params.update(consent_params)
+    joins = """FROM churn_scores s
+        JOIN customers c ON c.customer_id = s.customer_id
+        LEFT JOIN customer_segments g ON g.run_id = s.run_id AND g.customer_id = s.customer_id"""
+    where = " AND ".join(clauses)
     sql = f"""
         SELECT s.customer_id, c.branch_id, c.relationship_manager, g.rfm_segment AS segment, g.value_tier,
                g.lifecycle_stage, s.churn_probability, s.clv, s.value_at_risk, s.reason_1, s.reason_2, s.reason_3
-        FROM churn_scores s
-        JOIN customers c ON c.customer_id = s.customer_id
-        LEFT JOIN customer_segments g ON g.run_id = s.run_id AND g.customer_id = s.customer_id
-        WHERE {" AND ".join(clauses)}
+        {joins}
+        WHERE {where} AND {consent}
         ORDER BY s.value_at_risk DESC, s.churn_probability DESC, s.customer_id
         LIMIT :limit
     """
-    frame = read_frame(engine, sql, params)
-    return frame[list(EARLY_WARNING_COLUMNS)]
+    frame = read_frame(engine, sql, {**params, "limit": limit})
+    left_out = read_frame(engine, f"SELECT COUNT(*) AS n {joins} WHERE {where} AND NOT {consent}", params)
+    return release(frame[list(EARLY_WARNING_COLUMNS)], viewer), {"consent": int(left_out["n"].iloc[0])}
 
 
 def read_churn_lift(engine: Engine, run_id: int | None = None) -> pd.DataFrame:

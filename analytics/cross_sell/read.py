@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, select
 
+from analytics.access import Viewer, release, require_rows
+from analytics.consent import live_consent_condition
 from analytics.cross_sell.config import setting_positive_int
 from analytics.cross_sell.errors import CrossSellError
 from analytics.cross_sell.recommend import EXCLUSION_REASONS, assessment_valid
@@ -83,15 +85,18 @@ def read_customer_offers(engine: Engine, run_id: int | None, customer_id: str) -
     return row
 
 
-def campaign_list(engine: Engine, run_id: int | None, category: str, *, limit: int = 1000
+def campaign_list(engine: Engine, run_id: int | None, category: str, *, viewer: Viewer, limit: int = 1000
                   ) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Customers to contact about ``category``, best expected value first, and who was left out.
+    """Customers to contact about ``category``, best expected value first, and who was left out:
+    the customers in ``viewer``'s scope, released for the viewer (masked, balances banded).
 
     The list draws on the run's stored offers of the category to customers who had marketing
     consent at the run (the best ``CROSS_SELL_CAMPAIGN_SIZE`` of them, so a list is never longer),
-    then checks each again against the customer's *current* record: consent still given,
-    tolerance still at or above the product's risk level, assessment still within
-    ``RISK_ASSESSMENT_VALID_DAYS`` of the run's as-of day.
+    then checks each again against the customer's *current* record: a live marketing consent in
+    ``consents`` (a withdrawal since the run takes effect now), tolerance still at or above the
+    product's risk level, assessment still within ``RISK_ASSESSMENT_VALID_DAYS`` of the run's
+    as-of day. A scoped viewer's exclusion counts cover its own customers' stored offers only (the
+    run's funnel counts are bank-wide and are not shown to it).
 
     Parameters
     ----------
@@ -112,6 +117,7 @@ def campaign_list(engine: Engine, run_id: int | None, category: str, *, limit: i
         ``suitability`` and ``consent`` (the run's funnel counts plus the stored offers that fail
         against the current record), over all non-holders of the category at the run.
     """
+    require_rows(viewer)
     if isinstance(limit, bool) or int(limit) != limit or limit < 0:
         raise CrossSellError(f"limit must be a non-negative whole number, got {limit!r}")
     if run_id is None:
@@ -121,7 +127,7 @@ def campaign_list(engine: Engine, run_id: int | None, category: str, *, limit: i
     funnel = read_frame(engine, select(cross_sell_categories).where(cross_sell_categories.c.run_id == run_id)
                         .where(cross_sell_categories.c.category == category))
     exclusions = dict.fromkeys(EXCLUSION_REASONS, 0)
-    if not funnel.empty:
+    if not funnel.empty and viewer.scope is None:
         row = funnel.iloc[0]
         exclusions = {"expired_assessment": int(row["excluded_expired_assessment"]),
                       "suitability": int(row["excluded_suitability"]),
@@ -134,11 +140,13 @@ def campaign_list(engine: Engine, run_id: int | None, category: str, *, limit: i
     n, c, p = next_best_product.c, customers.c, products.c
     stmt = (select(n.customer_id, c.branch_id, c.relationship_manager, n.category, n.product_id,
                    p.name.label("product_name"), p.risk_level, n.rank, n.propensity, n.expected_value,
-                   c.marketing_consent.label("consent_now"), c.risk_tolerance.label("tolerance_now"),
+                   live_consent_condition(n.customer_id, "marketing").label("consent_now"),
+                   c.risk_tolerance.label("tolerance_now"),
                    c.risk_assessed_at.label("assessed_now"))
             .select_from(next_best_product.outerjoin(customers, c.customer_id == n.customer_id)
                          .outerjoin(products, p.product_id == n.product_id))
-            .where(n.run_id == run_id, n.category == category, n.marketing_consent.is_(True))
+            .where(n.run_id == run_id, n.category == category, n.marketing_consent.is_(True),
+                   viewer.scope_condition(customers))
             .order_by(n.expected_value.desc(), n.customer_id))
     if pool is not None:
         stmt = stmt.limit(int(pool))
@@ -155,7 +163,7 @@ def campaign_list(engine: Engine, run_id: int | None, category: str, *, limit: i
     ok = ~(expired_now | unsuitable_now | no_consent_now)
     out = frame.loc[ok, ["customer_id", "branch_id", "relationship_manager", "category", "product_id", "product_name",
                          "risk_level", "rank", "propensity", "expected_value"]].head(int(limit))
-    return out.reset_index(drop=True), exclusions
+    return release(out.reset_index(drop=True), viewer), exclusions
 
 
 __all__ = ["campaign_list", "read_categories", "read_cooccurrence", "read_customer_offers", "read_opportunities",

@@ -54,7 +54,13 @@ MONTHLY = pd.DataFrame([
 # Latest month (2026-10): AUM 1000.5 + 0 + 5000 = 6000.5; loans 250000.
 
 
-def fill(engine) -> None:
+def fill(engine, *, consents: bool = True) -> None:
+    """Write the rows; ``consents``: also the marketing consents the customers' flags stand for
+    (granted at 2000-01-01, before every date of the store), as `load` would record them."""
     for table, frame in [(branches, BRANCHES), (customers, CUSTOMERS), (products, PRODUCTS),
                          (holdings, HOLDINGS), (customer_monthly, MONTHLY)]:
         bulk_insert(engine, table, frame)
+    if consents:
+        from analytics.consent import sync_marketing_flags
+
+        sync_marketing_flags(engine, at=datetime(2000, 1, 1))

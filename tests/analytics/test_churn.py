@@ -13,7 +13,8 @@ from sklearn.base import clone
 from sklearn.metrics import brier_score_loss, roc_auc_score
 from sqlalchemy import text
 
-from analytics import churn
+from analytics import churn, consent
+from analytics.access import AccessDenied, Scope, Viewer
 from analytics.churn import (
     EARLY_WARNING_COLUMNS,
     ChurnError,
@@ -44,6 +45,8 @@ from tests.analytics import store_rows
 
 CUTOFF = date(2026, 6, 1)
 MONTHS = [date(2026, m, 1) for m in range(1, 10)]  # 2026-01 .. 2026-09: the cut-off + a 3-month horizon
+
+RM_ALL = Viewer("tester", ("risk",))  # bank-wide, exact amounts
 
 
 # ---------------------------------------------------------------------------------------------
@@ -540,7 +543,7 @@ def test_demo_metric_tables(demo_scores):
 
 def test_early_warning_is_ranked_by_value_at_risk(demo_scores):
     engine, run_id, _ = demo_scores
-    warning = early_warning(engine, run_id, limit=100)
+    warning, left_out = early_warning(engine, run_id, viewer=RM_ALL, limit=100)
     assert list(warning.columns) == list(EARLY_WARNING_COLUMNS)
     assert len(warning) == 100
     assert warning["value_at_risk"].is_monotonic_decreasing
@@ -552,14 +555,41 @@ def test_early_warning_is_ranked_by_value_at_risk(demo_scores):
 @pytest.mark.parametrize("key", ["branch_id", "segment", "relationship_manager", "value_tier"])
 def test_early_warning_filters(demo_scores, key):
     engine, run_id, _ = demo_scores
-    value = early_warning(engine, run_id, limit=1)[key].iloc[0]
-    filtered = early_warning(engine, run_id, **{key: value}, limit=500)
+    value = early_warning(engine, run_id, viewer=RM_ALL, limit=1)[0][key].iloc[0]
+    filtered, _ = early_warning(engine, run_id, viewer=RM_ALL, **{key: value}, limit=500)
     assert len(filtered) > 0 and (filtered[key] == value).all()
-    assert early_warning(engine, run_id, **{key: "no such value"}).empty
+    assert early_warning(engine, run_id, viewer=RM_ALL, **{key: "no such value"})[0].empty
 
 
 def test_early_warning_defaults_to_the_published_run_and_checks_its_limit(demo_scores):
     engine, run_id, _ = demo_scores
-    pd.testing.assert_frame_equal(early_warning(engine, limit=5), early_warning(engine, run_id, limit=5))
+    pd.testing.assert_frame_equal(early_warning(engine, viewer=RM_ALL, limit=5)[0],
+                                  early_warning(engine, run_id, viewer=RM_ALL, limit=5)[0])
     with pytest.raises(ValueError, match="limit"):
-        early_warning(engine, run_id, limit=0)
+        early_warning(engine, run_id, viewer=RM_ALL, limit=0)
+
+
+def test_early_warning_is_a_contact_list_in_scope(demo_scores):
+    engine, run_id, _ = demo_scores
+    everyone, left_out = early_warning(engine, run_id, viewer=RM_ALL, limit=100_000)
+    active = read_frame(engine, "SELECT COUNT(*) AS n FROM churn_scores WHERE run_id = :r AND churn_state = 'active'",
+                        {"r": run_id})["n"].iloc[0]
+    assert len(everyone) + left_out["consent"] == active and left_out["consent"] > 0
+    consenting = set(read_frame(engine, "SELECT customer_id FROM consents WHERE purpose = 'marketing' "
+                                        "AND withdrawn_at IS NULL")["customer_id"])
+    assert set(everyone["customer_id"]) <= consenting
+    # A withdrawal takes effect at the next read.
+    first = everyone["customer_id"].iloc[0]
+    consent.withdraw(engine, first, "marketing")
+    try:
+        again, left_again = early_warning(engine, run_id, viewer=RM_ALL, limit=100_000)
+    finally:
+        consent.grant(engine, first, "marketing")  # the store is shared with later tests
+    assert first not in set(again["customer_id"]) and left_again["consent"] == left_out["consent"] + 1
+    # A relationship manager sees their own portfolio only; marketing sees AUM bands, not amounts.
+    rm = everyone["relationship_manager"].value_counts().index[0]
+    mine, _ = early_warning(engine, run_id, viewer=Viewer("rm", ("relationship_manager",), Scope(portfolios={rm})),
+                            limit=100_000)
+    assert len(mine) > 0 and set(mine["relationship_manager"]) == {rm}
+    with pytest.raises(AccessDenied):
+        early_warning(engine, run_id, viewer=Viewer("e", ("executive",)))

@@ -15,7 +15,8 @@ from mlxtend.frequent_patterns import apriori
 from mlxtend.frequent_patterns import association_rules as mlxtend_rules
 from sqlalchemy import text, update
 
-from analytics import demo
+from analytics import consent, demo
+from analytics.access import AccessDenied, Scope, Viewer
 from analytics.cross_sell import (
     EXCLUSION_REASONS,
     RULE_COLUMNS,
@@ -51,6 +52,8 @@ METRICS = ["antecedent support", "consequent support", "support", "confidence", 
 
 # Five customers, three products. Supports: A 4/5, B 4/5, C 2/5, AB 3/5, AC 1/5, BC 2/5, ABC 1/5.
 TINY = pd.DataFrame({"A": [1, 1, 1, 0, 1], "B": [1, 1, 0, 1, 1], "C": [0, 1, 0, 1, 0]})
+
+MARKETING = Viewer("tester", ("marketing",))  # bank-wide
 
 
 def test_rules_worked_out_by_hand():
@@ -484,7 +487,7 @@ def test_demo_categories_and_opportunities(demo_engine):
 
 @pytest.mark.parametrize("category", ["insurance", "fund", "wealth_management", "credit_card"])
 def test_demo_campaign_lists_exclude_and_report(demo_engine, category):
-    listed, excluded = campaign_list(demo_engine, None, category, limit=100)
+    listed, excluded = campaign_list(demo_engine, None, viewer=MARKETING, category=category, limit=100)
     assert set(excluded) == set(EXCLUSION_REASONS)
     funnel = read_categories(demo_engine).set_index("category").loc[category]
     assert excluded["consent"] >= funnel["excluded_no_consent"] > 0
@@ -498,27 +501,43 @@ def test_demo_campaign_lists_exclude_and_report(demo_engine, category):
     assert "name" not in listed.columns and "phone" not in listed.columns
 
 
+def test_campaign_list_follows_the_viewers_scope(demo_engine):
+    everyone, _ = campaign_list(demo_engine, None, viewer=MARKETING, category="insurance", limit=10_000)
+    branch = everyone["branch_id"].value_counts().index[0]
+    mine, excluded = campaign_list(demo_engine, None, viewer=Viewer("m", ("marketing",), Scope(branches={branch})),
+                                   category="insurance", limit=10_000)
+    assert len(mine) == (everyone["branch_id"] == branch).sum() > 0
+    assert set(mine["branch_id"]) == {branch}
+    # A scoped viewer is not shown the bank-wide funnel counts of the run.
+    funnel = read_categories(demo_engine).set_index("category").loc["insurance"]
+    assert excluded["consent"] < funnel["excluded_no_consent"]
+    nothing, _ = campaign_list(demo_engine, None, viewer=Viewer("m", ("marketing",), Scope()), category="insurance")
+    assert nothing.empty
+    with pytest.raises(AccessDenied):
+        campaign_list(demo_engine, None, viewer=Viewer("e", ("executive",)), category="insurance")
+
+
 def test_campaign_list_rechecks_the_current_record(engine):
     """Consent withdrawn, tolerance lowered or assessment lapsed after the run: off the list, counted."""
     demo.generate(engine, customers=400, months=6, seed=3, progress=False)
     run_refresh(engine)
-    listed, before = campaign_list(engine, None, "wealth_management", limit=1000)
+    listed, before = campaign_list(engine, None, viewer=MARKETING, category="wealth_management", limit=1000)
     assert len(listed) >= 3
     first, second, third = listed["customer_id"].iloc[:3]
     with engine.begin() as conn:
-        conn.execute(update(customers).where(customers.c.customer_id == first).values(marketing_consent=False))
         conn.execute(update(customers).where(customers.c.customer_id == second).values(risk_tolerance="C1"))
         conn.execute(update(customers).where(customers.c.customer_id == third)
                      .values(risk_assessed_at=date(2024, 1, 1)))
-    again, after = campaign_list(engine, None, "wealth_management", limit=1000)
+    consent.withdraw(engine, first, "marketing")  # takes effect at the next read, not the next refresh
+    again, after = campaign_list(engine, None, viewer=MARKETING, category="wealth_management", limit=1000)
     assert not {first, second, third} & set(again["customer_id"])
     assert len(again) == len(listed) - 3
     assert after == {"consent": before["consent"] + 1, "suitability": before["suitability"] + 1,
                      "expired_assessment": before["expired_assessment"] + 1}
-    assert len(campaign_list(engine, None, "wealth_management", limit=2)[0]) == 2
+    assert len(campaign_list(engine, None, viewer=MARKETING, category="wealth_management", limit=2)[0]) == 2
     with pytest.raises(CrossSellError, match="limit"):
-        campaign_list(engine, None, "wealth_management", limit=-1)
-    empty, reasons = campaign_list(engine, None, "no_such_category")
+        campaign_list(engine, None, viewer=MARKETING, category="wealth_management", limit=-1)
+    empty, reasons = campaign_list(engine, None, viewer=MARKETING, category="no_such_category")
     assert empty.empty and reasons == dict.fromkeys(EXCLUSION_REASONS, 0)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT COUNT(*) FROM cross_sell_rules")).scalar() > 0

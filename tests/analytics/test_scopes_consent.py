@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PW = "a long enough password"
 
 
-def _with_rms(engine) -> None:
-    store_rows.fill(engine)
+def _with_rms(engine, consents: bool = True) -> None:
+    store_rows.fill(engine, consents=consents)
     with engine.begin() as conn:
         conn.execute(text("UPDATE customers SET relationship_manager = 'rm_li' WHERE customer_id = 'C000000001'"))
         conn.execute(text("UPDATE customers SET relationship_manager = 'rm_wang' WHERE customer_id <> 'C000000001'"))
@@ -101,7 +101,7 @@ def test_viewer_for_reads_roles_and_scope(cli):
 
 @pytest.mark.parametrize("engine", ["sqlite", "postgresql"], indirect=True)
 def test_consent_is_live_between_grant_and_withdrawal(engine):
-    _with_rms(engine)
+    _with_rms(engine, consents=False)
     t0 = dt.datetime(2026, 1, 1)
 
     def consenting(at):
