@@ -1,8 +1,9 @@
 """Drill-down: the records failing a rule of a run, and a branch's fix list.
 
 Both re-run one stored rule definition at the run's as-of date against the store as it is *now*: a
-record fixed since the run no longer shows. Results are unmasked unless ``roles`` is given; pages
-must pass the user's roles.
+record fixed since the run no longer shows. Both take the viewer: its scope limits the records
+(through the customer they belong to) and the result is released for it (masked, balances banded).
+Data-quality lists are compliance work, not contact lists: consent does not filter them.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, Table, select
+from sqlalchemy import Engine, Table, and_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from analytics import settings
+from analytics.access import Viewer, release, require_rows
 from analytics.quality.evaluation import (
     BREAKDOWN_TABLE,
     _checked_expr,
@@ -73,15 +75,31 @@ def _branch_filter(t: Table, branch_id: str | None) -> ColumnElement | None:
     return None
 
 
+def _scope_filter(t: Table, viewer: Viewer | None) -> ColumnElement | None:
+    """The viewer's scope over table ``t`` (through its customer); None for a bank-wide viewer or a
+    reference table without customers (branches, products)."""
+    if viewer is None or viewer.scope is None:
+        return None
+    if t.name == BREAKDOWN_TABLE:
+        return viewer.scope_condition(t)
+    if "customer_id" in t.c:
+        return t.c.customer_id.in_(select(customers.c.customer_id).where(viewer.scope_condition(customers)))
+    return None
+
+
 def _failing_frame(engine: Engine, rule: Rule, as_of: date, *, names: Sequence[str],
                    branch_id: str | None = None, limit: int | None = None,
-                   chunk_rows: int | None = None) -> pd.DataFrame:
-    """The rows of the store failing ``rule`` at ``as_of``, with columns ``names`` (unmasked)."""
+                   chunk_rows: int | None = None, viewer: Viewer | None = None) -> pd.DataFrame:
+    """The rows of the store failing ``rule`` at ``as_of``, with columns ``names`` (unmasked), of
+    the customers in ``viewer``'s scope when one is given."""
     t = metadata.tables[rule.table]
     chunk_rows = int(chunk_rows or settings.get("LOAD_CHUNK_ROWS"))
     extra = _branch_filter(t, branch_id)
     if branch_id is not None and extra is None:
         return pd.DataFrame(columns=list(names))  # a table with no path to a branch
+    scope = _scope_filter(t, viewer)
+    if scope is not None:
+        extra = scope if extra is None else and_(extra, scope)
     out_cols = [t.c[n].label(n) for n in names]
     pk_cols = list(t.primary_key.columns)
     if rule.kind in ROW_KINDS or rule.kind in SQL_QUERY_KINDS:
@@ -166,9 +184,8 @@ def _failing_duplicates(engine: Engine, rule: Rule, t: Table, as_of: date, names
     return out[columns]
 
 
-def failing_records(engine: Engine, run_id: int | None, rule_name: str, *, limit: int | None = 1000,
-                    columns: Iterable[str] | None = None, roles: str | Iterable[str] | None = None
-                    ) -> pd.DataFrame:
+def failing_records(engine: Engine, run_id: int | None, rule_name: str, *, viewer: Viewer,
+                    limit: int | None = 1000, columns: Iterable[str] | None = None) -> pd.DataFrame:
     """The records failing one rule of a run: the drill-down behind a rule's count.
 
     Parameters
@@ -181,10 +198,9 @@ def failing_records(engine: Engine, run_id: int | None, rule_name: str, *, limit
         At most this many rows (ordered by primary key); None for all.
     columns : iterable of str, optional
         Further columns of the rule's table to include (checked against the schema).
-    roles : str or iterable of str, optional
-        When given, the frame goes through :func:`analytics.access.mask_frame` for these roles
-        before it is returned (personal fields masked; aggregate-only roles get ``AccessDenied``).
-        When None the values are raw: only for the data layer and compliance tooling.
+    viewer : analytics.access.Viewer
+        Who reads: the records of its scope, released for it (aggregate-only roles get
+        ``AccessDenied``). Raw values never leave here; unmasking is a separate, audited action.
 
     Returns
     -------
@@ -193,26 +209,18 @@ def failing_records(engine: Engine, run_id: int | None, rule_name: str, *, limit
         the column compared with, and the ``where`` columns), the requested columns; for unique and
         likely-duplicate rules also ``duplicate_of``, the primary key of the first record with that key.
     """
+    require_rows(viewer)
     run_id = resolve_run(engine, run_id, what="data-quality results")
     rule, as_of = _stored_rule(engine, run_id, rule_name)
     t = metadata.tables[rule.table]
-    df = _failing_frame(engine, rule, as_of, names=_output_columns(rule, t, columns), limit=limit)
-    return _apply_roles(df, roles)
-
-
-def _apply_roles(df: pd.DataFrame, roles) -> pd.DataFrame:
-    if roles is None:
-        return df
-    from analytics.access import mask_frame  # the access layer depends on nothing here
-
-    return mask_frame(df, roles)
+    df = _failing_frame(engine, rule, as_of, names=_output_columns(rule, t, columns), limit=limit, viewer=viewer)
+    return release(df, viewer)
 
 
 _SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
 
 
-def fix_list(engine: Engine, run_id: int | None, branch_id: str, *,
-             roles: str | Iterable[str] | None = None) -> pd.DataFrame:
+def fix_list(engine: Engine, run_id: int | None, branch_id: str, *, viewer: Viewer) -> pd.DataFrame:
     """What a branch has to fix: one row per failing (customer, rule) for the branch's customers.
 
     Covers the rules on ``customers`` and on tables with a ``customer_id`` (e.g. a holding of the
@@ -225,8 +233,8 @@ def fix_list(engine: Engine, run_id: int | None, branch_id: str, *,
     run_id : int or None
         The run whose rules and as-of date are used; None for the current run.
     branch_id : str
-    roles : str or iterable of str, optional
-        Passed to :func:`analytics.access.mask_frame` when given.
+    viewer : analytics.access.Viewer
+        Who reads: the branch's customers within its scope, released for it.
 
     Returns
     -------
@@ -234,6 +242,7 @@ def fix_list(engine: Engine, run_id: int | None, branch_id: str, *,
         customer_id, table_name, record_id (the failing row's primary key), rule, dimension, severity,
         column_name, description; sorted by customer, then severity (high first), then rule order.
     """
+    require_rows(viewer)
     run_id = resolve_run(engine, run_id, what="data-quality results")
     t = dq_rule_results
     with engine.connect() as conn:
@@ -252,7 +261,7 @@ def fix_list(engine: Engine, run_id: int | None, branch_id: str, *,
         as_of = as_of if isinstance(as_of, date) else date.fromisoformat(str(as_of)[:10])
         pk = _pk(table).name
         names = list(dict.fromkeys([pk, "customer_id"]))
-        df = _failing_frame(engine, rule, as_of, names=names, branch_id=branch_id)
+        df = _failing_frame(engine, rule, as_of, names=names, branch_id=branch_id, viewer=viewer)
         if df.empty:
             continue
         frames.append(pd.DataFrame({
@@ -264,8 +273,8 @@ def fix_list(engine: Engine, run_id: int | None, branch_id: str, *,
     columns = ["customer_id", "table_name", "record_id", "rule", "dimension", "severity", "column_name",
                "description"]
     if not frames:
-        return _apply_roles(pd.DataFrame(columns=columns), roles)
+        return release(pd.DataFrame(columns=columns), viewer)
     out = pd.concat(frames, ignore_index=True)
     out["_sev"] = out["severity"].map(_SEVERITY_RANK)
     out = out.sort_values(["customer_id", "_sev", "_position", "record_id"], kind="stable")
-    return _apply_roles(out[columns].reset_index(drop=True), roles)
+    return release(out[columns].reset_index(drop=True), viewer)

@@ -15,6 +15,7 @@ import yaml
 from sqlalchemy import text
 
 from analytics import quality
+from analytics.access import Scope, Viewer, mask_phone
 from analytics.errors import ConfigError, StoreNotInitialisedError
 from analytics.quality import (
     QualityError,
@@ -35,10 +36,12 @@ from analytics.quality import (
 from analytics.refresh import run_refresh
 from analytics.runs import get_run_metrics
 from analytics.schema import branches, customer_monthly, customers, holdings, products
-from analytics.store import bulk_insert
+from analytics.store import bulk_insert, read_frame
 from analytics.validators import luhn_check_digit, resident_id_check_digit
 
 AS_OF = date(2026, 10, 31)
+
+COMPLIANCE = Viewer("steward", ("compliance",))  # bank-wide, masked
 
 
 def rid(region: str, birth: str, seq: str) -> str:
@@ -225,28 +228,28 @@ def test_chunked_streaming_gives_the_same_counts(store):
 def test_drill_down_lists_exactly_the_failing_records(store, test_rules):
     run_id = run_refresh(store)
     for name, (_, fails) in EXPECTED.items():
-        df = failing_records(store, run_id, name, limit=None)
+        df = failing_records(store, run_id, name, limit=None, viewer=COMPLIANCE)
         key = "holding_id" if name in HOLDING_RULES else "customer_id"
         assert sorted(df[key].tolist()) == fails, name
 
 
 def test_drill_down_shows_the_relevant_fields_and_the_duplicate_it_repeats(store, test_rules):
     run_refresh(store)
-    phone = failing_records(store, None, "r04_format")
+    phone = failing_records(store, None, "r04_format", viewer=COMPLIANCE)
     assert list(phone.columns) == ["customer_id", "phone"]
-    assert phone.loc[0, "phone"] == "138-0000-0002"  # raw from the data layer when no roles are given
-    dup = failing_records(store, None, "r18_likely_duplicate")
+    assert phone.loc[0, "phone"] == mask_phone("138-0000-0002")  # raw values never leave the data layer
+    dup = failing_records(store, None, "r18_likely_duplicate", viewer=COMPLIANCE)
     assert dup[["customer_id", "duplicate_of"]].values.tolist() == [["C06", "C01"]]
     assert list(dup.columns) == ["customer_id", "name", "birth_date", "phone", "duplicate_of"]
-    uniq = failing_records(store, None, "r16_unique", columns=["branch_id"])
+    uniq = failing_records(store, None, "r16_unique", columns=["branch_id"], viewer=COMPLIANCE)
     assert uniq[["customer_id", "duplicate_of", "branch_id"]].values.tolist() == [["C05", "C01", "BR1"]]
-    consistency = failing_records(store, None, "r13_id_consistency")
+    consistency = failing_records(store, None, "r13_id_consistency", viewer=COMPLIANCE)
     assert list(consistency.columns) == ["customer_id", "id_number", "birth_date", "id_type"]
-    assert failing_records(store, None, "r02_not_null", limit=2)["customer_id"].tolist() == ["C03", "C04"]
+    assert failing_records(store, None, "r02_not_null", limit=2, viewer=COMPLIANCE)["customer_id"].tolist() == ["C03", "C04"]
     with pytest.raises(ConfigError, match="no column"):
-        failing_records(store, None, "r00_not_null", columns=["name; DROP TABLE customers"])
+        failing_records(store, None, "r00_not_null", columns=["name; DROP TABLE customers"], viewer=COMPLIANCE)
     with pytest.raises(QualityError):
-        failing_records(store, None, "no_such_rule")
+        failing_records(store, None, "no_such_rule", viewer=COMPLIANCE)
 
 
 def test_breakdown_by_branch_and_channel(store, test_rules):
@@ -264,7 +267,7 @@ def test_breakdown_by_branch_and_channel(store, test_rules):
 
 def test_fix_list_names_each_failing_rule_per_customer_of_the_branch(store, test_rules):
     run_id = run_refresh(store)
-    fixes = fix_list(store, run_id, "BR1")
+    fixes = fix_list(store, run_id, "BR1", viewer=COMPLIANCE)
     want = sorted((cid, name) for name, (_, fails) in EXPECTED.items() for cid in fails
                   if cid in {"C01", "C02", "C05", "C06"} and name not in HOLDING_RULES)
     # Holding rules reach the branch through the customer: holding 2 (C02) fails three of them.
@@ -272,24 +275,41 @@ def test_fix_list_names_each_failing_rule_per_customer_of_the_branch(store, test
     got = sorted(zip(fixes["customer_id"], fixes["rule"], strict=True))
     assert got == sorted(want)
     assert set(fixes.columns) >= {"customer_id", "record_id", "rule", "dimension", "severity"}
-    assert fix_list(store, run_id, "NO_SUCH_BRANCH").empty
+    assert fix_list(store, run_id, "NO_SUCH_BRANCH", viewer=COMPLIANCE).empty
 
 
 def test_masked_role_never_gets_raw_values(store, test_rules):
     from analytics.access import AccessDenied
 
     run_refresh(store)
-    raw = failing_records(store, None, "r04_format", columns=["name", "id_number"])
-    masked = failing_records(store, None, "r04_format", columns=["name", "id_number"], roles="marketing")
+    masked = failing_records(store, None, "r04_format", columns=["name", "id_number"],
+                             viewer=Viewer("m", ("marketing",)))
+    raw = read_frame(store, "SELECT customer_id, phone, name, id_number FROM customers").set_index("customer_id")
+    raw = raw.loc[masked["customer_id"]].reset_index()
     assert masked["customer_id"].tolist() == raw["customer_id"].tolist()
     for col in ("phone", "name", "id_number"):
         for raw_value, shown in zip(raw[col], masked[col], strict=True):
             assert shown != raw_value
             assert raw_value not in shown
     with pytest.raises(AccessDenied):
-        failing_records(store, None, "r04_format", roles="executive")
+        failing_records(store, None, "r04_format", viewer=Viewer("e", ("executive",)))
     with pytest.raises(AccessDenied):
-        fix_list(store, None, "BR1", roles="admin")
+        fix_list(store, None, "BR1", viewer=Viewer("a", ("admin",)))
+
+
+def test_drill_down_follows_the_viewers_scope(store, test_rules):
+    run_id = run_refresh(store)
+    everyone = failing_records(store, run_id, "r02_not_null", limit=None, viewer=COMPLIANCE)
+    br1 = Viewer("c1", ("compliance",), Scope(branches={"BR1"}))
+    mine = failing_records(store, run_id, "r02_not_null", limit=None, viewer=br1)
+    branches = read_frame(store, "SELECT customer_id, branch_id FROM customers").set_index("customer_id")["branch_id"]
+    assert sorted(mine["customer_id"]) == sorted(c for c in everyone["customer_id"] if branches[c] == "BR1")
+    assert 0 < len(mine) < len(everyone)
+    # Holding rules reach the scope through the holding's customer.
+    holdings = failing_records(store, run_id, "r100_range", limit=None, viewer=br1)
+    assert set(holdings["customer_id"]) <= set(branches[branches == "BR1"].index)
+    assert fix_list(store, run_id, "BR2", viewer=br1).empty
+    assert failing_records(store, run_id, "r02_not_null", viewer=Viewer("c0", ("compliance",), Scope())).empty
 
 
 def test_refresh_stores_rule_results_and_named_rates(store):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 from analytics import quality
+from analytics.access import Viewer
 from analytics.runs import current_run_id, get_run_metrics
 from tests.conftest import DEMO_CUSTOMERS
 
@@ -41,6 +42,8 @@ CLEAN_RULES = [
     "customer_branch_exists", "holding_customer_exists", "holding_product_exists",
     "holding_closed_after_opened", "holding_account_number_unique", "customer_email_valid",
 ]
+
+COMPLIANCE = Viewer("steward", ("compliance",))
 
 
 @pytest.fixture(scope="module")
@@ -112,17 +115,17 @@ def test_named_rates_and_breakdowns_add_up(demo_engine, results):
 
 
 def test_drill_down_and_fix_list_match_the_counts(demo_engine, results):
-    expired = quality.failing_records(demo_engine, None, "customer_id_not_expired", limit=None)
+    expired = quality.failing_records(demo_engine, None, "customer_id_not_expired", limit=None, viewer=COMPLIANCE)
     assert len(expired) == results.loc["customer_id_not_expired", "failed"]
     assert (expired["id_expiry_date"].astype(str) < "2026-10-31").all()
-    dups = quality.failing_records(demo_engine, None, "customer_likely_duplicate", limit=None)
+    dups = quality.failing_records(demo_engine, None, "customer_likely_duplicate", limit=None, viewer=COMPLIANCE)
     assert len(dups) == results.loc["customer_likely_duplicate", "failed"]
     assert (dups["customer_id"] > dups["duplicate_of"]).all()  # the later record is the copy
 
     by_branch = quality.rule_breakdown(demo_engine, scope="branch")
     branch = by_branch.groupby("scope_value")["failed"].sum().idxmax()
-    fixes = quality.fix_list(demo_engine, None, branch)
+    fixes = quality.fix_list(demo_engine, None, branch, viewer=COMPLIANCE)
     # The demo breaks no holdings rule, so the fix list is the branch's customer-rule failures.
     assert len(fixes) == by_branch[by_branch["scope_value"] == branch]["failed"].sum()
-    masked = quality.fix_list(demo_engine, None, branch, roles="compliance")
+    masked = quality.fix_list(demo_engine, None, branch, viewer=Viewer("m", ("marketing",)))
     assert masked["customer_id"].tolist() == fixes["customer_id"].tolist()
