@@ -131,11 +131,23 @@ def cmd_audit(args) -> int:
 
     engine = _engine(args)
     if args.action == "verify":
-        result = audit.verify(engine)
-        audit.append(engine, "audit_verify", username=f"cli:{getpass.getuser()}",
-                     parameters={"ok": result.ok, "checked": result.checked})
+        who = f"cli:{getpass.getuser()}"
+        if args.accept_missing_checkpoint:
+            result = audit.accept_missing_checkpoint(engine, username=who)  # records the acceptance itself
+        else:
+            result = audit.verify(engine)
+        # The finding first: a broken chain refuses the verify record below, and the operator must
+        # still see what is wrong.
         print(result.message)
+        if not result.accepted:
+            try:
+                audit.append(engine, "audit_verify", username=who,
+                             parameters={"ok": result.ok, "checked": result.checked})
+            except audit.AuditChainBroken:
+                pass  # the append raised the audit_chain_broken alarm on stderr; the exit code says it
         return 0 if result.ok else 2
+    if args.accept_missing_checkpoint:
+        raise UsageError("--accept-missing-checkpoint goes with `audit verify`, not prune")
     removed = audit.prune(engine, args.older_than_days)
     print(f"pruned {removed} audit entries; the chain still verifies")
     return 0
@@ -249,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("audit", cmd_audit, "Verify the audit chain (exit 0 when intact) or prune old entries.")
     p.add_argument("action", choices=["verify", "prune"])
+    p.add_argument("--accept-missing-checkpoint", action="store_true",
+                   help="verify only: after a first install or a restore, accept that this store has no "
+                        "checkpoint and anchor one at the current head (the acceptance is recorded)")
     p.add_argument("--older-than-days", type=int, default=None,
                    help="prune only: default AUDIT_RETENTION_DAYS")
 
