@@ -898,6 +898,69 @@ def prune(engine: Engine, older_than_days: int | None = None) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# Keyed references and what each role is shown
+# ---------------------------------------------------------------------------------------------
+
+def keyed_ref(engine: Engine, value: str, *, purpose: str = "login-name") -> str:
+    """A keyed digest of ``value`` (HMAC-SHA256 with the audit key, 20 hex characters).
+
+    For text that must not be stored but whose repeats must be countable: a failed login's
+    username that names no account (it may be a password typed in the wrong box). Without the
+    key, nobody can test guesses against it; the same text always gives the same reference.
+    """
+    msg = f"{purpose}\0{value}".encode()
+    return hmac.new(audit_key(engine), msg, hashlib.sha256).hexdigest()[:20]
+
+
+UNMASK_REASON_PLACEHOLDER = "(reason recorded, {n} characters)"
+# Target and parameter keys that list customers; only compliance sees the ids themselves.
+_CUSTOMER_KEYS = ("customer_ids", "customer_id")
+
+
+def _customer_count_view(raw):
+    """The JSON ``raw`` with any customer id list replaced by its count; other text unchanged."""
+    if not isinstance(raw, str) or not raw.startswith("{"):
+        return raw
+    try:
+        obj = json.loads(raw)
+    except ValueError:
+        return raw
+    if not isinstance(obj, dict) or not any(k in obj for k in _CUSTOMER_KEYS):
+        return raw
+    count = 0
+    for k in _CUSTOMER_KEYS:
+        ids = obj.pop(k, None)
+        count += len(ids) if isinstance(ids, list) else (ids is not None)
+    obj["customer_count"] = count
+    return _canonical(obj)
+
+
+def entries_for_viewer(entries: pd.DataFrame, roles: str | Iterable[str]) -> pd.DataFrame:
+    """Audit entries (as :func:`query` returns them) as a viewer with ``roles`` may see them.
+
+    * **Unmask reasons** are free text, and may name a customer or an address however well they
+      are scrubbed: compliance sees them in full, anyone else "(reason recorded, N characters)".
+    * **Customer ids** in a target or in the parameters (an export, an unmask, a lookup) are
+      shown to compliance only; anyone else sees ``customer_count``. An export's file name,
+      row count, SHA-256 and manifest id (when it has one) stay visible to all.
+
+    Nothing else changes. Unknown roles raise ValueError (fail closed).
+    """
+    out = entries.copy()
+    if "compliance" in normalise_roles(roles):
+        return out
+    if "reason" in out.columns and "event" in out.columns:
+        unmask = (out["event"] == "unmask") & out["reason"].notna()
+        out["reason"] = out["reason"].astype(object)
+        out.loc[unmask, "reason"] = [UNMASK_REASON_PLACEHOLDER.format(n=len(str(r)))
+                                     for r in out.loc[unmask, "reason"]]
+    for col in ("target", "parameters"):
+        if col in out.columns:
+            out[col] = out[col].astype(object).map(_customer_count_view)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
 # Query
 # ---------------------------------------------------------------------------------------------
 
@@ -973,6 +1036,7 @@ def _naive_utc(value: dt.datetime | dt.date) -> dt.datetime:
 __all__ = [
     "EVENTS", "GENESIS_HASH", "HASHED_FIELDS", "MAX_QUERY_ROWS", "QUERY_COLUMNS", "REDACTED",
     "AuditChainBroken", "AuditError", "AuditTamperedError", "ChainAlarm", "Checkpoint", "VerifyResult",
-    "accept_missing_checkpoint", "append", "audit_key", "chain_alarm", "prune", "query", "reset_checkpoint",
-    "safe_parameters", "scrub_text", "session_ref", "verify",
+    "UNMASK_REASON_PLACEHOLDER", "accept_missing_checkpoint", "append", "audit_key", "chain_alarm",
+    "entries_for_viewer", "keyed_ref", "prune", "query", "reset_checkpoint", "safe_parameters", "scrub_text",
+    "session_ref", "verify",
 ]

@@ -635,3 +635,51 @@ def test_the_head_goes_to_syslog_when_asked(engine, monkeypatch):
     monkeypatch.setenv("AUDIT_CHECKPOINT_SYSLOG", "1")
     append(engine, "logout")
     assert len(sent) == 1 and "seq=2" in sent[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# What each role is shown (issue 12, F5)
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def mixed_log(engine):
+    append(engine, "unmask", username="comp1", roles=["compliance"],
+           target={"customer_ids": ["C0000007"], "fields": ["address"]},
+           reason="Customer Wang Fang of 88 Jianguo Road disputes a transfer")
+    append(engine, "export", username="mkt1", roles=["marketing"],
+           target={"export": "churn.csv", "rows": 3, "sha256": "ab" * 32, "manifest_id": "M42",
+                   "customer_ids": ["C1", "C2", "C3"]}, parameters={"page": "churn"})
+    append(engine, "login_failed", username="unknown", reason="unknown user")
+    return query(engine)
+
+
+def test_compliance_sees_unmask_reasons_and_customer_ids(mixed_log):
+    shown = audit.entries_for_viewer(mixed_log, ["compliance"])
+    assert shown.equals(mixed_log)
+
+
+@pytest.mark.parametrize("roles", [["admin"], ["admin", "risk"], "admin"])
+def test_others_see_the_length_of_a_reason_and_counts_of_customers(mixed_log, roles):
+    shown = audit.entries_for_viewer(mixed_log, roles)
+    by_event = {row.event: row for row in shown.itertuples()}
+    reason = "Customer Wang Fang of 88 Jianguo Road disputes a transfer"
+    assert by_event["unmask"].reason == f"(reason recorded, {len(reason)} characters)"
+    assert "Wang" not in shown.to_string() and "C0000007" not in shown.to_string()
+    export = json.loads(by_event["export"].target)
+    assert export == {"export": "churn.csv", "rows": 3, "sha256": "ab" * 32, "manifest_id": "M42",
+                      "customer_count": 3}
+    assert json.loads(by_event["unmask"].target) == {"fields": ["address"], "customer_count": 1}
+    assert by_event["login_failed"].reason == "unknown user"  # system reasons stay
+    assert mixed_log["reason"].str.contains("Wang").any()  # the input frame is not changed
+
+
+def test_an_unknown_viewer_role_fails_closed(mixed_log):
+    with pytest.raises(ValueError):
+        audit.entries_for_viewer(mixed_log, ["root"])
+
+
+def test_keyed_ref_needs_the_key(engine, monkeypatch):
+    a = audit.keyed_ref(engine, "hunter2")
+    assert a == audit.keyed_ref(engine, "hunter2") and len(a) == 20 and "hunter2" not in a
+    monkeypatch.setenv("AUDIT_HMAC_KEY", "q" * 48)
+    assert audit.keyed_ref(engine, "hunter2") != a
