@@ -44,7 +44,7 @@ def cmd_load(args) -> int:
     from analytics import loader
 
     engine = _engine(args)
-    report = loader.load_files(engine, args.files, args.table)
+    report = loader.load_files(engine, args.files, args.table, encoding=args.encoding)
     for line in report.summary_lines():
         print(line)
     return 0
@@ -253,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("load", cmd_load, "Import CSV or Parquet files into a store table, with validation.")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--table", required=True, metavar="T")
+    p.add_argument("--encoding", metavar="ENC",
+                   help="the CSV files' encoding (e.g. shift_jis, big5, latin-1); default: UTF-8 or GB18030, "
+                        "detected, and a file that looks like neither is refused")
 
     p = add("refresh", cmd_refresh, "Compute every analytic and publish the results as one run.")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

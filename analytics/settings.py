@@ -41,6 +41,8 @@ SETTINGS: dict[str, Setting] = {
                 "How many completed refresh runs keep their result rows; older runs keep only their record.",
                 int),
         Setting("LOAD_CHUNK_ROWS", 50000, "Rows per chunk when importing or writing large tables.", int),
+        Setting("LOAD_MAX_COLUMNS", 1000,
+                "`load` refuses a file whose header has more columns than this, before reading any row.", int),
         Setting("FRESHNESS_MONTHS", 24,
                 "A customer record not updated within this many months counts as stale.", int),
         Setting("RISK_ASSESSMENT_VALID_DAYS", 365,
