@@ -92,6 +92,9 @@ CHECKPOINT_VERSION = 2
 # A checkpoint is written just after the entry it names, on the same host; a checkpoint stamped
 # more than this before its entry was not written by an append (allowance for a clock step).
 CHECKPOINT_CLOCK_SLACK = dt.timedelta(minutes=5)
+# What an operator does once a finding is explained (a database restored on purpose, a crash).
+REANCHOR_HINT = ("If that is explained (a restore, a crash), move the checkpoint file aside and run "
+                 "`python -m analytics audit verify --accept-missing-checkpoint` (recorded).")
 
 log = logging.getLogger(__name__)
 
@@ -394,7 +397,7 @@ def _load_alarms(path: Path) -> dict:
 def _raise_alarm(path: Path, store: str, problem: str) -> None:
     """Record the alarm where the chain does not reach: the server log (stderr for the CLI) and a
     state file next to the checkpoint, which the app reads for its banner. The lock is held."""
-    log.critical("audit_chain_broken: store %s: %s Appends are refused until `python -m analytics audit "
+    log.critical("audit_chain_broken: store %s: %s The alarm stays raised until `python -m analytics audit "
                  "verify` passes.", store, problem)
     alarms = _load_alarms(path)
     alarms.pop("__corrupt__", None)
@@ -801,11 +804,11 @@ def _verify(engine: Engine, key: bytes, cp: Checkpoint | None, cp_problem: str |
                     missing_checkpoint=True)
     if cp.seq > head_seq:
         return fail(f"Entries {head_seq + 1}..{cp.seq} are missing: the log was truncated "
-                    f"(checkpoint at entry {cp.seq}).", head_seq + 1)
+                    f"(checkpoint at entry {cp.seq}). {REANCHOR_HINT}", head_seq + 1)
     if cp.seq < head_seq:
         return fail(f"The checkpoint covers entries up to {cp.seq} but the log goes on to entry {head_seq}: "
                     "the checkpoint is stale (an older copy was restored, or an append was interrupted "
-                    "after its commit).", cp.seq + 1)
+                    f"after its commit). {REANCHOR_HINT}", cp.seq + 1)
     if not hmac.compare_digest(cp.entry_hash, head_hash):
         return fail(f"Entry {cp.seq} differs from the checkpoint: the log was rewritten.", cp.seq)
     if cp.at is not None and isinstance(head_at, dt.datetime) and cp.at + CHECKPOINT_CLOCK_SLACK < head_at:
@@ -835,11 +838,16 @@ def accept_missing_checkpoint(engine: Engine, *, username: str | None = None) ->
             return VerifyResult(False, result.checked, None, "The log or its checkpoint changed while the missing "
                                 "checkpoint was being accepted; nothing was accepted. Run the command again.",
                                 head_seq)
+        alarm = chain_alarm(engine)
         _store_checkpoint(path, key, store, head_seq, head_hash)
         _clear_alarm(path, store)
-    seq = append(engine, "audit_verify", username=username,
-                 parameters={"ok": True, "checked": result.checked, "accepted_missing_checkpoint": True,
-                             "anchored_at_seq": head_seq})
+    parameters = {"ok": True, "checked": result.checked, "accepted_missing_checkpoint": True,
+                  "anchored_at_seq": head_seq}
+    if alarm is not None:
+        # The alarm state is cleared now; the log keeps what it said, so the incident stays on record.
+        parameters["alarm"] = {"first_at": alarm.first_at, "last_at": alarm.last_at, "count": alarm.count,
+                               "problem": alarm.problem}
+    seq = append(engine, "audit_verify", username=username, parameters=parameters)
     return VerifyResult(True, result.checked, None,
                         f"{result.checked} entries verified; the missing checkpoint was accepted at entry "
                         f"{head_seq} and the acceptance recorded as entry {seq}.", head_seq, accepted=True)

@@ -584,7 +584,9 @@ def test_accepting_a_missing_checkpoint_is_explicit_and_recorded(eight, tmp_path
     result = audit.accept_missing_checkpoint(eight, username="cli:ops")
     assert result.ok and result.accepted and "accepted at entry 8" in result.message
     (row,) = query(eight, event="audit_verify").itertuples()
-    assert json.loads(row.parameters)["accepted_missing_checkpoint"] is True and row.username == "cli:ops"
+    params = json.loads(row.parameters)
+    assert params["accepted_missing_checkpoint"] is True and row.username == "cli:ops"
+    assert params["anchored_at_seq"] == 8 and "no checkpoint" in params["alarm"]["problem"]
     assert verify(eight).ok and audit.chain_alarm(eight) is None
     append(eight, "logout")
     assert verify(eight).ok
