@@ -289,7 +289,12 @@ def _private_replace(path: Path, text_: str) -> None:
     """Write ``text_`` to ``path`` atomically, the file being mode 0600 from its first byte."""
     # pid and thread in the name: without fcntl (not POSIX) the lock around callers is a no-op.
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # A leftover of a crashed write would keep its own (perhaps looser) mode: start afresh.
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text_)
         fh.flush()
