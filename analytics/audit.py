@@ -7,14 +7,34 @@ entry's ``prev_hash`` is :data:`GENESIS_HASH`. :func:`verify` recomputes the cha
 * an edited field or hash: the entry's HMAC no longer matches;
 * a deleted or inserted entry in the middle, or reordered entries: a gap in ``seq`` or a
   ``prev_hash`` that does not match (``seq`` is inside the HMAC too);
-* a truncated tail: the **checkpoint**, a small file outside the table holding the head
-  ``(seq, entry_hash)`` of each store, HMAC-signed and rewritten atomically after each append;
+* a truncated tail: the **checkpoint**, a small file outside the table (mode 0600) holding the
+  head ``(seq, entry_hash)`` of each store and the time it was written, HMAC-signed and rewritten
+  atomically after each append;
 * entries deleted from the front: the first entry must be seq 1, or follow a signed
   ``audit_prune`` entry naming the last pruned ``seq`` and its hash (the anchor).
 
+**An append checks before it writes.** Under one lock (a file lock next to the checkpoint, then
+the database's), it reads the stored head and requires it to equal the checkpoint's head, both
+``seq`` and hash; only then does it insert, commit and move the checkpoint. So between appends the
+head and the checkpoint are always equal, and any difference was made outside the appends: a tail
+deleted (the checkpoint is ahead), an older checkpoint restored (the log is ahead), a checkpoint
+deleted, unsigned or re-signed with another key. The append then writes nothing, raises
+:class:`AuditChainBroken` and raises the ``audit_chain_broken`` alarm where the chain does not
+reach: the server log (stderr for the CLI) and a state file beside the checkpoint that
+:func:`chain_alarm` reads for the app's banner. :func:`verify` fails on the same findings (a store
+with entries and no checkpoint included), keeps the alarm up while it fails and clears it when it
+passes. :func:`accept_missing_checkpoint` is the one override (a first install, a restore), and is
+itself an audit entry.
+
 What it protects against: someone who can write to the database but does not hold the HMAC key
-cannot change the record without :func:`verify` noticing. Someone who holds the key (and the
-checkpoint file) can rewrite everything; keep the key out of the database's reach.
+cannot change the record without :func:`verify` noticing. Limits: someone who holds the key can
+rewrite everything; keep the key out of the database's reach. Someone who can write both the
+database and the checkpoint file can roll *both* back to an earlier, consistent state (a saved copy
+of the checkpoint plus deleting the entries after it); nothing on this host can tell that from a
+quiet period. ``AUDIT_CHECKPOINT_SYSLOG=1`` sends each head to syslog, a copy outside the host's
+writable files against which such a rollback shows. Several app hosts appending to one database
+must share one checkpoint file (and its lock); with a file each, each would see the others'
+appends as a stale checkpoint.
 
 The key: ``AUDIT_HMAC_KEY`` (environment or ``.streamlit/secrets.toml``, at least 32 bytes). When
 it is not set and the store is SQLite, a random key is generated once into ``AUDIT_KEY_FILE``
@@ -37,6 +57,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import logging
 import os
 import re
 import secrets
@@ -69,6 +90,15 @@ MIN_KEY_BYTES = 32
 # Any constant shared by every appender; it names "the audit log" among advisory locks.
 PG_ADVISORY_LOCK_KEY = 0x61756469  # "audi"
 MAX_QUERY_ROWS = 100_000
+CHECKPOINT_VERSION = 2
+# A checkpoint is written just after the entry it names, on the same host; a checkpoint stamped
+# more than this before its entry was not written by an append (allowance for a clock step).
+CHECKPOINT_CLOCK_SLACK = dt.timedelta(minutes=5)
+# What an operator does once a finding is explained (a database restored on purpose, a crash).
+REANCHOR_HINT = ("If that is explained (a restore, a crash), move the checkpoint file aside and run "
+                 "`python -m analytics audit verify --accept-missing-checkpoint` (recorded).")
+
+log = logging.getLogger(__name__)
 
 # Fields covered by the HMAC, in the order of the table. seq is included, so moving an entry to
 # another position breaks its hash.
@@ -91,6 +121,10 @@ class AuditTamperedError(AuditError):
     """The audit chain does not verify; refuse to act on it (e.g. prune) until it is examined."""
 
 
+class AuditChainBroken(AuditError):
+    """An append was refused: the stored head does not continue the checkpoint (alarm raised)."""
+
+
 @dataclass(frozen=True)
 class VerifyResult:
     """The outcome of :func:`verify`.
@@ -105,12 +139,22 @@ class VerifyResult:
         The first ``seq`` where the chain breaks (for a truncated tail, the first missing seq).
     message : str
         What was found, for the admin/compliance page and the CLI.
+    head_seq : int or None
+        The newest entry when verification started.
+    missing_checkpoint : bool
+        True when the only problem is that the store has entries but no checkpoint (a first
+        install, a restore, or a deleted checkpoint): :func:`accept_missing_checkpoint` applies.
+    accepted : bool
+        True when :func:`accept_missing_checkpoint` re-anchored the checkpoint (and recorded it).
     """
 
     ok: bool
     checked: int
     first_bad_seq: int | None
     message: str
+    head_seq: int | None = None
+    missing_checkpoint: bool = False
+    accepted: bool = False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,15 +224,34 @@ def _checkpoint_path() -> Path:
     return _project_path(_setting("AUDIT_CHECKPOINT_FILE"))
 
 
+def _alarm_path(path: Path) -> Path:
+    return path.with_name(path.name + ".alarm")
+
+
 def _store_id(engine: Engine) -> str:
     # One checkpoint file serves every store the app has opened (demo, tests, a bank's server),
     # so entries are keyed by the store's URL without its password.
     return engine.url.render_as_string(hide_password=True)
 
 
-def _sign_checkpoint(key: bytes, store: str, seq: int, entry_hash: str) -> str:
-    msg = json.dumps({"store": store, "seq": seq, "hash": entry_hash}, sort_keys=True).encode()
+def _sign_checkpoint(key: bytes, store: str, seq: int, entry_hash: str, at: str | None = None) -> str:
+    if at is None:
+        # Version 1 (before the checkpoint carried its time): still accepted, so an upgraded install
+        # keeps verifying; the next append rewrites it as version 2.
+        msg = json.dumps({"store": store, "seq": seq, "hash": entry_hash}, sort_keys=True).encode()
+    else:
+        msg = json.dumps({"version": CHECKPOINT_VERSION, "store": store, "seq": seq, "hash": entry_hash,
+                          "at": at}, sort_keys=True).encode()
     return hmac.new(key, msg, hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """This store's entry in the checkpoint file, its signature checked: the head it covers and when."""
+
+    seq: int
+    entry_hash: str
+    at: dt.datetime | None  # None for a version-1 checkpoint (no time)
 
 
 def _load_checkpoints(path: Path) -> dict:
@@ -198,20 +261,66 @@ def _load_checkpoints(path: Path) -> dict:
         return {}
     except (json.JSONDecodeError, UnicodeDecodeError):
         return {"__corrupt__": True}
-    return data.get("stores", {}) if isinstance(data, dict) else {"__corrupt__": True}
+    if not isinstance(data, dict) or not isinstance(data.get("stores", {}), dict):
+        return {"__corrupt__": True}
+    return data.get("stores", {})
+
+
+def _read_checkpoint(key: bytes, store: str, path: Path) -> tuple[Checkpoint | None, str | None]:
+    """(checkpoint, None) when present and signed; (None, None) when absent; (None, problem) otherwise."""
+    stores = _load_checkpoints(path)
+    if stores.get("__corrupt__"):
+        return None, "The checkpoint file is unreadable (altered?)."
+    cp = stores.get(store)
+    if cp is None:
+        return None, None
+    if not isinstance(cp, dict) or not cp.get("mac"):
+        return None, "The checkpoint entry for this store is not signed (altered or forged)."
+    try:
+        seq, entry_hash, mac = int(cp["seq"]), str(cp["hash"]), str(cp["mac"])
+        at_text = None if cp.get("at") is None else str(cp["at"])
+        at = None if at_text is None else dt.datetime.fromisoformat(at_text)
+    except (KeyError, TypeError, ValueError):
+        return None, "The checkpoint entry for this store is malformed."
+    if not hmac.compare_digest(_sign_checkpoint(key, store, seq, entry_hash, at_text), mac):
+        return None, "The checkpoint is not signed by the audit key (altered, forged or from another key)."
+    return Checkpoint(seq, entry_hash, at), None
+
+
+def _private_replace(path: Path, text_: str) -> None:
+    """Write ``text_`` to ``path`` atomically, the file being mode 0600 from its first byte."""
+    # pid and thread in the name: without fcntl (not POSIX) the lock around callers is a no-op.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    # A leftover of a crashed write would keep its own (perhaps looser) mode: start afresh.
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text_)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)  # atomic: a reader sees the old or the new file, never half of one
 
 
 @contextmanager
 def _checkpoint_lock(path: Path) -> Iterator[None]:
-    # Appenders commit in seq order but write the checkpoint after committing, so two processes
-    # could write it out of order; a file lock plus "only move forward" keeps it monotonic.
+    """Held around every append (database write *and* checkpoint write), verify's snapshot and prune.
+
+    Appends check the checkpoint before writing and move it after committing; holding this lock
+    across both keeps the table's head and the checkpoint equal between appends, so a head that
+    differs from the checkpoint always means something outside the appends changed one of them.
+    Not re-entrant: never take it twice in one thread.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         import fcntl
     except ImportError:  # not POSIX: no cross-process lock, still atomic replace
         yield
         return
-    with open(path.with_name(path.name + ".lock"), "a") as fh:
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
@@ -219,27 +328,38 @@ def _checkpoint_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _write_checkpoint(engine: Engine, key: bytes, seq: int, entry_hash: str, *, force: bool = False) -> None:
+def _store_checkpoint(path: Path, key: bytes, store: str, seq: int, entry_hash: str) -> None:
+    """Set this store's checkpoint to (seq, entry_hash), signed, with the time; the lock is held."""
+    stores = _load_checkpoints(path)
+    stores.pop("__corrupt__", None)
+    if seq <= 0:
+        stores.pop(store, None)
+    else:
+        at = _now_utc().isoformat(timespec="microseconds")
+        stores[store] = {"seq": seq, "hash": entry_hash, "at": at,
+                         "mac": _sign_checkpoint(key, store, seq, entry_hash, at)}
+    _private_replace(path, json.dumps({"version": CHECKPOINT_VERSION, "stores": stores}, sort_keys=True, indent=1))
+    if seq > 0 and int(_setting("AUDIT_CHECKPOINT_SYSLOG") or 0):
+        _syslog_head(store, seq, entry_hash)
+
+
+def _syslog_head(store: str, seq: int, entry_hash: str) -> None:
+    # A copy of the head outside the host's writable files: someone who rolls back both the table
+    # and the checkpoint file cannot also roll back what the log host has already received.
+    try:
+        import syslog
+    except ImportError:  # not POSIX
+        log.warning("AUDIT_CHECKPOINT_SYSLOG is set but this platform has no syslog")
+        return
+    syslog.openlog("customer-insight-audit", 0, syslog.LOG_AUTHPRIV)
+    syslog.syslog(syslog.LOG_NOTICE, f"audit head store={store} seq={seq} hash={entry_hash}")
+
+
+def _write_checkpoint(engine: Engine, key: bytes, seq: int, entry_hash: str) -> None:
     path = _checkpoint_path()
-    store = _store_id(engine)
     with _checkpoint_lock(path):
-        stores = _load_checkpoints(path)
-        stores.pop("__corrupt__", None)
-        current = stores.get(store)
-        if not force and current and int(current.get("seq", 0)) >= seq:
-            return
-        if seq <= 0:
-            stores.pop(store, None)
-        else:
-            stores[store] = {"seq": seq, "hash": entry_hash,
-                             "mac": _sign_checkpoint(key, store, seq, entry_hash)}
-        # pid and thread in the name: without fcntl (not POSIX) the lock above is a no-op.
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump({"version": 1, "stores": stores}, fh, sort_keys=True, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)  # atomic: a reader sees the old or the new file, never half of one
+        _store_checkpoint(path, key, _store_id(engine), seq, entry_hash)
+        _clear_alarm(path, _store_id(engine))
 
 
 def reset_checkpoint(engine: Engine) -> None:
@@ -252,7 +372,95 @@ def reset_checkpoint(engine: Engine) -> None:
     with engine.connect() as conn:
         head = conn.execute(select(audit_log.c.seq, audit_log.c.entry_hash)
                             .order_by(audit_log.c.seq.desc()).limit(1)).first()
-    _write_checkpoint(engine, key, head.seq if head else 0, head.entry_hash if head else "", force=True)
+    _write_checkpoint(engine, key, head.seq if head else 0, head.entry_hash if head else "")
+
+
+# ---------------------------------------------------------------------------------------------
+# The audit_chain_broken alarm
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ChainAlarm:
+    """A raised ``audit_chain_broken`` alarm: when it was first and last raised, why, how often."""
+
+    first_at: str
+    last_at: str
+    problem: str
+    count: int
+
+
+def _load_alarms(path: Path) -> dict:
+    try:
+        data = json.loads(_alarm_path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        # Unreadable is itself suspicious: keep alarming rather than go quiet.
+        return {"__corrupt__": {"first_at": "", "last_at": "", "problem": "The alarm file is unreadable.",
+                                "count": 1}}
+    return data.get("stores", {}) if isinstance(data, dict) and isinstance(data.get("stores"), dict) else {}
+
+
+def _raise_alarm(path: Path, store: str, problem: str) -> None:
+    """Record the alarm where the chain does not reach: the server log (stderr for the CLI) and a
+    state file next to the checkpoint, which the app reads for its banner. The lock is held."""
+    log.critical("audit_chain_broken: store %s: %s The alarm stays raised until `python -m analytics audit "
+                 "verify` passes.", store, problem)
+    alarms = _load_alarms(path)
+    alarms.pop("__corrupt__", None)
+    now = _now_utc().isoformat(timespec="seconds")
+    old = alarms.get(store) or {}
+    alarms[store] = {"first_at": old.get("first_at") or now, "last_at": now, "problem": problem,
+                     "count": int(old.get("count") or 0) + 1}
+    try:
+        _private_replace(_alarm_path(path), json.dumps({"version": 1, "stores": alarms}, sort_keys=True, indent=1))
+    except OSError as exc:  # the log line above is the alarm of record; the banner state is a convenience
+        log.error("audit_chain_broken state could not be written: %s", exc.strerror or type(exc).__name__)
+
+
+def _clear_alarm(path: Path, store: str) -> None:
+    alarms = _load_alarms(path)
+    if store not in alarms and "__corrupt__" not in alarms:
+        return
+    alarms.pop(store, None)
+    alarms.pop("__corrupt__", None)
+    _private_replace(_alarm_path(path), json.dumps({"version": 1, "stores": alarms}, sort_keys=True, indent=1))
+
+
+def chain_alarm(engine: Engine) -> ChainAlarm | None:
+    """The raised ``audit_chain_broken`` alarm of this store, or None.
+
+    Raised when an append was refused or ``verify`` failed; cleared when ``verify`` passes (or the
+    checkpoint is reset on purpose). The app shows compliance and admin a banner while it is set.
+    """
+    alarms = _load_alarms(_checkpoint_path())
+    raw = alarms.get(_store_id(engine)) or alarms.get("__corrupt__")
+    if not raw:
+        return None
+    return ChainAlarm(str(raw.get("first_at", "")), str(raw.get("last_at", "")), str(raw.get("problem", "")),
+                      int(raw.get("count") or 1))
+
+
+def _continuity_problem(key: bytes, store: str, path: Path, head: tuple[int, str]) -> str | None:
+    """Why the stored head does not continue the checkpoint's head, or None when it does."""
+    cp, problem = _read_checkpoint(key, store, path)
+    if problem:
+        return problem
+    head_seq, head_hash = head
+    if cp is None:
+        if head_seq == 0:
+            return None  # a new, empty log: nothing to continue
+        return (f"There is no checkpoint for this store although the log holds entries up to {head_seq}: "
+                "a deleted tail cannot be ruled out.")
+    if cp.seq > head_seq:
+        return (f"Entries {head_seq + 1}..{cp.seq} are missing: the log was truncated "
+                f"(checkpoint at entry {cp.seq}).")
+    if cp.seq < head_seq:
+        return (f"The checkpoint covers entries up to {cp.seq} but the log goes on to entry {head_seq}: the "
+                "checkpoint is stale (an older copy restored, or an append interrupted after its commit).")
+    if not hmac.compare_digest(cp.entry_hash, head_hash):
+        return f"Entry {cp.seq} differs from the checkpoint: the log was rewritten."
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -470,6 +678,10 @@ def append(engine: Engine, event: str, *, username: str | None = None, roles: st
         For an unknown event.
     ConfigError
         If the HMAC key is missing (non-SQLite store) or too short.
+    AuditChainBroken
+        If the stored head does not continue the checkpoint's head (a deleted tail, a missing,
+        stale or unsigned checkpoint): nothing is written, and the ``audit_chain_broken`` alarm
+        is logged and recorded for :func:`chain_alarm`.
     """
     if event not in EVENTS or event == "audit_prune":
         raise ValueError(f"Unknown audit event {event!r}. Known events: {', '.join(EVENTS[:-1])}.")
@@ -490,9 +702,18 @@ def append(engine: Engine, event: str, *, username: str | None = None, roles: st
         "reason": scrub_text(reason) if reason else None,
         "run_id": run_id,
     }
-    with _serialised(engine) as conn:
-        seq, entry_hash = _append_locked(conn, key, values)
-    _write_checkpoint(engine, key, seq, entry_hash)
+    path, store = _checkpoint_path(), _store_id(engine)
+    with _checkpoint_lock(path):
+        with _serialised(engine) as conn:
+            head = _head(conn)
+            problem = _continuity_problem(key, store, path, head)
+            if problem is None:
+                seq, entry_hash = _append_locked(conn, key, values, head)
+        if problem is not None:
+            _raise_alarm(path, store, problem)
+            raise AuditChainBroken(f"The audit log refused the {event} entry: its chain is broken "
+                                   "(audit_chain_broken alarm raised). Hint: run `python -m analytics audit verify`.")
+        _store_checkpoint(path, key, store, seq, entry_hash)
     return seq
 
 
@@ -522,19 +743,39 @@ def verify(engine: Engine) -> VerifyResult:
     -------
     VerifyResult
         ``ok`` is False at the first entry that was edited, inserted, moved or whose predecessor
-        is missing, or when entries after the checkpointed head are gone. A missing checkpoint
-        is not an error (a fresh install has none) but is said in the message.
+        is missing; when entries after the checkpointed head are gone; when the store has entries
+        but no checkpoint (``missing_checkpoint``); and when the checkpoint is unreadable, not
+        signed by the key, stale (the log goes on past it) or stamped before the entry it names.
+        A failure raises the ``audit_chain_broken`` alarm; success clears it.
     """
     key = audit_key(engine)
-    # Read the checkpoint before the table: appends write it after committing, so read in this
-    # order it can never be ahead of the table without a truncation.
-    stores = _load_checkpoints(_checkpoint_path())
+    path, store = _checkpoint_path(), _store_id(engine)
+    # The checkpoint and the head are read together under the append lock: between appends they
+    # are equal, so any difference found here was made outside the appends.
+    with _checkpoint_lock(path):
+        cp, cp_problem = _read_checkpoint(key, store, path)
+        with engine.connect() as conn:
+            head_seq, head_hash = _head(conn)
+    result = _verify(engine, key, cp, cp_problem, head_seq, head_hash)
+    with _checkpoint_lock(path):
+        if result.ok:
+            _clear_alarm(path, store)
+        else:
+            _raise_alarm(path, store, result.message)
+    return result
+
+
+def _verify(engine: Engine, key: bytes, cp: Checkpoint | None, cp_problem: str | None,
+            head_seq: int, head_hash: str) -> VerifyResult:
     checked = 0
+    head_at = None
     with engine.connect() as conn:
         anchor_seq, anchor_hash = _anchor(conn)
         expected_seq, expected_prev = anchor_seq + 1, anchor_hash
         cols = [audit_log.c[name] for name in (*HASHED_FIELDS, "entry_hash")]
-        result = conn.execution_options(yield_per=2000).execute(select(*cols).order_by(audit_log.c.seq))
+        # Entries appended after the snapshot are someone else's business: verify up to the head read.
+        result = conn.execution_options(yield_per=2000).execute(
+            select(*cols).where(audit_log.c.seq <= head_seq).order_by(audit_log.c.seq))
         for row in result:
             entry = row._asdict()
             seq = entry["seq"]
@@ -546,39 +787,77 @@ def verify(engine: Engine) -> VerifyResult:
                            "prune record.")
                 else:
                     msg = f"Entries {expected_seq}..{seq - 1} are missing (deleted)."
-                return VerifyResult(False, checked, expected_seq, msg)
+                return VerifyResult(False, checked, expected_seq, msg, head_seq)
             if entry["prev_hash"] != expected_prev:
                 return VerifyResult(False, checked, seq,
-                                    f"Entry {seq} does not follow entry {seq - 1} (broken link).")
+                                    f"Entry {seq} does not follow entry {seq - 1} (broken link).", head_seq)
             if not hmac.compare_digest(_entry_hash(key, entry), entry["entry_hash"] or ""):
-                return VerifyResult(False, checked, seq, f"Entry {seq} was altered (hash mismatch).")
+                return VerifyResult(False, checked, seq, f"Entry {seq} was altered (hash mismatch).", head_seq)
             checked += 1
             expected_seq, expected_prev = seq + 1, entry["entry_hash"]
-        head_seq = expected_seq - 1
+            head_at = entry["at_utc"]
 
-    if stores.get("__corrupt__"):
-        return VerifyResult(False, checked, None, "The checkpoint file is unreadable (altered?).")
-    cp = stores.get(_store_id(engine))
+    def fail(msg: str, bad: int | None = None, **kw) -> VerifyResult:
+        return VerifyResult(False, checked, bad, msg, head_seq, **kw)
+
+    if cp_problem:
+        return fail(cp_problem)
     if cp is None:
-        return VerifyResult(True, checked, None,
-                            f"{checked} entries verified. No checkpoint for this store, so a truncated "
-                            "tail could not be detected.")
-    try:
-        cp_seq, cp_hash, cp_mac = int(cp["seq"]), str(cp["hash"]), str(cp["mac"])
-    except (KeyError, TypeError, ValueError):
-        return VerifyResult(False, checked, None, "The checkpoint entry for this store is malformed.")
-    if not hmac.compare_digest(_sign_checkpoint(key, _store_id(engine), cp_seq, cp_hash), cp_mac):
-        return VerifyResult(False, checked, None, "The checkpoint was altered (signature mismatch).")
-    if cp_seq > head_seq:
-        return VerifyResult(False, checked, head_seq + 1,
-                            f"Entries {head_seq + 1}..{cp_seq} are missing: the log was truncated "
-                            f"(checkpoint at entry {cp_seq}).")
-    with engine.connect() as conn:
-        at_cp = conn.execute(select(audit_log.c.entry_hash).where(audit_log.c.seq == cp_seq)).scalar()
-    if cp_seq > anchor_seq and at_cp != cp_hash:
-        return VerifyResult(False, checked, cp_seq,
-                            f"Entry {cp_seq} differs from the checkpoint: the log was rewritten.")
-    return VerifyResult(True, checked, None, f"{checked} entries verified; head at entry {head_seq}.")
+        if head_seq == 0:
+            return VerifyResult(True, 0, None, "The audit log is empty; nothing to verify.", 0)
+        return fail(f"{checked} entries verified, but there is no checkpoint for this store, so a deleted "
+                    "tail cannot be ruled out. Hint: after a first install or a restore, run `python -m "
+                    "analytics audit verify --accept-missing-checkpoint` (the acceptance is recorded).",
+                    missing_checkpoint=True)
+    if cp.seq > head_seq:
+        return fail(f"Entries {head_seq + 1}..{cp.seq} are missing: the log was truncated "
+                    f"(checkpoint at entry {cp.seq}). {REANCHOR_HINT}", head_seq + 1)
+    if cp.seq < head_seq:
+        return fail(f"The checkpoint covers entries up to {cp.seq} but the log goes on to entry {head_seq}: "
+                    "the checkpoint is stale (an older copy was restored, or an append was interrupted "
+                    f"after its commit). {REANCHOR_HINT}", cp.seq + 1)
+    if not hmac.compare_digest(cp.entry_hash, head_hash):
+        return fail(f"Entry {cp.seq} differs from the checkpoint: the log was rewritten.", cp.seq)
+    if cp.at is not None and isinstance(head_at, dt.datetime) and cp.at + CHECKPOINT_CLOCK_SLACK < head_at:
+        return fail(f"The checkpoint (written {cp.at:%Y-%m-%d %H:%M:%S} UTC) is older than entry {cp.seq} it "
+                    f"covers (written {head_at:%Y-%m-%d %H:%M:%S} UTC): it was not written by an append.")
+    return VerifyResult(True, checked, None, f"{checked} entries verified; head at entry {head_seq}.", head_seq)
+
+
+def accept_missing_checkpoint(engine: Engine, *, username: str | None = None) -> VerifyResult:
+    """Verify; when the only problem is a missing checkpoint, anchor it at the head and record that.
+
+    The explicit override for a first install, or a store restored from a backup (move the old
+    checkpoint file aside first: it rightly calls the restored log truncated). The chain itself
+    must verify; any other problem is returned unchanged and nothing is accepted. The acceptance is
+    an ``audit_verify`` entry (``accepted_missing_checkpoint``) naming the head it anchored at.
+    """
+    result = verify(engine)
+    if result.ok or not result.missing_checkpoint:
+        return result
+    key = audit_key(engine)
+    path, store = _checkpoint_path(), _store_id(engine)
+    with _checkpoint_lock(path):
+        cp, problem = _read_checkpoint(key, store, path)
+        with engine.connect() as conn:
+            head_seq, head_hash = _head(conn)
+        if cp is not None or problem or head_seq != result.head_seq:
+            return VerifyResult(False, result.checked, None, "The log or its checkpoint changed while the missing "
+                                "checkpoint was being accepted; nothing was accepted. Run the command again.",
+                                head_seq)
+        alarm = chain_alarm(engine)
+        _store_checkpoint(path, key, store, head_seq, head_hash)
+        _clear_alarm(path, store)
+    parameters = {"ok": True, "checked": result.checked, "accepted_missing_checkpoint": True,
+                  "anchored_at_seq": head_seq}
+    if alarm is not None:
+        # The alarm state is cleared now; the log keeps what it said, so the incident stays on record.
+        parameters["alarm"] = {"first_at": alarm.first_at, "last_at": alarm.last_at, "count": alarm.count,
+                               "problem": alarm.problem}
+    seq = append(engine, "audit_verify", username=username, parameters=parameters)
+    return VerifyResult(True, result.checked, None,
+                        f"{result.checked} entries verified; the missing checkpoint was accepted at entry "
+                        f"{head_seq} and the acceptance recorded as entry {seq}.", head_seq, accepted=True)
 
 
 def prune(engine: Engine, older_than_days: int | None = None) -> int:
@@ -604,28 +883,96 @@ def prune(engine: Engine, older_than_days: int | None = None) -> int:
         raise AuditTamperedError(f"Not pruning: the audit log does not verify. {check.message}")
     key = audit_key(engine)
     cutoff = _now_utc() - dt.timedelta(days=days)
-    with _serialised(engine) as conn:
-        first_kept = conn.execute(select(func.min(audit_log.c.seq)).where(audit_log.c.at_utc >= cutoff)).scalar()
-        through_q = select(func.max(audit_log.c.seq))
-        if first_kept is not None:
-            through_q = through_q.where(audit_log.c.seq < first_kept)
-        through = conn.execute(through_q).scalar()
-        if through is None:
-            return 0
-        anchor_hash = conn.execute(select(audit_log.c.entry_hash).where(audit_log.c.seq == through)).scalar_one()
-        # Read the head before deleting: if every entry is old, the record must still continue
-        # the chain from the last deleted entry rather than restart it at seq 1.
-        head = _head(conn)
-        deleted = conn.execute(delete(audit_log).where(audit_log.c.seq <= through)).rowcount
-        seq, entry_hash = _append_locked(conn, key, {
-            "username": None, "roles": None, "session_id": None, "client_address": None,
-            "event": "audit_prune", "target": None,
-            "parameters": _canonical({"pruned_through_seq": int(through), "anchor_hash": anchor_hash,
-                                      "deleted": int(deleted), "older_than_days": days}),
-            "reason": f"retention {days} days", "run_id": None,
-        }, head=head)
-    _write_checkpoint(engine, key, seq, entry_hash)
+    path, store = _checkpoint_path(), _store_id(engine)
+    with _checkpoint_lock(path):
+        with _serialised(engine) as conn:
+            if (problem := _continuity_problem(key, store, path, _head(conn))) is not None:
+                raise AuditTamperedError(f"Not pruning: the audit log does not verify. {problem}")
+            first_kept = conn.execute(select(func.min(audit_log.c.seq)).where(audit_log.c.at_utc >= cutoff)).scalar()
+            through_q = select(func.max(audit_log.c.seq))
+            if first_kept is not None:
+                through_q = through_q.where(audit_log.c.seq < first_kept)
+            through = conn.execute(through_q).scalar()
+            if through is None:
+                return 0
+            anchor_hash = conn.execute(select(audit_log.c.entry_hash).where(audit_log.c.seq == through)).scalar_one()
+            # Read the head before deleting: if every entry is old, the record must still continue
+            # the chain from the last deleted entry rather than restart it at seq 1.
+            head = _head(conn)
+            deleted = conn.execute(delete(audit_log).where(audit_log.c.seq <= through)).rowcount
+            seq, entry_hash = _append_locked(conn, key, {
+                "username": None, "roles": None, "session_id": None, "client_address": None,
+                "event": "audit_prune", "target": None,
+                "parameters": _canonical({"pruned_through_seq": int(through), "anchor_hash": anchor_hash,
+                                          "deleted": int(deleted), "older_than_days": days}),
+                "reason": f"retention {days} days", "run_id": None,
+            }, head=head)
+        # Still under the checkpoint lock: no append can read the new head before it is checkpointed.
+        _store_checkpoint(path, key, store, seq, entry_hash)
     return int(deleted)
+
+
+# ---------------------------------------------------------------------------------------------
+# Keyed references and what each role is shown
+# ---------------------------------------------------------------------------------------------
+
+def keyed_ref(engine: Engine, value: str, *, purpose: str = "login-name") -> str:
+    """A keyed digest of ``value`` (HMAC-SHA256 with the audit key, 20 hex characters).
+
+    For text that must not be stored but whose repeats must be countable: a failed login's
+    username that names no account (it may be a password typed in the wrong box). Without the
+    key, nobody can test guesses against it; the same text always gives the same reference.
+    """
+    msg = f"{purpose}\0{value}".encode()
+    return hmac.new(audit_key(engine), msg, hashlib.sha256).hexdigest()[:20]
+
+
+UNMASK_REASON_PLACEHOLDER = "(reason recorded, {n} characters)"
+# Target and parameter keys that list customers; only compliance sees the ids themselves.
+_CUSTOMER_KEYS = ("customer_ids", "customer_id")
+
+
+def _customer_count_view(raw):
+    """The JSON ``raw`` with any customer id list replaced by its count; other text unchanged."""
+    if not isinstance(raw, str) or not raw.startswith("{"):
+        return raw
+    try:
+        obj = json.loads(raw)
+    except ValueError:
+        return raw
+    if not isinstance(obj, dict) or not any(k in obj for k in _CUSTOMER_KEYS):
+        return raw
+    count = 0
+    for k in _CUSTOMER_KEYS:
+        ids = obj.pop(k, None)
+        count += len(ids) if isinstance(ids, list) else (ids is not None)
+    obj["customer_count"] = count
+    return _canonical(obj)
+
+
+def entries_for_viewer(entries: pd.DataFrame, roles: str | Iterable[str]) -> pd.DataFrame:
+    """Audit entries (as :func:`query` returns them) as a viewer with ``roles`` may see them.
+
+    * **Unmask reasons** are free text, and may name a customer or an address however well they
+      are scrubbed: compliance sees them in full, anyone else "(reason recorded, N characters)".
+    * **Customer ids** in a target or in the parameters (an export, an unmask, a lookup) are
+      shown to compliance only; anyone else sees ``customer_count``. An export's file name,
+      row count, SHA-256 and manifest id (when it has one) stay visible to all.
+
+    Nothing else changes. Unknown roles raise ValueError (fail closed).
+    """
+    out = entries.copy()
+    if "compliance" in normalise_roles(roles):
+        return out
+    if "reason" in out.columns and "event" in out.columns:
+        unmask = (out["event"] == "unmask") & out["reason"].notna()
+        out["reason"] = out["reason"].astype(object)
+        out.loc[unmask, "reason"] = [UNMASK_REASON_PLACEHOLDER.format(n=len(str(r)))
+                                     for r in out.loc[unmask, "reason"]]
+    for col in ("target", "parameters"):
+        if col in out.columns:
+            out[col] = out[col].astype(object).map(_customer_count_view)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -703,6 +1050,8 @@ def _naive_utc(value: dt.datetime | dt.date) -> dt.datetime:
 
 __all__ = [
     "EVENTS", "GENESIS_HASH", "HASHED_FIELDS", "MAX_QUERY_ROWS", "QUERY_COLUMNS", "REDACTED",
-    "AuditError", "AuditTamperedError", "VerifyResult", "append", "audit_key", "prune", "query",
-    "reset_checkpoint", "safe_parameters", "scrub_text", "session_ref", "verify",
+    "AuditChainBroken", "AuditError", "AuditTamperedError", "ChainAlarm", "Checkpoint", "VerifyResult",
+    "UNMASK_REASON_PLACEHOLDER", "accept_missing_checkpoint", "append", "audit_key", "chain_alarm",
+    "entries_for_viewer", "keyed_ref", "prune", "query", "reset_checkpoint", "safe_parameters", "scrub_text",
+    "session_ref", "verify",
 ]

@@ -40,6 +40,13 @@ Decisions (the issue left these open):
   ``already loaded (batch N)`` and write nothing.
 * **Encoding**: UTF-8 (with or without BOM) is tried first, strictly, then GB18030 (a superset
   of GBK and GB2312). A file that is neither, or holds NUL bytes, is unreadable: ``LoadError``.
+  GB18030 decodes almost any byte string, so a Shift-JIS, Big5 or Latin-1 file often "decodes" to
+  nonsense; the decoded text is therefore checked for plausibility (:func:`gb18030_plausible`)
+  and a file that fails is refused with a message asking for ``--encoding``. With ``encoding=``
+  (``load --encoding``) the file is decoded strictly in that encoding and nothing is guessed.
+* **Only regular files** are read: a directory, a device such as ``/dev/null``, a pipe or a
+  socket is refused with a message that says which it is.
+* **At most ``LOAD_MAX_COLUMNS`` columns**: a wider header is refused before any row is read.
 * **Line numbers** are physical lines of the file, header = line 1, so the first data row is line
   2 and a quoted value spanning lines does not shift the rows after it. Blank lines are skipped.
   A row with more or fewer fields than the header is rejected (``wrong number of fields``). For
@@ -66,7 +73,9 @@ import hashlib
 import json
 import logging
 import math
+import os
 import re
+import stat
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -104,6 +113,8 @@ BOOLEAN_WORDS = {"true": True, "false": False, "1": True, "0": False, "yes": Tru
 LOOKUP_BATCH = 500
 REASON_MAX = 200  # load_rejects.reason is String(200)
 _UNPARSED = object()
+IMPLAUSIBLE = "implausible"  # _fingerprint: decodes as GB18030, but to nonsense
+ENCODING_HINT = "Hint: save it as CSV UTF-8, or name its encoding with --encoding (e.g. shift_jis, big5, latin-1)."
 
 _DATE_RE = re.compile(r"(\d{4})([-/])(\d{1,2})\2(\d{1,2})")
 _DATETIME_RE = re.compile(r"(\d{4})([-/])(\d{1,2})\2(\d{1,2})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?")
@@ -370,6 +381,78 @@ class _Chunk:
         return len(self.lines)
 
 
+# How much decoded GB18030 text the plausibility check reads: enough for any real extract's
+# characters to show, and bounded for a multi-GB file.
+PLAUSIBILITY_SAMPLE_CHARS = 4 << 20
+# Rows of GB2312 (by lead byte) that a Chinese customer extract does not use: kana, Greek,
+# Cyrillic and box drawing. Big5 read as GB18030 lands in them; real data hardly ever does.
+_GB2312_ODD_ROWS = frozenset((0xA4, 0xA5, 0xA6, 0xA7, 0xA9))
+_NON_ASCII_RE = re.compile(r"[^\x00-\x7f]")
+
+
+def gb18030_plausible(text_: str) -> bool:
+    """Whether ``text_``, decoded as GB18030, looks like Chinese text rather than another encoding misread.
+
+    Over the non-ASCII characters: *strongly* implausible are those outside GBK altogether (private
+    use, other scripts reached through GB18030's four-byte forms) and GB2312's kana, Greek,
+    Cyrillic and box-drawing rows; *weakly* implausible are GBK ideographs outside GB2312 (rare
+    characters, which a real file has a few of, in names). Big5 read as GB18030 is full of the first
+    kind; Shift-JIS and Latin-1 produce almost only the second. The text is implausible when more
+    than 2 % of its non-ASCII characters are strongly implausible, or more than half weakly.
+    """
+    chars = Counter(_NON_ASCII_RE.findall(text_))
+    total = sum(chars.values())
+    if not total:
+        return True
+    strong = weak = 0
+    for ch, n in chars.items():
+        try:
+            lead = ch.encode("gb2312")[0]
+        except UnicodeEncodeError:
+            try:
+                ch.encode("gbk")
+            except UnicodeEncodeError:
+                strong += n
+            else:
+                weak += n
+            continue
+        if lead in _GB2312_ODD_ROWS:
+            strong += n
+    return strong <= 0.02 * total and weak <= 0.5 * total
+
+
+def _text_codec(encoding: str) -> codecs.CodecInfo:
+    try:
+        info = codecs.lookup(encoding)
+    except LookupError:
+        raise LoadError(f"Unknown encoding {encoding!r}. Hint: e.g. utf-8, gb18030, shift_jis, big5, latin-1.") from None
+    if not getattr(info, "_is_text_encoding", True):
+        raise LoadError(f"{encoding!r} is not a text encoding. Hint: e.g. utf-8, gb18030, shift_jis, big5, latin-1.")
+    return info
+
+
+def _fingerprint_as(path: Path, encoding: str) -> tuple[str, str | None]:
+    """sha256 and the codec to read ``path`` with, decoding it strictly as ``encoding``."""
+    info = _text_codec(encoding)
+    digest = hashlib.sha256()
+    decoder = info.incrementaldecoder("strict")
+    first = b""
+    try:
+        with path.open("rb") as fh:
+            while block := fh.read(1 << 20):
+                digest.update(block)
+                first = first or block[:3]
+                if "\x00" in decoder.decode(block):
+                    return digest.hexdigest(), None
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise LoadError(f"{path.name}: not valid {info.name} text (checked with --encoding {encoding}). "
+                        "Hint: check the file's encoding.") from None
+    if info.name == "utf-8" and first == codecs.BOM_UTF8:
+        return digest.hexdigest(), "utf-8-sig"
+    return digest.hexdigest(), info.name
+
+
 def _fingerprint(path: Path) -> tuple[str, str | None]:
     """sha256 of the file and its text encoding (``None`` for unreadable), in one streaming pass.
 
@@ -401,13 +484,20 @@ def _fingerprint(path: Path) -> tuple[str, str | None]:
     if utf8_ok:
         return digest.hexdigest(), "utf-8-sig" if first == codecs.BOM_UTF8 else "utf-8"
     gb = codecs.getincrementaldecoder("gb18030")("strict")
+    sample: list[str] = []
+    sampled = 0
     try:
         with path.open("rb") as fh:
             while block := fh.read(1 << 20):
-                gb.decode(block)
+                decoded = gb.decode(block)
+                if sampled < PLAUSIBILITY_SAMPLE_CHARS:
+                    sample.append(decoded)
+                    sampled += len(decoded)
         gb.decode(b"", final=True)
     except UnicodeDecodeError:
         return digest.hexdigest(), None
+    if not gb18030_plausible("".join(sample)):
+        return digest.hexdigest(), IMPLAUSIBLE
     return digest.hexdigest(), "gb18030"
 
 
@@ -419,11 +509,21 @@ def _parquet_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _check_width(names: Sequence, file_name: str) -> None:
+    limit = int(settings.get("LOAD_MAX_COLUMNS"))
+    if len(names) > limit:
+        raise LoadError(f"{file_name}: the header has {len(names):,} columns, more than LOAD_MAX_COLUMNS "
+                        f"({limit:,}); nothing was loaded. Hint: a store table has at most a few dozen.")
+
+
 def _normalise_header(names: Sequence[str], file_name: str) -> list[str]:
+    _check_width(names, file_name)
     out = [n.strip().lower() for n in names]
-    dupes = sorted({n for n in out if out.count(n) > 1})
+    # One counting pass: a per-name list.count is quadratic (minutes on a 100k-column header).
+    dupes = sorted(n for n, k in Counter(out).items() if k > 1)
     if dupes:
-        raise LoadError(f"{file_name}: column(s) {', '.join(dupes)} appear more than once in the header")
+        shown = ", ".join(dupes[:10]) + (f" and {len(dupes) - 10:,} more" if len(dupes) > 10 else "")
+        raise LoadError(f"{file_name}: column(s) {shown} appear more than once in the header")
     return out
 
 
@@ -714,22 +814,41 @@ def _now_utc() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def _load_one(engine: Engine, path: Path, table: Table, chunk_rows: int) -> FileReport:
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"))
+
+
+def _check_regular_file(path: Path) -> None:
+    """Refuse anything but a regular file, saying what it is (``/dev/null`` is not "no such file")."""
+    try:
+        mode = os.stat(path).st_mode  # follows a symlink: what matters is what it points to
+    except FileNotFoundError:
+        raise LoadError(f"{path}: no such file") from None
+    if stat.S_ISREG(mode):
+        return
+    kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+    raise LoadError(f"{path}: {kind}, not a regular file; nothing was loaded. "
+                    "Hint: give a CSV or Parquet file (save a stream to a file first).")
+
+
+def _load_one(engine: Engine, path: Path, table: Table, chunk_rows: int, encoding: str | None = None) -> FileReport:
     report = FileReport(path=str(path), table=table.name)
-    if not path.is_file():
-        raise LoadError(f"{path}: no such file")
+    _check_regular_file(path)
     is_parquet = path.suffix.lower() in PARQUET_SUFFIXES
     known = {c.name for c in table.columns}
     if is_parquet:
         sha = _parquet_sha256(path)
         report.source_format = "parquet"
     else:
-        sha, encoding = _fingerprint(path)
+        sha, encoding = _fingerprint_as(path, encoding) if encoding else _fingerprint(path)
         if encoding is None:
             raise LoadError(f"{path.name}: unreadable: not UTF-8 or GB18030 text (a binary file, "
-                            "or another encoding such as UTF-16?). Hint: save it as CSV UTF-8.")
+                            f"or another encoding such as UTF-16?). {ENCODING_HINT}")
+        if encoding == IMPLAUSIBLE:
+            raise LoadError(f"{path.name}: the text decodes as GB18030 but does not look like Chinese text; "
+                            f"it is probably in another encoding (Shift-JIS, Big5, Latin-1?). {ENCODING_HINT}")
         report.source_format = {"utf-8": "csv (utf-8)", "utf-8-sig": "csv (utf-8 with BOM)",
-                                "gb18030": "csv (gb18030)"}[encoding]
+                                "gb18030": "csv (gb18030)"}.get(encoding, f"csv ({encoding})")
 
     with engine.begin() as conn:
         earlier = conn.execute(
@@ -773,7 +892,7 @@ def _load_one(engine: Engine, path: Path, table: Table, chunk_rows: int) -> File
 
 
 def load_files(engine: Engine, paths: Sequence[str | Path], table_name: str, *,
-               chunk_rows: int | None = None) -> LoadReport:
+               chunk_rows: int | None = None, encoding: str | None = None) -> LoadReport:
     """Validate and load CSV or Parquet files into a store table.
 
     Parameters
@@ -786,6 +905,10 @@ def load_files(engine: Engine, paths: Sequence[str | Path], table_name: str, *,
         One of :data:`analytics.schema.STORE_TABLES`.
     chunk_rows : int, optional
         Rows read and validated at a time; defaults to the ``LOAD_CHUNK_ROWS`` setting.
+    encoding : str, optional
+        The CSV files' text encoding (any Python codec name: ``shift_jis``, ``big5``, ``latin-1``,
+        ...). Without it, UTF-8 then GB18030 are tried and an implausible GB18030 decoding is
+        refused. Parquet files ignore it.
 
     Returns
     -------
@@ -802,11 +925,13 @@ def load_files(engine: Engine, paths: Sequence[str | Path], table_name: str, *,
     chunk_rows = int(chunk_rows if chunk_rows is not None else settings.get("LOAD_CHUNK_ROWS"))
     if chunk_rows < 1:
         raise LoadError(f"chunk_rows must be at least 1, not {chunk_rows}")
+    if encoding:
+        _text_codec(encoding)  # an unknown name fails before any file is touched
     report = LoadReport(table=table.name)
     for p in paths:
         path = Path(p)
         try:
-            report.files.append(_load_one(engine, path, table, chunk_rows))
+            report.files.append(_load_one(engine, path, table, chunk_rows, encoding))
         except LoadError as exc:
             raise LoadError(_with_earlier(str(exc), report)) from None
         except SQLAlchemyError as exc:
@@ -861,5 +986,5 @@ def prune_rejects(engine: Engine, now: datetime | None = None) -> int:
                    or 0)
 
 
-__all__ = ["BOOLEAN_WORDS", "FileReport", "LoadReport", "load_files", "masked_reject", "prune_rejects",
-           "required_columns"]
+__all__ = ["BOOLEAN_WORDS", "FileReport", "LoadReport", "gb18030_plausible", "load_files", "masked_reject",
+           "prune_rejects", "required_columns"]

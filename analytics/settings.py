@@ -41,6 +41,8 @@ SETTINGS: dict[str, Setting] = {
                 "How many completed refresh runs keep their result rows; older runs keep only their record.",
                 int),
         Setting("LOAD_CHUNK_ROWS", 50000, "Rows per chunk when importing or writing large tables.", int),
+        Setting("LOAD_MAX_COLUMNS", 1000,
+                "`load` refuses a file whose header has more columns than this, before reading any row.", int),
         Setting("FRESHNESS_MONTHS", 24,
                 "A customer record not updated within this many months counts as stale.", int),
         Setting("RISK_ASSESSMENT_VALID_DAYS", 365,
@@ -71,6 +73,9 @@ SETTINGS: dict[str, Setting] = {
                 "File outside the database holding the signed head of the audit chain (detects truncation)."),
         Setting("AUDIT_KEY_FILE", "data/audit.key",
                 "Where a random audit key is generated (mode 0600) when AUDIT_HMAC_KEY is unset and the store is SQLite."),
+        Setting("AUDIT_CHECKPOINT_SYSLOG", 0,
+                "1: also send each new audit head to syslog (facility authpriv), a copy outside the host's "
+                "writable files.", int),
         # Segmentation and lifecycle value (issue 4)
         Setting("VALUE_TIER_THRESHOLDS", "50000,500000,6000000",
                 "AUM thresholds (CNY) of the value tiers: mass below the first, affluent from it, "

@@ -8,6 +8,7 @@ with foreign keys on and a busy timeout, so the dashboard can read while a refre
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -63,6 +64,24 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cur.close()
 
 
+def _private_sqlite_file(path: str):
+    """A ``do_connect`` hook that creates the SQLite file with mode 0600 before SQLite opens it.
+
+    SQLite creates a missing database with the process umask (often 0644: readable by every local
+    user) and the WAL and shared-memory files with the database file's mode. Creating the empty
+    file ourselves, owner-only from its first byte, leaves no window in which another user could
+    open it. An existing file is left as it is.
+    """
+    def create(_dialect, _record, _cargs, _cparams) -> None:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return
+        os.close(fd)
+
+    return create
+
+
 def make_engine(db: str | None = None, *, create_dir: bool = False) -> Engine:
     """Create an engine for the store.
 
@@ -95,6 +114,8 @@ def make_engine(db: str | None = None, *, create_dir: bool = False) -> Engine:
         raise StoreError(f"Cannot open store {redact_url(url)}: {exc}") from None
     if backend == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+        if parsed.database not in (None, "", ":memory:") and not parsed.database.startswith("file:"):
+            event.listen(engine, "do_connect", _private_sqlite_file(parsed.database))
     return engine
 
 

@@ -39,7 +39,7 @@ import pandas as pd
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from analytics import settings
+from analytics import audit, settings
 from analytics.access import normalise_roles
 from analytics.errors import AnalyticsError
 from analytics.schema import user_preferences, user_sessions, users
@@ -371,7 +371,10 @@ def authenticate(engine: Engine, username: str, password: str, now: dt.datetime 
     """Check a login and apply the lockout policy.
 
     Returns an :class:`AuthResult`; it never raises for bad credentials. Record
-    ``result.event`` in the audit log with ``result.reason``.
+    ``result.event`` in the audit log with ``result.reason``. When the name typed names no
+    account, ``result.username`` is ``unknown:`` plus a keyed hash of it
+    (:func:`analytics.audit.keyed_ref`), never the text itself: people type passwords into the
+    username box, and repeats of one name still correlate.
     """
     now = _utc(now)
     try:
@@ -382,7 +385,7 @@ def authenticate(engine: Engine, username: str, password: str, now: dt.datetime 
         row = conn.execute(select(users).where(users.c.username == name)).first()
     if row is None:
         _check_password(password, None)
-        return _failed(name, "unknown user")
+        return _failed(f"unknown:{audit.keyed_ref(engine, name)}", "unknown user")
     if row.disabled:
         _check_password(password, None)
         return _failed(name, "disabled")

@@ -7,6 +7,7 @@ one). Locally they skip with a message when it is unset; with ``REQUIRE_POSTGRES
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 from sqlalchemy import text
@@ -14,6 +15,12 @@ from sqlalchemy import text
 from analytics.store import init_schema, make_engine
 
 PG_URL = os.environ.get("CUSTOMER_STORE_TEST_PG_URL")
+
+# Every command a test runs (in this process or a child) audits into a checkpoint and key of the test
+# session, never into the project's data/ folder, which `make run` uses for the demo store.
+_AUDIT_DIR = tempfile.mkdtemp(prefix="ci-audit-")
+os.environ.setdefault("AUDIT_CHECKPOINT_FILE", os.path.join(_AUDIT_DIR, "audit.checkpoint"))
+os.environ.setdefault("AUDIT_KEY_FILE", os.path.join(_AUDIT_DIR, "audit.key"))
 
 
 def _require(flag: str) -> bool:

@@ -9,7 +9,7 @@ import stat
 import threading
 
 import pytest
-from sqlalchemy import create_engine, insert, select, text
+from sqlalchemy import create_engine, func, insert, select, text
 
 from analytics import audit
 from analytics.audit import (
@@ -136,11 +136,12 @@ def test_a_forged_entry_is_caught(chain):
     assert not result.ok and result.first_bad_seq == 11
 
 
-def test_truncation_goes_unnoticed_only_without_the_checkpoint(chain, tmp_path):
+def test_a_deleted_checkpoint_is_a_failure_not_a_note(chain, tmp_path):
     _sql(chain, "DELETE FROM audit_log WHERE seq >= 8")
     os.remove(tmp_path / "audit.checkpoint")
     result = verify(chain)
-    assert result.ok and "No checkpoint" in result.message
+    assert not result.ok and result.missing_checkpoint
+    assert "no checkpoint" in result.message and "--accept-missing-checkpoint" in result.message
 
 
 def test_an_altered_checkpoint_is_caught(chain, tmp_path):
@@ -162,9 +163,11 @@ def test_a_wrong_key_fails_verification(chain, monkeypatch):
 
 def test_rebuilt_store_needs_an_explicit_checkpoint_reset(chain):
     _sql(chain, "DELETE FROM audit_log")
-    append(chain, "refresh_start", run_id=1)
-    assert not verify(chain).ok  # the checkpoint still says 10 entries: rightly suspicious
+    with pytest.raises(audit.AuditChainBroken):  # the checkpoint still says 10 entries: rightly suspicious
+        append(chain, "refresh_start", run_id=1)
+    assert not verify(chain).ok
     reset_checkpoint(chain)
+    append(chain, "refresh_start", run_id=1)
     assert verify(chain).ok
 
 
@@ -464,3 +467,221 @@ def test_postgres_concurrent_appends_make_one_chain(pg_engine):
     with pg_engine.begin() as conn:
         conn.execute(text("UPDATE audit_log SET reason = 'x' WHERE seq = 50"))
     assert verify(pg_engine).first_bad_seq == 50
+
+
+# ---------------------------------------------------------------------------------------------
+# The checkpoint attacks of the red-team pass (issue 12, F1), on SQLite and PostgreSQL
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request):
+    return request.getfixturevalue("engine" if request.param == "sqlite" else "pg_engine")
+
+
+@pytest.fixture
+def eight(store):
+    for i in range(8):
+        append(store, "page_view", username=f"user{i % 2}", target="overview")
+    return store
+
+
+def _count(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(audit_log)).scalar_one()
+
+
+def _checkpoint_file(tmp_path):
+    return tmp_path / "audit.checkpoint"
+
+
+def test_deleted_tail_then_appends_are_refused_and_alarmed(eight, caplog):
+    _sql(eight, "DELETE FROM audit_log WHERE seq >= 7")
+    for _ in range(3):  # what failed anonymous logins would do
+        with pytest.raises(audit.AuditChainBroken, match="audit verify"):
+            append(eight, "login_failed", username="unknown")
+    assert _count(eight) == 6  # nothing was written on top of the gap
+    assert "audit_chain_broken" in caplog.text and "Entries 7..8 are missing" in caplog.text
+    alarm = audit.chain_alarm(eight)
+    assert alarm is not None and alarm.count == 3 and "7..8" in alarm.problem
+    result = verify(eight)
+    assert not result.ok and result.first_bad_seq == 7 and "7..8" in result.message
+    assert audit.chain_alarm(eight) is not None  # a failed verify keeps the banner up
+
+
+def test_a_good_verify_clears_the_alarm(eight, tmp_path):
+    path = _checkpoint_file(tmp_path)
+    saved = path.read_bytes()
+    append(eight, "logout", username="user0")
+    path.write_bytes(saved)  # stale: the log is now one entry past the checkpoint
+    with pytest.raises(audit.AuditChainBroken):
+        append(eight, "logout", username="user0")
+    assert audit.chain_alarm(eight) is not None
+    reset_checkpoint(eight)  # an operator's deliberate act
+    assert verify(eight).ok
+    assert audit.chain_alarm(eight) is None
+
+
+def test_deleted_checkpoint_fails_verify_and_refuses_appends(eight, tmp_path):
+    os.remove(_checkpoint_file(tmp_path))
+    result = verify(eight)
+    assert not result.ok and result.missing_checkpoint and "no checkpoint" in result.message
+    with pytest.raises(audit.AuditChainBroken):
+        append(eight, "logout")
+
+
+def test_removing_this_stores_entry_from_the_checkpoint_fails(eight, tmp_path):
+    path = _checkpoint_file(tmp_path)
+    data = json.loads(path.read_text())
+    data["stores"] = {"sqlite:////elsewhere.db": {"seq": 1, "hash": "0" * 64, "mac": "0" * 64}}
+    path.write_text(json.dumps(data))
+    result = verify(eight)
+    assert not result.ok and result.missing_checkpoint
+    with pytest.raises(audit.AuditChainBroken):
+        append(eight, "logout")
+
+
+def test_an_older_checkpoint_restored_is_stale(eight, tmp_path):
+    path = _checkpoint_file(tmp_path)
+    older = path.read_bytes()  # at entry 8
+    for _ in range(3):
+        append(eight, "page_view")
+    path.write_bytes(older)
+    result = verify(eight)
+    assert not result.ok and "stale" in result.message and result.first_bad_seq == 9
+    with pytest.raises(audit.AuditChainBroken):
+        append(eight, "page_view")
+    # and with the tail deleted back to the restored copy's head, only an outside copy of the
+    # head (AUDIT_CHECKPOINT_SYSLOG) can tell: the README says so.
+
+
+def test_an_unsigned_or_resigned_checkpoint_fails(eight, tmp_path):
+    path = _checkpoint_file(tmp_path)
+    data = json.loads(path.read_text())
+    (entry,) = data["stores"].values()
+    del entry["mac"]
+    path.write_text(json.dumps(data))
+    assert "not signed" in verify(eight).message
+    entry["mac"] = "f" * 64
+    path.write_text(json.dumps(data))
+    assert "not signed by the audit key" in verify(eight).message
+
+
+def test_a_checkpoint_older_than_the_entry_it_covers_fails(eight, tmp_path):
+    path = _checkpoint_file(tmp_path)
+    data = json.loads(path.read_text())
+    (store_id, entry), = data["stores"].items()
+    at = (dt.datetime.fromisoformat(entry["at"]) - dt.timedelta(days=2)).isoformat(timespec="microseconds")
+    entry["at"] = at
+    entry["mac"] = audit._sign_checkpoint(KEY.encode(), store_id, entry["seq"], entry["hash"], at)
+    path.write_text(json.dumps(data))
+    result = verify(eight)
+    assert not result.ok and "older than entry 8" in result.message
+
+
+def test_accepting_a_missing_checkpoint_is_explicit_and_recorded(eight, tmp_path):
+    os.remove(_checkpoint_file(tmp_path))
+    assert not verify(eight).ok
+    result = audit.accept_missing_checkpoint(eight, username="cli:ops")
+    assert result.ok and result.accepted and "accepted at entry 8" in result.message
+    (row,) = query(eight, event="audit_verify").itertuples()
+    params = json.loads(row.parameters)
+    assert params["accepted_missing_checkpoint"] is True and row.username == "cli:ops"
+    assert params["anchored_at_seq"] == 8 and "no checkpoint" in params["alarm"]["problem"]
+    assert verify(eight).ok and audit.chain_alarm(eight) is None
+    append(eight, "logout")
+    assert verify(eight).ok
+
+
+def test_accepting_does_not_cover_other_damage(eight, tmp_path):
+    os.remove(_checkpoint_file(tmp_path))
+    _sql(eight, "UPDATE audit_log SET username = 'x' WHERE seq = 3")
+    result = audit.accept_missing_checkpoint(eight, username="cli:ops")
+    assert not result.ok and not result.accepted and result.first_bad_seq == 3
+    assert not _checkpoint_file(tmp_path).exists()
+
+
+def test_checkpoint_and_alarm_files_are_private(eight, tmp_path):
+    _sql(eight, "DELETE FROM audit_log WHERE seq = 8")
+    with pytest.raises(audit.AuditChainBroken):
+        append(eight, "logout")
+    for name in ("audit.checkpoint", "audit.checkpoint.alarm", "audit.checkpoint.lock"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
+
+
+def test_checkpoint_carries_its_time_and_version(eight, tmp_path):
+    data = json.loads(_checkpoint_file(tmp_path).read_text())
+    (entry,) = data["stores"].values()
+    assert data["version"] == 2 and entry["seq"] == 8 and set(entry) == {"seq", "hash", "at", "mac"}
+
+
+def test_a_version_1_checkpoint_still_verifies(eight, tmp_path):
+    path = _checkpoint_file(tmp_path)
+    data = json.loads(path.read_text())
+    (store_id, entry), = data["stores"].items()
+    data["stores"][store_id] = {"seq": entry["seq"], "hash": entry["hash"],
+                                "mac": audit._sign_checkpoint(KEY.encode(), store_id, entry["seq"], entry["hash"])}
+    path.write_text(json.dumps(data))
+    assert verify(eight).ok
+    append(eight, "logout")
+    assert "at" in json.loads(path.read_text())["stores"][store_id]
+
+
+def test_the_head_goes_to_syslog_when_asked(engine, monkeypatch):
+    import syslog
+
+    sent = []
+    monkeypatch.setattr(syslog, "syslog", lambda prio, msg: sent.append(msg))
+    monkeypatch.setattr(syslog, "openlog", lambda *a, **k: None)
+    append(engine, "logout")
+    assert sent == []
+    monkeypatch.setenv("AUDIT_CHECKPOINT_SYSLOG", "1")
+    append(engine, "logout")
+    assert len(sent) == 1 and "seq=2" in sent[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# What each role is shown (issue 12, F5)
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def mixed_log(engine):
+    append(engine, "unmask", username="comp1", roles=["compliance"],
+           target={"customer_ids": ["C0000007"], "fields": ["address"]},
+           reason="Customer Wang Fang of 88 Jianguo Road disputes a transfer")
+    append(engine, "export", username="mkt1", roles=["marketing"],
+           target={"export": "churn.csv", "rows": 3, "sha256": "ab" * 32, "manifest_id": "M42",
+                   "customer_ids": ["C1", "C2", "C3"]}, parameters={"page": "churn"})
+    append(engine, "login_failed", username="unknown", reason="unknown user")
+    return query(engine)
+
+
+def test_compliance_sees_unmask_reasons_and_customer_ids(mixed_log):
+    shown = audit.entries_for_viewer(mixed_log, ["compliance"])
+    assert shown.equals(mixed_log)
+
+
+@pytest.mark.parametrize("roles", [["admin"], ["admin", "risk"], "admin"])
+def test_others_see_the_length_of_a_reason_and_counts_of_customers(mixed_log, roles):
+    shown = audit.entries_for_viewer(mixed_log, roles)
+    by_event = {row.event: row for row in shown.itertuples()}
+    reason = "Customer Wang Fang of 88 Jianguo Road disputes a transfer"
+    assert by_event["unmask"].reason == f"(reason recorded, {len(reason)} characters)"
+    assert "Wang" not in shown.to_string() and "C0000007" not in shown.to_string()
+    export = json.loads(by_event["export"].target)
+    assert export == {"export": "churn.csv", "rows": 3, "sha256": "ab" * 32, "manifest_id": "M42",
+                      "customer_count": 3}
+    assert json.loads(by_event["unmask"].target) == {"fields": ["address"], "customer_count": 1}
+    assert by_event["login_failed"].reason == "unknown user"  # system reasons stay
+    assert mixed_log["reason"].str.contains("Wang").any()  # the input frame is not changed
+
+
+def test_an_unknown_viewer_role_fails_closed(mixed_log):
+    with pytest.raises(ValueError):
+        audit.entries_for_viewer(mixed_log, ["root"])
+
+
+def test_keyed_ref_needs_the_key(engine, monkeypatch):
+    a = audit.keyed_ref(engine, "hunter2")
+    assert a == audit.keyed_ref(engine, "hunter2") and len(a) == 20 and "hunter2" not in a
+    monkeypatch.setenv("AUDIT_HMAC_KEY", "q" * 48)
+    assert audit.keyed_ref(engine, "hunter2") != a

@@ -24,6 +24,7 @@ def cli(tmp_path):
                               input=stdin, capture_output=True, text=True)
 
     run.url = url
+    run.checkpoint = tmp_path / "audit.ckpt"
     return run
 
 
@@ -71,3 +72,35 @@ def test_audit_verify_fails_on_tampering(cli):
     out = cli("audit", "verify")
     assert out.returncode != 0
     assert "1" in out.stdout
+
+
+def _two_entries(cli):
+    pw = "a long enough password"
+    assert cli("users", "add", "dave", "--role", "risk", stdin=f"{pw}\n{pw}\n").returncode == 0
+    assert cli("users", "disable", "dave").returncode == 0
+
+
+def test_audit_verify_fails_on_a_deleted_tail_and_later_commands_are_refused(cli):
+    _two_entries(cli)
+    with make_engine(cli.url).begin() as conn:
+        conn.execute(text("DELETE FROM audit_log WHERE seq = 2"))
+    refused = cli("users", "set-roles", "dave", "--role", "marketing")
+    assert refused.returncode == 1 and "audit_chain_broken" in refused.stderr and "Traceback" not in refused.stderr
+    out = cli("audit", "verify")
+    assert out.returncode == 2 and "Entries 2..2 are missing" in out.stdout
+
+
+def test_audit_verify_needs_the_explicit_override_for_a_missing_checkpoint(cli):
+    _two_entries(cli)
+    cli.checkpoint.unlink()
+    out = cli("audit", "verify")
+    assert out.returncode == 2 and "no checkpoint" in out.stdout and "--accept-missing-checkpoint" in out.stdout
+    accepted = cli("audit", "verify", "--accept-missing-checkpoint")
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+    assert "accepted at entry" in accepted.stdout
+    again = cli("audit", "verify")
+    assert again.returncode == 0, again.stdout
+    engine = make_engine(cli.url)
+    with engine.connect() as conn:
+        params = conn.execute(text("SELECT parameters FROM audit_log WHERE event = 'audit_verify' ORDER BY seq")).scalars().all()
+    assert any('"accepted_missing_checkpoint":true' in p for p in params)

@@ -11,7 +11,7 @@ from datetime import date, datetime
 
 import pandas as pd
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from analytics import loader
@@ -430,3 +430,123 @@ def test_an_error_in_a_later_file_keeps_the_earlier_ones(store, tmp_path):
 def test_missing_file_is_a_load_error(sqlite_store, tmp_path):
     with pytest.raises(LoadError, match="no such file"):
         load_files(sqlite_store, [str(tmp_path / "nope.csv")], "customers")
+
+
+# ---------------------------------------------------------------------------------------------
+# Encodings other than UTF-8 and GB18030 (issue 12): each of these samples decodes as GB18030
+# without an error, to nonsense; it must be refused unless its encoding is named.
+# ---------------------------------------------------------------------------------------------
+
+BRANCH_HEADER = "branch_id,name,city,province,opened_on"
+ENCODED_SAMPLES = {
+    "shift_jis": ["BR101,新宿支店,東京都,東京都,2019-01-01", "BR102,梅田支店,大阪市,大阪府,2020-02-02",
+                  "BR103,横浜中央支店,横浜市,神奈川県,2021-03-03"],
+    "big5": ["BR101,信義分行,臺北市,臺灣省,2019-01-01", "BR102,前鎮分行,高雄市,臺灣省,2020-02-02",
+             "BR103,西屯分行,臺中市,臺灣省,2021-03-03"],
+    "latin-1": ["BR101,Agence Besançon,Besançon,Doubs,2019-01-01",
+                "BR102,Filiale Zürich,Zürich,Zürich,2020-02-02",
+                "BR103,Sucursal Coruña,A Coruña,Galicia,2021-03-03"],
+}
+
+
+def _sample(tmp_path, encoding: str) -> str:
+    return write(tmp_path, f"branches-{encoding}.csv", [BRANCH_HEADER, *ENCODED_SAMPLES[encoding]], encoding)
+
+
+@pytest.mark.parametrize("encoding", sorted(ENCODED_SAMPLES))
+def test_an_implausible_gb18030_decoding_is_refused_and_asks_for_the_encoding(sqlite_store, tmp_path, encoding):
+    path = _sample(tmp_path, encoding)
+    raw = open(path, "rb").read()
+    raw.decode("gb18030")  # the trap: it decodes without error
+    with pytest.raises(LoadError, match="--encoding") as info:
+        load_files(sqlite_store, [path], "branches")
+    assert "\n" not in str(info.value)
+    assert count(sqlite_store, load_batches) == 0
+
+
+@pytest.mark.parametrize("encoding", sorted(ENCODED_SAMPLES))
+def test_a_named_encoding_loads_the_text_right(store, tmp_path, encoding):
+    report = load_files(store, [_sample(tmp_path, encoding)], "branches", encoding=encoding)
+    assert report.rows_loaded == 3 and report.rows_rejected == 0
+    assert report.files[0].source_format.startswith("csv (")
+    with store.connect() as conn:
+        names = dict(conn.execute(text("SELECT branch_id, name FROM branches WHERE branch_id LIKE 'BR10%'")).all())
+    assert names == {r.split(",")[0]: r.split(",")[1] for r in ENCODED_SAMPLES[encoding]}
+
+
+def test_real_gb18030_with_rare_name_characters_is_still_detected(sqlite_store, tmp_path):
+    path = customer_csv(tmp_path, [GOOD, "C102,王喆,M,,,,BR001,2022-05-06,active,否,",
+                                   "C103,李堃,M,,,,BR002,2022-05-06,active,否,"], encoding="gb18030")
+    report = load_files(sqlite_store, [path], "customers")
+    assert report.rows_loaded == 3 and report.files[0].source_format == "csv (gb18030)"
+    assert customer(sqlite_store, "C102")["name"] == "王喆"
+
+
+def test_gb18030_plausibility():
+    assert loader.gb18030_plausible("北京市朝阳区建国路88号，赵六，王喆")
+    assert loader.gb18030_plausible("plain ascii")
+    for encoding, rows in ENCODED_SAMPLES.items():
+        assert not loader.gb18030_plausible("\n".join(rows).encode(encoding).decode("gb18030")), encoding
+
+
+def test_unknown_or_wrong_encodings_are_one_line_errors(sqlite_store, tmp_path):
+    path = _sample(tmp_path, "shift_jis")
+    with pytest.raises(LoadError, match="Unknown encoding 'klingon'"):
+        load_files(sqlite_store, [path], "branches", encoding="klingon")
+    with pytest.raises(LoadError, match="not a text encoding"):
+        load_files(sqlite_store, [path], "branches", encoding="base64")
+    with pytest.raises(LoadError, match="not valid ascii text"):
+        load_files(sqlite_store, [path], "branches", encoding="ascii")
+    assert count(sqlite_store, load_batches) == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Wide headers and files that are not regular files (issue 12)
+# ---------------------------------------------------------------------------------------------
+
+def test_a_header_wider_than_the_limit_is_refused_at_once(sqlite_store, tmp_path, monkeypatch):
+    monkeypatch.delenv("LOAD_MAX_COLUMNS", raising=False)
+    header = ",".join(["branch_id", "name", "city", "province"] + [f"x{i}" for i in range(997)])
+    path = write(tmp_path, "wide.csv", [header, "BR1,n,c,p" + ",v" * 997])
+    with pytest.raises(LoadError, match=r"1,001 columns, more than LOAD_MAX_COLUMNS \(1,000\)"):
+        load_files(sqlite_store, [path], "branches")
+    monkeypatch.setenv("LOAD_MAX_COLUMNS", "1001")
+    assert load_files(sqlite_store, [path], "branches").rows_loaded == 1
+
+
+def test_the_header_check_is_linear(sqlite_store, tmp_path, monkeypatch):
+    import time
+
+    monkeypatch.setenv("LOAD_MAX_COLUMNS", "1000000")
+    names = [f"c{i}" for i in range(100_000)] + ["c5", "C7 "]
+    path = write(tmp_path, "very-wide.csv", [",".join(names)])
+    start = time.perf_counter()
+    with pytest.raises(LoadError, match="c5, c7 appear more than once") as info:
+        load_files(sqlite_store, [path], "branches")
+    assert time.perf_counter() - start < 5  # a list.count per name took minutes
+    assert len(str(info.value)) < 300
+
+
+def test_a_header_with_many_duplicates_names_only_the_first_ten(sqlite_store, tmp_path):
+    names = [f"d{i}" for i in range(30)] * 2
+    path = write(tmp_path, "dupes.csv", [",".join(names)])
+    with pytest.raises(LoadError, match="and 20 more"):
+        load_files(sqlite_store, [path], "branches")
+
+
+def test_dev_null_is_named_a_device_not_a_missing_file(sqlite_store):
+    with pytest.raises(LoadError, match="/dev/null: a character device, not a regular file"):
+        load_files(sqlite_store, ["/dev/null"], "branches")
+
+
+def test_a_directory_and_a_pipe_are_named_as_such(sqlite_store, tmp_path):
+    import os
+
+    with pytest.raises(LoadError, match="a directory, not a regular file"):
+        load_files(sqlite_store, [str(tmp_path)], "branches")
+    fifo = tmp_path / "stream.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(LoadError, match="a named pipe, not a regular file"):  # and does not block on it
+        load_files(sqlite_store, [str(fifo)], "branches")
+    with pytest.raises(LoadError, match="no such file"):
+        load_files(sqlite_store, [str(tmp_path / "absent.csv")], "branches")

@@ -84,3 +84,67 @@ def test_bulk_insert_with_explicit_ids_leaves_autoincrement_usable(engine):
             customer_id="C000000003", product_id="P01", opened_on=date(2026, 8, 1), balance=1.0)
         ).inserted_primary_key[0]
     assert new_id == 4
+
+
+def _mode(path) -> int:
+    import stat
+
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_a_new_sqlite_store_is_private_from_its_first_byte(tmp_path):
+    import os
+
+    from analytics.store import init_schema
+
+    old = os.umask(0o022)  # the usual umask, which would make a new file readable by everyone
+    try:
+        engine = make_engine(f"sqlite:///{tmp_path}/bank.db", create_dir=True)
+        init_schema(engine)
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO branches (branch_id, name, city, province) VALUES ('B1','n','c','p')"))
+        for name in ("bank.db", "bank.db-wal", "bank.db-shm"):
+            if (tmp_path / name).exists():
+                assert _mode(tmp_path / name) == 0o600, name
+        engine.dispose()
+    finally:
+        os.umask(old)
+    assert _mode(tmp_path / "bank.db") == 0o600
+
+
+def test_an_existing_store_file_keeps_its_mode(tmp_path):
+    import os
+
+    path = tmp_path / "shared.db"
+    path.touch()
+    os.chmod(path, 0o640)
+    engine = make_engine(f"sqlite:///{path}")
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+    engine.dispose()
+    assert _mode(path) == 0o640
+
+
+def test_demo_secrets_are_private_from_their_first_byte(tmp_path, monkeypatch):
+    import os
+
+    from analytics import cli
+
+    opened = []
+    real_open = os.open
+    monkeypatch.setattr(os, "open", lambda p, flags, mode=0o777, **kw: opened.append((str(p), mode))
+                        or real_open(p, flags, mode, **kw))
+    target = tmp_path / ".streamlit" / "secrets.toml"
+    assert cli.write_demo_secrets(target)
+    monkeypatch.undo()
+    assert _mode(target) == 0o600
+    assert (str(target), 0o600) in opened  # created with the mode, not chmod-ed afterwards
+    assert not cli.write_demo_secrets(target)  # never overwritten
+    assert "AUDIT_HMAC_KEY" in target.read_text()
+
+
+def test_streamlit_listens_on_localhost_only():
+    import tomllib
+
+    config = tomllib.loads((settings.PROJECT_ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["address"] == "localhost"

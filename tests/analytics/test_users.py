@@ -40,8 +40,11 @@ OTHER = "another long passphrase"
 
 
 @pytest.fixture(autouse=True)
-def _fast_bcrypt_and_default_policy(monkeypatch):
+def _fast_bcrypt_and_default_policy(monkeypatch, tmp_path):
     monkeypatch.setattr(users, "BCRYPT_ROUNDS", 4)
+    # An unknown name is recorded as a keyed hash: the key must come from here, not data/.
+    monkeypatch.setenv("AUDIT_HMAC_KEY", "u" * 40)
+    monkeypatch.setenv("AUDIT_KEY_FILE", str(tmp_path / "audit.key"))
     for name in ("LOGIN_MAX_FAILED_ATTEMPTS", "LOGIN_LOCKOUT_MINUTES", "SESSION_IDLE_MINUTES"):
         monkeypatch.delenv(name, raising=False)
 
@@ -345,3 +348,44 @@ def test_language_preference_round_trip(engine):
         users.set_language(engine, "lang_user", "fr")
     with pytest.raises(users.UnknownUserError):
         users.set_language(engine, "nobody", "zh")
+
+
+# ---------------------------------------------------------------------------------------------
+# What a failed login leaves in the audit log (issue 12, F5)
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def audit_key_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("AUDIT_CHECKPOINT_FILE", str(tmp_path / "audit.checkpoint"))
+
+
+def test_a_failed_login_records_an_existing_name(engine, alice, audit_key_env):
+    assert authenticate(engine, "Alice", "wrong password!", now=T0).username == "alice"
+
+
+def test_a_failed_login_never_records_a_name_that_is_no_account(engine, alice, audit_key_env):
+    typed = "correct horse battery"  # a password typed into the username box
+    first = authenticate(engine, typed, PASSWORD, now=T0)
+    again = authenticate(engine, "  Correct Horse Battery ", PASSWORD, now=T0)
+    other = authenticate(engine, "mallory", PASSWORD, now=T0)
+    assert first.reason == "unknown user" and first.event == "login_failed"
+    assert typed not in first.username and "correct" not in first.username
+    assert first.username.startswith("unknown:") and len(first.username) == len("unknown:") + 20
+    assert first.username == again.username  # repeats correlate
+    assert other.username != first.username
+
+
+def test_the_unknown_name_reference_is_keyed(engine, alice, audit_key_env, monkeypatch):
+    before = authenticate(engine, "mallory", PASSWORD, now=T0).username
+    monkeypatch.setenv("AUDIT_HMAC_KEY", "v" * 40)
+    assert authenticate(engine, "mallory", PASSWORD, now=T0).username != before
+
+
+def test_the_audit_entry_of_an_unknown_name_holds_no_trace_of_it(engine, alice, audit_key_env):
+    from analytics import audit
+
+    result = authenticate(engine, "hunter2-secret-pass", PASSWORD, now=T0)
+    audit.append(engine, result.event, username=result.username, reason=result.reason)
+    row = audit.query(engine).iloc[0]
+    assert "hunter2" not in " ".join(str(v) for v in row.tolist())
+    assert row["username"] == result.username
