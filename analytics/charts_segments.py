@@ -4,7 +4,7 @@ Every builder takes an aggregate frame, never customer rows, so no personal data
 chart: the rows of one ``dimension`` of the ``segment_summary`` table (columns ``value``,
 ``customers``, ``sort_order`` and totals such as ``aum_total`` or ``clv_margin_3y_total``), the
 ``cluster_profiles`` rows, or the ``cohort_retention`` rows (see
-:func:`analytics.segmentation.load_segment_summary` and friends). Each returns a
+:func:`analytics.segmentation.read_segment_summary` and friends). Each returns a
 :class:`plotly.graph_objects.Figure`. ``lang`` is ``"en"`` or ``"zh"``.
 """
 
@@ -117,7 +117,7 @@ def cluster_profile_heatmap(profiles: pd.DataFrame, lang: str = "en") -> go.Figu
 
     ``profiles`` has one row per cluster with ``cluster_name``, ``customers`` and ``z_<feature>``
     columns (the ``cluster_profiles`` table, expanded by
-    :func:`analytics.segmentation.load_cluster_profiles`).
+    :func:`analytics.segmentation.read_cluster_profiles`).
     """
     title = tr("charts.segments.clusters", lang)
     z_cols = [c for c in profiles.columns if c.startswith("z_")]

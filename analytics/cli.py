@@ -86,7 +86,7 @@ def cmd_refresh(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from analytics.refresh import status
+    from analytics.run_status import status
 
     engine = _engine(args)
     info = status(engine, limit=args.limit)

@@ -1,5 +1,5 @@
 """Refresh stages for customer lifetime value: transactional CLV (BG/NBD + Gamma-Gamma) per customer,
-and the margin CLV re-based on the churn model's retention (issue 4).
+and the bank-margin CLV at the churn model's retention (issue 4).
 
 Transactional CLV
     The store has no transaction log, only monthly activity (``customer_monthly``). Each month with
@@ -18,9 +18,12 @@ Transactional CLV
     Customers with no active month in the window are outside the model's population (it needs a
     first purchase): they get ``p_alive`` 0 and a CLV of 0, with NULL frequency, recency and T.
 
-Margin CLV retention
-    ``apply_churn_retention`` replaces the lifecycle-stage retention of the ``segments`` stage with
-    each scored customer's own: ``(1 - churn_probability) ** (12 / horizon_months)``.
+Margin CLV
+    :func:`clv_margin_stage` (the ``clv_margin`` stage, after ``churn``) writes the margin CLV every
+    page shows, ``customer_clv_margin``: each customer the churn model scored at their own retention,
+    ``(1 - churn_probability) ** (12 / horizon_months)``, every other one at the lifecycle stage's
+    retention of the ``segments`` stage. ``customer_segments`` keeps the lifecycle-stage CLV, which
+    the churn stage values churn risk with.
 """
 
 from __future__ import annotations
@@ -32,12 +35,13 @@ from datetime import date
 import numpy as np
 import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
-from sqlalchemy import Column, Date, Float, MetaData, String, Table, bindparam, text
+from sqlalchemy import Date, bindparam, text
 
 from analytics import lifecycle
+from analytics.churn import churn_settings
 from analytics.clv import BetaGeoModel, GammaGammaModel
 from analytics.runs import Laps
-from analytics.schema import customer_clv_txn, segment_summary
+from analytics.schema import customer_clv_margin, customer_clv_txn
 from analytics.store import bulk_insert, read_frame
 
 log = logging.getLogger(__name__)
@@ -310,174 +314,65 @@ def _horizon_months(ctx) -> int:
                              {"run": ctx.run_id, "name": "churn.horizon_months"}).scalar()
     if value is not None:
         return int(value)
-    from analytics.churn import churn_settings
-
     return int(churn_settings()["horizon_months"])
 
 
-_tmp_metadata = MetaData()
-# Per-connection scratch table for the one-statement UPDATE (TEMPORARY: invisible to other sessions
-# and gone when the connection closes).
-_tmp_retention = Table(
-    "tmp_clv_retention", _tmp_metadata,
-    Column("customer_id", String(20), primary_key=True),
-    Column("retention_rate", Float, nullable=False),
-    Column("clv_margin_1y", Float, nullable=False),
-    Column("clv_margin_3y", Float, nullable=False),
-    Column("clv_margin_5y", Float, nullable=False),
-    prefixes=["TEMPORARY"],
-)
+def clv_margin_stage(ctx) -> None:
+    """The refresh stage ``clv_margin``: the bank-margin CLV of every customer the ``segments``
+    stage wrote, in ``customer_clv_margin``.
 
-
-def apply_churn_retention(ctx) -> None:
-    """The refresh stage ``clv_retention``: re-base the margin CLV of this run's scored customers
-    on the churn model's retention, and rebuild this run's ``segment_summary`` totals and
-    ``segment_cube`` rows.
-
-    Leaves the lifecycle-stage retention (and records ``clv.retention_source`` =
-    ``"lifecycle_stage"``) when the churn stage scored nobody in this run.
+    A customer the ``churn`` stage scored gets the churn model's retention,
+    :func:`churn_retention` of its churn probability over the churn horizon, and the CLV at it; any
+    other keeps the retention and CLV of their lifecycle stage from ``customer_segments``
+    (``retention_source`` says which). Puts the CLV's settings and where the retention came from
+    (``clv.retention_source`` is ``"churn_model"`` when anyone was scored, else
+    ``"lifecycle_stage"``) in ``run_metrics``; the totals are the ``aggregates`` stage's.
     """
     lap = Laps()
     discount = lifecycle.clv_discount_rate()
-    scored = read_frame(ctx.engine, """
-        SELECT s.customer_id, s.annual_margin, c.churn_probability
-        FROM customer_segments s JOIN churn_scores c
+    headline_years = lifecycle.clv_horizon_years()
+    clv_columns = [f"clv_margin_{years}y" for years in lifecycle.CLV_HORIZONS_YEARS]
+    # Every segmented customer, with a churn probability where the churn stage scored them.
+    rows = read_frame(ctx.engine, f"""
+        SELECT s.customer_id, s.annual_margin, s.retention_rate, {", ".join(f"s.{c}" for c in clv_columns)},
+               c.churn_probability
+        FROM customer_segments s LEFT JOIN churn_scores c
           ON c.run_id = s.run_id AND c.customer_id = s.customer_id
         WHERE s.run_id = :run_id
     """, {"run_id": ctx.run_id})
     lap("read")
-    if scored.empty:
-        ctx.put_metrics({"clv.retention_source": "lifecycle_stage", "clv.retention_customers": 0})
-        return
-    horizon = _horizon_months(ctx)
-    margin = scored["annual_margin"].to_numpy(dtype=float)
-    new = pd.DataFrame({"customer_id": scored["customer_id"].astype(str),
-                        "retention_rate": churn_retention(scored["churn_probability"], horizon)})
-    for years in lifecycle.CLV_HORIZONS_YEARS:
-        new[f"clv_margin_{years}y"] = lifecycle.margin_clv(margin, new["retention_rate"],
-                                                           discount_rate=discount, years=years)
-    lap("compute")
-
-    sets = ", ".join(f"{c} = t.{c}" for c in new.columns if c != "customer_id")
-    with ctx.engine.begin() as conn:
-        conn.execute(text("DROP TABLE IF EXISTS tmp_clv_retention"))  # left by a failed run on this connection
-        _tmp_retention.create(conn)
-        bulk_insert(ctx.engine, _tmp_retention, new, conn=conn)
-        # UPDATE ... FROM: PostgreSQL, and SQLite since 3.33; one statement joined on the primary key.
-        updated = conn.execute(text(
-            f"UPDATE customer_segments SET {sets} FROM tmp_clv_retention AS t "
-            "WHERE customer_segments.run_id = :run_id AND customer_segments.customer_id = t.customer_id"
-        ), {"run_id": ctx.run_id}).rowcount
-        _tmp_retention.drop(conn)
-        lap("update")
-        out = _run_segments(conn, ctx.run_id)
-        totals = _rebuild_segment_summary(conn, ctx.run_id, out)
-        lap("summary")
-        cube_rows = _rebuild_cube(conn, ctx.run_id, out, ctx.as_of_month.year)
-        lap("cube")
-        for name, value in totals.items():
-            conn.execute(text("UPDATE run_metrics SET value = :value WHERE run_id = :run_id AND name = :name"),
-                         {"value": value, "run_id": ctx.run_id, "name": name})
-
-    for name, seconds in lap.seconds.items():
-        ctx.metrics[f"clv_retention_seconds.{name}"] = seconds
-    if cube_rows is not None:
-        ctx.row_counts["segment_cube"] = cube_rows
-    ctx.put_metrics({"clv.retention_source": "churn_model", "clv.retention_customers": int(updated),
-                     "clv.retention_horizon_months": horizon,
-                     "clv.retention_mean": float(new["retention_rate"].mean())})
-    log.info("clv_retention: %d customers re-based on churn retention, timings %s", updated, lap.seconds)
-
-
-def _run_segments(conn, run_id: int) -> pd.DataFrame:
-    """This run's ``customer_segments`` rows with each customer's branch and birth year: what the
-    summary and the cube are rebuilt from."""
-    from analytics.segment_explorer import BIRTH_YEAR_SQL
-
-    return pd.read_sql(text(
-        "SELECT s.rfm_segment, s.rfm_r, s.rfm_f, s.value_tier, s.cluster_name, s.lifecycle_stage, "
-        "s.tags, s.aum, s.annual_margin, s.clv_margin_1y, s.clv_margin_3y, s.clv_margin_5y, "
-        "COALESCE(c.branch_id, '(missing)') AS branch_id, "
-        f"{BIRTH_YEAR_SQL.format(col='c.birth_date')} AS birth_year "
-        "FROM customer_segments s LEFT JOIN customers c ON c.customer_id = s.customer_id "
-        "WHERE s.run_id = :run_id"), conn, params={"run_id": run_id})
-
-
-def _run_tag_names(conn, run_id: int) -> list[str]:
-    return pd.read_sql(text("SELECT value FROM segment_summary WHERE run_id = :run_id AND dimension = 'tag' "
-                            "ORDER BY sort_order"), conn, params={"run_id": run_id})["value"].tolist()
-
-
-def _rebuild_cube(conn, run_id: int, out: pd.DataFrame, as_of_year: int) -> int | None:
-    """Replace this run's ``segment_cube`` rows with ones built from the re-based CLV (every CLV
-    total and band changes); returns the row count, or None when the run has no segments."""
-    from analytics.schema import segment_cube
-    from analytics.segment_explorer import cube_rows
-
-    if out.empty:
-        return None
-    cube = cube_rows(out, as_of_year=as_of_year, tag_names=_run_tag_names(conn, run_id))
-    conn.execute(text("DELETE FROM segment_cube WHERE run_id = :run_id"), {"run_id": run_id})
-    bulk_insert(None, segment_cube, cube.assign(run_id=run_id), conn=conn)
-    return len(cube)
-
-
-def _rebuild_segment_summary(conn, run_id: int, out: pd.DataFrame) -> dict[str, float]:
-    """Recompute this run's ``segment_summary`` rows from the updated ``customer_segments`` rows ``out``
-    (from :func:`_run_segments`).
-
-    Counts, AUM and margin totals do not change, but every CLV total does, and so does each
-    customer's CLV band: the rows are rebuilt with segmentation's own grouping, keeping the sort
-    order each (dimension, value) had. Returns the new run-level CLV totals (run_metrics names).
-    """
-    from analytics.segmentation import SUMMARY_TOTALS, _summary
-
-    old = pd.read_sql(text("SELECT dimension, value, sort_order FROM segment_summary WHERE run_id = :run_id"),
-                      conn, params={"run_id": run_id})
-    if out.empty or old.empty:
-        return {}
-    keys = {
-        "rfm_segment": out["rfm_segment"],
-        "rfm_rf": out["rfm_r"].astype(int).astype(str) + out["rfm_f"].astype(int).astype(str),
-        "value_tier": out["value_tier"],
-        "cluster": out["cluster_name"],
-        "lifecycle_stage": out["lifecycle_stage"],
-        "branch_id": out["branch_id"],
+    scored = rows["churn_probability"].notna().to_numpy()
+    metrics: dict[str, float | str | None] = {
+        "clv.retention_source": "churn_model" if scored.any() else "lifecycle_stage",
+        "clv.retention_customers": int(scored.sum()),
     }
-    parts = [_summary(out, dimension, key) for dimension, key in keys.items()
-             if dimension in set(old["dimension"])]
-    # Tags: a customer counts under every tag it carries.
-    tag_names = old.loc[old["dimension"] == "tag", "value"].tolist()
-    if tag_names:
-        exploded = out[list(SUMMARY_TOTALS)].assign(tag=out["tags"].fillna("").str.split(",")).explode("tag")
-        exploded = exploded[exploded["tag"].isin(tag_names)]
-        tag_part = _summary(exploded, "tag", exploded["tag"])
-        missing = [n for n in tag_names if n not in set(tag_part["value"])]
-        if missing:  # tags nobody carries keep their zero row
-            tag_part = pd.concat([tag_part, pd.DataFrame({
-                "dimension": "tag", "value": missing, "customers": 0, "sort_order": 0,
-                **{f"{c}_total": 0.0 for c in SUMMARY_TOTALS}})], ignore_index=True)
-        parts.append(tag_part)
-    summary = pd.concat(parts, ignore_index=True)
-    order = old.set_index(["dimension", "value"])["sort_order"]
-    position = pd.MultiIndex.from_frame(summary[["dimension", "value"]])
-    summary["sort_order"] = order.reindex(position).fillna(summary["sort_order"]).to_numpy().astype(int)
-    # CLV bands: the customers in each band change with the values, so rebuild them whole, in
-    # band order (the same edges rule as segmentation).
-    for years in lifecycle.CLV_HORIZONS_YEARS:
-        values = out[f"clv_margin_{years}y"].to_numpy()
-        position, labels = lifecycle.assign_bands(values, lifecycle.band_edges(values))
-        summary = pd.concat([summary, _summary(out, f"clv_band_{years}y",
-                                               pd.Series(np.asarray(labels, dtype=object)[position]), labels)],
-                            ignore_index=True)
-    # Only the dimensions rebuilt here are replaced; any other keeps its rows.
-    conn.execute(text("DELETE FROM segment_summary WHERE run_id = :run_id AND dimension IN :dims")
-                 .bindparams(bindparam("dims", expanding=True)),
-                 {"run_id": run_id, "dims": sorted(set(summary["dimension"]))})
-    bulk_insert(None, segment_summary, summary.assign(run_id=run_id), conn=conn)
-    totals = {f"clv_margin_{y}y_total": float(out[f"clv_margin_{y}y"].sum()) for y in lifecycle.CLV_HORIZONS_YEARS}
-    totals["clv_margin_total"] = float(out[f"clv_margin_{lifecycle.clv_horizon_years()}y"].sum())
-    return totals
+    if rows.empty:
+        ctx.put_metrics(metrics)
+        return
+    out = pd.DataFrame({"customer_id": rows["customer_id"].astype(str),
+                        "retention_rate": rows["retention_rate"].to_numpy(dtype=float),
+                        "retention_source": np.where(scored, "churn_model", "lifecycle_stage")})
+    for column in clv_columns:
+        out[column] = rows[column].to_numpy(dtype=float)
+    if scored.any():
+        horizon = _horizon_months(ctx)
+        retention = churn_retention(rows.loc[scored, "churn_probability"], horizon)
+        margin = rows.loc[scored, "annual_margin"].to_numpy(dtype=float)
+        out.loc[scored, "retention_rate"] = retention
+        for years, column in zip(lifecycle.CLV_HORIZONS_YEARS, clv_columns, strict=True):
+            out.loc[scored, column] = lifecycle.margin_clv(margin, retention, discount_rate=discount, years=years)
+        metrics.update({"clv.retention_horizon_months": horizon, "clv.retention_mean": float(retention.mean())})
+    lap("compute")
+    with ctx.engine.begin() as conn:
+        bulk_insert(ctx.engine, customer_clv_margin, out.assign(run_id=ctx.run_id), conn=conn)
+    lap("write")
+
+    ctx.row_counts["customer_clv_margin"] = len(out)
+    for name, seconds in lap.seconds.items():
+        ctx.metrics[f"clv_margin_seconds.{name}"] = seconds
+    ctx.put_metrics({**metrics, "clv.discount_rate": discount, "clv.horizon_years": headline_years})
+    log.info("clv_margin: %d customers, %d on the churn model's retention, timings %s",
+             len(out), int(scored.sum()), lap.seconds)
 
 
-__all__ = ["apply_churn_retention", "churn_retention", "clv_stage", "clv_txn_totals", "monthly_rfm_summary"]
+__all__ = ["churn_retention", "clv_margin_stage", "clv_stage", "clv_txn_totals", "monthly_rfm_summary"]

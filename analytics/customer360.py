@@ -94,7 +94,9 @@ def contacts_of(engine: Engine, customer_id: str, roles: str | Iterable[str]) ->
 
 # Result tables of a run that hold one row per customer, and the columns a 360 view shows.
 SCORE_SOURCES = {
-    "customer_segments": ("rfm_segment", "value_tier", "cluster_name", "lifecycle_stage", "clv_margin_3y"),
+    "customer_segments": ("rfm_segment", "value_tier", "cluster_name", "lifecycle_stage"),
+    # the margin CLV pages show (customer_segments keeps the lifecycle-stage one the churn stage used)
+    "customer_clv_margin": ("clv_margin_3y",),
     "churn_scores": ("churn_probability", "value_at_risk", "reason_1", "reason_2", "reason_3"),
     "cross_sell_customer": ("next_best_category", "next_best_product_id", "next_best_expected_value",
                             "no_offer_reason"),

@@ -1,10 +1,10 @@
 """The KPI wall's figures: headline numbers with their change since last month, and sparklines.
 
 Monthly series (customers with a balance, active, new and churned customers; AUM, deposits, loans)
-are aggregated in SQL from ``customer_monthly`` and ``customers`` by the refresh's ``kpi`` stage and
-stored per run in ``kpi_monthly``; run-level figures (average CLV, predicted churn, value at risk,
-cross-sell potential, risk mix, data quality) come from the run's metrics, with their change taken
-against the previous successful run. Everything here is an aggregate: no customer-level row.
+are aggregated in SQL from ``customer_monthly`` and ``customers`` by the refresh's ``aggregates``
+stage and stored per run in ``kpi_monthly``; run-level figures (average CLV, predicted churn, value
+at risk, cross-sell potential, risk mix, data quality) come from the run's metrics, with their
+change taken against the previous successful run. Everything here is an aggregate: no customer-level row.
 
 Definitions (per month ``m``):
 
@@ -68,8 +68,9 @@ def monthly_series(engine: Engine, as_of_month: date, months: int = MONTHS) -> p
     return frame[["month", *SERIES]]
 
 
-def kpi_stage(ctx) -> None:
-    """Refresh stage: store the run's monthly KPI series."""
+def write_monthly_series(ctx) -> None:
+    """Store the run's monthly KPI series in ``kpi_monthly`` (part of the refresh's ``aggregates``
+    stage); nothing without activity data."""
     if ctx.as_of_month is None:
         return
     series = monthly_series(ctx.engine, ctx.as_of_month)

@@ -10,7 +10,8 @@ A failed refresh is marked ``failed`` and its partial results are deleted; a ref
 (power cut, ``kill -9``) cannot mark itself, so the next refresh marks every abandoned ``running`` run
 as failed before it starts. Either way the previous run stays current.
 
-Later analytics plug in by adding a :class:`Stage` to :data:`STAGES`.
+Later analytics plug in by adding a :class:`Stage` to :data:`STAGES`. What pages read about runs
+(:func:`freshness`, :func:`status`) lives in :mod:`analytics.run_status` and is re-exported here.
 """
 
 from __future__ import annotations
@@ -20,15 +21,17 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Engine, delete, func, insert, select, text, update
+from sqlalchemy import Engine, delete, func, insert, select, update
 
-from analytics import settings
+from analytics import churn, clv_refresh, cross_sell, quality, risk, settings
+from analytics.aggregates import aggregates_stage
 from analytics.errors import RefreshError
+from analytics.run_status import Freshness, freshness, status
 from analytics.runs import RefreshContext, Stage, utcnow
 from analytics.schema import current_run, customer_monthly, metadata, refresh_runs
+from analytics.segmentation.stage import segments_stage
 from analytics.store import check_store, init_schema
 
 log = logging.getLogger(__name__)
@@ -41,120 +44,20 @@ ABANDONED_AFTER = timedelta(hours=12)
 StageHook = Callable[[str, str], None]
 
 
-def _summary_stage(ctx: RefreshContext) -> None:
-    """Headline counts for the Overview page, from the latest activity month."""
-    with ctx.engine.connect() as conn:
-        q = conn.execute
-        customers_total = q(text("SELECT COUNT(*) FROM customers")).scalar_one()
-        by_status = dict(q(text("SELECT status, COUNT(*) FROM customers GROUP BY status")).all())
-        products_total = q(text("SELECT COUNT(*) FROM products")).scalar_one()
-        branches_total = q(text("SELECT COUNT(*) FROM branches")).scalar_one()
-        holdings_open = q(text("SELECT COUNT(*) FROM holdings WHERE closed_on IS NULL")).scalar_one()
-        totals = q(
-            text("SELECT COALESCE(SUM(aum), 0), COALESCE(SUM(deposit_balance), 0), "
-                 "COALESCE(SUM(loan_balance), 0), COUNT(*) FROM customer_monthly WHERE month = :m"),
-            {"m": ctx.as_of_month},
-        ).one()
-    ctx.row_counts.update({"customers": customers_total, "products": products_total,
-                           "branches": branches_total, "open_holdings": holdings_open})
-    ctx.put_metrics({
-        "customers_total": customers_total,
-        "customers_active": by_status.get("active", 0),
-        "customers_dormant": by_status.get("dormant", 0),
-        "customers_closed": by_status.get("closed", 0),
-        "products_total": products_total,
-        "branches_total": branches_total,
-        "holdings_open": holdings_open,
-        "aum_total": totals[0],
-        "deposits_total": totals[1],
-        "loans_total": totals[2],
-        "as_of_month": ctx.as_of_month.isoformat() if ctx.as_of_month else None,
-    })
-
-
-STAGES: list[Stage] = [Stage("summary", _summary_stage)]
-
-
-def _data_quality_stage(ctx: RefreshContext) -> None:
-    """Data-quality rules, scores and breakdowns (issue 6); imported here so a broken rule file
-    fails this stage with its message, not every import of the refresh module."""
-    from analytics.quality import run_stage
-
-    run_stage(ctx)
-
-
-STAGES.append(Stage("data_quality", _data_quality_stage))
-
-
-def _segments_stage(ctx: RefreshContext) -> None:
-    """RFM, value tiers, clusters, tags, lifecycle stages, margin CLV and cohorts (issue 4);
-    imported here so readers of the refresh module (the app) do not pay for scikit-learn."""
-    from analytics.segmentation import segments_stage
-
-    segments_stage(ctx)
-
-
-STAGES.append(Stage("segments", _segments_stage))
-
-
-def _clv_txn_stage(ctx: RefreshContext) -> None:
-    """Transactional CLV (BG/NBD + Gamma-Gamma on monthly activity) per customer (issue 4)."""
-    from analytics.clv_refresh import clv_stage
-
-    clv_stage(ctx)
-
-
-STAGES.append(Stage("clv_txn", _clv_txn_stage))
-
-
-def _cross_sell_stage(ctx: RefreshContext) -> None:
-    """Association rules, propensities and next-best products with their guards (issue 5)."""
-    from analytics.cross_sell import cross_sell_stage
-
-    cross_sell_stage(ctx)
-
-
-def _risk_stage(ctx: RefreshContext) -> None:
-    """Risk flags: suitability, expired assessments, abnormal drops, concentration (issue 5)."""
-    from analytics.risk import risk_stage
-
-    risk_stage(ctx)
-
-
-STAGES.append(Stage("cross_sell", _cross_sell_stage))
-STAGES.append(Stage("risk", _risk_stage))
-
-
-def _churn_stage(ctx: RefreshContext) -> None:
-    """Churn model, hold-out metrics, scores, reason codes and value at risk (issue 5); after the
-    segments stage, whose margin CLV it uses for the value at risk."""
-    from analytics.churn import churn_stage
-
-    churn_stage(ctx)
-
-
-STAGES.append(Stage("churn", _churn_stage))
-
-
-def _clv_retention_stage(ctx: RefreshContext) -> None:
-    """Margin CLV re-based on the churn model's retention (issue 4); after the churn stage, whose
-    scores it uses, so churn's value at risk still uses the lifecycle-stage CLV."""
-    from analytics.clv_refresh import apply_churn_retention
-
-    apply_churn_retention(ctx)
-
-
-STAGES.append(Stage("clv_retention", _clv_retention_stage))
-
-
-def _kpi_stage(ctx: RefreshContext) -> None:
-    """Monthly KPI series for the KPI wall."""
-    from analytics.kpi import kpi_stage
-
-    kpi_stage(ctx)
-
-
-STAGES.append(Stage("kpi", _kpi_stage))
+# Every stage, in the order it runs. Each writes only its own result tables and run metrics: the
+# per-customer stages first, then the margin CLV (it needs the churn scores), then the aggregates
+# (they sum the final per-customer figures). tests/analytics/test_refresh.py checks the ownership.
+STAGES: list[Stage] = [
+    Stage("data_quality", quality.run_stage),
+    Stage("segments", segments_stage),
+    Stage("clv_txn", clv_refresh.clv_stage),
+    Stage("cross_sell", cross_sell.cross_sell_stage),
+    Stage("risk", risk.risk_stage),
+    # after segments: it values churn risk at customer_segments' lifecycle-stage CLV
+    Stage("churn", churn.churn_stage),
+    Stage("clv_margin", clv_refresh.clv_margin_stage),
+    Stage("aggregates", aggregates_stage),
+]
 
 
 def result_tables():
@@ -312,63 +215,5 @@ def _prune_old_results(engine: Engine) -> None:
             _delete_results(engine, run_id)
 
 
-
-
-@dataclass(frozen=True)
-class Freshness:
-    """How current the published results are, for the pages' stale-data notices.
-
-    ``age_hours``: since the published run finished. ``failed_run``: the newest run that failed
-    after it (its id, stage and finish time), if any. ``loads_since``: import batches loaded after
-    it (the pages do not show them yet). ``stale``: older than the ``DATA_STALE_HOURS`` setting.
-    """
-
-    run_id: int | None
-    finished_at: datetime | None
-    age_hours: float | None
-    stale: bool
-    failed_run: dict | None
-    loads_since: int
-
-
-def freshness(engine: Engine, now: datetime | None = None) -> Freshness:
-    """Whether the published run is old, has a failed refresh after it, or predates new data."""
-    from analytics.schema import load_batches
-
-    now = now or utcnow()
-    with engine.connect() as conn:
-        run_id = conn.execute(select(current_run.c.run_id).where(current_run.c.id == 1)).scalar()
-        if run_id is None:
-            return Freshness(None, None, None, False, None, 0)
-        finished = conn.execute(select(refresh_runs.c.finished_at).where(refresh_runs.c.run_id == run_id)).scalar()
-        failed = conn.execute(
-            select(refresh_runs.c.run_id, refresh_runs.c.stage, refresh_runs.c.finished_at)
-            .where(refresh_runs.c.status == "failed", refresh_runs.c.run_id > run_id)
-            .order_by(refresh_runs.c.run_id.desc()).limit(1)).mappings().first()
-        loads = conn.execute(select(func.count()).select_from(load_batches)
-                             .where(load_batches.c.loaded_at > finished)).scalar() if finished else 0
-    age = (now - finished).total_seconds() / 3600 if finished else None
-    limit = float(settings.get("DATA_STALE_HOURS"))
-    return Freshness(run_id=run_id, finished_at=finished, age_hours=age,
-                     stale=age is not None and age > limit, failed_run=dict(failed) if failed else None,
-                     loads_since=int(loads or 0))
-
-
-def status(engine: Engine, limit: int = 10) -> dict:
-    """The current run and the most recent runs, as plain JSON-ready data."""
-    init_schema(engine)
-    with engine.connect() as conn:
-        rows = conn.execute(select(refresh_runs).order_by(refresh_runs.c.run_id.desc()).limit(limit)).mappings().all()
-        cur = conn.execute(select(current_run)).mappings().first()
-
-    def plain(row):
-        out = {}
-        for k, v in dict(row).items():
-            out[k] = v.isoformat(sep=" ", timespec="seconds") if isinstance(v, datetime) else v
-        return out
-
-    return {
-        "current_run": cur["run_id"] if cur else None,
-        "published_at": cur["published_at"].isoformat(sep=" ", timespec="seconds") if cur else None,
-        "runs": [plain(r) for r in rows],
-    }
+__all__ = ["ABANDONED_AFTER", "STAGES", "Freshness", "RefreshError", "StageHook", "freshness", "latest_activity_month",
+           "mark_abandoned_runs", "result_tables", "run_refresh", "status"]

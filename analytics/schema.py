@@ -396,10 +396,13 @@ DQ_TABLES = ("dq_rule_results", "dq_rule_breakdown", "dq_scores")
 
 
 # --- Segmentation & lifecycle results (issue 4) ---
-# Written by the refresh's "segments" stage (analytics/segmentation.py::segments_stage), one set per
-# run. Rules behind each column are documented in analytics/segmentation.py and analytics/lifecycle.py.
+# customer_segments, cluster_profiles and cluster_cube are written by the refresh's "segments" stage
+# (analytics/segmentation/stage.py::segments_stage); segment_summary, segment_cube and
+# cohort_retention by its "aggregates" stage (analytics/aggregates.py), one set per run. Rules behind
+# each column are documented in analytics/segmentation/__init__.py and analytics/lifecycle.py.
 
-# One row per customer per run.
+# One row per customer per run. retention_rate and clv_margin_<H>y are the lifecycle stage's: the
+# churn stage values churn risk with them; the margin CLV the pages show is customer_clv_margin's.
 customer_segments = Table(
     "customer_segments",
     metadata,
@@ -419,8 +422,8 @@ customer_segments = Table(
     Column("cluster_name", String(100), nullable=False),
     Column("lifecycle_stage", String(10), nullable=False),  # new, growing, mature, declining, dormant, churned
     Column("annual_margin", Float, nullable=False),  # sum(balance * annual_margin) of open holdings, CNY
-    Column("retention_rate", Float, nullable=False),  # annual retention used for the CLV
-    Column("clv_margin_1y", Float, nullable=False),  # discounted expected margin, CNY
+    Column("retention_rate", Float, nullable=False),  # annual retention of the lifecycle stage
+    Column("clv_margin_1y", Float, nullable=False),  # discounted expected margin at that retention, CNY
     Column("clv_margin_3y", Float, nullable=False),
     Column("clv_margin_5y", Float, nullable=False),
     # The customer's tags (data/tags.yaml), comma-separated in file order; "" for none. Text, not a
@@ -430,7 +433,7 @@ customer_segments = Table(
                     name="ck_customer_segments_rfm_scores"),
 )
 
-# Counts and totals of customer_segments by one dimension: rfm_segment, rfm_rf ("<R><F>" cell),
+# Counts and totals of customer_segments (with customer_clv_margin's CLV) by one dimension: rfm_segment, rfm_rf ("<R><F>" cell),
 # value_tier, cluster (value = cluster name), lifecycle_stage, branch_id, tag (customers carrying
 # it), or clv_band_<H>y (1-2-5 bands of the H-year CLV).
 segment_summary = Table(
@@ -793,9 +796,29 @@ customer_clv_txn = Table(
 )
 
 
+# The bank-margin CLV of every segmented customer (analytics/clv_refresh.py::clv_margin_stage, the
+# refresh's "clv_margin" stage): at the churn model's retention, (1 - churn_probability) ** (12 /
+# horizon months), where the churn stage scored the customer, else at the lifecycle stage's retention
+# (customer_segments' own CLV). What every page, list and total shows as margin CLV.
+customer_clv_margin = Table(
+    "customer_clv_margin",
+    metadata,
+    Column("run_id", Integer, ForeignKey("refresh_runs.run_id"), primary_key=True),
+    Column("customer_id", String(20), primary_key=True),
+    Column("retention_rate", Float, nullable=False),  # annual retention used for the CLV
+    Column("retention_source", String(20), nullable=False),  # churn_model or lifecycle_stage
+    Column("clv_margin_1y", Float, nullable=False),  # discounted expected margin, CNY
+    Column("clv_margin_3y", Float, nullable=False),
+    Column("clv_margin_5y", Float, nullable=False),
+    CheckConstraint("retention_rate BETWEEN 0 AND 1", name="ck_customer_clv_margin_retention"),
+    CheckConstraint("retention_source IN ('churn_model', 'lifecycle_stage')",
+                    name="ck_customer_clv_margin_source"),
+)
+
+
 # --- KPI wall results ---
-# The monthly KPI series of a run (analytics/kpi.py): customers, active, new, churned, aum,
-# deposits, loans for the 13 months up to the run's as-of month.
+# The monthly KPI series of a run (analytics/kpi.py, written by the "aggregates" stage): customers,
+# active, new, churned, aum, deposits, loans for the 13 months up to the run's as-of month.
 kpi_monthly = Table(
     "kpi_monthly",
     metadata,

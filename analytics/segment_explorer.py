@@ -34,11 +34,13 @@ from analytics import access, lifecycle, tags
 from analytics.schema import (
     branches,
     cluster_cube,
+    customer_clv_margin,
     customer_segments,
     customers,
     segment_cube,
     segment_summary,
 )
+from analytics.segmentation import VALUE_TIERS
 from analytics.store import read_frame
 
 #: Age bands, whole years at the run's year; ``unknown`` for a missing or impossible birth year.
@@ -527,6 +529,14 @@ def _joined():
     return customer_segments.join(customers, customers.c.customer_id == customer_segments.c.customer_id)
 
 
+def _joined_with_clv():
+    """:func:`_joined` with each customer's margin CLV (``customer_clv_margin``, the figure the pages
+    show; ``customer_segments`` keeps the lifecycle-stage CLV the churn stage used)."""
+    m = customer_clv_margin.c
+    return _joined().join(customer_clv_margin, (m.run_id == customer_segments.c.run_id)
+                          & (m.customer_id == customer_segments.c.customer_id))
+
+
 def tag_selection_counts(engine: Engine, run_id: int, filters: Filters, expression: str,
                          tag_names: Sequence[str], *, as_of_year: int) -> dict[str, int]:
     """How many of the filtered customers a tag expression selects, and how many of those gave
@@ -567,11 +577,11 @@ def campaign_page(engine: Engine, run_id: int, filters: Filters, expression: str
     """
     limit, offset = _check_page(limit, offset)
     where = _where(run_id, filters, as_of_year, expression, tag_names)
-    s, c = customer_segments.c, customers.c
+    s, c, m = customer_segments.c, customers.c, customer_clv_margin.c
     stmt = (select(s.customer_id, c.branch_id, c.relationship_manager, s.rfm_segment, s.value_tier,
-                   s.lifecycle_stage, s.clv_margin_3y)
-            .select_from(_joined()).where(*where, c.marketing_consent == true())
-            .order_by(s.clv_margin_3y.desc(), s.customer_id).limit(limit).offset(offset))
+                   s.lifecycle_stage, m.clv_margin_3y)
+            .select_from(_joined_with_clv()).where(*where, c.marketing_consent == true())
+            .order_by(m.clv_margin_3y.desc(), s.customer_id).limit(limit).offset(offset))
     return read_frame(engine, stmt)[list(CAMPAIGN_COLUMNS)]
 
 
@@ -591,11 +601,11 @@ def top_customers(engine: Engine, run_id: int, filters: Filters, roles, *, as_of
     if by not in RANK_COLUMNS:
         raise ValueError(f"by must be one of {', '.join(RANK_COLUMNS)}, got {by!r}")
     n, _ = _check_page(n, 0)
-    s, c = customer_segments.c, customers.c
+    s, c, m = customer_segments.c, customers.c, customer_clv_margin.c
     stmt = (select(s.customer_id, c.name, c.branch_id, s.value_tier, s.rfm_segment, s.lifecycle_stage, s.aum,
-                   s.clv_margin_1y, s.clv_margin_3y, s.clv_margin_5y)
-            .select_from(_joined()).where(*_where(run_id, filters, as_of_year, None, ()))
-            .order_by(s[by].desc(), s.customer_id).limit(n))
+                   m.clv_margin_1y, m.clv_margin_3y, m.clv_margin_5y)
+            .select_from(_joined_with_clv()).where(*_where(run_id, filters, as_of_year, None, ()))
+            .order_by((s if by == "aum" else m)[by].desc(), s.customer_id).limit(n))
     return access.mask_frame(read_frame(engine, stmt)[list(TOP_CUSTOMER_COLUMNS)], roles)
 
 
@@ -603,8 +613,6 @@ def filter_choices(engine: Engine, run_id: int) -> dict[str, list[str]]:
     """Choices for customer-list filters, from small queries: the run's branches and RFM segments
     (its ``segment_summary`` rows), every relationship manager (``DISTINCT`` over an index), and
     the value tiers."""
-    from analytics.segmentation import VALUE_TIERS
-
     def values(dimension: str) -> list[str]:
         stmt = (select(segment_summary.c.value).distinct()
                 .where(segment_summary.c.run_id == int(run_id), segment_summary.c.dimension == dimension))

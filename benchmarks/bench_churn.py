@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         segments_seconds = None
         if not args.no_segments:
-            from analytics.segmentation import segments_stage
+            from analytics.segmentation.stage import segments_stage
 
             t0 = time.perf_counter()
             segments_stage(ctx)

@@ -147,7 +147,7 @@ def _prepare(url: str) -> dict:
     from sqlalchemy import func, select
 
     from analytics import users
-    from analytics.refresh import status
+    from analytics.run_status import status
     from analytics.runs import current_run_id
     from analytics.schema import customer_segments, segment_cube
     from analytics.store import init_schema, make_engine
@@ -179,9 +179,9 @@ def _prepare(url: str) -> dict:
         "run_id": run_id, "customers": customers, "cube_rows": sum(by_dimension.values()),
         "cube_rows_by_dimension": dict(sorted(by_dimension.items())),
         "segments_stage_seconds": metrics.get("stage_seconds.segments"),
-        "segments_cube_seconds": metrics.get("segments_seconds.cube"),
-        "clv_retention_stage_seconds": metrics.get("stage_seconds.clv_retention"),
-        "clv_retention_cube_seconds": metrics.get("clv_retention_seconds.cube"),
+        "clv_margin_stage_seconds": metrics.get("stage_seconds.clv_margin"),
+        "aggregates_stage_seconds": metrics.get("stage_seconds.aggregates"),
+        "aggregates_cube_seconds": metrics.get("aggregates_seconds.cube"),
     }
 
 

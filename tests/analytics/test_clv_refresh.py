@@ -1,6 +1,6 @@
-"""Transactional CLV and churn-based margin CLV refresh stages (analytics/clv_refresh.py): the
-monthly BG/NBD summary and the retention arithmetic worked out by hand, on both dialects, and the
-stages' invariants on the refreshed demo store."""
+"""Transactional CLV and margin CLV refresh stages (analytics/clv_refresh.py): the monthly BG/NBD
+summary and the retention arithmetic worked out by hand, on both dialects, and the stages'
+invariants on the refreshed demo store."""
 
 from __future__ import annotations
 
@@ -12,15 +12,15 @@ import pytest
 
 from analytics import clv_refresh
 from analytics.clv_refresh import (
-    apply_churn_retention,
     churn_retention,
+    clv_margin_stage,
     clv_stage,
     clv_txn_totals,
     monthly_rfm_summary,
 )
 from analytics.refresh import STAGES
 from analytics.runs import RefreshContext, current_run_id, get_run_metrics, utcnow
-from analytics.schema import churn_scores, customer_monthly, customer_segments, refresh_runs, segment_summary
+from analytics.schema import churn_scores, customer_monthly, customer_segments, refresh_runs
 from analytics.store import bulk_insert, read_frame
 from tests.analytics import store_rows
 
@@ -121,7 +121,7 @@ def _segment_row(run_id: int, customer_id: str, annual_margin: float) -> dict:
             "tags": "salary_account"}
 
 
-def test_apply_churn_retention_by_hand(engine, monkeypatch):
+def test_clv_margin_stage_by_hand(engine, monkeypatch):
     monkeypatch.setenv("CLV_DISCOUNT_RATE", "0.08")
     monkeypatch.setenv("CHURN_HORIZON_MONTHS", "3")
     store_rows.fill(engine)
@@ -132,38 +132,35 @@ def test_apply_churn_retention_by_hand(engine, monkeypatch):
     bulk_insert(engine, churn_scores, pd.DataFrame([{
         "run_id": run_id, "customer_id": "C000000001", "churn_state": "active", "churn_probability": 0.1,
         "clv": 0.0, "value_at_risk": 0.0}]))
-    bulk_insert(engine, segment_summary, pd.DataFrame([
-        {"run_id": run_id, "dimension": d, "value": v, "sort_order": 0, "customers": 2, "aum_total": 2000.0,
-         "annual_margin_total": 1500.0, "clv_margin_1y_total": 2.0, "clv_margin_3y_total": 2.0,
-         "clv_margin_5y_total": 2.0}
-        for d, v in [("value_tier", "mass"), ("tag", "salary_account"), ("clv_band_3y", "0–10")]]))
     ctx = RefreshContext(engine=engine, run_id=run_id, as_of_month=date(2026, 10, 1))
-    apply_churn_retention(ctx)
+    clv_margin_stage(ctx)
 
     r, d = 0.9 ** 4, 0.08
     expected = {years: sum(1000 * r ** t / (1 + d) ** t for t in range(1, years + 1)) for years in (1, 3, 5)}
-    rows = read_frame(engine, "SELECT * FROM customer_segments WHERE run_id = :r", {"r": run_id}
+    rows = read_frame(engine, "SELECT * FROM customer_clv_margin WHERE run_id = :r", {"r": run_id}
                       ).set_index("customer_id")
     assert rows.loc["C000000001", "retention_rate"] == pytest.approx(r)
+    assert rows.loc["C000000001", "retention_source"] == "churn_model"
     for years, value in expected.items():
         assert rows.loc["C000000001", f"clv_margin_{years}y"] == pytest.approx(value)
-    assert rows.loc["C000000002", ["retention_rate", "clv_margin_3y"]].tolist() == [0.5, 1.0]
+    assert rows.loc["C000000002", ["retention_rate", "clv_margin_3y", "retention_source"]].tolist() == [
+        0.5, 1.0, "lifecycle_stage"]
+    # the segments stage's rows are left as they were
+    segments = read_frame(engine, "SELECT retention_rate, clv_margin_3y FROM customer_segments")
+    assert segments.to_numpy().tolist() == [[0.5, 1.0], [0.5, 1.0]]
+    metrics = get_run_metrics(engine, run_id)
+    assert metrics["clv.retention_source"] == "churn_model"
+    assert metrics["clv.retention_customers"] == 1
+    assert metrics["clv.retention_horizon_months"] == 3
 
-    summary = read_frame(engine, "SELECT * FROM segment_summary WHERE run_id = :r", {"r": run_id})
-    for dimension in ("value_tier", "tag", "clv_band_3y"):
-        part = summary[summary["dimension"] == dimension]
-        assert part["customers"].sum() == 2, dimension
-        assert part["clv_margin_3y_total"].sum() == pytest.approx(expected[3] + 1.0), dimension
-    assert get_run_metrics(engine, run_id)["clv.retention_source"] == "churn_model"
 
-
-def test_apply_churn_retention_without_scores_keeps_lifecycle_retention(engine):
+def test_clv_margin_stage_without_scores_keeps_lifecycle_retention(engine):
     store_rows.fill(engine)
     run_id = _new_run(engine)
     bulk_insert(engine, customer_segments, pd.DataFrame([_segment_row(run_id, "C000000001", 1000.0)]))
-    apply_churn_retention(RefreshContext(engine=engine, run_id=run_id, as_of_month=date(2026, 10, 1)))
-    row = read_frame(engine, "SELECT retention_rate, clv_margin_3y FROM customer_segments").iloc[0]
-    assert row.tolist() == [0.5, 1.0]
+    clv_margin_stage(RefreshContext(engine=engine, run_id=run_id, as_of_month=date(2026, 10, 1)))
+    row = read_frame(engine, "SELECT retention_rate, clv_margin_3y, retention_source FROM customer_clv_margin").iloc[0]
+    assert row.tolist() == [0.5, 1.0, "lifecycle_stage"]
     assert get_run_metrics(engine, run_id)["clv.retention_source"] == "lifecycle_stage"
 
 
@@ -174,7 +171,8 @@ def test_apply_churn_retention_without_scores_keeps_lifecycle_retention(engine):
 def test_stages_run_in_order():
     names = [s.name for s in STAGES]
     assert names.index("segments") + 1 == names.index("clv_txn")
-    assert names.index("churn") + 1 == names.index("clv_retention")
+    assert names.index("churn") + 1 == names.index("clv_margin")
+    assert names[-1] == "aggregates"
 
 
 def test_demo_every_segmented_customer_has_a_transactional_clv(demo_engine):
@@ -213,16 +211,17 @@ def test_demo_margin_clv_uses_churn_retention(demo_engine):
     assert metrics["clv.retention_source"] == "churn_model"
     horizon = int(metrics["churn.horizon_months"])
     rows = read_frame(demo_engine, """
-        SELECT s.customer_id, s.retention_rate, s.annual_margin, s.clv_margin_3y, c.churn_probability
-        FROM customer_segments s JOIN churn_scores c ON c.run_id = s.run_id AND c.customer_id = s.customer_id
-        WHERE s.run_id = :r""", {"r": run_id})
+        SELECT m.customer_id, m.retention_rate, m.retention_source, m.clv_margin_3y, c.churn_probability
+        FROM customer_clv_margin m JOIN churn_scores c ON c.run_id = m.run_id AND c.customer_id = m.customer_id
+        WHERE m.run_id = :r""", {"r": run_id})
     assert len(rows) > 0
     expected = churn_retention(rows["churn_probability"], horizon)
     np.testing.assert_allclose(rows["retention_rate"], expected)
     # the lifecycle-stage CLV would have used one retention per stage: re-based values now differ
     assert rows["retention_rate"].nunique() > 10
+    assert (rows["retention_source"] == "churn_model").all()
     assert metrics["clv_margin_3y_total"] == pytest.approx(
-        read_frame(demo_engine, "SELECT SUM(clv_margin_3y) AS t FROM customer_segments WHERE run_id = :r",
+        read_frame(demo_engine, "SELECT SUM(clv_margin_3y) AS t FROM customer_clv_margin WHERE run_id = :r",
                    {"r": run_id})["t"].iloc[0])
 
 
@@ -232,8 +231,10 @@ def test_demo_margin_clv_changed_for_scored_and_nonnegative_for_deposit_only(dem
     from analytics.lifecycle import clv_discount_rate, margin_clv
 
     run_id = current_run_id(demo_engine)
-    seg = read_frame(demo_engine, "SELECT s.customer_id, s.lifecycle_stage, s.annual_margin, s.clv_margin_3y "
-                                  "FROM customer_segments s WHERE s.run_id = :r", {"r": run_id})
+    seg = read_frame(demo_engine, "SELECT s.customer_id, s.lifecycle_stage, s.annual_margin, m.clv_margin_3y "
+                                  "FROM customer_segments s JOIN customer_clv_margin m "
+                                  "ON m.run_id = s.run_id AND m.customer_id = s.customer_id "
+                                  "WHERE s.run_id = :r", {"r": run_id})
     stage_retention = {k.split(".", 1)[1]: v for k, v in get_run_metrics(demo_engine, run_id).items()
                        if k.startswith("lifecycle_retention.")}
     before = margin_clv(seg["annual_margin"], seg["lifecycle_stage"].map(stage_retention).fillna(0.0),

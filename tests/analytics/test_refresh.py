@@ -96,7 +96,7 @@ def test_refresh_killed_mid_run_leaves_previous_run_current(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", paused, url],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        # Wait until the child has written the summary stage's results under its own run id.
+        # Wait until the child has written its first stage's results under its own run id.
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             with engine.connect() as conn:
@@ -164,3 +164,89 @@ def test_each_stage_records_its_time_and_is_announced_to_the_hook(filled):
     for name in names:
         assert metrics[f"stage_seconds.{name}"] >= 0
         assert f"stage_peak_rss_mib.{name}" not in metrics  # memory is the benchmarks' business
+
+
+def _run_rows(engine) -> tuple[dict[str, int], dict[str, tuple]]:
+    """The running run's rows: a fingerprint of each result table's rows (so an UPDATE shows, not
+    only an INSERT or DELETE) and every run metric by name."""
+    tables, metrics = {}, {}
+    with engine.connect() as conn:
+        run_id = conn.execute(select(refresh_runs.c.run_id).where(refresh_runs.c.status == "running")).scalar_one()
+        for table in refresh.result_tables():
+            rows = conn.execute(select(table).where(table.c.run_id == run_id)).all()
+            if table.name == "run_metrics":
+                metrics = {r.name: (r.value, r.text_value) for r in rows}
+            else:
+                tables[table.name] = hash(tuple(sorted(repr(tuple(r)) for r in rows)))
+    return tables, metrics
+
+
+def _refresh_recording_writers(engine) -> tuple[int, dict[str, str], dict[str, str]]:
+    """Refresh, and return the run id, the stage that wrote each result table's rows of the run and
+    the stage that put each run metric, asserting on the way that no table changes in two stages
+    and no metric, once put, is changed or removed."""
+    writers: dict[str, set[str]] = {}
+    metric_owner: dict[str, str] = {}
+    changed_metrics: list[tuple[str, str]] = []
+    before = {}
+
+    def hook(name, when):
+        tables, metrics = _run_rows(engine)
+        if when == "before":
+            before["tables"], before["metrics"] = tables, metrics
+            return
+        for table, fingerprint in tables.items():
+            if fingerprint != before["tables"][table]:
+                writers.setdefault(table, set()).add(name)
+        for metric, value in metrics.items():
+            if metric not in before["metrics"]:
+                metric_owner[metric] = name
+            elif value != before["metrics"][metric]:
+                changed_metrics.append((metric, name))
+        changed_metrics.extend((metric, name) for metric in before["metrics"] if metric not in metrics)
+
+    run_id = run_refresh(engine, stage_hook=hook)
+    assert {table: stages for table, stages in writers.items() if len(stages) > 1} == {}
+    assert changed_metrics == []
+    # every table holding rows of the published run was written by some stage
+    with engine.connect() as conn:
+        filled_tables = {t.name for t in refresh.result_tables() if t.name != "run_metrics" and conn.execute(
+            select(func.count()).select_from(t).where(t.c.run_id == run_id)).scalar()}
+    assert filled_tables == set(writers)
+    return run_id, {table: stages.pop() for table, stages in writers.items()}, metric_owner
+
+
+def _assert_margin_clv_and_aggregates_owners(owners: dict[str, str], metric_owner: dict[str, str]) -> None:
+    assert owners["customer_segments"] == "segments"
+    assert owners["customer_clv_margin"] == "clv_margin"
+    for table in ("segment_summary", "segment_cube", "kpi_monthly"):
+        assert owners[table] == "aggregates", table
+    for metric in ("customers_total", "clv_margin_total", "clv_margin_3y_total", "annual_margin_total"):
+        assert metric_owner[metric] == "aggregates", metric
+
+
+def test_each_result_table_and_metric_is_written_by_one_stage(filled):
+    """No stage writes another stage's tables: across a refresh, each result table's rows of the
+    run change within one stage only, and a run metric, once put, is never changed or removed."""
+    _, owners, metric_owner = _refresh_recording_writers(filled)
+    _assert_margin_clv_and_aggregates_owners(owners, metric_owner)
+
+
+@pytest.mark.slow
+def test_one_writer_per_table_when_the_churn_model_scores(demo_store_url, tmp_path):
+    """The same on a copy of the demo store, where the churn model scores customers and the margin
+    CLV is re-based on it (the tiny store is too small to train a churn model)."""
+    import shutil
+
+    from analytics.store import make_engine
+
+    path = tmp_path / "demo.db"
+    shutil.copyfile(demo_store_url.removeprefix("sqlite:///"), path)
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        run_id, owners, metric_owner = _refresh_recording_writers(engine)
+        _assert_margin_clv_and_aggregates_owners(owners, metric_owner)
+        assert owners["churn_scores"] == "churn" and owners["cohort_retention"] == "aggregates"
+        assert get_run_metrics(engine, run_id)["clv.retention_source"] == "churn_model"
+    finally:
+        engine.dispose()

@@ -266,10 +266,11 @@ def test_cube_matches_the_run_summary_and_customer_rows(refreshed):
         theirs = read_segment_summary(engine, stored, run_id).set_index("value")
         theirs = theirs[theirs["customers"] > 0]
         assert sorted(ours.index) == sorted(theirs.index), dimension
-        for col in sx.SUMMARY_COLUMNS:  # after the churn stage re-based every CLV
+        for col in sx.SUMMARY_COLUMNS:  # the CLV re-based on the churn model
             np.testing.assert_allclose(ours.loc[theirs.index, col].astype(float), theirs[col].astype(float),
                                        rtol=1e-9, err_msg=dimension)
-    rows = read_frame(engine, "SELECT SUM(clv_margin_5y) AS clv FROM customer_segments WHERE run_id = :r", {"r": run_id})
+    rows = read_frame(engine, "SELECT SUM(clv_margin_5y) AS clv FROM customer_clv_margin WHERE run_id = :r",
+                      {"r": run_id})
     assert sx.headline(cube)["clv_margin_5y_total"] == pytest.approx(float(rows["clv"].iloc[0]))
 
 

@@ -350,6 +350,8 @@ def test_demo_churned_customers_are_closed_and_worth_nothing(demo_segments):
 
 def test_demo_summaries_add_up(demo_segments):
     engine, run_id, rows = demo_segments
+    # the summaries total the margin CLV the pages show, the clv_margin stage's
+    rows = read_frame(engine, "SELECT * FROM customer_clv_margin WHERE run_id = :r", {"r": run_id})
     for dimension in ("rfm_segment", "value_tier", "cluster", "lifecycle_stage", "branch_id", "clv_band_3y"):
         summary = read_segment_summary(engine, dimension, run_id)
         assert summary["customers"].sum() == len(rows), dimension

@@ -106,7 +106,7 @@ def kpi_truth(engine) -> dict:
                                "FROM churn_scores WHERE run_id = :r AND churn_state = 'active'", r=run).iloc[0]
     return {
         **kpi_month(engine, month),
-        "avg_clv": kit.scalar(engine, "SELECT AVG(clv_margin_3y) FROM customer_segments WHERE run_id = :r", r=run),
+        "avg_clv": kit.scalar(engine, "SELECT AVG(clv_margin_3y) FROM customer_clv_margin WHERE run_id = :r", r=run),
         "churn_rate": active["p"] / active["n"],
         "value_at_risk": active["v"],
         "cross_sell_potential": kit.scalar(engine, "SELECT SUM(next_best_expected_value) FROM cross_sell_customer "
@@ -246,8 +246,9 @@ def test_segments_figures(pages, role, lang):
 
 def clv_truth(engine, where: str = "1 = 1", years: int = 3, **params) -> dict:
     row = kit.frame(engine, f"""
-        SELECT COUNT(*) AS n, SUM(s.clv_margin_{years}y) AS total, AVG(s.clv_margin_{years}y) AS mean
+        SELECT COUNT(*) AS n, SUM(m.clv_margin_{years}y) AS total, AVG(m.clv_margin_{years}y) AS mean
         FROM customer_segments s JOIN customers c ON c.customer_id = s.customer_id
+        JOIN customer_clv_margin m ON m.run_id = s.run_id AND m.customer_id = s.customer_id
         WHERE s.run_id = :r AND {where}""", r=kit.run_id(engine), **params).iloc[0]
     return {"customers": row["n"], "total": row["total"], "mean": row["mean"]}
 
@@ -265,11 +266,12 @@ def test_lifecycle_figures(pages, role, lang):
     at = pages.open(role, "lifecycle", lang)
     assert_lifecycle_metrics(at, clv_truth(engine))
     kit.bar_with_values(at, segment_counts(engine, "lifecycle_stage"))
-    tiers = kit.frame(engine, "SELECT SUM(clv_margin_3y) AS v FROM customer_segments WHERE run_id = :r "
-                              "GROUP BY value_tier", r=run)["v"]
+    tiers = kit.frame(engine, "SELECT SUM(m.clv_margin_3y) AS v FROM customer_segments s JOIN customer_clv_margin m "
+                              "ON m.run_id = s.run_id AND m.customer_id = s.customer_id WHERE s.run_id = :r "
+                              "GROUP BY s.value_tier", r=run)["v"]
     kit.bar_with_values(at, tiers, tol=1e-6)
     if access.can_see_customer_rows([role]):
-        top = kit.frame(engine, "SELECT customer_id FROM customer_segments WHERE run_id = :r "
+        top = kit.frame(engine, "SELECT customer_id FROM customer_clv_margin WHERE run_id = :r "
                                 "ORDER BY clv_margin_3y DESC LIMIT 50", r=run)["customer_id"]
         assert any(set(top) <= set(t[c].astype(str)) for t in kit.tables(at) for c in t.columns), \
             "the top customers by CLV are not listed"
@@ -463,7 +465,8 @@ def customer_truth(engine, customer_id: str) -> dict:
     run = kit.run_id(engine)
     c = kit.frame(engine, "SELECT status, risk_tolerance, credit_grade, branch_id FROM customers "
                           "WHERE customer_id = :c", c=customer_id).iloc[0]
-    s = kit.frame(engine, "SELECT g.clv_margin_3y, k.churn_probability, k.value_at_risk FROM customer_segments g "
+    s = kit.frame(engine, "SELECT m.clv_margin_3y, k.churn_probability, k.value_at_risk FROM customer_segments g "
+                          "JOIN customer_clv_margin m ON m.run_id = g.run_id AND m.customer_id = g.customer_id "
                           "LEFT JOIN churn_scores k ON k.run_id = g.run_id AND k.customer_id = g.customer_id "
                           "WHERE g.run_id = :r AND g.customer_id = :c", r=run, c=customer_id).iloc[0]
     months = kit.frame(engine, "SELECT aum FROM customer_monthly WHERE customer_id = :c ORDER BY month",

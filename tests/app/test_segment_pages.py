@@ -112,8 +112,10 @@ def test_lifecycle_headline_equals_the_run_and_follows_filters(monkeypatch, demo
     assert _number(_metric(at, "Total 3-year CLV")) == pytest.approx(m["clv_margin_3y_total"], abs=1)
     at.multiselect(key="lifecycle_a").select("60+").run()
     assert not at.exception
-    seniors = read_frame(engine, "SELECT COUNT(*) AS n, SUM(s.clv_margin_3y) AS clv FROM customer_segments s "
-                                 "JOIN customers c ON c.customer_id = s.customer_id WHERE s.run_id = :r "
+    seniors = read_frame(engine, "SELECT COUNT(*) AS n, SUM(m.clv_margin_3y) AS clv FROM customer_segments s "
+                                 "JOIN customers c ON c.customer_id = s.customer_id "
+                                 "JOIN customer_clv_margin m ON m.run_id = s.run_id AND m.customer_id = s.customer_id "
+                                 "WHERE s.run_id = :r "
                                  "AND c.birth_date < :born", {"r": run_id, "born": "1967-01-01"})
     assert _number(_metric(at, "Customers")) == seniors["n"].iloc[0] < m["segments.customers"]
     assert _number(_metric(at, "Total 3-year CLV")) == pytest.approx(seniors["clv"].iloc[0], abs=1)
