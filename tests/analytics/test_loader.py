@@ -15,6 +15,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from analytics import loader
+from analytics.access import PERSONAL_FIELDS, mask_value
 from analytics.errors import LoadError
 from analytics.loader import load_files, required_columns
 from analytics.schema import (
@@ -194,8 +195,10 @@ def test_bad_rows_are_rejected_with_their_reason_and_raw_row(store, tmp_path):
     for line, (row, kind, fragment) in enumerate(BAD_ROWS, start=3):  # header = 1, GOOD = 2
         reason, raw = got[line]
         assert reason.startswith(kind + ":") and fragment in reason, (line, reason)
-        # The raw row exactly as read, keyed by the file's header.
-        assert list(raw.values())[:len(row.split(","))] == row.split(",")[:len(header)]
+        # The row as read, keyed by the file's header, personal fields masked as on screen.
+        want = dict(zip(header, row.split(","), strict=False))
+        want = {k: (mask_value(k, v) if k in PERSONAL_FIELDS and v else v) for k, v in want.items()}
+        assert list(raw.values())[:len(want)] == list(want.values())
     expected = {}
     for _, kind, _ in BAD_ROWS:
         expected[kind] = expected.get(kind, 0) + 1
@@ -218,7 +221,7 @@ def test_duplicate_key_within_file_keeps_the_first(store, tmp_path):
     assert_nothing_lost(store, report)
     reason, raw = rejects(store, report.files[0].batch_id)[3]
     assert reason == "duplicate key in file: customer_id (first at line 2)"
-    assert raw["name"] == "赵六六"
+    assert raw["name"] == "赵**"  # masked: the raw value stays in the bank's file, not in the store
     assert customer(store, "C100")["name"] == "赵六"
     assert report.rejected_by_reason == {"duplicate key in file": 1}
 
@@ -299,7 +302,7 @@ def test_parquet_loads_with_text_identifiers_and_rejects(store, tmp_path):
     assert (f.source_format, f.inserted, f.rows_rejected, f.ignored_columns) == ("parquet", 2, 1, ["note"])
     reason, raw = rejects(store, f.batch_id)[4]  # third row: line 4, as if the file had a header
     assert reason == "orphan foreign key: customer_id not in customers"
-    assert raw["account_number"] == "0000" and raw["holding_id"] == "12"
+    assert raw["account_number"] == "****" and raw["holding_id"] == "12"  # masked like on screen
     with store.connect() as conn:
         row = conn.execute(select(holdings).where(holdings.c.holding_id == 10)).mappings().one()
     assert (row["account_number"], row["opened_on"], row["balance"]) == ("0012345678", date(2024, 1, 31), 1234.5)
