@@ -28,10 +28,9 @@ from sqlalchemy import text
 from analytics import kpi, lifecycle
 from analytics.runs import Laps, RefreshContext, get_run_metrics
 from analytics.schema import cohort_retention, segment_cube, segment_summary
-from analytics.segment_explorer import BIRTH_YEAR_SQL, cube_rows
+from analytics.segment_explorer import TAG_NAMES_METRIC, cube_rows, segmented_customers
 from analytics.segmentation import RFM_SEGMENTS, VALUE_TIERS
-from analytics.segmentation.stage import TAG_NAMES_METRIC
-from analytics.store import bulk_insert, read_frame
+from analytics.store import bulk_insert
 
 log = logging.getLogger(__name__)
 
@@ -125,27 +124,6 @@ def segment_summary_rows(customers: pd.DataFrame, tag_names: Sequence[str]) -> p
         parts.append(summarise(c, f"clv_band_{years}y", pd.Series(np.asarray(labels, dtype=object)[position]),
                                labels))
     return pd.concat(parts, ignore_index=True)
-
-
-def segmented_customers(engine, run_id: int) -> pd.DataFrame:
-    """Every customer the run segmented, with the final margin CLV, branch and birth year.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``customer_segments``' columns the summaries and the cube need, ``clv_margin_<H>y`` from
-        ``customer_clv_margin``, and ``branch_id`` and ``birth_year`` from ``customers`` (NULL for a
-        customer no longer in the store), ordered by ``customer_id``.
-    """
-    clv = ", ".join(f"m.clv_margin_{y}y" for y in lifecycle.CLV_HORIZONS_YEARS)
-    return read_frame(engine, text(
-        "SELECT s.customer_id, s.rfm_r, s.rfm_f, s.rfm_segment, s.value_tier, s.cluster, s.cluster_name, "
-        f"s.lifecycle_stage, s.tags, s.aum, s.annual_margin, {clv}, c.branch_id, "
-        f"{BIRTH_YEAR_SQL.format(col='c.birth_date')} AS birth_year "
-        "FROM customer_segments s "
-        "JOIN customer_clv_margin m ON m.run_id = s.run_id AND m.customer_id = s.customer_id "
-        "LEFT JOIN customers c ON c.customer_id = s.customer_id "
-        "WHERE s.run_id = :run_id ORDER BY s.customer_id"), {"run_id": int(run_id)})
 
 
 def headline_counts(ctx: RefreshContext) -> None:

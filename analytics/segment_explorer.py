@@ -28,9 +28,10 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, and_, case, func, or_, select, true
+from sqlalchemy import Engine, and_, case, func, or_, select
 
 from analytics import access, lifecycle, tags
+from analytics.consent import live_consent_condition
 from analytics.schema import (
     branches,
     cluster_cube,
@@ -394,12 +395,57 @@ class Cube:
                    branch_cities=dict(branch_cities))
 
 
-def read_cube(engine: Engine, run_id: int) -> Cube:
-    """The ``segment_cube`` rows of a run (a few thousand rows per dimension) and the branches' cities."""
-    rows = read_frame(engine, select(segment_cube.c.dimension, segment_cube.c.value,
-                                     *(segment_cube.c[k] for k in CUBE_KEYS),
-                                     *(segment_cube.c[c] for c in SUMMARY_COLUMNS))
-                      .where(segment_cube.c.run_id == int(run_id)))
+# The run metric that lists the run's tags in rule-file order (put by the segments stage).
+TAG_NAMES_METRIC = "segments.tag_names"
+
+
+def segmented_customers(engine: Engine, run_id: int, viewer: access.Viewer | None = None) -> pd.DataFrame:
+    """Every customer the run segmented (in ``viewer``'s scope when given), with the final margin
+    CLV, branch and birth year: what the run's summaries and cube are built from.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``customer_segments``' columns the summaries and the cube need, ``clv_margin_<H>y`` from
+        ``customer_clv_margin``, and ``branch_id`` and ``birth_year`` from ``customers`` (NULL for a
+        customer no longer in the store), ordered by ``customer_id``.
+    """
+    from sqlalchemy import text
+
+    clv = ", ".join(f"m.clv_margin_{y}y" for y in lifecycle.CLV_HORIZONS_YEARS)
+    scope, params = ("1 = 1", {}) if viewer is None else viewer.scope_sql("c")
+    return read_frame(engine, text(
+        "SELECT s.customer_id, s.rfm_r, s.rfm_f, s.rfm_segment, s.value_tier, s.cluster, s.cluster_name, "
+        f"s.lifecycle_stage, s.tags, s.aum, s.annual_margin, {clv}, c.branch_id, "
+        f"{BIRTH_YEAR_SQL.format(col='c.birth_date')} AS birth_year "
+        "FROM customer_segments s "
+        "JOIN customer_clv_margin m ON m.run_id = s.run_id AND m.customer_id = s.customer_id "
+        "LEFT JOIN customers c ON c.customer_id = s.customer_id "
+        f"WHERE s.run_id = :run_id AND {scope} ORDER BY s.customer_id"), {**params, "run_id": int(run_id)})
+
+
+def read_cube(engine: Engine, run_id: int, viewer: access.Viewer | None = None) -> Cube:
+    """The ``segment_cube`` rows of a run (a few thousand rows per dimension) and the branches' cities.
+
+    For a scoped ``viewer`` the cube holds its customers only: a branch scope keeps the stored
+    cells of its branches (the cube is split by branch); a portfolio scope builds the cells from
+    its customers' rows (:func:`cube_rows`; a portfolio is small), with CLV bands cut on its own
+    values. Every chart drawn from the cube then follows the scope.
+    """
+    from analytics.runs import get_run_metrics
+
+    if viewer is not None and viewer.scope is not None and viewer.scope.portfolios:
+        people = segmented_customers(engine, run_id, viewer)
+        names = [n for n in str(get_run_metrics(engine, run_id).get(TAG_NAMES_METRIC) or "").split(",") if n]
+        as_of = get_run_metrics(engine, run_id).get("as_of_month")
+        rows = cube_rows(people, as_of_year=int(str(as_of or date.today())[:4]), tag_names=names)
+    else:
+        stmt = (select(segment_cube.c.dimension, segment_cube.c.value, *(segment_cube.c[k] for k in CUBE_KEYS),
+                       *(segment_cube.c[c] for c in SUMMARY_COLUMNS))
+                .where(segment_cube.c.run_id == int(run_id)))
+        if viewer is not None and viewer.scope is not None:  # branches only, possibly none
+            stmt = stmt.where(segment_cube.c.branch_id.in_(sorted(viewer.scope.branches)))
+        rows = read_frame(engine, stmt)
     cities = read_frame(engine, select(branches.c.branch_id, branches.c.city))
     return Cube.from_rows(rows, dict(zip(cities["branch_id"].astype(str), cities["city"].astype(str), strict=True)),
                           run_id)
@@ -445,10 +491,19 @@ def _sums(cube: Cube, dimension: str, filters: Filters) -> tuple[np.ndarray, np.
     return part.values, totals
 
 
-def summary(cube: Cube, dimension: str, filters: Filters = Filters()) -> pd.DataFrame:
+def _hide_small(frame: pd.DataFrame, min_cell: int, sums=()) -> pd.DataFrame:
+    """``frame`` as an aggregate-only role may see it: counts under ``min_cell`` hidden (0: as is)."""
+    if not min_cell or frame.empty:
+        return frame
+    return access.suppress_small_cells(frame, sums=[c for c in sums if c in frame.columns], k=min_cell)
+
+
+def summary(cube: Cube, dimension: str, filters: Filters = Filters(), *, min_cell: int = 0) -> pd.DataFrame:
     """Counts and totals by one dimension over the cells ``filters`` keep, shaped like the
     ``segment_summary`` rows: ``dimension``, ``value`` (sorted), :data:`SUMMARY_COLUMNS`,
-    ``sort_order``. Values without a customer under the filters are left out.
+    ``sort_order``. Values without a customer under the filters are left out. With ``min_cell``
+    (aggregate-only roles), a value of fewer customers has its count and totals hidden (NaN,
+    ``customers_suppressed``).
 
     ``dimension`` is one of :data:`CUBE_DIMENSIONS`; ``rfm_rf`` values are the R×F cell ``"<R><F>"``.
     """
@@ -459,7 +514,7 @@ def summary(cube: Cube, dimension: str, filters: Filters = Filters()) -> pd.Data
     for i, col in enumerate(SUMMARY_COLUMNS):
         columns[col] = np.rint(totals[present, i]).astype(np.int64) if col == "customers" else totals[present, i]
     columns["sort_order"] = np.arange(n)
-    return pd.DataFrame(columns)
+    return _hide_small(pd.DataFrame(columns), min_cell, SUMMARY_COLUMNS[1:])
 
 
 def headline(cube: Cube, filters: Filters = Filters()) -> dict[str, float]:
@@ -471,7 +526,7 @@ def headline(cube: Cube, filters: Filters = Filters()) -> dict[str, float]:
     return out
 
 
-def clv_bands(cube: Cube, years: int, filters: Filters = Filters()) -> pd.DataFrame:
+def clv_bands(cube: Cube, years: int, filters: Filters = Filters(), *, min_cell: int = 0) -> pd.DataFrame:
     """Customers per CLV band for the customers ``filters`` keep: the same frame as
     :func:`analytics.lifecycle.value_bands` of their ``years``-year CLV (``sort_order``,
     ``value``, ``customers``; bands up to the highest one holding a customer, at least to
@@ -488,14 +543,21 @@ def clv_bands(cube: Cube, years: int, filters: Filters = Filters()) -> pd.DataFr
     nonzero = np.flatnonzero(counts[1:])
     top = max(int(nonzero[-1]) + 1 if len(nonzero) else 0, least_top)
     frame = pd.DataFrame({"sort_order": np.arange(top + 1), "value": labels[:top + 1], "customers": counts[:top + 1]})
-    return frame[(frame["sort_order"] > 0) | (frame["customers"] > 0)].reset_index(drop=True)
+    return _hide_small(frame[(frame["sort_order"] > 0) | (frame["customers"] > 0)].reset_index(drop=True), min_cell)
 
 
-def tag_counts(cube: Cube, tag_names: Sequence[str], filters: Filters = Filters()) -> pd.DataFrame:
-    """Customers carrying each tag (``tag``, ``customers``, in ``tag_names`` order; 0 for none)."""
+def tag_counts(cube: Cube, tag_names: Sequence[str], filters: Filters = Filters(), *,
+               min_cell: int = 0) -> pd.DataFrame:
+    """Customers carrying each tag (``tag``, ``customers``, in ``tag_names`` order; 0 for none).
+    A customer may carry several tags, so tags are no partition: each small count is hidden on its own."""
     values, totals = _sums(cube, "tag", filters)
     counts = dict(zip(values, np.rint(totals[:, 0]).astype(np.int64), strict=True))
-    return pd.DataFrame({"tag": list(tag_names), "customers": [int(counts.get(n, 0)) for n in tag_names]})
+    frame = pd.DataFrame({"tag": list(tag_names), "customers": [int(counts.get(n, 0)) for n in tag_names]})
+    if min_cell:
+        small = (frame["customers"] > 0) & (frame["customers"] < min_cell)
+        frame["customers_suppressed"] = small.to_numpy()
+        frame["customers"] = frame["customers"].astype(float).where(~small)
+    return frame
 
 
 # ---------------------------------------------------------------------------------------------
@@ -538,9 +600,11 @@ def _joined_with_clv():
 
 
 def tag_selection_counts(engine: Engine, run_id: int, filters: Filters, expression: str,
-                         tag_names: Sequence[str], *, as_of_year: int) -> dict[str, int]:
-    """How many of the filtered customers a tag expression selects, and how many of those gave
-    marketing consent: ``{"selected", "consenting", "no_consent"}``.
+                         tag_names: Sequence[str], *, as_of_year: int, viewer: access.Viewer) -> dict[str, int]:
+    """How many of the filtered customers in ``viewer``'s scope a tag expression selects, and how
+    many of those have a live marketing consent now: ``{"selected", "consenting", "no_consent"}``.
+    For an aggregate-only viewer a selection of fewer than ``MIN_CELL_CUSTOMERS`` is not counted:
+    ``selected`` is -1 (the page shows "<K").
 
     Raises
     ------
@@ -548,13 +612,17 @@ def tag_selection_counts(engine: Engine, run_id: int, filters: Filters, expressi
         For an invalid expression (checked before any SQL runs).
     """
     where = _where(run_id, filters, as_of_year, expression, tag_names)
+    consenting_now = live_consent_condition(customers.c.customer_id, "marketing")
     stmt = (select(func.count().label("selected"),
-                   func.coalesce(func.sum(case((customers.c.marketing_consent == true(), 1), else_=0)), 0)
-                   .label("consenting"))
-            .select_from(_joined()).where(*where))
+                   func.coalesce(func.sum(case((consenting_now, 1), else_=0)), 0).label("consenting"))
+            .select_from(_joined()).where(*where, viewer.scope_condition(customers)))
     with engine.connect() as conn:
         selected, consenting = conn.execute(stmt).one()
     selected, consenting = int(selected or 0), int(consenting or 0)
+    if viewer.aggregate_only and 0 < selected < access.min_cell_customers():
+        return {"selected": -1, "consenting": -1, "no_consent": -1}
+    if viewer.aggregate_only and 0 < min(consenting, selected - consenting) < access.min_cell_customers():
+        return {"selected": selected, "consenting": -1, "no_consent": -1}
     return {"selected": selected, "consenting": consenting, "no_consent": selected - consenting}
 
 
@@ -568,26 +636,32 @@ def _check_page(limit: int, offset: int) -> tuple[int, int]:
 
 
 def campaign_page(engine: Engine, run_id: int, filters: Filters, expression: str, tag_names: Sequence[str], *,
-                  as_of_year: int, limit: int = 200, offset: int = 0) -> pd.DataFrame:
-    """One page of the campaign list: the selected, filtered customers who gave marketing consent,
-    highest 3-year CLV first (then by id), ``limit`` rows from ``offset``.
+                  viewer: access.Viewer, as_of_year: int, limit: int = 200, offset: int = 0) -> pd.DataFrame:
+    """One page of the campaign list: the selected, filtered customers in ``viewer``'s scope with a
+    live marketing consent now, highest 3-year CLV first (then by id), ``limit`` rows from
+    ``offset``, released for the viewer. (:func:`tag_selection_counts` counts those left out.)
 
     Only ids and analytic columns (:data:`CAMPAIGN_COLUMNS`): contact details come from the bank's
     campaign system, which holds consent and channel preferences, not from this dashboard.
     """
+    access.require_rows(viewer)
     limit, offset = _check_page(limit, offset)
     where = _where(run_id, filters, as_of_year, expression, tag_names)
     s, c, m = customer_segments.c, customers.c, customer_clv_margin.c
     stmt = (select(s.customer_id, c.branch_id, c.relationship_manager, s.rfm_segment, s.value_tier,
                    s.lifecycle_stage, m.clv_margin_3y)
-            .select_from(_joined_with_clv()).where(*where, c.marketing_consent == true())
+            .select_from(_joined_with_clv())
+            .where(*where, live_consent_condition(c.customer_id, "marketing"), viewer.scope_condition(customers))
             .order_by(m.clv_margin_3y.desc(), s.customer_id).limit(limit).offset(offset))
-    return read_frame(engine, stmt)[list(CAMPAIGN_COLUMNS)]
+    return access.release(read_frame(engine, stmt)[list(CAMPAIGN_COLUMNS)], viewer)
 
 
-def top_customers(engine: Engine, run_id: int, filters: Filters, roles, *, as_of_year: int, n: int = 50,
-                  by: str = "clv_margin_3y") -> pd.DataFrame:
-    """The ``n`` filtered customers with the highest ``by`` (then by id), their name masked for ``roles``.
+def top_customers(engine: Engine, run_id: int, filters: Filters, *, viewer: access.Viewer, as_of_year: int,
+                  n: int = 50, by: str = "clv_margin_3y") -> tuple[pd.DataFrame, dict[str, int]]:
+    """The ``n`` filtered customers in ``viewer``'s scope with a live marketing consent and the
+    highest ``by`` (then by id), released for the viewer (name masked, AUM banded for marketing);
+    a top-CLV list is a contact list, so ``{"consent": n}`` counts the filtered customers in scope
+    without consent, who are left out.
 
     Raises
     ------
@@ -596,23 +670,27 @@ def top_customers(engine: Engine, run_id: int, filters: Filters, roles, *, as_of
     ValueError
         For ``by`` outside :data:`RANK_COLUMNS` or ``n`` out of range.
     """
-    if not access.can_see_customer_rows(roles):
-        raise access.AccessDenied("Your role sees aggregates only, not individual customers.")
+    access.require_rows(viewer)
     if by not in RANK_COLUMNS:
         raise ValueError(f"by must be one of {', '.join(RANK_COLUMNS)}, got {by!r}")
     n, _ = _check_page(n, 0)
     s, c, m = customer_segments.c, customers.c, customer_clv_margin.c
+    where = [*_where(run_id, filters, as_of_year, None, ()), viewer.scope_condition(customers)]
+    consenting = live_consent_condition(c.customer_id, "marketing")
     stmt = (select(s.customer_id, c.name, c.branch_id, s.value_tier, s.rfm_segment, s.lifecycle_stage, s.aum,
                    m.clv_margin_1y, m.clv_margin_3y, m.clv_margin_5y)
-            .select_from(_joined_with_clv()).where(*_where(run_id, filters, as_of_year, None, ()))
+            .select_from(_joined_with_clv()).where(*where, consenting)
             .order_by((s if by == "aum" else m)[by].desc(), s.customer_id).limit(n))
-    return access.mask_frame(read_frame(engine, stmt)[list(TOP_CUSTOMER_COLUMNS)], roles)
+    rows = read_frame(engine, stmt)[list(TOP_CUSTOMER_COLUMNS)]
+    with engine.connect() as conn:
+        left_out = conn.execute(select(func.count()).select_from(_joined()).where(*where, ~consenting)).scalar()
+    return access.release(rows, viewer), {"consent": int(left_out or 0)}
 
 
-def filter_choices(engine: Engine, run_id: int) -> dict[str, list[str]]:
+def filter_choices(engine: Engine, run_id: int, viewer: access.Viewer | None = None) -> dict[str, list[str]]:
     """Choices for customer-list filters, from small queries: the run's branches and RFM segments
     (its ``segment_summary`` rows), every relationship manager (``DISTINCT`` over an index), and
-    the value tiers."""
+    the value tiers; a scoped ``viewer`` is offered only its own branches and portfolios."""
     def values(dimension: str) -> list[str]:
         stmt = (select(segment_summary.c.value).distinct()
                 .where(segment_summary.c.run_id == int(run_id), segment_summary.c.dimension == dimension))
@@ -623,8 +701,15 @@ def filter_choices(engine: Engine, run_id: int) -> dict[str, list[str]]:
         managers = conn.execute(select(customers.c.relationship_manager).distinct()
                                 .where(customers.c.relationship_manager.is_not(None))
                                 .order_by(customers.c.relationship_manager)).scalars().all()
-    return {"branch_id": values("branch_id"), "rfm_segment": values("rfm_segment"),
-            "relationship_manager": [str(m) for m in managers], "value_tier": list(VALUE_TIERS)}
+    choices = {"branch_id": values("branch_id"), "rfm_segment": values("rfm_segment"),
+               "relationship_manager": [str(m) for m in managers], "value_tier": list(VALUE_TIERS)}
+    if viewer is not None and viewer.scope is not None:
+        with engine.connect() as conn:
+            mine = conn.execute(select(customers.c.branch_id, customers.c.relationship_manager).distinct()
+                                .where(viewer.scope_condition(customers))).all()
+        choices["branch_id"] = [b for b in choices["branch_id"] if b in {r[0] for r in mine}]
+        choices["relationship_manager"] = [m for m in choices["relationship_manager"] if m in {r[1] for r in mine}]
+    return choices
 
 
 __all__ = [

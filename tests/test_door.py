@@ -27,6 +27,8 @@ CUSTOMER_ROW_READERS = [
     ("analytics/churn/read.py", "early_warning"),
     ("analytics/quality/drilldown.py", "failing_records"),
     ("analytics/quality/drilldown.py", "fix_list"),
+    ("analytics/segment_explorer.py", "campaign_page"),
+    ("analytics/segment_explorer.py", "top_customers"),
 ]
 
 

@@ -19,7 +19,7 @@ from analytics import lifecycle, settings, tags
 from analytics.features import customer_features
 from analytics.runs import Laps
 from analytics.schema import cluster_cube, cluster_profiles, customer_segments
-from analytics.segment_explorer import BIRTH_YEAR_SQL, cluster_cube_rows
+from analytics.segment_explorer import BIRTH_YEAR_SQL, TAG_NAMES_METRIC, cluster_cube_rows
 from analytics.segmentation.clusters import BehaviourClusterer, cluster_settings
 from analytics.segmentation.rfm import rfm_table
 from analytics.segmentation.tiers import value_tier_thresholds, value_tiers
@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 CLUSTER_RANDOM_STATE = 0
 #: Run metric holding the run's tag names in rule-file order, comma-separated: the aggregates
 #: stage counts every tag, including those nobody carries, from it rather than re-reading the file.
-TAG_NAMES_METRIC = "segments.tag_names"
 
 
 def _tag_text(tag_frame: pd.DataFrame) -> np.ndarray:

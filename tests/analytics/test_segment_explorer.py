@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Column, Date, Integer, MetaData, Table, func, insert, select
+from sqlalchemy import Column, Date, Integer, MetaData, Table, func, insert, select, text
 
-from analytics import access, lifecycle, refresh, tags
+from analytics import access, consent, lifecycle, refresh, tags
 from analytics import segment_explorer as sx
+from analytics.access import Viewer
 from analytics.refresh import run_refresh
 from analytics.runs import Stage, current_run_id
 from analytics.schema import segment_cube
@@ -22,6 +23,8 @@ from analytics.store import read_frame
 from tests.analytics import store_rows
 
 MONEY = list(sx.MONEY_COLUMNS)
+
+MARKETING, RISK, EXECUTIVE = (Viewer("t", (r,)) for r in ("marketing", "risk", "executive"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -318,10 +321,10 @@ def test_tag_selection_in_sql_equals_select(refreshed, filters, expression):
     engine, run_id = refreshed
     names = tags.read_tag_frame(engine, run_id).columns.tolist()
     want = _reference_selection(engine, run_id, filters, expression)
-    got = sx.tag_selection_counts(engine, run_id, filters, expression, names, as_of_year=2026)
+    got = sx.tag_selection_counts(engine, run_id, filters, expression, names, as_of_year=2026, viewer=MARKETING)
     consenting = int(want["marketing_consent"].astype(bool).sum())
     assert got == {"selected": len(want), "consenting": consenting, "no_consent": len(want) - consenting}
-    page = sx.campaign_page(engine, run_id, filters, expression, names, as_of_year=2026, limit=10)
+    page = sx.campaign_page(engine, run_id, filters, expression, names, viewer=MARKETING, as_of_year=2026, limit=10)
     assert list(page.columns) == list(sx.CAMPAIGN_COLUMNS) and len(page) == consenting
     assert set(page["customer_id"]) == set(want.index[want["marketing_consent"].astype(bool)])
 
@@ -330,39 +333,80 @@ def test_tag_selection_rejects_bad_expressions_before_sql(refreshed):
     engine, run_id = refreshed
     for bad in ("__import__('os')", "contactable'; DROP TABLE customers; --", "no_such_tag", "contactable +"):
         with pytest.raises(tags.TagRuleError):
-            sx.tag_selection_counts(engine, run_id, sx.Filters(), bad, ["contactable"], as_of_year=2026)
+            sx.tag_selection_counts(engine, run_id, sx.Filters(), bad, ["contactable"], as_of_year=2026,
+                                    viewer=MARKETING)
 
 
 def test_campaign_pages_are_ordered_and_limited(refreshed):
     engine, run_id = refreshed
     names = tags.read_tag_frame(engine, run_id).columns.tolist()
     everyone = "contactable or not contactable"
-    full = sx.campaign_page(engine, run_id, sx.Filters(), everyone, names, as_of_year=2026, limit=100)
+    full = sx.campaign_page(engine, run_id, sx.Filters(), everyone, names, viewer=MARKETING, as_of_year=2026, limit=100)
     # C1 and C3 gave consent; C2 did not.
     assert sorted(full["customer_id"]) == ["C000000001", "C000000003"]
     assert full["clv_margin_3y"].is_monotonic_decreasing
-    pages = [sx.campaign_page(engine, run_id, sx.Filters(), everyone, names, as_of_year=2026, limit=1, offset=o)
+    pages = [sx.campaign_page(engine, run_id, sx.Filters(), everyone, names, viewer=MARKETING, as_of_year=2026, limit=1, offset=o)
              for o in range(3)]
     assert [len(p) for p in pages] == [1, 1, 0]
     assert pd.concat(pages)["customer_id"].tolist() == full["customer_id"].tolist()
     for limit, offset in ((0, 0), (sx.MAX_LIST_ROWS + 1, 0), (10, -1)):
         with pytest.raises(ValueError):
-            sx.campaign_page(engine, run_id, sx.Filters(), everyone, names, as_of_year=2026, limit=limit, offset=offset)
+            sx.campaign_page(engine, run_id, sx.Filters(), everyone, names, viewer=MARKETING, as_of_year=2026, limit=limit, offset=offset)
 
 
 def test_top_customers_are_filtered_ranked_masked_and_refused_to_aggregate_roles(refreshed):
     engine, run_id = refreshed
-    top = sx.top_customers(engine, run_id, sx.Filters(), ["marketing"], as_of_year=2026, n=2, by="aum")
-    assert list(top.columns) == list(sx.TOP_CUSTOMER_COLUMNS)
+    top, left_out = sx.top_customers(engine, run_id, sx.Filters(), viewer=MARKETING, as_of_year=2026, n=2, by="aum")
+    # Marketing sees AUM bands, not amounts; a top list is a contact list: C2 gave no consent.
+    assert list(top.columns) == [c if c != "aum" else "aum_band" for c in sx.TOP_CUSTOMER_COLUMNS]
     assert top["customer_id"].tolist() == ["C000000003", "C000000001"]  # AUM 5,000 then 1,000.50
+    assert top["aum_band"].tolist() == ["<10000", "<10000"] and left_out == {"consent": 1}
     assert not top["name"].isin(store_rows.CUSTOMERS["name"]).any()  # masked
-    shanghai = sx.top_customers(engine, run_id, sx.Filters(cities=("上海市",)), ["risk"], as_of_year=2026)
-    assert shanghai["customer_id"].tolist() == ["C000000002"]
-    assert sx.top_customers(engine, run_id, sx.Filters(age_bands=("<30",)), ["marketing"], as_of_year=2026).empty
+    shanghai, left_out = sx.top_customers(engine, run_id, sx.Filters(cities=("上海市",)), viewer=RISK, as_of_year=2026)
+    assert shanghai.empty and left_out == {"consent": 1}  # C2, Shanghai's only customer, gave no consent
+    consent.grant(engine, "C000000002", "marketing")  # takes effect at the next read
+    shanghai, left_out = sx.top_customers(engine, run_id, sx.Filters(cities=("上海市",)), viewer=RISK, as_of_year=2026)
+    assert shanghai["customer_id"].tolist() == ["C000000002"] and left_out == {"consent": 0}
+    assert "aum" in shanghai.columns  # risk sees exact amounts
+    assert sx.top_customers(engine, run_id, sx.Filters(age_bands=("<30",)), viewer=MARKETING,
+                            as_of_year=2026)[0].empty
     with pytest.raises(access.AccessDenied):
-        sx.top_customers(engine, run_id, sx.Filters(), ["executive"], as_of_year=2026)
+        sx.top_customers(engine, run_id, sx.Filters(), viewer=EXECUTIVE, as_of_year=2026)
     with pytest.raises(ValueError, match="by must be one of"):
-        sx.top_customers(engine, run_id, sx.Filters(), ["marketing"], as_of_year=2026, by="name; DROP TABLE x")
+        sx.top_customers(engine, run_id, sx.Filters(), viewer=MARKETING, as_of_year=2026, by="name; DROP TABLE x")
+
+
+def test_scoped_viewers_get_a_cube_and_lists_of_their_own(refreshed):
+    from analytics.access import Scope
+
+    engine, run_id = refreshed
+    br1 = Viewer("b", ("marketing",), Scope(branches={"BR001"}))
+    cube = sx.read_cube(engine, run_id, br1)
+    assert sx.headline(cube)["customers"] == 2 and cube.branches == ("BR001",)
+    assert sx.headline(sx.read_cube(engine, run_id, Viewer("n", ("marketing",), Scope())))["customers"] == 0
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE customers SET relationship_manager = 'rm_a' WHERE customer_id = 'C000000003'"))
+    rm = Viewer("r", ("relationship_manager",), Scope(portfolios={"rm_a"}))
+    own = sx.read_cube(engine, run_id, rm)
+    assert sx.headline(own)["customers"] == 1
+    assert sx.summary(own, "value_tier")["customers"].sum() == 1
+    page = sx.campaign_page(engine, run_id, sx.Filters(), "contactable or not contactable",
+                            tags.read_tag_frame(engine, run_id).columns.tolist(), viewer=rm, as_of_year=2026)
+    assert page["customer_id"].tolist() == ["C000000003"]
+    assert sx.filter_choices(engine, run_id, rm)["branch_id"] == ["BR001"]
+
+
+def test_aggregate_only_viewers_see_no_small_cells(refreshed):
+    engine, run_id = refreshed
+    cube = sx.read_cube(engine, run_id)  # three customers: every cell is under 5
+    hidden = sx.summary(cube, "value_tier", min_cell=5)
+    assert hidden["customers_suppressed"].all() and hidden["customers"].isna().all()
+    assert hidden["aum_total"].isna().all()
+    assert sx.clv_bands(cube, 3, min_cell=5)["customers"].isna().any()
+    names = tags.read_tag_frame(engine, run_id).columns.tolist()
+    counted = sx.tag_selection_counts(engine, run_id, sx.Filters(), "contactable or not contactable", names,
+                                      as_of_year=2026, viewer=EXECUTIVE)
+    assert counted == {"selected": -1, "consenting": -1, "no_consent": -1}
 
 
 def test_filter_choices_from_small_queries(refreshed):
@@ -395,7 +439,7 @@ def test_demo_cube_is_small_and_adds_up(demo_engine):
 @given(filters=filters_strategy.map(lambda f: sx.Filters(tiers=f.tiers, age_bands=f.age_bands)))
 def test_demo_top_customers_follow_the_filters(demo_engine, filters):
     run_id = current_run_id(demo_engine)
-    top = sx.top_customers(demo_engine, run_id, filters, ["marketing"], as_of_year=2026, n=20)
+    top, _ = sx.top_customers(demo_engine, run_id, filters, viewer=MARKETING, as_of_year=2026, n=20)
     assert len(top) <= 20 and top["clv_margin_3y"].is_monotonic_decreasing
     if filters.tiers:
         assert top["value_tier"].isin(list(filters.tiers)).all()
