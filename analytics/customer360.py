@@ -1,9 +1,12 @@
 """Customer 360: one customer's profile, holdings, balances, contacts and scores, masked for the role.
 
-Everything here returns data already masked by :func:`analytics.access.mask_frame` for the caller's
-roles: a page never holds a raw personal value. The one way to a raw value is :func:`unmask_field`,
-which only roles that may unmask can use, with a written reason, and which writes an ``unmask``
-entry to the audit log *before* the value is returned.
+Everything here takes the viewer and returns data already released for it
+(:func:`analytics.access.release`: personal fields masked, exact balances banded for roles that
+may not see them): a page never holds a raw personal value. A customer outside the viewer's scope
+reads "No customer X", exactly like a customer that does not exist, and the attempt is audited as
+``access_denied``. The one way to a raw value is :func:`unmask_field`, which only roles that may
+unmask can use, with a written reason, and which writes an ``unmask`` entry to the audit log
+*before* the value is returned.
 
 Lookup is by customer id only: searching by name, phone or ID number would let a masked role infer
 the hidden value (the policy's "no inference" rule).
@@ -12,12 +15,13 @@ the hidden value (the policy's "no inference" rule).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 
 import pandas as pd
 from sqlalchemy import Engine, inspect, select
 
 from analytics import access, audit
+from analytics.access import Viewer
+from analytics.consent import live_consent_condition
 from analytics.errors import AnalyticsError
 from analytics.schema import contacts, customer_monthly, customers, holdings, products
 from analytics.store import read_frame
@@ -43,53 +47,68 @@ def _check_id(customer_id: str) -> str:
     return cid
 
 
-def _require_rows(roles) -> None:
-    if not access.can_see_customer_rows(roles):
-        raise access.AccessDenied("Your role sees aggregates only, not individual customers.")
+def _visible(engine: Engine, customer_id: str, viewer: Viewer) -> str:
+    """The checked id of a customer that exists and is in ``viewer``'s scope.
 
-
-def profile(engine: Engine, customer_id: str, roles: str | Iterable[str]) -> pd.DataFrame:
-    """The customer's record as a one-row frame, masked for ``roles``."""
-    _require_rows(roles)
+    Raises :class:`CustomerNotFound` otherwise, with the same words for both cases (a scoped user
+    must not learn that a customer exists elsewhere); an out-of-scope attempt is audited as
+    ``access_denied`` first.
+    """
+    access.require_rows(viewer)
     cid = _check_id(customer_id)
-    frame = read_frame(engine, select(*[customers.c[c] for c in PROFILE_COLUMNS])
-                       .where(customers.c.customer_id == cid))
-    if frame.empty:
+    with engine.connect() as conn:
+        row = conn.execute(select(customers.c.customer_id, viewer.scope_condition(customers).label("in_scope"))
+                           .where(customers.c.customer_id == cid)).first()
+    if row is not None and not row.in_scope:
+        audit.append(engine, "access_denied", username=viewer.username, roles=viewer.roles,
+                     target={"customer_ids": [cid], "page": "customer_360"},
+                     reason="customer outside the user's scope")
+    if row is None or not row.in_scope:
         raise CustomerNotFound(f"No customer {cid}.")
-    return access.mask_frame(frame, roles)
+    return cid
 
 
-def holdings_of(engine: Engine, customer_id: str, roles: str | Iterable[str]) -> pd.DataFrame:
-    """The customer's holdings with product details; account numbers masked."""
-    _require_rows(roles)
-    cid = _check_id(customer_id)
+def profile(engine: Engine, customer_id: str, *, viewer: Viewer) -> pd.DataFrame:
+    """The customer's record as a one-row frame, released for ``viewer``; ``marketing_consent`` is
+    the live marketing consent now (from ``consents``)."""
+    cid = _visible(engine, customer_id, viewer)
+    columns = [customers.c[c] for c in PROFILE_COLUMNS if c != "marketing_consent"]
+    frame = read_frame(engine, select(*columns, live_consent_condition(customers.c.customer_id, "marketing")
+                                      .label("marketing_consent"))
+                       .where(customers.c.customer_id == cid))
+    return access.release(frame[list(PROFILE_COLUMNS)], viewer)
+
+
+def holdings_of(engine: Engine, customer_id: str, *, viewer: Viewer) -> pd.DataFrame:
+    """The customer's holdings with product details, released for ``viewer`` (account numbers
+    masked; balances banded for roles without exact balances)."""
+    cid = _visible(engine, customer_id, viewer)
     stmt = (select(holdings.c.customer_id, holdings.c.account_number, products.c.name.label("product_name"),
                    products.c.category, products.c.risk_level, holdings.c.opened_on, holdings.c.closed_on,
                    holdings.c.balance)
             .join(products, products.c.product_id == holdings.c.product_id)
             .where(holdings.c.customer_id == cid).order_by(holdings.c.opened_on))
-    return access.mask_frame(read_frame(engine, stmt), roles)
+    return access.release(read_frame(engine, stmt), viewer)
 
 
-def monthly(engine: Engine, customer_id: str, roles: str | Iterable[str]) -> pd.DataFrame:
-    """The customer's monthly balances and activity (no personal fields), oldest first."""
-    _require_rows(roles)
-    cid = _check_id(customer_id)
+def monthly(engine: Engine, customer_id: str, *, viewer: Viewer) -> pd.DataFrame:
+    """The customer's monthly balances and activity, oldest first: exact amounts for roles that
+    may see them, bands (``aum_band``, ...) for the others."""
+    cid = _visible(engine, customer_id, viewer)
     stmt = (select(customer_monthly.c.month, customer_monthly.c.aum, customer_monthly.c.deposit_balance,
                    customer_monthly.c.loan_balance, customer_monthly.c.txn_count,
                    customer_monthly.c.txn_amount, customer_monthly.c.digital_logins)
             .where(customer_monthly.c.customer_id == cid).order_by(customer_monthly.c.month))
-    return read_frame(engine, stmt)
+    return access.release(read_frame(engine, stmt), viewer)
 
 
-def contacts_of(engine: Engine, customer_id: str, roles: str | Iterable[str]) -> pd.DataFrame:
+def contacts_of(engine: Engine, customer_id: str, *, viewer: Viewer) -> pd.DataFrame:
     """The customer's contacts and complaints, newest first."""
-    _require_rows(roles)
-    cid = _check_id(customer_id)
+    cid = _visible(engine, customer_id, viewer)
     stmt = (select(contacts.c.contacted_at, contacts.c.channel, contacts.c.kind, contacts.c.category,
                    contacts.c.resolved)
             .where(contacts.c.customer_id == cid).order_by(contacts.c.contacted_at.desc()))
-    return read_frame(engine, stmt)
+    return access.release(read_frame(engine, stmt), viewer)
 
 
 # Result tables of a run that hold one row per customer, and the columns a 360 view shows.
@@ -104,10 +123,10 @@ SCORE_SOURCES = {
 }
 
 
-def scores(engine: Engine, run_id: int | None, customer_id: str, roles: str | Iterable[str]) -> dict:
-    """The customer's analytic results in a run, from whichever result tables exist."""
-    _require_rows(roles)
-    cid = _check_id(customer_id)
+def scores(engine: Engine, run_id: int | None, customer_id: str, *, viewer: Viewer) -> dict:
+    """The customer's analytic results in a run, from whichever result tables exist (model
+    outputs, no balances: the same for every role that may open the customer)."""
+    cid = _visible(engine, customer_id, viewer)
     out: dict = {}
     if run_id is None:
         return out
@@ -127,21 +146,18 @@ def scores(engine: Engine, run_id: int | None, customer_id: str, roles: str | It
     return out
 
 
-def unmask_field(engine: Engine, customer_id: str, field: str, *, roles: Iterable[str], reason: str,
-                 username: str, session_id: str | None = None, client_address: str | None = None) -> str | None:
-    """Reveal one personal field of one customer, for a role that may unmask, with a reason.
+def unmask_field(engine: Engine, customer_id: str, field: str, *, viewer: Viewer, reason: str,
+                 session_id: str | None = None, client_address: str | None = None) -> str | None:
+    """Reveal one personal field of one customer in ``viewer``'s scope, for a role that may unmask,
+    with a reason.
 
     The ``unmask`` audit entry is written first; if it cannot be written, nothing is revealed.
     """
-    cleaned = access.check_unmask(roles, field, reason)
-    cid = _check_id(customer_id)
+    cleaned = access.check_unmask(viewer.roles, field, reason)
     if field == "account_number":
         raise access.AccessDenied("Unmask an account number from the holdings list, one account at a time.")
-    with engine.connect() as conn:
-        exists = conn.execute(select(customers.c.customer_id).where(customers.c.customer_id == cid)).first()
-    if exists is None:
-        raise CustomerNotFound(f"No customer {cid}.")
-    audit.append(engine, "unmask", username=username, roles=tuple(roles), session_id=session_id,
+    cid = _visible(engine, customer_id, viewer)
+    audit.append(engine, "unmask", username=viewer.username, roles=viewer.roles, session_id=session_id,
                  client_address=client_address, target={"customer_ids": [cid], "fields": [field]},
                  reason=cleaned)
     with engine.connect() as conn:

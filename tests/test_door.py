@@ -29,6 +29,10 @@ CUSTOMER_ROW_READERS = [
     ("analytics/quality/drilldown.py", "fix_list"),
     ("analytics/segment_explorer.py", "campaign_page"),
     ("analytics/segment_explorer.py", "top_customers"),
+    ("analytics/customer360.py", "profile"),
+    ("analytics/customer360.py", "holdings_of"),
+    ("analytics/customer360.py", "monthly"),
+    ("analytics/customer360.py", "contacts_of"),
 ]
 
 
