@@ -23,6 +23,8 @@ from datetime import date
 import pandas as pd
 from sqlalchemy import Engine, delete, insert, select
 
+from analytics.access import Viewer, min_cell_customers
+from analytics.runs import get_run_metrics
 from analytics.schema import kpi_monthly, refresh_runs, run_metrics
 from analytics.store import read_frame
 
@@ -35,31 +37,37 @@ def _month_back(month: date, n: int) -> date:
     return date(y, m + 1, 1)
 
 
-def monthly_series(engine: Engine, as_of_month: date, months: int = MONTHS) -> pd.DataFrame:
-    """The KPI series for the ``months`` months up to ``as_of_month``: one row per month."""
+def monthly_series(engine: Engine, as_of_month: date, months: int = MONTHS, *,
+                   viewer: Viewer | None = None) -> pd.DataFrame:
+    """The KPI series for the ``months`` months up to ``as_of_month``: one row per month, over the
+    customers in ``viewer``'s scope when one is given (else the whole bank)."""
     first = _month_back(as_of_month, months - 1)
-    sums = read_frame(engine, """
-        SELECT month,
-               SUM(CASE WHEN aum > 0 OR loan_balance > 0 THEN 1 ELSE 0 END) AS customers,
-               SUM(CASE WHEN txn_count > 0 THEN 1 ELSE 0 END) AS active,
-               SUM(aum) AS aum, SUM(deposit_balance) AS deposits, SUM(loan_balance) AS loans
-        FROM customer_monthly WHERE month >= :first AND month <= :last
-        GROUP BY month ORDER BY month
-    """, {"first": first, "last": as_of_month})
+    scope, scope_params = ("1 = 1", {}) if viewer is None else viewer.scope_sql("sc")
+    # The scope is a condition on the customer's record: a bank-wide series needs no join.
+    join = "" if viewer is None or viewer.scope is None else "JOIN customers sc ON sc.customer_id = cm.customer_id"
+    sums = read_frame(engine, f"""
+        SELECT cm.month AS month,
+               SUM(CASE WHEN cm.aum > 0 OR cm.loan_balance > 0 THEN 1 ELSE 0 END) AS customers,
+               SUM(CASE WHEN cm.txn_count > 0 THEN 1 ELSE 0 END) AS active,
+               SUM(cm.aum) AS aum, SUM(cm.deposit_balance) AS deposits, SUM(cm.loan_balance) AS loans
+        FROM customer_monthly cm {join} WHERE cm.month >= :first AND cm.month <= :last AND {scope}
+        GROUP BY cm.month ORDER BY cm.month
+    """, {**scope_params, "first": first, "last": as_of_month})
     # The month each customer left: one bound query per month (the store's month arithmetic differs
     # between SQLite and PostgreSQL, so the previous month is computed here).
     churned = {}
     month = first
     while month <= as_of_month:
-        churned[month] = int(read_frame(engine, """
+        churned[month] = int(read_frame(engine, f"""
             SELECT COUNT(*) AS n FROM customer_monthly cur
             JOIN customer_monthly prev ON prev.customer_id = cur.customer_id AND prev.month = :prev
+            {join.replace("cm.customer_id", "cur.customer_id")}
             WHERE cur.month = :cur AND prev.aum > 0 AND cur.aum = 0 AND cur.loan_balance = 0
-              AND cur.txn_count = 0
-        """, {"prev": _month_back(month, 1), "cur": month})["n"].iloc[0])
+              AND cur.txn_count = 0 AND {scope}
+        """, {**scope_params, "prev": _month_back(month, 1), "cur": month})["n"].iloc[0])
         month = _month_back(month, -1)
-    opened = read_frame(engine, "SELECT open_date FROM customers WHERE open_date >= :first",
-                        {"first": first})
+    opened = read_frame(engine, f"SELECT sc.open_date FROM customers sc WHERE sc.open_date >= :first AND {scope}",
+                        {**scope_params, "first": first})
     frame = sums.copy()
     frame["month"] = pd.to_datetime(frame["month"]).dt.date
     new = pd.to_datetime(opened["open_date"]).dt.to_period("M").dt.to_timestamp().dt.date.value_counts()
@@ -92,6 +100,7 @@ class Card:
     previous: float | None
     spark: tuple[float, ...] = ()
     kind: str = "count"  # count, money, rate
+    suppressed: bool = False  # a count under MIN_CELL_CUSTOMERS hidden from an aggregate-only role
 
     @property
     def change(self) -> float | None:
@@ -126,8 +135,71 @@ _RAW = ("clv_margin_3y_total", "segments.customers", "churn.expected_churners", 
         "dq_overall")
 
 
-def cards(engine: Engine, run_id: int) -> dict[str, Card]:
-    """Every KPI tile of a run, keyed by name."""
+def cards(engine: Engine, run_id: int, viewer: Viewer | None = None) -> dict[str, Card]:
+    """Every KPI tile of a run, keyed by name, as ``viewer`` may see them.
+
+    A bank-wide viewer gets the run's stored series and run metrics. A scoped one gets its own
+    customers' figures, computed when read (:func:`scoped_cards`). For an aggregate-only viewer a
+    count tile under ``MIN_CELL_CUSTOMERS`` (say, 3 customers churned) shows no number.
+    """
+    out = _bank_cards(engine, run_id) if viewer is None or viewer.scope is None else scoped_cards(
+        engine, run_id, viewer)
+    if viewer is not None and viewer.aggregate_only:
+        k = min_cell_customers()
+        population = out.get("customers")
+        if population is not None and population.value is not None and population.value < k:
+            # A scope of fewer than K customers: every figure of it (sums and rates too) comes
+            # from fewer than K customers, so none is shown.
+            return {key: Card(key, None, None, (), card.kind, suppressed=True) for key, card in out.items()}
+        for key, card in list(out.items()):
+            if card.kind == "count":
+                small = card.value is not None and 0 < card.value < k
+                out[key] = Card(key, None if small else card.value,
+                                None if card.previous is not None and 0 < card.previous < k else card.previous,
+                                tuple(v if not 0 < v < k else float("nan") for v in card.spark), card.kind,
+                                suppressed=small)
+    return out
+
+
+def scoped_cards(engine: Engine, run_id: int, viewer: Viewer) -> dict[str, Card]:
+    """The tiles over ``viewer``'s customers: the monthly series computed from the store, and the
+    run-level tiles from the run's per-customer results of those customers (this run only: no
+    change against earlier runs). Data quality and the R4/R5 share are bank-level figures the run
+    keeps no per-customer split of: they are left out for a scoped viewer."""
+    as_of = get_run_metrics(engine, run_id).get("as_of_month")
+    out: dict[str, Card] = {}
+    if as_of:
+        series = monthly_series(engine, date.fromisoformat(str(as_of)[:10]), viewer=viewer)
+        for name in SERIES:
+            values = series[name].astype(float).tolist()
+            if values:
+                out[name] = Card(name, values[-1], values[-2] if len(values) > 1 else None, tuple(values),
+                                 "money" if name in ("aum", "deposits", "loans") else "count")
+    scope, params = viewer.scope_sql("c")
+    params = {**params, "r": int(run_id)}
+    figures = read_frame(engine, f"""
+        SELECT (SELECT AVG(m.clv_margin_3y) FROM customer_clv_margin m JOIN customers c ON c.customer_id = m.customer_id
+                WHERE m.run_id = :r AND {scope}) AS avg_clv,
+               (SELECT SUM(s.churn_probability) FROM churn_scores s JOIN customers c ON c.customer_id = s.customer_id
+                WHERE s.run_id = :r AND s.churn_state = 'active' AND {scope}) AS expected_churners,
+               (SELECT COUNT(*) FROM churn_scores s JOIN customers c ON c.customer_id = s.customer_id
+                WHERE s.run_id = :r AND s.churn_state = 'active' AND {scope}) AS active,
+               (SELECT SUM(s.value_at_risk) FROM churn_scores s JOIN customers c ON c.customer_id = s.customer_id
+                WHERE s.run_id = :r AND s.churn_state = 'active' AND {scope}) AS value_at_risk,
+               (SELECT SUM(x.next_best_expected_value) FROM cross_sell_customer x
+                JOIN customers c ON c.customer_id = x.customer_id WHERE x.run_id = :r AND {scope}) AS potential
+    """, params).iloc[0]
+    active = float(figures["active"] or 0)
+    values = {"avg_clv": figures["avg_clv"],
+              "churn_rate": (float(figures["expected_churners"] or 0) / active) if active else None,
+              "value_at_risk": figures["value_at_risk"], "cross_sell_potential": figures["potential"]}
+    for key, value in values.items():
+        if value is not None and not pd.isna(value):
+            out[key] = Card(key, float(value), None, (), RUN_CARDS[key][1])
+    return out
+
+
+def _bank_cards(engine: Engine, run_id: int) -> dict[str, Card]:
     series = read_frame(engine, select(kpi_monthly.c.month, kpi_monthly.c.metric, kpi_monthly.c.value)
                         .where(kpi_monthly.c.run_id == run_id))
     out: dict[str, Card] = {}

@@ -44,3 +44,29 @@ def test_cards_after_refresh(filled):
     second = run_refresh(filled)
     again = kpi.cards(filled, second)["dq_overall"]
     assert again.previous == pytest.approx(cards["dq_overall"].value) and len(again.spark) == 2
+
+
+def test_a_scoped_wall_shows_its_own_customers(filled):
+    from analytics.access import Scope, Viewer
+
+    run_id = run_refresh(filled)
+    br1 = Viewer("e", ("executive",), Scope(branches={"BR001"}))
+    s = kpi.monthly_series(filled, date(2026, 10, 1), viewer=br1).set_index("month")
+    oct_ = s.loc[date(2026, 10, 1)]
+    assert oct_["aum"] == pytest.approx(6000.5 - 0.0) and oct_["churned"] == 0  # C2 (BR002) left, not BR001's
+    assert s.loc[date(2026, 9, 1), "aum"] == pytest.approx(900.0)  # C1 only; C2's 10.0 is BR002's
+    # Bank-wide cards for a bank-wide viewer equal the stored ones.
+    bank = kpi.cards(filled, run_id, Viewer("r", ("risk",)))
+    assert bank["aum"].value == kpi.cards(filled, run_id)["aum"].value
+    # An aggregate-only viewer sees no count under MIN_CELL_CUSTOMERS: the store has 3 customers.
+    walls = kpi.cards(filled, run_id, br1)  # two customers: no figure at all
+    assert walls and all(card.value is None and card.suppressed and not card.spark for card in walls.values())
+    bank_wall = kpi.cards(filled, run_id, Viewer("d", ("display",)))  # three customers bank-wide
+    assert bank_wall["aum"].value is None and bank_wall["customers"].suppressed
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MIN_CELL_CUSTOMERS", "2")  # the bank has 2 customers a month: its wall is shown,
+        shown = kpi.cards(filled, run_id, Viewer("d", ("display",)))
+    assert shown["aum"].value == pytest.approx(6000.5)
+    assert shown["churned"].value is None and shown["churned"].suppressed  # but not 1 churned customer
+    nobody = kpi.cards(filled, run_id, Viewer("e", ("executive",), Scope()))
+    assert all(card.value in (None, 0) for card in nobody.values())
