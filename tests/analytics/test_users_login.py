@@ -9,7 +9,6 @@ import datetime as dt
 import pytest
 
 from analytics import audit, users
-from analytics.store import init_schema, make_engine
 
 T0 = dt.datetime(2026, 3, 1, 9, 0, 0)
 PASSWORD = "correct horse battery"
@@ -25,13 +24,18 @@ def _keys(monkeypatch, tmp_path):
 
 
 @pytest.fixture
-def engine(tmp_path):
-    eng = make_engine(f"sqlite:///{tmp_path}/t.db", create_dir=True)
-    init_schema(eng)
+def engine(request):
+    """A store on SQLite and on PostgreSQL (tests/conftest.py), with a marketing and a display user."""
+    name = "sqlite_engine" if request.param == "sqlite" else "pg_engine"
+    eng = request.getfixturevalue(name)
     users.add_user(eng, "alice", PASSWORD, ["marketing"], display_name="Alice Wang", now=T0)
     users.add_user(eng, "wall", PASSWORD, ["display"], now=T0)
-    yield eng
-    eng.dispose()
+    return eng
+
+
+def pytest_generate_tests(metafunc):
+    if "engine" in metafunc.fixturenames:
+        metafunc.parametrize("engine", ["sqlite", "postgresql"], indirect=True)
 
 
 def events(engine) -> list[str]:
