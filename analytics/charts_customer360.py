@@ -22,3 +22,8 @@ def balances_chart(series: pd.DataFrame, lang: str = "en") -> go.Figure:
                         hovertemplate="%{x|%Y-%m}: ¥%{y:,.0f}<extra>" + name + "</extra>")
     fig.update_layout(height=360, margin={"t": 20}, yaxis_title=tr("common.cny", lang))
     return fig
+
+
+def profile_table(profile: pd.DataFrame) -> pd.DataFrame:
+    """A one-customer profile (one row, already masked) as a two-column table: field, value."""
+    return profile.T.reset_index().set_axis(["field", "value"], axis=1).astype(str)

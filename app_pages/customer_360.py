@@ -58,7 +58,7 @@ c2.metric(session.t("customer_360.risk_tolerance"), escape_md(p["risk_tolerance"
 c3.metric(session.t("customer_360.credit_grade"), escape_md(p["credit_grade"]) or "—")
 c4.metric(session.t("customer_360.branch"), escape_md(p["branch_id"]))
 with st.expander(session.t("customer_360.profile_masked"), expanded=True):
-    widgets.show_table(profile.T.reset_index().set_axis(["field", "value"], axis=1).astype(str), width="stretch")
+    widgets.show_table(charts_customer360.profile_table(profile), width="stretch")
 
 run_id = runs.current_run_id(engine)
 scores = customer360.scores(engine, run_id, cid, user["roles"])

@@ -179,3 +179,23 @@ def test_the_cycle_finder_finds_cycles_and_resolves_imports(tmp_path):
     assert graph["pkg.sub"] == {"pkg.sub.d"} and graph["pkg.sub.d"] == {"pkg.e"}
     assert cycles(graph) == [["pkg.a", "pkg.b", "pkg.c"], ["pkg.e", "pkg.sub.d"]]
     assert cycles({"x": {"y"}, "y": set()}) == []
+
+
+SHARED_PAGE_MODULES = {"__init__", "session", "widgets", "loaders"}
+COMPUTING_CALLS = {"groupby", "merge", "join", "fit", "pivot", "pivot_table", "agg", "aggregate", "apply", "assign",
+                   "crosstab", "execute", "read_sql", "Figure", "add_scatter", "add_trace", "update_layout"}
+
+
+def test_page_scripts_compute_nothing():
+    """A page script places what loaders, widgets and analytics give it: it imports no plotly,
+    pandas, numpy or SQL library, and calls no groupby/merge/fit/SQL/figure building."""
+    scripts = [p for p in sorted((ROOT / "app_pages").glob("*.py")) if p.stem not in SHARED_PAGE_MODULES]
+    assert len(scripts) >= 11
+    offenders = []
+    for path in scripts:
+        if {"plotly", "pandas", "numpy", "sqlalchemy"} & _imports(path):
+            offenders.append(f"{path.name}: imports {sorted({'plotly', 'pandas', 'numpy', 'sqlalchemy'} & _imports(path))}")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in COMPUTING_CALLS:
+                offenders.append(f"{path.name}:{node.lineno}: .{node.func.attr}()")
+    assert offenders == []

@@ -51,3 +51,10 @@ def test_balances_chart_has_a_line_per_balance():
     assert all(t.mode == "lines+markers" for t in fig.data)
     assert [t.name for t in charts_customer360.balances_chart(series, lang="en").data] == \
         ["AUM", "Deposits", "Loans"]
+
+
+def test_profile_table_lists_fields_and_values():
+    profile = pd.DataFrame([{"customer_id": "C1", "name": "张**", "status": "active"}])
+    table = charts_customer360.profile_table(profile)
+    assert table.to_dict("records") == [{"field": "customer_id", "value": "C1"}, {"field": "name", "value": "张**"},
+                                        {"field": "status", "value": "active"}]
