@@ -249,6 +249,7 @@ def _set_logged_in(login: users.Login) -> None:
     st.session_state["roles"] = list(login.roles)
     st.session_state["logout"] = False
     st.session_state[STATE_SESSION] = login.session_id
+    st.session_state.pop(STATE_NOTICE, None)
 
 
 def _clear_login() -> None:
@@ -271,6 +272,7 @@ def _authenticator(engine, key: str) -> stauth.Authenticate:
     def login(username=None, password=None, *_args, token=None, **_kwargs):
         if token:
             return _login_with_token(engine, token)
+        st.session_state.pop(STATE_NOTICE, None)  # a new attempt: the last notice is done with
         if not username or not password:
             st.session_state["authentication_status"] = False
             return False
@@ -382,7 +384,9 @@ def login_page() -> None:
     """The only page an anonymous visitor sees, at every URL."""
     auth = st.session_state["_auth"]
     st.title(t("app.customer_insight"))
-    notice = st.session_state.pop(STATE_NOTICE, None)
+    # Kept (not popped) until the next login attempt: the cookie component may rerun the page at
+    # once, and the notice must survive that rerun.
+    notice = st.session_state.get(STATE_NOTICE)
     if notice:
         st.error(notice)
     try:
