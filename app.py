@@ -7,9 +7,10 @@ Streamlit serves any script in a folder named pages/ by URL, past the login gate
 import streamlit as st
 
 from analytics import access
-from app_pages import auth, common
+from analytics.formatting import escape_md
+from app_pages import session, widgets
 
-st.set_page_config(page_title=common.t("app.customer_insight"), page_icon="🏦", layout="wide")
+st.set_page_config(page_title=session.t("app.customer_insight"), page_icon="🏦", layout="wide")
 
 ICONS = {
     "overview": ":material/dashboard:", "kpi_wall": ":material/tv:", "segments": ":material/donut_large:",
@@ -19,25 +20,25 @@ ICONS = {
     "audit_log": ":material/history:", "admin": ":material/admin_panel_settings:",
 }
 
-engine = common.engine_or_stop()
-user = auth.login_gate(engine)
-common.restore_language(engine, user)
+engine = session.engine_or_stop()
+user = session.login_gate(engine)
+widgets.restore_language(engine, user)
 
 if user is None:
     # Anonymous: the login page is the only page, whatever URL was asked for.
     with st.sidebar:
-        common.language_switch(engine, None)
-    st.navigation([st.Page(auth.login_page, title=common.t("app.log_in"), url_path="login", default=True)],
+        widgets.language_switch(engine, None)
+    st.navigation([st.Page(session.login_page, title=session.t("app.log_in"), url_path="login", default=True)],
                   position="hidden").run()
     st.stop()
 
-allowed = [key for key in access.pages_for(user["roles"]) if common.page_script(key).exists()]
+allowed = [key for key in access.pages_for(user["roles"]) if session.page_script(key).exists()]
 if not allowed:
-    st.error(common.t("app.no_pages"))
+    st.error(session.t("app.no_pages"))
     st.stop()
 pages = {}
 for key in allowed:
-    pages[key] = st.Page(str(common.page_script(key)), title=common.page_title(key), icon=ICONS.get(key),
+    pages[key] = st.Page(str(session.page_script(key)), title=session.page_title(key), icon=ICONS.get(key),
                          url_path=key)
 landing = pages["overview"] if "overview" in pages else next(iter(pages.values()))
 
@@ -51,13 +52,14 @@ def home() -> None:
 nav = [st.Page(home, title="Home", url_path="home", default=True, visibility="hidden"), *pages.values()]
 
 with st.sidebar:
-    common.language_switch(engine, user)
-    st.markdown(f"**{user['name']}**  \n{', '.join(user['roles'])}")
-    if st.button(common.t("app.log_out"), key="ci_logout_button"):
-        auth.logout(engine)
+    widgets.language_switch(engine, user)
+    # The display name is stored text: escaped, so a name cannot carry a link or markup.
+    st.markdown(f"**{escape_md(user['name'])}**  \n{', '.join(user['roles'])}")
+    if st.button(session.t("app.log_out"), key="ci_logout_button"):
+        session.logout(engine)
         st.rerun()
 
 page = st.navigation(nav)
 if page.url_path:  # the hidden default (home) page has url_path "" and only redirects
-    auth.write_pending_cookie()
+    session.write_pending_cookie()
 page.run()

@@ -173,3 +173,10 @@ __all__ = [
     "category_label", "cooccurrence_heatmap", "exclusions_bar",
     "opportunities_bar", "rule_label", "rules_scatter",
 ]
+
+
+def rules_table(rules: pd.DataFrame, lang: str = "en") -> pd.DataFrame:
+    """The association rules as the page lists them: the rule in words, support, confidence, lift."""
+    named = rules.assign(rule=[rule_label(a, c, lang) for a, c in
+                               zip(rules["antecedents"], rules["consequents"], strict=True)])
+    return named[["rule", "support", "confidence", "lift"]]

@@ -215,3 +215,19 @@ __all__ = [
     "breakdown_bars", "dimension_bars", "dimension_label", "named_rates", "overall_gauge",
     "rules_table", "score_trend",
 ]
+
+
+def page_parts(results: pd.DataFrame, scores: pd.DataFrame, change: pd.DataFrame) -> dict:
+    """What the Data quality page draws, split out of a run's frames: the overall rows and score,
+    the previous run's overall score (None when there is none), the scores of each breakdown scope,
+    the branches that have scores, and the rules with failures."""
+    overall = scores[scores["scope"] == "overall"]
+    previous = change.set_index("dimension")["previous_score"].get("overall") if not change.empty else None
+    return {
+        "overall": overall,
+        "overall_score": overall.set_index("dimension")["score"].get("overall"),
+        "previous_overall": None if previous is None or pd.isna(previous) else previous,
+        "by_scope": {scope: scores[scores["scope"] == scope] for scope in ("branch", "channel")},
+        "branches": scores[scores["scope"] == "branch"]["scope_value"].drop_duplicates().sort_values().tolist(),
+        "failing_rules": results[results["failed"] > 0]["rule"].tolist() if not results.empty else [],
+    }

@@ -122,3 +122,11 @@ __all__ = [
     "credit_grade_by_branch", "distribution_bars", "risk_value_heatmap",
     "suitability_bar", "tolerance_by_branch",
 ]
+
+
+def headline(summary: pd.DataFrame) -> dict:
+    """The Risk page's four headline counts, summed over the branches of ``summary``
+    (:func:`analytics.risk.read_branch_summary`)."""
+    columns = {"customers": "customers", "mismatches": "suitability_mismatch_customers",
+               "expired": "assessments_expired", "balance_drops": "balance_drops"}
+    return {key: int(summary[col].sum()) if col in summary else 0 for key, col in columns.items()}

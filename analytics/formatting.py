@@ -11,6 +11,7 @@ Every page and chart takes its figures from here, so one figure reads the same o
 from __future__ import annotations
 
 import math
+import re
 
 from analytics.charts_common import LANGS
 
@@ -108,3 +109,33 @@ def decimal(value, lang: str = "en", *, digits: int = 3) -> str:
     if number is None:
         return MISSING
     return f"{number:,.{digits}f}"
+
+
+# Characters that open a Markdown construct in Streamlit's renderer (GitHub-flavoured Markdown plus
+# math and ``:directive[...]``): emphasis, links and images, code, HTML, tables, strike-through,
+# headings, math, entities and the backslash itself. CommonMark lets any of them be escaped.
+_MD_SPECIAL = frozenset("\\`*_~[]()<>!|$:&#{}")
+# At the start of a text these begin a list item ("- ", "+ ", "1. "; "1)" is escaped above).
+_MD_BLOCK_START = re.compile(r"^(\s*\d{0,9})([-+.])(?=[\s+-]|$)")
+# Streamlit's renderer turns bare URLs, "www." names and e-mail addresses into links *after* the
+# escapes are resolved, so a backslash cannot stop those: a word joiner (U+2060: invisible, no
+# space) inside the pattern does.
+WORD_JOINER = "\u2060"
+_AUTOLINKS = (re.compile(r"(?i)(https?\\:)(?=//)"), re.compile(r"(?i)(www)(?=\.)"), re.compile(r"(@)(?=[-\w])"))
+
+
+def escape_md(value) -> str:
+    """``value`` as text that Markdown shows literally: no link, emphasis, image, HTML or heading.
+
+    For any text from the store or from a user (names, addresses, error messages that echo input)
+    put into ``st.markdown``/``info``/``warning``/``error``/``caption``, a metric or a label.
+    Line breaks become spaces, so a value cannot start a new block. ``None`` is an empty string.
+    """
+    if value is None:
+        return ""
+    text = re.sub(r"[\r\n\u2028\u2029]+", " ", str(value))
+    text = "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in text)
+    text = _MD_BLOCK_START.sub(lambda m: m.group(1) + "\\" + m.group(2), text)
+    for pattern in _AUTOLINKS:
+        text = pattern.sub(lambda m: m.group(1) + WORD_JOINER, text)
+    return text

@@ -57,6 +57,11 @@ USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 
 SESSION_END_REASONS = ("logout", "timeout", "revoked")
 
+# Accounts holding only these roles drive a big screen (the KPI wall): their sessions do not idle
+# out, since nobody touches a wall that is meant to stay on. They still end on logout, when the
+# account is disabled, and when its roles change.
+KIOSK_ROLES = frozenset({"display"})
+
 
 
 def _setting(name: str) -> int:
@@ -470,7 +475,7 @@ def end_user_sessions(engine: Engine, username: str, reason: str = "revoked",
 
 def _live_row(conn, session_id: str):
     return conn.execute(
-        select(user_sessions.c.username, user_sessions.c.last_seen_at, users.c.disabled)
+        select(user_sessions.c.username, user_sessions.c.last_seen_at, users.c.disabled, users.c.roles)
         .join(users, users.c.username == user_sessions.c.username)
         .where(user_sessions.c.session_id == session_id, user_sessions.c.ended_at.is_(None))
     ).first()
@@ -480,16 +485,32 @@ def _idle_limit() -> dt.timedelta:
     return dt.timedelta(minutes=_setting("SESSION_IDLE_MINUTES"))
 
 
+def _roles_of(text: str | None) -> tuple[str, ...]:
+    return tuple(r for r in (text or "").split(",") if r)
+
+
+def is_kiosk(roles: Iterable[str] | None) -> bool:
+    """True for an account that sees the KPI wall alone (only :data:`KIOSK_ROLES`): its sessions
+    do not idle out."""
+    names = set(roles or ())
+    return bool(names) and names <= KIOSK_ROLES
+
+
+def _idle_too_long(row, now: dt.datetime) -> bool:
+    return not is_kiosk(_roles_of(row.roles)) and now - row.last_seen_at > _idle_limit()
+
+
 def session_is_live(engine: Engine, session_id: str | None, now: dt.datetime | None = None) -> bool:
     """True if the session exists, has not ended, is not idle too long and its user is enabled.
 
-    Read-only: it neither extends nor ends the session (see :func:`touch_session`).
+    Read-only: it neither extends nor ends the session (see :func:`touch_session`). A kiosk
+    account's session (:func:`is_kiosk`) is never idle too long.
     """
     if not session_id:
         return False
     with engine.connect() as conn:
         row = _live_row(conn, session_id)
-    return bool(row) and not row.disabled and _utc(now) - row.last_seen_at <= _idle_limit()
+    return bool(row) and not row.disabled and not _idle_too_long(row, _utc(now))
 
 
 def session_user(engine: Engine, session_id: str | None, now: dt.datetime | None = None) -> str | None:
@@ -502,9 +523,74 @@ def session_user(engine: Engine, session_id: str | None, now: dt.datetime | None
         return None
     with engine.connect() as conn:
         row = _live_row(conn, session_id)
-    if not row or row.disabled or _utc(now) - row.last_seen_at > _idle_limit():
+    if not row or row.disabled or _idle_too_long(row, _utc(now)):
         return None
     return row.username
+
+
+@dataclass(frozen=True)
+class SessionCheck:
+    """The outcome of :func:`check_session`.
+
+    Attributes
+    ----------
+    live : bool
+        True while the session may go on showing data.
+    reason : str or None
+        Why it may not: ``ended`` (unknown, or ended earlier: logout, revocation), ``timeout`` (idle
+        too long), ``revoked`` (the user is disabled), ``roles_changed`` (the store's roles differ
+        from the ones the app granted at login). None when live.
+    """
+
+    live: bool
+    reason: str | None = None
+
+
+def check_session(engine: Engine, session_id: str | None, *, roles: Iterable[str] | None = None,
+                  touch: bool = True, now: dt.datetime | None = None) -> SessionCheck:
+    """Check a login session against the store; the app calls it on every rerun and on every tick
+    of an auto-refreshing fragment, so a revocation stops the data at the next one.
+
+    A session idle longer than ``SESSION_IDLE_MINUTES`` (unless it is a kiosk's, see
+    :func:`is_kiosk`) is ended now with reason ``timeout``; one whose user was disabled, or whose
+    roles no longer match ``roles``, with reason ``revoked``.
+
+    Parameters
+    ----------
+    roles : iterable of str, optional
+        The roles the app granted at login. :func:`set_roles` ends the sessions already; this also
+        catches a change made any other way.
+    touch : bool
+        True for a user's own action (a rerun), which resets the idle clock. An automatic refresh
+        (the KPI wall's tick) passes False: it is no sign of anyone at the screen, and would keep an
+        abandoned session alive forever.
+    """
+    if not session_id:
+        return SessionCheck(False, "ended")
+    now = _utc(now)
+    with engine.begin() as conn:
+        row = _live_row(conn, session_id)
+        if row is None:
+            return SessionCheck(False, "ended")
+        reason = None
+        if row.disabled:
+            reason = "revoked"
+        # Compared as stored, not validated, so a role name this code does not know cannot make the
+        # check itself raise on every rerun.
+        elif roles is not None and set(roles) != set(_roles_of(row.roles)):
+            reason = "roles_changed"
+        elif _idle_too_long(row, now):
+            reason = "timeout"
+        if reason:
+            conn.execute(update(user_sessions).where(user_sessions.c.session_id == session_id)
+                         .values(ended_at=now, end_reason="timeout" if reason == "timeout" else "revoked"))
+            return SessionCheck(False, reason)
+        if touch:
+            # Only forward: a late rerun carrying an older clock must not move last_seen back.
+            conn.execute(update(user_sessions)
+                         .where(user_sessions.c.session_id == session_id, user_sessions.c.last_seen_at < now)
+                         .values(last_seen_at=now))
+    return SessionCheck(True)
 
 
 def touch_session(engine: Engine, session_id: str | None, now: dt.datetime | None = None) -> bool:
@@ -516,29 +602,86 @@ def touch_session(engine: Engine, session_id: str | None, now: dt.datetime | Non
         True if the session is live (its idle clock is reset). False if it is unknown or ended;
         a session idle longer than ``SESSION_IDLE_MINUTES`` is ended now with reason ``timeout``,
         one whose user was disabled with reason ``revoked``. On False the app logs the user out
-        (and records a ``timeout`` audit event).
+        (and records a ``timeout`` audit event). See :func:`check_session`.
     """
-    if not session_id:
-        return False
-    now = _utc(now)
-    with engine.begin() as conn:
-        row = _live_row(conn, session_id)
-        if row is None:
-            return False
-        reason = None
-        if row.disabled:
-            reason = "revoked"
-        elif now - row.last_seen_at > _idle_limit():
-            reason = "timeout"
-        if reason:
-            conn.execute(update(user_sessions).where(user_sessions.c.session_id == session_id)
-                         .values(ended_at=now, end_reason=reason))
-            return False
-        # Only forward: a late rerun carrying an older clock must not move last_seen back.
-        conn.execute(update(user_sessions)
-                     .where(user_sessions.c.session_id == session_id, user_sessions.c.last_seen_at < now)
-                     .values(last_seen_at=now))
-    return True
+    return check_session(engine, session_id, now=now).live
+
+
+# ---------------------------------------------------------------------------------------------
+# The login sequence (the app's login form and re-authentication cookie call these)
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Login:
+    """The outcome of :func:`log_in` or :func:`resume_session`: who is logged in, under which
+    server-side session; or, when ``ok`` is False, the one message the login form may show."""
+
+    ok: bool
+    username: str | None
+    display_name: str | None = None
+    roles: tuple[str, ...] = ()
+    session_id: str | None = None
+    message: str = ""
+
+
+def log_in(engine: Engine, username: str, password: str, *, client_address: str | None = None,
+           now: dt.datetime | None = None) -> Login:
+    """The login sequence: check the password (with lockout), start a server-side session, audit.
+
+    Every attempt is audited (``login_ok``, ``login_failed`` or ``login_locked`` with the real
+    cause); the returned message is the same for every failure. A login that cannot be audited does
+    not happen: its session is ended and the audit error raised.
+    """
+    result = authenticate(engine, username, password, now=now)
+    if not result.ok:
+        audit.append(engine, result.event, username=result.username, client_address=client_address,
+                     reason=result.reason)
+        return Login(False, result.username, message=result.message)
+    session_id = start_session(engine, result.username, now=now)
+    try:
+        audit.append(engine, "login_ok", username=result.username, roles=result.roles, session_id=session_id,
+                     client_address=client_address)
+    except Exception:
+        end_session(engine, session_id, "revoked", now=now)
+        raise
+    return Login(True, result.username, result.display_name or result.username, result.roles, session_id)
+
+
+def resume_session(engine: Engine, username: str | None, session_id: str | None, *,
+                   client_address: str | None = None, now: dt.datetime | None = None) -> Login:
+    """Re-authenticate from a login cookie naming ``username`` and ``session_id``: only while that
+    server-side session is live and belongs to that user (a cookie copied before a logout, a
+    timeout or a revocation logs nobody in; the attempt is audited as ``access_denied``)."""
+    name = session_user(engine, session_id, now=now)
+    user = get_user(engine, name) if name is not None and name == username else None
+    if user is None or not touch_session(engine, session_id, now=now):
+        audit.append(engine, "access_denied", username=username, client_address=client_address,
+                     reason="re-authentication cookie names no live session")
+        return Login(False, username)
+    return Login(True, user.username, user.display_name, user.roles, session_id)
+
+
+def log_out(engine: Engine, username: str, roles: Iterable[str], session_id: str | None, *,
+            client_address: str | None = None, now: dt.datetime | None = None) -> None:
+    """End the session (reason ``logout``) and audit it."""
+    if session_id:
+        end_session(engine, session_id, "logout", now=now)
+    audit.append(engine, "logout", username=username, roles=tuple(roles), session_id=session_id,
+                 client_address=client_address)
+
+
+def recheck_session(engine: Engine, username: str, roles: Iterable[str], session_id: str | None, *,
+                    touch: bool = True, client_address: str | None = None,
+                    now: dt.datetime | None = None) -> SessionCheck:
+    """:func:`check_session` for a logged-in user of the app, auditing the end of the session: a
+    ``timeout`` when it idled out, an ``access_denied`` when it had been ended or revoked."""
+    roles = tuple(roles)
+    result = check_session(engine, session_id, roles=roles, touch=touch, now=now)
+    if not result.live:
+        event = "timeout" if result.reason == "timeout" else "access_denied"
+        audit.append(engine, event, username=username, roles=roles, session_id=session_id,
+                     client_address=client_address, reason=f"session {result.reason}")
+    return result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -634,5 +777,6 @@ __all__ = [
     "credentials_for_authenticator", "disable_user", "enable_user", "end_session",
     "end_user_sessions", "get_user", "hash_password", "list_users", "normalise_username",
     "read_password_from_stdin_or_prompt", "reset_password", "session_is_live", "set_roles",
-    "start_session", "touch_session", "unlock_user",
+    "start_session", "touch_session", "unlock_user", "KIOSK_ROLES", "Login", "SessionCheck", "check_session",
+    "is_kiosk", "log_in", "log_out", "recheck_session", "resume_session",
 ]

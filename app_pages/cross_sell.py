@@ -5,27 +5,27 @@ assessment), with an audited export."""
 import streamlit as st
 
 from analytics import access, charts_cross_sell, cross_sell, settings
-from app_pages import auth, common
+from app_pages import loaders, session, widgets
 
 SHOWN_ROWS = 200
-engine = common.engine()
-user = auth.require_page(engine, "cross_sell")
-run_id = common.current_run_or_stop()
-lang = common.lang()
-st.title(common.page_title("cross_sell"))
+engine = session.engine()
+user = session.require_page(engine, "cross_sell")
+run_id = session.current_run_or_stop()
+lang = session.lang()
+st.title(session.page_title("cross_sell"))
 
 categories = cross_sell.read_categories(engine, run_id)
 if categories.empty:
-    st.warning(common.t("cross_sell.this_run_has_no_cross"))
+    st.warning(session.t("cross_sell.this_run_has_no_cross"))
     st.stop()
 
-m = common.run_metrics(run_id)
+m = loaders.run_metrics(run_id)
 c1, c2, c3, c4 = st.columns(4)
-c1.metric(common.t("cross_sell.customers_scored"), common.fmt_count(m.get("cross_sell.customers_scored")))
-c2.metric(common.t("cross_sell.customers_with_offer"), common.fmt_count(m.get("cross_sell.customers_with_offer")))
-c3.metric(common.t("cross_sell.potential"), common.fmt_amount(m.get("cross_sell.next_best_expected_value_total")),
-          help=common.t("cross_sell.potential_help"))
-c4.metric(common.t("cross_sell.rules_found"), common.fmt_count(m.get("cross_sell.rules")))
+c1.metric(session.t("cross_sell.customers_scored"), session.fmt_count(m.get("cross_sell.customers_scored")))
+c2.metric(session.t("cross_sell.customers_with_offer"), session.fmt_count(m.get("cross_sell.customers_with_offer")))
+c3.metric(session.t("cross_sell.potential"), session.fmt_amount(m.get("cross_sell.next_best_expected_value_total")),
+          help=session.t("cross_sell.potential_help"))
+c4.metric(session.t("cross_sell.rules_found"), session.fmt_count(m.get("cross_sell.rules")))
 
 c1, c2 = st.columns(2)
 matrix_customers = int(m.get("cross_sell.matrix_customers") or 0)
@@ -34,32 +34,30 @@ c1.plotly_chart(charts_cross_sell.cooccurrence_heatmap(
     metric="lift" if matrix_customers else "customers_both", lang=lang), width="stretch")
 rules = cross_sell.read_rules(engine, run_id)
 c2.plotly_chart(charts_cross_sell.rules_scatter(rules, lang=lang), width="stretch")
-with st.expander(common.t("cross_sell.association_rules_n", n=common.fmt_count(len(rules)))):
-    shown = rules.assign(rule=[charts_cross_sell.rule_label(a, c, lang) for a, c in
-                               zip(rules["antecedents"], rules["consequents"], strict=True)])
-    common.show_table(shown[["rule", "support", "confidence", "lift"]], width="stretch")
+with st.expander(session.t("cross_sell.association_rules_n", n=session.fmt_count(len(rules)))):
+    widgets.show_table(charts_cross_sell.rules_table(rules, lang=lang), width="stretch")
 
-st.subheader(common.t("cross_sell.opportunities_by_product"))
+st.subheader(session.t("cross_sell.opportunities_by_product"))
 opportunities = cross_sell.read_opportunities(engine, run_id)
 st.plotly_chart(charts_cross_sell.opportunities_bar(opportunities, lang=lang), width="stretch")
 
-st.subheader(common.t("cross_sell.campaign_list"))
-category = st.selectbox(common.t("cross_sell.product_category"), categories["category"].tolist(),
+st.subheader(session.t("cross_sell.campaign_list"))
+category = st.selectbox(session.t("cross_sell.product_category"), categories["category"].tolist(),
                         format_func=lambda c: charts_cross_sell.category_label(c, lang))
 # The whole campaign (the run keeps the top CROSS_SELL_CAMPAIGN_SIZE offers per category); the table
 # shows its head, the export all of it.
 campaign, excluded = cross_sell.campaign_list(engine, run_id, category, limit=int(settings.get("EXPORT_MAX_ROWS")))
-auth.audit_filter(engine, user, "cross_sell", {"category": category}, rows=len(campaign))
+session.audit_filter(engine, user, "cross_sell", {"category": category}, rows=len(campaign))
 st.plotly_chart(charts_cross_sell.exclusions_bar(excluded, category, listed=len(campaign), lang=lang),
                 width="stretch")
-st.caption(common.t("cross_sell.listed_and_excluded", listed=common.fmt_count(len(campaign)),
-                    consent=common.fmt_count(excluded["consent"]), suitability=common.fmt_count(excluded["suitability"]),
-                    expired=common.fmt_count(excluded["expired_assessment"])))
+st.caption(session.t("cross_sell.listed_and_excluded", listed=session.fmt_count(len(campaign)),
+                    consent=session.fmt_count(excluded["consent"]), suitability=session.fmt_count(excluded["suitability"]),
+                    expired=session.fmt_count(excluded["expired_assessment"])))
 if not campaign.empty:
     campaign = access.mask_frame(campaign, user["roles"])
     if len(campaign) > SHOWN_ROWS:
-        st.caption(common.t("cross_sell.showing_head", shown=common.fmt_count(SHOWN_ROWS),
-                            total=common.fmt_count(len(campaign))))
-    common.show_table(campaign.head(SHOWN_ROWS), width="stretch")
-    common.export_buttons(engine, user, campaign, f"cross-sell-{category}-run{run_id}",
-                          {"page": "cross_sell", "category": category, "excluded": excluded}, key="xs")
+        st.caption(session.t("cross_sell.showing_head", shown=session.fmt_count(SHOWN_ROWS),
+                            total=session.fmt_count(len(campaign))))
+    widgets.show_table(campaign.head(SHOWN_ROWS), width="stretch")
+    widgets.export_buttons(engine, user, campaign, f"cross-sell-{category}-run{run_id}",
+                           {"page": "cross_sell", "category": category, "excluded": excluded}, key="xs")

@@ -5,39 +5,39 @@ import streamlit as st
 
 from analytics import access
 from analytics import segment_explorer as sx
-from app_pages import auth, common, explorer
+from app_pages import loaders, session, widgets
 
-engine = common.engine()
-user = auth.require_page(engine, "lifecycle")
-run_id = common.current_run_or_stop()
-lang = common.lang()
-st.title(common.page_title("lifecycle"))
+engine = session.engine()
+user = session.require_page(engine, "lifecycle")
+run_id = session.current_run_or_stop()
+lang = session.lang()
+st.title(session.page_title("lifecycle"))
 
-cube, filters = explorer.filtered_customers(engine, user, run_id, "lifecycle")
+cube, filters = widgets.filtered_customers(engine, user, run_id, "lifecycle")
 
-horizon = st.radio(common.t("lifecycle.clv_horizon_years"), [1, 3, 5], index=1, horizontal=True)
+horizon = st.radio(session.t("lifecycle.clv_horizon_years"), [1, 3, 5], index=1, horizontal=True)
 clv_col = f"clv_margin_{horizon}y"
 metric = f"{clv_col}_total"
 head = sx.headline(cube, filters)
 c1, c2, c3 = st.columns(3)
-c1.metric(common.t("lifecycle.customers"), common.fmt_count(head["customers"]))
-c2.metric(common.t("lifecycle.total_horizon_year_clv", horizon=horizon), common.fmt_amount(head[metric]))
-c3.metric(common.t("lifecycle.average_clv"),
-          common.fmt_amount(head[metric] / head["customers"] if head["customers"] else None))
+c1.metric(session.t("lifecycle.customers"), session.fmt_count(head["customers"]))
+c2.metric(session.t("lifecycle.total_horizon_year_clv", horizon=horizon), session.fmt_amount(head[metric]))
+c3.metric(session.t("lifecycle.average_clv"),
+          session.fmt_amount(head[metric] / head["customers"] if head["customers"] else None))
 
 c1, c2 = st.columns(2)
-c1.plotly_chart(explorer.cube_chart(run_id, filters, "lifecycle_bar"), width="stretch")
-c2.plotly_chart(explorer.cube_chart(run_id, filters, "clv_histogram", horizon=horizon), width="stretch")
+c1.plotly_chart(loaders.cube_chart(run_id, filters, "lifecycle_bar", lang=lang), width="stretch")
+c2.plotly_chart(loaders.cube_chart(run_id, filters, "clv_histogram", lang=lang, horizon=horizon), width="stretch")
 c1, c2 = st.columns(2)
-c1.plotly_chart(explorer.cube_chart(run_id, filters, "segment_bar", metric=metric), width="stretch")
-c2.plotly_chart(explorer.cube_chart(run_id, filters, "value_tier_bar", metric=metric), width="stretch")
-st.plotly_chart(explorer.cube_chart(run_id, filters, "branch_bar", metric=metric, horizon=horizon), width="stretch")
-st.plotly_chart(explorer.run_chart(run_id, "cohorts"), width="stretch")
-st.caption(common.t("lifecycle.cohorts_not_filtered"))
+c1.plotly_chart(loaders.cube_chart(run_id, filters, "segment_bar", lang=lang, metric=metric), width="stretch")
+c2.plotly_chart(loaders.cube_chart(run_id, filters, "value_tier_bar", lang=lang, metric=metric), width="stretch")
+st.plotly_chart(loaders.cube_chart(run_id, filters, "branch_bar", lang=lang, metric=metric, horizon=horizon), width="stretch")
+st.plotly_chart(loaders.run_chart(run_id, "cohorts", lang=lang), width="stretch")
+st.caption(session.t("lifecycle.cohorts_not_filtered"))
 
 if access.can_see_customer_rows(user["roles"]):
-    st.subheader(common.t("lifecycle.top_customers_by_clv_masked"))
-    top = explorer.top_customers(run_id, filters, user["roles"], clv_col)
-    common.show_table(top, width="stretch")
-    common.export_buttons(engine, user, top, f"top-customers-clv{horizon}y-run{run_id}",
-                          {"page": "lifecycle", "horizon_years": horizon, **filters.as_params()}, key="top_clv")
+    st.subheader(session.t("lifecycle.top_customers_by_clv_masked"))
+    top = loaders.top_customers(run_id, filters, user["roles"], clv_col)
+    widgets.show_table(top, width="stretch")
+    widgets.export_buttons(engine, user, top, f"top-customers-clv{horizon}y-run{run_id}",
+                           {"page": "lifecycle", "horizon_years": horizon, **filters.as_params()}, key="top_clv")

@@ -97,10 +97,10 @@ def _worker(page: str, url: str, repeats: int) -> dict:
     # The floor page served by the same app in place of the Overview page (the same login gate,
     # navigation and sidebar as the real page), timed run for run with the page so both see the
     # same machine load.
-    from app_pages import common
+    from app_pages import session
 
-    real = common.page_script
-    common.page_script = lambda key: floor if key == "overview" else real(key)
+    real = session.page_script
+    session.page_script = lambda key: floor if key == "overview" else real(key)
     floor_at = _logged_in(str(floor.relative_to(ROOT)))
     _timed(floor_at)
     _timed(floor_at)  # warm-up

@@ -16,7 +16,8 @@ from analytics.lifecycle import LIFECYCLE_STAGES
 from analytics.segmentation import CLUSTER_FEATURES, RFM_SEGMENTS, VALUE_TIERS
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = sorted([ROOT / "app.py", *(ROOT / "app_pages").glob("*.py"), *(ROOT / "analytics").glob("*.py")])
+# rglob: a module split into a package keeps its keys in the scan.
+SOURCES = sorted([ROOT / "app.py", *(ROOT / "app_pages").glob("*.py"), *(ROOT / "analytics").rglob("*.py")])
 CATALOG = i18n.catalog()
 CHART_KEY = re.compile(r"^charts\.[a-z_]+\.[a-z_0-9]+$")
 

@@ -7,7 +7,7 @@ import pytest
 
 from analytics import audit
 from analytics.store import make_engine
-from app_pages import common
+from app_pages import widgets
 from tests.app.conftest import open_page
 
 
@@ -46,7 +46,7 @@ def test_fix_list_export_is_masked_safe_and_audited(monkeypatch, demo_store_url)
     from analytics import quality
 
     fixes = quality.fix_list(engine, None, "BR001", roles=["compliance"])
-    data = common.audited_export(engine, user, fixes, "fix", "csv", {"branch_id": "BR001"})
+    data = widgets.audited_export(engine, user, fixes, "fix", "csv", {"branch_id": "BR001"})
     back = pd.read_csv(io.BytesIO(data), encoding="utf-8-sig", dtype=str)
     assert len(back) == len(fixes)
     import hashlib

@@ -16,7 +16,7 @@ from sqlalchemy import text
 
 from analytics import access, exports, users
 from analytics.store import make_engine
-from app_pages import common
+from app_pages import widgets
 from tests.app.conftest import PASSWORD, login, new_app
 
 ROLES = ("executive", "marketing", "risk", "compliance", "admin", "display")
@@ -57,11 +57,11 @@ def test_no_raw_personal_value_reaches_any_page_or_log(monkeypatch, demo_store_u
     if users.get_user(engine, username) is None:
         users.add_user(engine, username, PASSWORD, [role])
     caplog.set_level(logging.DEBUG)
-    # Every export a page offers goes through common.export_buttons: keep the frames it is given
+    # Every export a page offers goes through widgets.export_buttons: keep the frames it is given
     # and check the files they become.
     exported = []
-    real_buttons = common.export_buttons
-    monkeypatch.setattr(common, "export_buttons", lambda engine_, user_, frame, *a, **k: (
+    real_buttons = widgets.export_buttons
+    monkeypatch.setattr(widgets, "export_buttons", lambda engine_, user_, frame, *a, **k: (
         exported.append(frame), real_buttons(engine_, user_, frame, *a, **k)))
     at = login(new_app(monkeypatch, demo_store_url), username)
     pages = [info["script_path"] for info in at._registered_pages.values() if info.get("script_path")]

@@ -7,7 +7,7 @@ import pytest
 from analytics import audit, runs
 from analytics import segment_explorer as sx
 from analytics.store import make_engine, read_frame
-from app_pages import common
+from app_pages import widgets
 from tests.app.conftest import open_page
 
 
@@ -144,8 +144,8 @@ def test_city_filter_is_the_branches_in_that_city(monkeypatch, demo_store_url):
 def test_campaign_list_is_paged_masked_and_its_export_audited(monkeypatch, demo_store_url):
     engine = make_engine(demo_store_url)
     offered = []
-    real = common.export_buttons
-    monkeypatch.setattr(common, "export_buttons", lambda engine_, user_, frame, *a, **k: (
+    real = widgets.export_buttons
+    monkeypatch.setattr(widgets, "export_buttons", lambda engine_, user_, frame, *a, **k: (
         offered.append((user_, frame)), real(engine_, user_, frame, *a, **k)))
     at = _open(monkeypatch, demo_store_url, "marketing", "segments")
     at.text_input(key="tag_expr").input("mortgage_holder or not mortgage_holder").run()
@@ -162,7 +162,7 @@ def test_campaign_list_is_paged_masked_and_its_export_audited(monkeypatch, demo_
     user, frame = offered[-1]
     assert len(frame) == consenting and list(frame.columns) == list(sx.CAMPAIGN_COLUMNS)
     assert not {"name", "phone", "id_number", "email", "address", "birth_date"} & set(frame.columns)
-    common.audited_export(engine, user, frame, "campaign", "csv", {"page": "segments"})
+    widgets.audited_export(engine, user, frame, "campaign", "csv", {"page": "segments"})
     target = json.loads(audit.query(engine, event="export").iloc[0]["target"])
     assert target["rows"] == consenting and len(target["sha256"]) == 64
     assert target["customer_ids"][:3] == frame["customer_id"].head(3).tolist()

@@ -42,3 +42,25 @@ def test_kiosk_wall_reloads_in_place_and_follows_a_new_refresh(app_server, demo_
     page.get_by_text(f"refresh run {after}").first.wait_for(timeout=30000)
     assert _run_shown(page) == after
     ctx.close()
+
+
+def test_a_disabled_kiosk_loses_the_wall_at_the_next_tick(app_server, demo_store_url, browser):
+    # The wall refreshes itself (a fragment tick every 3 s here) without app.py's login gate; the
+    # tick checks the server-side session, so disabling the account takes the figures off the screen.
+    from analytics import users
+    from tests.browser.conftest import PASSWORD, is_login_page
+
+    engine = make_engine(demo_store_url)
+    if users.get_user(engine, "browser_wall_revoked") is None:
+        users.add_user(engine, "browser_wall_revoked", PASSWORD, ["display"])
+    ctx = browser.new_context(viewport={"width": 1920, "height": 1080})
+    page = ctx.new_page()
+    log_in(page, app_server, "browser_wall_revoked", expect="Total AUM")
+    page.goto(app_server + "/kpi_wall?kiosk=1")
+    page.get_by_text("Total AUM").first.wait_for(timeout=30000)
+    users.disable_user(engine, "browser_wall_revoked")
+    # No reload: the next tick (3 s) ends the login and shows the login page.
+    page.get_by_text("Password").first.wait_for(timeout=30000)
+    assert is_login_page(page)
+    assert "log in again" in page.inner_text("body")
+    ctx.close()

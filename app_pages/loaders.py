@@ -1,29 +1,104 @@
-"""Page-side helpers of the Segments, Lifecycle and Churn pages: the run's segment cube, the filter
-widgets, and cached SQL customer lists. No page here loads all customers.
+"""Every cached loader of the app: the store engine, and the run's results and figures.
 
-The cube (:func:`analytics.segment_explorer.read_cube`) holds aggregates only, so one cached copy
-serves every role. Customer lists (the campaign list, the top customers) are limited in SQL and
-cached with the user's roles in the key, masked before they are cached.
+Each loader takes the store URL and the refresh run id in its key, so a new run is never hidden by
+a stale cache. Aggregates (metrics, the segment cube, the model card, figures) are shared by every
+role. A loader of customer-level rows also keeps the user's roles in its key and masks before it
+caches, so a cache shared by all users never hands an unmasked frame to a masked role. The public
+functions read the store URL themselves; the language of a figure is an argument (this module does
+not read the session, so the session and widget modules may use it without an import cycle).
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from analytics import access, i18n, tags
+from analytics import access, refresh, runs, tags
 from analytics import segment_explorer as sx
-from analytics.errors import AnalyticsError
-from analytics.segmentation import VALUE_TIERS
-from analytics.store import resolve_url
-from app_pages import common
+from analytics.i18n import tr
+from analytics.store import init_schema, make_engine, resolve_url
 
-# A page shows this many campaign rows at a time (paged in SQL).
-CAMPAIGN_PAGE_ROWS = 200
 
+@st.cache_resource(show_spinner=False)
+def engine_for(url: str):
+    """The store engine of ``url``, shared by all sessions (it holds no user data)."""
+    engine = make_engine(url)
+    # The app's own tables (users, sessions, audit log, runs) must exist before the first login.
+    init_schema(engine)
+    return engine
+
+
+# --------------------------------------------------------------------------------------------
+# Runs
+# --------------------------------------------------------------------------------------------
+
+@st.cache_data(ttl=60, show_spinner=False)
+def _freshness(url: str) -> refresh.Freshness:
+    return refresh.freshness(engine_for(url))
+
+
+def freshness() -> refresh.Freshness:
+    """How old the published figures are, and whether a later refresh failed or data awaits one."""
+    return _freshness(resolve_url())
+
+
+@st.cache_data(ttl=600, show_spinner=False)
+def _run_metrics(url: str, run_id: int) -> dict:
+    return runs.get_run_metrics(engine_for(url), run_id)
+
+
+def run_metrics(run_id: int) -> dict:
+    """Headline aggregates of a run (no customer-level data, so one cache entry serves every role)."""
+    return _run_metrics(resolve_url(), run_id)
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def _run_record(url: str, run_id: int) -> dict:
+    info = refresh.status(engine_for(url), limit=50)
+    return next((r for r in info["runs"] if r["run_id"] == run_id), {})
+
+
+def run_record(run_id: int) -> dict:
+    """The refresh_runs row of a run, as plain data."""
+    return _run_record(resolve_url(), run_id)
+
+
+def as_of_year(run_id: int) -> int:
+    """The year the run describes (age bands are whole years at it)."""
+    m = run_metrics(run_id)
+    return int(str(m.get("as_of_month") or "2026")[:4])
+
+
+# --------------------------------------------------------------------------------------------
+# Data quality
+# --------------------------------------------------------------------------------------------
+
+@st.cache_data(ttl=600, show_spinner=False)
+def _dq_frames(url: str, run_id: int) -> dict:
+    from analytics import charts_quality, quality
+
+    eng = engine_for(url)
+    scores = quality.scores(eng, run_id)
+    change = quality.score_change(eng, run_id)
+    results = quality.rule_results(eng, run_id)
+    return {"results": results, "scores": scores,
+            "history": quality.score_history(eng), "change": change,
+            **charts_quality.page_parts(results, scores, change)}
+
+
+def dq_frames(run_id: int) -> dict:
+    """Data-quality aggregates of a run (no customer-level data: shared by every role): the rule
+    results, scores, history and change, the overall rows, score and previous score, the scores of
+    each breakdown scope, and the branches that have scores."""
+    return _dq_frames(resolve_url(), run_id)
+
+
+# --------------------------------------------------------------------------------------------
+# The segment cube, tags and customer lists (Segments, Lifecycle, Churn)
+# --------------------------------------------------------------------------------------------
 
 @st.cache_data(ttl=600, show_spinner=False, max_entries=2)
 def _cube(url: str, run_id: int) -> sx.Cube:
-    return sx.read_cube(common._engine(url), run_id)
+    return sx.read_cube(engine_for(url), run_id)
 
 
 def explorer_cube(run_id: int) -> sx.Cube:
@@ -31,57 +106,10 @@ def explorer_cube(run_id: int) -> sx.Cube:
     return _cube(resolve_url(), run_id)
 
 
-def as_of_year(run_id: int) -> int:
-    """The year the run describes (age bands are whole years at it)."""
-    m = common.run_metrics(run_id)
-    return int(str(m.get("as_of_month") or "2026")[:4])
-
-
-def segment_filters(cube: sx.Cube, key: str) -> sx.Filters:
-    """Branch, city, age band and value-tier filters; returns a ``Filters`` that every chart follows.
-
-    A city is the city of the customer's branch (``branches.city``).
-    """
-    t = common.t
-    with st.expander(t("explorer.filters"), expanded=True):
-        c1, c2, c3, c4 = st.columns(4)
-        branches = c1.multiselect(t("explorer.branch"), list(cube.branches), key=f"{key}_b", placeholder=t("common.all"))
-        cities = c2.multiselect(t("explorer.branch_city"), cube.cities(), key=f"{key}_c", placeholder=t("common.all"))
-        ages = c3.multiselect(t("explorer.age_band"), list(sx.AGE_BANDS), key=f"{key}_a", placeholder=t("common.all"))
-        tiers = c4.multiselect(t("explorer.value_tier"), list(VALUE_TIERS), key=f"{key}_t", placeholder=t("common.all"),
-                               format_func=lambda v: i18n.label("tier", v, common.lang()))
-    return sx.Filters(tuple(branches), tuple(cities), tuple(ages), tuple(tiers))
-
-
-def filtered_customers(engine, user: dict, run_id: int, page: str) -> tuple[sx.Cube, sx.Filters]:
-    """The run's cube and the user's filters, with the filter widgets drawn and the filter audited;
-    stops the page with a message when there is nothing to show."""
-    from app_pages import auth
-
-    try:
-        cube = explorer_cube(run_id)
-    except AnalyticsError as exc:
-        st.error(str(exc))
-        st.stop()
-    if cube.empty:
-        st.warning(common.t("explorer.this_run_has_no_segmentation"))
-        st.stop()
-    filters = segment_filters(cube, page)
-    total = sx.headline(cube)["customers"]
-    shown = sx.headline(cube, filters)["customers"] if filters.any else total
-    if filters.any:
-        auth.audit_filter(engine, user, page, filters.as_params(), rows=shown)
-    st.caption(common.t("explorer.n_of_total_customers", n=common.fmt_count(shown), total=common.fmt_count(total)))
-    if not shown:
-        st.info(common.t("explorer.no_customer_matches_these_filters"))
-        st.stop()
-    return cube, filters
-
-
 @st.cache_data(ttl=600, show_spinner=False, max_entries=200)
 def _tag_counts(url: str, run_id: int, filters: sx.Filters, expression: str, names: tuple[str, ...],
                 year: int) -> dict:
-    return sx.tag_selection_counts(common._engine(url), run_id, filters, expression, names, as_of_year=year)
+    return sx.tag_selection_counts(engine_for(url), run_id, filters, expression, names, as_of_year=year)
 
 
 def tag_selection(run_id: int, filters: sx.Filters, expression: str, names) -> dict:
@@ -95,7 +123,7 @@ def tag_selection(run_id: int, filters: sx.Filters, expression: str, names) -> d
 @st.cache_data(ttl=600, show_spinner=False, max_entries=50)
 def _campaign(url: str, run_id: int, filters: sx.Filters, expression: str, names: tuple[str, ...], year: int,
               limit: int, offset: int, roles: tuple[str, ...]):
-    frame = sx.campaign_page(common._engine(url), run_id, filters, expression, names, as_of_year=year,
+    frame = sx.campaign_page(engine_for(url), run_id, filters, expression, names, as_of_year=year,
                              limit=limit, offset=offset)
     return access.mask_frame(frame, roles)
 
@@ -109,7 +137,7 @@ def campaign(run_id: int, filters: sx.Filters, expression: str, names, roles, *,
 
 @st.cache_data(ttl=600, show_spinner=False, max_entries=50)
 def _top(url: str, run_id: int, filters: sx.Filters, roles: tuple[str, ...], by: str, year: int):
-    return sx.top_customers(common._engine(url), run_id, filters, roles, as_of_year=year, n=50, by=by)
+    return sx.top_customers(engine_for(url), run_id, filters, roles, as_of_year=year, n=50, by=by)
 
 
 def top_customers(run_id: int, filters: sx.Filters, roles, by: str):
@@ -121,7 +149,7 @@ def top_customers(run_id: int, filters: sx.Filters, roles, by: str):
 def _early_warning(url: str, run_id: int, params: tuple, roles: tuple[str, ...]):
     from analytics import churn
 
-    frame = churn.early_warning(common._engine(url), run_id, limit=1000, **dict(params))
+    frame = churn.early_warning(engine_for(url), run_id, limit=1000, **dict(params))
     return access.mask_frame(frame, roles)
 
 
@@ -134,7 +162,7 @@ def early_warning(run_id: int, params: dict, roles):
 def _churn_card(url: str, run_id: int) -> dict:
     from analytics import churn
 
-    engine = common._engine(url)
+    engine = engine_for(url)
     return {"metrics": churn.read_churn_metrics(engine, run_id), "lift": churn.read_churn_lift(engine, run_id),
             "calibration": churn.read_churn_calibration(engine, run_id),
             "importance": churn.read_churn_importance(engine, run_id)}
@@ -149,21 +177,21 @@ def churn_card(run_id: int) -> dict:
 def _churn_rates(url: str, run_id: int, dimension: str):
     from analytics import churn
 
-    return churn.read_churn_rates(common._engine(url), dimension, run_id)
+    return churn.read_churn_rates(engine_for(url), dimension, run_id)
 
 
 @st.cache_data(ttl=600, show_spinner=False, max_entries=2)
 def _cluster_profiles(url: str, run_id: int):
     from analytics import segmentation
 
-    return segmentation.read_cluster_profiles(common._engine(url), run_id)
+    return segmentation.read_cluster_profiles(engine_for(url), run_id)
 
 
 @st.cache_data(ttl=600, show_spinner=False, max_entries=2)
 def _cohorts(url: str, run_id: int):
     from analytics import segmentation
 
-    return segmentation.read_cohort_retention(common._engine(url), run_id)
+    return segmentation.read_cohort_retention(engine_for(url), run_id)
 
 
 @st.cache_data(ttl=600, show_spinner=False, max_entries=4)
@@ -183,13 +211,17 @@ def tag_names() -> list[str]:
 
 @st.cache_data(ttl=600, show_spinner=False, max_entries=2)
 def _choices(url: str, run_id: int) -> dict:
-    return sx.filter_choices(common._engine(url), run_id)
+    return sx.filter_choices(engine_for(url), run_id)
 
 
 def filter_choices(run_id: int) -> dict[str, list[str]]:
     """Branches, RFM segments, relationship managers and tiers to filter customer lists by."""
     return _choices(resolve_url(), run_id)
 
+
+# --------------------------------------------------------------------------------------------
+# Figures
+# --------------------------------------------------------------------------------------------
 
 # Figures are aggregates (no customer rows), so one cached copy per run, filter, measure and language
 # serves every role; a warm page then spends its time drawing, not building, its charts. They are
@@ -210,17 +242,17 @@ def _cube_figure(cube: sx.Cube, filters: sx.Filters, kind: str, metric: str, lan
         return cs.segment_bar(sx.summary(cube, "rfm_segment", filters), metric, lang=lang)
     if kind == "cluster_bar":
         return cs.segment_bar(sx.summary(cube, "cluster_name", filters), metric, lang=lang).update_layout(
-            title=i18n.tr("segments.behavioural_clusters", lang))
+            title=tr("segments.behavioural_clusters", lang))
     if kind == "branch_bar":
         frame = sx.summary(cube, "branch_id", filters).sort_values(metric, ascending=False)
         return cs.segment_bar(frame, metric, lang=lang).update_layout(
-            title=i18n.tr("lifecycle.horizon_year_clv_by_branch", lang, horizon=horizon))
+            title=tr("lifecycle.horizon_year_clv_by_branch", lang, horizon=horizon))
     raise ValueError(f"unknown chart {kind!r}")
 
 
 @st.cache_data(ttl=600, show_spinner=False, max_entries=2)
 def _cluster_rows(url: str, run_id: int):
-    return sx.read_cluster_cube(common._engine(url), run_id)
+    return sx.read_cluster_cube(engine_for(url), run_id)
 
 
 @st.cache_resource(ttl=600, show_spinner=False, max_entries=400)
@@ -236,11 +268,12 @@ def _cube_chart(url: str, run_id: int, filters: sx.Filters, kind: str, metric: s
     return _cube_figure(_cube(url, run_id), filters, kind, metric, lang, horizon)
 
 
-def cube_chart(run_id: int, filters: sx.Filters, kind: str, *, metric: str = "customers", horizon: int = 3):
+def cube_chart(run_id: int, filters: sx.Filters, kind: str, *, lang: str, metric: str = "customers",
+               horizon: int = 3):
     """A chart of the filtered cube (``rfm_heatmap``, ``segment_bar``, ``value_tier_bar``,
-    ``cluster_bar``, ``cluster_profiles``, ``lifecycle_bar``, ``clv_histogram``, ``branch_bar``) in the
-    chosen language."""
-    return _cube_chart(resolve_url(), run_id, filters, kind, metric, common.lang(), int(horizon))
+    ``cluster_bar``, ``cluster_profiles``, ``lifecycle_bar``, ``clv_histogram``, ``branch_bar``) in
+    ``lang``."""
+    return _cube_chart(resolve_url(), run_id, filters, kind, metric, lang, int(horizon))
 
 
 @st.cache_resource(ttl=600, show_spinner=False, max_entries=60)
@@ -262,7 +295,7 @@ def _run_chart(url: str, run_id: int, kind: str, lang: str, dimension: str | Non
     raise ValueError(f"unknown chart {kind!r}")
 
 
-def run_chart(run_id: int, kind: str, dimension: str | None = None):
-    """A chart of the run's stored aggregates (``cohorts``, ``churn_rates`` by
-    ``dimension``, ``lift``, ``calibration``, ``importance``) in the chosen language."""
-    return _run_chart(resolve_url(), run_id, kind, common.lang(), dimension)
+def run_chart(run_id: int, kind: str, *, lang: str, dimension: str | None = None):
+    """A chart of the run's stored aggregates (``cohorts``, ``churn_rates`` by ``dimension``,
+    ``lift``, ``calibration``, ``importance``) in ``lang``."""
+    return _run_chart(resolve_url(), run_id, kind, lang, dimension)

@@ -1,0 +1,412 @@
+"""The browser session's context for every page: the store engine, the logged-in user, the audit
+trail, page gating, the UI language and its number formats, and the login glue.
+
+The login sequence itself (password check, server-side session, audit; re-authentication from the
+cookie) is :mod:`analytics.users`; this module only connects it to Streamlit and to
+streamlit-authenticator, which draws the login form and owns the re-authentication cookie. Two of
+the library's parts are replaced on our instance, because a bank needs what it can't give:
+
+* the password check goes through :func:`analytics.users.log_in` (users in the store, bcrypt,
+  lockout, the same message and time for an unknown user and a wrong password, every attempt
+  audited);
+* the cookie carries the id of a server-side session (``user_sessions``) next to the username, and
+  is honoured only while that session is live. Logout, idle timeout, disabling a user or changing
+  their roles ends the session, so a copied cookie stops working at once.
+
+The library's ``send_email`` and ``two_factor_auth`` are never enabled: they send mail through a
+third-party server.
+
+The server-side session is checked on every rerun (:func:`login_gate`) and on every tick of an
+auto-refreshing fragment (:func:`fragment_user`), which reruns alone, without ``app.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import jwt
+import streamlit as st
+import streamlit_authenticator as stauth
+from sqlalchemy.exc import SQLAlchemyError
+
+from analytics import access, audit, formatting, i18n, runs, settings, users
+from analytics.errors import AnalyticsError, StoreError, StoreNotInitialisedError
+from analytics.formatting import escape_md
+from analytics.store import check_store, redact_url, resolve_url
+from app_pages import loaders
+
+log = logging.getLogger("app")
+
+PAGES_DIR = Path(__file__).resolve().parent
+
+COOKIE_NAME = "customer_insight_session"
+# The cookie lives no longer than a working day; the server-side session ends sooner when idle.
+COOKIE_EXPIRY_DAYS = 0.5
+MIN_KEY_BYTES = 32
+# Values that appear in documentation and examples: a key equal to one of them is no key at all.
+KNOWN_DEFAULT_KEYS = {"some_key", "some_signature_key", "abcdef", "changeme", "secret", "random_signature_key"}
+
+STATE_SESSION = "ci_session_id"
+STATE_NOTICE = "ci_auth_notice"
+STATE_COOKIE_PENDING = "ci_cookie_pending"
+LANG_STATE = "ui_lang"  # the sidebar switch's value: a name of i18n.LANGUAGE_NAMES
+
+
+# --------------------------------------------------------------------------------------------
+# Language and formats
+# --------------------------------------------------------------------------------------------
+
+def lang() -> str:
+    """The UI language chosen in the sidebar: "en" or "zh"."""
+    return "zh" if st.session_state.get(LANG_STATE) == i18n.LANGUAGE_NAMES["zh"] else "en"
+
+
+def t(key: str, **fields) -> str:
+    """The catalog text of ``key`` (``data/i18n.yaml``) in the chosen language, fields filled in.
+
+    A field that holds text from the store or from a user goes through :func:`escape_md` first
+    when the result is shown as Markdown.
+    """
+    return i18n.tr(key, lang(), **fields)
+
+
+def page_script(key: str) -> Path:
+    """The script of a page of the access matrix (it may not exist yet)."""
+    return PAGES_DIR / f"{key}.py"
+
+
+def page_title(key: str) -> str:
+    """The name of a page of the access matrix in the chosen language."""
+    return i18n.label("page", key, lang())
+
+
+def fmt_count(value) -> str:
+    """A count in the chosen language's style (``1,234,567`` / ``123.46万``)."""
+    return formatting.count(value, lang())
+
+
+def fmt_amount(value, digits: int = 0) -> str:
+    """An amount in yuan in the chosen language's style (``CNY 1,234,567`` / ``¥123.46万``)."""
+    return formatting.amount(value, lang(), digits=digits)
+
+
+def fmt_rate(value, digits: int = 1) -> str:
+    """A rate as a percentage (``12.3%``)."""
+    return formatting.rate(value, lang(), digits=digits)
+
+
+# --------------------------------------------------------------------------------------------
+# The store
+# --------------------------------------------------------------------------------------------
+
+def how_to_create() -> str:
+    return t("common.how_to_create")
+
+
+def engine():
+    """The store engine, shared by all sessions (it holds no user data)."""
+    return loaders.engine_for(resolve_url())
+
+
+def engine_or_stop():
+    """The store engine, or a clear message (and stop) when the store cannot be opened."""
+    try:
+        return engine()
+    except StoreError as exc:
+        st.error(t("common.store_cannot_open", error=escape_md(exc)) + "\n\n" + how_to_create())
+    except SQLAlchemyError as exc:
+        log.warning("store unreachable: %s", type(exc).__name__)
+        st.error(t("common.store_unreachable", url=escape_md(redact_url(resolve_url()))) + " " + how_to_create())
+    st.stop()
+
+
+def current_run_or_stop() -> int:
+    """The published refresh run id; stops the page with a clear message when there is none."""
+    try:
+        eng = engine()
+        check_store(eng)
+        run_id = runs.current_run_id(eng)
+    except StoreNotInitialisedError as exc:
+        st.warning(f"{escape_md(exc)}\n\n{how_to_create()}")
+        st.stop()
+    except StoreError as exc:
+        st.error(t("common.store_cannot_open", error=escape_md(exc)) + "\n\n" + how_to_create())
+        st.stop()
+    except SQLAlchemyError as exc:
+        log.warning("store unreachable: %s", type(exc).__name__)
+        st.error(t("common.store_unreachable", url=escape_md(redact_url(resolve_url()))) + " " + how_to_create())
+        st.stop()
+    if run_id is None:
+        st.warning(t("common.no_completed_refresh"))
+        st.stop()
+    freshness_notices()
+    return run_id
+
+
+def freshness_notices() -> None:
+    """Say so when the figures are old, a later refresh failed, or new data awaits a refresh."""
+    try:
+        fresh = loaders.freshness()
+    except SQLAlchemyError as exc:
+        log.warning("freshness unreadable: %s", type(exc).__name__)
+        return
+    if fresh.failed_run:
+        st.warning(t("common.later_refresh_failed", failed=fresh.failed_run["run_id"],
+                     stage=escape_md(fresh.failed_run.get("stage") or "?"), shown=fresh.run_id))
+    if fresh.stale:
+        st.warning(t("common.figures_are_stale", finished=f"{fresh.finished_at:%Y-%m-%d %H:%M}",
+                     hours=fmt_count(fresh.age_hours)))
+    if fresh.loads_since:
+        st.info(t("common.loads_since_refresh", n=fmt_count(fresh.loads_since)))
+
+
+def show_error(exc: Exception, kind=None) -> None:
+    """Render a domain error as a message the user can act on (never a traceback); its text may
+    echo stored or typed input, so it is shown escaped."""
+    (kind or st.error)(escape_md(exc))
+
+
+# --------------------------------------------------------------------------------------------
+# The current user and the audit trail
+# --------------------------------------------------------------------------------------------
+
+def client_address() -> str | None:
+    try:
+        return st.context.ip_address
+    except Exception:  # noqa: BLE001 - not available in AppTest or before the websocket opens
+        return None
+
+
+def current_user() -> dict | None:
+    """The logged-in user of this browser session: username, name, roles; None when anonymous."""
+    if st.session_state.get("authentication_status") and st.session_state.get(STATE_SESSION):
+        return {"username": st.session_state.get("username"), "name": st.session_state.get("name"),
+                "roles": tuple(st.session_state.get("roles") or ()),
+                "session_id": st.session_state.get(STATE_SESSION)}
+    return None
+
+
+def audit_event(engine, event: str, user: dict | None = None, **fields) -> None:
+    """Append to the audit log; a failure to audit is logged (counts only) and shown, never hidden."""
+    user = user or current_user() or {}
+    try:
+        audit.append(engine, event, username=user.get("username"), roles=user.get("roles") or (),
+                     session_id=user.get("session_id"), client_address=client_address(), **fields)
+    except AnalyticsError as exc:
+        log.error("audit append failed for event %s: %s", event, type(exc).__name__)
+        raise
+
+
+def audit_filter(engine, user: dict, page: str, parameters: dict | None = None, **target) -> None:
+    """Audit what a user filtered or looked up on a page, once per change: widgets, fragments and the
+    cookie component rerun a page many times, and the same view would otherwise be logged on each."""
+    seen = json.dumps({"parameters": parameters, **{k: v for k, v in target.items() if k != "rows"}},
+                      sort_keys=True, default=str)
+    memo = st.session_state.setdefault("ci_filters_audited", {})
+    if memo.get(page) == seen:
+        return
+    audit_event(engine, "filter", user, target={"page": page, **target}, parameters=parameters)
+    memo[page] = seen
+
+
+def require_page(engine, page: str) -> dict:
+    """Re-check, inside a page, that the user may open it; audit the view or the denial."""
+    user = current_user()
+    if user is None or not access.can_view_page(user["roles"], page):
+        if user is not None:
+            audit_event(engine, "access_denied", user, target={"page": page})
+        st.error(t("auth.no_access"))
+        st.stop()
+    # One page_view per visit, not per rerun: widgets, fragments and the cookie component rerun a
+    # page many times, which would drown the audit trail in duplicates.
+    if st.session_state.get("ci_last_page_viewed") != page:
+        audit_event(engine, "page_view", user, target={"page": page})
+        st.session_state["ci_last_page_viewed"] = page
+    return user
+
+
+# --------------------------------------------------------------------------------------------
+# Login glue
+# --------------------------------------------------------------------------------------------
+
+def cookie_key_problem(key: str | None) -> str | None:
+    """Why ``key`` is not acceptable as ``AUTH_COOKIE_KEY``, or None when it is."""
+    if not key:
+        return "AUTH_COOKIE_KEY is not set."
+    if key.strip().lower() in KNOWN_DEFAULT_KEYS or "random bytes" in key:
+        return "AUTH_COOKIE_KEY is a default or example value."
+    if len(key.encode("utf-8")) < MIN_KEY_BYTES:
+        return f"AUTH_COOKIE_KEY is shorter than {MIN_KEY_BYTES} bytes."
+    return None
+
+
+def _set_logged_in(login: users.Login) -> None:
+    st.session_state["authentication_status"] = True
+    st.session_state["username"] = login.username
+    st.session_state["name"] = login.display_name or login.username
+    st.session_state["roles"] = list(login.roles)
+    st.session_state["logout"] = False
+    st.session_state[STATE_SESSION] = login.session_id
+    st.session_state.pop(STATE_NOTICE, None)
+
+
+def _clear_login() -> None:
+    for key in ("authentication_status", "username", "name", "roles", "email", STATE_SESSION, "ci_last_page_viewed"):
+        st.session_state[key] = None
+
+
+def _authenticator(engine, key: str) -> stauth.Authenticate:
+    auth = stauth.Authenticate(
+        credentials={"usernames": {}},  # never consulted: the password check is ours (below)
+        cookie_name=COOKIE_NAME, cookie_key=key, cookie_expiry_days=COOKIE_EXPIRY_DAYS,
+        auto_hash=False, login_sleep_time=0,
+    )
+    cookie_model = auth.cookie_controller.cookie_model
+
+    def encode_token() -> str:
+        return jwt.encode({"username": st.session_state["username"], "sid": st.session_state[STATE_SESSION],
+                           "exp_date": cookie_model.exp_date}, key, algorithm="HS256")
+
+    def login(username=None, password=None, *_args, token=None, **_kwargs):
+        if token:
+            return _login_with_token(engine, token)
+        st.session_state.pop(STATE_NOTICE, None)  # a new attempt: the last notice is done with
+        if not username or not password:
+            st.session_state["authentication_status"] = False
+            return False
+        result = users.log_in(engine, username, password, client_address=client_address())
+        if not result.ok:
+            st.session_state["authentication_status"] = False
+            st.session_state[STATE_NOTICE] = (t("auth.wrong_credentials")
+                                              if result.message == users.WRONG_CREDENTIALS else result.message)
+            return False
+        _set_logged_in(result)
+        st.session_state[STATE_COOKIE_PENDING] = True
+        return True
+
+    cookie_model._token_encode = encode_token
+    auth.authentication_controller.login = login
+    return auth
+
+
+def _login_with_token(engine, token: dict) -> bool | None:
+    """Re-authenticate from the cookie, only while the server-side session it names is live."""
+    result = users.resume_session(engine, token.get("username"), token.get("sid"), client_address=client_address())
+    if not result.ok:
+        return None
+    _set_logged_in(result)
+    return True
+
+
+def _end_login(notice: str) -> None:
+    """Forget the login in this browser session (and its cookie), with a notice for the login page."""
+    auth = st.session_state.get("_auth")
+    if auth is not None and st.session_state.get("authentication_status"):
+        auth.logout(location="unrendered")
+    _clear_login()
+    st.session_state["logout"] = True  # the cookie of an ended session must not be tried again
+    st.session_state[STATE_NOTICE] = notice
+
+
+def _ended_notice(reason: str | None) -> str:
+    if reason == "timeout":
+        return t("auth.session_ended", minutes=settings.get("SESSION_IDLE_MINUTES"))
+    return t("auth.session_revoked")
+
+
+def login_gate(engine) -> dict | None:
+    """Return the logged-in user, or draw the login form (and return None).
+
+    Also checks the server-side session on every rerun: idle timeout, logout elsewhere, a disabled
+    account or changed roles end the login here.
+    """
+    key = settings.get("AUTH_COOKIE_KEY")
+    problem = cookie_key_problem(key)
+    if problem:
+        st.error(t("auth.not_configured", problem=problem, min_bytes=MIN_KEY_BYTES))
+        st.stop()
+    auth = _authenticator(engine, key)
+    st.session_state["_auth"] = auth
+    user = current_user()
+    if user is None and not st.session_state.get("logout"):
+        # Honour the cookie before st.navigation is built, so a logged-in user who reloads a
+        # sub-page lands on that page rather than on the default one.
+        token = auth.cookie_controller.get_cookie()
+        if token and _login_with_token(engine, token):
+            user = current_user()
+    if user is not None:
+        check = users.recheck_session(engine, user["username"], user["roles"], user["session_id"], touch=True,
+                                      client_address=client_address())
+        if not check.live:
+            _end_login(_ended_notice(check.reason))
+            user = None
+    return user
+
+
+def fragment_user(engine, page: str) -> dict:
+    """The user, for one tick of an auto-refreshing fragment (``st.fragment(run_every=...)``).
+
+    A tick reruns the fragment alone: :func:`login_gate` in ``app.py`` does not run, so the
+    server-side session is checked here, before the tick reads anything. The tick is no sign of
+    anyone at the screen, so it does not reset the idle clock. When the session has ended (logout,
+    idle timeout, a disabled account, changed roles) the login ends, the tick shows that, and the
+    whole app reruns to the login page: no figure is drawn.
+    """
+    user = current_user()
+    reason = "ended"
+    if user is not None:
+        check = users.recheck_session(engine, user["username"], user["roles"], user["session_id"], touch=False,
+                                      client_address=client_address())
+        if check.live and access.can_view_page(user["roles"], page):
+            return user
+        reason = check.reason
+    notice = _ended_notice(reason)
+    _end_login(notice)
+    st.error(notice)
+    st.rerun(scope="app")
+    raise AssertionError("st.rerun returned")  # pragma: no cover - st.rerun raises
+
+
+def write_pending_cookie() -> None:
+    """Write the session cookie after a login, in a run that renders a real page.
+
+    The login run ends in st.rerun(), and the landing redirect in st.switch_page(); either can drop
+    the browser-side component that writes the cookie before it runs, so it is written again here,
+    once, from the first run that draws a page.
+    """
+    if st.session_state.pop(STATE_COOKIE_PENDING, False) and st.session_state.get("_auth") is not None:
+        st.session_state["_auth"].cookie_controller.set_cookie()
+
+
+def login_page() -> None:
+    """The only page an anonymous visitor sees, at every URL."""
+    auth = st.session_state["_auth"]
+    st.title(t("app.customer_insight"))
+    # Kept (not popped) until the next login attempt: the cookie component may rerun the page at
+    # once, and the notice must survive that rerun.
+    notice = st.session_state.get(STATE_NOTICE)
+    if notice:
+        st.error(notice)
+    try:
+        auth.login(location="main", fields={"Form name": t("app.log_in"), "Username": t("auth.username"),
+                                            "Password": t("auth.password"), "Login": t("app.log_in")})
+    except AnalyticsError as exc:
+        show_error(exc)
+    if st.session_state.get("authentication_status"):
+        st.rerun()
+    elif st.session_state.get("authentication_status") is False and not notice:
+        st.error(t("auth.wrong_credentials"))
+    st.caption(t("auth.lockout_policy", attempts=settings.get("LOGIN_MAX_FAILED_ATTEMPTS"),
+                 lockout=settings.get("LOGIN_LOCKOUT_MINUTES"), idle=settings.get("SESSION_IDLE_MINUTES")))
+
+
+def logout(engine) -> None:
+    user = current_user()
+    if user:
+        users.log_out(engine, user["username"], user["roles"], user["session_id"], client_address=client_address())
+    auth = st.session_state.get("_auth")
+    if auth is not None and st.session_state.get("authentication_status"):
+        auth.logout(location="unrendered")
+    _clear_login()

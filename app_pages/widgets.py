@@ -1,0 +1,163 @@
+"""Widgets the pages share: the segment filters, tables, audited exports and the language switch.
+
+Text from the store or from a user that a widget shows as Markdown goes through
+:func:`analytics.formatting.escape_md` (re-exported here as ``escape_md``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import streamlit as st
+from sqlalchemy.exc import SQLAlchemyError
+
+from analytics import exports, i18n, settings, users
+from analytics import segment_explorer as sx
+from analytics.errors import AnalyticsError
+from analytics.formatting import escape_md
+from analytics.segmentation import VALUE_TIERS
+from app_pages import loaders, session
+from app_pages.session import fmt_count, lang, t
+
+__all__ = ["CAMPAIGN_PAGE_ROWS", "audited_export", "escape_md", "export_buttons", "filtered_customers",
+           "language_switch", "restore_language", "segment_filters", "show_table"]
+
+log = logging.getLogger("app")
+
+# A page shows this many campaign rows at a time (paged in SQL).
+CAMPAIGN_PAGE_ROWS = 200
+
+
+# --------------------------------------------------------------------------------------------
+# Segment filters
+# --------------------------------------------------------------------------------------------
+
+def segment_filters(cube: sx.Cube, key: str) -> sx.Filters:
+    """Branch, city, age band and value-tier filters; returns a ``Filters`` that every chart follows.
+
+    A city is the city of the customer's branch (``branches.city``).
+    """
+    with st.expander(t("explorer.filters"), expanded=True):
+        c1, c2, c3, c4 = st.columns(4)
+        branches = c1.multiselect(t("explorer.branch"), list(cube.branches), key=f"{key}_b", placeholder=t("common.all"))
+        cities = c2.multiselect(t("explorer.branch_city"), cube.cities(), key=f"{key}_c", placeholder=t("common.all"))
+        ages = c3.multiselect(t("explorer.age_band"), list(sx.AGE_BANDS), key=f"{key}_a", placeholder=t("common.all"))
+        tiers = c4.multiselect(t("explorer.value_tier"), list(VALUE_TIERS), key=f"{key}_t", placeholder=t("common.all"),
+                               format_func=lambda v: i18n.label("tier", v, lang()))
+    return sx.Filters(tuple(branches), tuple(cities), tuple(ages), tuple(tiers))
+
+
+def filtered_customers(engine, user: dict, run_id: int, page: str) -> tuple[sx.Cube, sx.Filters]:
+    """The run's cube and the user's filters, with the filter widgets drawn and the filter audited;
+    stops the page with a message when there is nothing to show."""
+    try:
+        cube = loaders.explorer_cube(run_id)
+    except AnalyticsError as exc:
+        session.show_error(exc)
+        st.stop()
+    if cube.empty:
+        st.warning(t("explorer.this_run_has_no_segmentation"))
+        st.stop()
+    filters = segment_filters(cube, page)
+    total = sx.headline(cube)["customers"]
+    shown = sx.headline(cube, filters)["customers"] if filters.any else total
+    if filters.any:
+        session.audit_filter(engine, user, page, filters.as_params(), rows=shown)
+    st.caption(t("explorer.n_of_total_customers", n=fmt_count(shown), total=fmt_count(total)))
+    if not shown:
+        st.info(t("explorer.no_customer_matches_these_filters"))
+        st.stop()
+    return cube, filters
+
+
+# --------------------------------------------------------------------------------------------
+# Tables and exports
+# --------------------------------------------------------------------------------------------
+
+# st.dataframe's toolbar carries its own CSV download, which would skip the audited, masked export.
+# Hide the toolbar on every table; exports go through the audited download buttons.
+_HIDE_TABLE_TOOLBAR = "<style>[data-testid='stElementToolbar'] {display: none !important;}</style>"
+
+
+def _columns_of(frame) -> list[str]:
+    if hasattr(frame, "columns"):
+        return [str(c) for c in frame.columns]
+    if isinstance(frame, dict):
+        return [str(c) for c in frame]
+    if isinstance(frame, list) and frame and isinstance(frame[0], dict):
+        return [str(c) for c in frame[0]]
+    return []
+
+
+def show_table(frame, **kwargs) -> None:
+    """``st.dataframe`` without its toolbar (no unaudited CSV download), its column headers in the
+    chosen language (``column.<name>`` in the catalog; exports keep the raw column names)."""
+    st.markdown(_HIDE_TABLE_TOOLBAR, unsafe_allow_html=True)
+    config = dict(kwargs.pop("column_config", None) or {})
+    for col in _columns_of(frame):
+        if col not in config and i18n.has(f"column.{col}"):
+            config[col] = st.column_config.Column(t(f"column.{col}"))
+    st.dataframe(frame, hide_index=True, column_config=config, **kwargs)
+
+
+def audited_export(engine, user: dict, frame, stem: str, fmt: str, context: dict) -> bytes:
+    """Serialise ``frame`` (already masked for the user's role) and audit the export.
+
+    Called when the user clicks a download button (a deferred download), so the audit entry
+    records an export that happened, with its row count and SHA-256.
+    """
+    export = (exports.to_excel if fmt == "xlsx" else exports.to_csv)(frame, stem)
+    ids = frame["customer_id"].astype(str).tolist() if "customer_id" in frame.columns else None
+    target = {"export": export.file_name, "rows": export.rows, "sha256": export.sha256}
+    if ids is not None:
+        target["customer_ids"] = ids[:1000]  # the full list can be re-derived from the hash's file
+    session.audit_event(engine, "export", user, target=target, parameters=context)
+    return export.data
+
+
+def export_buttons(engine, user: dict, frame, stem: str, context: dict, key: str) -> None:
+    """CSV and Excel download buttons for ``frame``; the file is built and audited on click."""
+    limit = int(settings.get("EXPORT_MAX_ROWS"))
+    if len(frame) > limit:
+        st.info(t("common.export_limited", rows=fmt_count(len(frame)), limit=fmt_count(limit)))
+        return
+    c1, c2, _ = st.columns([1, 1, 6])
+    c1.download_button(t("common.csv"), data=lambda: audited_export(engine, user, frame, stem, "csv", context),
+                       file_name=f"{stem}.csv", mime="text/csv", key=f"{key}_csv", on_click="ignore",
+                       icon=":material/download:")
+    c2.download_button(t("common.excel"), data=lambda: audited_export(engine, user, frame, stem, "xlsx", context),
+                       file_name=f"{stem}.xlsx", key=f"{key}_xlsx", on_click="ignore",
+                       mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                       icon=":material/download:")
+
+
+# --------------------------------------------------------------------------------------------
+# Language
+# --------------------------------------------------------------------------------------------
+
+def restore_language(engine, user: dict | None) -> None:
+    """Once per login, put the user's remembered language in the switch (before it is drawn)."""
+    if user is None or st.session_state.get("ci_lang_user") == user["username"]:
+        return
+    st.session_state["ci_lang_user"] = user["username"]
+    try:
+        saved = users.get_language(engine, user["username"])
+    except SQLAlchemyError as exc:  # a preference is not worth failing the page for
+        log.warning("language preference unreadable: %s", type(exc).__name__)
+        return
+    if saved:
+        st.session_state[session.LANG_STATE] = i18n.LANGUAGE_NAMES[saved]
+
+
+def _remember_language(engine, username: str) -> None:
+    try:
+        users.set_language(engine, username, lang())
+    except (AnalyticsError, SQLAlchemyError) as exc:
+        log.warning("language preference not saved: %s", type(exc).__name__)
+
+
+def language_switch(engine, user: dict | None) -> None:
+    """The English/中文 switch; a logged-in user's choice is remembered for their next login."""
+    on_change, args = (_remember_language, (engine, user["username"])) if user else (None, ())
+    st.radio(t("app.language"), list(i18n.LANGUAGE_NAMES.values()), key=session.LANG_STATE, horizontal=True,
+             on_change=on_change, args=args)

@@ -1,0 +1,39 @@
+"""The KPI wall's tiles and sparklines, built outside the page."""
+
+from analytics import charts_kpi
+from analytics.kpi import Card
+
+
+def test_sparkline_draws_the_series_as_one_bare_line():
+    fig = charts_kpi.sparkline((3.0, 5.0, 4.0))
+    assert len(fig.data) == 1
+    trace = fig.data[0]
+    assert trace.type == "scatter" and trace.mode == "lines" and list(trace.y) == [3.0, 5.0, 4.0]
+    assert trace.hoverinfo == "skip"
+    assert fig.layout.height == 70 and fig.layout.xaxis.visible is False and fig.layout.yaxis.visible is False
+
+
+def test_a_tile_shows_label_value_and_change_with_good_news_in_green():
+    up = charts_kpi.tile_html("aum", Card("aum", 946_000_000.0, 900_000_000.0, kind="money"), "en")
+    assert '<div class="kpi-label">Total AUM</div>' in up
+    assert "CNY 946 m" in up and "kpi-up" in up and "▲ +5.1%" in up
+    # Fewer churned customers is good news: green, pointing down.
+    churned = charts_kpi.tile_html("churned", Card("churned", 80.0, 100.0), "en")
+    assert "kpi-up" in churned and "▼ -20.0%" in churned
+    rate = charts_kpi.tile_html("churn_rate", Card("churn_rate", 0.12, 0.10, kind="rate"), "zh", small=True)
+    assert "kpi-small" in rate and "kpi-down" in rate and "+2.0 个百分点" in rate
+
+
+def test_a_missing_figure_is_a_dash_and_no_change_is_flat():
+    assert 'kpi-value">—</div>' in charts_kpi.tile_html("avg_clv", None, "en")
+    assert 'kpi-delta kpi-flat">—' in charts_kpi.tile_html("customers", Card("customers", 5.0, None), "en")
+
+
+def test_the_header_names_the_run_and_says_when_stale():
+    head = charts_kpi.header_html(7, "2026-10-01", "en")
+    assert "refresh run 7" in head and "2026-10-01" in head and "kpi-down" not in head
+    assert "figures 40 hours old" in charts_kpi.header_html(7, "2026-10-01", "en", stale_hours=40)
+
+
+def test_kiosk_style_hides_the_chrome():
+    assert "display: none" in charts_kpi.style(kiosk=True) and "display: none" not in charts_kpi.style(kiosk=False)
