@@ -62,4 +62,5 @@ with st.sidebar:
 page = st.navigation(nav)
 if page.url_path:  # the hidden default (home) page has url_path "" and only redirects
     session.write_pending_cookie()
+    session.chain_alarm_banner(engine, user)
 page.run()

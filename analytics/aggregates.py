@@ -26,6 +26,7 @@ import pandas as pd
 from sqlalchemy import text
 
 from analytics import kpi, lifecycle
+from analytics.access import Viewer
 from analytics.runs import Laps, RefreshContext, get_run_metrics
 from analytics.schema import cohort_retention, segment_cube, segment_summary
 from analytics.segment_explorer import TAG_NAMES_METRIC, cube_rows, segmented_customers
@@ -126,24 +127,27 @@ def segment_summary_rows(customers: pd.DataFrame, tag_names: Sequence[str]) -> p
     return pd.concat(parts, ignore_index=True)
 
 
-def headline_counts(ctx: RefreshContext) -> None:
-    """Headline counts of the store for the Overview page, from the latest activity month."""
-    with ctx.engine.connect() as conn:
-        q = conn.execute
-        customers_total = q(text("SELECT COUNT(*) FROM customers")).scalar_one()
-        by_status = dict(q(text("SELECT status, COUNT(*) FROM customers GROUP BY status")).all())
-        products_total = q(text("SELECT COUNT(*) FROM products")).scalar_one()
-        branches_total = q(text("SELECT COUNT(*) FROM branches")).scalar_one()
-        holdings_open = q(text("SELECT COUNT(*) FROM holdings WHERE closed_on IS NULL")).scalar_one()
-        totals = q(
-            text("SELECT COALESCE(SUM(aum), 0), COALESCE(SUM(deposit_balance), 0), "
-                 "COALESCE(SUM(loan_balance), 0), COUNT(*) FROM customer_monthly WHERE month = :m"),
-            {"m": ctx.as_of_month},
-        ).one()
-    ctx.row_counts.update({"customers": customers_total, "products": products_total,
-                           "branches": branches_total, "open_holdings": holdings_open})
-    ctx.put_metrics({
-        "customers_total": customers_total,
+def headline_figures(engine, as_of_month, viewer: Viewer | None = None) -> dict:
+    """Headline counts of the store (the Overview page's figures) at ``as_of_month``, over the
+    customers in ``viewer``'s scope when one is given (else the whole bank)."""
+    scoped = viewer is not None and viewer.scope is not None
+    scope, params = viewer.scope_sql("c") if scoped else ("1 = 1", {})
+    with engine.connect() as conn:
+        def one(sql: str, extra: dict | None = None):
+            return conn.execute(text(sql), {**params, **(extra or {})})
+
+        by_status = dict(one(f"SELECT c.status, COUNT(*) FROM customers c WHERE {scope} GROUP BY c.status").all())
+        products_total = one("SELECT COUNT(*) FROM products").scalar_one()
+        branches_total = (one(f"SELECT COUNT(DISTINCT c.branch_id) FROM customers c WHERE {scope}").scalar_one()
+                          if scoped else one("SELECT COUNT(*) FROM branches").scalar_one())
+        join = "JOIN customers c ON c.customer_id = x.customer_id" if scoped else ""
+        holdings_open = one(f"SELECT COUNT(*) FROM holdings x {join} WHERE x.closed_on IS NULL AND {scope}"
+                            ).scalar_one()
+        totals = one(f"SELECT COALESCE(SUM(x.aum), 0), COALESCE(SUM(x.deposit_balance), 0), "
+                     f"COALESCE(SUM(x.loan_balance), 0) FROM customer_monthly x {join} "
+                     f"WHERE x.month = :m AND {scope}", {"m": as_of_month}).one()
+    return {
+        "customers_total": int(sum(by_status.values())),
         "customers_active": by_status.get("active", 0),
         "customers_dormant": by_status.get("dormant", 0),
         "customers_closed": by_status.get("closed", 0),
@@ -153,8 +157,15 @@ def headline_counts(ctx: RefreshContext) -> None:
         "aum_total": totals[0],
         "deposits_total": totals[1],
         "loans_total": totals[2],
-        "as_of_month": ctx.as_of_month.isoformat() if ctx.as_of_month else None,
-    })
+    }
+
+
+def headline_counts(ctx: RefreshContext) -> None:
+    """Headline counts of the store for the Overview page, from the latest activity month."""
+    figures = headline_figures(ctx.engine, ctx.as_of_month)
+    ctx.row_counts.update({"customers": figures["customers_total"], "products": figures["products_total"],
+                           "branches": figures["branches_total"], "open_holdings": figures["holdings_open"]})
+    ctx.put_metrics({**figures, "as_of_month": ctx.as_of_month.isoformat() if ctx.as_of_month else None})
 
 
 def _tag_names(engine, run_id: int) -> list[str]:
@@ -216,5 +227,5 @@ def aggregates_stage(ctx: RefreshContext) -> None:
     log.info("aggregates: %d customers summed, timings %s", len(customers), lap.seconds)
 
 
-__all__ = ["COUNTED_DIMENSIONS", "SUMMARY_TOTALS", "aggregates_stage", "headline_counts", "segment_summary_rows",
+__all__ = ["COUNTED_DIMENSIONS", "SUMMARY_TOTALS", "aggregates_stage", "headline_counts", "headline_figures", "segment_summary_rows",
            "segmented_customers", "summarise", "tag_flags"]

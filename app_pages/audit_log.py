@@ -33,6 +33,8 @@ try:
 except ValueError as exc:  # its message may echo what was typed
     session.show_error(exc)
     st.stop()
+# Unmask reasons and customer ids in full for compliance only (the admin sees lengths and counts).
+entries = audit.entries_for_viewer(entries, user["roles"])
 
 session.audit_event(engine, "audit_read", user, parameters={
     "user": who.strip() or None, "events": events, "customer_id": customer.strip() or None,

@@ -57,7 +57,7 @@ if not access.can_see_customer_rows(user["roles"]):
     st.stop()
 
 st.subheader(session.t("churn.early_warning_list"))
-choices = loaders.filter_choices(run_id)
+choices = loaders.filter_choices(run_id, user["viewer"])
 c1, c2, c3, c4 = st.columns(4)
 
 
@@ -73,9 +73,10 @@ manager = c3.selectbox(session.t("churn.relationship_manager"), ["", *choices["r
 tier = c4.selectbox(session.t("churn.value_tier"), ["", *choices["value_tier"]], format_func=shown_as("tier"))
 params = {"branch_id": branch or None, "segment": segment or None, "relationship_manager": manager or None,
           "value_tier": tier or None}
-warning_list = loaders.early_warning(run_id, params, user["roles"])
+warning_list, left_out = loaders.early_warning(run_id, params, user["viewer"])
 session.audit_filter(engine, user, "churn", params, rows=len(warning_list))
 st.caption(session.t("churn.list_caption", n=session.fmt_count(len(warning_list)), limit=session.fmt_count(1000)))
+widgets.left_out_notice(left_out)
 widgets.show_table(warning_list, width="stretch", column_config={
     "churn_probability": st.column_config.ProgressColumn(session.t("churn.churn_probability"),
                                                          min_value=0.0, max_value=1.0, format="percent"),

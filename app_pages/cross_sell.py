@@ -4,7 +4,7 @@ assessment), with an audited export."""
 
 import streamlit as st
 
-from analytics import access, charts_cross_sell, cross_sell, settings
+from analytics import charts_cross_sell, cross_sell, settings
 from app_pages import loaders, session, widgets
 
 SHOWN_ROWS = 200
@@ -46,7 +46,9 @@ category = st.selectbox(session.t("cross_sell.product_category"), categories["ca
                         format_func=lambda c: charts_cross_sell.category_label(c, lang))
 # The whole campaign (the run keeps the top CROSS_SELL_CAMPAIGN_SIZE offers per category); the table
 # shows its head, the export all of it.
-campaign, excluded = cross_sell.campaign_list(engine, run_id, category, limit=int(settings.get("EXPORT_MAX_ROWS")))
+widgets.scope_notice(user["viewer"])
+campaign, excluded = cross_sell.campaign_list(engine, run_id, category, viewer=user["viewer"],
+                                              limit=int(settings.get("EXPORT_MAX_ROWS")))
 session.audit_filter(engine, user, "cross_sell", {"category": category}, rows=len(campaign))
 st.plotly_chart(charts_cross_sell.exclusions_bar(excluded, category, listed=len(campaign), lang=lang),
                 width="stretch")
@@ -54,7 +56,6 @@ st.caption(session.t("cross_sell.listed_and_excluded", listed=session.fmt_count(
                     consent=session.fmt_count(excluded["consent"]), suitability=session.fmt_count(excluded["suitability"]),
                     expired=session.fmt_count(excluded["expired_assessment"])))
 if not campaign.empty:
-    campaign = access.mask_frame(campaign, user["roles"])
     if len(campaign) > SHOWN_ROWS:
         st.caption(session.t("cross_sell.showing_head", shown=session.fmt_count(SHOWN_ROWS),
                             total=session.fmt_count(len(campaign))))

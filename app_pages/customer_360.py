@@ -43,7 +43,7 @@ if not customer_id.strip():
     st.stop()
 
 try:
-    profile = customer360.profile(engine, customer_id, user["roles"])
+    profile = customer360.profile(engine, customer_id, viewer=user["viewer"])
 except AnalyticsError as exc:  # "no customer <what was typed>"
     session.show_error(exc, st.warning)
     st.stop()
@@ -61,7 +61,7 @@ with st.expander(session.t("customer_360.profile_masked"), expanded=True):
     widgets.show_table(charts_customer360.profile_table(profile), width="stretch")
 
 run_id = runs.current_run_id(engine)
-scores = customer360.scores(engine, run_id, cid, user["roles"])
+scores = customer360.scores(engine, run_id, cid, viewer=user["viewer"])
 if scores:
     st.subheader(session.t("customer_360.scores"))
     cols = st.columns(min(4, len(scores)))
@@ -69,13 +69,17 @@ if scores:
         cols[i % len(cols)].metric(i18n.label("score", k, lang), score_text(k, v))
 
 st.subheader(session.t("customer_360.balances_last_24_months"))
-series = customer360.monthly(engine, cid, user["roles"]).tail(24)
-st.plotly_chart(charts_customer360.balances_chart(series, lang=lang), width="stretch")
+series = customer360.monthly(engine, cid, viewer=user["viewer"]).tail(24)
+if "aum" in series.columns:
+    st.plotly_chart(charts_customer360.balances_chart(series, lang=lang), width="stretch")
+else:  # balances are need-to-know: this role sees bands, month by month
+    st.caption(session.t("customer_360.balances_as_bands"))
+    widgets.show_table(series, width="stretch")
 
 st.subheader(session.t("customer_360.holdings"))
-widgets.show_table(customer360.holdings_of(engine, cid, user["roles"]), width="stretch")
+widgets.show_table(customer360.holdings_of(engine, cid, viewer=user["viewer"]), width="stretch")
 st.subheader(session.t("customer_360.contacts_and_complaints"))
-widgets.show_table(customer360.contacts_of(engine, cid, user["roles"]), width="stretch")
+widgets.show_table(customer360.contacts_of(engine, cid, viewer=user["viewer"]), width="stretch")
 
 if access.can_unmask(user["roles"]):
     st.subheader(session.t("customer_360.unmask_a_field"))
@@ -87,9 +91,8 @@ if access.can_unmask(user["roles"]):
         go_unmask = st.form_submit_button(session.t("customer_360.unmask_once"))
     if go_unmask:
         try:
-            value = customer360.unmask_field(engine, cid, field, roles=user["roles"], reason=reason,
-                                             username=user["username"], session_id=user["session_id"],
-                                             client_address=session.client_address())
+            value = customer360.unmask_field(engine, cid, field, viewer=user["viewer"], reason=reason,
+                                             session_id=user["session_id"], client_address=session.client_address())
         except AnalyticsError as exc:
             session.show_error(exc)
         else:

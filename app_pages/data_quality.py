@@ -3,7 +3,7 @@ and channel, and (for roles that may see customer rows) the failing records and 
 
 import streamlit as st
 
-from analytics import access, charts_quality, quality
+from analytics import charts_quality, quality
 from analytics.errors import AnalyticsError
 from app_pages import loaders, session, widgets
 
@@ -36,15 +36,16 @@ st.plotly_chart(charts_quality.breakdown_bars(dq["by_scope"][scope], scope=scope
 st.subheader(session.t("data_quality.rules"))
 widgets.show_table(dq["results"], width="stretch")
 
-if not access.can_see_customer_rows(user["roles"]):
+if not user["viewer"].sees_rows:
     st.info(session.t("data_quality.failing_records_and_fix_lists"))
     st.stop()
+widgets.scope_notice(user["viewer"])
 
 st.subheader(session.t("data_quality.failing_records"))
 rule = st.selectbox(session.t("data_quality.rule"), dq["failing_rules"])
 if rule:
     try:
-        records = quality.failing_records(engine, run_id, rule, limit=1000, roles=user["roles"])
+        records = quality.failing_records(engine, run_id, rule, viewer=user["viewer"], limit=1000)
     except AnalyticsError as exc:
         session.show_error(exc)
     else:
@@ -55,7 +56,7 @@ if rule:
 st.subheader(session.t("data_quality.fix_list_by_branch"))
 branch = st.selectbox(session.t("data_quality.branch"), dq["branches"])
 if branch:
-    fixes = quality.fix_list(engine, run_id, branch, roles=user["roles"])
+    fixes = quality.fix_list(engine, run_id, branch, viewer=user["viewer"])
     st.caption(session.t("data_quality.items_to_fix", n=session.fmt_count(len(fixes))))
     widgets.show_table(fixes.head(1000), width="stretch")
     widgets.export_buttons(engine, user, fixes, f"dq-fix-list-{branch}-run{run_id}",

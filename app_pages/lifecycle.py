@@ -26,18 +26,19 @@ c3.metric(session.t("lifecycle.average_clv"),
           session.fmt_amount(head[metric] / head["customers"] if head["customers"] else None))
 
 c1, c2 = st.columns(2)
-c1.plotly_chart(loaders.cube_chart(run_id, filters, "lifecycle_bar", lang=lang), width="stretch")
-c2.plotly_chart(loaders.cube_chart(run_id, filters, "clv_histogram", lang=lang, horizon=horizon), width="stretch")
+c1.plotly_chart(loaders.cube_chart(run_id, filters, "lifecycle_bar", viewer=user["viewer"], lang=lang), width="stretch")
+c2.plotly_chart(loaders.cube_chart(run_id, filters, "clv_histogram", viewer=user["viewer"], lang=lang, horizon=horizon), width="stretch")
 c1, c2 = st.columns(2)
-c1.plotly_chart(loaders.cube_chart(run_id, filters, "segment_bar", lang=lang, metric=metric), width="stretch")
-c2.plotly_chart(loaders.cube_chart(run_id, filters, "value_tier_bar", lang=lang, metric=metric), width="stretch")
-st.plotly_chart(loaders.cube_chart(run_id, filters, "branch_bar", lang=lang, metric=metric, horizon=horizon), width="stretch")
+c1.plotly_chart(loaders.cube_chart(run_id, filters, "segment_bar", viewer=user["viewer"], lang=lang, metric=metric), width="stretch")
+c2.plotly_chart(loaders.cube_chart(run_id, filters, "value_tier_bar", viewer=user["viewer"], lang=lang, metric=metric), width="stretch")
+st.plotly_chart(loaders.cube_chart(run_id, filters, "branch_bar", viewer=user["viewer"], lang=lang, metric=metric, horizon=horizon), width="stretch")
 st.plotly_chart(loaders.run_chart(run_id, "cohorts", lang=lang), width="stretch")
 st.caption(session.t("lifecycle.cohorts_not_filtered"))
 
 if access.can_see_customer_rows(user["roles"]):
     st.subheader(session.t("lifecycle.top_customers_by_clv_masked"))
-    top = loaders.top_customers(run_id, filters, user["roles"], clv_col)
+    top, left_out = loaders.top_customers(run_id, filters, user["viewer"], clv_col)
+    widgets.left_out_notice(left_out)
     widgets.show_table(top, width="stretch")
     widgets.export_buttons(engine, user, top, f"top-customers-clv{horizon}y-run{run_id}",
                            {"page": "lifecycle", "horizon_years": horizon, **filters.as_params()}, key="top_clv")

@@ -1,18 +1,23 @@
 """Every cached loader of the app: the store engine, and the run's results and figures.
 
 Each loader takes the store URL and the refresh run id in its key, so a new run is never hidden by
-a stale cache. Aggregates (metrics, the segment cube, the model card, figures) are shared by every
-role. A loader of customer-level rows also keeps the user's roles in its key and masks before it
-caches, so a cache shared by all users never hands an unmasked frame to a masked role. The public
+a stale cache. Bank-wide aggregates (metrics, the model card, the stored cube) are shared by every
+role. Everything that depends on who reads (customer rows, a scoped cube and its figures, figures
+with small cells hidden) takes the viewer (:class:`analytics.access.Viewer`): its ``key()`` is in the
+cache key (the viewer object itself is passed unhashed, as ``_viewer``), and the analytics reader
+returns rows already scoped and masked, so a cache shared by all users never hands one viewer's
+rows to another. The public
 functions read the store URL themselves; the language of a figure is an argument (this module does
 not read the session, so the session and widget modules may use it without an import cycle).
 """
 
 from __future__ import annotations
 
+from datetime import date
+
 import streamlit as st
 
-from analytics import access, refresh, runs, tags
+from analytics import access, run_status, runs, tags
 from analytics import segment_explorer as sx
 from analytics.i18n import tr
 from analytics.store import init_schema, make_engine, resolve_url
@@ -32,11 +37,11 @@ def engine_for(url: str):
 # --------------------------------------------------------------------------------------------
 
 @st.cache_data(ttl=60, show_spinner=False)
-def _freshness(url: str) -> refresh.Freshness:
-    return refresh.freshness(engine_for(url))
+def _freshness(url: str) -> run_status.Freshness:
+    return run_status.freshness(engine_for(url))
 
 
-def freshness() -> refresh.Freshness:
+def freshness() -> run_status.Freshness:
     """How old the published figures are, and whether a later refresh failed or data awaits one."""
     return _freshness(resolve_url())
 
@@ -46,6 +51,36 @@ def _run_metrics(url: str, run_id: int) -> dict:
     return runs.get_run_metrics(engine_for(url), run_id)
 
 
+@st.cache_data(ttl=600, show_spinner=False, max_entries=50)
+def _headline(url: str, run_id: int, scope: tuple | None, small: int, _viewer: access.Viewer) -> dict:
+    from analytics.aggregates import headline_figures
+
+    metrics = runs.get_run_metrics(engine_for(url), run_id)
+    if scope is None:
+        figures = {k: metrics.get(k) for k in ("customers_total", "customers_active", "customers_dormant",
+                                               "customers_closed", "products_total", "branches_total",
+                                               "holdings_open", "aum_total", "deposits_total", "loans_total")}
+    else:
+        as_of = metrics.get("as_of_month")
+        figures = headline_figures(engine_for(url), date.fromisoformat(str(as_of)[:10]) if as_of else None, _viewer)
+    if small:
+        total = figures.get("customers_total") or 0
+        counts = ("customers_total", "customers_active", "customers_dormant", "customers_closed", "holdings_open")
+        for key in figures:
+            if total < small and key != "products_total":
+                figures[key] = None  # a population this small: no figure of it at all
+            elif key in counts and figures[key] is not None and 0 < figures[key] < small:
+                figures[key] = None
+    return figures
+
+
+def headline(run_id: int, viewer: access.Viewer) -> dict:
+    """The Overview's headline figures as ``viewer`` may see them: the run's bank-wide counts, or
+    its own scope's counted when read; counts under ``MIN_CELL_CUSTOMERS`` hidden (None) from an
+    aggregate-only viewer."""
+    return _headline(resolve_url(), run_id, _scope_key(viewer), min_cell(viewer), viewer)
+
+
 def run_metrics(run_id: int) -> dict:
     """Headline aggregates of a run (no customer-level data, so one cache entry serves every role)."""
     return _run_metrics(resolve_url(), run_id)
@@ -53,7 +88,7 @@ def run_metrics(run_id: int) -> dict:
 
 @st.cache_data(ttl=60, show_spinner=False)
 def _run_record(url: str, run_id: int) -> dict:
-    info = refresh.status(engine_for(url), limit=50)
+    info = run_status.status(engine_for(url), limit=50)
     return next((r for r in info["runs"] if r["run_id"] == run_id), {})
 
 
@@ -96,66 +131,80 @@ def dq_frames(run_id: int) -> dict:
 # The segment cube, tags and customer lists (Segments, Lifecycle, Churn)
 # --------------------------------------------------------------------------------------------
 
-@st.cache_data(ttl=600, show_spinner=False, max_entries=2)
-def _cube(url: str, run_id: int) -> sx.Cube:
-    return sx.read_cube(engine_for(url), run_id)
+def min_cell(viewer: access.Viewer) -> int:
+    """The small-cell threshold for ``viewer``'s figures: ``MIN_CELL_CUSTOMERS`` for an
+    aggregate-only role, 0 (show everything) for the others."""
+    return access.min_cell_customers() if viewer.aggregate_only else 0
 
 
-def explorer_cube(run_id: int) -> sx.Cube:
-    """The run's segment cube: counts and totals by filter cell, no customer rows."""
-    return _cube(resolve_url(), run_id)
+def _scope_key(viewer: access.Viewer) -> tuple | None:
+    return viewer.scope.key() if viewer.scope is not None else None
+
+
+@st.cache_data(ttl=600, show_spinner=False, max_entries=20)
+def _cube(url: str, run_id: int, scope: tuple | None, _viewer: access.Viewer) -> sx.Cube:
+    return sx.read_cube(engine_for(url), run_id, _viewer if scope is not None else None)
+
+
+def explorer_cube(run_id: int, viewer: access.Viewer) -> sx.Cube:
+    """The run's segment cube over ``viewer``'s scope: counts and totals by filter cell, no customer rows."""
+    return _cube(resolve_url(), run_id, _scope_key(viewer), viewer)
 
 
 @st.cache_data(ttl=600, show_spinner=False, max_entries=200)
 def _tag_counts(url: str, run_id: int, filters: sx.Filters, expression: str, names: tuple[str, ...],
-                year: int) -> dict:
-    return sx.tag_selection_counts(engine_for(url), run_id, filters, expression, names, as_of_year=year)
+                year: int, key: tuple, _viewer: access.Viewer) -> dict:
+    return sx.tag_selection_counts(engine_for(url), run_id, filters, expression, names, as_of_year=year,
+                                   viewer=_viewer)
 
 
-def tag_selection(run_id: int, filters: sx.Filters, expression: str, names) -> dict:
-    """How many filtered customers a tag expression selects (and how many gave consent), in SQL.
+def tag_selection(run_id: int, filters: sx.Filters, expression: str, names, viewer: access.Viewer) -> dict:
+    """How many filtered customers in scope a tag expression selects (and how many have a live
+    marketing consent), in SQL; -1 for a count an aggregate-only role may not see.
 
     Raises :class:`analytics.tags.TagRuleError` for an invalid expression.
     """
-    return _tag_counts(resolve_url(), run_id, filters, expression, tuple(names), as_of_year(run_id))
+    return _tag_counts(resolve_url(), run_id, filters, expression, tuple(names), as_of_year(run_id), viewer.key(),
+                       viewer)
 
 
 @st.cache_data(ttl=600, show_spinner=False, max_entries=50)
 def _campaign(url: str, run_id: int, filters: sx.Filters, expression: str, names: tuple[str, ...], year: int,
-              limit: int, offset: int, roles: tuple[str, ...]):
-    frame = sx.campaign_page(engine_for(url), run_id, filters, expression, names, as_of_year=year,
-                             limit=limit, offset=offset)
-    return access.mask_frame(frame, roles)
+              limit: int, offset: int, key: tuple, _viewer: access.Viewer):
+    return sx.campaign_page(engine_for(url), run_id, filters, expression, names, viewer=_viewer, as_of_year=year,
+                            limit=limit, offset=offset)
 
 
-def campaign(run_id: int, filters: sx.Filters, expression: str, names, roles, *, limit: int, offset: int = 0):
-    """Rows ``offset`` .. ``offset + limit`` of the campaign list (consenting selected customers,
-    highest 3-year CLV first), masked for ``roles``."""
+def campaign(run_id: int, filters: sx.Filters, expression: str, names, viewer: access.Viewer, *, limit: int,
+             offset: int = 0):
+    """Rows ``offset`` .. ``offset + limit`` of the campaign list (selected customers in scope with a
+    live marketing consent, highest 3-year CLV first), released for ``viewer``."""
     return _campaign(resolve_url(), run_id, filters, expression, tuple(names), as_of_year(run_id), int(limit),
-                     int(offset), tuple(roles))
+                     int(offset), viewer.key(), viewer)
 
 
 @st.cache_data(ttl=600, show_spinner=False, max_entries=50)
-def _top(url: str, run_id: int, filters: sx.Filters, roles: tuple[str, ...], by: str, year: int):
-    return sx.top_customers(engine_for(url), run_id, filters, roles, as_of_year=year, n=50, by=by)
+def _top(url: str, run_id: int, filters: sx.Filters, by: str, year: int, key: tuple, _viewer: access.Viewer):
+    return sx.top_customers(engine_for(url), run_id, filters, viewer=_viewer, as_of_year=year, n=50, by=by)
 
 
-def top_customers(run_id: int, filters: sx.Filters, roles, by: str):
-    """The 50 filtered customers with the highest ``by``, masked for ``roles`` (SQL, limited)."""
-    return _top(resolve_url(), run_id, filters, tuple(roles), by, as_of_year(run_id))
+def top_customers(run_id: int, filters: sx.Filters, viewer: access.Viewer, by: str):
+    """The 50 filtered, consenting customers in scope with the highest ``by`` (SQL, limited),
+    released for ``viewer``, and the count left out for want of consent."""
+    return _top(resolve_url(), run_id, filters, by, as_of_year(run_id), viewer.key(), viewer)
 
 
 @st.cache_data(ttl=600, show_spinner=False, max_entries=50)
-def _early_warning(url: str, run_id: int, params: tuple, roles: tuple[str, ...]):
+def _early_warning(url: str, run_id: int, params: tuple, key: tuple, _viewer: access.Viewer):
     from analytics import churn
 
-    frame = churn.early_warning(engine_for(url), run_id, limit=1000, **dict(params))
-    return access.mask_frame(frame, roles)
+    return churn.early_warning(engine_for(url), run_id, viewer=_viewer, limit=1000, **dict(params))
 
 
-def early_warning(run_id: int, params: dict, roles):
-    """The run's early-warning list (at most 1,000 rows, in SQL) for ``params``, masked for ``roles``."""
-    return _early_warning(resolve_url(), run_id, tuple(sorted(params.items())), tuple(roles))
+def early_warning(run_id: int, params: dict, viewer: access.Viewer):
+    """The run's early-warning list (at most 1,000 rows, in SQL) for ``params``: consenting customers
+    in scope, released for ``viewer``, and the count left out for want of consent."""
+    return _early_warning(resolve_url(), run_id, tuple(sorted(params.items())), viewer.key(), viewer)
 
 
 @st.cache_data(ttl=600, show_spinner=False, max_entries=2)
@@ -209,14 +258,15 @@ def tag_names() -> list[str]:
     return _tag_names(str(path), modified)
 
 
-@st.cache_data(ttl=600, show_spinner=False, max_entries=2)
-def _choices(url: str, run_id: int) -> dict:
-    return sx.filter_choices(engine_for(url), run_id)
+@st.cache_data(ttl=600, show_spinner=False, max_entries=20)
+def _choices(url: str, run_id: int, scope: tuple | None, _viewer: access.Viewer) -> dict:
+    return sx.filter_choices(engine_for(url), run_id, _viewer)
 
 
-def filter_choices(run_id: int) -> dict[str, list[str]]:
-    """Branches, RFM segments, relationship managers and tiers to filter customer lists by."""
-    return _choices(resolve_url(), run_id)
+def filter_choices(run_id: int, viewer: access.Viewer) -> dict[str, list[str]]:
+    """Branches, RFM segments, relationship managers and tiers to filter customer lists by (a scoped
+    viewer's own branches and portfolios only)."""
+    return _choices(resolve_url(), run_id, _scope_key(viewer), viewer)
 
 
 # --------------------------------------------------------------------------------------------
@@ -227,24 +277,25 @@ def filter_choices(run_id: int) -> dict[str, list[str]]:
 # serves every role; a warm page then spends its time drawing, not building, its charts. They are
 # cached as resources (the same object, not a pickled copy): unpickling a plotly figure re-validates
 # every property and costs more than drawing it. Nothing mutates a figure after it is built.
-def _cube_figure(cube: sx.Cube, filters: sx.Filters, kind: str, metric: str, lang: str, horizon: int):
+def _cube_figure(cube: sx.Cube, filters: sx.Filters, kind: str, metric: str, lang: str, horizon: int,
+                 small: int = 0):
     from analytics import charts_segments as cs
 
     if kind == "rfm_heatmap":
-        return cs.rfm_heatmap(sx.summary(cube, "rfm_rf", filters), lang=lang)
+        return cs.rfm_heatmap(sx.summary(cube, "rfm_rf", filters, min_cell=small), lang=lang)
     if kind == "clv_histogram":
-        return cs.clv_histogram(sx.clv_bands(cube, horizon, filters), horizon, lang=lang)
+        return cs.clv_histogram(sx.clv_bands(cube, horizon, filters, min_cell=small), horizon, lang=lang)
     if kind == "lifecycle_bar":
-        return cs.lifecycle_bar(sx.summary(cube, "lifecycle_stage", filters), metric, lang=lang)
+        return cs.lifecycle_bar(sx.summary(cube, "lifecycle_stage", filters, min_cell=small), metric, lang=lang)
     if kind == "value_tier_bar":
-        return cs.value_tier_bar(sx.summary(cube, "value_tier", filters), metric, lang=lang)
+        return cs.value_tier_bar(sx.summary(cube, "value_tier", filters, min_cell=small), metric, lang=lang)
     if kind == "segment_bar":
-        return cs.segment_bar(sx.summary(cube, "rfm_segment", filters), metric, lang=lang)
+        return cs.segment_bar(sx.summary(cube, "rfm_segment", filters, min_cell=small), metric, lang=lang)
     if kind == "cluster_bar":
-        return cs.segment_bar(sx.summary(cube, "cluster_name", filters), metric, lang=lang).update_layout(
-            title=tr("segments.behavioural_clusters", lang))
+        return cs.segment_bar(sx.summary(cube, "cluster_name", filters, min_cell=small), metric,
+                              lang=lang).update_layout(title=tr("segments.behavioural_clusters", lang))
     if kind == "branch_bar":
-        frame = sx.summary(cube, "branch_id", filters).sort_values(metric, ascending=False)
+        frame = sx.summary(cube, "branch_id", filters, min_cell=small).sort_values(metric, ascending=False)
         return cs.segment_bar(frame, metric, lang=lang).update_layout(
             title=tr("lifecycle.horizon_year_clv_by_branch", lang, horizon=horizon))
     raise ValueError(f"unknown chart {kind!r}")
@@ -256,24 +307,37 @@ def _cluster_rows(url: str, run_id: int):
 
 
 @st.cache_resource(ttl=600, show_spinner=False, max_entries=400)
-def _cube_chart(url: str, run_id: int, filters: sx.Filters, kind: str, metric: str, lang: str, horizon: int):
+def _cube_chart(url: str, run_id: int, filters: sx.Filters, kind: str, metric: str, lang: str, horizon: int,
+                scope: tuple | None, small: int, _viewer: access.Viewer):
+    cube = _cube(url, run_id, scope, _viewer)
     if kind == "cluster_profiles":
         from analytics import charts_segments
 
         rows = _cluster_rows(url, run_id)
-        # A run refreshed before cluster_cube existed has only the whole bank's stored profiles.
-        profiles = sx.cluster_profiles(rows, _cube(url, run_id), filters) if not rows.empty \
-            else _cluster_profiles(url, run_id)
+        if scope is not None and _viewer.scope.portfolios:
+            # The cluster cube is split by branch, not portfolio: a portfolio sees the model's
+            # bank-wide cluster profiles (what each cluster is), not a profile of its customers.
+            profiles = _cluster_profiles(url, run_id)
+        elif not rows.empty:
+            if scope is not None:  # a branch scope: only its branches' cells
+                mine = tuple(b for b in (filters.branches or cube.branches) if b in _viewer.scope.branches)
+                filters = sx.Filters(mine or ("(none)",), filters.cities, filters.age_bands, filters.tiers)
+            profiles = sx.cluster_profiles(rows, cube, filters)
+        else:  # a run refreshed before cluster_cube existed has only the whole bank's stored profiles
+            profiles = _cluster_profiles(url, run_id)
+        if small and "customers" in profiles.columns:
+            profiles = profiles[profiles["customers"] >= small]  # a small cluster's means are not shown
         return charts_segments.cluster_profile_heatmap(profiles, lang=lang)
-    return _cube_figure(_cube(url, run_id), filters, kind, metric, lang, horizon)
+    return _cube_figure(cube, filters, kind, metric, lang, horizon, small)
 
 
-def cube_chart(run_id: int, filters: sx.Filters, kind: str, *, lang: str, metric: str = "customers",
-               horizon: int = 3):
-    """A chart of the filtered cube (``rfm_heatmap``, ``segment_bar``, ``value_tier_bar``,
-    ``cluster_bar``, ``cluster_profiles``, ``lifecycle_bar``, ``clv_histogram``, ``branch_bar``) in
-    ``lang``."""
-    return _cube_chart(resolve_url(), run_id, filters, kind, metric, lang, int(horizon))
+def cube_chart(run_id: int, filters: sx.Filters, kind: str, *, viewer: access.Viewer, lang: str,
+               metric: str = "customers", horizon: int = 3):
+    """A chart of the filtered cube over ``viewer``'s scope (``rfm_heatmap``, ``segment_bar``,
+    ``value_tier_bar``, ``cluster_bar``, ``cluster_profiles``, ``lifecycle_bar``, ``clv_histogram``,
+    ``branch_bar``) in ``lang``; small cells hidden for an aggregate-only viewer."""
+    return _cube_chart(resolve_url(), run_id, filters, kind, metric, lang, int(horizon), _scope_key(viewer),
+                       min_cell(viewer), viewer)
 
 
 @st.cache_resource(ttl=600, show_spinner=False, max_entries=60)

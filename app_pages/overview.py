@@ -3,7 +3,7 @@
 import streamlit as st
 
 from analytics import access
-from app_pages import loaders, session
+from app_pages import loaders, session, widgets
 
 user = session.require_page(session.engine(), "overview")
 run_id = session.current_run_or_stop()
@@ -14,18 +14,20 @@ st.title(session.page_title("overview"))
 st.caption(session.t("overview.run_caption", run_id=run_id, finished=run.get("finished_at", "?"),
                      as_of=m.get("as_of_month", "?")))
 
+widgets.scope_notice(user["viewer"])
+h = loaders.headline(run_id, user["viewer"])
 c1, c2, c3, c4 = st.columns(4)
-c1.metric(session.t("overview.customers"), session.fmt_count(m.get("customers_total")))
-c2.metric(session.t("overview.active"), session.fmt_count(m.get("customers_active")))
-c3.metric(session.t("overview.dormant"), session.fmt_count(m.get("customers_dormant")))
-c4.metric(session.t("overview.closed"), session.fmt_count(m.get("customers_closed")))
+c1.metric(session.t("overview.customers"), session.fmt_count(h.get("customers_total")))
+c2.metric(session.t("overview.active"), session.fmt_count(h.get("customers_active")))
+c3.metric(session.t("overview.dormant"), session.fmt_count(h.get("customers_dormant")))
+c4.metric(session.t("overview.closed"), session.fmt_count(h.get("customers_closed")))
 c1, c2, c3, c4 = st.columns(4)
-c1.metric(session.t("overview.total_aum"), session.fmt_amount(m.get("aum_total")))
-c2.metric(session.t("overview.deposits"), session.fmt_amount(m.get("deposits_total")))
-c3.metric(session.t("overview.loans"), session.fmt_amount(m.get("loans_total")))
-c4.metric(session.t("overview.products"), session.fmt_count(m.get("products_total")))
-st.caption(session.t("overview.branches_holdings", branches=session.fmt_count(m.get("branches_total")),
-                     holdings=session.fmt_count(m.get("holdings_open"))))
+c1.metric(session.t("overview.total_aum"), session.fmt_amount(h.get("aum_total")))
+c2.metric(session.t("overview.deposits"), session.fmt_amount(h.get("deposits_total")))
+c3.metric(session.t("overview.loans"), session.fmt_amount(h.get("loans_total")))
+c4.metric(session.t("overview.products"), session.fmt_count(h.get("products_total")))
+st.caption(session.t("overview.branches_holdings", branches=session.fmt_count(h.get("branches_total")),
+                     holdings=session.fmt_count(h.get("holdings_open"))))
 
 others = [key for key in access.pages_for(user["roles"]) if key != "overview" and session.page_script(key).exists()]
 if others:

@@ -4,8 +4,8 @@ the (masked) customers for roles that may see them."""
 
 import streamlit as st
 
-from analytics import access, charts_risk, risk
-from app_pages import session, widgets
+from analytics import charts_risk, risk
+from app_pages import loaders, session, widgets
 
 engine = session.engine()
 user = session.require_page(engine, "risk")
@@ -13,7 +13,9 @@ run_id = session.current_run_or_stop()
 lang = session.lang()
 st.title(session.page_title("risk"))
 
-summary = risk.read_branch_summary(engine, run_id)
+viewer = user["viewer"]
+widgets.scope_notice(viewer)
+summary = risk.read_branch_summary(engine, run_id, viewer=viewer)
 if summary.empty:
     st.warning(session.t("risk.this_run_has_no_risk"))
     st.stop()
@@ -30,31 +32,34 @@ by = st.radio(session.t("risk.break_down_by"), ["branch_id", "value_tier", "rfm_
                                      "rfm_segment": session.t("risk.rfm_segment")}[b])
 share = st.toggle(session.t("risk.show_shares"))
 c1, c2 = st.columns(2)
-c1.plotly_chart(charts_risk.distribution_bars(risk.risk_crosstab(engine, run_id, by, "risk_tolerance", normalize=share),
+c1.plotly_chart(charts_risk.distribution_bars(risk.risk_crosstab(engine, run_id, by, "risk_tolerance", viewer=viewer,
+                                                                                 normalize=share),
                                               lang=lang, normalize=share), width="stretch")
-c2.plotly_chart(charts_risk.distribution_bars(risk.risk_crosstab(engine, run_id, by, "credit_grade", normalize=share),
+c2.plotly_chart(charts_risk.distribution_bars(risk.risk_crosstab(engine, run_id, by, "credit_grade", viewer=viewer,
+                                                                                 normalize=share),
                                               lang=lang, normalize=share), width="stretch")
 c1, c2 = st.columns(2)
-c1.plotly_chart(charts_risk.risk_value_heatmap(risk.risk_value_matrix(engine, run_id), lang=lang), width="stretch")
+c1.plotly_chart(charts_risk.risk_value_heatmap(risk.risk_value_matrix(engine, run_id, viewer=viewer), lang=lang), width="stretch")
 c2.plotly_chart(charts_risk.suitability_bar(summary, lang=lang), width="stretch")
 
-if not access.can_see_customer_rows(user["roles"]):
+if viewer.aggregate_only:
+    st.caption(session.t("common.cells_hidden", k=session.fmt_count(loaders.min_cell(viewer))))
+if not viewer.sees_rows:
     st.info(session.t("risk.customer_level_drill_down_is"))
     st.stop()
 
 st.subheader(session.t("risk.drill_down"))
 branch = st.selectbox(session.t("risk.branch"), ["(all)", *summary["branch_id"].tolist()])
 branch_id = None if branch == "(all)" else branch
-mismatches = risk.read_mismatches(engine, run_id, branch_id=branch_id, limit=1000)
+mismatches = risk.read_mismatches(engine, run_id, viewer=viewer, branch_id=branch_id, limit=1000)
 session.audit_filter(engine, user, "risk", {"branch_id": branch_id}, rows=len(mismatches))
 tab1, tab2 = st.tabs([session.t("risk.suitability_mismatches_2"), session.t("risk.balance_drops")])
 with tab1:
-    shown = access.mask_frame(mismatches, user["roles"])
-    widgets.show_table(shown, width="stretch")
-    widgets.export_buttons(engine, user, shown, f"suitability-mismatches-run{run_id}",
+    widgets.show_table(mismatches, width="stretch")
+    widgets.export_buttons(engine, user, mismatches, f"suitability-mismatches-run{run_id}",
                            {"page": "risk", "branch_id": branch_id}, key="mismatch")
 with tab2:
-    drops = access.mask_frame(risk.read_balance_drops(engine, run_id, branch_id=branch_id, limit=1000), user["roles"])
+    drops = risk.read_balance_drops(engine, run_id, viewer=viewer, branch_id=branch_id, limit=1000)
     widgets.show_table(drops, width="stretch")
     widgets.export_buttons(engine, user, drops, f"balance-drops-run{run_id}", {"page": "risk", "branch_id": branch_id},
                            key="drops")

@@ -31,7 +31,7 @@ import streamlit as st
 import streamlit_authenticator as stauth
 from sqlalchemy.exc import SQLAlchemyError
 
-from analytics import access, audit, formatting, i18n, runs, settings, users
+from analytics import access, audit, formatting, i18n, runs, scopes, settings, users
 from analytics.errors import AnalyticsError, StoreError, StoreNotInitialisedError
 from analytics.formatting import escape_md
 from analytics.store import check_store, redact_url, resolve_url
@@ -188,15 +188,48 @@ def current_user() -> dict | None:
     return None
 
 
+# Events that may go unrecorded while the audit chain is broken (the append already raised the
+# audit_chain_broken alarm in the server log, and compliance and admin see the banner): refusing
+# them would lock everyone out, the officers who must investigate included. Exports and unmasks are
+# never done unrecorded.
+_MAY_PASS_A_BROKEN_CHAIN = frozenset({"login_ok", "login_failed", "login_locked", "logout", "timeout",
+                                      "page_view", "filter", "access_denied", "audit_read", "audit_verify"})
+
+
 def audit_event(engine, event: str, user: dict | None = None, **fields) -> None:
     """Append to the audit log; a failure to audit is logged (counts only) and shown, never hidden."""
     user = user or current_user() or {}
     try:
         audit.append(engine, event, username=user.get("username"), roles=user.get("roles") or (),
                      session_id=user.get("session_id"), client_address=client_address(), **fields)
+    except audit.AuditChainBroken:
+        if event not in _MAY_PASS_A_BROKEN_CHAIN:
+            raise
+        log.error("audit chain broken: event %s not recorded", event)
     except AnalyticsError as exc:
         log.error("audit append failed for event %s: %s", event, type(exc).__name__)
         raise
+
+
+def chain_alarm_banner(engine, user: dict) -> None:
+    """While the audit chain is broken, tell compliance and admin on every page until someone runs
+    ``audit verify`` (the alarm holds entry numbers and times only, no personal data)."""
+    if not {"compliance", "admin"} & set(user["roles"]):
+        return
+    try:
+        alarm = audit.chain_alarm(engine)
+    except (AnalyticsError, OSError) as exc:
+        log.warning("audit alarm unreadable: %s", type(exc).__name__)
+        return
+    if alarm is not None:
+        st.error(t("audit.chain_broken", since=alarm.first_at, count=alarm.count,
+                   problem=formatting.escape_md(alarm.problem)), icon=":material/gpp_bad:")
+
+
+def viewer(engine, user: dict, purpose: str = "service") -> access.Viewer:
+    """The user as a reader of customer data: roles from the session, scope from the store (read at
+    every rerun, so a scope change, which also ends the session, is never missed)."""
+    return scopes.viewer_for(engine, user["username"], user["roles"], purpose=purpose)
 
 
 def audit_filter(engine, user: dict, page: str, parameters: dict | None = None, **target) -> None:
@@ -224,7 +257,7 @@ def require_page(engine, page: str) -> dict:
     if st.session_state.get("ci_last_page_viewed") != page:
         audit_event(engine, "page_view", user, target={"page": page})
         st.session_state["ci_last_page_viewed"] = page
-    return user
+    return {**user, "viewer": viewer(engine, user)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -360,7 +393,7 @@ def fragment_user(engine, page: str) -> dict:
         check = users.recheck_session(engine, user["username"], user["roles"], user["session_id"], touch=False,
                                       client_address=client_address())
         if check.live and access.can_view_page(user["roles"], page):
-            return user
+            return {**user, "viewer": viewer(engine, user)}
         reason = check.reason
     notice = _ended_notice(reason)
     _end_login(notice)

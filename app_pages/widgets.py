@@ -11,7 +11,7 @@ import logging
 import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 
-from analytics import exports, i18n, settings, users
+from analytics import export_manifests, exports, i18n, settings, users
 from analytics import segment_explorer as sx
 from analytics.errors import AnalyticsError
 from analytics.formatting import escape_md
@@ -20,7 +20,7 @@ from app_pages import loaders, session
 from app_pages.session import fmt_count, lang, t
 
 __all__ = ["CAMPAIGN_PAGE_ROWS", "audited_export", "escape_md", "export_buttons", "filtered_customers",
-           "language_switch", "restore_language", "segment_filters", "show_table"]
+           "language_switch", "left_out_notice", "restore_language", "scope_notice", "segment_filters", "show_table"]
 
 log = logging.getLogger("app")
 
@@ -50,11 +50,13 @@ def segment_filters(cube: sx.Cube, key: str) -> sx.Filters:
 def filtered_customers(engine, user: dict, run_id: int, page: str) -> tuple[sx.Cube, sx.Filters]:
     """The run's cube and the user's filters, with the filter widgets drawn and the filter audited;
     stops the page with a message when there is nothing to show."""
+    viewer = user["viewer"]
     try:
-        cube = loaders.explorer_cube(run_id)
+        cube = loaders.explorer_cube(run_id, viewer)
     except AnalyticsError as exc:
         session.show_error(exc)
         st.stop()
+    scope_notice(viewer)
     if cube.empty:
         st.warning(t("explorer.this_run_has_no_segmentation"))
         st.stop()
@@ -63,11 +65,35 @@ def filtered_customers(engine, user: dict, run_id: int, page: str) -> tuple[sx.C
     shown = sx.headline(cube, filters)["customers"] if filters.any else total
     if filters.any:
         session.audit_filter(engine, user, page, filters.as_params(), rows=shown)
+    small = loaders.min_cell(viewer)
+    if small and 0 < shown < small:
+        # An aggregate-only role sees no figure of fewer than MIN_CELL_CUSTOMERS customers.
+        st.info(t("explorer.too_few_customers", k=fmt_count(small)))
+        st.stop()
     st.caption(t("explorer.n_of_total_customers", n=fmt_count(shown), total=fmt_count(total)))
     if not shown:
         st.info(t("explorer.no_customer_matches_these_filters"))
         st.stop()
     return cube, filters
+
+
+def scope_notice(viewer) -> None:
+    """Say on screen when the figures are those of the user's scope, not the whole bank's."""
+    if viewer.scope is None:
+        return
+    parts = []
+    if viewer.scope.branches:
+        parts.append(t("scope.branches", names=escape_md(", ".join(sorted(viewer.scope.branches)))))
+    if viewer.scope.portfolios:
+        parts.append(t("scope.portfolios", names=escape_md(", ".join(sorted(viewer.scope.portfolios)))))
+    st.info(t("scope.figures_of_your_scope", scope="; ".join(parts) or t("scope.nothing")),
+            icon=":material/filter_alt:")
+
+
+def left_out_notice(left_out: dict) -> None:
+    """Say how many customers a contact list left out for want of marketing consent."""
+    if left_out.get("consent"):
+        st.caption(t("common.left_out_without_consent", n=fmt_count(left_out["consent"])))
 
 
 # --------------------------------------------------------------------------------------------
@@ -101,16 +127,19 @@ def show_table(frame, **kwargs) -> None:
 
 
 def audited_export(engine, user: dict, frame, stem: str, fmt: str, context: dict) -> bytes:
-    """Serialise ``frame`` (already masked for the user's role) and audit the export.
+    """Serialise ``frame`` (already released for the user by the data layer) and audit the export.
 
     Called when the user clicks a download button (a deferred download), so the audit entry
-    records an export that happened, with its row count and SHA-256.
+    records an export that happened, with its row count and SHA-256. Every customer the file holds
+    is recorded in an export manifest, which the entry names (not a list cut at some length).
     """
     export = (exports.to_excel if fmt == "xlsx" else exports.to_csv)(frame, stem)
-    ids = frame["customer_id"].astype(str).tolist() if "customer_id" in frame.columns else None
     target = {"export": export.file_name, "rows": export.rows, "sha256": export.sha256}
-    if ids is not None:
-        target["customer_ids"] = ids[:1000]  # the full list can be re-derived from the hash's file
+    if "customer_id" in frame.columns:
+        ids = frame["customer_id"].astype(str)
+        target["manifest_id"] = export_manifests.record(engine, username=user["username"], file_sha256=export.sha256,
+                                                        rows=export.rows, customer_ids=ids)
+        target["customers"] = int(ids.nunique())
     session.audit_event(engine, "export", user, target=target, parameters=context)
     return export.data
 
