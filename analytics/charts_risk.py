@@ -101,14 +101,15 @@ def suitability_bar(branch_summary: pd.DataFrame, metric: str = "suitability_mis
     title = tr("charts.risk.suitability", lang, metric=name)
     if branch_summary.empty or metric not in branch_summary.columns:
         return _empty(title, lang)
-    frame = branch_summary.assign(_v=branch_summary[metric].astype(float).fillna(0.0))
-    frame = frame.sort_values(["_v", "branch_id"], ascending=[False, True], kind="stable")
+    # A missing value (no asset balance, or a cell hidden from an aggregate-only role) draws no bar.
+    frame = branch_summary.assign(_v=branch_summary[metric].astype(float))
+    frame = frame.sort_values(["_v", "branch_id"], ascending=[False, True], kind="stable", na_position="last")
     if top is not None:
         frame = frame.head(top)
     share = metric == "r4_r5_share"
     fig = go.Figure(go.Bar(
         x=frame["branch_id"].astype(str).tolist(), y=frame["_v"].tolist(),
-        customdata=frame["customers"].astype(int).to_numpy() if "customers" in frame.columns else None,
+        customdata=frame["customers"].astype(float).to_numpy() if "customers" in frame.columns else None,
         hovertemplate="%{x}: " + ("%{y:.1%}" if share else "%{y:,}") + "<br>"
                       + tr("charts.risk.customers", lang) + ": %{customdata:,}<extra></extra>",
         marker_color=ALERT, name=name,

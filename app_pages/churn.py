@@ -57,6 +57,7 @@ if not access.can_see_customer_rows(user["roles"]):
     st.stop()
 
 st.subheader(session.t("churn.early_warning_list"))
+widgets.scope_notice(user["viewer"])
 choices = loaders.filter_choices(run_id, user["viewer"])
 c1, c2, c3, c4 = st.columns(4)
 

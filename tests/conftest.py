@@ -16,11 +16,15 @@ from analytics.store import init_schema, make_engine
 
 PG_URL = os.environ.get("CUSTOMER_STORE_TEST_PG_URL")
 
-# Every command a test runs (in this process or a child) audits into a checkpoint and key of the test
-# session, never into the project's data/ folder, which `make run` uses for the demo store.
+# Every command a test runs (in this process, a child or the browser tests' server) audits with one
+# key into one checkpoint of the test session, never into the project's data/ folder, which `make
+# run` uses for the demo store. One of each matters: the session's demo store is shared by many
+# tests, and its audit chain must continue from one checkpoint signed by one key (the checkpoint
+# holds one head per store, so private stores share the file safely).
 _AUDIT_DIR = tempfile.mkdtemp(prefix="ci-audit-")
 os.environ.setdefault("AUDIT_CHECKPOINT_FILE", os.path.join(_AUDIT_DIR, "audit.checkpoint"))
 os.environ.setdefault("AUDIT_KEY_FILE", os.path.join(_AUDIT_DIR, "audit.key"))
+os.environ.setdefault("AUDIT_HMAC_KEY", "a" * 40)
 
 
 def _require(flag: str) -> bool:

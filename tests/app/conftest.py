@@ -21,9 +21,13 @@ ROLE_USERS = {role: f"user_{role}" for role in ("executive", "marketing", "risk"
 @pytest.fixture(autouse=True)
 def app_env(monkeypatch, tmp_path):
     monkeypatch.setenv("AUTH_COOKIE_KEY", "test-cookie-key-" + "k" * 32)
-    monkeypatch.setenv("AUDIT_HMAC_KEY", "a" * 40)
-    monkeypatch.setenv("AUDIT_CHECKPOINT_FILE", str(tmp_path / "audit.checkpoint"))
+    # The audit key and checkpoint are the test session's (tests/conftest.py): the demo store is
+    # shared by many tests, and its chain must continue from one checkpoint.
     monkeypatch.setattr(users, "BCRYPT_ROUNDS", 4)
+    # Most page tests read a 3-customer store, where every figure is a small cell: they check the
+    # figures themselves, so the small-cell rule is off here; tests/app/test_door_pages.py (and the
+    # leak test) turn it on and check what aggregate-only roles are shown.
+    monkeypatch.setenv("MIN_CELL_CUSTOMERS", "1")
 
 
 def make_store(tmp_path, *, fill=True, refresh=True, roles=ROLE_USERS) -> str:

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from analytics import audit
+from analytics.access import Viewer
 from analytics.store import make_engine
 from app_pages import widgets
 from tests.app.conftest import open_page
@@ -45,7 +46,7 @@ def test_fix_list_export_is_masked_safe_and_audited(monkeypatch, demo_store_url)
     user = {"username": "dq_compliance", "roles": ("compliance",), "session_id": None}
     from analytics import quality
 
-    fixes = quality.fix_list(engine, None, "BR001", roles=["compliance"])
+    fixes = quality.fix_list(engine, None, "BR001", viewer=Viewer("t", ("compliance",)))
     data = widgets.audited_export(engine, user, fixes, "fix", "csv", {"branch_id": "BR001"})
     back = pd.read_csv(io.BytesIO(data), encoding="utf-8-sig", dtype=str)
     assert len(back) == len(fixes)

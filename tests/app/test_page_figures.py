@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from analytics import access, cross_sell, settings
+from analytics.access import Viewer, aum_band
 from tests.app import pagekit as kit
 from tests.app.figures import find_all
 
@@ -26,7 +27,9 @@ LANGS = ("en", "zh")
 
 
 def roles_of(page: str) -> list[str]:
-    return sorted(access.PAGE_ACCESS[page])
+    # A relationship manager always has a portfolio scope, so its figures are its own customers',
+    # not the run's bank-wide ones these tests compare with: tests/app/test_door_pages.py covers it.
+    return sorted(access.PAGE_ACCESS[page] - {"relationship_manager"})
 
 
 def cases(page: str):
@@ -271,8 +274,11 @@ def test_lifecycle_figures(pages, role, lang):
                               "GROUP BY s.value_tier", r=run)["v"]
     kit.bar_with_values(at, tiers, tol=1e-6)
     if access.can_see_customer_rows([role]):
-        top = kit.frame(engine, "SELECT customer_id FROM customer_clv_margin WHERE run_id = :r "
-                                "ORDER BY clv_margin_3y DESC LIMIT 50", r=run)["customer_id"]
+        # A contact list: the customers with a live marketing consent (the demo's consents follow
+        # its marketing flags), highest CLV first.
+        top = kit.frame(engine, "SELECT m.customer_id FROM customer_clv_margin m JOIN customers c "
+                                "ON c.customer_id = m.customer_id WHERE m.run_id = :r AND c.marketing_consent = 1 "
+                                "ORDER BY m.clv_margin_3y DESC LIMIT 50", r=run)["customer_id"]
         assert any(set(top) <= set(t[c].astype(str)) for t in kit.tables(at) for c in t.columns), \
             "the top customers by CLV are not listed"
 
@@ -310,11 +316,13 @@ def test_churn_figures(pages, role, lang):
                                    "AND dimension = 'rfm_segment' AND mean_probability IS NOT NULL", r=run)
     kit.bar_with_values(at, by_segment["mean_probability"])
     if access.can_see_customer_rows([role]):
-        ranked = kit.frame(engine, "SELECT customer_id FROM churn_scores WHERE run_id = :r AND churn_state = 'active' "
-                                   "ORDER BY value_at_risk DESC, churn_probability DESC, customer_id LIMIT 1000",
+        ranked = kit.frame(engine, "SELECT s.customer_id FROM churn_scores s JOIN customers c "
+                                   "ON c.customer_id = s.customer_id WHERE s.run_id = :r AND s.churn_state = 'active' "
+                                   "AND c.marketing_consent = 1 "
+                                   "ORDER BY s.value_at_risk DESC, s.churn_probability DESC, s.customer_id LIMIT 1000",
                            r=run)["customer_id"].tolist()
         lists = [t for t in kit.tables(at) if any(t[c].astype(str).tolist() == ranked for c in t.columns)]
-        assert lists, "the early-warning list is not the active customers ranked by value at risk"
+        assert lists, "the early-warning list is not the consenting active customers ranked by value at risk"
         kit.assert_figure(str(len(ranked)), len(lists[0]), "early-warning rows")
 
 
@@ -327,7 +335,8 @@ def cross_sell_truth(engine, category: str) -> dict:
     funnel = kit.frame(engine, "SELECT excluded_expired_assessment AS expired, excluded_suitability AS suitability, "
                                "excluded_no_consent AS consent FROM cross_sell_categories "
                                "WHERE run_id = :r AND category = :c", r=run, c=category).iloc[0]
-    listed, _ = cross_sell.campaign_list(engine, run, category, limit=int(settings.get("EXPORT_MAX_ROWS")))
+    listed, _ = cross_sell.campaign_list(engine, run, category, viewer=Viewer("t", ("marketing",)),
+                                          limit=int(settings.get("EXPORT_MAX_ROWS")))
     return {"listed": len(listed), **{k: int(v) for k, v in funnel.items()}}
 
 
@@ -474,7 +483,7 @@ def customer_truth(engine, customer_id: str) -> dict:
     return {**c.to_dict(), **s.to_dict(), "aum": months.tolist()}
 
 
-def assert_customer(at, truth: dict) -> None:
+def assert_customer(at, truth: dict, exact_balances: bool = True) -> None:
     shown = {m.label: m.value for m in at.metric}
     for key, pattern, position in [("status", r"status|状态", 0), ("risk_tolerance", r"toleran|风险承受", 1),
                                    ("credit_grade", r"credit|信用", 2), ("branch_id", r"branch|网点", 3)]:
@@ -488,6 +497,12 @@ def assert_customer(at, truth: dict) -> None:
         matching = [v for label, v in shown.items() if kit._match(pattern, label)]
         assert len(matching) == 1, f"{key}: {shown}"
         kit.assert_figure(matching[0], truth[key], f"customer {key}")
+    if not exact_balances:
+        # Balances are need-to-know: marketing sees each month's AUM band, never the amounts.
+        bands = [aum_band(v) for v in truth["aum"]]
+        assert any(t["aum_band"].tolist() == bands for t in kit.tables(at) if "aum_band" in t.columns)
+        assert not kit.traces(at, "scatter"), "a role without exact balances sees a balance chart"
+        return
     aum = [t for t in kit.traces(at, "scatter") if len(kit.floats(t["y"])) == len(truth["aum"])
            and kit.same_values(kit.floats(t["y"]), truth["aum"], tol=1e-9)]
     assert aum, "no line shows the customer's monthly AUM"
@@ -505,7 +520,7 @@ def test_customer_360_figures(pages, role, lang):
     engine = pages.engine
     customer = sample_customers(engine)[0]
     at = lookup(pages.open(role, "customer_360", lang), customer)
-    assert_customer(at, customer_truth(engine, customer))
+    assert_customer(at, customer_truth(engine, customer), exact_balances=Viewer("t", (role,)).exact_balances)
 
 
 # --------------------------------------------------------------------------------------------

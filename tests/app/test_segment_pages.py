@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from analytics import audit, runs
+from analytics import audit, export_manifests, runs
 from analytics import segment_explorer as sx
 from analytics.store import make_engine, read_frame
 from app_pages import widgets
@@ -165,6 +165,8 @@ def test_campaign_list_is_paged_masked_and_its_export_audited(monkeypatch, demo_
     widgets.audited_export(engine, user, frame, "campaign", "csv", {"page": "segments"})
     target = json.loads(audit.query(engine, event="export").iloc[0]["target"])
     assert target["rows"] == consenting and len(target["sha256"]) == 64
-    assert target["customer_ids"][:3] == frame["customer_id"].head(3).tolist()
+    # Every customer of the file is in its manifest, which the entry names (no ids in the entry).
+    assert "customer_ids" not in target and target["customers"] == consenting
+    assert export_manifests.customers_of(engine, target["manifest_id"]) == sorted(frame["customer_id"])
     events = audit.query(engine, event="filter")
     assert any("mortgage_holder or not mortgage_holder" in (p or "") for p in events["parameters"])

@@ -87,7 +87,9 @@ def wait_idle(page, timeout_ms: int = 30000) -> None:
 
 
 PASSWORD = "browser test password"
-SECRET_ENV = {"AUTH_COOKIE_KEY": "browser-cookie-key-" + "b" * 32, "AUDIT_HMAC_KEY": "c" * 40,
+# The audit key and checkpoint are the test session's (tests/conftest.py), as the server appends to
+# the shared demo store's chain too.
+SECRET_ENV = {"AUTH_COOKIE_KEY": "browser-cookie-key-" + "b" * 32,
               # The KPI wall re-reads its figures every 3 s here, so a test can watch it update.
               "KPI_REFRESH_SECONDS": "3"}
 
@@ -105,8 +107,7 @@ def app_server(demo_store_url, tmp_path_factory):
     if users.get_user(engine, "browser_wall") is None:
         users.add_user(engine, "browser_wall", PASSWORD, ["display"])
     engine.dispose()
-    env = {**SECRET_ENV, "AUDIT_CHECKPOINT_FILE": str(tmp / "audit.ckpt")}
-    base, proc, _log = start_server(demo_store_url, tmp, env)
+    base, proc, _log = start_server(demo_store_url, tmp, dict(SECRET_ENV))
     yield base
     proc.terminate()
     proc.wait(timeout=20)

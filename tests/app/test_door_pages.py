@@ -1,0 +1,140 @@
+"""The one door, through the pages: scoped users see only their customers; aggregate-only roles see
+no small cell; contact lists leave out customers without consent; Customer 360 hides other scopes.
+
+On the session's demo store (3,000 customers). A relationship manager and a branch-scoped marketing
+user are created with scopes from the store; every customer id a page shows or offers for export
+must be theirs.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import text
+
+from analytics import audit, scopes, users
+from analytics.store import make_engine
+from app_pages import widgets
+from tests.app.conftest import PASSWORD, login, new_app
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _busiest(engine, column: str) -> str:
+    with engine.connect() as conn:
+        return conn.execute(text(f"SELECT {column} FROM customers WHERE {column} IS NOT NULL GROUP BY {column} "
+                                 "ORDER BY COUNT(*) DESC, 1 LIMIT 1")).scalar()
+
+
+def _scoped_user(engine, username: str, role: str, **scope) -> None:
+    if users.get_user(engine, username) is None:
+        users.add_user(engine, username, PASSWORD, [role])
+    scopes.set_scope(engine, username, **scope)
+
+
+def _customer_ids(at) -> set[str]:
+    ids = set()
+    for frame in at.dataframe:
+        value = frame.value
+        if isinstance(value, pd.DataFrame) and "customer_id" in value.columns:
+            ids |= set(value["customer_id"].astype(str))
+    return ids
+
+
+@pytest.mark.parametrize("case", ["relationship_manager", "scoped_marketing"])
+def test_a_scoped_user_sees_only_their_customers_everywhere(monkeypatch, demo_store_url, case):
+    engine = make_engine(demo_store_url)
+    if case == "relationship_manager":
+        portfolio = _busiest(engine, "relationship_manager")
+        _scoped_user(engine, "door_rm", "relationship_manager", portfolios=[portfolio])
+        username, where, params = "door_rm", "relationship_manager = :v", {"v": portfolio}
+    else:
+        branch = _busiest(engine, "branch_id")
+        _scoped_user(engine, "door_mkt", "marketing", branches=[branch])
+        username, where, params = "door_mkt", "branch_id = :v", {"v": branch}
+    with engine.connect() as conn:
+        mine = set(conn.execute(text(f"SELECT customer_id FROM customers WHERE {where}"), params).scalars())
+        outsider = conn.execute(text(f"SELECT MIN(customer_id) FROM customers WHERE NOT ({where})"), params).scalar()
+    exported = []
+    real_buttons = widgets.export_buttons
+    monkeypatch.setattr(widgets, "export_buttons", lambda engine_, user_, frame, *a, **k: (
+        exported.append(frame), real_buttons(engine_, user_, frame, *a, **k)))
+    at = login(new_app(monkeypatch, demo_store_url), username)
+    pages = [info["script_path"] for info in at._registered_pages.values() if info.get("script_path")]
+    seen = set()
+    for script in pages:
+        at.switch_page(str(Path(script).relative_to(ROOT))).run()
+        assert not at.exception, script
+        if script.endswith("segments.py"):
+            at.text_input(key="tag_expr").input("mortgage_holder or not mortgage_holder").run()
+        if not script.endswith("customer_360.py"):
+            assert any("scope" in i.value.lower() for i in at.info), f"{script} does not say it is scoped"
+        seen |= _customer_ids(at)
+    assert seen, "no customer list was shown"
+    assert seen <= mine, f"{case} saw customers outside the scope: {sorted(seen - mine)[:3]}"
+    for frame in exported:
+        if "customer_id" in frame.columns:
+            assert set(frame["customer_id"].astype(str)) <= mine
+    # Customer 360: an outsider reads "not found", like a missing customer, and is audited.
+    at.switch_page("app_pages/customer_360.py").run()
+    at.text_input[0].input(outsider)
+    at.button[0].click()
+    at.run()
+    assert not at.dataframe and any(f"No customer {outsider}" in w.value for w in at.warning)
+    denied = audit.query(engine, user=username, event="access_denied")
+    assert any(outsider in (t or "") for t in denied["target"])
+
+
+def _numbers(fig: dict) -> list[float]:
+    out = []
+    for trace in fig.get("data", []):
+        for key in ("x", "y", "z", "values"):
+            value = trace.get(key)
+            stack = [value]
+            while stack:
+                v = stack.pop()
+                if isinstance(v, list):
+                    stack.extend(v)
+                elif isinstance(v, dict) and "bdata" in v:
+                    out.append(float("nan"))  # binary arrays: decoded by plotly, not needed here
+                elif isinstance(v, int | float) and not isinstance(v, bool):
+                    out.append(float(v))
+    return out
+
+
+@pytest.mark.parametrize("role", ["executive", "display"])
+def test_aggregate_only_roles_see_no_figure_of_too_few_customers(monkeypatch, demo_store_url, role):
+    """With MIN_CELL_CUSTOMERS above the bank's size every customer figure is a small cell: the
+    pages an aggregate-only role sees must then show none (cube charts, cross-tabs, the Overview's
+    counts and the KPI wall's tiles)."""
+    import json
+
+    engine = make_engine(demo_store_url)
+    username = f"door_{role}"
+    if users.get_user(engine, username) is None:
+        users.add_user(engine, username, PASSWORD, [role])
+    monkeypatch.setenv("MIN_CELL_CUSTOMERS", "1000000")
+    at = login(new_app(monkeypatch, demo_store_url), username)
+    checked = 0
+    for page in ("overview", "kpi_wall", "segments", "lifecycle", "risk"):
+        script = f"app_pages/{page}.py"
+        if not any(info.get("script_path", "").endswith(script) for info in at._registered_pages.values()):
+            continue
+        at.switch_page(script).run()
+        assert not at.exception, page
+        checked += 1
+        if page == "overview":
+            values = {m.label: m.value for m in at.metric}
+            assert values and all(v in ("—", "0") for k, v in values.items() if k != "Products"), values
+        if page in ("segments", "lifecycle"):
+            assert any("fewer than" in i.value for i in at.info), "no small-population notice"
+        if page == "risk":
+            for chart in at.get("plotly_chart"):
+                fig = json.loads(chart.proto.spec)
+                assert not [v for v in _numbers(fig) if not math.isnan(v) and v >= 1], "a cross-tab cell is shown"
+        if page == "kpi_wall":
+            assert any("fewer than" in i.value for i in at.info) or not at.get("plotly_chart")
+    assert checked >= 1
