@@ -48,13 +48,14 @@ def _bar(summary: pd.DataFrame, labels: list[str], metric: str, title: str, lang
          colours: list[str] | None = None) -> go.Figure:
     if summary.empty or metric not in summary.columns:
         return _empty(title, lang)
+    # A value hidden from an aggregate-only role (a small cell) is NaN: it draws no bar and no share.
     values = summary[metric].astype(float).to_numpy()
-    total = values.sum()
+    total = np.nansum(values)
     share = values / total if total else np.zeros_like(values)
-    customers = summary["customers"].astype(int).to_numpy() if "customers" in summary.columns else values
+    customers = summary["customers"].astype(float).to_numpy() if "customers" in summary.columns else values
     fig = go.Figure(go.Bar(
         x=labels, y=values, marker_color=colours,
-        text=[f"{s:.1%}" for s in share], textposition="outside", cliponaxis=False,
+        text=["" if np.isnan(s) else f"{s:.1%}" for s in share], textposition="outside", cliponaxis=False,
         customdata=np.column_stack([customers, share]),
         hovertemplate="%{x}<br>" + _metric(metric, lang) + ": %{y:,.0f}<br>"
                       + tr("charts.segments.customers", lang) + ": %{customdata[0]:,}<br>%{customdata[1]:.1%}<extra></extra>",
@@ -73,13 +74,14 @@ def rfm_heatmap(cells: pd.DataFrame, lang: str = "en") -> go.Figure:
     title = tr("charts.segments.rfm", lang)
     if cells.empty:
         return _empty(title, lang)
-    grid = np.zeros((5, 5), dtype=int)
+    grid = np.zeros((5, 5), dtype=float)
     for value, count in zip(cells["value"].astype(str), cells["customers"], strict=True):
         r, f = int(value[0]), int(value[1])
-        grid[r - 1, f - 1] += int(count)
+        grid[r - 1, f - 1] += float(count)  # NaN (a cell hidden from an aggregate-only role) stays NaN
+    text = [["—" if np.isnan(v) else f"{int(v):,}" for v in row] for row in grid]
     fig = go.Figure(go.Heatmap(
-        z=grid, x=[1, 2, 3, 4, 5], y=[1, 2, 3, 4, 5], colorscale="Blues", text=grid,
-        texttemplate="%{text:,}", hovertemplate="R %{y} · F %{x}: %{z:,}<extra></extra>",
+        z=grid, x=[1, 2, 3, 4, 5], y=[1, 2, 3, 4, 5], colorscale="Blues", text=text,
+        texttemplate="%{text}", hovertemplate="R %{y} · F %{x}: %{text}<extra></extra>",
         colorbar={"title": tr("charts.segments.customers", lang)},
     ))
     fig.update_layout(title=title, xaxis_title=tr("charts.segments.frequency", lang), yaxis_title=tr("charts.segments.recency", lang))
@@ -168,7 +170,7 @@ def clv_histogram(bands: pd.DataFrame, horizon_years: int = 3, lang: str = "en")
         return _empty(title, lang)
     frame = bands.sort_values("sort_order")
     fig = go.Figure(go.Bar(
-        x=frame["value"].tolist(), y=frame["customers"].astype(int).tolist(), marker_color=ACCENT,
+        x=frame["value"].tolist(), y=frame["customers"].astype(float).tolist(), marker_color=ACCENT,
         hovertemplate="%{x}: %{y:,}<extra></extra>", name=tr("charts.segments.customers", lang),
     ))
     fig.update_layout(title=title, xaxis_title=tr("charts.segments.clv_x", lang), yaxis_title=tr("charts.segments.customers", lang),

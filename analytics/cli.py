@@ -113,14 +113,16 @@ def cmd_users(args) -> int:
         frame = users.list_users(engine)
         print(frame.to_string(index=False) if not frame.empty else "no users")
         return 0
-    if args.action in ("add", "reset-password"):
-        password = users.read_password_from_stdin_or_prompt()
     if args.action == "add":
         if not args.role:
             raise UsageError("users add needs at least one --role")
-        # Check the scope before the user exists: a refused scope must not leave a bank-wide user.
+        # Check the scope before the user exists (and before asking for a password): a refused
+        # scope must not leave a bank-wide user behind.
         scopes.check_roles_scope(args.role, args.portfolio)
         scopes.check_scope_values(engine, args.branch, args.portfolio)
+    if args.action in ("add", "reset-password"):
+        password = users.read_password_from_stdin_or_prompt()
+    if args.action == "add":
         users.add_user(engine, args.username, password, args.role, display_name=args.name, email=args.email)
         if args.branch or args.portfolio:
             scopes.set_scope(engine, args.username, branches=args.branch, portfolios=args.portfolio)

@@ -13,6 +13,8 @@ user = session.require_page(engine, "churn")
 run_id = session.current_run_or_stop()
 lang = session.lang()
 st.title(session.page_title("churn"))
+if user["viewer"].scope is not None:  # model-level figures are not split by scope (yet)
+    st.caption(session.t("scope.bank_wide_figures"))
 
 card = loaders.churn_card(run_id)
 m = card["metrics"]

@@ -13,6 +13,8 @@ user = session.require_page(engine, "cross_sell")
 run_id = session.current_run_or_stop()
 lang = session.lang()
 st.title(session.page_title("cross_sell"))
+if user["viewer"].scope is not None:  # model-level figures are not split by scope (yet)
+    st.caption(session.t("scope.bank_wide_figures"))
 
 categories = cross_sell.read_categories(engine, run_id)
 if categories.empty:

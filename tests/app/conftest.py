@@ -89,3 +89,15 @@ def open_page(monkeypatch, url: str, role: str, page: str | None, prefix: str = 
         at.switch_page(f"app_pages/{page}.py").run()
     assert not at.exception
     return at
+
+
+def capture_exports(monkeypatch) -> list:
+    """Keep every frame a page offers for export (through widgets.export_buttons), in order; the
+    buttons are still drawn."""
+    from app_pages import widgets
+
+    exported = []
+    real_buttons = widgets.export_buttons
+    monkeypatch.setattr(widgets, "export_buttons", lambda engine_, user_, frame, *a, **k: (
+        exported.append(frame), real_buttons(engine_, user_, frame, *a, **k)))
+    return exported

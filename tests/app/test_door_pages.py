@@ -17,8 +17,7 @@ from sqlalchemy import text
 
 from analytics import audit, scopes, users
 from analytics.store import make_engine
-from app_pages import widgets
-from tests.app.conftest import PASSWORD, login, new_app
+from tests.app.conftest import PASSWORD, capture_exports, login, new_app
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,10 +57,7 @@ def test_a_scoped_user_sees_only_their_customers_everywhere(monkeypatch, demo_st
     with engine.connect() as conn:
         mine = set(conn.execute(text(f"SELECT customer_id FROM customers WHERE {where}"), params).scalars())
         outsider = conn.execute(text(f"SELECT MIN(customer_id) FROM customers WHERE NOT ({where})"), params).scalar()
-    exported = []
-    real_buttons = widgets.export_buttons
-    monkeypatch.setattr(widgets, "export_buttons", lambda engine_, user_, frame, *a, **k: (
-        exported.append(frame), real_buttons(engine_, user_, frame, *a, **k)))
+    exported = capture_exports(monkeypatch)
     at = login(new_app(monkeypatch, demo_store_url), username)
     pages = [info["script_path"] for info in at._registered_pages.values() if info.get("script_path")]
     seen = set()

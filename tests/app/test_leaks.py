@@ -14,12 +14,12 @@ import pytest
 from google.protobuf.json_format import MessageToJson
 from sqlalchemy import text
 
-from analytics import access, exports, users
+from analytics import access, exports, scopes, users
 from analytics.store import make_engine
-from app_pages import widgets
-from tests.app.conftest import PASSWORD, login, new_app
+from tests.app.conftest import PASSWORD, capture_exports, login, new_app
 
-ROLES = ("executive", "marketing", "risk", "compliance", "admin", "display")
+ROLES = ("executive", "marketing", "risk", "compliance", "admin", "display", "relationship_manager",
+         "scoped_marketing")
 
 
 def _raw_values(engine) -> set[str]:
@@ -55,14 +55,19 @@ def test_no_raw_personal_value_reaches_any_page_or_log(monkeypatch, demo_store_u
     engine = make_engine(demo_store_url)
     username = f"leak_{role}"
     if users.get_user(engine, username) is None:
-        users.add_user(engine, username, PASSWORD, [role])
+        users.add_user(engine, username, PASSWORD, ["marketing" if role == "scoped_marketing" else role])
+    with engine.connect() as conn:  # a relationship manager's portfolio, a marketing user's branch
+        if role == "relationship_manager":
+            scopes.set_scope(engine, username, portfolios=[conn.execute(text(
+                "SELECT MIN(relationship_manager) FROM customers")).scalar()])
+        elif role == "scoped_marketing":
+            scopes.set_scope(engine, username, branches=[conn.execute(text(
+                "SELECT MIN(branch_id) FROM customers")).scalar()])
+    role = "marketing" if role == "scoped_marketing" else role
     caplog.set_level(logging.DEBUG)
     # Every export a page offers goes through widgets.export_buttons: keep the frames it is given
     # and check the files they become.
-    exported = []
-    real_buttons = widgets.export_buttons
-    monkeypatch.setattr(widgets, "export_buttons", lambda engine_, user_, frame, *a, **k: (
-        exported.append(frame), real_buttons(engine_, user_, frame, *a, **k)))
+    exported = capture_exports(monkeypatch)
     at = login(new_app(monkeypatch, demo_store_url), username)
     pages = [info["script_path"] for info in at._registered_pages.values() if info.get("script_path")]
     assert pages, "the role got no pages"
