@@ -156,3 +156,23 @@ def test_load_keeps_rejected_rows_masked_and_prunes_them_after_retention(tmp_pat
     with engine.connect() as conn:
         assert conn.execute(text("SELECT COUNT(*) FROM load_rejects")).scalar() == 0
         assert conn.execute(text("SELECT COUNT(*) FROM load_batches")).scalar() == 1  # the record stays
+
+
+def test_consents_load_from_a_file_and_count_at_once(tmp_path):
+    from analytics import loader
+
+    engine = make_engine(f"sqlite:///{tmp_path}/s.db", create_dir=True)
+    init_schema(engine)
+    store_rows.fill(engine, consents=False)
+    path = tmp_path / "consents.csv"
+    path.write_text("customer_id,purpose,granted_at,withdrawn_at\n"
+                    "C000000001,marketing,2025-01-01 09:00:00,\n"
+                    "C000000002,marketing,2025-01-01 09:00:00,2025-06-01 10:00:00\n"
+                    "C000000003,newsletter,2025-01-01,\n"
+                    "C999,marketing,2025-01-01,\n", encoding="utf-8")
+    report = loader.load_files(engine, [path], "consents")
+    assert (report.rows_loaded, report.rows_rejected) == (2, 2)  # an unknown purpose, an unknown customer
+    live, params = consent.live_consent_sql("c.customer_id", "marketing")
+    with engine.connect() as conn:
+        assert conn.execute(text(f"SELECT c.customer_id FROM customers c WHERE {live}"), params).scalars().all() \
+            == ["C000000001"]
