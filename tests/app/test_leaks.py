@@ -71,8 +71,11 @@ def test_no_raw_personal_value_reaches_any_page_or_log(monkeypatch, demo_store_u
     at = login(new_app(monkeypatch, demo_store_url), username)
     pages = [info["script_path"] for info in at._registered_pages.values() if info.get("script_path")]
     assert pages, "the role got no pages"
-    with engine.connect() as conn:
-        sample_customer = conn.execute(text("SELECT MIN(customer_id) FROM customers")).scalar()
+    viewer = scopes.viewer_for(engine, username)
+    where, params = viewer.scope_sql("c")
+    with engine.connect() as conn:  # a customer the user may open (in scope)
+        sample_customer = conn.execute(text(f"SELECT MIN(c.customer_id) FROM customers c WHERE {where}"),
+                                       params).scalar()
     root = Path(__file__).resolve().parents[2]
     for script in pages:
         at.switch_page(str(Path(script).relative_to(root))).run()
