@@ -39,7 +39,7 @@ c4.metric(session.t("churn.hold_out_roc_auc"), formatting.decimal(num("churn.hol
 
 dimension = st.radio(session.t("churn.churn_by"), ["rfm_segment", "branch_id", "value_tier", "lifecycle_stage"],
                      horizontal=True, format_func=lambda d: i18n.label("dimension", d, session.lang()))
-st.plotly_chart(loaders.run_chart(run_id, "churn_rates", lang=lang, dimension=dimension), width="stretch")
+st.plotly_chart(loaders.run_chart(run_id, "churn_rates", viewer=user["viewer"], lang=lang, dimension=dimension), width="stretch")
 
 st.subheader(session.t("churn.model_card_hold_out_period"))
 c1, c2, c3, c4 = st.columns(4)
@@ -50,9 +50,9 @@ c4.metric(session.t("churn.top_decile_capture"), session.fmt_rate(num("churn.top
 st.caption(session.t("churn.trained_evaluated_applied", train=escape_md(m.get("churn.train_cutoff")),
                      holdout=escape_md(m.get("churn.holdout_cutoff")), as_of=escape_md(m.get("churn.as_of_month"))))
 c1, c2, c3 = st.columns(3)
-c1.plotly_chart(loaders.run_chart(run_id, "lift", lang=lang), width="stretch")
-c2.plotly_chart(loaders.run_chart(run_id, "calibration", lang=lang), width="stretch")
-c3.plotly_chart(loaders.run_chart(run_id, "importance", lang=lang), width="stretch")
+c1.plotly_chart(loaders.run_chart(run_id, "lift", viewer=user["viewer"], lang=lang), width="stretch")
+c2.plotly_chart(loaders.run_chart(run_id, "calibration", viewer=user["viewer"], lang=lang), width="stretch")
+c3.plotly_chart(loaders.run_chart(run_id, "importance", viewer=user["viewer"], lang=lang), width="stretch")
 
 if not access.can_see_customer_rows(user["roles"]):
     st.info(session.t("churn.the_early_warning_list_is"))

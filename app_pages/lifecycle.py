@@ -32,7 +32,7 @@ c1, c2 = st.columns(2)
 c1.plotly_chart(loaders.cube_chart(run_id, filters, "segment_bar", viewer=user["viewer"], lang=lang, metric=metric), width="stretch")
 c2.plotly_chart(loaders.cube_chart(run_id, filters, "value_tier_bar", viewer=user["viewer"], lang=lang, metric=metric), width="stretch")
 st.plotly_chart(loaders.cube_chart(run_id, filters, "branch_bar", viewer=user["viewer"], lang=lang, metric=metric, horizon=horizon), width="stretch")
-st.plotly_chart(loaders.run_chart(run_id, "cohorts", lang=lang), width="stretch")
+st.plotly_chart(loaders.run_chart(run_id, "cohorts", viewer=user["viewer"], lang=lang), width="stretch")
 st.caption(session.t("lifecycle.cohorts_not_filtered"))
 
 if access.can_see_customer_rows(user["roles"]):

@@ -341,14 +341,19 @@ def cube_chart(run_id: int, filters: sx.Filters, kind: str, *, viewer: access.Vi
 
 
 @st.cache_resource(ttl=600, show_spinner=False, max_entries=60)
-def _run_chart(url: str, run_id: int, kind: str, lang: str, dimension: str | None):
+def _run_chart(url: str, run_id: int, kind: str, lang: str, dimension: str | None, small: int = 0):
     from analytics import charts_churn, charts_segments
 
     if kind == "cohorts":
-        return charts_segments.cohort_heatmap(_cohorts(url, run_id), lang=lang)
+        cohorts = _cohorts(url, run_id)
+        if small:  # a cohort of fewer customers: its retention rates are not shown
+            cohorts = cohorts[cohorts["cohort_size"] >= small]
+        return charts_segments.cohort_heatmap(cohorts, lang=lang)
     if kind == "churn_rates":
-        return charts_churn.churn_rate_bar(_churn_rates(url, run_id, dimension), dimension, measure="predicted",
-                                           lang=lang)
+        rates = _churn_rates(url, run_id, dimension)
+        if small:  # a value of fewer active customers: its rate is not shown
+            rates = rates[rates["customers"] >= small]
+        return charts_churn.churn_rate_bar(rates, dimension, measure="predicted", lang=lang)
     card = _churn_card(url, run_id)
     if kind == "lift":
         return charts_churn.lift_chart(card["lift"], lang=lang)
@@ -359,7 +364,8 @@ def _run_chart(url: str, run_id: int, kind: str, lang: str, dimension: str | Non
     raise ValueError(f"unknown chart {kind!r}")
 
 
-def run_chart(run_id: int, kind: str, *, lang: str, dimension: str | None = None):
+def run_chart(run_id: int, kind: str, *, viewer: access.Viewer, lang: str, dimension: str | None = None):
     """A chart of the run's stored aggregates (``cohorts``, ``churn_rates`` by ``dimension``,
-    ``lift``, ``calibration``, ``importance``) in ``lang``."""
-    return _run_chart(resolve_url(), run_id, kind, lang, dimension)
+    ``lift``, ``calibration``, ``importance``) in ``lang``; for an aggregate-only viewer, cohorts
+    and churn-rate values of fewer than ``MIN_CELL_CUSTOMERS`` customers are left out."""
+    return _run_chart(resolve_url(), run_id, kind, lang, dimension, min_cell(viewer))

@@ -134,3 +134,37 @@ def test_aggregate_only_roles_see_no_figure_of_too_few_customers(monkeypatch, de
         if page == "kpi_wall":
             assert any("fewer than" in i.value for i in at.info) or not at.get("plotly_chart")
     assert checked >= 1
+
+
+def test_an_executive_sees_no_small_cohort_or_churn_rate(monkeypatch, demo_store_url):
+    """Cohorts and churn-rate values of fewer than MIN_CELL_CUSTOMERS customers are left out of the
+    Lifecycle and Churn charts for an aggregate-only role."""
+    import json
+    import re
+
+    engine = make_engine(demo_store_url)
+    if users.get_user(engine, "door_cells") is None:
+        users.add_user(engine, "door_cells", PASSWORD, ["executive"])
+    with engine.connect() as conn:
+        cohort_sizes = sorted(set(conn.execute(text(
+            "SELECT cohort_size FROM cohort_retention WHERE run_id = (SELECT run_id FROM current_run)")).scalars()))
+        rate_sizes = sorted(conn.execute(text(
+            "SELECT customers FROM churn_rates WHERE run_id = (SELECT run_id FROM current_run) "
+            "AND dimension = 'rfm_segment' AND customers > 0")).scalars())
+    # A threshold between the store's own cohort sizes, so some cohorts are shown and some are not.
+    k = cohort_sizes[len(cohort_sizes) // 2]
+    assert cohort_sizes[0] < k
+    monkeypatch.setenv("MIN_CELL_CUSTOMERS", str(k))
+    at = login(new_app(monkeypatch, demo_store_url), "door_cells")
+    at.switch_page("app_pages/lifecycle.py").run()
+    assert not at.exception
+    heatmaps = [json.loads(c.proto.spec) for c in at.get("plotly_chart")
+                if any(t.get("type") == "heatmap" for t in json.loads(c.proto.spec)["data"])]
+    sizes = [int(m.replace(",", "")) for fig in heatmaps for trace in fig["data"] for label in trace.get("y", [])
+             for m in re.findall(r"\(([\d,]+)\)", str(label))]
+    assert sizes and min(sizes) >= k
+    at.switch_page("app_pages/churn.py").run()
+    assert not at.exception
+    bars = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    labels = [x for trace in bars[0]["data"] for x in trace.get("x", []) or []]
+    assert len(labels) == sum(1 for n in rate_sizes if n >= k)
