@@ -29,7 +29,7 @@ from analytics import kpi, lifecycle
 from analytics.access import Viewer
 from analytics.runs import Laps, RefreshContext, get_run_metrics
 from analytics.schema import cohort_retention, segment_cube, segment_summary
-from analytics.segment_explorer import TAG_NAMES_METRIC, cube_rows, segmented_customers
+from analytics.segment_explorer import cube_rows, segmented_customers, tag_names_of
 from analytics.segmentation import RFM_SEGMENTS, VALUE_TIERS
 from analytics.store import bulk_insert
 
@@ -168,10 +168,6 @@ def headline_counts(ctx: RefreshContext) -> None:
     ctx.put_metrics({**figures, "as_of_month": ctx.as_of_month.isoformat() if ctx.as_of_month else None})
 
 
-def _tag_names(engine, run_id: int) -> list[str]:
-    listed = get_run_metrics(engine, run_id).get(TAG_NAMES_METRIC)
-    return [name for name in str(listed or "").split(",") if name]
-
 
 def aggregates_stage(ctx: RefreshContext) -> None:
     """The refresh stage ``aggregates``: the run's headline counts, ``segment_summary``,
@@ -189,7 +185,7 @@ def aggregates_stage(ctx: RefreshContext) -> None:
     lap("read")
     summary = cube = None
     if not customers.empty:
-        tag_names = _tag_names(ctx.engine, ctx.run_id)
+        tag_names = tag_names_of(get_run_metrics(ctx.engine, ctx.run_id))
         summary = segment_summary_rows(customers, tag_names)
         lap("summary")
         cube = cube_rows(customers, as_of_year=ctx.as_of_month.year, tag_names=tag_names)

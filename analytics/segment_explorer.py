@@ -399,6 +399,11 @@ class Cube:
 TAG_NAMES_METRIC = "segments.tag_names"
 
 
+def tag_names_of(metrics: Mapping) -> list[str]:
+    """The run's tags in rule-file order, from its run metrics (:data:`TAG_NAMES_METRIC`)."""
+    return [name for name in str(metrics.get(TAG_NAMES_METRIC) or "").split(",") if name]
+
+
 def segmented_customers(engine: Engine, run_id: int, viewer: access.Viewer | None = None) -> pd.DataFrame:
     """Every customer the run segmented (in ``viewer``'s scope when given), with the final margin
     CLV, branch and birth year: what the run's summaries and cube are built from.
@@ -436,9 +441,9 @@ def read_cube(engine: Engine, run_id: int, viewer: access.Viewer | None = None) 
 
     if viewer is not None and viewer.scope is not None and viewer.scope.portfolios:
         people = segmented_customers(engine, run_id, viewer)
-        names = [n for n in str(get_run_metrics(engine, run_id).get(TAG_NAMES_METRIC) or "").split(",") if n]
-        as_of = get_run_metrics(engine, run_id).get("as_of_month")
-        rows = cube_rows(people, as_of_year=int(str(as_of or date.today())[:4]), tag_names=names)
+        metrics = get_run_metrics(engine, run_id)
+        rows = cube_rows(people, as_of_year=int(str(metrics.get("as_of_month") or date.today())[:4]),
+                         tag_names=tag_names_of(metrics))
     else:
         stmt = (select(segment_cube.c.dimension, segment_cube.c.value, *(segment_cube.c[k] for k in CUBE_KEYS),
                        *(segment_cube.c[c] for c in SUMMARY_COLUMNS))
