@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from app_pages.session import COOKIE_NAME as SESSION_COOKIE  # the app's own name for it
+
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -130,3 +132,21 @@ def log_in(page, base: str, username: str = "browser_admin", password: str = PAS
     page.get_by_role("button", name="Log in", exact=True).click()
     page.get_by_text(expect).first.wait_for(timeout=60000)
     wait_idle(page)
+    session_cookie(page)
+
+
+
+
+def session_cookie(page, timeout_ms: int = 15000) -> dict:
+    """The re-authentication cookie, once the browser has written it.
+
+    The login component writes it from the browser side after the login run, so a ``page.goto``
+    straight after the login can race it and land on the login page (seen in CI)."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    while True:
+        found = [c for c in page.context.cookies() if c["name"] == SESSION_COOKIE]
+        if found:
+            return found[0]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the browser never wrote the {SESSION_COOKIE} cookie after the login")
+        page.wait_for_timeout(200)

@@ -4,7 +4,7 @@ logout a copied re-authentication cookie no longer logs in."""
 import pytest
 
 from analytics import access
-from tests.browser.conftest import is_login_page, log_in
+from tests.browser.conftest import is_login_page, log_in, session_cookie
 
 pytestmark = pytest.mark.browser
 
@@ -21,13 +21,7 @@ def test_login_then_copied_cookie_is_useless_after_logout(app_server, browser):
     ctx = browser.new_context(viewport={"width": 1920, "height": 1080})
     page = ctx.new_page()
     log_in(page, app_server)
-    # The component sets the cookie from the browser side; wait for it.
-    for _ in range(50):
-        cookies = [c for c in ctx.cookies() if c["name"] == "customer_insight_session"]
-        if cookies:
-            break
-        page.wait_for_timeout(200)
-    assert cookies, "the re-authentication cookie was never set"
+    cookies = [session_cookie(page)]  # log_in waited for it
 
     # Control: while the session is live, the copied cookie logs a fresh browser in.
     thief = browser.new_context(viewport={"width": 1920, "height": 1080})
@@ -52,11 +46,7 @@ def test_login_then_copied_cookie_is_useless_after_logout(app_server, browser):
 def test_reload_of_a_sub_page_stays_on_it(app_server, browser):
     ctx = browser.new_context(viewport={"width": 1920, "height": 1080})
     page = ctx.new_page()
-    log_in(page, app_server)
-    for _ in range(50):
-        if any(c["name"] == "customer_insight_session" for c in ctx.cookies()):
-            break
-        page.wait_for_timeout(200)
+    log_in(page, app_server)  # waits for the session cookie
     page.goto(app_server + "/admin")
     page.get_by_text("Refresh runs").wait_for(timeout=30000)
     assert page.url.rstrip("/").endswith("/admin")

@@ -29,10 +29,6 @@ def test_every_page_of_every_role(app_server, demo_store_url, browser, role):
     page = ctx.new_page()
     pages = [p for p in access.pages_for([role]) if (ROOT / "app_pages" / f"{p}.py").exists()]
     log_in(page, app_server, username, expect=_marker(pages[0]))
-    for _ in range(50):  # the session cookie is written by the browser after the login run
-        if any(c["name"] == "customer_insight_session" for c in ctx.cookies()):
-            break
-        page.wait_for_timeout(200)
     SHOTS.mkdir(exist_ok=True)
     for key in pages:
         page.goto(f"{app_server}/{key}")
