@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -56,6 +57,9 @@ from analytics import settings
 from analytics.errors import ConfigError
 from analytics.features import add_months, lifecycle_inputs, month_end, to_datetime
 from analytics.store import read_frame
+
+if TYPE_CHECKING:
+    from analytics.access import Viewer
 
 log = logging.getLogger(__name__)
 
@@ -365,14 +369,18 @@ def cohort_retention(customers: pd.DataFrame, activity: pd.DataFrame, *, first_m
     return _cohort_table(sizes, active, last)
 
 
-def load_cohort_retention(engine: Engine, as_of_month) -> pd.DataFrame:
+def load_cohort_retention(engine: Engine, as_of_month, viewer: Viewer | None = None) -> pd.DataFrame:
     """:func:`cohort_retention` computed in the database, up to ``as_of_month``.
 
     Counts are aggregated by opening *day* and activity month in SQL (a portable ``GROUP BY``; no
     dialect-specific date functions), then rolled up to cohort months here. ``CROSS JOIN`` makes
     SQLite start from the (few) recent customers and look their months up by primary key, instead of
     scanning every activity row: 12x faster at 100k customers. PostgreSQL plans it as any join.
+
+    With a ``viewer``, only the customers of its scope are counted (the refresh stores the
+    bank-wide table; a scoped page computes its own).
     """
+    scope, scope_params = viewer.scope_sql("c") if viewer is not None else ("1 = 1", {})
     first, _ = _activity_months(engine)
     m0 = to_datetime(pd.Series([str(as_of_month)[:10]])).iloc[0].date().replace(day=1)
     if first is None:
@@ -381,16 +389,16 @@ def load_cohort_retention(engine: Engine, as_of_month) -> pd.DataFrame:
     params = {"first": first, "end": month_end(m0), "m0": m0}
     binds = (bindparam("first", type_=Date), bindparam("end", type_=Date), bindparam("m0", type_=Date))
     sizes = read_frame(engine, text("""
-        SELECT open_date, COUNT(*) AS customers FROM customers
-        WHERE open_date >= :first AND open_date <= :end GROUP BY open_date
-    """).bindparams(*binds[:2]), {"first": first, "end": params["end"]})
+        SELECT c.open_date, COUNT(*) AS customers FROM customers c
+        WHERE c.open_date >= :first AND c.open_date <= :end AND {scope} GROUP BY c.open_date
+    """.format(scope=scope)).bindparams(*binds[:2]), {"first": first, "end": params["end"], **scope_params})
     active = read_frame(engine, text("""
         SELECT c.open_date, m.month, COUNT(*) AS active
         FROM customers c CROSS JOIN customer_monthly m
         WHERE m.customer_id = c.customer_id AND c.open_date >= :first AND c.open_date <= :end
-          AND m.month >= :first AND m.month <= :m0 AND m.txn_count > 0
+          AND m.month >= :first AND m.month <= :m0 AND m.txn_count > 0 AND {scope}
         GROUP BY c.open_date, m.month
-    """).bindparams(*binds), params)
+    """.format(scope=scope)).bindparams(*binds), {**params, **scope_params})
     sizes = pd.DataFrame({"cohort_month": _month_start(sizes["open_date"]), "customers": sizes["customers"]})
     active = pd.DataFrame({"cohort_month": _month_start(active["open_date"]),
                            "month": _month_start(active["month"]), "active": active["active"]})

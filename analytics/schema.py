@@ -771,7 +771,25 @@ churn_rates = Table(
     Column("holdout_churn_rate", Float),  # NULL for a value absent from the hold-out
 )
 
-CHURN_TABLES = ("churn_scores", "churn_lift", "churn_calibration", "churn_importance", "churn_rates")
+# The churn headline and rates cut by owner, so a scoped user's figures are their own: one row per
+# dimension value, branch and relationship manager of today's active customers (as at the run).
+# A scope takes the cells whose branch or manager is in it (see analytics.churn.scope_churn).
+churn_rate_cells = Table(
+    "churn_rate_cells",
+    metadata,
+    Column("run_id", Integer, ForeignKey("refresh_runs.run_id"), nullable=False),
+    Column("dimension", String(30), nullable=False),
+    Column("value", String(100), nullable=False),
+    Column("branch_id", String(16)),  # the customer's, as at the run
+    Column("relationship_manager", String(50)),  # NULL: a customer without one
+    Column("customers", BigInteger, nullable=False),
+    Column("expected_churners", Float, nullable=False),
+    Column("value_at_risk", Float, nullable=False),
+    Index("ix_churn_rate_cells_run", "run_id", "dimension"),
+)
+
+CHURN_TABLES = ("churn_scores", "churn_lift", "churn_calibration", "churn_importance", "churn_rates",
+                "churn_rate_cells")
 
 
 # --- Transactional CLV results (issue 4) ---

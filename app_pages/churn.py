@@ -13,8 +13,8 @@ user = session.require_page(engine, "churn")
 run_id = session.current_run_or_stop()
 lang = session.lang()
 st.title(session.page_title("churn"))
-if user["viewer"].scope is not None:  # model-level figures are not split by scope (yet)
-    st.caption(session.t("scope.bank_wide_figures"))
+if user["viewer"].scope is not None:
+    st.caption(session.t("scope.churn_model_bank_wide"))
 
 card = loaders.churn_card(run_id)
 m = card["metrics"]
@@ -28,13 +28,13 @@ def num(key):
     return None if value is None or isinstance(value, str) else float(value)
 
 
-active = num("churn.customers_active") or 0
-expected = num("churn.expected_churners") or 0
+head = loaders.churn_headline(run_id, user["viewer"])
+active, expected = head["customers_active"], head["expected_churners"]
 c1, c2, c3, c4 = st.columns(4)
 c1.metric(session.t("churn.predicted_churn_rate"), session.fmt_rate(expected / active if active else None),
           help=session.t("churn.predicted_churn_rate_help", months=int(num("churn.horizon_months") or 3)))
 c2.metric(session.t("churn.expected_churners"), session.fmt_count(expected))
-c3.metric(session.t("churn.value_at_risk"), session.fmt_amount(num("churn.value_at_risk_total")))
+c3.metric(session.t("churn.value_at_risk"), session.fmt_amount(head["value_at_risk_total"]))
 c4.metric(session.t("churn.hold_out_roc_auc"), formatting.decimal(num("churn.holdout_roc_auc"), lang))
 
 dimension = st.radio(session.t("churn.churn_by"), ["rfm_segment", "branch_id", "value_tier", "lifecycle_stage"],

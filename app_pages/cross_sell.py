@@ -13,8 +13,8 @@ user = session.require_page(engine, "cross_sell")
 run_id = session.current_run_or_stop()
 lang = session.lang()
 st.title(session.page_title("cross_sell"))
-if user["viewer"].scope is not None:  # model-level figures are not split by scope (yet)
-    st.caption(session.t("scope.bank_wide_figures"))
+if user["viewer"].scope is not None:
+    st.caption(session.t("scope.cross_sell_model_bank_wide"))
 
 categories = cross_sell.read_categories(engine, run_id)
 if categories.empty:
@@ -22,10 +22,12 @@ if categories.empty:
     st.stop()
 
 m = loaders.run_metrics(run_id)
+figures = loaders.cross_sell_figures(run_id, user["viewer"])
+head = figures["headline"]
 c1, c2, c3, c4 = st.columns(4)
-c1.metric(session.t("cross_sell.customers_scored"), session.fmt_count(m.get("cross_sell.customers_scored")))
-c2.metric(session.t("cross_sell.customers_with_offer"), session.fmt_count(m.get("cross_sell.customers_with_offer")))
-c3.metric(session.t("cross_sell.potential"), session.fmt_amount(m.get("cross_sell.next_best_expected_value_total")),
+c1.metric(session.t("cross_sell.customers_scored"), session.fmt_count(head["customers_scored"]))
+c2.metric(session.t("cross_sell.customers_with_offer"), session.fmt_count(head["customers_with_offer"]))
+c3.metric(session.t("cross_sell.potential"), session.fmt_amount(head["next_best_expected_value_total"]),
           help=session.t("cross_sell.potential_help"))
 c4.metric(session.t("cross_sell.rules_found"), session.fmt_count(m.get("cross_sell.rules")))
 
@@ -40,8 +42,9 @@ with st.expander(session.t("cross_sell.association_rules_n", n=session.fmt_count
     widgets.show_table(charts_cross_sell.rules_table(rules, lang=lang), width="stretch")
 
 st.subheader(session.t("cross_sell.opportunities_by_product"))
-opportunities = cross_sell.read_opportunities(engine, run_id)
-st.plotly_chart(charts_cross_sell.opportunities_bar(opportunities, lang=lang), width="stretch")
+st.plotly_chart(charts_cross_sell.opportunities_bar(figures["opportunities"], lang=lang), width="stretch")
+if user["viewer"].scope is not None:
+    st.caption(session.t("scope.cross_sell_next_best_only"))
 
 st.subheader(session.t("cross_sell.campaign_list"))
 category = st.selectbox(session.t("cross_sell.product_category"), categories["category"].tolist(),

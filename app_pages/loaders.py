@@ -222,11 +222,58 @@ def churn_card(run_id: int) -> dict:
     return _churn_card(resolve_url(), run_id)
 
 
-@st.cache_data(ttl=600, show_spinner=False, max_entries=10)
-def _churn_rates(url: str, run_id: int, dimension: str):
+@st.cache_data(ttl=600, show_spinner=False, max_entries=50)
+def _churn_headline(url: str, run_id: int, scope: tuple | None, small: int, _viewer: access.Viewer) -> dict:
     from analytics import churn
 
-    return churn.read_churn_rates(engine_for(url), dimension, run_id)
+    if scope is None:
+        m = _churn_card(url, run_id)["metrics"]
+        figures = {k: m.get(f"churn.{k}") for k in ("customers_active", "expected_churners", "value_at_risk_total")}
+        figures = {k: None if v is None or isinstance(v, str) else float(v) for k, v in figures.items()}
+    else:
+        figures = churn.scope_churn(engine_for(url), run_id, viewer=_viewer)
+    if small and 0 < (figures["customers_active"] or 0) < small:
+        figures = dict.fromkeys(figures)  # a population this small: no figure of it at all
+    return figures
+
+
+def churn_headline(run_id: int, viewer: access.Viewer) -> dict:
+    """Active customers, expected churners and value at risk of ``viewer``'s scope (the run's
+    bank-wide figures for a bank-wide viewer); all None for an aggregate-only viewer whose scope
+    holds fewer than ``MIN_CELL_CUSTOMERS`` active customers."""
+    return _churn_headline(resolve_url(), run_id, _scope_key(viewer), min_cell(viewer), viewer)
+
+
+@st.cache_data(ttl=600, show_spinner=False, max_entries=50)
+def _churn_rates(url: str, run_id: int, dimension: str, scope: tuple | None = None,
+                 _viewer: access.Viewer | None = None):
+    from analytics import churn
+
+    if scope is None:
+        return churn.read_churn_rates(engine_for(url), dimension, run_id)
+    return churn.scope_churn_rates(engine_for(url), dimension, run_id, viewer=_viewer)
+
+
+@st.cache_data(ttl=600, show_spinner=False, max_entries=50)
+def _cross_sell_figures(url: str, run_id: int, scope: tuple | None, _viewer: access.Viewer) -> dict:
+    from analytics import cross_sell
+
+    engine = engine_for(url)
+    if scope is None:
+        m = runs.get_run_metrics(engine, run_id)
+        head = {k: m.get(f"cross_sell.{k}") for k in ("customers_scored", "customers_with_offer",
+                                                       "next_best_expected_value_total")}
+        return {"headline": head, "opportunities": cross_sell.read_opportunities(engine, run_id),
+                "metric": "expected_value_total"}
+    head, by_product = cross_sell.scope_offers(engine, run_id, viewer=_viewer)
+    return {"headline": head, "opportunities": by_product, "metric": "expected_value_total"}
+
+
+def cross_sell_figures(run_id: int, viewer: access.Viewer) -> dict:
+    """The Cross-sell headline (customers scored, with an offer, expected margin of next-best
+    offers) and the opportunities by product, of ``viewer``'s scope: for a bank-wide viewer the
+    run's stored figures (every eligible offer), for a scoped one its customers' next-best offers."""
+    return _cross_sell_figures(resolve_url(), run_id, _scope_key(viewer), viewer)
 
 
 @st.cache_data(ttl=600, show_spinner=False, max_entries=2)
@@ -236,11 +283,14 @@ def _cluster_profiles(url: str, run_id: int):
     return segmentation.read_cluster_profiles(engine_for(url), run_id)
 
 
-@st.cache_data(ttl=600, show_spinner=False, max_entries=2)
-def _cohorts(url: str, run_id: int):
-    from analytics import segmentation
+@st.cache_data(ttl=600, show_spinner=False, max_entries=20)
+def _cohorts(url: str, run_id: int, scope: tuple | None = None, _viewer: access.Viewer | None = None):
+    from analytics import lifecycle, segmentation
 
-    return segmentation.read_cohort_retention(engine_for(url), run_id)
+    if scope is None:
+        return segmentation.read_cohort_retention(engine_for(url), run_id)
+    as_of = runs.get_run_metrics(engine_for(url), run_id).get("as_of_month")
+    return lifecycle.load_cohort_retention(engine_for(url), as_of, viewer=_viewer)
 
 
 @st.cache_data(ttl=600, show_spinner=False, max_entries=4)
@@ -341,16 +391,17 @@ def cube_chart(run_id: int, filters: sx.Filters, kind: str, *, viewer: access.Vi
 
 
 @st.cache_resource(ttl=600, show_spinner=False, max_entries=60)
-def _run_chart(url: str, run_id: int, kind: str, lang: str, dimension: str | None, small: int = 0):
+def _run_chart(url: str, run_id: int, kind: str, lang: str, dimension: str | None, small: int = 0,
+               scope: tuple | None = None, _viewer: access.Viewer | None = None):
     from analytics import charts_churn, charts_segments
 
     if kind == "cohorts":
-        cohorts = _cohorts(url, run_id)
+        cohorts = _cohorts(url, run_id, scope, _viewer)
         if small:  # a cohort of fewer customers: its retention rates are not shown
             cohorts = cohorts[cohorts["cohort_size"] >= small]
         return charts_segments.cohort_heatmap(cohorts, lang=lang)
     if kind == "churn_rates":
-        rates = _churn_rates(url, run_id, dimension)
+        rates = _churn_rates(url, run_id, dimension, scope, _viewer)
         if small:  # a value of fewer active customers: its rate is not shown
             rates = rates[rates["customers"] >= small]
         return charts_churn.churn_rate_bar(rates, dimension, measure="predicted", lang=lang)
@@ -367,5 +418,7 @@ def _run_chart(url: str, run_id: int, kind: str, lang: str, dimension: str | Non
 def run_chart(run_id: int, kind: str, *, viewer: access.Viewer, lang: str, dimension: str | None = None):
     """A chart of the run's stored aggregates (``cohorts``, ``churn_rates`` by ``dimension``,
     ``lift``, ``calibration``, ``importance``) in ``lang``; for an aggregate-only viewer, cohorts
-    and churn-rate values of fewer than ``MIN_CELL_CUSTOMERS`` customers are left out."""
-    return _run_chart(resolve_url(), run_id, kind, lang, dimension, min_cell(viewer))
+    and churn-rate values of fewer than ``MIN_CELL_CUSTOMERS`` customers are left out. Churn rates
+    and cohorts are ``viewer``'s scope's; the model card (lift, calibration, importance) is the model's."""
+    scope = _scope_key(viewer) if kind in ("churn_rates", "cohorts") else None
+    return _run_chart(resolve_url(), run_id, kind, lang, dimension, min_cell(viewer), scope, viewer)

@@ -99,6 +99,8 @@ from analytics.churn.read import (
     read_churn_lift,
     read_churn_metrics,
     read_churn_rates,
+    scope_churn,
+    scope_churn_rates,
 )
 from analytics.churn.reasons import MIN_REASON_CONTRIBUTION, REASON_GROUPS, ReasonCoder, ReasonGroup
 from analytics.churn.stage import churn_rates, churn_stage, customer_value
@@ -110,5 +112,5 @@ __all__ = [
     "churn_labels", "churn_outcomes", "churn_rates", "churn_settings", "churn_stage", "customer_value",
     "cutoff_states", "early_warning", "holdout_metrics", "lift_table", "permutation_importance_table",
     "read_churn_calibration", "read_churn_importance", "read_churn_lift", "read_churn_metrics",
-    "read_churn_rates",
+    "read_churn_rates", "scope_churn", "scope_churn_rates",
 ]

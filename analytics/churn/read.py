@@ -79,6 +79,55 @@ def early_warning(engine: Engine, run_id: int | None = None, *, viewer: Viewer, 
     return release(frame[list(EARLY_WARNING_COLUMNS)], viewer), {"consent": int(left_out["n"].iloc[0])}
 
 
+def _scope_cells(engine: Engine, run_id: int | None, dimension: str, viewer: Viewer) -> pd.DataFrame | None:
+    """The run's ``churn_rate_cells`` of ``dimension`` whose owner is in ``viewer``'s scope; None
+    when the run stored none (a run from before the table existed)."""
+    cells = read_run_table(engine, "churn_rate_cells", run_id, "value, branch_id, relationship_manager",
+                           where="dimension = :dimension", params={"dimension": dimension})
+    if cells.empty:
+        any_cell = read_run_table(engine, "churn_rate_cells", run_id, "dimension")
+        if any_cell.empty:
+            return None
+    return cells[viewer.in_scope(cells["branch_id"], cells["relationship_manager"])]
+
+
+def scope_churn(engine: Engine, run_id: int | None = None, *, viewer: Viewer) -> dict[str, float | None]:
+    """The churn headline of ``viewer``'s scope: ``customers_active``, ``expected_churners`` (the
+    sum of their churn probabilities) and ``value_at_risk_total``, from the run's cells of active
+    customers by owner (their branch and relationship manager as at the run).
+
+    For a bank-wide viewer these equal the run's ``churn.customers_active``,
+    ``churn.expected_churners`` and ``churn.value_at_risk_total``. Aggregates only: no consent
+    filter (nobody is contacted), no customer rows. All None for a run without cells."""
+    cells = _scope_cells(engine, run_id, "branch_id", viewer)
+    if cells is None:
+        return dict.fromkeys(("customers_active", "expected_churners", "value_at_risk_total"))
+    return {"customers_active": float(cells["customers"].sum()),
+            "expected_churners": float(cells["expected_churners"].sum()),
+            "value_at_risk_total": float(cells["value_at_risk"].sum())}
+
+
+def scope_churn_rates(engine: Engine, dimension: str, run_id: int | None = None, *, viewer: Viewer
+                      ) -> pd.DataFrame:
+    """Predicted churn by ``dimension`` over ``viewer``'s scope: ``value``, ``customers`` (active
+    customers), ``mean_probability`` and ``expected_churners``, in the shape of the stored
+    ``churn_rates`` rows (the hold-out columns are the bank's and are left out). Summed from the
+    run's cells, so for a bank-wide viewer the figures equal the stored ones; empty for a run
+    without cells."""
+    if dimension not in RATE_DIMENSIONS:
+        raise ValueError(f"dimension must be one of {', '.join(RATE_DIMENSIONS)}, not {dimension!r}")
+    cells = _scope_cells(engine, run_id, dimension, viewer)
+    columns = ["dimension", "value", "sort_order", "customers", "mean_probability", "expected_churners"]
+    if cells is None or cells.empty:
+        return pd.DataFrame(columns=columns)
+    out = (cells.groupby("value", sort=True)[["customers", "expected_churners"]].sum().reset_index())
+    out["customers"] = out["customers"].astype(float)
+    out["mean_probability"] = out["expected_churners"] / out["customers"]
+    out["dimension"] = dimension
+    out["sort_order"] = range(len(out))
+    return out[columns]
+
+
 def read_churn_lift(engine: Engine, run_id: int | None = None) -> pd.DataFrame:
     """The hold-out lift/capture table of a run (default: the published run)."""
     return read_run_table(engine, "churn_lift", run_id, "decile")
@@ -112,4 +161,4 @@ def read_churn_metrics(engine: Engine, run_id: int | None = None) -> dict[str, f
 
 
 __all__ = ["EARLY_WARNING_COLUMNS", "early_warning", "read_churn_calibration", "read_churn_importance",
-           "read_churn_lift", "read_churn_metrics", "read_churn_rates"]
+           "read_churn_lift", "read_churn_metrics", "read_churn_rates", "scope_churn", "scope_churn_rates"]

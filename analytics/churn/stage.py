@@ -91,6 +91,34 @@ def churn_rates(dims_now: pd.DataFrame, probability: pd.Series, dims_then: pd.Da
                 "holdout_customers", "holdout_churners", "holdout_churn_rate"]]
 
 
+def rate_cells(dims_now: pd.DataFrame, probability: pd.Series, value_at_risk: pd.Series,
+               owners: pd.DataFrame) -> pd.DataFrame:
+    """The ``churn_rate_cells`` rows: today's active customers counted by each of
+    :data:`RATE_DIMENSIONS`' values and by owner (``owners``: ``branch_id`` and
+    ``relationship_manager`` by customer id), with their expected churners and value at risk.
+
+    Summed over every owner, a value's ``customers`` and ``expected_churners`` are the
+    ``churn_rates`` row's; summed over one dimension's values, they are the run's headline."""
+    owner = owners.reindex(dims_now.index)
+    base = pd.DataFrame({"branch_id": owner["branch_id"].astype(object),
+                         "relationship_manager": owner["relationship_manager"].astype(object).fillna(""),
+                         "p": probability.reindex(dims_now.index).astype(float),
+                         "var": value_at_risk.reindex(dims_now.index).astype(float)}, index=dims_now.index)
+    base["branch_id"] = base["branch_id"].fillna("")
+    parts = []
+    for dim in RATE_DIMENSIONS:
+        cells = (base.assign(value=dims_now[dim].astype(str))
+                 .groupby(["value", "branch_id", "relationship_manager"], sort=True)
+                 .agg(customers=("p", "size"), expected_churners=("p", "sum"), value_at_risk=("var", "sum"))
+                 .reset_index())
+        parts.append(cells.assign(dimension=dim))
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    for col in ("branch_id", "relationship_manager"):  # "" was only for grouping
+        out[col] = out[col].replace("", None)
+    return out[["dimension", "value", "branch_id", "relationship_manager", "customers", "expected_churners",
+                "value_at_risk"]]
+
+
 def customer_value(engine: Engine, run_id: int | None, customer_ids: pd.Index) -> pd.Series:
     """The value a churn would lose, per customer: the margin CLV of the segments stage when this
     run has one (``customer_segments.clv_margin_<CLV_HORIZON_YEARS>y``), else the yearly margin of
@@ -115,12 +143,12 @@ def churn_stage(ctx: RefreshContext) -> None:
     """The refresh stage ``churn``: train, evaluate on the hold-out, score every customer, write.
 
     Writes ``churn_scores`` (every customer open at the run's month), ``churn_lift``,
-    ``churn_calibration``, ``churn_importance`` and ``churn_rates`` under ``ctx.run_id``, and puts
+    ``churn_calibration``, ``churn_importance``, ``churn_rates`` and ``churn_rate_cells`` under ``ctx.run_id``, and puts
     the hold-out metrics (``churn.holdout_roc_auc``, ``churn.holdout_pr_auc``,
     ``churn.holdout_brier``, ``churn.top_decile_lift``, ...) in ``run_metrics``. With too little
     history for the two cut-offs it writes nothing and records ``churn.skipped`` with the reason.
     """
-    from analytics.schema import churn_calibration, churn_importance, churn_lift, churn_scores
+    from analytics.schema import churn_calibration, churn_importance, churn_lift, churn_rate_cells, churn_scores
     from analytics.schema import churn_rates as rates_table
 
     if ctx.as_of_month is None:
@@ -232,6 +260,9 @@ def churn_stage(ctx: RefreshContext) -> None:
         "reason_3": reasons["reason_3"].to_numpy(),
     })
     rates = churn_rates(dims_now, probability.loc[active_now], dims_then, churned_then)
+    owners = read_frame(ctx.engine, text("SELECT customer_id, branch_id, relationship_manager FROM customers")
+                        ).set_index("customer_id")
+    cells = rate_cells(dims_now, probability, scores.set_index("customer_id")["value_at_risk"], owners)
     with ctx.engine.begin() as conn:
         for start in range(0, len(scores), chunk_rows):
             bulk_insert(ctx.engine, churn_scores, scores.iloc[start:start + chunk_rows], conn=conn)
@@ -239,11 +270,12 @@ def churn_stage(ctx: RefreshContext) -> None:
         bulk_insert(ctx.engine, churn_calibration, calibration.assign(run_id=ctx.run_id), conn=conn)
         bulk_insert(ctx.engine, churn_importance, importance.assign(run_id=ctx.run_id), conn=conn)
         bulk_insert(ctx.engine, rates_table, rates.assign(run_id=ctx.run_id), conn=conn)
+        bulk_insert(ctx.engine, churn_rate_cells, cells.assign(run_id=ctx.run_id), conn=conn)
     lap("write")
 
     ctx.row_counts.update({"churn_scores": len(scores), "churn_lift": len(lift),
                            "churn_calibration": len(calibration), "churn_importance": len(importance),
-                           "churn_rates": len(rates)})
+                           "churn_rates": len(rates), "churn_rate_cells": len(cells)})
     for name, seconds in timings.items():
         ctx.metrics[f"churn_seconds.{name}"] = seconds
     top_lift = float(lift["lift"].iloc[0]) if len(lift) else float("nan")
@@ -276,4 +308,4 @@ def churn_stage(ctx: RefreshContext) -> None:
     log.info("churn: %d customers scored, hold-out AUC %.3f, timings %s", len(scores), metrics["roc_auc"], timings)
 
 
-__all__ = ["churn_rates", "churn_stage", "customer_value"]
+__all__ = ["churn_rates", "churn_stage", "customer_value", "rate_cells"]

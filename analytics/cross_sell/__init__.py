@@ -21,6 +21,7 @@ from analytics.cross_sell.read import (
     read_customer_offers,
     read_opportunities,
     read_rules,
+    scope_offers,
 )
 from analytics.cross_sell.recommend import (
     EXCLUSION_REASONS,
@@ -40,4 +41,5 @@ __all__ = [
     "cross_sell_settings", "cross_sell_stage", "expected_balances", "holding_balances", "holding_matrix",
     "itemset_text", "product_categories", "propensity_columns", "propensity_json", "read_categories",
     "read_cooccurrence", "read_customer_offers", "read_opportunities", "read_rules", "recommend", "risk_number",
+    "scope_offers",
 ]

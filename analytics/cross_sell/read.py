@@ -57,6 +57,41 @@ def read_opportunities(engine: Engine, run_id: int | None = None) -> pd.DataFram
     """, params)
 
 
+def scope_offers(engine: Engine, run_id: int | None = None, *, viewer: Viewer) -> tuple[dict, pd.DataFrame]:
+    """The cross-sell headline and next-best offers by product of ``viewer``'s scope (aggregates).
+
+    Returns
+    -------
+    (dict, pandas.DataFrame)
+        ``customers_scored`` (the closed customers are not), ``customers_with_offer`` and
+        ``next_best_expected_value_total`` (for
+        a bank-wide viewer the run's ``cross_sell.*`` metrics of those names); and one row per
+        product that is some customer's next-best offer: ``category``, ``product_id``,
+        ``product_name``, ``risk_level``, ``next_best_customers`` and ``expected_value_total`` (the
+        expected margin of those next-best offers), largest first.
+    """
+    where, params = run_clause("x", run_id)
+    scope, scope_params = viewer.scope_sql("c")
+    params.update(scope_params)
+    joins = f"""FROM cross_sell_customer x JOIN customers c ON c.customer_id = x.customer_id
+        WHERE {where} AND {scope}"""
+    head = read_frame(engine, f"""
+        SELECT SUM(CASE WHEN x.no_offer_reason = 'closed' THEN 0 ELSE 1 END) AS customers_scored,
+               COUNT(x.next_best_product_id) AS customers_with_offer,
+               COALESCE(SUM(x.next_best_expected_value), 0) AS next_best_expected_value_total {joins}""", params)
+    by_product = read_frame(engine, f"""
+        SELECT x.next_best_category AS category, x.next_best_product_id AS product_id,
+               p.name AS product_name, p.risk_level, COUNT(*) AS next_best_customers,
+               SUM(x.next_best_expected_value) AS expected_value_total
+        FROM cross_sell_customer x JOIN customers c ON c.customer_id = x.customer_id
+        LEFT JOIN products p ON p.product_id = x.next_best_product_id
+        WHERE {where} AND {scope} AND x.next_best_product_id IS NOT NULL
+        GROUP BY x.next_best_category, x.next_best_product_id, p.name, p.risk_level
+        ORDER BY expected_value_total DESC, category, product_id""", params)
+    figures = {k: float(v) if pd.notna(v) else 0.0 for k, v in head.iloc[0].items()}
+    return figures, by_product
+
+
 def read_customer_offers(engine: Engine, run_id: int | None, customer_id: str) -> dict | None:
     """One customer's row of ``cross_sell_customer`` in a run (None: the published one).
 
@@ -167,4 +202,4 @@ def campaign_list(engine: Engine, run_id: int | None, category: str, *, viewer: 
 
 
 __all__ = ["campaign_list", "read_categories", "read_cooccurrence", "read_customer_offers", "read_opportunities",
-           "read_rules"]
+           "read_rules", "scope_offers"]

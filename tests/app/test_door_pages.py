@@ -168,3 +168,33 @@ def test_an_executive_sees_no_small_cohort_or_churn_rate(monkeypatch, demo_store
     bars = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     labels = [x for trace in bars[0]["data"] for x in trace.get("x", []) or []]
     assert len(labels) == sum(1 for n in rate_sizes if n >= k)
+
+
+def test_a_scoped_users_churn_and_cross_sell_headlines_are_their_scopes(monkeypatch, demo_store_url):
+    """The headline figures above the lists are the scope's own, not the bank's: the same numbers as
+    the readers give for the scope, and different from the bank's."""
+    from analytics import churn, cross_sell, formatting
+    from analytics.access import Scope, Viewer
+    from analytics.runs import current_run_id, get_run_metrics
+
+    engine = make_engine(demo_store_url)
+    branch = _busiest(engine, "branch_id")
+    _scoped_user(engine, "door_mkt", "marketing", branches=[branch])
+    run_id = current_run_id(engine)
+    viewer = Viewer("door_mkt", ("marketing",), Scope(branches={branch}))
+    mine = churn.scope_churn(engine, run_id, viewer=viewer)
+    offers, _ = cross_sell.scope_offers(engine, run_id, viewer=viewer)
+    bank = get_run_metrics(engine, run_id)
+    assert mine["customers_active"] < bank["churn.customers_active"]
+
+    at = login(new_app(monkeypatch, demo_store_url), "door_mkt")
+    at.switch_page("app_pages/churn.py").run(timeout=60)
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["Expected churners"] == formatting.count(mine["expected_churners"], "en")
+    assert shown["Value at risk"] == formatting.amount(mine["value_at_risk_total"], "en")
+    assert shown["Expected churners"] != formatting.count(bank["churn.expected_churners"], "en")
+    at.switch_page("app_pages/cross_sell.py").run(timeout=60)
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["Customers scored"] == formatting.count(offers["customers_scored"], "en")
+    assert shown["Customers scored"] != formatting.count(bank["cross_sell.customers_scored"], "en")
+    assert any("your customers" in c.value for c in at.caption)
