@@ -388,17 +388,17 @@ def load_cohort_retention(engine: Engine, as_of_month, viewer: Viewer | None = N
                              pd.DataFrame({"cohort_month": [], "month": [], "active": []}), pd.Timestamp(m0))
     params = {"first": first, "end": month_end(m0), "m0": m0}
     binds = (bindparam("first", type_=Date), bindparam("end", type_=Date), bindparam("m0", type_=Date))
-    sizes = read_frame(engine, text("""
+    sizes = read_frame(engine, text(f"""
         SELECT c.open_date, COUNT(*) AS customers FROM customers c
         WHERE c.open_date >= :first AND c.open_date <= :end AND {scope} GROUP BY c.open_date
-    """.format(scope=scope)).bindparams(*binds[:2]), {"first": first, "end": params["end"], **scope_params})
-    active = read_frame(engine, text("""
+    """).bindparams(*binds[:2]), {"first": first, "end": params["end"], **scope_params})
+    active = read_frame(engine, text(f"""
         SELECT c.open_date, m.month, COUNT(*) AS active
         FROM customers c CROSS JOIN customer_monthly m
         WHERE m.customer_id = c.customer_id AND c.open_date >= :first AND c.open_date <= :end
           AND m.month >= :first AND m.month <= :m0 AND m.txn_count > 0 AND {scope}
         GROUP BY c.open_date, m.month
-    """.format(scope=scope)).bindparams(*binds), {**params, **scope_params})
+    """).bindparams(*binds), {**params, **scope_params})
     sizes = pd.DataFrame({"cohort_month": _month_start(sizes["open_date"]), "customers": sizes["customers"]})
     active = pd.DataFrame({"cohort_month": _month_start(active["open_date"]),
                            "month": _month_start(active["month"]), "active": active["active"]})

@@ -148,7 +148,13 @@ def churn_stage(ctx: RefreshContext) -> None:
     ``churn.holdout_brier``, ``churn.top_decile_lift``, ...) in ``run_metrics``. With too little
     history for the two cut-offs it writes nothing and records ``churn.skipped`` with the reason.
     """
-    from analytics.schema import churn_calibration, churn_importance, churn_lift, churn_rate_cells, churn_scores
+    from analytics.schema import (
+        churn_calibration,
+        churn_importance,
+        churn_lift,
+        churn_rate_cells,
+        churn_scores,
+    )
     from analytics.schema import churn_rates as rates_table
 
     if ctx.as_of_month is None:
