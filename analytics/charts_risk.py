@@ -125,9 +125,18 @@ __all__ = [
 ]
 
 
-def headline(summary: pd.DataFrame) -> dict:
+def headline(summary: pd.DataFrame, min_cell: int = 0) -> dict:
     """The Risk page's four headline counts, summed over the branches of ``summary``
-    (:func:`analytics.risk.read_branch_summary`)."""
+    (:func:`analytics.risk.read_branch_summary`).
+
+    With ``min_cell`` (an aggregate-only viewer's ``MIN_CELL_CUSTOMERS``), a count of fewer
+    customers than that (but more than none) is None, and every count is None when the customers
+    themselves are fewer: a figure of so few customers is a figure about them."""
     columns = {"customers": "customers", "mismatches": "suitability_mismatch_customers",
                "expired": "assessments_expired", "balance_drops": "balance_drops"}
-    return {key: int(summary[col].sum()) if col in summary else 0 for key, col in columns.items()}
+    out = {key: int(summary[col].sum()) if col in summary else 0 for key, col in columns.items()}
+    if min_cell:
+        if out["customers"] < min_cell:
+            return dict.fromkeys(out)
+        out = {k: None if 0 < v < min_cell else v for k, v in out.items()}
+    return out

@@ -27,11 +27,16 @@ c1, c2 = st.columns(2)
 c1.plotly_chart(charts_quality.dimension_bars(dq["overall"], lang=lang), width="stretch")
 c2.plotly_chart(charts_quality.score_trend(dq["history"], lang=lang), width="stretch")
 
-scope = st.radio(session.t("data_quality.breakdown_by"), ["branch", "channel"], horizontal=True,
-                 format_func=lambda s: {"branch": session.t("data_quality.branch_2"),
-                                        "channel": session.t("data_quality.onboarding_channel")}[s])
-st.plotly_chart(charts_quality.breakdown_bars(dq["by_scope"][scope], scope=scope,
+viewer = user["viewer"]
+scope = st.radio(session.t("data_quality.breakdown_by"), ["branch"] if viewer.scoped else ["branch", "channel"],
+                 horizontal=True, format_func=lambda s: {"branch": session.t("data_quality.branch_2"),
+                                                         "channel": session.t("data_quality.onboarding_channel")}[s])
+st.plotly_chart(charts_quality.breakdown_bars(loaders.dq_breakdown(run_id, scope, viewer), scope=scope,
                                               lang=lang), width="stretch")
+if viewer.scoped:
+    st.caption(session.t("scope.dq_store_wide"))
+elif viewer.aggregate_only:
+    st.caption(session.t("data_quality.small_cells_left_out", k=session.fmt_count(loaders.min_cell(viewer))))
 
 st.subheader(session.t("data_quality.rules"))
 widgets.show_table(dq["results"], width="stretch")
@@ -54,7 +59,8 @@ if rule:
         widgets.show_table(records, width="stretch")
 
 st.subheader(session.t("data_quality.fix_list_by_branch"))
-branch = st.selectbox(session.t("data_quality.branch"), dq["branches"])
+branch = st.selectbox(session.t("data_quality.branch"), [b for b in dq["branches"] if not viewer.scoped
+                                                         or b in viewer.scope.branches])
 if branch:
     fixes = quality.fix_list(engine, run_id, branch, viewer=user["viewer"])
     st.caption(session.t("data_quality.items_to_fix", n=session.fmt_count(len(fixes))))

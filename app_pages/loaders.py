@@ -127,6 +127,20 @@ def dq_frames(run_id: int) -> dict:
     return _dq_frames(resolve_url(), run_id)
 
 
+@st.cache_data(ttl=600, show_spinner=False, max_entries=50)
+def _dq_breakdown(url: str, run_id: int, scope: str, viewer_scope: tuple | None, small: int,
+                  _viewer: access.Viewer):
+    from analytics import quality
+
+    return quality.breakdown_for(engine_for(url), run_id, scope=scope, viewer=_viewer)
+
+
+def dq_breakdown(run_id: int, scope: str, viewer: access.Viewer):
+    """Data-quality scores by branch or channel as ``viewer`` may see them: its own branches only
+    when scoped, no cell of fewer than ``MIN_CELL_CUSTOMERS`` customers when aggregate-only."""
+    return _dq_breakdown(resolve_url(), run_id, scope, _scope_key(viewer), min_cell(viewer), viewer)
+
+
 # --------------------------------------------------------------------------------------------
 # The segment cube, tags and customer lists (Segments, Lifecycle, Churn)
 # --------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ if summary.empty:
     st.stop()
 
 c1, c2, c3, c4 = st.columns(4)
-head = charts_risk.headline(summary)
+head = charts_risk.headline(summary, loaders.min_cell(viewer))
 c1.metric(session.t("risk.customers"), session.fmt_count(head["customers"]))
 c2.metric(session.t("risk.suitability_mismatches"), session.fmt_count(head["mismatches"]))
 c3.metric(session.t("risk.expired_or_missing_assessments"), session.fmt_count(head["expired"]))

@@ -54,7 +54,14 @@ from analytics.quality.evaluation import (
 )
 from analytics.quality.evaluation import _norm_phone as _norm_phone
 from analytics.quality.evaluation import _norm_text as _norm_text
-from analytics.quality.read import rule_breakdown, rule_results, score_change, score_history, scores
+from analytics.quality.read import (
+    breakdown_for,
+    rule_breakdown,
+    rule_results,
+    score_change,
+    score_history,
+    scores,
+)
 from analytics.quality.rules import _KIND_PARAMS as _KIND_PARAMS
 from analytics.quality.rules import (
     AS_OF,
@@ -82,7 +89,7 @@ __all__ = [
     "AS_OF", "BREAKDOWN_TABLE", "BREAKDOWNS", "DEFAULT_DIMENSION_WEIGHTS", "DEFAULT_RULES_PATH",
     "DEFAULT_SEVERITY_WEIGHTS", "DIMENSIONS", "METRIC_DIMENSIONS", "MISSING_GROUP", "NORMALISERS",
     "PYTHON_KINDS", "ROW_KINDS", "SEVERITIES", "SQL_QUERY_KINDS", "VALIDATORS", "QualityError",
-    "QualityResult", "Rule", "RuleSet", "as_of_date", "compute_scores", "evaluate", "failing_records",
+    "QualityResult", "Rule", "RuleSet", "as_of_date", "breakdown_for", "compute_scores", "evaluate", "failing_records",
     "fix_list", "load_rules", "months_before", "parse_rule", "parse_rules", "rule_breakdown", "rule_results",
     "run_stage", "score_change", "score_history", "scores", "store_results",
 ]

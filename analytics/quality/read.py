@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, select
 
+from analytics.access import Viewer, min_cell_customers
 from analytics.quality.evaluation import BREAKDOWNS
 from analytics.quality.rules import DIMENSIONS, QualityError
 from analytics.runs import resolve_run
@@ -68,6 +69,29 @@ def scores(engine: Engine, run_id: int | None = None, *, scope: str | None = Non
     if scope is not None:
         stmt = stmt.where(t.c.scope == scope)
     return read_frame(engine, stmt)
+
+
+def breakdown_for(engine: Engine, run_id: int | None = None, *, scope: str, viewer: Viewer) -> pd.DataFrame:
+    """The stored scores by ``scope`` (branch or channel) that ``viewer`` may see, with
+    ``customers``: how many customers each cell's rules checked (the most any one customer rule
+    checked there).
+
+    A scoped viewer sees its own branches only, and no channel breakdown (a channel spans the
+    bank). An aggregate-only viewer sees no cell of fewer than ``MIN_CELL_CUSTOMERS`` customers:
+    a score of so few customers is a figure about them.
+    """
+    if scope not in BREAKDOWNS:
+        raise QualityError(f"scope must be one of {', '.join(BREAKDOWNS)}.")
+    frame = scores(engine, run_id, scope=scope)
+    counts = rule_breakdown(engine, run_id, scope=scope).groupby("scope_value")["checked"].max()
+    frame["customers"] = frame["scope_value"].map(counts).fillna(0).astype(int)
+    if viewer.scope is not None:
+        if scope != "branch":
+            return frame.iloc[0:0]
+        frame = frame[frame["scope_value"].isin(viewer.scope.branches)]
+    if viewer.aggregate_only:
+        frame = frame[frame["customers"] >= min_cell_customers()]
+    return frame.reset_index(drop=True)
 
 
 def score_history(engine: Engine, *, scope: str = "overall", scope_value: str = "") -> pd.DataFrame:

@@ -145,3 +145,39 @@ def test_rate_cells_count_each_owner_by_hand():
     assert tier["relationship_manager"].iloc[0] == "r1" and pd.isna(tier["relationship_manager"].iloc[1])
     assert tier["expected_churners"].tolist() == pytest.approx([0.1, 0.2, 0.4])
     assert cells.groupby("dimension")["value_at_risk"].sum().tolist() == pytest.approx([70.0] * 4)
+
+
+def test_dq_breakdown_shows_a_scope_its_branches_and_an_executive_no_small_cell(demo_engine, monkeypatch):
+    from analytics import quality
+
+    run_id = current_run_id(demo_engine)
+    branches = _branches(demo_engine)
+    sizes = read_frame(demo_engine, "SELECT branch_id, COUNT(*) AS n FROM customers GROUP BY branch_id"
+                       ).set_index("branch_id")["n"]
+    bank = quality.breakdown_for(demo_engine, run_id, scope="branch", viewer=BANK)
+    assert set(bank["scope_value"]) == set(branches)
+    # Each branch's customer count is its customers (a customer rule checks every customer row).
+    assert bank.drop_duplicates("scope_value").set_index("scope_value")["customers"].to_dict() == sizes.to_dict()
+    mine = quality.breakdown_for(demo_engine, run_id, scope="branch", viewer=_by_branch(branches[0]))
+    assert set(mine["scope_value"]) == {branches[0]}
+    assert quality.breakdown_for(demo_engine, run_id, scope="channel", viewer=_by_branch(branches[0])).empty
+    assert not quality.breakdown_for(demo_engine, run_id, scope="channel", viewer=BANK).empty
+    # An executive: with the threshold between the branch sizes, the small branches are left out.
+    k = int(sorted(sizes)[len(sizes) // 2])
+    monkeypatch.setenv("MIN_CELL_CUSTOMERS", str(k))
+    shown = quality.breakdown_for(demo_engine, run_id, scope="branch", viewer=Viewer("e", ("executive",)))
+    assert set(shown["scope_value"]) == {b for b, n in sizes.items() if n >= k}
+    assert (shown["customers"] >= k).all() and 0 < len(set(shown["scope_value"])) < len(sizes)
+
+
+@pytest.mark.parametrize("k, expected", [
+    (0, {"customers": 20, "mismatches": 3, "expired": 0, "balance_drops": 7}),
+    (5, {"customers": 20, "mismatches": None, "expired": 0, "balance_drops": 7}),
+    (21, {"customers": None, "mismatches": None, "expired": None, "balance_drops": None}),
+])
+def test_risk_headline_hides_counts_of_too_few_customers(k, expected):
+    from analytics import charts_risk
+
+    summary = pd.DataFrame({"customers": [12, 8], "suitability_mismatch_customers": [1, 2],
+                            "assessments_expired": [0, 0], "balance_drops": [4, 3]})
+    assert charts_risk.headline(summary, k) == expected

@@ -115,7 +115,7 @@ def test_aggregate_only_roles_see_no_figure_of_too_few_customers(monkeypatch, de
     monkeypatch.setenv("MIN_CELL_CUSTOMERS", "1000000")
     at = login(new_app(monkeypatch, demo_store_url), username)
     checked = 0
-    for page in ("overview", "kpi_wall", "segments", "lifecycle", "risk"):
+    for page in ("overview", "kpi_wall", "segments", "lifecycle", "risk", "data_quality"):
         script = f"app_pages/{page}.py"
         if not any(info.get("script_path", "").endswith(script) for info in at._registered_pages.values()):
             continue
@@ -127,7 +127,12 @@ def test_aggregate_only_roles_see_no_figure_of_too_few_customers(monkeypatch, de
             assert values and all(v in ("—", "0") for k, v in values.items() if k != "Products"), values
         if page in ("segments", "lifecycle"):
             assert any("fewer than" in i.value for i in at.info), "no small-population notice"
+        if page == "data_quality":
+            breakdowns = [json.loads(c.proto.spec) for c in at.get("plotly_chart")
+                          if "by branch" in json.dumps(json.loads(c.proto.spec).get("layout", {}).get("title"))]
+            assert breakdowns and not [v for v in _numbers(breakdowns[0]) if not math.isnan(v)], "a branch is shown"
         if page == "risk":
+            assert all(m.value == "—" for m in at.metric), [m.value for m in at.metric]
             for chart in at.get("plotly_chart"):
                 fig = json.loads(chart.proto.spec)
                 assert not [v for v in _numbers(fig) if not math.isnan(v) and v >= 1], "a cross-tab cell is shown"
