@@ -613,6 +613,23 @@ cross_sell_categories = Table(
     Column("holdout_brier", Float),
 )
 
+# The same funnel per category and owner (the customer's branch and relationship manager, as at
+# the run), so a scoped user's campaign exclusions count their own customers.
+cross_sell_funnel_cells = Table(
+    "cross_sell_funnel_cells",
+    metadata,
+    Column("run_id", Integer, ForeignKey("refresh_runs.run_id"), nullable=False),
+    Column("category", String(30), nullable=False),
+    Column("branch_id", String(16)),
+    Column("relationship_manager", String(50)),  # NULL: a customer without one
+    Column("non_holders", BigInteger, nullable=False),
+    Column("excluded_expired_assessment", BigInteger, nullable=False),
+    Column("excluded_suitability", BigInteger, nullable=False),
+    Column("eligible", BigInteger, nullable=False),
+    Column("excluded_no_consent", BigInteger, nullable=False),
+    Index("ix_cross_sell_funnel_cells_run", "run_id", "category"),
+)
+
 # Eligible opportunities by recommended product (a category's product depends on the tolerance).
 cross_sell_opportunities = Table(
     "cross_sell_opportunities",

@@ -130,8 +130,8 @@ def campaign_list(engine: Engine, run_id: int | None, category: str, *, viewer: 
     then checks each again against the customer's *current* record: a live marketing consent in
     ``consents`` (a withdrawal since the run takes effect now), tolerance still at or above the
     product's risk level, assessment still within ``RISK_ASSESSMENT_VALID_DAYS`` of the run's
-    as-of day. A scoped viewer's exclusion counts cover its own customers' stored offers only (the
-    run's funnel counts are bank-wide and are not shown to it).
+    as-of day. A scoped viewer's exclusion counts are its own customers': the run's funnel counted
+    per owner (``cross_sell_funnel_cells``) over its scope, plus its stored offers that fail now.
 
     Parameters
     ----------
@@ -162,11 +162,15 @@ def campaign_list(engine: Engine, run_id: int | None, category: str, *, viewer: 
     funnel = read_frame(engine, select(cross_sell_categories).where(cross_sell_categories.c.run_id == run_id)
                         .where(cross_sell_categories.c.category == category))
     exclusions = dict.fromkeys(EXCLUSION_REASONS, 0)
-    if not funnel.empty and viewer.scope is None:
+    if not funnel.empty:
         row = funnel.iloc[0]
-        exclusions = {"expired_assessment": int(row["excluded_expired_assessment"]),
-                      "suitability": int(row["excluded_suitability"]),
-                      "consent": int(row["excluded_no_consent"])}
+        if viewer.scope is not None:  # the funnel of its own customers, summed over its owners' cells
+            cells = read_run_table(engine, "cross_sell_funnel_cells", run_id, "branch_id, relationship_manager",
+                                   where="category = :category", params={"category": category})
+            row = cells[viewer.in_scope(cells["branch_id"], cells["relationship_manager"])].sum(numeric_only=True)
+        exclusions = {"expired_assessment": int(row.get("excluded_expired_assessment", 0)),
+                      "suitability": int(row.get("excluded_suitability", 0)),
+                      "consent": int(row.get("excluded_no_consent", 0))}
     meta = get_run_metrics(engine, run_id)
     as_of = pd.Timestamp(str(meta.get("cross_sell.as_of") or date.today().isoformat()))
     # Every still-stored consenting offer of the category is checked (not only the first `limit`), so

@@ -132,6 +132,11 @@ class Recommendations:
         One row per customer (the index of the propensity frame): ``next_best_category``,
         ``next_best_product_id``, ``next_best_expected_value`` (the rank-1 offer; missing when none)
         and ``no_offer_reason`` (missing when there is an offer; else a key of ``no_offer``).
+    funnel_cells : pandas.DataFrame or None
+        With ``owners``: the funnel counts per category and owner (``category``, ``branch_id``,
+        ``relationship_manager``, ``non_holders``, ``excluded_expired_assessment``,
+        ``excluded_suitability``, ``eligible``, ``excluded_no_consent``); summed over the owners
+        they are ``funnel``'s. A scoped user's campaign exclusions are summed from them.
     """
 
     offers: pd.DataFrame
@@ -139,10 +144,12 @@ class Recommendations:
     opportunities: pd.DataFrame
     no_offer: dict
     customers: pd.DataFrame | None = None
+    funnel_cells: pd.DataFrame | None = None
 
 
 def recommend(propensity: pd.DataFrame, customer_frame: pd.DataFrame, products_frame: pd.DataFrame,
-              balance_by_tier: pd.DataFrame, *, top_n: int = 3, campaign_size: int = 20_000) -> Recommendations:
+              balance_by_tier: pd.DataFrame, *, top_n: int = 3, campaign_size: int = 20_000,
+              owners: pd.DataFrame | None = None) -> Recommendations:
     """Next-best products with expected value, under the guards of the module docstring.
 
     Parameters
@@ -161,6 +168,8 @@ def recommend(propensity: pd.DataFrame, customer_frame: pd.DataFrame, products_f
         Offers kept per customer.
     campaign_size : int
         Consenting customers kept per category, best expected value first, for campaign lists.
+    owners : pandas.DataFrame, optional
+        ``branch_id`` and ``relationship_manager`` by customer: count the funnel per owner too.
 
     Returns
     -------
@@ -270,8 +279,32 @@ def recommend(propensity: pd.DataFrame, customer_frame: pd.DataFrame, products_f
         "next_best_expected_value": np.where(has_offer, ev[rows_all, best_k] if k_count else np.nan, np.nan),
         "no_offer_reason": reason,
     }, index=propensity.index)
+    cells = None
+    if owners is not None:
+        cells = _funnel_cells(owners.reindex(propensity.index), categories, {
+            "non_holders": non_holder, "excluded_expired_assessment": expired, "excluded_suitability": unsuitable,
+            "eligible": eligible, "excluded_no_consent": eligible & ~consent[:, None]})
     return Recommendations(offers=offers, funnel=funnel, opportunities=opportunities, no_offer=no_offer,
-                           customers=customers_out)
+                           customers=customers_out, funnel_cells=cells)
+
+
+def _funnel_cells(owners: pd.DataFrame, categories: list[str], masks: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Each (customers x categories) mask of ``masks`` counted per category and owner."""
+    branch = owners["branch_id"].astype(object).fillna("").to_numpy()
+    manager = owners["relationship_manager"].astype(object).fillna("").to_numpy()
+    codes, uniques = pd.factorize(pd.MultiIndex.from_arrays([branch, manager]))
+    parts = []
+    for k, category in enumerate(categories):
+        counts = {name: np.bincount(codes, weights=mask[:, k], minlength=len(uniques)).astype(np.int64)
+                  for name, mask in masks.items()}
+        part = pd.DataFrame({"category": category, "branch_id": uniques.get_level_values(0),
+                             "relationship_manager": uniques.get_level_values(1), **counts})
+        parts.append(part[part["non_holders"] > 0])
+    columns = ["category", "branch_id", "relationship_manager", *masks]
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    for col in ("branch_id", "relationship_manager"):
+        out[col] = out[col].astype(object).where(out[col] != "", None)
+    return out[columns]
 
 
 def propensity_json(propensity: pd.DataFrame, decimals: int = 4) -> np.ndarray:

@@ -26,8 +26,10 @@ from analytics.schema import (
     cross_sell_categories,
     cross_sell_cooccurrence,
     cross_sell_customer,
+    cross_sell_funnel_cells,
     cross_sell_opportunities,
     cross_sell_rules,
+    customers,
     next_best_product,
     products,
 )
@@ -65,8 +67,8 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
     """The refresh stage ``cross_sell``: rules, propensities, next-best products, written per run.
 
     Writes ``cross_sell_rules``, ``cross_sell_cooccurrence``, ``next_best_product``,
-    ``cross_sell_customer`` (one row per customer, closed ones included), ``cross_sell_categories``
-    and ``cross_sell_opportunities`` under ``ctx.run_id`` in one transaction, and headline metrics (``cross_sell.*``) in ``run_metrics``.
+    ``cross_sell_customer`` (one row per customer, closed ones included), ``cross_sell_categories``,
+    ``cross_sell_funnel_cells`` and ``cross_sell_opportunities`` under ``ctx.run_id`` in one transaction, and headline metrics (``cross_sell.*``) in ``run_metrics``.
     """
     if ctx.as_of_month is None:
         log.info("cross_sell: no activity data, nothing to do")
@@ -126,8 +128,11 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
         "value_tier": tiers.reindex(population.index),
     }, index=population.index)
     balance_by_tier = expected_balances(balances, tiers, categories)
+    owners = read_frame(engine, select(customers.c.customer_id, customers.c.branch_id,
+                                       customers.c.relationship_manager)).set_index("customer_id")
     result = recommend(propensity, customer_frame, products_frame, balance_by_tier, top_n=conf["top_n"],
-                       campaign_size=conf["campaign_size"])
+                       campaign_size=conf["campaign_size"], owners=owners)
+    del owners
     lap("recommend")
 
     report = model.report_.reindex(categories)
@@ -172,6 +177,7 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
         bulk_insert(engine, cross_sell_cooccurrence, cooc_rows.assign(**run), conn=conn)
         bulk_insert(engine, cross_sell_categories, category_rows.assign(**run), conn=conn)
         bulk_insert(engine, cross_sell_opportunities, result.opportunities.assign(**run), conn=conn)
+        bulk_insert(engine, cross_sell_funnel_cells, result.funnel_cells.assign(**run), conn=conn)
         rows = offers.assign(**run)
         for start in range(0, len(rows), chunk):
             bulk_insert(engine, next_best_product, rows.iloc[start:start + chunk], conn=conn)
@@ -182,7 +188,8 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
     ctx.row_counts.update({"cross_sell_rules": len(rule_rows), "next_best_product": len(offers),
                            "cross_sell_customer": len(customer_rows),
                            "cross_sell_categories": len(category_rows),
-                           "cross_sell_opportunities": len(result.opportunities)})
+                           "cross_sell_opportunities": len(result.opportunities),
+                           "cross_sell_funnel_cells": len(result.funnel_cells)})
     for name, seconds in timings.items():
         ctx.metrics[f"cross_sell_seconds.{name}"] = seconds
     best = offers[offers["rank"] == 1]

@@ -181,3 +181,28 @@ def test_risk_headline_hides_counts_of_too_few_customers(k, expected):
     summary = pd.DataFrame({"customers": [12, 8], "suitability_mismatch_customers": [1, 2],
                             "assessments_expired": [0, 0], "balance_drops": [4, 3]})
     assert charts_risk.headline(summary, k) == expected
+
+
+def test_cross_sell_funnel_cells_add_up_to_the_funnel_and_a_scope_counts_its_own(demo_engine):
+    from analytics.runs import read_run_table
+
+    run_id = current_run_id(demo_engine)
+    funnel = cross_sell.read_categories(demo_engine, run_id).set_index("category")
+    cells = read_run_table(demo_engine, "cross_sell_funnel_cells", run_id, "category")
+    columns = ["non_holders", "excluded_expired_assessment", "excluded_suitability", "eligible", "excluded_no_consent"]
+    summed = cells.groupby("category")[columns].sum()
+    assert summed.to_dict() == funnel.loc[summed.index, columns].astype(int).to_dict()
+    assert (funnel.loc[summed.index, "excluded_no_consent"] > 0).any()
+    # A branch's stored funnel is counted from its own customers: the scoped exclusions of every
+    # branch add up to at least the bank's funnel counts (the stored offers' re-checks come on top).
+    category = summed["excluded_no_consent"].idxmax()
+    bank_list, bank_out = cross_sell.campaign_list(demo_engine, run_id, category, viewer=BANK, limit=100_000)
+    parts = [cross_sell.campaign_list(demo_engine, run_id, category, viewer=_by_branch(b), limit=100_000)
+             for b in _branches(demo_engine)]
+    for reason, column in (("consent", "excluded_no_consent"), ("suitability", "excluded_suitability"),
+                           ("expired_assessment", "excluded_expired_assessment")):
+        assert sum(out[reason] for _, out in parts) >= int(funnel.loc[category, column])
+    mine = parts[0][1]
+    branch_cells = cells[(cells["category"] == category) & (cells["branch_id"] == _branches(demo_engine)[0])]
+    assert mine["consent"] >= int(branch_cells["excluded_no_consent"].sum()) > 0
+    assert mine["consent"] < bank_out["consent"]
