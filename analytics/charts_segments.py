@@ -117,8 +117,8 @@ def lifecycle_bar(summary: pd.DataFrame, metric: str = "customers", lang: str = 
 def cluster_profile_heatmap(profiles: pd.DataFrame, lang: str = "en") -> go.Figure:
     """Each cluster's mean of every clustering feature, in standard deviations from the average.
 
-    ``profiles`` has one row per cluster with ``cluster_name``, ``customers`` and ``z_<feature>``
-    columns (the ``cluster_profiles`` table, expanded by
+    ``profiles`` has one row per cluster with ``cluster_name``, ``customers`` (optional) and
+    ``z_<feature>`` columns (the ``cluster_profiles`` table, expanded by
     :func:`analytics.segmentation.read_cluster_profiles`).
     """
     title = tr("charts.segments.clusters", lang)
@@ -127,7 +127,10 @@ def cluster_profile_heatmap(profiles: pd.DataFrame, lang: str = "en") -> go.Figu
         return _empty(title, lang)
     features = [c[2:] for c in z_cols]
     z = profiles[z_cols].astype(float).to_numpy()
-    names = [f"{name} ({int(n):,})" for name, n in zip(profiles["cluster_name"], profiles["customers"], strict=True)]
+    # Without counts (a portfolio's view of the model's clusters), the clusters are named only.
+    counts = profiles["customers"] if "customers" in profiles.columns else pd.Series(np.nan, index=profiles.index)
+    names = [str(name) if pd.isna(n) else f"{name} ({int(n):,})"
+             for name, n in zip(profiles["cluster_name"], counts, strict=True)]
     limit = float(max(1.0, np.nanmax(np.abs(z))))
     fig = go.Figure(go.Heatmap(
         z=z, x=[label("feature", f, lang) for f in features], y=names, colorscale="RdBu", reversescale=True,

@@ -379,9 +379,9 @@ def _cube_chart(url: str, run_id: int, filters: sx.Filters, kind: str, metric: s
 
         rows = _cluster_rows(url, run_id)
         if scope is not None and _viewer.scope.portfolios:
-            # The cluster cube is split by branch, not portfolio: a portfolio sees the model's
-            # bank-wide cluster profiles (what each cluster is), not a profile of its customers.
-            profiles = _cluster_profiles(url, run_id)
+            # The cluster cube is split by branch, not portfolio: a portfolio sees what each of the
+            # model's clusters is (its centroid profile), without the bank's cluster sizes.
+            profiles = _cluster_profiles(url, run_id).drop(columns="customers", errors="ignore")
         elif not rows.empty:
             if scope is not None:  # a branch scope: only its branches' cells
                 mine = tuple(b for b in (filters.branches or cube.branches) if b in _viewer.scope.branches)

@@ -124,3 +124,13 @@ def test_demo_charts_carry_no_personal_data(demo_engine):
     for column in people.columns:
         for value in people[column].dropna():
             assert str(value) not in text, column
+
+
+def test_cluster_profiles_without_counts_name_the_clusters_only():
+    from analytics.charts_segments import cluster_profile_heatmap
+
+    profiles = pd.DataFrame({"cluster_name": ["Savers", "Spenders"], "z_aum": [1.0, -0.5], "z_txn": [-0.2, 0.8]})
+    fig = cluster_profile_heatmap(profiles)
+    assert list(fig.data[0].y) == ["Savers", "Spenders"]
+    counted = cluster_profile_heatmap(profiles.assign(customers=[1200, 30]))
+    assert list(counted.data[0].y) == ["Savers (1,200)", "Spenders (30)"]
