@@ -362,17 +362,36 @@ def _write_checkpoint(engine: Engine, key: bytes, seq: int, entry_hash: str) -> 
         _clear_alarm(path, _store_id(engine))
 
 
-def reset_checkpoint(engine: Engine) -> None:
-    """Set the checkpoint to the table's current head (or forget it if the table is empty).
+def retire_checkpoint(engine: Engine, *, username: str | None = None) -> int | None:
+    """Retire the checkpoint an earlier store left at this store's URL, when this store's log is empty.
 
-    Only for a store that was rebuilt on purpose (``python -m analytics demo`` drops every table):
-    otherwise the old checkpoint rightly reports the emptied log as truncated. Log the reset.
+    For a store built anew where one was deleted (``make run`` after removing ``data/bank.db``):
+    the old checkpoint rightly calls the empty log truncated, and every append would be refused.
+    Nothing is retired while the log has an entry (then the checkpoint is this log's, and a
+    difference is a finding, see :func:`accept_missing_checkpoint`). The retirement is the new
+    log's first entry (``audit_verify`` with ``retired_checkpoint``: the old head's seq, hash and
+    time), so the rebuild stays on record.
+
+    Returns
+    -------
+    int or None
+        The seq of that entry; None when there was nothing to retire.
     """
     key = audit_key(engine)
-    with engine.connect() as conn:
-        head = conn.execute(select(audit_log.c.seq, audit_log.c.entry_hash)
-                            .order_by(audit_log.c.seq.desc()).limit(1)).first()
-    _write_checkpoint(engine, key, head.seq if head else 0, head.entry_hash if head else "")
+    path, store = _checkpoint_path(), _store_id(engine)
+    with _checkpoint_lock(path):
+        with engine.connect() as conn:
+            has_entry = conn.execute(select(audit_log.c.seq).limit(1)).first() is not None
+        stores = _load_checkpoints(path)
+        old = stores.get(store)
+        if has_entry or not isinstance(old, dict):
+            return None
+        _store_checkpoint(path, key, store, 0, "")
+        _clear_alarm(path, store)
+    retired = {k: old.get(k) for k in ("seq", "hash", "at")}
+    return append(engine, "audit_verify", username=username,
+                  parameters={"ok": True, "retired_checkpoint": retired,
+                              "reason": "a new store was built where an earlier one was removed"})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1052,6 +1071,6 @@ __all__ = [
     "EVENTS", "GENESIS_HASH", "HASHED_FIELDS", "MAX_QUERY_ROWS", "QUERY_COLUMNS", "REDACTED",
     "AuditChainBroken", "AuditError", "AuditTamperedError", "ChainAlarm", "Checkpoint", "VerifyResult",
     "UNMASK_REASON_PLACEHOLDER", "accept_missing_checkpoint", "append", "audit_key", "chain_alarm",
-    "entries_for_viewer", "keyed_ref", "prune", "query", "reset_checkpoint", "safe_parameters", "scrub_text",
+    "entries_for_viewer", "keyed_ref", "prune", "query", "retire_checkpoint", "safe_parameters", "scrub_text",
     "session_ref", "verify",
 ]

@@ -35,6 +35,10 @@ def cmd_demo(args) -> int:
     engine = _engine(args, create_dir=True)
     summary = demo.generate(engine, customers=args.customers, months=args.months, seed=args.seed,
                             progress=not args.quiet)
+    from analytics import audit
+
+    if audit.retire_checkpoint(engine, username="cli:demo") is not None:
+        print("the audit checkpoint of a removed earlier store at this URL was retired (recorded in the log)")
     counts = summary.get("row_counts", summary)
     print("demo store built: " + ", ".join(f"{k} {v:,}" for k, v in counts.items() if isinstance(v, int)))
     return 0

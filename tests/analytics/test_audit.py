@@ -17,7 +17,7 @@ from analytics.audit import (
     append,
     prune,
     query,
-    reset_checkpoint,
+    retire_checkpoint,
     safe_parameters,
     scrub_text,
     session_ref,
@@ -161,14 +161,23 @@ def test_a_wrong_key_fails_verification(chain, monkeypatch):
     assert not verify(chain).ok
 
 
-def test_rebuilt_store_needs_an_explicit_checkpoint_reset(chain):
+def test_rebuilt_store_needs_an_explicit_retirement_which_is_recorded(chain):
+    with chain.connect() as conn:
+        head = conn.execute(text("SELECT entry_hash FROM audit_log ORDER BY seq DESC LIMIT 1")).scalar()
+    assert retire_checkpoint(chain, username="cli:demo") is None  # the log has entries: nothing retired
     _sql(chain, "DELETE FROM audit_log")
     with pytest.raises(audit.AuditChainBroken):  # the checkpoint still says 10 entries: rightly suspicious
         append(chain, "refresh_start", run_id=1)
     assert not verify(chain).ok
-    reset_checkpoint(chain)
+    seq = retire_checkpoint(chain, username="cli:demo")
+    assert seq == 1 and verify(chain).ok and audit.chain_alarm(chain) is None
+    first = audit.query(chain).set_index("seq").loc[1]
+    assert first["event"] == "audit_verify" and first["username"] == "cli:demo"
+    retired = json.loads(first["parameters"])["retired_checkpoint"]
+    assert retired["seq"] == 10 and retired["hash"] == head
     append(chain, "refresh_start", run_id=1)
     assert verify(chain).ok
+    assert retire_checkpoint(chain) is None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -516,7 +525,9 @@ def test_a_good_verify_clears_the_alarm(eight, tmp_path):
     with pytest.raises(audit.AuditChainBroken):
         append(eight, "logout", username="user0")
     assert audit.chain_alarm(eight) is not None
-    reset_checkpoint(eight)  # an operator's deliberate act
+    assert retire_checkpoint(eight) is None  # a log with entries keeps its checkpoint
+    os.remove(path)  # an operator's deliberate act: the checkpoint moved aside, the head accepted
+    assert audit.accept_missing_checkpoint(eight, username="ops").accepted
     assert verify(eight).ok
     assert audit.chain_alarm(eight) is None
 
