@@ -1,14 +1,21 @@
-"""Leak test: every page, rendered for every role on the demo store, holds no raw personal value.
+"""Leak test: every page, rendered for every role on the demo store, holds no raw personal value,
+no customer outside a scoped user's scope, and no figure of too few customers for an
+aggregate-only role.
 
 Raw values are read straight from the store (names, ID numbers, phones, e-mails, addresses, card
 and account numbers) and searched for in everything the app rendered (text, metrics, tables,
-chart specs), and in the app's log. No role sees a raw value without an explicit, audited unmask.
+chart specs and their hovers), in every export offered, and in the app's log. No role sees a raw
+value without an explicit, audited unmask.
 """
 
+import base64
 import io
+import json
 import logging
+import math
 from pathlib import Path
 
+import numpy as np
 import openpyxl
 import pytest
 from google.protobuf.json_format import MessageToJson
@@ -76,6 +83,8 @@ def test_no_raw_personal_value_reaches_any_page_or_log(monkeypatch, demo_store_u
     with engine.connect() as conn:  # a customer the user may open (in scope)
         sample_customer = conn.execute(text(f"SELECT MIN(c.customer_id) FROM customers c WHERE {where}"),
                                        params).scalar()
+    with engine.connect() as conn:
+        in_scope = set(conn.execute(text(f"SELECT c.customer_id FROM customers c WHERE {where}"), params).scalars())
     root = Path(__file__).resolve().parents[2]
     for script in pages:
         at.switch_page(str(Path(script).relative_to(root))).run()
@@ -90,6 +99,9 @@ def test_no_raw_personal_value_reaches_any_page_or_log(monkeypatch, demo_store_u
         blob = "\n".join(_rendered_text(at._tree))
         leaked = [v for v in raw_values if v in blob]
         assert leaked == [], f"{role} on {script} sees raw values, e.g. {leaked[:1]!r}"
+        if viewer.scope is not None:
+            shown = _customer_ids(at)
+            assert shown <= in_scope, f"{role} on {script} sees customers outside the scope"
     logged = [v for v in raw_values if v in caplog.text]
     assert logged == []
     if access.can_see_customer_rows([role]):
@@ -101,3 +113,71 @@ def test_no_raw_personal_value_reaches_any_page_or_log(monkeypatch, demo_store_u
                           for c in row)
             leaked = [v for v in raw_values if v in text_of_file]
             assert leaked == [], f"{role} export {export.file_name} holds raw values"
+        if viewer.scope is not None and "customer_id" in frame.columns:
+            assert set(frame["customer_id"].astype(str)) <= in_scope, f"{role} exports customers outside the scope"
+
+
+def _customer_ids(at) -> set[str]:
+    ids = set()
+    for frame in at.dataframe:
+        value = frame.value
+        if hasattr(value, "columns") and "customer_id" in value.columns:
+            ids |= set(value["customer_id"].astype(str))
+    return ids
+
+
+def _numbers(fig: dict) -> list[float]:
+    out = []
+    for trace in fig.get("data", []):
+        for key in ("x", "y", "z", "values"):
+            value = trace.get(key)
+            stack = [value]
+            while stack:
+                v = stack.pop()
+                if isinstance(v, list):
+                    stack.extend(v)
+                elif isinstance(v, dict) and "bdata" in v:  # a typed array, as plotly writes numpy data
+                    raw = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+                    out.extend(float(x) for x in raw)
+                elif isinstance(v, int | float) and not isinstance(v, bool):
+                    out.append(float(v))
+    return out
+
+
+@pytest.mark.parametrize("role", ["executive", "display"])
+def test_aggregate_only_roles_see_no_figure_of_too_few_customers(monkeypatch, demo_store_url, role):
+    """With MIN_CELL_CUSTOMERS above the bank's size every customer figure is a small cell: the
+    pages an aggregate-only role sees must then show none (cube charts, cross-tabs, the Overview's
+    counts and the KPI wall's tiles)."""
+    engine = make_engine(demo_store_url)
+    username = f"door_{role}"
+    if users.get_user(engine, username) is None:
+        users.add_user(engine, username, PASSWORD, [role])
+    monkeypatch.setenv("MIN_CELL_CUSTOMERS", "1000000")
+    at = login(new_app(monkeypatch, demo_store_url), username)
+    checked = 0
+    for page in ("overview", "kpi_wall", "segments", "lifecycle", "risk", "data_quality"):
+        script = f"app_pages/{page}.py"
+        if not any(info.get("script_path", "").endswith(script) for info in at._registered_pages.values()):
+            continue
+        at.switch_page(script).run()
+        assert not at.exception, page
+        checked += 1
+        if page == "overview":
+            values = {m.label: m.value for m in at.metric}
+            assert values and all(v in ("—", "0") for k, v in values.items() if k != "Products"), values
+        if page in ("segments", "lifecycle"):
+            assert any("fewer than" in i.value for i in at.info), "no small-population notice"
+        if page == "data_quality":
+            breakdowns = [json.loads(c.proto.spec) for c in at.get("plotly_chart")
+                          if "by branch" in json.dumps(json.loads(c.proto.spec).get("layout", {}).get("title"))]
+            assert breakdowns and not [v for v in _numbers(breakdowns[0]) if not math.isnan(v)], "a branch is shown"
+        if page == "risk":
+            assert all(m.value == "—" for m in at.metric), [m.value for m in at.metric]
+            for chart in at.get("plotly_chart"):
+                fig = json.loads(chart.proto.spec)
+                assert not [v for v in _numbers(fig) if not math.isnan(v) and v >= 1], "a cross-tab cell is shown"
+        if page == "kpi_wall":
+            assert any("fewer than" in i.value for i in at.info) or not at.get("plotly_chart")
+    assert checked >= 1
+
