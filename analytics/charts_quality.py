@@ -143,8 +143,16 @@ def score_trend(history: pd.DataFrame, *, dimensions: tuple[str, ...] | None = N
             customdata=h["run_id"], line={"width": 4 if dim == "overall" else 2},
             hovertemplate="run %{customdata}: %{y:.2f}%<extra>" + dimension_label(dim, lang) + "</extra>",
         ))
-    fig.update_layout(title=title, xaxis={"title": tr("charts.quality.refresh", lang)},
-                      yaxis={"title": tr("charts.quality.score", lang)}, hovermode="x unified")
+    xaxis = {"title": tr("charts.quality.refresh", lang)}
+    times = history["finished_at"]
+    if times.notna().all():
+        # Minutes at most: with one run (or runs minutes apart) plotly would tick milliseconds.
+        xaxis["tickformat"] = "%Y-%m-%d %H:%M"
+        first, last = pd.Timestamp(times.min()), pd.Timestamp(times.max())
+        if last - first < pd.Timedelta(hours=1):
+            xaxis["range"] = [first - pd.Timedelta(hours=12), last + pd.Timedelta(hours=12)]
+    fig.update_layout(title=title, xaxis=xaxis, yaxis={"title": tr("charts.quality.score", lang)},
+                      hovermode="x unified")
     return fig
 
 

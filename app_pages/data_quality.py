@@ -14,6 +14,9 @@ lang = session.lang()
 dq = loaders.dq_frames(run_id)
 
 st.title(session.page_title("data_quality"))
+viewer = user["viewer"]
+if viewer.scoped:
+    st.caption(session.t("scope.dq_store_wide"))
 if dq["results"].empty:
     st.warning(session.t("data_quality.this_run_has_no_data"))
     st.stop()
@@ -27,15 +30,12 @@ c1, c2 = st.columns(2)
 c1.plotly_chart(charts_quality.dimension_bars(dq["overall"], lang=lang), width="stretch")
 c2.plotly_chart(charts_quality.score_trend(dq["history"], lang=lang), width="stretch")
 
-viewer = user["viewer"]
 scope = st.radio(session.t("data_quality.breakdown_by"), ["branch"] if viewer.scoped else ["branch", "channel"],
                  horizontal=True, format_func=lambda s: {"branch": session.t("data_quality.branch_2"),
                                                          "channel": session.t("data_quality.onboarding_channel")}[s])
 st.plotly_chart(charts_quality.breakdown_bars(loaders.dq_breakdown(run_id, scope, viewer), scope=scope,
                                               lang=lang), width="stretch")
-if viewer.scoped:
-    st.caption(session.t("scope.dq_store_wide"))
-elif viewer.aggregate_only:
+if viewer.aggregate_only:
     st.caption(session.t("data_quality.small_cells_left_out", k=session.fmt_count(loaders.min_cell(viewer))))
 
 st.subheader(session.t("data_quality.rules"))

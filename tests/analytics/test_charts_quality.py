@@ -113,3 +113,18 @@ def test_rules_table_failing_first():
 def test_unknown_language_is_refused():
     with pytest.raises(ValueError):
         cq.dimension_bars(SCORES, lang="fr")
+
+
+def test_score_trend_ticks_dates_not_milliseconds_and_pads_a_single_run():
+    import pandas as pd
+
+    from analytics.charts_quality import score_trend
+
+    history = pd.DataFrame({"run_id": [1, 1], "finished_at": pd.to_datetime(["2026-12-03 18:51:21.259"] * 2),
+                            "dimension": ["overall", "completeness"], "score": [0.984, 0.99]})
+    fig = score_trend(history)
+    assert fig.layout.xaxis.tickformat == "%Y-%m-%d %H:%M"
+    low, high = (pd.Timestamp(v) for v in fig.layout.xaxis.range)
+    assert high - low == pd.Timedelta(hours=24)
+    two = pd.concat([history, history.assign(run_id=2, finished_at=pd.Timestamp("2026-12-10"))])
+    assert score_trend(two).layout.xaxis.range is None
