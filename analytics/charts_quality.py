@@ -3,11 +3,13 @@
 Every builder takes the frames :mod:`analytics.quality` returns (scores, history, rule results),
 never reads the store itself, and returns a :class:`plotly.graph_objects.Figure`. Scores are
 fractions in [0, 1] in the frames and shown as percentages. ``lang`` is ``"en"`` or ``"zh"``; the
-three figures the bank's guidance names keep their Chinese names in both: 完整率 (completeness),
-准确率 (accuracy/validity), 鲜活率 (freshness, the timeliness dimension).
+three figures the bank's guidance names are shown in the UI language: 完整率 (completeness),
+准确率 (accuracy, the validity dimension), 鲜活率 (freshness, the timeliness dimension).
 """
 
 from __future__ import annotations
+
+import math
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -157,7 +159,8 @@ def score_trend(history: pd.DataFrame, *, dimensions: tuple[str, ...] | None = N
 
 
 def breakdown_bars(scores: pd.DataFrame, *, scope: str = "branch", dimension: str = "overall",
-                   labels: dict[str, str] | None = None, top: int | None = None, lang: str = "en") -> go.Figure:
+                   labels: dict[str, str] | None = None, top: int | None = None, average: float | None = None,
+                   lang: str = "en") -> go.Figure:
     """Bars of one dimension's score per branch or per onboarding channel, worst first.
 
     Parameters
@@ -171,6 +174,9 @@ def breakdown_bars(scores: pd.DataFrame, *, scope: str = "branch", dimension: st
         scope value -> display name (e.g. branch id -> branch name); the value itself otherwise.
     top : int, optional
         Show only the ``top`` worst.
+    average : float, optional
+        The bank's score of the dimension (a fraction), drawn as a line. The score axis is fitted
+        to the bars and the line (48 branches near 98 % on a 0-100 axis say nothing).
     """
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
@@ -194,7 +200,14 @@ def breakdown_bars(scores: pd.DataFrame, *, scope: str = "branch", dimension: st
         customdata=frame[["scope_value", "checked", "failed"]].to_numpy(),
         hovertemplate="%{x}: %{y:.2f}%<br>%{customdata[2]} / %{customdata[1]}<extra></extra>",
     ))
-    fig.update_layout(title=title, yaxis={"title": tr("charts.quality.score", lang), "range": [0, 100]},
+    shown = pct + ([] if average is None or pd.isna(average) else [100 * float(average)])
+    pad = max(0.5, 0.25 * (max(shown) - min(shown)))
+    low, high = max(0.0, math.floor(min(shown) - pad)), min(100.0, math.ceil(max(shown) + pad))
+    if average is not None and not pd.isna(average):
+        fig.add_hline(y=100 * float(average), line_dash="dash", line_color="#555555",
+                      annotation_text=tr("charts.quality.bank_average", lang, score=f"{100 * float(average):.1f}%"),
+                      annotation_position="top left")
+    fig.update_layout(title=title, yaxis={"title": tr("charts.quality.score", lang), "range": [low, high]},
                       xaxis={"title": scope_label, "type": "category"})
     return fig
 

@@ -34,7 +34,7 @@ scope = st.radio(session.t("data_quality.breakdown_by"), ["branch"] if viewer.sc
                  horizontal=True, format_func=lambda s: {"branch": session.t("data_quality.branch_2"),
                                                          "channel": session.t("data_quality.onboarding_channel")}[s])
 st.plotly_chart(charts_quality.breakdown_bars(loaders.dq_breakdown(run_id, scope, viewer), scope=scope,
-                                              lang=lang), width="stretch")
+                                              average=dq["overall_score"], lang=lang), width="stretch")
 if viewer.aggregate_only:
     st.caption(session.t("data_quality.small_cells_left_out", k=session.fmt_count(loaders.min_cell(viewer))))
 

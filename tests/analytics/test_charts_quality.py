@@ -67,8 +67,7 @@ def test_named_rates_are_the_three_the_guidance_names():
 def test_dimension_bars_one_per_dimension_coloured_by_band():
     fig = cq.dimension_bars(SCORES)
     (bar,) = fig.data
-    assert list(bar.y) == ["Completeness 完整率", "Accuracy 准确率", "Consistency", "Uniqueness",
-                           "Freshness 鲜活率"]
+    assert list(bar.y) == ["Completeness", "Accuracy", "Consistency", "Uniqueness", "Freshness"]
     assert list(bar.x) == [98.0, 90.0, 100.0, 75.0, 60.0]
     assert list(bar.marker.color) == [cq.BAR_COLOURS[b] for b in ("good", "watch", "good", "bad", "bad")]
     assert fig.layout.title.text == "Score by dimension"
@@ -76,7 +75,7 @@ def test_dimension_bars_one_per_dimension_coloured_by_band():
 
 def test_trend_has_one_line_per_dimension_across_runs():
     fig = cq.score_trend(HISTORY)
-    assert [t.name for t in fig.data] == ["Overall", "Completeness 完整率"]
+    assert [t.name for t in fig.data] == ["Overall", "Completeness"]
     assert list(fig.data[0].y) == [80.0, 86.0]
     assert list(fig.data[0].customdata) == [1, 2]
     assert fig.layout.title.text == "Data-quality trend across refreshes"
@@ -95,6 +94,19 @@ def test_breakdown_bars_worst_first_with_labels():
     assert list(cq.breakdown_bars(SCORES, dimension="validity").data[0].y) == [99.0]
     with pytest.raises(ValueError):
         cq.breakdown_bars(SCORES, scope="planet")
+
+
+def test_breakdown_axis_fits_the_bars_and_marks_the_bank():
+    fig = cq.breakdown_bars(SCORES, scope="branch", average=0.9)
+    low, high = fig.layout.yaxis.range
+    # bars 70, 85, 97 and the bank at 90: padded by a quarter of the spread (6.75), whole numbers
+    assert (low, high) == (63, 100)
+    (line,) = fig.layout.shapes
+    assert line.y0 == line.y1 == 90.0
+    assert fig.layout.annotations[0].text == "bank: 90.0%"
+    close = pd.DataFrame({"scope": "branch", "scope_value": ["B1", "B2"], "dimension": "overall",
+                          "score": [0.981, 0.984], "checked": 10, "failed": 0})
+    assert tuple(cq.breakdown_bars(close, scope="branch", lang="zh").layout.yaxis.range) == (97, 99)
 
 
 def test_rules_table_failing_first():
