@@ -114,8 +114,13 @@ def suitability_bar(branch_summary: pd.DataFrame, metric: str = "suitability_mis
                       + tr("charts.risk.customers", lang) + ": %{customdata:,}<extra></extra>",
         marker_color=ALERT, name=name,
     ))
+    # Counts tick at whole customers (a small count's axis would otherwise tick 0.2, 0.4, ...).
+    values = pd.to_numeric(frame["_v"], errors="coerce")
+    counts_axis = {"tickformat": ",d", "rangemode": "tozero"}
+    if metric != "mismatch_balance" and values.notna().any() and float(values.max()) <= 5:
+        counts_axis["dtick"] = 1
     fig.update_layout(title=title, xaxis_title=_dimension("branch_id", lang), yaxis_title=name, showlegend=False,
-                      yaxis={"tickformat": ".0%"} if share else {})
+                      yaxis={"tickformat": ".0%"} if share else counts_axis)
     return fig
 
 

@@ -80,3 +80,15 @@ def test_demo_charts_hold_no_personal_data(demo_engine):
     assert sum(sum(t.y) for t in figures[0].data) == risk_crosstab(demo_engine, None, "branch_id", viewer=RISK).to_numpy().sum()
     for fig in figures:
         assert "C1000" not in fig.to_json()
+
+
+def test_suitability_counts_tick_whole_customers():
+    import pandas as pd
+
+    from analytics.charts_risk import suitability_bar
+
+    summary = pd.DataFrame({"branch_id": ["B1", "B2"], "customers": [40, 30],
+                            "suitability_mismatch_customers": [1, 0], "assessments_expired": [0, 0],
+                            "balance_drops": [0, 0], "r4_r5_share": [0.1, 0.2]})
+    fig = suitability_bar(summary)
+    assert fig.layout.yaxis.dtick == 1 and fig.layout.yaxis.tickformat == ",d"
