@@ -1,5 +1,6 @@
 """KPI wall (数据大屏): big numbers with their change since last month and sparklines, dark and large
-enough to read from 5 m on a 1920×1080 screen. ``?kiosk=1`` hides the sidebar, header and menus;
+enough to read from 5 m on a 1920×1080 screen. ``?kiosk=1`` hides the sidebar, header and menus
+(always, for a display-only account);
 the tiles refresh every ``KPI_REFRESH_SECONDS`` without reloading the page.
 
 Each tick of the refresh reruns the fragment alone (not app.py), so the fragment checks the
@@ -14,7 +15,8 @@ from app_pages import loaders, session, widgets
 
 engine = session.engine()
 user = session.require_page(engine, "kpi_wall")
-kiosk = st.query_params.get("kiosk") == "1"
+# A display account (a lobby or boardroom screen) always gets the kiosk view; others ask with ?kiosk=1.
+kiosk = st.query_params.get("kiosk") == "1" or set(user["roles"]) == {"display"}
 
 st.markdown(charts_kpi.style(kiosk), unsafe_allow_html=True)
 

@@ -45,3 +45,10 @@ def test_kiosk_mode_hides_the_chrome(monkeypatch, demo_store_url):
     at = _open(monkeypatch, demo_store_url, "executive", kiosk=True)
     css = " ".join(m.value for m in at.markdown)
     assert 'stSidebar"]' in css and "display: none" in css
+
+
+@pytest.mark.parametrize("role, kiosk", [("display", True), ("executive", False)])
+def test_the_display_account_gets_the_kiosk_view_without_asking(monkeypatch, demo_store_url, role, kiosk):
+    at = _open(monkeypatch, demo_store_url, role)
+    css = " ".join(m.value for m in at.markdown)
+    assert ('stSidebar"]' in css and "display: none" in css) is kiosk
