@@ -11,8 +11,8 @@ import html
 
 import plotly.graph_objects as go
 
-from analytics import formatting
-from analytics.i18n import label, tr
+from analytics import formatting, metrics
+from analytics.i18n import tr
 
 DARK_CSS = """
 <style>
@@ -37,6 +37,13 @@ KIOSK_CSS = """
 # Rising is good for most tiles; for these, a fall is good news.
 LOWER_IS_BETTER = {"churned", "churn_rate", "value_at_risk", "risk_mix"}
 # The wall's rows of tiles, top to bottom.
+# Each tile is a figure of the metric catalog: the same label means the same number on every page.
+KPI_METRICS = {"customers": "customers_with_balance", "active": "customers_transacting", "new": "new_customers",
+               "churned": "churned_customers", "aum": "aum_total", "deposits": "deposits_total",
+               "loans": "loans_total", "avg_clv": "clv_average", "churn_rate": "churn_rate",
+               "value_at_risk": "value_at_risk", "cross_sell_potential": "cross_sell_potential",
+               "risk_mix": "risk_mix", "dq_overall": "dq_score"}
+KPI_CLV_YEARS = 3  # the wall's average CLV is the 3-year margin CLV
 LAYOUT = (("customers", "active", "new", "churned"), ("aum", "deposits", "loans", "avg_clv"),
           ("churn_rate", "value_at_risk", "cross_sell_potential", "risk_mix", "dq_overall"))
 SPARK_COLOUR = "#5aa9ff"
@@ -75,12 +82,14 @@ def delta_html(card, lang: str) -> str:
 
 def tile_html(key: str, card, lang: str, *, small: bool = False) -> str:
     """One tile: its label, its value and its change; a dash when the run has no such figure."""
-    name = html.escape(label("kpi", key, lang))
+    name = html.escape(metrics.label(KPI_METRICS[key], lang, years=KPI_CLV_YEARS))
+    definition = html.escape(metrics.definition(KPI_METRICS[key], lang, years=KPI_CLV_YEARS, months=3), quote=True)
+    head = f'<div class="kpi-label" title="{definition}">{name}</div>'
     if card is None:
-        return f'<div class="kpi-label">{name}</div><div class="kpi-value">—</div>'
+        return f'{head}<div class="kpi-value">—</div>'
     size = " kpi-small" if small else ""
     value = html.escape(value_text(card.value, card.kind, lang))
-    return f'<div class="kpi-label">{name}</div><div class="kpi-value{size}">{value}</div>{delta_html(card, lang)}'
+    return f'{head}<div class="kpi-value{size}">{value}</div>{delta_html(card, lang)}'
 
 
 def header_html(run_id: int, as_of_month, lang: str, stale_hours: float | None = None) -> str:

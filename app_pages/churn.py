@@ -31,11 +31,11 @@ def num(key):
 head = loaders.churn_headline(run_id, user["viewer"])
 active, expected = head["customers_active"], head["expected_churners"]
 c1, c2, c3, c4 = st.columns(4)
-c1.metric(session.t("churn.predicted_churn_rate"), session.fmt_rate(expected / active if active else None),
-          help=session.t("churn.predicted_churn_rate_help", months=int(num("churn.horizon_months") or 3)))
-c2.metric(session.t("churn.expected_churners"), session.fmt_count(expected))
-c3.metric(session.t("churn.value_at_risk"), session.fmt_amount(head["value_at_risk_total"]))
-c4.metric(session.t("churn.hold_out_roc_auc"), formatting.decimal(num("churn.holdout_roc_auc"), lang))
+months = int(num("churn.horizon_months") or 3)
+widgets.metric(c1, "churn_rate", session.fmt_rate(expected / active if active else None), months=months)
+widgets.metric(c2, "expected_churners", session.fmt_count(expected), months=months)
+widgets.metric(c3, "value_at_risk", session.fmt_amount(head["value_at_risk_total"]))
+widgets.metric(c4, "holdout_roc_auc", formatting.decimal(num("churn.holdout_roc_auc"), lang))
 
 dimension = st.radio(session.t("churn.churn_by"), ["rfm_segment", "branch_id", "value_tier", "lifecycle_stage"],
                      horizontal=True, format_func=lambda d: i18n.label("dimension", d, session.lang()))
@@ -43,10 +43,10 @@ st.plotly_chart(loaders.run_chart(run_id, "churn_rates", viewer=user["viewer"], 
 
 st.subheader(session.t("churn.model_card_hold_out_period"))
 c1, c2, c3, c4 = st.columns(4)
-c1.metric(session.t("churn.pr_auc"), formatting.decimal(num("churn.holdout_pr_auc"), lang))
-c2.metric(session.t("churn.brier"), formatting.decimal(num("churn.holdout_brier"), lang, digits=4))
-c3.metric(session.t("churn.top_decile_lift"), formatting.ratio(num("churn.top_decile_lift"), lang))
-c4.metric(session.t("churn.top_decile_capture"), session.fmt_rate(num("churn.top_decile_capture"), digits=0))
+widgets.metric(c1, "holdout_pr_auc", formatting.decimal(num("churn.holdout_pr_auc"), lang))
+widgets.metric(c2, "holdout_brier", formatting.decimal(num("churn.holdout_brier"), lang, digits=4))
+widgets.metric(c3, "top_decile_lift", formatting.ratio(num("churn.top_decile_lift"), lang))
+widgets.metric(c4, "top_decile_capture", session.fmt_rate(num("churn.top_decile_capture"), digits=0))
 st.caption(session.t("churn.trained_evaluated_applied", train=escape_md(m.get("churn.train_cutoff")),
                      holdout=escape_md(m.get("churn.holdout_cutoff")), as_of=escape_md(m.get("churn.as_of_month"))))
 c1, c2, c3 = st.columns(3)

@@ -25,11 +25,10 @@ m = loaders.run_metrics(run_id)
 figures = loaders.cross_sell_figures(run_id, user["viewer"])
 head = figures["headline"]
 c1, c2, c3, c4 = st.columns(4)
-c1.metric(session.t("cross_sell.customers_scored"), session.fmt_count(head["customers_scored"]))
-c2.metric(session.t("cross_sell.customers_with_offer"), session.fmt_count(head["customers_with_offer"]))
-c3.metric(session.t("cross_sell.potential"), session.fmt_amount(head["next_best_expected_value_total"]),
-          help=session.t("cross_sell.potential_help"))
-c4.metric(session.t("cross_sell.rules_found"), session.fmt_count(m.get("cross_sell.rules")))
+widgets.metric(c1, "customers_scored", session.fmt_count(head["customers_scored"]))
+widgets.metric(c2, "customers_with_offer", session.fmt_count(head["customers_with_offer"]))
+widgets.metric(c3, "cross_sell_potential", session.fmt_amount(head["next_best_expected_value_total"]))
+widgets.metric(c4, "association_rules", session.fmt_count(m.get("cross_sell.rules")))
 
 c1, c2 = st.columns(2)
 matrix_customers = int(m.get("cross_sell.matrix_customers") or 0)

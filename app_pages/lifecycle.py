@@ -20,10 +20,10 @@ clv_col = f"clv_margin_{horizon}y"
 metric = f"{clv_col}_total"
 head = sx.headline(cube, filters)
 c1, c2, c3 = st.columns(3)
-c1.metric(session.t("lifecycle.customers"), session.fmt_count(head["customers"]))
-c2.metric(session.t("lifecycle.total_horizon_year_clv", horizon=horizon), session.fmt_amount(head[metric]))
-c3.metric(session.t("lifecycle.average_clv"),
-          session.fmt_amount(head[metric] / head["customers"] if head["customers"] else None))
+widgets.metric(c1, "customers_selected", session.fmt_count(head["customers"]))
+widgets.metric(c2, "clv_total", session.fmt_amount(head[metric]), years=horizon)
+widgets.metric(c3, "clv_average", session.fmt_amount(head[metric] / head["customers"] if head["customers"] else None),
+               years=horizon)
 
 c1, c2 = st.columns(2)
 c1.plotly_chart(loaders.cube_chart(run_id, filters, "lifecycle_bar", viewer=user["viewer"], lang=lang), width="stretch")

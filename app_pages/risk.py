@@ -22,10 +22,10 @@ if summary.empty:
 
 c1, c2, c3, c4 = st.columns(4)
 head = charts_risk.headline(summary, loaders.min_cell(viewer))
-c1.metric(session.t("risk.customers"), session.fmt_count(head["customers"]))
-c2.metric(session.t("risk.suitability_mismatches"), session.fmt_count(head["mismatches"]))
-c3.metric(session.t("risk.expired_or_missing_assessments"), session.fmt_count(head["expired"]))
-c4.metric(session.t("risk.abnormal_balance_drops"), session.fmt_count(head["balance_drops"]))
+widgets.metric(c1, "customers_risk_checked", session.fmt_count(head["customers"]))
+widgets.metric(c2, "suitability_mismatches", session.fmt_count(head["mismatches"]))
+widgets.metric(c3, "assessments_expired_or_missing", session.fmt_count(head["expired"]))
+widgets.metric(c4, "balance_drops", session.fmt_count(head["balance_drops"]))
 
 by = st.radio(session.t("risk.break_down_by"), ["branch_id", "value_tier", "rfm_segment"], horizontal=True,
               format_func=lambda b: {"branch_id": session.t("risk.branch_2"), "value_tier": session.t("risk.value_tier"),

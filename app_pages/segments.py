@@ -42,8 +42,8 @@ if expression.strip():
     session.audit_filter(engine, user, "segments", {**filters.as_params(), "tags": expression},
                       rows=counts["selected"])
     small = loaders.min_cell(user["viewer"])
-    st.metric(session.t("segments.customers_selected"),
-              f"<{session.fmt_count(small)}" if counts["selected"] < 0 else session.fmt_count(counts["selected"]))
+    widgets.metric(st, "customers_tagged",
+                   f"<{session.fmt_count(small)}" if counts["selected"] < 0 else session.fmt_count(counts["selected"]))
     if user["viewer"].sees_rows:
         consenting = counts["consenting"]
         st.caption(session.t("segments.n_with_marketing_consent_excluded", n=session.fmt_count(consenting),

@@ -11,7 +11,7 @@ import logging
 import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 
-from analytics import export_manifests, exports, i18n, settings, users
+from analytics import export_manifests, exports, i18n, metrics, settings, users
 from analytics import segment_explorer as sx
 from analytics.errors import AnalyticsError
 from analytics.formatting import escape_md
@@ -19,7 +19,7 @@ from analytics.segmentation import VALUE_TIERS
 from app_pages import loaders, session
 from app_pages.session import fmt_count, lang, t
 
-__all__ = ["CAMPAIGN_PAGE_ROWS", "audited_export", "escape_md", "export_buttons", "filtered_customers",
+__all__ = ["metric", "CAMPAIGN_PAGE_ROWS", "audited_export", "escape_md", "export_buttons", "filtered_customers",
            "language_switch", "left_out_notice", "restore_language", "scope_notice", "segment_filters", "show_table"]
 
 log = logging.getLogger("app")
@@ -190,3 +190,10 @@ def language_switch(engine, user: dict | None) -> None:
     on_change, args = (_remember_language, (engine, user["username"])) if user else (None, ())
     st.radio(t("app.language"), list(i18n.LANGUAGE_NAMES.values()), key=session.LANG_STATE, horizontal=True,
              on_change=on_change, args=args)
+
+
+def metric(col, key: str, value: str, **fields) -> None:
+    """A headline figure of the metric catalog (:mod:`analytics.metrics`): its one label, the value
+    given, and its definition as the help text. ``fields`` fill the label and definition."""
+    lang = session.lang()
+    col.metric(metrics.label(key, lang, **fields), value, help=metrics.definition(key, lang, **fields))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from analytics import access, i18n, quality
+from analytics import access, i18n, metrics, quality
 from analytics.cross_sell import EXCLUSION_REASONS
 from analytics.lifecycle import LIFECYCLE_STAGES
 from analytics.segmentation import CLUSTER_FEATURES, RFM_SEGMENTS, VALUE_TIERS
@@ -59,12 +59,22 @@ FAMILIES = {
     "dq_dimension": ["overall", *quality.DIMENSIONS],
     "exclusion": [*EXCLUSION_REASONS, "listed"],
     "feature": list(CLUSTER_FEATURES),
-    "kpi": ["customers", "active", "new", "churned", "aum", "deposits", "loans", "avg_clv", "churn_rate",
-            "value_at_risk", "cross_sell_potential", "risk_mix", "dq_overall"],
+    "metric": list(metrics.METRICS),
+    "metric_help": list(metrics.METRICS),
     "dimension": ["branch_id", "value_tier", "lifecycle_stage", "rfm_segment", "risk_tolerance", "credit_grade"],
     "measure": ["customers", "aum_total", "annual_margin_total", "clv_margin_1y_total", "clv_margin_3y_total",
                 "clv_margin_5y_total"],
 }
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_no_two_metrics_share_a_label(lang):
+    # Two figures computed differently must not read the same: the catalog gives each its own name.
+    labels = {}
+    for key in metrics.METRICS:
+        text = metrics.label(key, lang, years=3)
+        assert text not in labels, f"{key} and {labels.get(text)} are both labelled {text!r}"
+        labels[text] = key
 
 
 def test_the_catalog_file_is_a_mapping_of_keys_to_both_languages():

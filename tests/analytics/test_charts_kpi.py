@@ -15,7 +15,7 @@ def test_sparkline_draws_the_series_as_one_bare_line():
 
 def test_a_tile_shows_label_value_and_change_with_good_news_in_green():
     up = charts_kpi.tile_html("aum", Card("aum", 946_000_000.0, 900_000_000.0, kind="money"), "en")
-    assert '<div class="kpi-label">Total AUM</div>' in up
+    assert 'class="kpi-label" title="Assets under management' in up and '">Total AUM</div>' in up
     assert "CNY 946 m" in up and "kpi-up" in up and "▲ +5.1%" in up
     # Fewer churned customers is good news: green, pointing down.
     churned = charts_kpi.tile_html("churned", Card("churned", 80.0, 100.0), "en")

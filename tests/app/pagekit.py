@@ -81,6 +81,11 @@ def raw_personal_values(engine) -> set[str]:
 # Sessions
 # --------------------------------------------------------------------------------------------
 
+def page_exists(key: str) -> bool:
+    """True when the page's script is built (a page may be listed before its script exists)."""
+    return (ROOT / "app_pages" / f"{key}.py").exists()
+
+
 class Pages:
     """Logged-in AppTest sessions on one store, one per role, reused across a module's tests.
 
@@ -232,7 +237,7 @@ def text_with(at: AppTest, pattern: str, *kinds: str) -> str:
     return found[0]
 
 
-TILE = re.compile(r'kpi-label[^"]*">(?P<label>.*?)</div>\s*<div class="kpi-value[^"]*">(?P<value>.*?)</div>'
+TILE = re.compile(r'kpi-label[^>]*>(?P<label>.*?)</div>\s*<div class="kpi-value[^"]*">(?P<value>.*?)</div>'
                   r'\s*(?:<span class="kpi-delta[^"]*">(?P<delta>.*?)</span>)?', re.S)
 
 

@@ -26,7 +26,8 @@ def _open(monkeypatch, url, role, kiosk=False):
 def test_wall_shows_every_tile(monkeypatch, demo_store_url, role):
     at = _open(monkeypatch, demo_store_url, role)
     text = " ".join(m.value for m in at.markdown)
-    for label in ("Customers", "Total AUM", "Predicted churn", "Data quality", "Cross-sell potential"):
+    for label in ("Customers with a balance", "Total AUM", "Predicted churn rate", "Data quality score",
+                  "Cross-sell potential"):
         assert label in text
     from analytics import refresh
 

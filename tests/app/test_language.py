@@ -19,7 +19,7 @@ def test_a_chosen_language_is_remembered_at_the_next_login(monkeypatch, store_ur
     assert not second.exception
     assert second.radio(key="ui_lang").value == "中文"
     assert second.title[0].value == "概览"
-    assert {m.label for m in second.metric} >= {"客户数", "管理资产"}
+    assert {m.label for m in second.metric} >= {"在册客户数", "管理资产"}
 
     # Another user is not affected.
     other = login(new_app(monkeypatch, store_url), ROLE_USERS["risk"])

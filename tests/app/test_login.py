@@ -53,7 +53,7 @@ def test_user_with_several_roles_gets_the_union(monkeypatch, tmp_path):
 def test_overview_after_login_shows_counts_and_audits_the_view(monkeypatch, store_url):
     at = login(new_app(monkeypatch, store_url), ROLE_USERS["executive"])
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Customers"] == "3"
+    assert metrics["Customers on file"] == "3"
     assert metrics["Total AUM"] == "CNY 6,000"
     log = audit.query(make_engine(store_url))
     assert {"login_ok", "page_view"} <= set(log["event"])

@@ -11,8 +11,8 @@ def test_overview_shows_headline_counts_to_every_role(monkeypatch, store_url, ro
     assert not at.exception
     metrics = {m.label: m.value for m in at.metric}
     # Hand-computed from tests/analytics/store_rows.py.
-    assert metrics["Customers"] == "3"
-    assert metrics["Active"] == "2"
+    assert metrics["Customers on file"] == "3"
+    assert metrics["Status: active"] == "2"
     assert metrics["Total AUM"] == "CNY 6,000"
     assert metrics["Loans"] == "CNY 250,000"
 
@@ -22,9 +22,9 @@ def test_overview_in_chinese_counts_in_wan(monkeypatch, store_url):
     at.radio(key="ui_lang").set_value("中文").run()
     assert not at.exception
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["客户数"] == "3"
+    assert metrics["在册客户数"] == "3"
     assert metrics["管理资产"] == "¥6,000"
-    assert metrics["贷款"] == "¥25.00万"
+    assert metrics["贷款余额"] == "¥25.00万"
     assert at.title[0].value == "概览"
 
 

@@ -108,8 +108,8 @@ def test_lifecycle_headline_equals_the_run_and_follows_filters(monkeypatch, demo
     run_id = runs.current_run_id(engine)
     m = runs.get_run_metrics(engine, run_id)
     at = _open(monkeypatch, demo_store_url, "marketing", "lifecycle")
-    assert _number(_metric(at, "Customers")) == m["segments.customers"]
-    assert _number(_metric(at, "Total 3-year CLV")) == pytest.approx(m["clv_margin_3y_total"], abs=1)
+    assert _number(_metric(at, "Customers selected")) == m["segments.customers"]
+    assert _number(_metric(at, "Total CLV (3 y)")) == pytest.approx(m["clv_margin_3y_total"], abs=1)
     at.multiselect(key="lifecycle_a").select("60+").run()
     assert not at.exception
     seniors = read_frame(engine, "SELECT COUNT(*) AS n, SUM(m.clv_margin_3y) AS clv FROM customer_segments s "
@@ -117,8 +117,8 @@ def test_lifecycle_headline_equals_the_run_and_follows_filters(monkeypatch, demo
                                  "JOIN customer_clv_margin m ON m.run_id = s.run_id AND m.customer_id = s.customer_id "
                                  "WHERE s.run_id = :r "
                                  "AND c.birth_date < :born", {"r": run_id, "born": "1967-01-01"})
-    assert _number(_metric(at, "Customers")) == seniors["n"].iloc[0] < m["segments.customers"]
-    assert _number(_metric(at, "Total 3-year CLV")) == pytest.approx(seniors["clv"].iloc[0], abs=1)
+    assert _number(_metric(at, "Customers selected")) == seniors["n"].iloc[0] < m["segments.customers"]
+    assert _number(_metric(at, "Total CLV (3 y)")) == pytest.approx(seniors["clv"].iloc[0], abs=1)
     top = next(d.value for d in at.dataframe if "clv_margin_3y" in d.value.columns)
     assert len(top) == 50 and top["clv_margin_3y"].is_monotonic_decreasing
     events = audit.query(engine, event="filter")
