@@ -832,10 +832,13 @@ kpi_monthly = Table(
 
 # --- Alert worklists (issue 13) ---
 # Written by the refresh's "alerts" stage (analytics/alerts/stage.py) and by the Worklist page's
-# status changes. Not run-keyed result tables: an alert lives across refreshes. The same customer
-# and kind is one open alert (status new or contacted) however many runs detect it: a partial unique
-# index enforces it, and each run that still detects it only moves ``last_seen_run``. A run that no
-# longer detects an open alert resolves it (changed_by "refresh"); a later detection opens a new one.
+# status changes. Not run-keyed result tables: an alert lives across refreshes. While its condition
+# lasts (``cleared_run`` NULL) an alert is the one "standing" alert of its customer and kind, open
+# (new, contacted) or closed by a user (resolved, dismissed): a partial unique index enforces it, and
+# each run that still detects it only moves ``last_seen_run``, so it is never duplicated and a user's
+# resolution is not undone while the data still shows the condition. The first run that no longer
+# detects it sets ``cleared_run`` (and resolves it if still open, changed_by "refresh"); a later
+# detection opens a new alert.
 # Column names avoid ``run_id`` on purpose: the refresh prunes and deletes rows by ``run_id``.
 ALERT_KINDS = ("churn_value_at_risk", "suitability_mismatch", "assessment_expiring", "balance_drop",
                "id_expiring", "birthday", "complaint_unresolved")
@@ -856,15 +859,15 @@ alerts = Table(
     Column("first_seen", Date, nullable=False),  # the reference day of the run that first detected it
     Column("first_seen_run", Integer, nullable=False),
     Column("last_seen_run", Integer, nullable=False),
+    Column("cleared_run", Integer),  # the first run that no longer detected it; NULL while it stands
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
     Column("closed_at", DateTime),
     CheckConstraint("status IN ('new', 'contacted', 'resolved', 'dismissed')", name="ck_alerts_status"),
     Index("ix_alerts_owner_status", "owner", "status"),
     Index("ix_alerts_customer", "customer_id"),
-    Index("ux_alerts_open", "customer_id", "kind", unique=True,
-          sqlite_where=text("status IN ('new', 'contacted')"),
-          postgresql_where=text("status IN ('new', 'contacted')")),
+    Index("ux_alerts_standing", "customer_id", "kind", unique=True,
+          sqlite_where=text("cleared_run IS NULL"), postgresql_where=text("cleared_run IS NULL")),
 )
 
 # Every status change of an alert, the first (NULL -> new) included. ``during_run`` is the run that
