@@ -234,13 +234,16 @@ def send(digests: list[ManagerDigest], day: date, *, host: str, port: int, sende
             smtp.starttls(context=context)
             smtp.ehlo()
             if user:
-                smtp.login(user, password)
+                try:
+                    smtp.login(user, password)
+                except (smtplib.SMTPAuthenticationError, smtplib.SMTPServerDisconnected) as exc:
+                    # some servers hang up after refusing every mechanism smtplib tries
+                    raise DigestError(f"the mail server {where} refused the login of SMTP_USER "
+                                      f"({type(exc).__name__})") from None
             for digest in to_send:
                 smtp.send_message(_message(digest, day, sender, digest.recipients))
     except DigestError:
         raise
-    except smtplib.SMTPAuthenticationError:
-        raise DigestError(f"the mail server {where} refused the login of SMTP_USER") from None
     except smtplib.SMTPException as exc:
         raise DigestError(f"the mail server {where} refused the digest ({type(exc).__name__})") from None
     except (OSError, ssl.SSLError) as exc:  # refused, unreachable, timed out, TLS failure
