@@ -11,12 +11,14 @@ from analytics.alerts.read import (
     RISK_KINDS,
     AlertError,
     change_status,
+    counts,
     history,
     kinds_for,
+    labelled,
     trend,
     worklist,
 )
 from analytics.alerts.stage import alerts_stage, merge
 
-__all__ = ["KIND_ACCESS", "RISK_KINDS", "AlertError", "alerts_stage", "change_status", "history", "kinds_for",
+__all__ = ["KIND_ACCESS", "RISK_KINDS", "AlertError", "alerts_stage", "change_status", "counts", "history", "kinds_for", "labelled",
            "merge", "trend", "worklist"]

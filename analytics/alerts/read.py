@@ -19,6 +19,7 @@ from analytics import audit
 from analytics.access import AccessDenied, Viewer, release, require_rows
 from analytics.consent import live_consent_sql
 from analytics.errors import AnalyticsError
+from analytics.i18n import label
 from analytics.runs import utcnow
 from analytics.schema import (
     ALERT_KINDS,
@@ -158,6 +159,21 @@ def worklist(engine: Engine, *, viewer: Viewer, statuses: tuple[str, ...] | None
     return release(frame[list(WORKLIST_COLUMNS)], viewer), {"consent": int(left_out["n"].iloc[0])}
 
 
+def counts(frame: pd.DataFrame) -> dict[str, int]:
+    """Headline counts of a :func:`worklist` frame: rows, overdue, and status ``new``."""
+    return {"shown": len(frame), "overdue": int(frame["overdue"].astype(bool).sum()) if len(frame) else 0,
+            "new": int((frame["status"] == "new").sum()) if len(frame) else 0}
+
+
+def labelled(frame: pd.DataFrame, lang: str) -> pd.DataFrame:
+    """The frame with ``kind`` and ``status`` in words of ``lang`` (for display; exports keep codes)."""
+    out = frame.copy()
+    for col, family in (("kind", "alert_kind"), ("status", "alert_status")):
+        if col in out.columns:
+            out[col] = [label(family, v, lang) for v in out[col]]
+    return out
+
+
 def trend(engine: Engine, *, viewer: Viewer, runs: int = 12) -> pd.DataFrame:
     """New and resolved alerts per refresh run, over the viewer's alerts (scope and kinds).
 
@@ -255,4 +271,4 @@ def change_status(engine: Engine, alert_id: int, to_status: str, note: str | Non
 
 
 __all__ = ["KIND_ACCESS", "MAX_NOTE_CHARS", "RISK_KINDS", "TRANSITIONS", "WORKLIST_COLUMNS", "AlertError",
-           "change_status", "history", "kinds_for", "trend", "worklist"]
+           "change_status", "counts", "history", "kinds_for", "labelled", "trend", "worklist"]
