@@ -101,18 +101,19 @@ def build(engine: Engine, *, today: date | None = None) -> list[ManagerDigest]:
     """The digest of every relationship manager who owns an open alert (see the module docstring)."""
     today = today or utcnow().date()
     run_id = _current_run(engine)
+    # the counts of every manager in one query each, not one per manager
+    open_counts = read_frame(engine, "SELECT owner, COUNT(*) AS n FROM alerts WHERE status IN ('new', 'contacted') "
+                                     "AND owner IS NOT NULL GROUP BY owner").set_index("owner")["n"]
+    new_counts = read_frame(engine, "SELECT owner, COUNT(*) AS n FROM alerts WHERE status IN ('new', 'contacted') "
+                                    "AND owner IS NOT NULL AND first_seen_run = :r GROUP BY owner",
+                            {"r": -1 if run_id is None else run_id}).set_index("owner")["n"]
     out = []
     for owner in owners_with_open_alerts(engine):
-        viewer = manager_viewer(owner)
-        open_rows, _ = worklist(engine, viewer=viewer, owner=owner, today=today, limit=100_000)
-        rows, left = worklist(engine, viewer=viewer, owner=owner, today=today, overdue_only=True,
+        rows, left = worklist(engine, viewer=manager_viewer(owner), owner=owner, today=today, overdue_only=True,
                               new_in_run=run_id if run_id is not None else -1, limit=MAX_ROWS_PER_MANAGER)
-        new = 0 if run_id is None else int(read_frame(engine, (
-            "SELECT COUNT(*) AS n FROM alerts WHERE owner = :o AND first_seen_run = :r "
-            "AND status IN ('new', 'contacted')"), {"o": owner, "r": run_id})["n"].iloc[0])
         out.append(ManagerDigest(owner=owner, rows=rows[list(DIGEST_COLUMNS)].reset_index(drop=True),
-                                 open_alerts=len(open_rows), new=new, overdue=int(rows["overdue"].sum()),
-                                 left_out_consent=left["consent"]))
+                                 open_alerts=int(open_counts.get(owner, 0)), new=int(new_counts.get(owner, 0)),
+                                 overdue=int(rows["overdue"].sum()), left_out_consent=left["consent"]))
     return out
 
 
