@@ -234,3 +234,23 @@ def test_send_without_a_server_setting_is_one_line(alerting, tmp_path, monkeypat
     with pytest.raises(digest.DigestError, match="SMTP_HOST is not set"):
         digest.run(alerting, outbox=str(tmp_path / "out"), send_mail=True, today=AS_OF)
     assert len(list((tmp_path / "out").glob("digest-*"))) == 4
+
+
+@pytest.mark.slow
+def test_demo_digest_covers_every_manager_with_open_alerts_without_a_raw_value(demo_engine, tmp_path):
+    """The done-when check on the demo store: one HTML and one CSV for every relationship manager
+    owning an open alert, and no raw name, ID, phone, e-mail, address or account number in any."""
+    from tests.app.test_leaks import _raw_values as leak_test_raw_values
+
+    with demo_engine.connect() as conn:
+        owners = set(conn.execute(text("SELECT DISTINCT owner FROM alerts WHERE status IN ('new', 'contacted') "
+                                       "AND owner IS NOT NULL")).scalars())
+    assert len(owners) > 50  # the demo run has alerts across many portfolios
+    summary = digest.run(demo_engine, outbox=str(tmp_path / "out"), today=dt.date(2026, 11, 15))
+    assert summary["managers"] == len(owners) and summary["files"] == 2 * len(owners)
+    written = {p.name for p in (tmp_path / "out").iterdir()}
+    assert written == {f"digest-2026-11-15-{o}.{ext}" for o in owners for ext in ("html", "csv")}
+    assert summary["alerts"] > 0
+    blob = "\n".join(_files(tmp_path / "out").values())
+    leaked = [v for v in leak_test_raw_values(demo_engine) if v in blob]
+    assert leaked == []
