@@ -357,7 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Commands that change the store or its users: each run is audited with the OS user and its arguments.
+# Commands that change the store or its users, or send customer rows out (digest): each run is audited
+# with the OS user and its arguments.
 AUDITED_COMMANDS = {"load", "demo", "refresh", "users", "setup-demo", "digest"}
 # Arguments never written to the audit log (the store URL may hold a password; it is redacted).
 _NOT_AUDITED = {"func", "command", "db"}
