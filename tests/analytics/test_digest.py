@@ -254,3 +254,13 @@ def test_demo_digest_covers_every_manager_with_open_alerts_without_a_raw_value(d
     blob = "\n".join(_files(tmp_path / "out").values())
     leaked = [v for v in leak_test_raw_values(demo_engine) if v in blob]
     assert leaked == []
+
+
+def test_an_outbox_that_cannot_be_made_is_one_line(alerting, tmp_path, capsys):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the outbox should be")
+    code = cli.main(["digest", "--db", alerting.url.render_as_string(hide_password=False), "--outbox", str(blocker)])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err.splitlines() == [err]
+    assert err.startswith(f"error: cannot create the outbox {blocker}")
+    assert blocker.read_text() == "a file where the outbox should be"
