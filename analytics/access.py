@@ -57,6 +57,7 @@ PAGES: dict[str, tuple[str, str]] = {
     "risk": ("Risk tiers", "风险分层"),
     "data_quality": ("Data quality", "数据质量"),
     "customer_360": ("Customer 360", "客户360"),
+    "worklist": ("Worklist", "工作台"),
     "audit_log": ("Audit log", "审计日志"),
     "admin": ("Admin", "系统管理"),
 }
@@ -71,6 +72,8 @@ PAGE_ACCESS: dict[str, frozenset[str]] = {
     "risk": frozenset({"executive", "risk"}),
     "data_quality": frozenset({"executive", "compliance", "admin"}),
     "customer_360": frozenset({"marketing", "risk", "compliance", "relationship_manager"}),
+    # alerts to act on: a manager's own portfolio, risk's risk kinds (analytics.alerts.read.KIND_ACCESS)
+    "worklist": frozenset({"relationship_manager", "risk"}),
     "audit_log": frozenset({"compliance", "admin"}),
     "admin": frozenset({"admin"}),
 }

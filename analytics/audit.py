@@ -81,6 +81,8 @@ EVENTS: tuple[str, ...] = (
     "refresh_start", "refresh_commit", "refresh_fail",
     # A command-line run that changes the store or its users (analytics.cli.AUDITED_COMMANDS).
     "cli_command", "scope_change",
+    # A worklist alert's status changed (analytics.alerts.read.change_status).
+    "alert_change",
     # Written by prune() itself: the anchor that lets verify() start after the pruned entries.
     "audit_prune",
 )

@@ -109,6 +109,21 @@ def cmd_status(args) -> int:
     return 0
 
 
+def cmd_digest(args) -> int:
+    from analytics.alerts import digest
+
+    engine = _engine(args)
+    summary = digest.run(engine, outbox=args.outbox, send_mail=args.send)
+    print(f"digest: {summary['managers']} relationship managers, {summary['alerts']} new or overdue alerts; "
+          f"{summary['files']} files in {summary['outbox']}")
+    if args.send:
+        print(f"sent {summary['sent']} mails")
+        if summary["without_email"]:
+            print(f"{len(summary['without_email'])} managers have no user with an e-mail address and a portfolio "
+                  f"scope naming them: {', '.join(summary['without_email'][:20])}")
+    return 0
+
+
 def cmd_users(args) -> int:
     from analytics import audit, scopes, users
 
@@ -335,14 +350,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--customers", type=int, default=20000, metavar="N")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    p = add("digest", cmd_digest, "Write each relationship manager's new and overdue alerts as HTML and CSV "
+            "(masked), and with --send mail them (SMTP_* settings, STARTTLS).")
+    p.add_argument("--outbox", metavar="DIR", help="folder for the files (default DIGEST_OUTBOX)")
+    p.add_argument("--send", action="store_true", help="also mail each digest to its manager")
+
     p = add("status", cmd_status, "Show the current refresh run and recent runs.")
     p.add_argument("--json", action="store_true", help="print a JSON object (current_run, runs)")
     p.add_argument("--limit", type=int, default=10)
     return parser
 
 
-# Commands that change the store or its users: each run is audited with the OS user and its arguments.
-AUDITED_COMMANDS = {"load", "demo", "refresh", "users", "setup-demo"}
+# Commands that change the store or its users, or send customer rows out (digest): each run is audited
+# with the OS user and its arguments.
+AUDITED_COMMANDS = {"load", "demo", "refresh", "users", "setup-demo", "digest"}
 # Arguments never written to the audit log (the store URL may hold a password; it is redacted).
 _NOT_AUDITED = {"func", "command", "db"}
 

@@ -27,6 +27,7 @@ from sqlalchemy import Engine, delete, func, insert, select, update
 
 from analytics import churn, clv_refresh, cross_sell, quality, risk, settings
 from analytics.aggregates import aggregates_stage
+from analytics.alerts.stage import alerts_stage
 from analytics.errors import RefreshError
 from analytics.run_status import Freshness, freshness, status
 from analytics.runs import RefreshContext, Stage, utcnow
@@ -57,6 +58,8 @@ STAGES: list[Stage] = [
     Stage("churn", churn.churn_stage),
     Stage("clv_margin", clv_refresh.clv_margin_stage),
     Stage("aggregates", aggregates_stage),
+    # last: it reads risk and churn, and writes the standing alerts table, not run-keyed results
+    Stage("alerts", alerts_stage),
 ]
 
 

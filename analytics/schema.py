@@ -45,6 +45,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 metadata = MetaData()
@@ -864,9 +865,68 @@ kpi_monthly = Table(
 )
 
 
+# --- Alert worklists (issue 13) ---
+# Written by the refresh's "alerts" stage (analytics/alerts/stage.py) and by the Worklist page's
+# status changes. Not run-keyed result tables: an alert lives across refreshes. While its condition
+# lasts (``cleared_run`` NULL) an alert is the one "standing" alert of its customer and kind, open
+# (new, contacted) or closed by a user (resolved, dismissed): a partial unique index enforces it, and
+# each run that still detects it only moves ``last_seen_run``, so it is never duplicated and a user's
+# resolution is not undone while the data still shows the condition. The first run that no longer
+# detects it sets ``cleared_run`` (and resolves it if still open, changed_by "refresh"); a later
+# detection opens a new alert.
+# Column names avoid ``run_id`` on purpose: the refresh prunes and deletes rows by ``run_id``.
+ALERT_KINDS = ("churn_value_at_risk", "suitability_mismatch", "assessment_expiring", "balance_drop",
+               "id_expiring", "birthday", "complaint_unresolved")
+ALERT_STATUSES = ("new", "contacted", "resolved", "dismissed")
+OPEN_ALERT_STATUSES = ("new", "contacted")
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("alert_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("customer_id", String(20), nullable=False),
+    Column("kind", String(30), nullable=False),
+    Column("owner", String(50)),  # the customer's relationship_manager at the last detection
+    Column("status", String(10), nullable=False),
+    Column("outcome_note", Text),
+    Column("due_date", Date, nullable=False),
+    Column("detail", Text),  # why, in words; no personal value and no exact amount
+    Column("first_seen", Date, nullable=False),  # the reference day of the run that first detected it
+    Column("first_seen_run", Integer, nullable=False),
+    Column("last_seen_run", Integer, nullable=False),
+    Column("cleared_run", Integer),  # the first run that no longer detected it; NULL while it stands
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Column("closed_at", DateTime),
+    CheckConstraint("status IN ('new', 'contacted', 'resolved', 'dismissed')", name="ck_alerts_status"),
+    Index("ix_alerts_owner_status", "owner", "status"),
+    Index("ix_alerts_customer", "customer_id"),
+    Index("ux_alerts_standing", "customer_id", "kind", unique=True,
+          sqlite_where=text("cleared_run IS NULL"), postgresql_where=text("cleared_run IS NULL")),
+)
+
+# Every status change of an alert, the first (NULL -> new) included. ``during_run`` is the run that
+# was current (or, for the refresh's own changes, running) when the change was made.
+alert_history = Table(
+    "alert_history",
+    metadata,
+    Column("history_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("alert_id", BigInteger().with_variant(Integer, "sqlite"), ForeignKey("alerts.alert_id"), nullable=False),
+    Column("changed_at", DateTime, nullable=False),
+    Column("changed_by", String(64), nullable=False),  # a username, or "refresh"
+    Column("from_status", String(10)),
+    Column("to_status", String(10), nullable=False),
+    Column("note", Text),
+    Column("during_run", Integer),
+    Index("ix_alert_history_alert", "alert_id"),
+    Index("ix_alert_history_run", "during_run", "to_status"),
+)
+
+
 APP_TABLES = (
     "refresh_runs", "current_run", "run_metrics", "load_batches", "load_rejects",
     "users", "user_sessions", "user_scopes", "audit_log", "export_manifests", "export_manifest_customers",
+    "alerts", "alert_history",
 )
 
 __all__ = [

@@ -117,6 +117,23 @@ SETTINGS: dict[str, Setting] = {
         Setting("CHURN_SAMPLE_SIZE", 200000,
                 "Customers sampled per period to fit and evaluate the churn model; every customer is then scored.",
                 int),
+        # Alert worklists and the digest (issue 13)
+        Setting("ALERT_CHURN_MIN_VALUE_AT_RISK", 500,
+                "An active customer whose churn value at risk (probability x margin CLV, CNY) is at least this "
+                "gets a churn alert.", float),
+        Setting("ALERT_DUE_DAYS", 7,
+                "Days after a run's reference day that an alert without a date of its own is due.", int),
+        Setting("DIGEST_OUTBOX", "data/outbox",
+                "Folder `digest` writes its files to (`--outbox` wins); relative to the project folder."),
+        Setting("SMTP_HOST", "", "Mail server `digest --send` sends through (STARTTLS required)."),
+        Setting("SMTP_PORT", 587, "Port of SMTP_HOST.", int),
+        Setting("SMTP_USER", "", "Login at the mail server (none: send without logging in)."),
+        Setting("SMTP_PASSWORD", "", "Password of SMTP_USER.", secret=True),
+        Setting("SMTP_FROM", "", "Sender address of the digest mails."),
+        Setting("SMTP_CA_FILE", "",
+                "PEM file of the certificate authority that signed the mail server's certificate, when it "
+                "is not one the system trusts (none: the system's)."),
+        Setting("SMTP_TIMEOUT_SECONDS", 20, "How long `digest --send` waits for the mail server.", int),
     ]
 }
 

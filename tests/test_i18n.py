@@ -13,6 +13,7 @@ import yaml
 from analytics import access, i18n, metrics, quality
 from analytics.cross_sell import EXCLUSION_REASONS
 from analytics.lifecycle import LIFECYCLE_STAGES
+from analytics.schema import ALERT_KINDS, ALERT_STATUSES
 from analytics.segmentation import CLUSTER_FEATURES, RFM_SEGMENTS, VALUE_TIERS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,6 +63,8 @@ FAMILIES = {
     "metric": list(metrics.METRICS),
     "metric_help": list(metrics.METRICS),
     "dimension": ["branch_id", "value_tier", "lifecycle_stage", "rfm_segment", "risk_tolerance", "credit_grade"],
+    "alert_kind": list(ALERT_KINDS),
+    "alert_status": list(ALERT_STATUSES),
     "measure": ["customers", "aum_total", "annual_margin_total", "clv_margin_1y_total", "clv_margin_3y_total",
                 "clv_margin_5y_total"],
 }

@@ -49,12 +49,13 @@ EXPECTED_MATRIX = [
     ("risk", {"executive", "risk"}),
     ("data_quality", {"executive", "compliance", "admin"}),
     ("customer_360", {"marketing", "risk", "compliance", "relationship_manager"}),
+    ("worklist", {"relationship_manager", "risk"}),
     ("audit_log", {"compliance", "admin"}),
     ("admin", {"admin"}),
 ]
 
 
-def test_pages_are_the_eleven_in_order_with_both_titles():
+def test_pages_are_the_twelve_in_order_with_both_titles():
     assert list(PAGES) == [page for page, _ in EXPECTED_MATRIX]
     assert PAGES["kpi_wall"] == ("KPI wall", "数据大屏")
     assert PAGES["customer_360"] == ("Customer 360", "客户360")
@@ -70,13 +71,14 @@ def test_page_matrix(page, allowed, role):
 @pytest.mark.parametrize("roles, expected", [
     (["executive"], ["overview", "kpi_wall", "segments", "lifecycle", "churn", "risk", "data_quality"]),
     (["marketing"], ["overview", "segments", "lifecycle", "churn", "cross_sell", "customer_360"]),
-    (["risk"], ["overview", "segments", "churn", "risk", "customer_360"]),
+    (["risk"], ["overview", "segments", "churn", "risk", "customer_360", "worklist"]),
     (["compliance"], ["overview", "data_quality", "customer_360", "audit_log"]),
     (["admin"], ["overview", "kpi_wall", "data_quality", "audit_log", "admin"]),
     (["admin", "marketing"], ["overview", "kpi_wall", "segments", "lifecycle", "churn", "cross_sell",
                               "data_quality", "customer_360", "audit_log", "admin"]),
-    ("risk,compliance", ["overview", "segments", "churn", "risk", "data_quality", "customer_360", "audit_log"]),
-    (["relationship_manager"], ["overview", "churn", "cross_sell", "customer_360"]),
+    ("risk,compliance", ["overview", "segments", "churn", "risk", "data_quality", "customer_360", "worklist",
+                         "audit_log"]),
+    (["relationship_manager"], ["overview", "churn", "cross_sell", "customer_360", "worklist"]),
     ([], []),
     (None, []),
 ])
