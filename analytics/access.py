@@ -59,6 +59,7 @@ PAGES: dict[str, tuple[str, str]] = {
     "customer_360": ("Customer 360", "客户360"),
     "audit_log": ("Audit log", "审计日志"),
     "admin": ("Admin", "系统管理"),
+    "approvals": ("Approvals", "审批"),
 }
 
 PAGE_ACCESS: dict[str, frozenset[str]] = {
@@ -73,6 +74,8 @@ PAGE_ACCESS: dict[str, frozenset[str]] = {
     "customer_360": frozenset({"marketing", "risk", "compliance", "relationship_manager"}),
     "audit_log": frozenset({"compliance", "admin"}),
     "admin": frozenset({"admin"}),
+    # Four eyes (issue 18): compliance decides; every role that exports or unmasks sees its requests.
+    "approvals": frozenset(ROLES) - {"display"},
 }
 
 # Least to most permissive; a multi-role user gets the highest level among their roles.

@@ -81,12 +81,17 @@ class ApprovedFile:
 # Helpers
 # ---------------------------------------------------------------------------------------------
 
-def ttl() -> dt.timedelta:
-    """``APPROVAL_TTL_HOURS`` as a timedelta (at least one hour)."""
+def ttl_hours() -> int:
+    """``APPROVAL_TTL_HOURS`` (at least one)."""
     hours = int(settings.get("APPROVAL_TTL_HOURS"))
     if hours < 1:
         raise ApprovalRefused(f"APPROVAL_TTL_HOURS={hours} must be at least 1.")
-    return dt.timedelta(hours=hours)
+    return hours
+
+
+def ttl() -> dt.timedelta:
+    """``APPROVAL_TTL_HOURS`` as a timedelta."""
+    return dt.timedelta(hours=ttl_hours())
 
 
 def needs_approval(rows: int) -> bool:
@@ -437,4 +442,4 @@ def can_approve(roles) -> bool:
 
 __all__ = ["APPROVER_ROLE", "ApprovalRefused", "ApprovedFile", "approve", "can_approve", "consume_export",
            "consume_unmask", "expire_due", "get", "needs_approval", "pending", "reject", "request_export",
-           "request_unmask", "requests_of", "ttl", "usable_ids"]
+           "request_unmask", "requests_of", "ttl", "ttl_hours", "usable_ids"]
