@@ -17,6 +17,7 @@ ctx = {"session_id": user["session_id"], "client_address": session.client_addres
 
 st.title(session.page_title("approvals"))
 st.caption(session.t("approvals.intro", hours=approvals.ttl_hours()))
+widgets.scope_notice(viewer)  # an unmask can be asked, and used, for a customer of the scope only
 
 try:
     approvals.expire_due(engine)
