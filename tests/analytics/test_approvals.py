@@ -246,3 +246,14 @@ def test_usable_ids_lists_approved_unused(store):
     mine = approvals.requests_of(store, viewer=MIA)
     assert mine["request_id"].tolist() == [c, b, a]
     assert approvals.usable_ids(mine) == [a]
+
+
+def test_admin_reading_the_log_sees_no_request_reason_or_customer(store):
+    rid = approvals.request_unmask(store, "C000000001", "phone", viewer=ANN, reason=REASON, now=T0)
+    approvals.approve(store, rid, approver=BOB, comment="fine for case 2026-118 at branch", now=T0)
+    shown = audit.entries_for_viewer(audit.query(store), ["admin"]).set_index("event")
+    assert shown.loc["approval_request", "reason"] == f"(reason recorded, {len(REASON)} characters)"
+    assert "2026-118" not in shown.loc["approval_decision", "reason"]
+    assert "C000000001" not in shown.loc["approval_request", "target"]
+    full = audit.entries_for_viewer(audit.query(store), ["compliance"]).set_index("event")
+    assert full.loc["approval_request", "reason"] == REASON
