@@ -440,6 +440,27 @@ def can_approve(roles) -> bool:
     return APPROVER_ROLE in access.normalise_roles(roles)
 
 
+# ---------------------------------------------------------------------------------------------
+# Command line: `python -m analytics approvals expire|list`
+# ---------------------------------------------------------------------------------------------
+
+def run_command(engine: Engine, action: str, out=print) -> int:
+    """``expire``: expire every request past its time (for a scheduler, so a stored export file
+    does not wait for someone to open the Approvals page); ``list``: the open requests."""
+    if action == "expire":
+        done = expire_due(engine)
+        out(f"{len(done)} request(s) expired" + (f": {', '.join(f'#{i}' for i in done)}" if done else ""))
+        return 0
+    r = approval_requests.c
+    frame = _list(engine, r.status.in_(("pending", "approved")), r.used_at.is_(None))
+    if frame.empty:
+        out("no open request")
+    for row in frame.itertuples(index=False):
+        out(f"#{row.request_id}  {row.kind:<6}  {row.status:<8}  by {row.requested_by}  "
+            f"requested {row.requested_at}  expires {row.expires_at}")
+    return 0
+
+
 __all__ = ["APPROVER_ROLE", "ApprovalRefused", "ApprovedFile", "approve", "can_approve", "consume_export",
            "consume_unmask", "expire_due", "get", "needs_approval", "pending", "reject", "request_export",
-           "request_unmask", "requests_of", "ttl", "ttl_hours", "usable_ids"]
+           "request_unmask", "requests_of", "run_command", "ttl", "ttl_hours", "usable_ids"]

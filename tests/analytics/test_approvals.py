@@ -257,3 +257,21 @@ def test_admin_reading_the_log_sees_no_request_reason_or_customer(store):
     assert "C000000001" not in shown.loc["approval_request", "target"]
     full = audit.entries_for_viewer(audit.query(store), ["compliance"]).set_index("event")
     assert full.loc["approval_request", "reason"] == REASON
+
+
+def test_cli_expires_and_lists(store, capsys):
+    from analytics import cli
+
+    url = store.url.render_as_string(hide_password=False)
+    old = approvals.request_unmask(store, "C000000001", "phone", viewer=ANN, reason=REASON,
+                                   now=dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(hours=25))
+    fresh = approvals.request_unmask(store, "C000000001", "name", viewer=ANN, reason=REASON)
+    assert cli.main(["approvals", "list", "--db", url]) == 0
+    listed = capsys.readouterr().out
+    assert f"#{old} " in listed and f"#{fresh} " in listed
+    assert cli.main(["approvals", "expire", "--db", url]) == 0
+    assert capsys.readouterr().out.strip() == f"1 request(s) expired: #{old}"
+    assert approvals.get(store, old)["status"] == "expired" and approvals.get(store, fresh)["status"] == "pending"
+    assert json.loads(audit.query(store, event="cli_command")["target"].iloc[0])["command"] == "approvals"
+    assert cli.main(["approvals", "list", "--db", url]) == 0
+    assert f"#{old} " not in capsys.readouterr().out
