@@ -8,6 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from analytics import audit
 from analytics import audit_signals as sig
@@ -211,3 +214,25 @@ def test_compute_reads_the_log_and_lists_the_entries_behind(engine, monkeypatch,
     # a window that ends before the entries finds none of them
     assert sig.compute(engine, since=pd.Timestamp(now).to_pydatetime() - dt.timedelta(days=3),
                        until=pd.Timestamp(now).to_pydatetime() - dt.timedelta(days=2)).empty
+
+
+# --- the burst rule, against a brute-force reading of its definition ------------------------------
+
+@hsettings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=300), max_size=40), st.integers(min_value=1, max_value=6),
+       st.integers(min_value=1, max_value=60))
+def test_bursts_mark_exactly_the_entries_of_a_full_window(minutes, threshold, window_minutes):
+    times = sorted(DAY0 + dt.timedelta(minutes=m) for m in minutes)
+    window = dt.timedelta(minutes=window_minutes)
+    bursts = sig._bursts(pd.Series(times, dtype="datetime64[ns]"), threshold, window)
+    marked = [k for burst in bursts for k in burst]
+    expected = set()
+    for j, tj in enumerate(times):  # entry j closes a window holding >= threshold entries
+        inside = [i for i in range(j + 1) if tj - times[i] <= window]
+        if len(inside) >= threshold:
+            expected |= set(inside)
+    assert sorted(marked) == sorted(expected) and len(marked) == len(set(marked))
+    for burst in bursts:  # within a burst no gap exceeds the window; between bursts every gap does
+        assert all(times[b] - times[a] <= window for a, b in zip(burst, burst[1:], strict=False))
+    for first, second in zip(bursts, bursts[1:], strict=False):
+        assert times[second[0]] - times[first[-1]] > window
