@@ -51,13 +51,22 @@ def _empty() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object) for c in SIGNAL_COLUMNS})
 
 
-def _signal(kind: str, subject: str, rows: pd.DataFrame, baseline=None) -> dict:
-    return {"signal": kind, "subject": subject, "first_at": rows["at_utc"].min(), "last_at": rows["at_utc"].max(),
-            "count": len(rows), "baseline": baseline, "seqs": [int(s) for s in rows["seq"]]}
-
-
 def _frame(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(SIGNAL_COLUMNS)) if rows else _empty()
+
+
+def _grouped(kind: str, frame: pd.DataFrame, keys: list[str], subject: str) -> pd.DataFrame:
+    """One signal per group of ``frame`` by ``keys`` (in one pass, not a Python loop per group)."""
+    if frame.empty:
+        return _empty()
+    ordered = frame.sort_values([*keys, "at_utc", "seq"])
+    out = ordered.groupby(keys, sort=True).agg(first_at=("at_utc", "min"), last_at=("at_utc", "max"),
+                                               count=("seq", "size"), seqs=("seq", list)).reset_index()
+    out["signal"] = kind
+    out["subject"] = out[subject]
+    out["baseline"] = None
+    out["seqs"] = [[int(s) for s in seqs] for seqs in out["seqs"]]
+    return out[list(SIGNAL_COLUMNS)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,19 +107,22 @@ def export_spikes(entries: pd.DataFrame, *, factor: float, min_day: int, tz: Zon
     ex = entries.loc[(entries["event"] == "export") & entries["username"].notna()].copy()
     if ex.empty:
         return _empty()
-    ex["day"] = _local(ex["at_utc"], tz).dt.date
-    rows = []
-    for user, mine in ex.groupby("username", sort=True):
-        daily = mine.groupby("day").size()
-        first, last = min(daily.index), max(daily.index)
-        days = pd.date_range(first - dt.timedelta(days=MEDIAN_DAYS), last, freq="D").date
+    ex["day"] = _local(ex["at_utc"], tz).dt.tz_localize(None).dt.normalize()
+    flagged = []  # (user, day, median)
+    for user, daily in ex.groupby(["username", "day"]).size().groupby(level=0, sort=True):
+        daily = daily.droplevel(0)
+        days = pd.date_range(daily.index.min() - pd.Timedelta(days=MEDIAN_DAYS), daily.index.max(), freq="D")
         counts = daily.reindex(days, fill_value=0)
-        baseline = counts.rolling(MEDIAN_DAYS, min_periods=MEDIAN_DAYS).median().shift(1)
-        for day, n in daily.items():
-            median = float(baseline.loc[day])
-            if n >= min_day and n > factor * median:
-                rows.append(_signal("export_spike", user, mine.loc[mine["day"] == day], median))
-    return _frame(rows)
+        baseline = counts.rolling(MEDIAN_DAYS, min_periods=MEDIAN_DAYS).median().shift(1).reindex(daily.index)
+        hits = (daily >= min_day) & (daily > factor * baseline)
+        flagged += [(user, day, float(baseline[day])) for day in daily.index[hits.to_numpy()]]
+    if not flagged:
+        return _empty()
+    keys = pd.DataFrame(flagged, columns=["username", "day", "median"])
+    out = _grouped("export_spike", ex.merge(keys[["username", "day"]], on=["username", "day"]),
+                   ["username", "day"], "username")
+    out["baseline"] = keys.sort_values(["username", "day"])["median"].to_numpy()
+    return out
 
 
 def off_hours(entries: pd.DataFrame, *, start: dt.time, end: dt.time, tz: ZoneInfo) -> pd.DataFrame:
@@ -122,13 +134,16 @@ def off_hours(entries: pd.DataFrame, *, start: dt.time, end: dt.time, tz: ZoneIn
     clock = local.dt.time
     mine = mine.loc[(clock < start) | (clock >= end)].copy()
     mine["day"] = local.loc[mine.index].dt.date
-    rows = [_signal("off_hours", user, group) for (user, _day), group in mine.groupby(["username", "day"], sort=True)]
-    return _frame(rows)
+    return _grouped("off_hours", mine, ["username", "day"], "username")
 
 
 def _bursts(times: pd.Series, threshold: int, window: dt.timedelta) -> list[list[int]]:
     """Positions (in ``times``, sorted ascending) of the entries of each burst."""
-    t = list(pd.to_datetime(times))
+    return _bursts_ns(pd.to_datetime(times).to_numpy(dtype="datetime64[ns]").astype("int64").tolist(), threshold,
+                      int(window.total_seconds() * 1_000_000_000))
+
+
+def _bursts_ns(t: list[int], threshold: int, window: int) -> list[list[int]]:
     marked = [False] * len(t)
     lo = 0
     for hi in range(len(t)):
@@ -149,11 +164,27 @@ def _bursts(times: pd.Series, threshold: int, window: dt.timedelta) -> list[list
 
 
 def _burst_signals(kind: str, frame: pd.DataFrame, key: str, threshold: int, window: dt.timedelta) -> pd.DataFrame:
+    # Subjects with fewer entries than the threshold cannot burst: leave them out before looping.
+    sizes = frame.groupby(key)[key].transform("size")
+    frame = frame.loc[sizes >= threshold].sort_values([key, "at_utc", "seq"])
+    if frame.empty:
+        return _empty()
+    keys = frame[key].astype(str).tolist()
+    stamps = pd.to_datetime(frame["at_utc"]).tolist()
+    nanos = frame["at_utc"].to_numpy(dtype="datetime64[ns]").astype("int64").tolist()
+    seqs = [int(s) for s in frame["seq"]]
+    span = int(window.total_seconds() * 1_000_000_000)
     rows = []
-    for subject, group in frame.groupby(key, sort=True):
-        group = group.sort_values(["at_utc", "seq"])
-        for positions in _bursts(group["at_utc"], threshold, window):
-            rows.append(_signal(kind, subject, group.iloc[positions]))
+    start = 0
+    for end in range(1, len(keys) + 1):
+        if end < len(keys) and keys[end] == keys[start]:
+            continue
+        for positions in _bursts_ns(nanos[start:end], threshold, span):
+            picked = [start + p for p in positions]
+            rows.append({"signal": kind, "subject": keys[start], "first_at": stamps[picked[0]],
+                         "last_at": stamps[picked[-1]], "count": len(picked), "baseline": None,
+                         "seqs": [seqs[p] for p in picked]})
+        start = end
     return _frame(rows)
 
 
@@ -195,17 +226,20 @@ def denied_bursts(entries: pd.DataFrame, *, burst: int, window: dt.timedelta) ->
 def new_addresses(entries: pd.DataFrame) -> pd.DataFrame:
     """Successful logins from an address the user had not logged in from before (not the first login)."""
     logins = entries.loc[(entries["event"] == "login_ok") & entries["username"].notna()
-                         & entries["client_address"].notna()].sort_values(["at_utc", "seq"])
-    rows = []
-    for user, mine in logins.groupby("username", sort=True):
-        known: set[str] = set()
-        for i in range(len(mine)):
-            one = mine.iloc[[i]]
-            address = str(one["client_address"].iloc[0])
-            if known and address not in known:
-                rows.append(_signal("new_address", user, one, len(known)))
-            known.add(address)
-    return _frame(rows)
+                         & entries["client_address"].notna()].sort_values(["username", "at_utc", "seq"]).copy()
+    if logins.empty:
+        return _empty()
+    logins["client_address"] = logins["client_address"].astype(str)
+    first_time = ~logins.duplicated(["username", "client_address"])
+    # addresses the user had logged in from before this login
+    known = first_time.astype(int).groupby(logins["username"]).cumsum() - first_time.astype(int)
+    new = logins.loc[first_time & (known > 0)]
+    if new.empty:
+        return _empty()
+    return pd.DataFrame({"signal": "new_address", "subject": new["username"].to_numpy(),
+                         "first_at": new["at_utc"].to_numpy(), "last_at": new["at_utc"].to_numpy(),
+                         "count": 1, "baseline": known.loc[new.index].astype(int).to_numpy(),
+                         "seqs": [[int(s)] for s in new["seq"]]}, columns=list(SIGNAL_COLUMNS))
 
 
 # ---------------------------------------------------------------------------------------------
