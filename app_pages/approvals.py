@@ -27,6 +27,10 @@ except AnalyticsError as exc:
 
 if approvals.can_approve(user["roles"]):
     st.subheader(session.t("approvals.pending_requests"))
+    decided = st.session_state.pop("approvals_decided", None)  # the decision of the previous run
+    if decided:
+        st.success(session.t("approvals.approved" if decided[1] == "approved" else "approvals.rejected",
+                             id=decided[0]))
     queue = approvals.pending(engine, approver=viewer)
     if queue.empty:
         st.caption(session.t("approvals.nothing_pending"))
@@ -45,8 +49,9 @@ if approvals.can_approve(user["roles"]):
                 decide(engine, chosen, approver=viewer, comment=comment, **ctx)
             except AnalyticsError as exc:
                 session.show_error(exc)
-            else:
-                st.success(session.t("approvals.approved" if go_approve else "approvals.rejected", id=chosen))
+            else:  # draw the queue again without the decided request, and say what was done
+                st.session_state["approvals_decided"] = (chosen, "approved" if go_approve else "rejected")
+                st.rerun()
 
 st.subheader(session.t("approvals.my_requests"))
 mine = approvals.requests_of(engine, viewer=viewer)

@@ -94,6 +94,7 @@ def test_unmask_request_approved_by_a_second_officer_is_shown_once(monkeypatch, 
 
     at2 = _decide(monkeypatch, store_url, request_id, "Approve")
     assert any(f"Request #{request_id} approved" in s for s in _texts(at2, "success"))
+    assert any("No request is waiting" in c for c in _texts(at2, "caption"))  # the queue is drawn afresh
     assert approvals.get(engine, request_id)["decided_by"] == "user_compliance2"
 
     own = _as(monkeypatch, store_url, ROLE_USERS["compliance"], "approvals")
