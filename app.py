@@ -19,6 +19,7 @@ ICONS = {
     "data_quality": ":material/fact_check:", "customer_360": ":material/person_search:",
     "audit_log": ":material/history:", "admin": ":material/admin_panel_settings:",
     "worklist": ":material/checklist:",
+    "approvals": ":material/approval:",
 }
 
 engine = session.engine_or_stop()

@@ -60,6 +60,7 @@ PAGES: dict[str, tuple[str, str]] = {
     "worklist": ("Worklist", "工作台"),
     "audit_log": ("Audit log", "审计日志"),
     "admin": ("Admin", "系统管理"),
+    "approvals": ("Approvals", "审批"),
 }
 
 PAGE_ACCESS: dict[str, frozenset[str]] = {
@@ -76,6 +77,8 @@ PAGE_ACCESS: dict[str, frozenset[str]] = {
     "worklist": frozenset({"relationship_manager", "risk"}),
     "audit_log": frozenset({"compliance", "admin"}),
     "admin": frozenset({"admin"}),
+    # Four eyes (issue 18): compliance decides; every role that exports or unmasks sees its requests.
+    "approvals": frozenset(ROLES) - {"display"},
 }
 
 # Least to most permissive; a multi-role user gets the highest level among their roles.

@@ -83,9 +83,14 @@ EVENTS: tuple[str, ...] = (
     "cli_command", "scope_change",
     # A worklist alert's status changed (analytics.alerts.read.change_status).
     "alert_change",
+    # Four-eyes approval (analytics.approvals): a request, a decision, an expiry, a refused use.
+    "approval_request", "approval_decision", "approval_expire", "approval_refused",
     # Written by prune() itself: the anchor that lets verify() start after the pruned entries.
     "audit_prune",
 )
+
+# Events whose reason is free text about a customer: shown in full to compliance only.
+REASON_EVENTS = ("unmask", "approval_request", "approval_decision")
 
 GENESIS_HASH = "0" * 64
 MIN_KEY_BYTES = 32
@@ -974,8 +979,9 @@ def _customer_count_view(raw):
 def entries_for_viewer(entries: pd.DataFrame, roles: str | Iterable[str]) -> pd.DataFrame:
     """Audit entries (as :func:`query` returns them) as a viewer with ``roles`` may see them.
 
-    * **Unmask reasons** are free text, and may name a customer or an address however well they
-      are scrubbed: compliance sees them in full, anyone else "(reason recorded, N characters)".
+    * **Unmask reasons** (and an approval request's reason, an approver's comment) are free text,
+      and may name a customer or an address however well they are scrubbed: compliance sees them
+      in full, anyone else "(reason recorded, N characters)".
     * **Customer ids** in a target or in the parameters (an export, an unmask, a lookup) are
       shown to compliance only; anyone else sees ``customer_count``. An export's file name,
       row count, SHA-256 and manifest id (when it has one) stay visible to all.
@@ -986,7 +992,8 @@ def entries_for_viewer(entries: pd.DataFrame, roles: str | Iterable[str]) -> pd.
     if "compliance" in normalise_roles(roles):
         return out
     if "reason" in out.columns and "event" in out.columns:
-        unmask = (out["event"] == "unmask") & out["reason"].notna()
+        # An unmask request's reason and the approver's comment are the same kind of free text.
+        unmask = out["event"].isin(REASON_EVENTS) & out["reason"].notna()
         out["reason"] = out["reason"].astype(object)
         out.loc[unmask, "reason"] = [UNMASK_REASON_PLACEHOLDER.format(n=len(str(r)))
                                      for r in out.loc[unmask, "reason"]]

@@ -124,6 +124,12 @@ def cmd_digest(args) -> int:
     return 0
 
 
+def cmd_approvals(args) -> int:
+    from analytics import approvals
+
+    return approvals.run_command(_engine(args), args.action)
+
+
 def cmd_users(args) -> int:
     from analytics import audit, scopes, users
 
@@ -345,6 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--older-than-days", type=int, default=None,
                    help="prune only: default AUDIT_RETENTION_DAYS")
 
+    p = add("approvals", cmd_approvals, "Four-eyes requests: expire those past APPROVAL_TTL_HOURS (for a "
+            "scheduler), or list the open ones.")
+    p.add_argument("action", choices=["expire", "list"])
+
     p = add("setup-demo", cmd_setup_demo,
             "Prepare the demo: secrets, the demo store if absent, and a first refresh (used by `make run`).")
     p.add_argument("--customers", type=int, default=20000, metavar="N")
@@ -378,7 +388,8 @@ def command_parameters(args) -> dict:
 def _audit_command(args, exit_code: int, error: str | None) -> None:
     """Append a ``cli_command`` entry; a store that cannot take it (it may be what failed) is
     reported on stderr, never hidden and never fatal to the command's own outcome."""
-    if args.command not in AUDITED_COMMANDS and not (args.command == "audit" and args.action == "prune"):
+    if args.command not in AUDITED_COMMANDS and not (args.command == "audit" and args.action == "prune") \
+            and not (args.command == "approvals" and args.action == "expire"):
         return
     try:
         from analytics import audit

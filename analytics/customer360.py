@@ -68,6 +68,12 @@ def _visible(engine: Engine, customer_id: str, viewer: Viewer) -> str:
     return cid
 
 
+def visible_id(engine: Engine, customer_id: str, *, viewer: Viewer) -> str:
+    """The checked id of a customer that exists and is in ``viewer``'s scope (else
+    :class:`CustomerNotFound`, an out-of-scope attempt audited): for an unmask request."""
+    return _visible(engine, customer_id, viewer)
+
+
 def profile(engine: Engine, customer_id: str, *, viewer: Viewer) -> pd.DataFrame:
     """The customer's record as a one-row frame, released for ``viewer``; ``marketing_consent`` is
     the live marketing consent now (from ``consents``)."""
@@ -147,19 +153,24 @@ def scores(engine: Engine, run_id: int | None, customer_id: str, *, viewer: View
 
 
 def unmask_field(engine: Engine, customer_id: str, field: str, *, viewer: Viewer, reason: str,
-                 session_id: str | None = None, client_address: str | None = None) -> str | None:
+                 session_id: str | None = None, client_address: str | None = None,
+                 approval_id: int | None = None) -> str | None:
     """Reveal one personal field of one customer in ``viewer``'s scope, for a role that may unmask,
     with a reason.
 
-    The ``unmask`` audit entry is written first; if it cannot be written, nothing is revealed.
+    The ``unmask`` audit entry is written first; if it cannot be written, nothing is revealed. The
+    app reaches this only through an approved request (:func:`analytics.approvals.consume_unmask`),
+    whose number the entry names.
     """
     cleaned = access.check_unmask(viewer.roles, field, reason)
     if field == "account_number":
         raise access.AccessDenied("Unmask an account number from the holdings list, one account at a time.")
     cid = _visible(engine, customer_id, viewer)
+    target = {"customer_ids": [cid], "fields": [field]}
+    if approval_id is not None:
+        target["approval_id"] = int(approval_id)
     audit.append(engine, "unmask", username=viewer.username, roles=viewer.roles, session_id=session_id,
-                 client_address=client_address, target={"customer_ids": [cid], "fields": [field]},
-                 reason=cleaned)
+                 client_address=client_address, target=target, reason=cleaned)
     with engine.connect() as conn:
         value = conn.execute(select(customers.c[field]).where(customers.c.customer_id == cid)).scalar()
     return None if value is None else str(value)

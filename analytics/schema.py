@@ -39,6 +39,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     SmallInteger,
@@ -320,6 +321,36 @@ user_preferences = Table(
     Column("username", String(64), ForeignKey("users.username"), primary_key=True),
     Column("language", String(8), nullable=False),  # "en" or "zh"
     Column("updated_at", DateTime, nullable=False),
+)
+
+# --- Four-eyes approval (issue 18) ---
+# One row per request to unmask a field or to download a large export (analytics/approvals.py).
+# ``definition`` is canonical JSON of what was asked for; ``approval_mac`` an HMAC (audit key) over
+# the request as approved, checked on use, so a changed request or expiry cannot be slipped past.
+# ``payload`` holds the requested export file (already released for the requester) until it is
+# downloaded, rejected or expires; ``used_at`` is the single-use marker.
+approval_requests = Table(
+    "approval_requests",
+    metadata,
+    Column("request_id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),  # unmask | export
+    Column("requested_by", String(64), nullable=False),
+    Column("requested_at", DateTime, nullable=False),
+    Column("definition", Text, nullable=False),  # JSON: field+customer, or the export's definition
+    Column("rows", Integer),
+    Column("file_sha256", String(64)),
+    Column("payload", LargeBinary),
+    Column("reason", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | approved | rejected | expired
+    Column("expires_at", DateTime, nullable=False),
+    Column("decided_by", String(64)),
+    Column("decided_at", DateTime),
+    Column("comment", Text),
+    Column("approval_mac", String(64)),
+    Column("used_at", DateTime),
+    Column("manifest_id", String(32)),
+    Index("ix_approval_requests_status", "status", "requested_at"),
+    Index("ix_approval_requests_requester", "requested_by", "requested_at"),
 )
 
 audit_log = Table(
@@ -927,10 +958,11 @@ APP_TABLES = (
     "refresh_runs", "current_run", "run_metrics", "load_batches", "load_rejects",
     "users", "user_sessions", "user_scopes", "audit_log", "export_manifests", "export_manifest_customers",
     "alerts", "alert_history",
+    "approval_requests",
 )
 
 __all__ = [
-    "APP_TABLES", "CREDIT_GRADES", "CUSTOMER_STATUSES", "RISK_LEVELS", "RISK_TOLERANCES",
+    "APP_TABLES", "CREDIT_GRADES", "approval_requests", "CUSTOMER_STATUSES", "RISK_LEVELS", "RISK_TOLERANCES",
     "RUN_STATUSES", "STORE_TABLES", "audit_log", "branches", "consents", "contacts", "export_manifest_customers",
     "export_manifests", "user_scopes",
     "current_run", "customer_monthly", "customers", "holdings", "load_batches", "load_rejects",

@@ -76,6 +76,29 @@ SETTINGS: dict[str, Setting] = {
         Setting("AUDIT_CHECKPOINT_SYSLOG", 0,
                 "1: also send each new audit head to syslog (facility authpriv), a copy outside the host's "
                 "writable files.", int),
+        # Four-eyes approval and audit-log analytics (issue 18)
+        Setting("EXPORT_APPROVAL_ROWS", 5000,
+                "An export of more rows than this becomes a request that a second person (compliance) "
+                "must approve before the requester can download it, once.", int),
+        Setting("APPROVAL_TTL_HOURS", 24,
+                "A pending request expires this many hours after it was made; an approved one must be used "
+                "within this many hours of the approval.", int),
+        Setting("WORKING_HOURS", "08:00-20:00",
+                "Audit signal: activity outside these local hours (HH:MM-HH:MM) is flagged."),
+        Setting("WORKING_HOURS_TZ", "Asia/Shanghai", "Time zone of WORKING_HOURS (an IANA name)."),
+        Setting("SIGNAL_EXPORT_MEDIAN_FACTOR", 3.0,
+                "Audit signal: a user's exports on one day above this many times their median of the "
+                "previous 30 days (and above SIGNAL_EXPORT_MIN_DAY) are flagged.", float),
+        Setting("SIGNAL_EXPORT_MIN_DAY", 5,
+                "Audit signal: fewest exports on one day that can be flagged against the 30-day median.", int),
+        Setting("SIGNAL_UNMASK_REPEAT", 3,
+                "Audit signal: this many unmask requests or unmasks for one customer within "
+                "SIGNAL_WINDOW_HOURS are flagged.", int),
+        Setting("SIGNAL_DENIED_BURST", 5,
+                "Audit signal: this many access-denied entries of one user within SIGNAL_WINDOW_HOURS "
+                "are flagged.", int),
+        Setting("SIGNAL_WINDOW_HOURS", 24,
+                "Audit signal: the window of the repeated-unmask and access-denied signals.", int),
         # Segmentation and lifecycle value (issue 4)
         Setting("VALUE_TIER_THRESHOLDS", "50000,500000,6000000",
                 "AUM thresholds (CNY) of the value tiers: mass below the first, affluent from it, "

@@ -4,7 +4,8 @@ import datetime as dt
 
 import streamlit as st
 
-from analytics import audit
+from analytics import audit, audit_signals, charts_audit_signals
+from analytics.errors import AnalyticsError
 from analytics.formatting import escape_md
 from app_pages import session, widgets
 
@@ -54,3 +55,25 @@ if st.button(session.t("audit_log.verify_the_chain")):
     result = audit.verify(engine)
     session.audit_event(engine, "audit_verify", user, parameters={"ok": result.ok, "checked": result.checked})
     (st.success if result.ok else st.error)(escape_md(result.message))
+
+# Compliance: unusual behaviour read from the log over the same dates (analytics/audit_signals.py).
+if "compliance" in user["roles"]:
+    st.subheader(session.t("audit_log.signals"))
+    st.caption(session.t("audit_log.signals_caption"))
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    try:
+        signals = audit_signals.compute(engine, since=since or now - dt.timedelta(days=7), until=until or now)
+    except AnalyticsError as exc:  # a wrong WORKING_HOURS or time zone, named
+        session.show_error(exc)
+        st.stop()
+    session.audit_event(engine, "audit_read", user, parameters={"signals": len(signals)})
+    lang = session.lang()
+    st.plotly_chart(charts_audit_signals.signal_chart(signals, lang), width="stretch")
+    if signals.empty:
+        st.caption(session.t("audit_log.no_signals"))
+        st.stop()
+    widgets.show_table(charts_audit_signals.signal_table(signals, lang), width="stretch")
+    chosen = st.selectbox(session.t("audit_log.entries_behind"), list(range(len(signals))), key="signal_pick",
+                          format_func=lambda i: charts_audit_signals.signal_label(signals, i, lang))
+    behind = audit_signals.entries_behind(engine, signals.iloc[chosen]["seqs"])
+    widgets.show_table(audit.entries_for_viewer(behind, user["roles"]), width="stretch")

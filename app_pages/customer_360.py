@@ -1,12 +1,13 @@
 """Customer 360: look up one customer by id; profile, holdings, 24-month balances, scores and contacts,
-masked for the role. Compliance may unmask one field with a written reason (shown once, audited).
+masked for the role. Compliance may request to unmask one field with a written reason; a second
+compliance officer approves it, and the value is shown once on the Approvals page (audited).
 
 Every stored value shown outside a table (the name, the status, the unmasked value) is escaped: a
 name or an address may hold Markdown."""
 
 import streamlit as st
 
-from analytics import access, charts_customer360, customer360, formatting, i18n, runs
+from analytics import access, approvals, charts_customer360, customer360, formatting, i18n, runs
 from analytics.errors import AnalyticsError
 from analytics.formatting import escape_md
 from app_pages import session, widgets
@@ -88,14 +89,14 @@ if access.can_unmask(user["roles"]):
                              [f for f in access.PERSONAL_FIELDS if f != "account_number"])
         reason = st.text_area(session.t("customer_360.reason_written_to_the_audit"),
                               max_chars=500)
-        go_unmask = st.form_submit_button(session.t("customer_360.unmask_once"))
+        go_unmask = st.form_submit_button(session.t("customer_360.request_unmask"))
     if go_unmask:
+        # Four eyes: a request, approved by a second compliance officer on the Approvals page.
         try:
-            value = customer360.unmask_field(engine, cid, field, viewer=user["viewer"], reason=reason,
-                                             session_id=user["session_id"], client_address=session.client_address())
+            request_id = approvals.request_unmask(engine, cid, field, viewer=user["viewer"], reason=reason,
+                                                  session_id=user["session_id"],
+                                                  client_address=session.client_address())
         except AnalyticsError as exc:
             session.show_error(exc)
         else:
-            # Shown in this run only: not kept in session state, so the next rerun hides it again.
-            # The value is stored text (an address may hold a Markdown link): escaped.
-            st.info(f"{escape_md(field)}: {escape_md(value)}")
+            st.success(session.t("customer_360.unmask_requested", id=request_id))

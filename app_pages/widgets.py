@@ -11,7 +11,7 @@ import logging
 import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 
-from analytics import export_manifests, exports, i18n, metrics, settings, users
+from analytics import approvals, export_manifests, exports, i18n, metrics, settings, users
 from analytics import segment_explorer as sx
 from analytics.errors import AnalyticsError
 from analytics.formatting import escape_md
@@ -19,7 +19,8 @@ from analytics.segmentation import VALUE_TIERS
 from app_pages import loaders, session
 from app_pages.session import fmt_count, lang, t
 
-__all__ = ["metric", "CAMPAIGN_PAGE_ROWS", "audited_export", "escape_md", "export_buttons", "filtered_customers",
+__all__ = ["metric", "CAMPAIGN_PAGE_ROWS", "audited_export", "escape_md", "export_buttons", "export_request_form",
+           "filtered_customers",
            "language_switch", "left_out_notice", "restore_language", "scope_notice", "segment_filters", "show_table"]
 
 log = logging.getLogger("app")
@@ -145,10 +146,14 @@ def audited_export(engine, user: dict, frame, stem: str, fmt: str, context: dict
 
 
 def export_buttons(engine, user: dict, frame, stem: str, context: dict, key: str) -> None:
-    """CSV and Excel download buttons for ``frame``; the file is built and audited on click."""
+    """CSV and Excel download buttons for ``frame``; the file is built and audited on click. Above
+    ``EXPORT_APPROVAL_ROWS`` rows, a form to request the export instead (four eyes)."""
     limit = int(settings.get("EXPORT_MAX_ROWS"))
     if len(frame) > limit:
         st.info(t("common.export_limited", rows=fmt_count(len(frame)), limit=fmt_count(limit)))
+        return
+    if approvals.needs_approval(len(frame)):
+        export_request_form(engine, user, frame, stem, context, key)
         return
     c1, c2, _ = st.columns([1, 1, 6])
     c1.download_button(t("common.csv"), data=lambda: audited_export(engine, user, frame, stem, "csv", context),
@@ -158,6 +163,30 @@ def export_buttons(engine, user: dict, frame, stem: str, context: dict, key: str
                        file_name=f"{stem}.xlsx", key=f"{key}_xlsx", on_click="ignore",
                        mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
                        icon=":material/download:")
+
+
+def export_request_form(engine, user: dict, frame, stem: str, context: dict, key: str) -> None:
+    """A large export becomes a request: the file is built now and kept with it; a compliance
+    officer other than the requester approves it, then the requester downloads it once from the
+    Approvals page."""
+    st.info(t("approvals.export_needs_approval", rows=fmt_count(len(frame)),
+              limit=fmt_count(int(settings.get("EXPORT_APPROVAL_ROWS")))))
+    formats = {t("common.csv"): "csv", t("common.excel"): "xlsx"}
+    with st.form(f"{key}_approval", clear_on_submit=True):
+        fmt = st.radio(t("approvals.format"), list(formats), horizontal=True, key=f"{key}_approval_fmt")
+        reason = st.text_area(t("approvals.reason"), max_chars=500, key=f"{key}_approval_reason")
+        go = st.form_submit_button(t("approvals.request_export"))
+    if not go:
+        return
+    try:
+        request_id = approvals.request_export(engine, frame, viewer=user["viewer"], stem=stem,
+                                              fmt=formats.get(fmt, "csv"), context=context, reason=reason,
+                                              session_id=user.get("session_id"),
+                                              client_address=session.client_address())
+    except AnalyticsError as exc:
+        session.show_error(exc)
+    else:
+        st.success(t("approvals.export_requested", id=request_id))
 
 
 # --------------------------------------------------------------------------------------------

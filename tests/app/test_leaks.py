@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import openpyxl
+import pandas as pd
 import pytest
 from google.protobuf.json_format import MessageToJson
 from sqlalchemy import text
@@ -52,6 +53,26 @@ def _rendered_text(node) -> list[str]:
     return out
 
 
+def _seed_approvals(engine, viewer, customer_id) -> None:
+    """Requests for the Approvals page to show: the user's own approved export (and, for
+    compliance, an approved unmask), and another officer's pending unmask in the queue."""
+    from analytics import approvals
+    from analytics.access import Viewer
+
+    if "display" in viewer.roles:
+        return
+    second = Viewer("leak_second_officer", ("compliance",))
+    reason = "leak test: a request to list on the Approvals page"
+    frame = pd.DataFrame({"customer_id": [customer_id], "value_tier": ["mass"]})
+    own = approvals.request_export(engine, frame, viewer=viewer, stem="leak", fmt="csv",
+                                   context={"page": "leak"}, reason=reason)
+    approvals.approve(engine, own, approver=second, comment="ok")
+    if access.can_unmask(viewer.roles):
+        mine = approvals.request_unmask(engine, customer_id, "phone", viewer=viewer, reason=reason)
+        approvals.approve(engine, mine, approver=second, comment="ok")
+        approvals.request_unmask(engine, customer_id, "name", viewer=second, reason=reason)
+
+
 @pytest.fixture(scope="module")
 def raw_values(demo_store_url):
     return _raw_values(make_engine(demo_store_url))
@@ -85,6 +106,7 @@ def test_no_raw_personal_value_reaches_any_page_or_log(monkeypatch, demo_store_u
                                        params).scalar()
     with engine.connect() as conn:
         in_scope = set(conn.execute(text(f"SELECT c.customer_id FROM customers c WHERE {where}"), params).scalars())
+    _seed_approvals(engine, viewer, sample_customer)
     root = Path(__file__).resolve().parents[2]
     for script in pages:
         at.switch_page(str(Path(script).relative_to(root))).run()

@@ -8,7 +8,7 @@ from analytics import access, audit, users
 from analytics.store import make_engine
 from tests.app.conftest import PASSWORD, ROLE_USERS, login, make_store, nav_pages, new_app
 
-BUILT_PAGES = {"overview", "audit_log", "admin", "data_quality", "customer_360", "segments", "lifecycle",
+BUILT_PAGES = {"overview", "audit_log", "admin", "data_quality", "customer_360", "segments", "lifecycle", "approvals",
                "cross_sell", "risk", "kpi_wall", "churn", "worklist"}
 
 

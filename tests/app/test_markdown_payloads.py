@@ -3,7 +3,7 @@
 Customers of a copy of the demo store get Markdown and HTML payloads in their name, address,
 e-mail and relationship manager, and the users get one as their display name. Every page is
 rendered for every role that may see customer rows (lists, filters, Customer 360 and, for
-compliance, the unmasked values), and every Markdown-rendering text of every element (bodies,
+compliance, the unmasked values on the Approvals page), and every Markdown-rendering text of every element (bodies,
 labels, help texts, metric values) is checked: no link, emphasis, image or HTML comes from them.
 """
 
@@ -17,7 +17,8 @@ import pytest
 from google.protobuf.json_format import MessageToDict
 from sqlalchemy import text
 
-from analytics import access, users
+from analytics import access, approvals, users
+from analytics.access import Viewer
 from analytics.store import make_engine
 from tests.app.conftest import APP, PASSWORD, login, new_app
 
@@ -92,6 +93,8 @@ def test_no_stored_text_renders_as_markdown(monkeypatch, payload_store, role):
     at = login(new_app(monkeypatch, url), f"md_{role}")
     assert not at.exception
     shown_payload = []
+    to_show = []  # approved unmask requests, used on the Approvals page
+    engine = make_engine(url)
     root = Path(APP).parent
     pages = [info["script_path"] for info in at._registered_pages.values() if info.get("script_path")]
     assert pages
@@ -109,6 +112,13 @@ def test_no_stored_text_renders_as_markdown(monkeypatch, payload_store, role):
         if name == "segments":
             at.text_input(key="tag_expr").input("mortgage_holder or not mortgage_holder").run()
             check("segments with a tag expression")
+        if name == "approvals":
+            for request_id in to_show:
+                at.selectbox[0].select(request_id)
+                next(b for b in at.button if b.label.startswith("Use once")).click()
+                at.run()
+                check(f"approvals, request {request_id} shown")
+                assert any("evil" in i.value or "bold" in i.value or "Click" in i.value for i in at.info)
         if name == "churn" and access.can_see_customer_rows([role]):
             rm = next(s for s in at.selectbox if PAYLOADS[0] in s.options)
             rm.select(PAYLOADS[0]).run()
@@ -120,13 +130,19 @@ def test_no_stored_text_renders_as_markdown(monkeypatch, payload_store, role):
             check("customer 360")
             assert at.dataframe, "the lookup showed nothing"
             if access.can_unmask([role]):
+                # Four eyes: each field is requested here, approved by a second officer, and shown
+                # once on the Approvals page (below).
                 for field in ("name", "address", "email"):
                     at.selectbox[0].select(field)
                     at.text_area[0].input("identity check for complaint case 2026-77")
                     at.button[1].click()
                     at.run()
-                    check(f"customer 360, {field} unmasked")
-                    assert any("evil" in i.value or "bold" in i.value or "Click" in i.value for i in at.info)
+                    check(f"customer 360, {field} requested")
+                    request_id = int(approvals.requests_of(engine, viewer=Viewer(f"md_{role}", (role,)))
+                                     ["request_id"].iloc[0])
+                    approvals.approve(engine, request_id, approver=Viewer("md_second", ("compliance",)),
+                                      comment=f"ok {PAYLOADS[0]}")
+                    to_show.append(request_id)
             at.text_input[0].input("[x](https://evil.example)")  # typed input echoed in the message
             at.button[0].click()
             at.run()
