@@ -81,6 +81,8 @@ EVENTS: tuple[str, ...] = (
     "refresh_start", "refresh_commit", "refresh_fail",
     # A command-line run that changes the store or its users (analytics.cli.AUDITED_COMMANDS).
     "cli_command", "scope_change",
+    # Two-factor login and access review (analytics.mfa, analytics.access_review).
+    "mfa_enrol", "mfa_reset", "access_review",
     # Written by prune() itself: the anchor that lets verify() start after the pruned entries.
     "audit_prune",
 )

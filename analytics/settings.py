@@ -76,6 +76,15 @@ SETTINGS: dict[str, Setting] = {
         Setting("AUDIT_CHECKPOINT_SYSLOG", 0,
                 "1: also send each new audit head to syslog (facility authpriv), a copy outside the host's "
                 "writable files.", int),
+        # Two-factor login and access review (issue 18)
+        Setting("MFA_KEY", "",
+                "Key that encrypts the stored TOTP secrets; at least 32 bytes, not an example value. Without it "
+                "accounts that need two-factor login cannot log in.", secret=True),
+        Setting("MFA_REQUIRED_ROLES", "compliance,admin",
+                "Roles that must log in with a TOTP code (comma-separated); other roles may enrol. "
+                "The display (kiosk) role is always exempt."),
+        Setting("ACCESS_REVIEW_DORMANT_DAYS", 90,
+                "The access review flags an account with no login in this many days.", int),
         # Segmentation and lifecycle value (issue 4)
         Setting("VALUE_TIER_THRESHOLDS", "50000,500000,6000000",
                 "AUM thresholds (CNY) of the value tiers: mass below the first, affluent from it, "
