@@ -106,9 +106,11 @@ def cmd_status(args) -> int:
 
 
 def cmd_users(args) -> int:
-    from analytics import audit, scopes, users
+    from analytics import audit, scopes, users, users_cli
 
     engine = _engine(args)
+    if args.action in users_cli.ACTIONS:  # two-factor and access review (issue 18)
+        return users_cli.run(engine, args)
     if args.action == "list":
         frame = users.list_users(engine)
         print(frame.to_string(index=False) if not frame.empty else "no users")
@@ -304,7 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("users", cmd_users, "Manage dashboard users. Passwords are read from a prompt, or from stdin "
             "(password, then confirmation) when stdin is not a terminal; never from an argument.")
-    p.add_argument("action", choices=["add", "disable", "set-roles", "set-scope", "reset-password", "list"])
+    p.add_argument("action", choices=["add", "disable", "set-roles", "set-scope", "reset-password", "list",
+                                      "mfa-enrol", "mfa-reset", "review"])
     p.add_argument("username", nargs="?", default="")
     p.add_argument("--role", action="append", metavar="ROLE",
                    help="executive, marketing, risk, compliance, admin, display or relationship_manager "
@@ -317,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="set-scope: remove the scope (the whole bank)")
     p.add_argument("--name", help="display name (add only)")
     p.add_argument("--email", help="e-mail (add only)")
+    p.add_argument("--csv", metavar="FILE", help="review only: also write the report to this CSV file")
+    p.add_argument("--sign-off", action="store_true",
+                   help="review only: record in the audit log that you reviewed every account now")
 
     p = add("audit", cmd_audit, "Verify the audit chain (exit 0 when intact) or prune old entries.")
     p.add_argument("action", choices=["verify", "prune"])

@@ -32,6 +32,7 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import IO
 
 import bcrypt
@@ -47,6 +48,7 @@ from analytics.schema import user_preferences, user_sessions, users
 # bcrypt work factor for new hashes. Tests monkeypatch this down to 4; 12 costs ~0.2 s a hash.
 BCRYPT_ROUNDS = 12
 MIN_PASSWORD_CHARS = 12
+COMMON_PASSWORDS_FILE = Path(__file__).resolve().parent.parent / "data" / "common_passwords.txt"
 # bcrypt only reads 72 bytes, and bcrypt 5 refuses longer input rather than truncating silently.
 MAX_PASSWORD_BYTES = 72
 
@@ -169,11 +171,32 @@ def _roles_text(roles: str | Iterable[str]) -> str:
     return ",".join(names)
 
 
+@lru_cache(maxsize=1)
+def common_passwords() -> frozenset[str]:
+    """The bundled list of common passwords (:data:`COMMON_PASSWORDS_FILE`), lower case."""
+    lines = COMMON_PASSWORDS_FILE.read_text(encoding="utf-8").splitlines()
+    return frozenset(line.strip().lower() for line in lines if line.strip() and not line.startswith("#"))
+
+
+def is_common_password(password: str) -> bool:
+    """True when ``password`` is on the bundled list, ignoring case and spaces, also with digits or
+    symbols added at the end ("Password123456!"), or is one character repeated."""
+    text = (password or "").strip().lower()
+    squeezed = "".join(text.split())
+    listed = common_passwords()
+    if text in listed or squeezed in listed or len(set(squeezed)) <= 1:
+        return True
+    stem = squeezed.rstrip("0123456789!@#$%^&*()-_=+.,?~")
+    # Only a stem of 6 or more characters: "bank" + digits is weak, but also a prefix of real words.
+    return len(stem) >= 6 and stem in listed
+
+
 def check_password_policy(password: str, username: str | None = None) -> None:
     """Raise :class:`PasswordPolicyError` unless ``password`` meets the policy.
 
     At least :data:`MIN_PASSWORD_CHARS` characters, at most :data:`MAX_PASSWORD_BYTES` bytes of
-    UTF-8 (bcrypt's limit), not only spaces, and not the username.
+    UTF-8 (bcrypt's limit), not only spaces, not the username, and not a common password
+    (:func:`is_common_password`, against a list bundled with the product: no network).
     """
     if not isinstance(password, str) or len(password) < MIN_PASSWORD_CHARS:
         raise PasswordPolicyError(f"A password needs at least {MIN_PASSWORD_CHARS} characters.")
@@ -183,6 +206,8 @@ def check_password_policy(password: str, username: str | None = None) -> None:
         raise PasswordPolicyError("A password cannot be only spaces.")
     if username and password.strip().lower() == username.strip().lower():
         raise PasswordPolicyError("A password cannot be the username.")
+    if is_common_password(password):
+        raise PasswordPolicyError("That password is on the list of common passwords; choose another.")
 
 
 def hash_password(password: str) -> str:

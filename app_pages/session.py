@@ -527,8 +527,10 @@ def login_page() -> None:
         show_error(exc)
     if st.session_state.get("authentication_status") or st.session_state.get(STATE_MFA):
         st.rerun()
-    elif st.session_state.get("authentication_status") is False and not notice:
-        st.error(t("auth.wrong_credentials"))
+    elif st.session_state.get("authentication_status") is False:
+        fresh = st.session_state.get(STATE_NOTICE)  # set by this attempt (e.g. MFA_KEY missing)
+        if not notice or fresh != notice:
+            st.error(fresh or t("auth.wrong_credentials"))
     st.caption(t("auth.lockout_policy", attempts=settings.get("LOGIN_MAX_FAILED_ATTEMPTS"),
                  lockout=settings.get("LOGIN_LOCKOUT_MINUTES"), idle=settings.get("SESSION_IDLE_MINUTES")))
 
