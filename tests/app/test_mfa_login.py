@@ -139,3 +139,24 @@ def test_cancel_and_expiry_go_back_to_the_password_form(monkeypatch, url):
     at.run()
     assert _pending(at) is None and nav_pages(at) == {"login"}
     assert any("enter your password again" in e.value for e in at.error)
+
+
+def test_admin_page_lists_the_access_review_and_signs_it_off(monkeypatch, store_url):
+    from tests.app.conftest import ROLE_USERS
+
+    at = login(new_app(monkeypatch, store_url), ROLE_USERS["admin"])
+    at.switch_page("app_pages/admin.py").run()
+    assert not at.exception
+    review = next(d.value for d in at.dataframe if "roles_granted_since_review" in d.value.columns)
+    assert sorted(review["username"]) == sorted(ROLE_USERS.values())
+    by_user = review.set_index("username")
+    assert by_user.loc["user_admin", "mfa"] == "enrolled" and by_user.loc["user_marketing", "mfa"] == "none"
+    assert by_user.loc["user_compliance", "roles_granted_since_review"] == "compliance"  # never reviewed
+    assert any("No access review has been signed off yet" in c.value for c in at.caption)
+    at.button(key="ci_access_review_sign_off").click()
+    at.run()
+    entry = audit.query(make_engine(store_url), event="access_review").iloc[0]
+    assert entry["username"] == "user_admin"
+    review = next(d.value for d in at.dataframe if "roles_granted_since_review" in d.value.columns)
+    assert (review["roles_granted_since_review"] == "").all()
+    assert any("Last signed off" in c.value and "user\\_admin" in c.value for c in at.caption)  # escaped
