@@ -360,11 +360,14 @@ def _mfa_pending() -> dict | None:
 def _second_factor_form(engine, pending: dict) -> None:
     """Ask for the code (and, for an enrolment, show the QR code of the new secret first)."""
     st.subheader(t("auth.mfa_title"))
+    if pending["step"] == "enrol" and mfa.status(engine, pending["username"]) == "enrolled":
+        # Enrolled meanwhile (in another browser): a code from the app it scanned logs in.
+        pending["step"] = "code"
     if pending["step"] == "enrol":
         try:
             enrolment = users.pending_enrolment(engine, pending["username"])
         except mfa.MfaError as exc:
-            log.error("enrolment unavailable: %s", type(exc).__name__)
+            log.error("enrolment unavailable: %s", exc)  # names the user and the setting, no secret
             st.session_state.pop(STATE_MFA, None)
             st.error(t("auth.mfa_not_configured"))
             return

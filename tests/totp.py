@@ -49,9 +49,7 @@ def next_code(url_or_engine, username: str) -> str:
     with engine.connect() as conn:
         row = conn.execute(select(user_mfa).where(user_mfa.c.username == username)).first()
     if row is None or row.confirmed_at is None:
-        enrol(engine, username)
-        with engine.connect() as conn:
-            row = conn.execute(select(user_mfa).where(user_mfa.c.username == username)).first()
+        raise AssertionError(f"{username} is not enrolled: read the key the enrolment form shows")
     secret = mfa.decrypt_secret(username, row.secret_enc)
     current = mfa.step_of(_now())
     for step in (current, current + 1):

@@ -160,3 +160,13 @@ def test_admin_page_lists_the_access_review_and_signs_it_off(monkeypatch, store_
     review = next(d.value for d in at.dataframe if "roles_granted_since_review" in d.value.columns)
     assert (review["roles_granted_since_review"] == "").all()
     assert any("Last signed off" in c.value and "user\\_admin" in c.value for c in at.caption)  # escaped
+
+
+def test_an_enrolment_confirmed_elsewhere_turns_the_form_into_a_code_form(monkeypatch, url):
+    at = _password_step(monkeypatch, url, "new_officer")
+    assert _pending(at)["step"] == "enrol" and len(at.get("image")) == 1
+    totp.enrol(make_engine(url), "new_officer")  # confirmed in another browser meanwhile
+    at.run()
+    assert not at.error and not at.get("image") and _pending(at)["step"] == "code"
+    submit_code(at, totp.next_code(url, "new_officer"))
+    assert "overview" in nav_pages(at)
