@@ -450,6 +450,11 @@ def login_gate(engine) -> dict | None:
     if problem:
         st.error(t("auth.not_configured", problem=problem, min_bytes=MIN_KEY_BYTES))
         st.stop()
+    try:
+        users.mfa_required_roles()
+    except ValueError as exc:  # a role name the policy does not know: named, and nobody logs in
+        show_error(exc)
+        st.stop()
     auth = _authenticator(engine, key)
     st.session_state["_auth"] = auth
     user = current_user()

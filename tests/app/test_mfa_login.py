@@ -170,3 +170,11 @@ def test_an_enrolment_confirmed_elsewhere_turns_the_form_into_a_code_form(monkey
     assert not at.error and not at.get("image") and _pending(at)["step"] == "code"
     submit_code(at, totp.next_code(url, "new_officer"))
     assert "overview" in nav_pages(at)
+
+
+def test_an_unknown_role_in_mfa_required_roles_stops_the_app_with_its_name(monkeypatch, url):
+    monkeypatch.setenv("MFA_REQUIRED_ROLES", "admin,superuser")
+    at = new_app(monkeypatch, url)
+    at.run()
+    assert not at.exception and len(at.text_input) == 0
+    assert any("MFA\\_REQUIRED\\_ROLES" in e.value and "superuser" in e.value for e in at.error)  # escaped
