@@ -85,6 +85,8 @@ EVENTS: tuple[str, ...] = (
     "alert_change",
     # Four-eyes approval (analytics.approvals): a request, a decision, an expiry, a refused use.
     "approval_request", "approval_decision", "approval_expire", "approval_refused",
+    # Two-factor login and access review (analytics.mfa, analytics.access_review).
+    "mfa_enrol", "mfa_reset", "access_review",
     # Written by prune() itself: the anchor that lets verify() start after the pruned entries.
     "audit_prune",
 )

@@ -353,6 +353,29 @@ approval_requests = Table(
     Index("ix_approval_requests_requester", "requested_by", "requested_at"),
 )
 
+# Two-factor login (TOTP, RFC 6238; analytics/mfa.py). The secret is stored only encrypted
+# (AES-GCM under a key derived from MFA_KEY, bound to the username). confirmed_at is NULL while an
+# enrolment waits for its first code; last_step is the last accepted time-step, so no code (and no
+# earlier one) is accepted twice.
+user_mfa = Table(
+    "user_mfa",
+    metadata,
+    Column("username", String(64), ForeignKey("users.username"), primary_key=True),
+    Column("secret_enc", Text, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("confirmed_at", DateTime),
+    Column("last_step", BigInteger),
+)
+
+# Single-use recovery codes, stored as SHA-256 digests (80 random bits each, so a fast hash is enough).
+user_mfa_recovery = Table(
+    "user_mfa_recovery",
+    metadata,
+    Column("username", String(64), ForeignKey("users.username"), primary_key=True),
+    Column("code_hash", String(64), primary_key=True),
+    Column("used_at", DateTime),
+)
+
 audit_log = Table(
     "audit_log",
     metadata,

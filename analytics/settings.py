@@ -99,6 +99,15 @@ SETTINGS: dict[str, Setting] = {
                 "are flagged.", int),
         Setting("SIGNAL_WINDOW_HOURS", 24,
                 "Audit signal: the window of the repeated-unmask and access-denied signals.", int),
+        # Two-factor login and access review (issue 18)
+        Setting("MFA_KEY", "",
+                "Key that encrypts the stored TOTP secrets; at least 32 bytes, not an example value. Without it "
+                "accounts that need two-factor login cannot log in.", secret=True),
+        Setting("MFA_REQUIRED_ROLES", "compliance,admin",
+                "Roles that must log in with a TOTP code (comma-separated); other roles may enrol. "
+                "The display (kiosk) role is always exempt."),
+        Setting("ACCESS_REVIEW_DORMANT_DAYS", 90,
+                "The access review flags an account with no login in this many days.", int),
         # Segmentation and lifecycle value (issue 4)
         Setting("VALUE_TIER_THRESHOLDS", "50000,500000,6000000",
                 "AUM thresholds (CNY) of the value tiers: mass below the first, affluent from it, "

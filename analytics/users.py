@@ -32,6 +32,7 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import IO
 
 import bcrypt
@@ -39,18 +40,22 @@ import pandas as pd
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from analytics import audit, settings
-from analytics.access import normalise_roles
+from analytics import audit, mfa, settings
+from analytics.access import ROLES, normalise_roles
 from analytics.errors import AnalyticsError
 from analytics.schema import user_preferences, user_sessions, users
 
 # bcrypt work factor for new hashes. Tests monkeypatch this down to 4; 12 costs ~0.2 s a hash.
 BCRYPT_ROUNDS = 12
 MIN_PASSWORD_CHARS = 12
+COMMON_PASSWORDS_FILE = Path(__file__).resolve().parent.parent / "data" / "common_passwords.txt"
 # bcrypt only reads 72 bytes, and bcrypt 5 refuses longer input rather than truncating silently.
 MAX_PASSWORD_BYTES = 72
 
 WRONG_CREDENTIALS = "Wrong username or password."
+WRONG_CODE = "Wrong or already used code."
+MFA_NOT_CONFIGURED = ("Two-factor login is not configured: {problem} This account needs a code, so it "
+                      "cannot log in until an administrator sets MFA_KEY.")
 
 # streamlit-authenticator lower-cases usernames, so we store them lower-case.
 USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
@@ -166,11 +171,32 @@ def _roles_text(roles: str | Iterable[str]) -> str:
     return ",".join(names)
 
 
+@lru_cache(maxsize=1)
+def common_passwords() -> frozenset[str]:
+    """The bundled list of common passwords (:data:`COMMON_PASSWORDS_FILE`), lower case."""
+    lines = COMMON_PASSWORDS_FILE.read_text(encoding="utf-8").splitlines()
+    return frozenset(line.strip().lower() for line in lines if line.strip() and not line.startswith("#"))
+
+
+def is_common_password(password: str) -> bool:
+    """True when ``password`` is on the bundled list, ignoring case and spaces, also with digits or
+    symbols added at the end ("Password123456!"), or is one character repeated."""
+    text = (password or "").strip().lower()
+    squeezed = "".join(text.split())
+    listed = common_passwords()
+    if text in listed or squeezed in listed or len(set(squeezed)) <= 1:
+        return True
+    stem = squeezed.rstrip("0123456789!@#$%^&*()-_=+.,?~")
+    # Only a stem of 6 or more characters: "bank" + digits is weak, but also a prefix of real words.
+    return len(stem) >= 6 and stem in listed
+
+
 def check_password_policy(password: str, username: str | None = None) -> None:
     """Raise :class:`PasswordPolicyError` unless ``password`` meets the policy.
 
     At least :data:`MIN_PASSWORD_CHARS` characters, at most :data:`MAX_PASSWORD_BYTES` bytes of
-    UTF-8 (bcrypt's limit), not only spaces, and not the username.
+    UTF-8 (bcrypt's limit), not only spaces, not the username, and not a common password
+    (:func:`is_common_password`, against a list bundled with the product: no network).
     """
     if not isinstance(password, str) or len(password) < MIN_PASSWORD_CHARS:
         raise PasswordPolicyError(f"A password needs at least {MIN_PASSWORD_CHARS} characters.")
@@ -180,6 +206,8 @@ def check_password_policy(password: str, username: str | None = None) -> None:
         raise PasswordPolicyError("A password cannot be only spaces.")
     if username and password.strip().lower() == username.strip().lower():
         raise PasswordPolicyError("A password cannot be the username.")
+    if is_common_password(password):
+        raise PasswordPolicyError("That password is on the list of common passwords; choose another.")
 
 
 def hash_password(password: str) -> str:
@@ -372,7 +400,8 @@ def _failed(username: str, reason: str, event: str = "login_failed") -> AuthResu
     return AuthResult(False, username, (), None, WRONG_CREDENTIALS, event, reason)
 
 
-def authenticate(engine: Engine, username: str, password: str, now: dt.datetime | None = None) -> AuthResult:
+def authenticate(engine: Engine, username: str, password: str, now: dt.datetime | None = None, *,
+                 reset_failures: bool = True) -> AuthResult:
     """Check a login and apply the lockout policy.
 
     Returns an :class:`AuthResult`; it never raises for bad credentials. Record
@@ -380,6 +409,10 @@ def authenticate(engine: Engine, username: str, password: str, now: dt.datetime 
     account, ``result.username`` is ``unknown:`` plus a keyed hash of it
     (:func:`analytics.audit.keyed_ref`), never the text itself: people type passwords into the
     username box, and repeats of one name still correlate.
+
+    ``reset_failures=False`` leaves the failure count as it is after a right password: the login
+    sequence passes it when a second factor follows, so a right password cannot wipe the count of
+    wrong codes (else an attacker who knows the password gets endless rounds of code guesses).
     """
     now = _utc(now)
     try:
@@ -399,18 +432,28 @@ def authenticate(engine: Engine, username: str, password: str, now: dt.datetime 
         return _failed(name, "locked", "login_locked")
 
     if _check_password(password, row.password_hash):
-        with engine.begin() as conn:
-            conn.execute(update(users).where(users.c.username == name)
-                         .values(failed_attempts=0, locked_until=None))
+        if reset_failures:
+            _reset_failures(engine, name)
         return AuthResult(True, name, tuple(r for r in row.roles.split(",") if r), row.display_name,
                           "", "login_ok")
+    return _count_failure(engine, name, row.locked_until, now, "wrong password")
 
+
+def _reset_failures(engine: Engine, name: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(update(users).where(users.c.username == name).values(failed_attempts=0, locked_until=None))
+
+
+def _count_failure(engine: Engine, name: str, locked_until: dt.datetime | None, now: dt.datetime,
+                   reason: str, message: str = WRONG_CREDENTIALS) -> AuthResult:
+    """Count one failed attempt (a wrong password or a wrong or reused code) and lock the account
+    once there are ``LOGIN_MAX_FAILED_ATTEMPTS``."""
     max_attempts = _setting("LOGIN_MAX_FAILED_ATTEMPTS")
     lock_minutes = _setting("LOGIN_LOCKOUT_MINUTES")
     with engine.begin() as conn:
         # An expired lock starts a fresh count; otherwise count this failure atomically, so two
         # concurrent wrong guesses both count.
-        expired = row.locked_until is not None and row.locked_until <= now
+        expired = locked_until is not None and locked_until <= now
         new_count = 1 if expired else users.c.failed_attempts + 1
         conn.execute(update(users).where(users.c.username == name)
                      .values(failed_attempts=new_count, locked_until=None))
@@ -418,8 +461,11 @@ def authenticate(engine: Engine, username: str, password: str, now: dt.datetime 
         if count >= max_attempts:
             conn.execute(update(users).where(users.c.username == name)
                          .values(locked_until=now + dt.timedelta(minutes=lock_minutes)))
-            return _failed(name, f"locked after {count} failed attempts", "login_locked")
-    return _failed(name, "wrong password")
+            why = f"locked after {count} failed attempts"
+            if reason != "wrong password":
+                why += f" (last: {reason})"
+            return AuthResult(False, name, (), None, message, "login_locked", why)
+    return AuthResult(False, name, (), None, message, "login_failed", reason)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -613,8 +659,16 @@ def touch_session(engine: Engine, session_id: str | None, now: dt.datetime | Non
 
 @dataclass(frozen=True)
 class Login:
-    """The outcome of :func:`log_in` or :func:`resume_session`: who is logged in, under which
-    server-side session; or, when ``ok`` is False, the one message the login form may show."""
+    """The outcome of :func:`log_in`, :func:`log_in_code`, :func:`enrol_and_log_in` or
+    :func:`resume_session`: who is logged in, under which server-side session; or, when ``ok`` is
+    False, the one message the login form may show.
+
+    ``next_step`` is set when the password was right and a second factor must follow: ``code``
+    (ask for a TOTP or recovery code, :func:`log_in_code`) or ``enrol`` (show the QR code of a new
+    secret and ask for its first code, :func:`enrol_and_log_in`). ``failure`` names the kind of
+    failure for the form (``wrong_credentials``, ``wrong_code``, ``locked``, ``mfa_not_configured``).
+    ``recovery_codes`` holds the ten new recovery codes after an enrolment, to show once.
+    """
 
     ok: bool
     username: str | None
@@ -622,6 +676,57 @@ class Login:
     roles: tuple[str, ...] = ()
     session_id: str | None = None
     message: str = ""
+    next_step: str | None = None
+    failure: str | None = None
+    recovery_codes: tuple[str, ...] = ()
+
+
+def mfa_required_roles() -> frozenset[str]:
+    """The roles of ``MFA_REQUIRED_ROLES``; ValueError naming the setting for an unknown role."""
+    names = {r.strip().lower() for r in str(settings.get("MFA_REQUIRED_ROLES") or "").split(",") if r.strip()}
+    unknown = sorted(names - set(ROLES))
+    if unknown:
+        raise ValueError(f"MFA_REQUIRED_ROLES names unknown role(s) {', '.join(unknown)}; "
+                         f"use some of {', '.join(ROLES)}.")
+    return frozenset(names)
+
+
+def mfa_required(roles: Iterable[str] | None) -> bool:
+    """True when an account with ``roles`` must log in with a second factor.
+
+    Kiosk accounts (:func:`is_kiosk`, the display role alone) are exempt whatever the setting: a
+    wall screen is left logged in for days with nobody at it to type a code, and it sees
+    aggregates only, with small cells suppressed.
+    """
+    return not is_kiosk(roles) and bool(set(roles or ()) & mfa_required_roles())
+
+
+def second_factor_step(engine: Engine, username: str, roles: Iterable[str]) -> str | None:
+    """What must follow a right password: ``code`` (enrolled), ``enrol`` (a pending enrolment, or
+    none yet for a role that requires one), or None (no second factor; kiosks never)."""
+    roles = tuple(roles)
+    if is_kiosk(roles):
+        return None
+    state = mfa.status(engine, username)
+    if state == "enrolled":
+        return "code"
+    if state == "pending" or mfa_required(roles):
+        return "enrol"
+    return None
+
+
+def _start_login(engine: Engine, name: str, roles: tuple[str, ...], display_name: str | None, *,
+                 client_address: str | None, now: dt.datetime | None, second_factor: str | None = None,
+                 recovery_codes: tuple[str, ...] = ()) -> Login:
+    session_id = start_session(engine, name, now=now)
+    try:
+        audit.append(engine, "login_ok", username=name, roles=roles, session_id=session_id,
+                     client_address=client_address,
+                     parameters={"second_factor": second_factor} if second_factor else None)
+    except Exception:
+        end_session(engine, session_id, "revoked", now=now)
+        raise
+    return Login(True, name, display_name or name, roles, session_id, recovery_codes=recovery_codes)
 
 
 def log_in(engine: Engine, username: str, password: str, *, client_address: str | None = None,
@@ -631,20 +736,136 @@ def log_in(engine: Engine, username: str, password: str, *, client_address: str 
     Every attempt is audited (``login_ok``, ``login_failed`` or ``login_locked`` with the real
     cause); the returned message is the same for every failure. A login that cannot be audited does
     not happen: its session is ended and the audit error raised.
+
+    When a second factor must follow (:func:`second_factor_step`) no session starts: the result has
+    ``ok=False`` and ``next_step`` set, and the failure count is left alone until the code is right.
+    The caller keeps the username server-side and calls :func:`log_in_code` or
+    :func:`enrol_and_log_in` next. When ``MFA_KEY`` is unusable such an account cannot log in, and
+    the message names the setting.
     """
-    result = authenticate(engine, username, password, now=now)
+    result = authenticate(engine, username, password, now=now, reset_failures=False)
     if not result.ok:
         audit.append(engine, result.event, username=result.username, client_address=client_address,
                      reason=result.reason)
-        return Login(False, result.username, message=result.message)
-    session_id = start_session(engine, result.username, now=now)
+        return Login(False, result.username, message=result.message, failure="wrong_credentials")
+    step = second_factor_step(engine, result.username, result.roles)
+    if step is not None:
+        problem = mfa.key_problem(settings.get("MFA_KEY"))
+        if problem:
+            audit.append(engine, "login_failed", username=result.username, client_address=client_address,
+                         reason=f"second factor needed but {problem}")
+            return Login(False, result.username, message=MFA_NOT_CONFIGURED.format(problem=problem),
+                         failure="mfa_not_configured")
+        return Login(False, result.username, result.display_name or result.username, result.roles,
+                     next_step=step)
+    _reset_failures(engine, result.username)
+    return _start_login(engine, result.username, result.roles, result.display_name,
+                        client_address=client_address, now=now)
+
+
+def _second_factor_gate(engine: Engine, username: str, client_address: str | None,
+                        now: dt.datetime) -> tuple[object | None, Login | None]:
+    """The user's row, or the refusal of a code attempt (unknown, disabled or locked account)."""
+    name = normalise_username(username)
+    with engine.connect() as conn:
+        row = conn.execute(select(*_PUBLIC_COLUMNS).where(users.c.username == name)).first()
+    if row is None or row.disabled:
+        audit.append(engine, "login_failed", username=name, client_address=client_address,
+                     reason="second factor for a missing or disabled account")
+        return None, Login(False, name, message=WRONG_CODE, failure="locked")
+    if row.locked_until is not None and row.locked_until > now:
+        audit.append(engine, "login_locked", username=name, client_address=client_address,
+                     reason="locked (second factor)")
+        return None, Login(False, name, message=WRONG_CODE, failure="locked")
+    return row, None
+
+
+def _code_failed(engine: Engine, row, reason: str, client_address: str | None, now: dt.datetime) -> Login:
+    result = _count_failure(engine, row.username, row.locked_until, now, reason, WRONG_CODE)
+    audit.append(engine, result.event, username=row.username, client_address=client_address, reason=result.reason)
+    return Login(False, row.username, message=WRONG_CODE,
+                 failure="locked" if result.event == "login_locked" else "wrong_code")
+
+
+def _key_failed(engine: Engine, name: str, exc: Exception, client_address: str | None) -> Login:
+    audit.append(engine, "login_failed", username=name, client_address=client_address,
+                 reason=f"second factor unusable: {type(exc).__name__}")
+    return Login(False, name, message=str(exc), failure="mfa_not_configured")
+
+
+def log_in_code(engine: Engine, username: str, code: str, *, client_address: str | None = None,
+                now: dt.datetime | None = None) -> Login:
+    """The second step of the login of an enrolled user: a TOTP code, or a recovery code.
+
+    Call it only for a username whose password :func:`log_in` accepted with ``next_step="code"``
+    (the caller keeps that server-side). A wrong or reused code counts as a failed login toward the
+    same lockout as a wrong password; a locked account is refused without checking the code.
+    """
+    now = _utc(now)
+    row, refused = _second_factor_gate(engine, username, client_address, now)
+    if refused:
+        return refused
     try:
-        audit.append(engine, "login_ok", username=result.username, roles=result.roles, session_id=session_id,
-                     client_address=client_address)
-    except Exception:
-        end_session(engine, session_id, "revoked", now=now)
-        raise
-    return Login(True, result.username, result.display_name or result.username, result.roles, session_id)
+        check = mfa.check_code(engine, row.username, code, now=now)
+    except mfa.MfaKeyError as exc:
+        return _key_failed(engine, row.username, exc, client_address)
+    if not check.ok:
+        return _code_failed(engine, row, check.reason or "wrong code", client_address, now)
+    _reset_failures(engine, row.username)
+    return _start_login(engine, row.username, _roles_of(row.roles), row.display_name, client_address=client_address,
+                        now=now, second_factor="recovery code" if check.recovery else "totp")
+
+
+def enrol_and_log_in(engine: Engine, username: str, code: str, *, client_address: str | None = None,
+                     now: dt.datetime | None = None) -> Login:
+    """Confirm a pending enrolment with its first code, then log in; the ten recovery codes come
+    back in ``recovery_codes`` (shown once). Same preconditions and lockout as :func:`log_in_code`.
+    """
+    now = _utc(now)
+    row, refused = _second_factor_gate(engine, username, client_address, now)
+    if refused:
+        return refused
+    try:
+        codes = mfa.confirm_enrolment(engine, row.username, code, now=now)
+    except mfa.MfaKeyError as exc:
+        return _key_failed(engine, row.username, exc, client_address)
+    except mfa.MfaError:
+        return _code_failed(engine, row, "no pending enrolment", client_address, now)
+    if codes is None:
+        return _code_failed(engine, row, "wrong code (enrolment)", client_address, now)
+    audit.append(engine, "mfa_enrol", username=row.username, target={"user": row.username},
+                 client_address=client_address, parameters={"action": "confirm"})
+    _reset_failures(engine, row.username)
+    return _start_login(engine, row.username, _roles_of(row.roles), row.display_name, client_address=client_address,
+                        now=now, second_factor="totp (enrolment)", recovery_codes=tuple(codes))
+
+
+def pending_enrolment(engine: Engine, username: str, now: dt.datetime | None = None) -> mfa.Enrolment:
+    """The secret a user in the ``enrol`` step scans: their pending one, or a new one."""
+    return mfa.begin_enrolment(engine, normalise_username(username), now=now)
+
+
+def reset_mfa(engine: Engine, username: str, now: dt.datetime | None = None) -> bool:
+    """Forget a user's second factor (a lost phone) and end their sessions; they enrol again at the
+    next login when their roles require it. The caller audits it (``mfa_reset``)."""
+    name = normalise_username(username)
+    if get_user(engine, name) is None:
+        raise UnknownUserError(f"No user {name!r}. Hint: list users with `python -m analytics users`.")
+    had = mfa.reset(engine, name)
+    end_user_sessions(engine, name, "revoked", now=now)
+    return had
+
+
+def enrol_mfa(engine: Engine, username: str, now: dt.datetime | None = None) -> mfa.Enrolment:
+    """Start (or show again) a pending enrolment for a user, for ``users mfa-enrol``; the user
+    confirms it with a first code at their next login, and gets the recovery codes then."""
+    user = get_user(engine, username)
+    if user is None:
+        raise UnknownUserError(f"No user {normalise_username(username)!r}. "
+                               "Hint: list users with `python -m analytics users`.")
+    if is_kiosk(user.roles):
+        raise UserError(f"{user.username!r} is a kiosk (display) account, which is exempt from two-factor login.")
+    return mfa.begin_enrolment(engine, user.username, now=now)
 
 
 def resume_session(engine: Engine, username: str | None, session_id: str | None, *,
@@ -654,6 +875,9 @@ def resume_session(engine: Engine, username: str | None, session_id: str | None,
     timeout or a revocation logs nobody in; the attempt is audited as ``access_denied``)."""
     name = session_user(engine, session_id, now=now)
     user = get_user(engine, name) if name is not None and name == username else None
+    # A session that predates a requirement to enrol (MFA_REQUIRED_ROLES changed) is not resumed.
+    if user is not None and second_factor_step(engine, user.username, user.roles) == "enrol":
+        user = None
     if user is None or not touch_session(engine, session_id, now=now):
         audit.append(engine, "access_denied", username=username, client_address=client_address,
                      reason="re-authentication cookie names no live session")
@@ -778,5 +1002,7 @@ __all__ = [
     "end_user_sessions", "get_user", "hash_password", "list_users", "normalise_username",
     "read_password_from_stdin_or_prompt", "reset_password", "session_is_live", "set_roles",
     "start_session", "touch_session", "unlock_user", "KIOSK_ROLES", "Login", "SessionCheck", "check_session",
-    "is_kiosk", "log_in", "log_out", "recheck_session", "resume_session",
+    "is_kiosk", "log_in", "log_out", "recheck_session", "resume_session", "MFA_NOT_CONFIGURED", "WRONG_CODE",
+    "enrol_and_log_in", "enrol_mfa", "log_in_code", "mfa_required", "mfa_required_roles", "pending_enrolment",
+    "reset_mfa", "second_factor_step",
 ]

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from analytics import refresh, users
+from analytics import access_review, refresh, settings, users
 from analytics.errors import AnalyticsError
 from analytics.formatting import escape_md
 from app_pages import session, widgets
@@ -15,6 +15,21 @@ st.title(session.page_title("admin"))
 st.subheader(session.t("admin.users"))
 st.caption(session.t("admin.manage_users_hint"))
 widgets.show_table(users.list_users(engine), width="stretch")
+
+st.subheader(session.t("admin.access_review"))
+review = access_review.report(engine)
+last = access_review.last_review(engine)
+st.caption(session.t("admin.access_review_last", at=f"{last['at']:%Y-%m-%d %H:%M}", reviewer=escape_md(last["reviewer"]))
+           if last else session.t("admin.access_review_never"))
+st.write(session.t("admin.access_review_flags", dormant=int(review["dormant"].sum()),
+                   days=settings.get("ACCESS_REVIEW_DORMANT_DAYS"),
+                   granted=int((review["roles_granted_since_review"] != "").sum())))
+widgets.show_table(review, width="stretch")
+if st.button(session.t("admin.access_review_sign_off"), key="ci_access_review_sign_off"):
+    access_review.sign_off(engine, user["username"], roles=user["roles"], session_id=user["session_id"],
+                           client_address=session.client_address())
+    st.success(session.t("admin.access_review_signed"))
+    st.rerun()
 
 st.subheader(session.t("admin.refresh_runs"))
 info = refresh.status(engine, limit=20)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import jwt
@@ -31,7 +32,7 @@ import streamlit as st
 import streamlit_authenticator as stauth
 from sqlalchemy.exc import SQLAlchemyError
 
-from analytics import access, audit, formatting, i18n, runs, scopes, settings, users
+from analytics import access, audit, formatting, i18n, mfa, runs, scopes, settings, users
 from analytics.errors import AnalyticsError, StoreError, StoreNotInitialisedError
 from analytics.formatting import escape_md
 from analytics.store import check_store, redact_url, resolve_url
@@ -51,6 +52,12 @@ KNOWN_DEFAULT_KEYS = {"some_key", "some_signature_key", "abcdef", "changeme", "s
 STATE_SESSION = "ci_session_id"
 STATE_NOTICE = "ci_auth_notice"
 STATE_COOKIE_PENDING = "ci_cookie_pending"
+# After a right password, while the second factor is asked: {"username", "step" ("code" or "enrol"),
+# "at"}. Server-side only (st.session_state); it expires, so an abandoned half-login does not linger.
+STATE_MFA = "ci_mfa_pending"
+MFA_PENDING_SECONDS = 300
+# The recovery codes of a fresh enrolment, shown once before any page.
+STATE_RECOVERY = "ci_recovery_codes"
 LANG_STATE = "ui_lang"  # the sidebar switch's value: a name of i18n.LANGUAGE_NAMES
 
 
@@ -286,7 +293,8 @@ def _set_logged_in(login: users.Login) -> None:
 
 
 def _clear_login() -> None:
-    for key in ("authentication_status", "username", "name", "roles", "email", STATE_SESSION, "ci_last_page_viewed"):
+    for key in ("authentication_status", "username", "name", "roles", "email", STATE_SESSION, "ci_last_page_viewed",
+                STATE_RECOVERY):
         st.session_state[key] = None
 
 
@@ -310,10 +318,15 @@ def _authenticator(engine, key: str) -> stauth.Authenticate:
             st.session_state["authentication_status"] = False
             return False
         result = users.log_in(engine, username, password, client_address=client_address())
+        if result.next_step:
+            # Right password; no session until the second factor (login_page draws its form next).
+            st.session_state[STATE_MFA] = {"username": result.username, "step": result.next_step,
+                                           "at": time.monotonic()}
+            st.session_state["authentication_status"] = None
+            return False
         if not result.ok:
             st.session_state["authentication_status"] = False
-            st.session_state[STATE_NOTICE] = (t("auth.wrong_credentials")
-                                              if result.message == users.WRONG_CREDENTIALS else result.message)
+            st.session_state[STATE_NOTICE] = _failure_notice(result)
             return False
         _set_logged_in(result)
         st.session_state[STATE_COOKIE_PENDING] = True
@@ -322,6 +335,83 @@ def _authenticator(engine, key: str) -> stauth.Authenticate:
     cookie_model._token_encode = encode_token
     auth.authentication_controller.login = login
     return auth
+
+
+def _failure_notice(result: users.Login) -> str:
+    if result.failure == "mfa_not_configured":
+        return t("auth.mfa_not_configured")
+    if result.failure in ("wrong_code", "locked"):
+        return t("auth.wrong_code")
+    return t("auth.wrong_credentials") if result.message == users.WRONG_CREDENTIALS else result.message
+
+
+def _mfa_pending() -> dict | None:
+    """The half-login waiting for its second factor, or None (none, or expired: then a notice)."""
+    pending = st.session_state.get(STATE_MFA)
+    if not pending:
+        return None
+    if time.monotonic() - pending["at"] > MFA_PENDING_SECONDS:
+        st.session_state.pop(STATE_MFA, None)
+        st.session_state[STATE_NOTICE] = t("auth.mfa_expired")
+        return None
+    return pending
+
+
+def _second_factor_form(engine, pending: dict) -> None:
+    """Ask for the code (and, for an enrolment, show the QR code of the new secret first)."""
+    st.subheader(t("auth.mfa_title"))
+    if pending["step"] == "enrol" and mfa.status(engine, pending["username"]) == "enrolled":
+        # Enrolled meanwhile (in another browser): a code from the app it scanned logs in.
+        pending["step"] = "code"
+    if pending["step"] == "enrol":
+        try:
+            enrolment = users.pending_enrolment(engine, pending["username"])
+        except mfa.MfaError as exc:
+            log.error("enrolment unavailable: %s", exc)  # names the user and the setting, no secret
+            st.session_state.pop(STATE_MFA, None)
+            st.error(t("auth.mfa_not_configured"))
+            return
+        st.info(t("auth.mfa_enrol_intro"))
+        st.image(mfa.qr_png(enrolment.uri), caption=t("auth.mfa_qr_caption"), width=240)
+        st.caption(t("auth.mfa_manual_key"))
+        st.code(enrolment.secret, language=None)
+    with st.form("ci_mfa_form", clear_on_submit=True):
+        code = st.text_input(t("auth.mfa_code"), key="ci_mfa_code", max_chars=24, autocomplete="one-time-code")
+        submitted = st.form_submit_button(t("auth.mfa_verify"), type="primary")
+    if st.button(t("auth.mfa_cancel"), key="ci_mfa_cancel"):
+        st.session_state.pop(STATE_MFA, None)
+        st.rerun()
+    if not submitted:
+        return
+    check = users.enrol_and_log_in if pending["step"] == "enrol" else users.log_in_code
+    result = check(engine, pending["username"], code or "", client_address=client_address())
+    if result.ok:
+        st.session_state.pop(STATE_MFA, None)
+        _set_logged_in(result)
+        st.session_state[STATE_COOKIE_PENDING] = True
+        if result.recovery_codes:
+            st.session_state[STATE_RECOVERY] = list(result.recovery_codes)
+        st.rerun()
+    if result.failure in ("locked", "mfa_not_configured"):
+        # Back to the password form: a locked account, or one that cannot log in at all.
+        st.session_state.pop(STATE_MFA, None)
+        st.session_state[STATE_NOTICE] = _failure_notice(result)
+        st.rerun()
+    st.error(_failure_notice(result))
+
+
+def recovery_codes_gate() -> None:
+    """Right after an enrolment: show the ten recovery codes once, before any page."""
+    codes = st.session_state.get(STATE_RECOVERY)
+    if not codes:
+        return
+    st.title(t("auth.recovery_title"))
+    st.warning(t("auth.recovery_intro", n=len(codes)))
+    st.code("\n".join(codes), language=None)
+    if st.button(t("auth.recovery_saved"), type="primary", key="ci_recovery_saved"):
+        st.session_state.pop(STATE_RECOVERY, None)
+        st.rerun()
+    st.stop()
 
 
 def _login_with_token(engine, token: dict) -> bool | None:
@@ -360,6 +450,11 @@ def login_gate(engine) -> dict | None:
     if problem:
         st.error(t("auth.not_configured", problem=problem, min_bytes=MIN_KEY_BYTES))
         st.stop()
+    try:
+        users.mfa_required_roles()
+    except ValueError as exc:  # a role name the policy does not know: named, and nobody logs in
+        show_error(exc)
+        st.stop()
     auth = _authenticator(engine, key)
     st.session_state["_auth"] = auth
     user = current_user()
@@ -375,6 +470,8 @@ def login_gate(engine) -> dict | None:
         if not check.live:
             _end_login(_ended_notice(check.reason))
             user = None
+    if user is not None:
+        recovery_codes_gate()
     return user
 
 
@@ -419,18 +516,29 @@ def login_page() -> None:
     st.title(t("app.customer_insight"))
     # Kept (not popped) until the next login attempt: the cookie component may rerun the page at
     # once, and the notice must survive that rerun.
+    pending = _mfa_pending()  # first: an expired half-login leaves a notice
     notice = st.session_state.get(STATE_NOTICE)
     if notice:
         st.error(notice)
+    if pending is not None:
+        _second_factor_form(engine(), pending)
+        st.caption(t("auth.lockout_policy", attempts=settings.get("LOGIN_MAX_FAILED_ATTEMPTS"),
+                     lockout=settings.get("LOGIN_LOCKOUT_MINUTES"), idle=settings.get("SESSION_IDLE_MINUTES")))
+        return
     try:
         auth.login(location="main", fields={"Form name": t("app.log_in"), "Username": t("auth.username"),
                                             "Password": t("auth.password"), "Login": t("app.log_in")})
     except AnalyticsError as exc:
         show_error(exc)
-    if st.session_state.get("authentication_status"):
+    except ValueError as exc:  # a bad MFA_REQUIRED_ROLES: the message names the setting
+        log.error("login refused: %s", type(exc).__name__)
+        show_error(exc)
+    if st.session_state.get("authentication_status") or st.session_state.get(STATE_MFA):
         st.rerun()
-    elif st.session_state.get("authentication_status") is False and not notice:
-        st.error(t("auth.wrong_credentials"))
+    elif st.session_state.get("authentication_status") is False:
+        fresh = st.session_state.get(STATE_NOTICE)  # set by this attempt (e.g. MFA_KEY missing)
+        if not notice or fresh != notice:
+            st.error(fresh or t("auth.wrong_credentials"))
     st.caption(t("auth.lockout_policy", attempts=settings.get("LOGIN_MAX_FAILED_ATTEMPTS"),
                  lockout=settings.get("LOGIN_LOCKOUT_MINUTES"), idle=settings.get("SESSION_IDLE_MINUTES")))
 

@@ -25,6 +25,8 @@ _AUDIT_DIR = tempfile.mkdtemp(prefix="ci-audit-")
 os.environ.setdefault("AUDIT_CHECKPOINT_FILE", os.path.join(_AUDIT_DIR, "audit.checkpoint"))
 os.environ.setdefault("AUDIT_KEY_FILE", os.path.join(_AUDIT_DIR, "audit.key"))
 os.environ.setdefault("AUDIT_HMAC_KEY", "a" * 40)
+# Encrypts TOTP secrets (analytics.mfa) in every test and in the browser tests' server.
+os.environ.setdefault("MFA_KEY", "m" * 40)
 
 
 def _require(flag: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 from analytics import users
 from analytics.refresh import run_refresh
 from analytics.store import init_schema, make_engine
+from tests import totp
 from tests.analytics import store_rows
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
@@ -21,6 +23,7 @@ ROLE_USERS = {role: f"user_{role}" for role in ("executive", "marketing", "risk"
 @pytest.fixture(autouse=True)
 def app_env(monkeypatch, tmp_path):
     monkeypatch.setenv("AUTH_COOKIE_KEY", "test-cookie-key-" + "k" * 32)
+    monkeypatch.setenv("MFA_KEY", "test-mfa-key-" + "m" * 32)
     # The audit key and checkpoint are the test session's (tests/conftest.py): the demo store is
     # shared by many tests, and its chain must continue from one checkpoint.
     monkeypatch.setattr(users, "BCRYPT_ROUNDS", 4)
@@ -40,6 +43,8 @@ def make_store(tmp_path, *, fill=True, refresh=True, roles=ROLE_USERS) -> str:
         run_refresh(engine)
     for role, username in roles.items():
         users.add_user(engine, username, PASSWORD, [role])
+        if users.mfa_required([role]):
+            totp.enrol(engine, username)  # compliance and admin log in with a code (see login())
     engine.dispose()
     return url
 
@@ -54,12 +59,32 @@ def new_app(monkeypatch, url: str) -> AppTest:
     return AppTest.from_file(APP, default_timeout=TIMEOUT)
 
 
-def login(at: AppTest, username: str, password: str = PASSWORD) -> AppTest:
-    """Fill and submit the login form (drawn by streamlit-authenticator)."""
+def login(at: AppTest, username: str, password: str = PASSWORD, *, second_factor: bool = True) -> AppTest:
+    """Fill and submit the login form (drawn by streamlit-authenticator); then, when the app asks
+    for a second factor, do what the user's authenticator app does: read the QR's key at a first
+    enrolment (and acknowledge the recovery codes), or give the current code."""
     at.run()
     at.text_input[0].input(username)
     at.text_input[1].input(password)
     at.button[0].click()
+    at.run()
+    pending = at.session_state["ci_mfa_pending"] if "ci_mfa_pending" in at.session_state else None
+    if second_factor and pending:
+        if pending["step"] == "enrol":
+            code = totp.first_code(at.code[0].value)  # the key shown under the QR code
+        else:
+            code = totp.next_code(os.environ["CUSTOMER_STORE_URL"], pending["username"])
+        submit_code(at, code)
+        if at.session_state["ci_recovery_codes"] if "ci_recovery_codes" in at.session_state else None:
+            at.button(key="ci_recovery_saved").click()
+            at.run()
+    return at
+
+
+def submit_code(at: AppTest, code: str) -> AppTest:
+    """Type a code into the second-factor form and submit it."""
+    at.text_input(key="ci_mfa_code").input(code)
+    next(b for b in at.button if b.label == "Verify").click()
     at.run()
     return at
 

@@ -17,10 +17,17 @@ from pathlib import Path
 
 import pytest
 
+from analytics import mfa
+from analytics.store import make_engine
 from app_pages.session import COOKIE_NAME as SESSION_COOKIE  # the app's own name for it
+from tests import totp
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+# The store each started server serves, by base URL: log_in reads a user's TOTP secret from it.
+STORES: dict[str, str] = {}
 
 
 def _free_port() -> int:
@@ -41,6 +48,7 @@ def start_server(store_url: str, tmp_path: Path, extra_env: dict | None = None):
         cwd=ROOT, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
+    STORES[base] = store_url
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -130,9 +138,44 @@ def log_in(page, base: str, username: str = "browser_admin", password: str = PAS
     page.get_by_label("Username", exact=True).fill(username)
     page.get_by_label("Password", exact=True).fill(password)
     page.get_by_role("button", name="Log in", exact=True).click()
+    second_factor(page, base, username, expect)
     page.get_by_text(expect).first.wait_for(timeout=60000)
     wait_idle(page)
     session_cookie(page)
+
+
+MFA_HEADING = "Two-factor login"
+
+
+def second_factor(page, base: str, username: str, expect: str) -> bool:
+    """When the app asks for a second factor after the password, answer as the user's
+    authenticator app would: at a first enrolment, from the key shown under the QR code (then
+    acknowledge the recovery codes); else with the current code of the stored secret. True if asked."""
+    mfa_heading = page.get_by_role("heading", name=MFA_HEADING)
+    page.get_by_text(expect).first.or_(mfa_heading.first).wait_for(timeout=60000)
+    if not mfa_heading.count():
+        return False
+    # Whether this is the enrolment is the store's to say: the page may be between two reruns.
+    engine = make_engine(STORES[base])
+    enrolling = mfa.status(engine, username) != "enrolled"
+    if enrolling:
+        key = page.locator('[data-testid="stCode"]').first
+        key.wait_for(timeout=60000)  # the key under the QR code
+        code = totp.first_code(key.inner_text().strip())
+    else:
+        code = totp.next_code(engine, username)
+    enter_code(page, code)
+    if enrolling:
+        saved = page.get_by_role("button", name="I have saved them")
+        saved.wait_for(timeout=60000)
+        saved.click()
+    return True
+
+
+def enter_code(page, code: str) -> None:
+    """Type a code into the second-factor form and submit it."""
+    page.get_by_label("Six-digit code", exact=False).fill(code)
+    page.get_by_role("button", name="Verify", exact=True).click()
 
 
 
