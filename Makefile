@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8501
+DEMO_CUSTOMERS ?= 3000
 
 .PHONY: run test bench lint demo refresh clean
 
@@ -20,7 +21,7 @@ $(VENV)/.dev-deps: requirements.txt requirements-dev.txt | $(BIN)/python
 
 ## run: set up, build the demo store if absent, refresh, serve the dashboard on localhost:$(PORT)
 run: $(VENV)/.run-deps
-	$(BIN)/python -m analytics setup-demo
+	$(BIN)/python -m analytics setup-demo --customers $(DEMO_CUSTOMERS)
 	$(BIN)/streamlit run app.py --server.address localhost --server.port $(PORT) --server.headless true
 
 ## test: set up and run the test suite

@@ -254,6 +254,28 @@ def write_demo_secrets(path=None) -> bool:
     return True
 
 
+# The demo logins, so a newcomer can find them after the terminal scrolled away (git-ignored, 0600).
+DEMO_LOGINS_FILE = settings.PROJECT_ROOT / "data" / "demo-logins.txt"
+
+
+def _shown_path(path) -> str:
+    """A path as the user typed it from the project folder (relative when inside it)."""
+    try:
+        return str(path.relative_to(settings.PROJECT_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _write_private(path, text_: str) -> None:
+    """Write ``text_`` to a file readable by its owner only, from the first byte."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text_)
+
+
 DEMO_USERS = {f"demo_{role}": role for role in
               ("executive", "marketing", "risk", "compliance", "admin", "display")}
 
@@ -277,9 +299,12 @@ def create_demo_users(engine) -> dict[str, str]:
         audit.append(engine, "user_change", username="cli:setup-demo", target={"user": username},
                      parameters={"action": "add", "roles": [role]})
         created[username] = password
-    print("demo users (passwords shown once; reset with `python -m analytics users reset-password NAME`):")
-    for username, password in created.items():
-        print(f"  {username:<18} {password}   role: {DEMO_USERS[username]}")
+    lines = [f"  {username:<18} {password}   role: {DEMO_USERS[username]}" for username, password in created.items()]
+    print("demo users (reset a password with `python -m analytics users reset-password NAME`):")
+    print("\n".join(lines))
+    _write_private(DEMO_LOGINS_FILE, "# Demo logins written by `make run` (demo only; git-ignored). Delete this file,\n"
+                   "# and these users, before a real deployment.\n" + "\n".join(lines) + "\n")
+    print(f"(also written to {_shown_path(DEMO_LOGINS_FILE)}, readable by you only)")
     print("demo users whose role needs two-factor login (MFA_REQUIRED_ROLES) enrol at their first login: "
           "scan the QR code with an authenticator app")
     return created
@@ -301,7 +326,9 @@ def cmd_setup_demo(args) -> int:
         cmd_demo(args)
     if current_run_id(engine) is None:
         cmd_refresh(args)
-    create_demo_users(engine)
+    if not create_demo_users(engine) and DEMO_LOGINS_FILE.exists():
+        print(f"demo logins: see {_shown_path(DEMO_LOGINS_FILE)} "
+              "(or set a password again: python -m analytics users reset-password NAME)")
     from analytics.mfa import key_problem
 
     problem = key_problem(settings.get("MFA_KEY"))
@@ -372,7 +399,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("setup-demo", cmd_setup_demo,
             "Prepare the demo: secrets, the demo store if absent, and a first refresh (used by `make run`).")
-    p.add_argument("--customers", type=int, default=20000, metavar="N")
+    # A first store small enough to serve within a minute on two cores; `make run DEMO_CUSTOMERS=20000`
+    # (or `demo --customers N`) builds a larger one.
+    p.add_argument("--customers", type=int, default=3000, metavar="N",
+                   help="customers of a new demo store (default 3000)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = add("digest", cmd_digest, "Write each relationship manager's new and overdue alerts as HTML and CSV "

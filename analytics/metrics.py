@@ -65,6 +65,10 @@ METRICS: dict[str, Metric] = {m.key: m for m in (
     Metric("assessments_expired_or_missing", "count"),
     Metric("balance_drops", "count"),
     Metric("risk_mix", "rate"),
+    # Worklist (the alerts the filters keep)
+    Metric("alerts_shown", "count"),
+    Metric("alerts_overdue", "count"),
+    Metric("alerts_new", "count"),
     # Data quality
     Metric("dq_score", "rate"),
 )}

@@ -39,9 +39,9 @@ session.audit_filter(engine, user, "worklist", {"statuses": statuses, "kinds": c
 
 head = alerts.counts(rows)
 m1, m2, m3 = st.columns(3)
-m1.metric(session.t("worklist.shown"), session.fmt_count(head["shown"]))
-m2.metric(session.t("worklist.overdue"), session.fmt_count(head["overdue"]))
-m3.metric(session.t("worklist.new"), session.fmt_count(head["new"]))
+widgets.metric(m1, "alerts_shown", session.fmt_count(head["shown"]))
+widgets.metric(m2, "alerts_overdue", session.fmt_count(head["overdue"]))
+widgets.metric(m3, "alerts_new", session.fmt_count(head["new"]))
 widgets.left_out_notice(left_out)
 if rows.empty:
     st.info(session.t("worklist.none"))
