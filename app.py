@@ -18,6 +18,7 @@ ICONS = {
     "cross_sell": ":material/add_shopping_cart:", "risk": ":material/shield:",
     "data_quality": ":material/fact_check:", "customer_360": ":material/person_search:",
     "audit_log": ":material/history:", "admin": ":material/admin_panel_settings:",
+    "campaigns": ":material/campaign:",
 }
 
 engine = session.engine_or_stop()

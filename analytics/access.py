@@ -59,6 +59,7 @@ PAGES: dict[str, tuple[str, str]] = {
     "customer_360": ("Customer 360", "客户360"),
     "audit_log": ("Audit log", "审计日志"),
     "admin": ("Admin", "系统管理"),
+    "campaigns": ("Campaigns", "营销活动"),
 }
 
 PAGE_ACCESS: dict[str, frozenset[str]] = {
@@ -73,6 +74,8 @@ PAGE_ACCESS: dict[str, frozenset[str]] = {
     "customer_360": frozenset({"marketing", "risk", "compliance", "relationship_manager"}),
     "audit_log": frozenset({"compliance", "admin"}),
     "admin": frozenset({"admin"}),
+    # marketing and relationship managers plan (within their scope); executives read the results
+    "campaigns": frozenset({"executive", "marketing", "relationship_manager"}),
 }
 
 # Least to most permissive; a multi-role user gets the highest level among their roles.

@@ -81,6 +81,8 @@ EVENTS: tuple[str, ...] = (
     "refresh_start", "refresh_commit", "refresh_fail",
     # A command-line run that changes the store or its users (analytics.cli.AUDITED_COMMANDS).
     "cli_command", "scope_change",
+    # A campaign planned on the Campaigns page (issue 13).
+    "campaign_create",
     # Written by prune() itself: the anchor that lets verify() start after the pruned entries.
     "audit_prune",
 )

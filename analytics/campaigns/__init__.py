@@ -10,6 +10,8 @@
 from analytics.campaigns.errors import CampaignError
 from analytics.campaigns.plan import (
     EXCLUSION_REASONS,
+    MAX_CONTROL_SHARE,
+    NAME_MAX,
     Definition,
     Plan,
     assign_arms,
@@ -30,7 +32,7 @@ from analytics.campaigns.results import (
 from analytics.campaigns.stage import campaigns_stage
 from analytics.campaigns.stats import newcombe_interval, uplift, wilson_interval
 
-__all__ = ["EXCLUSION_REASONS", "CampaignError", "Definition", "Plan", "assign_arms", "campaign_results",
+__all__ = ["EXCLUSION_REASONS", "MAX_CONTROL_SHARE", "NAME_MAX", "CampaignError", "Definition", "Plan", "assign_arms", "campaign_results",
            "campaigns_stage", "control_share", "control_size", "create_campaign", "default_message",
            "get_campaign", "list_campaigns", "newcombe_interval", "plan", "playbook_table", "playbooks",
            "results_json", "segment_uplift", "treatment_export", "uplift", "wilson_interval"]

@@ -48,10 +48,10 @@ def playbooks() -> dict[str, dict[str, dict[str, str]]]:
 
 
 def playbook_table(lang: str = "en") -> pd.DataFrame:
-    """The playbooks as a table: ``dimension``, ``value``, ``treatment`` (in ``lang``)."""
-    rows = [{"dimension": d, "value": v, "treatment": texts.get(lang, texts["en"])}
+    """The playbooks as a table: ``dimension``, ``value``, ``recommended_treatment`` (in ``lang``)."""
+    rows = [{"dimension": d, "value": v, "recommended_treatment": texts.get(lang, texts["en"])}
             for d, entries in playbooks().items() for v, texts in entries.items()]
-    return pd.DataFrame(rows, columns=["dimension", "value", "treatment"])
+    return pd.DataFrame(rows, columns=["dimension", "value", "recommended_treatment"])
 
 
 def default_message(rfm_segments: pd.Series, value_tiers: pd.Series, lang: str = "en") -> str | None:

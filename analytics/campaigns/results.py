@@ -23,7 +23,7 @@ from analytics.runs import current_run_id
 from analytics.schema import campaign_members, campaign_outcomes, campaign_responses, campaigns, customers
 from analytics.store import read_frame
 
-LIST_COLUMNS = ("campaign_id", "name", "product_category", "owner", "created_at", "starts_on", "control_share",
+LIST_COLUMNS = ("campaign_id", "campaign_name", "product_category", "owner", "created_at", "starts_on", "control_share",
                 "members", "treatment", "control", "expected_conversions", "expected_margin")
 EXPORT_COLUMNS = ("customer_id", "branch_id", "relationship_manager", "value_tier", "rfm_segment", "propensity",
                   "expected_value")
@@ -47,7 +47,7 @@ def list_campaigns(engine: Engine, *, viewer: access.Viewer) -> pd.DataFrame:
                      func.sum(case((treated, m.propensity), else_=0.0)).label("expected_conversions"),
                      func.sum(case((treated, m.expected_value), else_=0.0)).label("expected_margin"))
               .select_from(source).where(in_scope).group_by(m.campaign_id).subquery())
-    frame = read_frame(engine, select(g.campaign_id, g.name, g.product_category, g.owner, g.created_at, g.starts_on,
+    frame = read_frame(engine, select(g.campaign_id, g.name.label("campaign_name"), g.product_category, g.owner, g.created_at, g.starts_on,
                                       g.control_share, counts.c.members, counts.c.treatment, counts.c.control,
                                       counts.c.expected_conversions, counts.c.expected_margin)
                        .select_from(campaigns.join(counts, counts.c.campaign_id == g.campaign_id))
