@@ -33,6 +33,7 @@ CUSTOMER_ROW_READERS = [
     ("analytics/customer360.py", "holdings_of"),
     ("analytics/customer360.py", "monthly"),
     ("analytics/customer360.py", "contacts_of"),
+    ("analytics/campaigns/results.py", "treatment_export"),
 ]
 
 

@@ -37,14 +37,14 @@ def _fmt(value, pattern: str = "{:.1f}") -> str:
 
 def cmd_campaign(args, engine) -> int:
     from analytics import segment_explorer as sx
+    from analytics.campaigns.errors import CampaignError
     from analytics.campaigns.plan import Definition, create_campaign
     from analytics.campaigns.results import list_campaigns, results_json
-    from analytics.cli import UsageError
 
     viewer = cli_viewer()
     if args.action == "create":
         if not args.name:
-            raise UsageError("campaign create needs --name")
+            raise CampaignError("campaign create needs --name")
         definition = Definition(args.name, sx.Filters(branches=tuple(args.branch or ()), tiers=tuple(args.tier or ())),
                                 args.tags, args.product, args.control_share)
         made = create_campaign(engine, definition, viewer=viewer, owner=viewer.username, seed=args.seed)

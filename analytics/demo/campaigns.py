@@ -22,6 +22,7 @@ campaigns is exactly +4.0 and 0.0 percentage points in expectation.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import date, datetime
 
 import numpy as np
@@ -30,6 +31,7 @@ from sqlalchemy import Engine, text
 
 from analytics import schema
 from analytics.campaigns.plan import assign_arms
+from analytics.demo.reference import PRODUCT_INDEX
 from analytics.segmentation import value_tiers
 from analytics.store import bulk_insert, read_frame
 
@@ -75,13 +77,12 @@ def draw_conversions(arms: pd.Series, control_rate: float, treatment_rate: float
     return rng.random(len(arms)) < rate
 
 
-def add_demo_campaigns(engine: Engine, *, seed: int, as_of: date) -> dict:
-    """Write the demo's past campaigns, their members and the cards the converters opened.
+def add_demo_campaigns(engine: Engine, *, seed: int, as_of: date, account_numbers: Callable) -> dict:
+    """Write the demo's past campaigns, their members and the cards the converters opened
+    (``account_numbers(rng, holding_ids, product_index, branch_index)``: the generator's card numbers).
 
     Returns ``{"campaigns": n, "campaign_members": m, "conversions": k}``.
     """
-    from analytics.demo.generator import PRODUCT_INDEX, _Generator
-
     rng = np.random.default_rng([seed, 13])
     starts = [_start(as_of, c["months_before"]) for c in DEMO_CAMPAIGNS]
     pool = _pool(engine, min(starts), max(starts), as_of)["customer_id"].astype(str).to_numpy()
@@ -123,7 +124,7 @@ def add_demo_campaigns(engine: Engine, *, seed: int, as_of: date) -> dict:
         pid = np.full(len(buyers), PRODUCT_INDEX[CARD_PRODUCT])
         opened = [start + pd.Timedelta(days=int(d)) for d in rng.integers(0, CONVERSION_DAYS, size=len(buyers))]
         cards = pd.DataFrame({"holding_id": hid, "customer_id": list(buyers), "product_id": CARD_PRODUCT,
-                              "account_number": _Generator._account_numbers(rng, hid, pid, np.zeros(len(hid), int)),
+                              "account_number": account_numbers(rng, hid, pid, np.zeros(len(hid), int)),
                               "opened_on": opened, "closed_on": pd.NaT, "balance": 0.0})
         bulk_insert(engine, schema.holdings, cards)
         counts["conversions"] += len(buyers)

@@ -1035,7 +1035,7 @@ def generate(engine: Engine, *, customers: int = 20000, months: int = 24, seed: 
                 conn.exec_driver_sql("PRAGMA cache_size=-2000")
     from analytics.demo.campaigns import add_demo_campaigns
 
-    past = add_demo_campaigns(engine, seed=seed, as_of=as_of)
+    past = add_demo_campaigns(engine, seed=seed, as_of=as_of, account_numbers=_Generator._account_numbers)
     rows["holdings"] += past["conversions"]
     rows["campaigns"], rows["campaign_members"] = past["campaigns"], past["campaign_members"]
     _analyze(engine)

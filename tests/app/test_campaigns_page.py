@@ -101,3 +101,15 @@ def test_the_page_in_chinese(monkeypatch, demo_store_url, role):
     kit.set_lang(at, "zh")
     assert not at.exception
     assert at.title[0].value == "营销活动"
+
+
+def test_an_executive_sees_no_rate_of_too_few_members(monkeypatch, demo_store_url):
+    monkeypatch.setenv("MIN_CELL_CUSTOMERS", "1000000")
+    at = _open(monkeypatch, demo_store_url, "executive")
+    assert not at.exception
+    values = {m.label: m.value for m in at.metric}
+    assert values["Uplift"] == "–" and "%" not in values["Conversion, treatment"]
+    listed = next(d.value for d in at.dataframe if "members" in d.value.columns)
+    assert listed["members"].isna().all() and listed["treatment"].isna().all()
+    segments = next(d.value for d in at.dataframe if "uplift_pp" in d.value.columns)
+    assert segments["uplift_pp"].isna().all()
