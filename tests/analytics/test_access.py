@@ -51,10 +51,11 @@ EXPECTED_MATRIX = [
     ("customer_360", {"marketing", "risk", "compliance", "relationship_manager"}),
     ("audit_log", {"compliance", "admin"}),
     ("admin", {"admin"}),
+    ("campaigns", {"executive", "marketing", "relationship_manager"}),
 ]
 
 
-def test_pages_are_the_eleven_in_order_with_both_titles():
+def test_pages_are_the_twelve_in_order_with_both_titles():
     assert list(PAGES) == [page for page, _ in EXPECTED_MATRIX]
     assert PAGES["kpi_wall"] == ("KPI wall", "数据大屏")
     assert PAGES["customer_360"] == ("Customer 360", "客户360")
@@ -68,15 +69,15 @@ def test_page_matrix(page, allowed, role):
 
 
 @pytest.mark.parametrize("roles, expected", [
-    (["executive"], ["overview", "kpi_wall", "segments", "lifecycle", "churn", "risk", "data_quality"]),
-    (["marketing"], ["overview", "segments", "lifecycle", "churn", "cross_sell", "customer_360"]),
+    (["executive"], ["overview", "kpi_wall", "segments", "lifecycle", "churn", "risk", "data_quality", "campaigns"]),
+    (["marketing"], ["overview", "segments", "lifecycle", "churn", "cross_sell", "customer_360", "campaigns"]),
     (["risk"], ["overview", "segments", "churn", "risk", "customer_360"]),
     (["compliance"], ["overview", "data_quality", "customer_360", "audit_log"]),
     (["admin"], ["overview", "kpi_wall", "data_quality", "audit_log", "admin"]),
     (["admin", "marketing"], ["overview", "kpi_wall", "segments", "lifecycle", "churn", "cross_sell",
-                              "data_quality", "customer_360", "audit_log", "admin"]),
+                              "data_quality", "customer_360", "audit_log", "admin", "campaigns"]),
     ("risk,compliance", ["overview", "segments", "churn", "risk", "data_quality", "customer_360", "audit_log"]),
-    (["relationship_manager"], ["overview", "churn", "cross_sell", "customer_360"]),
+    (["relationship_manager"], ["overview", "churn", "cross_sell", "customer_360", "campaigns"]),
     ([], []),
     (None, []),
 ])
