@@ -391,7 +391,7 @@ def campaign_plan(run_id: int, definition, viewer: access.Viewer) -> dict:
 
 
 @st.cache_data(ttl=30, show_spinner=False, max_entries=50)
-def _campaign_list(url: str, key: tuple, _viewer: access.Viewer):
+def _campaign_list(url: str, key: tuple, small: int, _viewer: access.Viewer):
     from analytics import campaigns
 
     return campaigns.list_campaigns(engine_for(url), viewer=_viewer)
@@ -399,11 +399,12 @@ def _campaign_list(url: str, key: tuple, _viewer: access.Viewer):
 
 def campaign_list(viewer: access.Viewer):
     """Every campaign with members in ``viewer``'s scope (counts only)."""
-    return _campaign_list(resolve_url(), viewer.key(), viewer)
+    return _campaign_list(resolve_url(), viewer.key(), access.min_cell_customers(), viewer)
 
 
 @st.cache_data(ttl=60, show_spinner=False, max_entries=50)
-def _campaign_results(url: str, campaign_id: int, run_id: int, key: tuple, _viewer: access.Viewer) -> dict:
+def _campaign_results(url: str, campaign_id: int, run_id: int, key: tuple, small: int,
+                      _viewer: access.Viewer) -> dict:
     from analytics import campaigns
 
     return campaigns.campaign_results(engine_for(url), campaign_id, viewer=_viewer, run_id=run_id)
@@ -411,7 +412,8 @@ def _campaign_results(url: str, campaign_id: int, run_id: int, key: tuple, _view
 
 def campaign_results(campaign_id: int, run_id: int, viewer: access.Viewer) -> dict:
     """A campaign's results over ``viewer``'s scope, measured in run ``run_id`` (aggregates)."""
-    return _campaign_results(resolve_url(), int(campaign_id), int(run_id), viewer.key(), viewer)
+    return _campaign_results(resolve_url(), int(campaign_id), int(run_id), viewer.key(), access.min_cell_customers(),
+                             viewer)
 
 
 @st.cache_data(ttl=60, show_spinner=False, max_entries=20)

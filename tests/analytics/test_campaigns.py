@@ -226,3 +226,27 @@ def test_playbook_message_follows_the_most_common_segment():
     assert message == campaigns.playbooks()["rfm_segment"]["At risk"]["en"]
     assert campaigns.default_message(pd.Series([None]), pd.Series(["wealth"]), "zh") == \
         campaigns.playbooks()["value_tier"]["wealth"]["zh"]
+
+
+def test_cli_creates_lists_and_refuses_bad_input_in_one_line(store, capsys):
+    from analytics import audit, cli
+
+    url = store.url.render_as_string(hide_password=False)
+    assert cli.main(["campaign", "create", "--db", url, "--name", "CLI funds", "--product", "fund",
+                     "--control-share", "0.34", "--seed", "12345"]) == 0
+    out = capsys.readouterr().out
+    assert "3 eligible of 11 selected (2 treatment, 1 control, seed 12345)" in out
+    assert "consent 1" in out and "suitability 1" in out
+    for bad, message in [(["--name", "CLI funds"], "already exists"),
+                         (["--name", "Other", "--control-share", "0.7"], "control share must be from 0 to 0.5"),
+                         (["--name", "Other", "--product", "gold_bars"], "unknown product category"),
+                         (["--name", "Other", "--branch", "NOPE"], "empty audience"),
+                         ([], "needs --name")]:
+        assert cli.main(["campaign", "create", "--db", url, *bad]) == 1
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert cli.main(["campaign", "list", "--db", url, "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(c["campaign_name"], c["treatment"], c["control"]) for c in listed] == [("CLI funds", 2, 1)]
+    entries = audit.query(store, event=["cli_command"])
+    assert any('"campaign"' in str(t) for t in entries["target"])
