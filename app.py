@@ -20,6 +20,7 @@ ICONS = {
     "audit_log": ":material/history:", "admin": ":material/admin_panel_settings:",
     "worklist": ":material/checklist:",
     "approvals": ":material/approval:",
+    "campaigns": ":material/campaign:",
 }
 
 engine = session.engine_or_stop()

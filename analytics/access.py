@@ -61,6 +61,7 @@ PAGES: dict[str, tuple[str, str]] = {
     "audit_log": ("Audit log", "审计日志"),
     "admin": ("Admin", "系统管理"),
     "approvals": ("Approvals", "审批"),
+    "campaigns": ("Campaigns", "营销活动"),
 }
 
 PAGE_ACCESS: dict[str, frozenset[str]] = {
@@ -79,6 +80,8 @@ PAGE_ACCESS: dict[str, frozenset[str]] = {
     "admin": frozenset({"admin"}),
     # Four eyes (issue 18): compliance decides; every role that exports or unmasks sees its requests.
     "approvals": frozenset(ROLES) - {"display"},
+    # marketing and relationship managers plan (within their scope); executives read the results
+    "campaigns": frozenset({"executive", "marketing", "relationship_manager"}),
 }
 
 # Least to most permissive; a multi-role user gets the highest level among their roles.

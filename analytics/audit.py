@@ -87,6 +87,8 @@ EVENTS: tuple[str, ...] = (
     "approval_request", "approval_decision", "approval_expire", "approval_refused",
     # Two-factor login and access review (analytics.mfa, analytics.access_review).
     "mfa_enrol", "mfa_reset", "access_review",
+    # A campaign planned on the Campaigns page (issue 13).
+    "campaign_create",
     # Written by prune() itself: the anchor that lets verify() start after the pruned entries.
     "audit_prune",
 )

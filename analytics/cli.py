@@ -223,6 +223,12 @@ def cmd_audit(args) -> int:
     return 0
 
 
+def cmd_campaign(args) -> int:
+    from analytics.campaigns.cli import cmd_campaign as run
+
+    return run(args, _engine(args))
+
+
 class UsageError(AnalyticsError):
     """A command was called with arguments that don't fit together."""
 
@@ -410,6 +416,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--outbox", metavar="DIR", help="folder for the files (default DIGEST_OUTBOX)")
     p.add_argument("--send", action="store_true", help="also mail each digest to its manager")
 
+    from analytics.campaigns.cli import add_parser as add_campaign_parser
+
+    add_campaign_parser(add, cmd_campaign)
+
     p = add("status", cmd_status, "Show the current refresh run and recent runs.")
     p.add_argument("--json", action="store_true", help="print a JSON object (current_run, runs)")
     p.add_argument("--limit", type=int, default=10)
@@ -418,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Commands that change the store or its users, or send customer rows out (digest): each run is audited
 # with the OS user and its arguments.
-AUDITED_COMMANDS = {"load", "demo", "refresh", "users", "setup-demo", "digest"}
+AUDITED_COMMANDS = {"load", "demo", "refresh", "users", "setup-demo", "digest", "campaign"}
 # Arguments never written to the audit log (the store URL may hold a password; it is redacted).
 _NOT_AUDITED = {"func", "command", "db"}
 

@@ -339,10 +339,14 @@ def _allowed_values(table: Table) -> dict[str, tuple[str, ...]]:
     return out
 
 
+# The store tables, and campaign responses from the bank's execution system (issue 13).
+LOADABLE_TABLES = (*schema.STORE_TABLES, "campaign_responses")
+
+
 def _store_table(table_name: str) -> Table:
-    if table_name not in schema.STORE_TABLES:
+    if table_name not in LOADABLE_TABLES:
         raise LoadError(f"Cannot load into {table_name!r}: not a store table. "
-                        f"Hint: --table is one of {', '.join(schema.STORE_TABLES)}.")
+                        f"Hint: --table is one of {', '.join(LOADABLE_TABLES)}.")
     return schema.metadata.tables[table_name]
 
 

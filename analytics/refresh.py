@@ -28,6 +28,7 @@ from sqlalchemy import Engine, delete, func, insert, select, update
 from analytics import churn, clv_refresh, cross_sell, quality, risk, settings
 from analytics.aggregates import aggregates_stage
 from analytics.alerts.stage import alerts_stage
+from analytics.campaigns.stage import campaigns_stage
 from analytics.errors import RefreshError
 from analytics.run_status import Freshness, freshness, status
 from analytics.runs import RefreshContext, Stage, utcnow
@@ -53,6 +54,7 @@ STAGES: list[Stage] = [
     Stage("segments", segments_stage),
     Stage("clv_txn", clv_refresh.clv_stage),
     Stage("cross_sell", cross_sell.cross_sell_stage),
+    Stage("campaigns", campaigns_stage),  # measures every campaign's conversions (campaign_outcomes)
     Stage("risk", risk.risk_stage),
     # after segments: it values churn risk at customer_segments' lifecycle-stage CLV
     Stage("churn", churn.churn_stage),

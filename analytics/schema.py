@@ -976,6 +976,70 @@ alert_history = Table(
     Index("ix_alert_history_run", "during_run", "to_status"),
 )
 
+# --- Campaigns (issue 13) ---
+# A campaign is planned once (``python -m analytics campaign create`` or the Campaigns page) and
+# kept across refreshes: ``campaigns`` holds its frozen definition, ``campaign_members`` who was
+# eligible and their arm. No column is called ``run_id``: these rows belong to no refresh run and
+# are never pruned with one (``source_run_id`` names the run the audience was drawn from).
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("campaign_id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("definition", Text, nullable=False),  # JSON: filters, tags, product, branch, control share
+    Column("product_category", String(30)),  # NULL: no product (outcomes from imported responses only)
+    Column("message", Text),  # the treatment, by default the segment playbook's
+    Column("source_run_id", Integer, nullable=False),  # the refresh run the audience was drawn from
+    Column("owner", String(64), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("starts_on", Date, nullable=False),
+    Column("control_share", Float, nullable=False),
+    Column("seed", BigInteger, nullable=False),  # the random assignment's seed, to re-derive the arms
+    Column("eligible", Integer, nullable=False),
+    Column("excluded", Text, nullable=False),  # JSON {reason: customers}
+    Column("expected_conversions", Float),  # treatment arm; NULL without a product
+    Column("expected_margin", Float),  # yearly, CNY, treatment arm; NULL without a product
+)
+
+campaign_members = Table(
+    "campaign_members",
+    metadata,
+    Column("campaign_id", Integer, ForeignKey("campaigns.campaign_id"), primary_key=True),
+    Column("customer_id", String(20), primary_key=True),  # no foreign key: the demo rebuilds customers
+    Column("arm", String(10), nullable=False),
+    Column("propensity", Float),  # P(acquires the category within the horizon) at creation
+    Column("value_if_converted", Float),  # yearly margin of one conversion, CNY
+    Column("expected_value", Float),  # propensity * value_if_converted
+    Column("value_tier", String(10)),  # frozen at creation, for the uplift by segment
+    Column("rfm_segment", String(30)),
+    CheckConstraint("arm IN ('treatment', 'control')", name="ck_campaign_members_arm"),
+    Index("ix_campaign_members_customer", "customer_id"),
+)
+
+# Responses from the bank's execution system (``load FILE --table campaign_responses``). A row
+# naming an unknown campaign or customer is rejected to ``load_rejects`` by the foreign keys.
+campaign_responses = Table(
+    "campaign_responses",
+    metadata,
+    Column("campaign_id", Integer, ForeignKey("campaigns.campaign_id"), primary_key=True),
+    Column("customer_id", String(20), ForeignKey("customers.customer_id"), primary_key=True),
+    Column("responded_at", DateTime, nullable=False),
+    Column("outcome", String(20), nullable=False),
+    CheckConstraint("outcome IN ('converted', 'declined', 'no_response')", name="ck_campaign_responses_outcome"),
+)
+
+# Written by the refresh's "campaigns" stage: the members who acquired their campaign's product
+# category within CROSS_SELL_HORIZON_MONTHS of its start (both arms alike), one set per run.
+campaign_outcomes = Table(
+    "campaign_outcomes",
+    metadata,
+    Column("run_id", Integer, ForeignKey("refresh_runs.run_id"), primary_key=True),
+    Column("campaign_id", Integer, primary_key=True),
+    Column("customer_id", String(20), primary_key=True),
+    Column("converted_on", Date, nullable=False),
+)
+
+CAMPAIGN_TABLES = ("campaigns", "campaign_members", "campaign_responses")
 
 APP_TABLES = (
     "refresh_runs", "current_run", "run_metrics", "load_batches", "load_rejects",

@@ -128,6 +128,12 @@ SETTINGS: dict[str, Setting] = {
         Setting("CROSS_SELL_MIN_CONFIDENCE", 0.1, "Smallest confidence of an association rule that is kept.", float),
         Setting("CROSS_SELL_HORIZON_MONTHS", 3,
                 "Propensity horizon: the models predict acquiring a product category within this many months.", int),
+        Setting("CONTACT_COOLDOWN_DAYS", 30,
+                "A campaign leaves out customers contacted for marketing within this many days before the "
+                "run's as-of day.", int),
+        Setting("CONTROL_SHARE", 0.1,
+                "Share of a campaign's eligible audience held out at random as its control group (0 to 0.5); "
+                "`campaign create --control-share` wins.", float),
         Setting("CROSS_SELL_SAMPLE_SIZE", 200000,
                 "Customers sampled to fit the propensity models; every customer is then scored.", int),
         Setting("CROSS_SELL_TOP_N", 3, "Offers kept per customer; the first is the next-best product.", int),

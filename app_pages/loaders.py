@@ -436,3 +436,66 @@ def run_chart(run_id: int, kind: str, *, viewer: access.Viewer, lang: str, dimen
     and cohorts are ``viewer``'s scope's; the model card (lift, calibration, importance) is the model's."""
     scope = _scope_key(viewer) if kind in ("churn_rates", "cohorts") else None
     return _run_chart(resolve_url(), run_id, kind, lang, dimension, min_cell(viewer), scope, viewer)
+
+
+# --------------------------------------------------------------------------------------------
+# Campaigns (issue 13)
+# --------------------------------------------------------------------------------------------
+
+@st.cache_data(ttl=60, show_spinner=False, max_entries=100)
+def _campaign_plan(url: str, run_id: int, definition, key: tuple, _viewer: access.Viewer) -> dict:
+    from analytics import campaigns
+
+    return campaigns.plan(engine_for(url), definition, viewer=_viewer, run_id=run_id).summary()
+
+
+def campaign_plan(run_id: int, definition, viewer: access.Viewer) -> dict:
+    """The audience size, exclusions by reason and expected outcome of a definition (counts only).
+
+    Raises :class:`analytics.campaigns.CampaignError` or :class:`analytics.tags.TagRuleError`.
+    """
+    return _campaign_plan(resolve_url(), run_id, definition, viewer.key(), viewer)
+
+
+@st.cache_data(ttl=30, show_spinner=False, max_entries=50)
+def _campaign_list(url: str, key: tuple, small: int, _viewer: access.Viewer):
+    from analytics import campaigns
+
+    return campaigns.list_campaigns(engine_for(url), viewer=_viewer)
+
+
+def campaign_list(viewer: access.Viewer):
+    """Every campaign with members in ``viewer``'s scope (counts only)."""
+    return _campaign_list(resolve_url(), viewer.key(), access.min_cell_customers(), viewer)
+
+
+@st.cache_data(ttl=60, show_spinner=False, max_entries=50)
+def _campaign_results(url: str, campaign_id: int, run_id: int, key: tuple, small: int,
+                      _viewer: access.Viewer) -> dict:
+    from analytics import campaigns
+
+    return campaigns.campaign_results(engine_for(url), campaign_id, viewer=_viewer, run_id=run_id)
+
+
+def campaign_results(campaign_id: int, run_id: int, viewer: access.Viewer) -> dict:
+    """A campaign's results over ``viewer``'s scope, measured in run ``run_id`` (aggregates)."""
+    return _campaign_results(resolve_url(), int(campaign_id), int(run_id), viewer.key(), access.min_cell_customers(),
+                             viewer)
+
+
+@st.cache_data(ttl=60, show_spinner=False, max_entries=20)
+def _campaign_export(url: str, campaign_id: int, key: tuple, _viewer: access.Viewer):
+    from analytics import campaigns
+
+    return campaigns.treatment_export(engine_for(url), campaign_id, viewer=_viewer)
+
+
+def campaign_export(campaign_id: int, viewer: access.Viewer):
+    """The treatment arm in ``viewer``'s scope with a live consent, released, and the count left out."""
+    return _campaign_export(resolve_url(), int(campaign_id), viewer.key(), viewer)
+
+
+def forget_campaigns() -> None:
+    """Drop the cached campaign list and plans (after a campaign is created)."""
+    _campaign_list.clear()
+    _campaign_plan.clear()

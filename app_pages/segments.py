@@ -5,6 +5,7 @@ import streamlit as st
 
 from analytics import segment_explorer as sx
 from analytics import settings
+from analytics.campaigns.playbooks import playbook_table
 from analytics.errors import AnalyticsError
 from app_pages import loaders, session, widgets
 
@@ -26,6 +27,9 @@ c1, c2 = st.columns(2)
 c1.plotly_chart(loaders.cube_chart(run_id, filters, "value_tier_bar", viewer=user["viewer"], lang=lang, metric=metric), width="stretch")
 c2.plotly_chart(loaders.cube_chart(run_id, filters, "cluster_bar", viewer=user["viewer"], lang=lang, metric=metric), width="stretch")
 st.plotly_chart(loaders.cube_chart(run_id, filters, "cluster_profiles", viewer=user["viewer"], lang=lang), width="stretch")
+
+with st.expander(session.t("campaigns.playbooks")):  # the recommended treatment per tier and segment
+    widgets.show_table(playbook_table(lang), width="stretch")
 
 st.subheader(session.t("segments.tag_builder"))
 names = loaders.tag_names()

@@ -34,6 +34,7 @@ CUSTOMER_ROW_READERS = [
     ("analytics/customer360.py", "monthly"),
     ("analytics/customer360.py", "contacts_of"),
     ("analytics/alerts/read.py", "worklist"),
+    ("analytics/campaigns/results.py", "treatment_export"),
 ]
 
 

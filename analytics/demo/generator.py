@@ -981,7 +981,10 @@ def generate(engine: Engine, *, customers: int = 20000, months: int = 24, seed: 
     began = time.perf_counter()
     gen = _Generator(customers, months, seed, as_of)
 
-    tables = [schema.metadata.tables[name] for name in STORE_TABLE_NAMES]
+    # The campaigns are about the replaced customers: they are rebuilt too (issue 13).
+    tables = [schema.metadata.tables[name] for name in (*STORE_TABLE_NAMES, *schema.CAMPAIGN_TABLES)]
+    with engine.begin() as conn:
+        conn.execute(schema.campaign_outcomes.delete())
     schema.metadata.drop_all(engine, tables=tables)
     schema.metadata.create_all(engine, tables=tables)
     rows = {name: 0 for name in STORE_TABLE_NAMES}
@@ -1030,6 +1033,11 @@ def generate(engine: Engine, *, customers: int = 20000, months: int = 24, seed: 
             # Pooled connections outlive this call: give back the memory to the default cache size.
             with engine.connect() as conn:
                 conn.exec_driver_sql("PRAGMA cache_size=-2000")
+    from analytics.demo.campaigns import add_demo_campaigns
+
+    past = add_demo_campaigns(engine, seed=seed, as_of=as_of, account_numbers=_Generator._account_numbers)
+    rows["holdings"] += past["conversions"]
+    rows["campaigns"], rows["campaign_members"] = past["campaigns"], past["campaign_members"]
     _analyze(engine)
     seconds = round(time.perf_counter() - began, 1)
     log.info("demo store built in %.1f s: %s", seconds, rows)

@@ -52,6 +52,7 @@ EXPECTED_MATRIX = [
     ("worklist", {"relationship_manager", "risk"}),
     ("audit_log", {"compliance", "admin"}),
     ("admin", {"admin"}),
+    ("campaigns", {"executive", "marketing", "relationship_manager"}),
 ]
 
 

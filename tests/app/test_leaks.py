@@ -113,6 +113,8 @@ def test_no_raw_personal_value_reaches_any_page_or_log(monkeypatch, demo_store_u
         assert not at.exception, script
         if script.endswith("segments.py"):
             at.text_input(key="tag_expr").input("mortgage_holder or not mortgage_holder").run()
+        if script.endswith("campaigns.py") and access.can_see_customer_rows([role]):
+            at.selectbox(key="camp_product").select("fund").run()  # the builder with a product
         if script.endswith("customer_360.py"):
             at.text_input[0].input(sample_customer)
             at.button[0].click()

@@ -9,7 +9,7 @@ from analytics.store import make_engine
 from tests.app.conftest import PASSWORD, ROLE_USERS, login, make_store, nav_pages, new_app
 
 BUILT_PAGES = {"overview", "audit_log", "admin", "data_quality", "customer_360", "segments", "lifecycle", "approvals",
-               "cross_sell", "risk", "kpi_wall", "churn", "worklist"}
+               "cross_sell", "risk", "kpi_wall", "churn", "worklist", "campaigns"}
 
 
 def test_anonymous_sees_only_the_login_page(monkeypatch, store_url):

@@ -53,9 +53,16 @@ def _data_quality(at, engine):
     return len(quality.fix_list(engine, kit.run_id(engine), branch, viewer=Viewer("t", ("compliance",))))
 
 
+def _campaigns(at, engine):
+    from analytics import campaigns
+
+    chosen = at.selectbox(key="camp_chosen").value
+    return len(campaigns.treatment_export(engine, chosen, viewer=Viewer("t", ("marketing",), purpose="marketing"))[0])
+
+
 # page -> how to bring up its export, returning how many rows the exported list must have
 EXPORTS = {"segments": _segments, "churn": _churn, "cross_sell": _cross_sell, "risk": _risk,
-           "data_quality": _data_quality}
+           "data_quality": _data_quality, "campaigns": _campaigns}
 # A relationship manager (always scoped) is covered by tests/app/test_door_pages.py.
 CASES = [(page, role) for page in EXPORTS for role in sorted(access.PAGE_ACCESS[page] - {"relationship_manager"})]
 

@@ -1,0 +1,378 @@
+"""Planning a campaign: the audience, who is left out and why, the expected outcome, the control
+group, and storing it all (``campaigns``, ``campaign_members``).
+
+The audience is the customers of the published run that the Segments filters keep
+(:func:`analytics.segment_explorer.filter_conditions`), that a tag expression selects
+(:func:`analytics.tags.selection_clause`) and that are in the planner's scope. Each is then left out
+for the **first** of these reasons that applies (so the counts add up to the audience less the
+eligible):
+
+``closed_dormant``      the customer's status is closed or dormant;
+``consent``             no live marketing consent now (``consents``);
+``complaint``           an unresolved complaint (a ``complaint`` contact not marked resolved);
+``cooldown``            a marketing contact within ``CONTACT_COOLDOWN_DAYS`` before the run's as-of
+                        day, or in the treatment arm of a campaign created within that many days;
+``holds_category``      already holds the campaign's product category at the run (with a product);
+``expired_assessment``  no risk tolerance, or assessed more than ``RISK_ASSESSMENT_VALID_DAYS``
+                        before the run's as-of day (with a product);
+``suitability``         every product of the category is above the customer's tolerance (with a
+                        product).
+
+**Expected outcome** (with a product category). Assumption: a treated customer converts with the
+run's cross-sell propensity for the category (``cross_sell_customer.propensities``: the model's
+probability of acquiring it within ``CROSS_SELL_HORIZON_MONTHS``, fitted on past behaviour, so it
+is the rate *without* this campaign's effect: the campaign's own effect is what the control group
+measures). One conversion is worth the category's expected balance (median balance of its holders
+at the run) times the yearly margin of the best product within the customer's tolerance.
+Expected conversions and margin are over the treatment arm.
+
+**Control group.** ``CONTROL_SHARE`` of the eligible customers (``round(share * eligible)``) are
+held out: the eligible ids, sorted, are permuted by ``numpy.random.default_rng(seed)``, and the
+first ones are the control arm. The seed is stored with the campaign, so the assignment can be
+re-derived and checked (:func:`assign_arms`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine, and_, exists, func, insert, literal, or_, select
+
+from analytics import access, settings, tags
+from analytics import segment_explorer as sx
+from analytics.campaigns.errors import CampaignError
+from analytics.campaigns.playbooks import default_message
+from analytics.consent import live_consent_condition
+from analytics.cross_sell.holdings import product_categories
+from analytics.cross_sell.recommend import assessment_valid, best_products
+from analytics.features import to_datetime
+from analytics.risk import risk_number
+from analytics.runs import current_run_id, get_run_metrics, utcnow
+from analytics.schema import (
+    campaign_members,
+    campaigns,
+    contacts,
+    cross_sell_categories,
+    cross_sell_customer,
+    customer_segments,
+    customers,
+    holdings,
+    products,
+)
+from analytics.store import read_frame
+
+EXCLUSION_REASONS = ("closed_dormant", "consent", "complaint", "cooldown", "holds_category",
+                     "expired_assessment", "suitability")
+PRODUCT_REASONS = ("holds_category", "expired_assessment", "suitability")
+MAX_CONTROL_SHARE = 0.5
+NAME_MAX = 100
+MEMBER_COLUMNS = ("customer_id", "branch_id", "relationship_manager", "value_tier", "rfm_segment", "propensity",
+                  "value_if_converted", "expected_value")
+
+
+@dataclass(frozen=True)
+class Definition:
+    """What a campaign targets: a name, the Segments filters, a tag expression, a product category
+    and the control share (None: the ``CONTROL_SHARE`` setting)."""
+
+    name: str
+    filters: sx.Filters = field(default_factory=sx.Filters)
+    tags: str | None = None
+    product: str | None = None
+    control_share: float | None = None
+    message: str | None = None
+
+    def as_json(self, control_share: float) -> str:
+        return json.dumps({"filters": self.filters.as_params(), "tags": self.tags, "product": self.product,
+                           "control_share": control_share}, ensure_ascii=False, sort_keys=True)
+
+
+@dataclass
+class Plan:
+    """An audience as planned: its size, exclusions by reason, the eligible customers (not released:
+    for :func:`create_campaign` only) and the expected outcome of the treatment arm."""
+
+    run_id: int
+    as_of: date
+    audience: int
+    excluded: dict[str, int]
+    eligible: pd.DataFrame
+    control_share: float
+    expected_conversions: float | None
+    expected_margin: float | None
+
+    @property
+    def eligible_count(self) -> int:
+        return len(self.eligible)
+
+    @property
+    def control_count(self) -> int:
+        return control_size(self.eligible_count, self.control_share)
+
+    @property
+    def treatment_count(self) -> int:
+        return self.eligible_count - self.control_count
+
+    def summary(self) -> dict:
+        """The plan's figures (counts and expectations: no customer rows)."""
+        return {"audience": self.audience, "eligible": self.eligible_count, "excluded": dict(self.excluded),
+                "treatment": self.treatment_count, "control": self.control_count,
+                "control_share": self.control_share, "expected_conversions": self.expected_conversions,
+                "expected_margin": self.expected_margin}
+
+
+def control_share(value: float | None = None) -> float:
+    """The control share: ``value`` or the ``CONTROL_SHARE`` setting, checked to be within 0-0.5."""
+    raw = settings.get("CONTROL_SHARE") if value is None else value
+    try:
+        share = float(raw)
+    except (TypeError, ValueError):
+        raise CampaignError(f"control share must be a number from 0 to {MAX_CONTROL_SHARE}, got {raw!r}") from None
+    if math.isnan(share) or not 0.0 <= share <= MAX_CONTROL_SHARE:
+        raise CampaignError(f"control share must be from 0 to {MAX_CONTROL_SHARE}, got {raw!r}")
+    return share
+
+
+def control_size(eligible: int, share: float) -> int:
+    """How many of ``eligible`` customers the control arm holds: ``share * eligible`` rounded half up."""
+    return int(math.floor(share * eligible + 0.5))
+
+
+def assign_arms(customer_ids, share: float, seed: int) -> pd.Series:
+    """The arm of each customer (``treatment``/``control``), indexed by id, re-derivable from the seed."""
+    ids = sorted(str(c) for c in customer_ids)
+    order = np.random.default_rng(int(seed)).permutation(len(ids))
+    arms = np.full(len(ids), "treatment", dtype=object)
+    arms[order[:control_size(len(ids), share)]] = "control"
+    return pd.Series(arms, index=pd.Index(ids, name="customer_id"), name="arm")
+
+
+def _cooldown_days() -> int:
+    days = int(settings.get("CONTACT_COOLDOWN_DAYS"))
+    if days < 0:
+        raise CampaignError(f"Setting CONTACT_COOLDOWN_DAYS={days} must not be negative")
+    return days
+
+
+def _as_of(engine: Engine, run_id: int) -> date:
+    meta = get_run_metrics(engine, run_id)
+    raw = meta.get("cross_sell.as_of")
+    if raw:
+        return date.fromisoformat(str(raw)[:10])
+    month = meta.get("as_of_month")
+    if month:
+        first = date.fromisoformat(str(month)[:10])
+        return (pd.Timestamp(first) + pd.offsets.MonthEnd(0)).date()
+    return utcnow().date()
+
+
+def check_definition(engine: Engine, definition: Definition, tag_names) -> float:
+    """Refuse a bad definition in one line; return its control share."""
+    name = (definition.name or "").strip()
+    if not name:
+        raise CampaignError("a campaign needs a name")
+    if len(name) > NAME_MAX:
+        raise CampaignError(f"campaign name is too long ({len(name)} characters, at most {NAME_MAX})")
+    share = control_share(definition.control_share)
+    if definition.product is not None:
+        known = product_categories(engine)
+        if definition.product not in known:
+            raise CampaignError(f"unknown product category {definition.product!r}; known: {', '.join(known)}")
+    if definition.tags:
+        tags.parse_selection(definition.tags, tag_names)
+    return share
+
+
+def _audience_rows(engine: Engine, run_id: int, definition: Definition, viewer: access.Viewer, tag_names,
+                   as_of: date) -> pd.DataFrame:
+    s, c, k = customer_segments.c, customers.c, contacts.c
+    where = [s.run_id == int(run_id), *sx.filter_conditions(definition.filters, as_of_year=as_of.year),
+             viewer.scope_condition(customers)]
+    if definition.tags:
+        where.append(tags.selection_clause(definition.tags, tag_names, s.tags))
+    cutoff = datetime.combine(as_of - timedelta(days=_cooldown_days()), datetime.min.time())
+    recent_campaign = utcnow() - timedelta(days=_cooldown_days())
+    m, g = campaign_members.c, campaigns.c
+    columns = [
+        s.customer_id, c.branch_id, c.relationship_manager, c.status, c.risk_tolerance, c.risk_assessed_at,
+        s.value_tier, s.rfm_segment,
+        live_consent_condition(s.customer_id, "marketing").label("consent_now"),
+        exists(select(k.contact_id).where(k.customer_id == s.customer_id, k.kind == "complaint",
+                                          or_(k.resolved.is_(None), k.resolved.is_(False)))).label("complaint_open"),
+        or_(exists(select(k.contact_id).where(k.customer_id == s.customer_id, k.kind == "marketing",
+                                              k.contacted_at >= cutoff)),
+            exists(select(m.customer_id).select_from(campaign_members.join(campaigns,
+                                                                           g.campaign_id == m.campaign_id))
+                   .where(m.customer_id == s.customer_id, m.arm == "treatment",
+                          g.created_at >= recent_campaign))).label("contacted_recently"),
+    ]
+    if definition.product is not None:
+        h, p = holdings.c, products.c
+        columns.append(exists(select(h.holding_id).select_from(holdings.join(products,
+                                                                             p.product_id == h.product_id))
+                              .where(h.customer_id == s.customer_id, p.category == definition.product,
+                                     h.opened_on <= as_of,
+                                     or_(h.closed_on.is_(None), h.closed_on > as_of))).label("holds_category"))
+        x = cross_sell_customer.c
+        columns.append(x.propensities)
+        source = (customer_segments.join(customers, c.customer_id == s.customer_id)
+                  .outerjoin(cross_sell_customer, and_(x.run_id == s.run_id, x.customer_id == s.customer_id)))
+    else:
+        columns.extend([literal(False).label("holds_category"), literal(None).label("propensities")])
+        source = customer_segments.join(customers, c.customer_id == s.customer_id)
+    return read_frame(engine, select(*columns).select_from(source).where(*where).order_by(s.customer_id))
+
+
+def _flag(frame: pd.DataFrame, column: str) -> np.ndarray:
+    return frame[column].astype("boolean").fillna(False).to_numpy(dtype=bool)
+
+
+def plan(engine: Engine, definition: Definition, *, viewer: access.Viewer, run_id: int | None = None) -> Plan:
+    """The audience of ``definition`` in ``viewer``'s scope, its exclusions and expected outcome.
+
+    Raises
+    ------
+    CampaignError
+        For a bad definition (no name, unknown product category, control share outside 0-0.5),
+        or when no refresh run is published.
+    analytics.tags.TagRuleError
+        For an invalid tag expression.
+    analytics.access.AccessDenied
+        For a viewer who may not see customer rows (the plan holds them).
+    """
+    access.require_rows(viewer)
+    tag_names = _tag_names(engine, run_id)
+    share = check_definition(engine, definition, tag_names)
+    run_id = run_id if run_id is not None else current_run_id(engine)
+    if run_id is None:
+        raise CampaignError("no published refresh run: run `python -m analytics refresh` first")
+    as_of = _as_of(engine, run_id)
+    rows = _audience_rows(engine, run_id, definition, viewer, tag_names, as_of)
+    reasons: dict[str, np.ndarray] = {
+        "closed_dormant": rows["status"].isin(["closed", "dormant"]).to_numpy(dtype=bool),
+        "consent": ~_flag(rows, "consent_now"),
+        "complaint": _flag(rows, "complaint_open"),
+        "cooldown": _flag(rows, "contacted_recently"),
+        "holds_category": _flag(rows, "holds_category"),
+    }
+    n = len(rows)
+    margin = np.zeros(n)
+    if definition.product is not None:
+        age = (pd.Timestamp(as_of) - to_datetime(rows["risk_assessed_at"])).dt.days.to_numpy(dtype=float)
+        valid_days = int(settings.get("RISK_ASSESSMENT_VALID_DAYS"))
+        reasons["expired_assessment"] = ~assessment_valid(rows["risk_tolerance"], age, valid_days)
+        index, margins = best_products(read_frame(engine, select(products)), [definition.product])
+        tolerance = risk_number(rows["risk_tolerance"], "C")
+        reasons["suitability"] = index[0][tolerance] < 0
+        margin = margins[0][tolerance]
+    else:
+        reasons["expired_assessment"] = reasons["suitability"] = np.zeros(n, dtype=bool)
+    taken = np.zeros(n, dtype=bool)
+    excluded = {}
+    for reason in EXCLUSION_REASONS:
+        first = reasons[reason] & ~taken
+        excluded[reason] = int(first.sum())
+        taken |= first
+    eligible = rows.loc[~taken, ["customer_id", "branch_id", "relationship_manager", "value_tier", "rfm_segment",
+                                 "propensities"]].reset_index(drop=True)
+    expected_conversions = expected_margin = None
+    if definition.product is not None:
+        category = read_frame(engine, select(cross_sell_categories.c.expected_balance,
+                                             cross_sell_categories.c.mean_propensity)
+                              .where(cross_sell_categories.c.run_id == int(run_id),
+                                     cross_sell_categories.c.category == definition.product))
+        balance = float(category["expected_balance"].iloc[0]) if not category.empty and pd.notna(
+            category["expected_balance"].iloc[0]) else 0.0
+        fallback = float(category["mean_propensity"].iloc[0]) if not category.empty and pd.notna(
+            category["mean_propensity"].iloc[0]) else 0.0
+        eligible["propensity"] = [float(json.loads(v or "{}").get(definition.product, fallback))
+                                  if isinstance(v, str) else fallback for v in eligible["propensities"]]
+        eligible["value_if_converted"] = balance * margin[~taken]
+        eligible["expected_value"] = eligible["propensity"] * eligible["value_if_converted"]
+        treated = 1.0 - share  # the expected treatment arm: a random share of the eligible
+        expected_conversions = float(eligible["propensity"].sum() * treated)
+        expected_margin = float(eligible["expected_value"].sum() * treated)
+    else:
+        eligible["propensity"] = eligible["value_if_converted"] = eligible["expected_value"] = np.nan
+    return Plan(int(run_id), as_of, n, excluded, eligible[list(MEMBER_COLUMNS)], share, expected_conversions,
+                expected_margin)
+
+
+def _tag_names(engine: Engine, run_id: int | None) -> list[str]:
+    run_id = run_id if run_id is not None else current_run_id(engine)
+    if run_id is None:
+        return []
+    return sx.tag_names_of(get_run_metrics(engine, run_id))
+
+
+def _normalised_name(name: str) -> str:
+    return " ".join((name or "").split())
+
+
+def create_campaign(engine: Engine, definition: Definition, *, viewer: access.Viewer, owner: str,
+                    seed: int | None = None, lang: str = "en") -> dict:
+    """Plan ``definition`` and store it: the campaign row (frozen definition, run, owner, seed,
+    counts, expectations) and one ``campaign_members`` row per eligible customer with its arm.
+
+    Returns
+    -------
+    dict
+        ``campaign_id``, ``name``, ``seed`` and the plan's :meth:`Plan.summary`.
+
+    Raises
+    ------
+    CampaignError
+        As :func:`plan`, and for a duplicate name (case and spacing ignored) or an empty audience.
+    """
+    name = _normalised_name(definition.name)
+    definition = Definition(name, definition.filters, (definition.tags or "").strip() or None,
+                            definition.product or None, definition.control_share, definition.message)
+    with engine.connect() as conn:
+        taken = conn.execute(select(campaigns.c.campaign_id)
+                             .where(func.lower(campaigns.c.name) == name.lower())).first()
+    if name and taken is not None:
+        raise CampaignError(f"a campaign named {name!r} already exists (campaign {taken[0]})")
+    planned = plan(engine, definition, viewer=viewer)
+    if planned.eligible_count == 0:
+        raise CampaignError(f"empty audience: none of the {planned.audience} selected customers is eligible "
+                            f"(left out: {_reasons_words(planned.excluded)})")
+    seed = secrets.randbits(32) if seed is None else int(seed)
+    arms = assign_arms(planned.eligible["customer_id"], planned.control_share, seed)
+    members = planned.eligible.set_index("customer_id").join(arms).reset_index()
+    message = definition.message or default_message(members["rfm_segment"], members["value_tier"], lang)
+    now = utcnow()
+    treatment = members["arm"] == "treatment"
+    row = {"name": name, "definition": definition.as_json(planned.control_share),
+           "product_category": definition.product, "message": message, "source_run_id": planned.run_id,
+           "owner": owner, "created_at": now, "starts_on": now.date(), "control_share": planned.control_share,
+           "seed": seed, "eligible": planned.eligible_count,
+           "excluded": json.dumps(planned.excluded, sort_keys=True),
+           "expected_conversions": None if definition.product is None else float(members.loc[treatment,
+                                                                                              "propensity"].sum()),
+           "expected_margin": None if definition.product is None else float(members.loc[treatment,
+                                                                                         "expected_value"].sum())}
+    with engine.begin() as conn:
+        campaign_id = conn.execute(insert(campaigns).values(**row)).inserted_primary_key[0]
+        records = members[["customer_id", "arm", "propensity", "value_if_converted", "expected_value", "value_tier",
+                           "rfm_segment"]].astype(object).where(members.notna(), None).to_dict("records")
+        for lo in range(0, len(records), 5000):
+            conn.execute(insert(campaign_members), [{"campaign_id": campaign_id, **r}
+                                                    for r in records[lo:lo + 5000]])
+    summary = planned.summary()
+    summary.update(expected_conversions=row["expected_conversions"], expected_margin=row["expected_margin"])
+    return {"campaign_id": int(campaign_id), "name": name, "seed": seed, "message": message, **summary}
+
+
+def _reasons_words(excluded: dict[str, int]) -> str:
+    parts = [f"{reason} {n}" for reason, n in excluded.items() if n]
+    return ", ".join(parts) or "none"
+
+
+__all__ = ["EXCLUSION_REASONS", "MAX_CONTROL_SHARE", "Definition", "Plan", "assign_arms", "check_definition",
+           "control_share", "control_size", "create_campaign", "plan"]
