@@ -54,14 +54,14 @@ PAGES: dict[str, tuple[str, str]] = {
     "lifecycle": ("Lifecycle value", "生命周期价值"),
     "churn": ("Churn", "流失预警"),
     "cross_sell": ("Cross-sell", "交叉销售"),
+    "campaigns": ("Campaigns", "营销活动"),
     "risk": ("Risk tiers", "风险分层"),
     "data_quality": ("Data quality", "数据质量"),
     "customer_360": ("Customer 360", "客户360"),
     "worklist": ("Worklist", "工作台"),
+    "approvals": ("Approvals", "审批"),
     "audit_log": ("Audit log", "审计日志"),
     "admin": ("Admin", "系统管理"),
-    "approvals": ("Approvals", "审批"),
-    "campaigns": ("Campaigns", "营销活动"),
 }
 
 PAGE_ACCESS: dict[str, frozenset[str]] = {

@@ -46,17 +46,18 @@ EXPECTED_MATRIX = [
     ("lifecycle", {"executive", "marketing"}),
     ("churn", {"executive", "marketing", "risk", "relationship_manager"}),
     ("cross_sell", {"marketing", "relationship_manager"}),
+    ("campaigns", {"executive", "marketing", "relationship_manager"}),
     ("risk", {"executive", "risk"}),
     ("data_quality", {"executive", "compliance", "admin"}),
     ("customer_360", {"marketing", "risk", "compliance", "relationship_manager"}),
     ("worklist", {"relationship_manager", "risk"}),
+    ("approvals", {"executive", "marketing", "risk", "compliance", "admin", "relationship_manager"}),
     ("audit_log", {"compliance", "admin"}),
     ("admin", {"admin"}),
-    ("campaigns", {"executive", "marketing", "relationship_manager"}),
 ]
 
 
-def test_pages_are_the_twelve_in_order_with_both_titles():
+def test_pages_are_the_fourteen_in_order_with_both_titles():
     assert list(PAGES) == [page for page, _ in EXPECTED_MATRIX]
     assert PAGES["kpi_wall"] == ("KPI wall", "数据大屏")
     assert PAGES["customer_360"] == ("Customer 360", "客户360")
@@ -70,16 +71,19 @@ def test_page_matrix(page, allowed, role):
 
 
 @pytest.mark.parametrize("roles, expected", [
-    (["executive"], ["overview", "kpi_wall", "segments", "lifecycle", "churn", "risk", "data_quality"]),
-    (["marketing"], ["overview", "segments", "lifecycle", "churn", "cross_sell", "customer_360"]),
-    (["risk"], ["overview", "segments", "churn", "risk", "customer_360", "worklist"]),
-    (["compliance"], ["overview", "data_quality", "customer_360", "audit_log"]),
-    (["admin"], ["overview", "kpi_wall", "data_quality", "audit_log", "admin"]),
+    (["executive"], ["overview", "kpi_wall", "segments", "lifecycle", "churn",
+                    "campaigns", "risk", "data_quality", "approvals"]),
+    (["marketing"], ["overview", "segments", "lifecycle", "churn",
+                    "cross_sell", "campaigns", "customer_360", "approvals"]),
+    (["risk"], ["overview", "segments", "churn", "risk", "customer_360", "worklist", "approvals"]),
+    (["compliance"], ["overview", "data_quality", "customer_360", "approvals", "audit_log"]),
+    (["admin"], ["overview", "kpi_wall", "data_quality", "approvals", "audit_log", "admin"]),
     (["admin", "marketing"], ["overview", "kpi_wall", "segments", "lifecycle", "churn", "cross_sell",
-                              "data_quality", "customer_360", "audit_log", "admin"]),
-    ("risk,compliance", ["overview", "segments", "churn", "risk", "data_quality", "customer_360", "worklist",
-                         "audit_log"]),
-    (["relationship_manager"], ["overview", "churn", "cross_sell", "customer_360", "worklist"]),
+                             "campaigns", "data_quality", "customer_360", "approvals", "audit_log", "admin"]),
+    ("risk,compliance", ["overview", "segments", "churn", "risk", "data_quality",
+                        "customer_360", "worklist", "approvals", "audit_log"]),
+    (["relationship_manager"], ["overview", "churn", "cross_sell", "campaigns",
+                               "customer_360", "worklist", "approvals"]),
     ([], []),
     (None, []),
 ])
