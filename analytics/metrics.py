@@ -65,6 +65,15 @@ METRICS: dict[str, Metric] = {m.key: m for m in (
     Metric("assessments_expired_or_missing", "count"),
     Metric("balance_drops", "count"),
     Metric("risk_mix", "rate"),
+    # Campaigns: the plan, and a campaign's measured results
+    Metric("campaign_audience", "count"),
+    Metric("campaign_eligible", "count"),
+    Metric("campaign_arms", "count"),
+    Metric("campaign_expected_conversions", "count"),
+    Metric("campaign_treatment_conversion", "rate"),
+    Metric("campaign_control_conversion", "rate"),
+    Metric("campaign_uplift", "rate"),
+    Metric("campaign_incremental_margin", "amount"),
     # Worklist (the alerts the filters keep)
     Metric("alerts_shown", "count"),
     Metric("alerts_overdue", "count"),

@@ -48,14 +48,13 @@ if viewer.sees_rows:
         session.show_error(exc)
     if planned is not None:
         m1, m2, m3, m4 = st.columns(4)
-        m1.metric(session.t("campaigns.audience"), session.fmt_count(planned["audience"]))
-        m2.metric(session.t("campaigns.eligible"), session.fmt_count(planned["eligible"]))
-        m3.metric(session.t("campaigns.arms"), session.t("campaigns.arms_value",
-                                                         treatment=session.fmt_count(planned["treatment"]),
-                                                         control=session.fmt_count(planned["control"])))
+        widgets.metric(m1, "campaign_audience", session.fmt_count(planned["audience"]))
+        widgets.metric(m2, "campaign_eligible", session.fmt_count(planned["eligible"]))
+        widgets.metric(m3, "campaign_arms", session.t("campaigns.arms_value",
+                                                      treatment=session.fmt_count(planned["treatment"]),
+                                                      control=session.fmt_count(planned["control"])))
         if planned["expected_conversions"] is not None:
-            m4.metric(session.t("campaigns.expected"), session.fmt_count(round(planned["expected_conversions"])),
-                      help=session.t("campaigns.expected_help"))
+            widgets.metric(m4, "campaign_expected_conversions", session.fmt_count(round(planned["expected_conversions"])))
             st.caption(session.t("campaigns.assumption", margin=session.fmt_amount(planned["expected_margin"]),
                                  months=session.fmt_count(int(settings.get("CROSS_SELL_HORIZON_MONTHS")))))
         else:
@@ -98,17 +97,15 @@ chosen = st.selectbox(session.t("campaigns.choose"), listed["campaign_id"].tolis
 result = loaders.campaign_results(chosen, run_id, viewer)
 session.audit_filter(engine, user, "campaigns", {"campaign_id": int(chosen)})
 m1, m2, m3, m4 = st.columns(4)
-m1.metric(session.t("campaigns.treatment_rate"), session.fmt_rate(result["treatment_rate"], 2))
-m2.metric(session.t("campaigns.control_rate"), session.fmt_rate(result["control_rate"], 2))
+widgets.metric(m1, "campaign_treatment_conversion", session.fmt_rate(result["treatment_rate"], 2))
+widgets.metric(m2, "campaign_control_conversion", session.fmt_rate(result["control_rate"], 2))
 if result["uplift_pp"] is None:
-    m3.metric(session.t("campaigns.uplift"), "–")
+    widgets.metric(m3, "campaign_uplift", "—")
     st.caption(session.t("campaigns.too_few_to_compare"))
 else:
-    m3.metric(session.t("campaigns.uplift"), session.t("campaigns.pp", value=f"{result['uplift_pp']:+.1f}"),
-              help=session.t("campaigns.uplift_help"))
+    widgets.metric(m3, "campaign_uplift", session.t("campaigns.pp", value=f"{result['uplift_pp']:+.1f}"))
     st.caption(session.t("campaigns.interval", low=f"{result['ci_low_pp']:+.1f}", high=f"{result['ci_high_pp']:+.1f}"))
-m4.metric(session.t("campaigns.incremental_margin"), session.fmt_amount(result["incremental_margin"]),
-          help=session.t("campaigns.incremental_help"))
+widgets.metric(m4, "campaign_incremental_margin", session.fmt_amount(result["incremental_margin"]))
 c1, c2 = st.columns(2)
 c1.plotly_chart(charts_campaigns.arms_bar(result, lang=lang), width="stretch")
 dimension_names = {d: session.t(f"dimension.{d}") for d in result["by_segment"]}
