@@ -24,16 +24,14 @@ import pandas as pd
 from sqlalchemy import Engine, func, select
 
 from analytics import audit, mfa, scopes, settings, users
+from analytics.clock import naive_utc
 from analytics.schema import user_sessions
 
 COLUMNS = ["username", "display_name", "roles", "scope", "disabled", "mfa", "mfa_required", "last_login",
            "last_activity", "failed_logins", "days_since_password_change", "dormant", "roles_granted_since_review"]
 
 
-def _utc(now: dt.datetime | None) -> dt.datetime:
-    if now is None:
-        return dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    return now.astimezone(dt.UTC).replace(tzinfo=None) if now.tzinfo else now
+_utc = naive_utc  # now as naive UTC (analytics.clock)
 
 
 def _scope_text(scope) -> str:

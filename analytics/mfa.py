@@ -45,6 +45,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import Engine, delete, insert, or_, select, update
 
 from analytics import settings
+from analytics.clock import naive_utc
 from analytics.errors import AnalyticsError, ConfigError
 from analytics.schema import user_mfa, user_mfa_recovery
 
@@ -92,12 +93,7 @@ class CodeCheck:
     recovery: bool = False
 
 
-def _utc(now: dt.datetime | None) -> dt.datetime:
-    if now is None:
-        return dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    if now.tzinfo is not None:
-        return now.astimezone(dt.UTC).replace(tzinfo=None)
-    return now
+_utc = naive_utc  # now as naive UTC (analytics.clock)
 
 
 def _unix(now: dt.datetime) -> float:

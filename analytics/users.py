@@ -42,6 +42,7 @@ from sqlalchemy.exc import IntegrityError
 
 from analytics import audit, mfa, settings
 from analytics.access import ROLES, normalise_roles
+from analytics.clock import naive_utc
 from analytics.errors import AnalyticsError
 from analytics.schema import user_preferences, user_sessions, users
 
@@ -144,13 +145,7 @@ class AuthResult:
 # Helpers
 # ---------------------------------------------------------------------------------------------
 
-def _utc(now: dt.datetime | None) -> dt.datetime:
-    """``now`` as naive UTC (an aware time is converted; a naive one is taken as UTC)."""
-    if now is None:
-        return dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    if now.tzinfo is not None:
-        return now.astimezone(dt.UTC).replace(tzinfo=None)
-    return now
+_utc = naive_utc  # now as naive UTC (analytics.clock)
 
 
 def normalise_username(username: str) -> str:
