@@ -23,7 +23,7 @@ def test_marketing_sees_the_demo_results_and_exports_the_treatment_arm_only(monk
     at = _open(monkeypatch, demo_store_url, "marketing")
     assert not at.exception
     labels = [m.label for m in at.metric]
-    assert "Selected customers" in labels and "Uplift" in labels
+    assert "Campaign audience" in labels and "Uplift" in labels
     uplift = next(m.value for m in at.metric if m.label == "Uplift")
     assert uplift.endswith("pp")
     assert any("Newcombe" in c.value for c in at.caption)
@@ -45,7 +45,7 @@ def test_marketing_plans_refuses_a_bad_definition_and_creates_a_campaign(monkeyp
     at = _open(monkeypatch, demo_store_url, "marketing")
     at.selectbox(key="camp_product").select("fund").run()
     assert not at.exception
-    size = next(m.value for m in at.metric if m.label == "Selected customers")
+    size = next(m.value for m in at.metric if m.label == "Campaign audience")
     at.text_input(key="camp_tags").input("no_such_tag").run()
     assert not at.exception and any("unknown tag" in e.value for e in at.error)
     at.text_input(key="camp_tags").input("").run()
@@ -79,7 +79,7 @@ def test_relationship_manager_plans_within_their_portfolio(monkeypatch, demo_sto
     scopes.set_scope(engine, "camp_relationship_manager", portfolios=[rm])
     at = _open(monkeypatch, demo_store_url, "relationship_manager")
     assert not at.exception
-    shown = next(m.value for m in at.metric if m.label == "Selected customers")
+    shown = next(m.value for m in at.metric if m.label == "Campaign audience")
     assert shown == f"{portfolio:,}"
 
 
@@ -88,7 +88,7 @@ def test_executive_reads_results_only(monkeypatch, demo_store_url):
     at = _open(monkeypatch, demo_store_url, "executive")
     assert not at.exception
     labels = [m.label for m in at.metric]
-    assert "Selected customers" not in labels and "Uplift" in labels
+    assert "Campaign audience" not in labels and "Uplift" in labels
     assert not [b for b in at.button if b.key == "camp_create"]
     assert exported == []
 
@@ -113,7 +113,7 @@ def test_an_executive_sees_no_rate_of_too_few_members(monkeypatch, demo_store_ur
     at = _open(monkeypatch, demo_store_url, "executive")
     assert not at.exception
     values = {m.label: m.value for m in at.metric}
-    assert values["Uplift"] == "–" and "%" not in values["Conversion, treatment"]
+    assert values["Uplift"] == "—" and "%" not in values["Conversion, treatment"]
     listed = next(d.value for d in at.dataframe if "members" in d.value.columns)
     assert listed["members"].isna().all() and listed["treatment"].isna().all()
     segments = next(d.value for d in at.dataframe if "uplift_pp" in d.value.columns)
