@@ -1,6 +1,7 @@
-"""In a real browser: a compliance officer requests an unmask on Customer 360, a second one approves
-it on the Approvals page, and the first sees the value once (gone on reload, refused the second
-time)."""
+"""In a real browser, issue 18's whole privileged flow: two compliance officers, new accounts, each
+enrol in two-factor login at their first login (QR code's key, first TOTP code, recovery codes)
+through ``log_in``; one requests an unmask on Customer 360, the other approves it on the Approvals
+page, and the first sees the value once (gone on reload, refused the second time)."""
 
 import pytest
 from sqlalchemy import text
