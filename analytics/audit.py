@@ -766,6 +766,27 @@ def _anchor(conn: Connection) -> tuple[int, str]:
     return best
 
 
+# Events that may go unrecorded while the chain is broken (the refused append already raised the
+# audit_chain_broken alarm in the server log, and compliance and admin see the banner): refusing
+# them would lock everyone out, the officers who must investigate included. Exports, unmasks,
+# approvals and user changes are never done unrecorded.
+MAY_PASS_A_BROKEN_CHAIN = frozenset({"login_ok", "login_failed", "login_locked", "logout", "timeout",
+                                     "page_view", "filter", "access_denied", "audit_read", "audit_verify"})
+
+
+def append_or_pass(engine: Engine, event: str, **fields) -> int | None:
+    """:func:`append`, except that an event of :data:`MAY_PASS_A_BROKEN_CHAIN` passes a broken
+    chain unrecorded (None; the server log names the event, the alarm stays raised). Every other
+    event raises :class:`AuditChainBroken` as :func:`append` does."""
+    try:
+        return append(engine, event, **fields)
+    except AuditChainBroken:
+        if event not in MAY_PASS_A_BROKEN_CHAIN:
+            raise
+        log.error("audit chain broken: event %s not recorded", event)
+        return None
+
+
 def verify(engine: Engine) -> VerifyResult:
     """Recompute the whole chain and compare its head with the checkpoint.
 
@@ -1083,7 +1104,7 @@ def _naive_utc(value: dt.datetime | dt.date) -> dt.datetime:
 __all__ = [
     "EVENTS", "GENESIS_HASH", "HASHED_FIELDS", "MAX_QUERY_ROWS", "QUERY_COLUMNS", "REDACTED",
     "AuditChainBroken", "AuditError", "AuditTamperedError", "ChainAlarm", "Checkpoint", "VerifyResult",
-    "UNMASK_REASON_PLACEHOLDER", "accept_missing_checkpoint", "append", "audit_key", "chain_alarm",
+    "MAY_PASS_A_BROKEN_CHAIN", "UNMASK_REASON_PLACEHOLDER", "accept_missing_checkpoint", "append", "append_or_pass", "audit_key", "chain_alarm",
     "entries_for_viewer", "keyed_ref", "prune", "query", "retire_checkpoint", "safe_parameters", "scrub_text",
     "session_ref", "verify",
 ]

@@ -715,7 +715,7 @@ def _start_login(engine: Engine, name: str, roles: tuple[str, ...], display_name
                  recovery_codes: tuple[str, ...] = ()) -> Login:
     session_id = start_session(engine, name, now=now)
     try:
-        audit.append(engine, "login_ok", username=name, roles=roles, session_id=session_id,
+        audit.append_or_pass(engine, "login_ok", username=name, roles=roles, session_id=session_id,
                      client_address=client_address,
                      parameters={"second_factor": second_factor} if second_factor else None)
     except Exception:
@@ -740,14 +740,14 @@ def log_in(engine: Engine, username: str, password: str, *, client_address: str 
     """
     result = authenticate(engine, username, password, now=now, reset_failures=False)
     if not result.ok:
-        audit.append(engine, result.event, username=result.username, client_address=client_address,
+        audit.append_or_pass(engine, result.event, username=result.username, client_address=client_address,
                      reason=result.reason)
         return Login(False, result.username, message=result.message, failure="wrong_credentials")
     step = second_factor_step(engine, result.username, result.roles)
     if step is not None:
         problem = mfa.key_problem(settings.get("MFA_KEY"))
         if problem:
-            audit.append(engine, "login_failed", username=result.username, client_address=client_address,
+            audit.append_or_pass(engine, "login_failed", username=result.username, client_address=client_address,
                          reason=f"second factor needed but {problem}")
             return Login(False, result.username, message=MFA_NOT_CONFIGURED.format(problem=problem),
                          failure="mfa_not_configured")
@@ -765,11 +765,11 @@ def _second_factor_gate(engine: Engine, username: str, client_address: str | Non
     with engine.connect() as conn:
         row = conn.execute(select(*_PUBLIC_COLUMNS).where(users.c.username == name)).first()
     if row is None or row.disabled:
-        audit.append(engine, "login_failed", username=name, client_address=client_address,
+        audit.append_or_pass(engine, "login_failed", username=name, client_address=client_address,
                      reason="second factor for a missing or disabled account")
         return None, Login(False, name, message=WRONG_CODE, failure="locked")
     if row.locked_until is not None and row.locked_until > now:
-        audit.append(engine, "login_locked", username=name, client_address=client_address,
+        audit.append_or_pass(engine, "login_locked", username=name, client_address=client_address,
                      reason="locked (second factor)")
         return None, Login(False, name, message=WRONG_CODE, failure="locked")
     return row, None
@@ -777,13 +777,13 @@ def _second_factor_gate(engine: Engine, username: str, client_address: str | Non
 
 def _code_failed(engine: Engine, row, reason: str, client_address: str | None, now: dt.datetime) -> Login:
     result = _count_failure(engine, row.username, row.locked_until, now, reason, WRONG_CODE)
-    audit.append(engine, result.event, username=row.username, client_address=client_address, reason=result.reason)
+    audit.append_or_pass(engine, result.event, username=row.username, client_address=client_address, reason=result.reason)
     return Login(False, row.username, message=WRONG_CODE,
                  failure="locked" if result.event == "login_locked" else "wrong_code")
 
 
 def _key_failed(engine: Engine, name: str, exc: Exception, client_address: str | None) -> Login:
-    audit.append(engine, "login_failed", username=name, client_address=client_address,
+    audit.append_or_pass(engine, "login_failed", username=name, client_address=client_address,
                  reason=f"second factor unusable: {type(exc).__name__}")
     return Login(False, name, message=str(exc), failure="mfa_not_configured")
 
@@ -874,7 +874,7 @@ def resume_session(engine: Engine, username: str | None, session_id: str | None,
     if user is not None and second_factor_step(engine, user.username, user.roles) == "enrol":
         user = None
     if user is None or not touch_session(engine, session_id, now=now):
-        audit.append(engine, "access_denied", username=username, client_address=client_address,
+        audit.append_or_pass(engine, "access_denied", username=username, client_address=client_address,
                      reason="re-authentication cookie names no live session")
         return Login(False, username)
     return Login(True, user.username, user.display_name, user.roles, session_id)
@@ -885,7 +885,7 @@ def log_out(engine: Engine, username: str, roles: Iterable[str], session_id: str
     """End the session (reason ``logout``) and audit it."""
     if session_id:
         end_session(engine, session_id, "logout", now=now)
-    audit.append(engine, "logout", username=username, roles=tuple(roles), session_id=session_id,
+    audit.append_or_pass(engine, "logout", username=username, roles=tuple(roles), session_id=session_id,
                  client_address=client_address)
 
 
@@ -898,7 +898,7 @@ def recheck_session(engine: Engine, username: str, roles: Iterable[str], session
     result = check_session(engine, session_id, roles=roles, touch=touch, now=now)
     if not result.live:
         event = "timeout" if result.reason == "timeout" else "access_denied"
-        audit.append(engine, event, username=username, roles=roles, session_id=session_id,
+        audit.append_or_pass(engine, event, username=username, roles=roles, session_id=session_id,
                      client_address=client_address, reason=f"session {result.reason}")
     return result
 

@@ -90,3 +90,27 @@ def demo_engine(demo_store_url):
     yield engine
     engine.dispose()
 
+
+
+def copy_store(url: str, path) -> str:
+    """A copy of the SQLite store at ``url`` in ``path``, made with SQLite's backup API (a file copy
+    can miss what is still in the write-ahead log), with its audit checkpoint anchored: to the
+    audit chain a copied store is a restored one, whose head is accepted explicitly."""
+    import sqlite3
+
+    from analytics import audit
+
+    source = sqlite3.connect(url.removeprefix("sqlite:///"))
+    target = sqlite3.connect(str(path))
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
+    copy_url = f"sqlite:///{path}"
+    engine = make_engine(copy_url)
+    try:
+        audit.accept_missing_checkpoint(engine, username="test:copy")
+    finally:
+        engine.dispose()
+    return copy_url

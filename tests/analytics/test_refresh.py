@@ -17,6 +17,7 @@ from analytics.refresh import run_refresh, status
 from analytics.runs import Stage, current_run_id, get_run_metrics
 from analytics.schema import refresh_runs, run_metrics
 from tests.analytics import store_rows
+from tests.conftest import copy_store
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -236,13 +237,10 @@ def test_each_result_table_and_metric_is_written_by_one_stage(filled):
 def test_one_writer_per_table_when_the_churn_model_scores(demo_store_url, tmp_path):
     """The same on a copy of the demo store, where the churn model scores customers and the margin
     CLV is re-based on it (the tiny store is too small to train a churn model)."""
-    import shutil
 
     from analytics.store import make_engine
 
-    path = tmp_path / "demo.db"
-    shutil.copyfile(demo_store_url.removeprefix("sqlite:///"), path)
-    engine = make_engine(f"sqlite:///{path}")
+    engine = make_engine(copy_store(demo_store_url, tmp_path / "demo.db"))
     try:
         run_id, owners, metric_owner = _refresh_recording_writers(engine)
         _assert_margin_clv_and_aggregates_owners(owners, metric_owner)

@@ -113,3 +113,26 @@ def test_a_page_view_is_audited_once_per_visit_not_per_rerun(monkeypatch, store_
     at.switch_page("app_pages/admin.py").run()
     at.switch_page("app_pages/overview.py").run()
     assert len(audit.query(make_engine(store_url), event="page_view")) == 3
+
+
+def test_a_broken_audit_chain_does_not_lock_everyone_out(monkeypatch, tmp_path, caplog):
+    """With the chain broken (here: the checkpoint file lost while the log has entries), logins still
+    work, so the officers who must investigate can; the alarm stays raised and the server log names
+    each unrecorded event. An export is still never done unrecorded (audit.append refuses it)."""
+    import logging
+    import os
+
+    checkpoint = tmp_path / "cp.json"
+    monkeypatch.setenv("AUDIT_CHECKPOINT_FILE", str(checkpoint))
+    url = make_store(tmp_path)
+    engine = make_engine(url)
+    audit.append(engine, "refresh_start", run_id=1)
+    os.remove(checkpoint)
+    assert not audit.verify(engine).ok
+    caplog.set_level(logging.ERROR)
+    at = login(new_app(monkeypatch, url), ROLE_USERS["marketing"])
+    assert not at.exception and "overview" in nav_pages(at), "the login was refused"
+    assert "event login_ok not recorded" in caplog.text
+    assert audit.chain_alarm(engine) is not None
+    with pytest.raises(audit.AuditChainBroken):
+        audit.append_or_pass(engine, "export", username=ROLE_USERS["marketing"])

@@ -10,7 +10,6 @@ labels, help texts, metric values) is checked: no link, emphasis, image or HTML 
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from analytics import access, approvals, users
 from analytics.access import Viewer
 from analytics.store import make_engine
 from tests.app.conftest import APP, PASSWORD, login, new_app
+from tests.conftest import copy_store
 
 PAYLOADS = ("[Click](https://evil.example/login)", "**bold**", "<b>x</b>", "![img](http://x)")
 ROLES = ("marketing", "risk", "compliance")
@@ -34,10 +34,7 @@ MARKDOWN_FIELDS = {"body", "label", "help", "caption", "placeholder"}
 
 @pytest.fixture(scope="module")
 def payload_store(demo_store_url, tmp_path_factory):
-    source = Path(demo_store_url.removeprefix("sqlite:///"))
-    path = tmp_path_factory.mktemp("payloads") / "bank.db"
-    shutil.copy(source, path)
-    url = f"sqlite:///{path}"
+    url = copy_store(demo_store_url, tmp_path_factory.mktemp("payloads") / "bank.db")
     engine = make_engine(url)
     with engine.begin() as conn:
         ids = conn.execute(text("SELECT customer_id FROM customers ORDER BY customer_id")).scalars().all()

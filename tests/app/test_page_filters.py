@@ -10,15 +10,13 @@ age band, value tier) whatever the widgets become.
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
 from sqlalchemy import text
 
-from analytics import access, audit, quality
+from analytics import access, quality
 from analytics.access import Viewer
-from analytics.store import make_engine
 from tests.app import pagekit as kit
 from tests.app.figures import find_all
 from tests.app.test_page_figures import (
@@ -36,6 +34,7 @@ from tests.app.test_page_figures import (
     sample_customers,
     stacked_totals,
 )
+from tests.conftest import copy_store
 
 pages = kit.pages_fixture("flt")
 
@@ -313,10 +312,7 @@ def test_risk_drill_down_by_branch(pages, role):
 
 def test_balance_drops_of_a_branch_beyond_the_first_thousand(tmp_path, monkeypatch, demo_store_url):
     # A run with more than 1,000 alerts: the demo store's run, plus 1,000 steeper drops in one branch.
-    url = f"sqlite:///{tmp_path}/many-drops.db"
-    shutil.copy(demo_store_url.removeprefix("sqlite:///"), tmp_path / "many-drops.db")
-    # A copied store is a restored database to the audit chain: its head is accepted explicitly.
-    audit.accept_missing_checkpoint(make_engine(url), username="test:copy")
+    url = copy_store(demo_store_url, tmp_path / "many-drops.db")
     kit_ = kit.Pages(url, "drops")
     engine = kit_.engine
     run = kit.run_id(engine)

@@ -33,7 +33,9 @@ def test_a_compliance_user_enrols_then_logs_in_with_a_totp_code(app_server, demo
     _password(page, app_server, username)
     body = page.inner_text("body")
     assert "Total AUM" not in body  # no page before the enrolment
-    assert page.locator('[data-testid="stImage"] img').count() == 1  # the QR code
+    qr = page.locator('[data-testid="stImage"] img')
+    qr.first.wait_for(timeout=30000)  # the QR code (its image can come a moment after the heading)
+    assert qr.count() == 1
     secret = page.locator('[data-testid="stCode"]').first.inner_text().strip()
     enter_code(page, totp.first_code(secret))
     page.get_by_text("Your recovery codes").wait_for(timeout=60000)
