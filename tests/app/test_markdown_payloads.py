@@ -35,6 +35,8 @@ MARKDOWN_FIELDS = {"body", "label", "help", "caption", "placeholder"}
 @pytest.fixture(scope="module")
 def payload_store(demo_store_url, tmp_path_factory):
     url = copy_store(demo_store_url, tmp_path_factory.mktemp("payloads") / "bank.db")
+    with make_engine(url).begin() as conn:  # other tests' requests on the shared demo store: not this test's
+        conn.execute(text("DELETE FROM approval_requests"))
     engine = make_engine(url)
     with engine.begin() as conn:
         ids = conn.execute(text("SELECT customer_id FROM customers ORDER BY customer_id")).scalars().all()
@@ -115,7 +117,8 @@ def test_no_stored_text_renders_as_markdown(monkeypatch, payload_store, role):
                 next(b for b in at.button if b.label.startswith("Use once")).click()
                 at.run()
                 check(f"approvals, request {request_id} shown")
-                assert any("evil" in i.value or "bold" in i.value or "Click" in i.value for i in at.info)
+                assert any("evil" in i.value or "bold" in i.value or "Click" in i.value for i in at.info), \
+                    ([i.value for i in at.info], [e.value for e in at.error], [w.value for w in at.warning])
         if name == "churn" and access.can_see_customer_rows([role]):
             rm = next(s for s in at.selectbox if PAYLOADS[0] in s.options)
             rm.select(PAYLOADS[0]).run()
