@@ -381,7 +381,10 @@ def customer_features(engine: Engine, as_of_month, *, months_back: int = LONG_WI
 
     # --- balances ---
     def num(col: str) -> pd.Series:
-        return pd.to_numeric(frame[col], errors="coerce").fillna(0.0).astype(float)
+        # Text in a number column, and an infinite balance (SQLite and PostgreSQL's numeric both
+        # store one), count as missing: the data-quality stage reports them, the models never see them.
+        values = pd.to_numeric(frame[col], errors="coerce").astype(float)
+        return values.where(np.isfinite(values), 0.0)
 
     aum = num("aum_latest")
     out["aum_latest"] = aum

@@ -29,7 +29,8 @@ from analytics import churn, clv_refresh, cross_sell, quality, risk, settings
 from analytics.aggregates import aggregates_stage
 from analytics.alerts.stage import alerts_stage
 from analytics.campaigns.stage import campaigns_stage
-from analytics.errors import RefreshError
+from analytics.clock import naive_utc
+from analytics.errors import RefreshError, StoreError, StoreNotInitialisedError, describe
 from analytics.run_status import Freshness, freshness, status
 from analytics.runs import RefreshContext, Stage, utcnow
 from analytics.schema import current_run, customer_monthly, metadata, refresh_runs
@@ -118,17 +119,36 @@ def _running_elsewhere(engine: Engine) -> int | None:
         ).scalars().first()
 
 
-def latest_activity_month(engine: Engine) -> date | None:
+def latest_activity_month(engine: Engine) -> date:
     """The last month present in ``customer_monthly`` (the month the run describes)."""
-    with engine.connect() as conn:
-        value = conn.execute(select(func.max(customer_monthly.c.month))).scalar()
+    not_a_date = StoreError("customer_monthly.month holds text that is not a date (expected YYYY-MM-DD). "
+                            "Hint: fix the rows, or reload the table with `python -m analytics load`, "
+                            "which rejects such rows.")
+    try:
+        with engine.connect() as conn:
+            value = conn.execute(select(func.max(customer_monthly.c.month))).scalar()
+    except ValueError:  # SQLite keeps any text in a DATE column; reading it back as a date fails
+        raise not_a_date from None
     if value is None:
-        return None
+        raise StoreNotInitialisedError("customer_monthly is empty: a refresh needs at least one month of "
+                                       "balances and activity. Hint: load it with `python -m analytics load "
+                                       "--table customer_monthly FILE`.")
     if isinstance(value, str):  # SQLite returns text from an aggregate over a DATE column
-        value = date.fromisoformat(value[:10])
+        try:
+            value = date.fromisoformat(value[:10])
+        except ValueError:
+            raise not_a_date from None
     if isinstance(value, datetime):
         value = value.date()
     return value
+
+
+def _check_activity_month(as_of_month: date | None, today: date) -> None:
+    """Refuse a store whose latest activity month is after the current month: the run would describe
+    that month, and every recency, tenure and freshness figure would be measured from it."""
+    if as_of_month is not None and (as_of_month.year, as_of_month.month) > (today.year, today.month):
+        raise StoreError(f"customer_monthly has rows for {as_of_month:%Y-%m}, after the current month "
+                         f"({today:%Y-%m}). Hint: remove or correct the future-dated rows, then refresh.")
 
 
 def run_refresh(engine: Engine, *, progress: Callable[[str, float], None] | None = None,
@@ -141,19 +161,20 @@ def run_refresh(engine: Engine, *, progress: Callable[[str, float], None] | None
         When another refresh is running, or a stage fails (the run is then marked failed, its
         partial results deleted, and the previous run stays current).
     """
-    init_schema(engine)
+    init_schema(engine)  # the app's own tables; a missing store table is left for check_store to name
     check_store(engine)
     mark_abandoned_runs(engine)
     other = _running_elsewhere(engine)
     if other is not None:
         raise RefreshError(f"Refresh run {other} is still running; wait for it to finish.")
+    as_of_month = latest_activity_month(engine)
+    _check_activity_month(as_of_month, naive_utc().date())
     with engine.begin() as conn:
         run_id = conn.execute(insert(refresh_runs).values(
             started_at=utcnow(), status="running", host=socket.gethostname(), pid=os.getpid(),
         )).inserted_primary_key[0]
     log.info("refresh run %s started", run_id)
-    ctx = RefreshContext(engine=engine, run_id=run_id, as_of_month=latest_activity_month(engine),
-                         progress=progress)
+    ctx = RefreshContext(engine=engine, run_id=run_id, as_of_month=as_of_month, progress=progress)
     try:
         for i, stage in enumerate(STAGES):
             with engine.begin() as conn:
@@ -173,7 +194,7 @@ def run_refresh(engine: Engine, *, progress: Callable[[str, float], None] | None
         _fail(engine, run_id, exc)
         if isinstance(exc, Exception) and not isinstance(exc, RefreshError):
             raise RefreshError(f"Refresh run {run_id} failed in stage {_stage_of(engine, run_id)}: "
-                               f"{type(exc).__name__}: {exc}") from exc
+                               f"{describe(exc)}") from exc
         raise
     if progress:
         progress("published", 1.0)
@@ -204,9 +225,9 @@ def _fail(engine: Engine, run_id: int, exc: BaseException) -> None:
         _delete_results(engine, run_id)
         with engine.begin() as conn:
             conn.execute(update(refresh_runs).where(refresh_runs.c.run_id == run_id).values(
-                status="failed", finished_at=utcnow(), error=f"{type(exc).__name__}: {exc}"[:2000]))
-    except Exception:  # the store itself may be what failed; the next refresh marks the run then
-        log.exception("could not mark refresh run %s failed", run_id)
+                status="failed", finished_at=utcnow(), error=describe(exc)[:2000]))
+    except Exception as again:  # the store itself may be what failed; the next refresh marks the run then
+        log.error("could not mark refresh run %s failed: %s", run_id, describe(again))
 
 
 def _prune_old_results(engine: Engine) -> None:

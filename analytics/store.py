@@ -120,9 +120,18 @@ def make_engine(db: str | None = None, *, create_dir: bool = False) -> Engine:
 
 
 def init_schema(engine: Engine) -> None:
-    """Create every table and index that does not exist yet (idempotent)."""
+    """Create every table and index that does not exist yet (idempotent).
+
+    The bank's tables (:data:`~analytics.schema.STORE_TABLES`) are created only in a store that has
+    none of them yet (a new store, before a load or the demo). In a store that has some, a missing
+    one is a problem for :func:`check_store` to name, never an empty table to create: a refresh
+    would publish it as if the bank had no such rows.
+    """
     try:
-        metadata.create_all(engine)
+        tables = None
+        if set(inspect(engine).get_table_names()) & set(STORE_TABLES):
+            tables = [t for t in metadata.sorted_tables if t.name not in STORE_TABLES]
+        metadata.create_all(engine, tables=tables)
     except OperationalError as exc:
         raise StoreError(f"Cannot create the schema in {redact_url(str(engine.url))}: {exc.orig}") from None
 
@@ -144,11 +153,31 @@ def check_store(engine: Engine) -> None:
             f"The store has no {', '.join(missing)} table(s). Hint: `make run` builds the demo store, "
             "or `python -m analytics demo --db URL`; load your own data with `python -m analytics load`."
         )
+    _check_columns(engine)
     with engine.connect() as conn:  # is there a customer (not how many: a count scans them all)
         any_customer = conn.execute(text("SELECT 1 FROM customers LIMIT 1")).first()
     if any_customer is None:
         raise StoreNotInitialisedError(
             "The store has no customers. Hint: `python -m analytics demo` or `python -m analytics load`."
+        )
+
+
+def _check_columns(engine: Engine) -> None:
+    """Raise :class:`StoreError` naming every store column the analytics read but the store lacks
+    (a renamed or dropped column), before any stage fails on it half-way."""
+    try:
+        inspector = inspect(engine)
+        lacking = []
+        for name in STORE_TABLES:
+            have = {c["name"] for c in inspector.get_columns(name)}
+            lacking += [f"{name}.{c.name}" for c in metadata.tables[name].columns if c.name not in have]
+    except SQLAlchemyError as exc:
+        raise StoreError(f"Cannot read store {redact_url(str(engine.url))}: {type(exc).__name__}") from None
+    if lacking:
+        raise StoreError(
+            f"The store lacks column(s) {', '.join(lacking)}. Hint: the store tables must have the columns of "
+            "analytics/schema.py; rename the column back, or rebuild the table and reload it with "
+            "`python -m analytics load`."
         )
 
 
