@@ -24,9 +24,11 @@ def test_a_tile_shows_label_value_and_change_with_good_news_in_green():
     assert "kpi-small" in rate and "kpi-down" in rate and "+2.0 个百分点" in rate
 
 
-def test_a_missing_figure_is_a_dash_and_no_change_is_flat():
+def test_a_missing_figure_is_a_dash_and_a_missing_change_says_why():
     assert 'kpi-value">—</div>' in charts_kpi.tile_html("avg_clv", None, "en")
-    assert 'kpi-delta kpi-flat">—' in charts_kpi.tile_html("customers", Card("customers", 5.0, None), "en")
+    tile = charts_kpi.tile_html("customers", Card("customers", 5.0, None), "en")
+    assert 'kpi-delta kpi-flat">no earlier month' in tile and "kpi-delta kpi-flat\">—" not in tile
+    assert "the data has no month before this one" in tile  # the reason, in the tile's help
 
 
 def test_the_header_names_the_run_and_says_when_stale():
