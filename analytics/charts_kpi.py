@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import html
 
-import plotly.graph_objects as go
-
 from analytics import formatting, metrics
 from analytics.i18n import tr
 
@@ -19,7 +17,14 @@ DARK_CSS = """
 /* 16 px up to a 1920 px wide screen, then in proportion: a 3840×2160 wall reads as a 1920×1080 one. */
 html {font-size: max(16px, calc(100vw / 120));}
 .stApp, [data-testid="stAppViewContainer"], [data-testid="stHeader"] {background: #0b1220; color: #e8eef8;}
-[data-testid="stMainBlockContainer"] {padding: 1rem 1.5rem .5rem 1.5rem; max-width: 100%;}
+[data-testid="stMainBlockContainer"] {padding: 1rem 1.5rem .5rem 1.5rem !important; max-width: 100%;}
+/* Three rows of tiles share the screen's height under the header; two rows of data-quality tiles
+   take one row's height, the ranking panel the other two. The sparkline takes what a tile leaves. */
+.kpi-tile {display: flex; flex-direction: column; height: calc((100vh - 9rem) / 3 - 2.4rem);}
+.kpi-tile.kpi-half {height: calc((100vh - 9rem) / 6 - 2.9rem);}
+.kpi-panel {height: calc((100vh - 9rem) * 2 / 3 - 1.9rem); overflow: hidden;}
+.kpi-spark {flex: 1 1 auto; width: 100%; min-height: 1.5rem; margin-top: .4rem;}
+.kpi-spark polyline {stroke-width: .25rem;}
 .kpi-title {font-size: 2.2rem; font-weight: 700; color: #e8eef8; margin: 0; line-height: 1.2;}
 .kpi-sub {font-size: 1.1rem; color: #8fa3bf;}
 .kpi-label {font-size: 1.3rem; color: #9fb3cf; margin-bottom: .1rem; white-space: nowrap; overflow: hidden;
@@ -155,7 +160,22 @@ def target_html(card, lang: str) -> str:
             f'{html.escape(text)}</div>')
 
 
-def tile_html(key: str, card, lang: str, *, small: bool = False) -> str:
+def spark_svg(series) -> str:
+    """A monthly series as a bare line in inline SVG, stretched to the space the tile leaves (the
+    axis fits the series, so a 1 % move is visible from across the room); empty under 2 points."""
+    values = [float(v) for v in series if v == v]  # NaN: a month hidden by the small-cell rule
+    if len(values) < 2:
+        return ""
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+    step = 100 / (len(values) - 1)
+    points = " ".join(f"{i * step:.2f},{28 - 26 * (v - low) / span:.2f}" for i, v in enumerate(values))
+    return ('<svg class="kpi-spark" viewBox="0 0 100 30" preserveAspectRatio="none" aria-hidden="true">'
+            f'<polyline points="{points}" fill="none" stroke="{SPARK_COLOUR}" '
+            'vector-effect="non-scaling-stroke" stroke-linejoin="round"/></svg>')
+
+
+def tile_html(key: str, card, lang: str, *, small: bool = False, half: bool = False) -> str:
     """One tile: its label (with its definition, and why a change is missing, as help), its value,
     its changes and its share of target; a dash when the run has no such figure."""
     name = html.escape(metrics.label(KPI_METRICS[key], lang, years=KPI_CLV_YEARS))
@@ -163,12 +183,14 @@ def tile_html(key: str, card, lang: str, *, small: bool = False) -> str:
     why = why_no_change(card, lang)
     if why:
         help_text = f"{help_text} {why}"
-    head = f'<div class="kpi-label" title="{html.escape(help_text, quote=True)}">{name}</div>'
+    head = f'<div class="kpi-tile{" kpi-half" if half else ""}"><div class="kpi-label" title="{html.escape(help_text, quote=True)}">{name}</div>'
     if card is None:
-        return f'{head}<div class="kpi-value">—</div>'
+        return f'{head}<div class="kpi-value">—</div></div>'
     size = " kpi-small" if small else ""
     value = html.escape(value_text(card.value, card.kind, lang))
-    return f'{head}<div class="kpi-value{size}">{value}</div>{delta_html(card, lang)}{target_html(card, lang)}'
+    spark = spark_svg(card.spark) if card.basis == "month" else ""
+    return (f'{head}<div class="kpi-value{size}">{value}</div><div class="kpi-deltas">{delta_html(card, lang)}</div>'
+            f'{target_html(card, lang)}{spark}</div>')
 
 
 def ranking_html(result: dict, kpi: str, level: str, lang: str) -> str:
@@ -177,7 +199,7 @@ def ranking_html(result: dict, kpi: str, level: str, lang: str) -> str:
     kind = "money" if kpi in ("aum", "deposits", "loans") else "count"
     metric = metrics.label(KPI_METRICS[kpi], lang)
     title = tr("kpi_wall.ranking_title", lang, metric=metric, level=level_label(level, lang))
-    out = [f'<div class="kpi-panel-title">{html.escape(title)}</div>']
+    out = [f'<div class="kpi-panel"><div class="kpi-panel-title">{html.escape(title)}</div>']
     if result["ranked"] == 0:
         out.append(f'<div class="kpi-note">{html.escape(tr("kpi_wall.nothing_to_rank", lang))}</div>')
     for part in ("top", "bottom"):
@@ -195,7 +217,7 @@ def ranking_html(result: dict, kpi: str, level: str, lang: str) -> str:
         note = (tr("kpi_wall.left_out.branch", lang, n=result["left_out"]) if level == "branch"
                 else tr("kpi_wall.left_out.region", lang, n=result["left_out"]))
         out.append(f'<div class="kpi-note">{html.escape(note)}</div>')
-    return "".join(out)
+    return "".join(out) + "</div>"
 
 
 def header_html(run_id: int, as_of_month, lang: str, stale_hours: float | None = None) -> str:
@@ -207,14 +229,3 @@ def header_html(run_id: int, as_of_month, lang: str, stale_hours: float | None =
     subtitle = html.escape(tr("kpi_wall.subtitle", lang, as_of=as_of_month, run_id=run_id))
     return (f'<div class="kpi-title">{html.escape(tr("kpi_wall.customer_insight", lang))}</div>'
             f'<div class="kpi-sub">{subtitle}{stale}</div>')
-
-
-def sparkline(series) -> go.Figure:
-    """A tile's monthly series as a bare line, 70 px high."""
-    # No fill to zero: the axis fits the series, so a 1 % move is visible from across the room.
-    fig = go.Figure(go.Scatter(y=list(series), mode="lines", line={"width": 4, "color": SPARK_COLOUR},
-                               hoverinfo="skip"))
-    fig.update_layout(height=70, margin={"l": 0, "r": 0, "t": 0, "b": 0}, paper_bgcolor="rgba(0,0,0,0)",
-                      plot_bgcolor="rgba(0,0,0,0)", xaxis={"visible": False}, yaxis={"visible": False},
-                      showlegend=False)
-    return fig

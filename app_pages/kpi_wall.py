@@ -56,15 +56,12 @@ def wall() -> None:
         if viewer.scope is None:  # data quality is a bank-level figure: left out for a scoped viewer
             for row in charts_kpi.DQ_LAYOUT:
                 for col, key in zip(st.columns(len(row)), row, strict=True):
-                    _tile(col, key, cards.get(key), lang, small=True)
+                    _tile(col, key, cards.get(key), lang, half=True)
 
 
-def _tile(col, key: str, card, lang: str, *, small: bool = False) -> None:
+def _tile(col, key: str, card, lang: str, *, half: bool = False) -> None:
     with col.container(border=True):
-        st.markdown(charts_kpi.tile_html(key, card, lang, small=small), unsafe_allow_html=True)
-        if card is not None and card.basis == "month" and len(card.spark) > 1:
-            st.plotly_chart(charts_kpi.sparkline(card.spark), width="stretch",
-                            config={"displayModeBar": False}, key=f"spark_{key}")
+        st.markdown(charts_kpi.tile_html(key, card, lang, small=half, half=half), unsafe_allow_html=True)
 
 
 def _ranking_choice(lang: str) -> tuple[str, str]:
