@@ -23,6 +23,9 @@ html {font-size: max(16px, calc(100vw / 120));}
 .kpi-tile {display: flex; flex-direction: column; height: calc((100vh - 9rem) / 3 - 2.4rem);}
 .kpi-tile.kpi-half {height: calc((100vh - 9rem) / 6 - 2.9rem);}
 .kpi-panel {height: calc((100vh - 9rem) * 2 / 3 - 1.9rem); overflow: hidden;}
+.kpi-panel.kpi-chosen {height: calc((100vh - 9rem) * 2 / 3 - 7rem);}  /* under the two choices */
+.kpi-half .kpi-label {font-size: 1.1rem;}
+[data-testid="stMain"] [data-testid="stWidgetLabel"] p {color: #9fb3cf;}
 .kpi-spark {flex: 1 1 auto; width: 100%; min-height: 1.5rem; margin-top: .4rem;}
 .kpi-spark polyline {stroke-width: .25rem;}
 .kpi-title {font-size: 2.2rem; font-weight: 700; color: #e8eef8; margin: 0; line-height: 1.2;}
@@ -193,13 +196,14 @@ def tile_html(key: str, card, lang: str, *, small: bool = False, half: bool = Fa
             f'{target_html(card, lang)}{spark}</div>')
 
 
-def ranking_html(result: dict, kpi: str, level: str, lang: str) -> str:
+def ranking_html(result: dict, kpi: str, level: str, lang: str, *, chosen: bool = False) -> str:
     """The ranking panel: top and bottom branches (or regions) on ``kpi``, from
     :func:`analytics.kpi.ranking`; says how many were too small to rank."""
     kind = "money" if kpi in ("aum", "deposits", "loans") else "count"
     metric = metrics.label(KPI_METRICS[kpi], lang)
     title = tr("kpi_wall.ranking_title", lang, metric=metric, level=level_label(level, lang))
-    out = [f'<div class="kpi-panel"><div class="kpi-panel-title">{html.escape(title)}</div>']
+    out = [f'<div class="kpi-panel{" kpi-chosen" if chosen else ""}"><div class="kpi-panel-title">'
+           f'{html.escape(title)}</div>']
     if result["ranked"] == 0:
         out.append(f'<div class="kpi-note">{html.escape(tr("kpi_wall.nothing_to_rank", lang))}</div>')
     for part in ("top", "bottom"):

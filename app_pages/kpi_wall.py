@@ -52,7 +52,8 @@ def wall() -> None:
             rank_kpi, level = _ranking_choice(lang)
             ranked = loaders.kpi_ranking(run_id, rank_kpi, level, viewer)
             if ranked is not None:
-                st.markdown(charts_kpi.ranking_html(ranked, rank_kpi, level, lang), unsafe_allow_html=True)
+                st.markdown(charts_kpi.ranking_html(ranked, rank_kpi, level, lang, chosen=not kiosk),
+                            unsafe_allow_html=True)
         if viewer.scope is None:  # data quality is a bank-level figure: left out for a scoped viewer
             for row in charts_kpi.DQ_LAYOUT:
                 for col, key in zip(st.columns(len(row)), row, strict=True):

@@ -77,7 +77,7 @@ def _scalar(url, sql, **params):
 
 
 def _panel(at) -> str:
-    return next(m.value for m in at.markdown if m.value.startswith('<div class="kpi-panel">'))
+    return next(m.value for m in at.markdown if m.value.startswith('<div class="kpi-panel'))
 
 
 @pytest.mark.parametrize("role", ["executive", "display"])
