@@ -1,7 +1,9 @@
-"""The KPI wall's tiles and sparklines: dark, large text readable from 5 m on a 1920×1080 screen.
+"""The KPI wall's tiles, sparklines and ranking panel: dark, large text readable from 5 m on a
+1920×1080 screen, and in proportion on a 3840×2160 one (the root font grows with the width).
 
 The page script only places what this module builds: the style sheet, the header, one HTML tile
-per KPI (label, value, change since last month) and a sparkline figure per monthly series. Every
+per KPI (label, value, its changes each naming its basis, its share of target, and for a monthly
+series an inline SVG sparkline that takes the height the tile leaves) and the ranking panel. Every
 text put into the HTML is escaped here, so a tile never carries markup from a label or a value.
 """
 
@@ -191,7 +193,7 @@ def tile_html(key: str, card, lang: str, *, small: bool = False, half: bool = Fa
         return f'{head}<div class="kpi-value">—</div></div>'
     size = " kpi-small" if small else ""
     value = html.escape(value_text(card.value, card.kind, lang))
-    spark = spark_svg(card.spark) if card.basis == "month" else ""
+    spark = spark_svg(card.spark)  # a run-level figure: one point per refresh, from the second
     return (f'{head}<div class="kpi-value{size}">{value}</div><div class="kpi-deltas">{delta_html(card, lang)}</div>'
             f'{target_html(card, lang)}{spark}</div>')
 

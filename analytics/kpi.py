@@ -1,4 +1,7 @@
-"""The KPI wall's figures: headline numbers with their change since last month, and sparklines.
+"""The KPI wall's figures: headline numbers with their changes on a named basis (month on month
+and year on year for a monthly series, since the previous refresh for a run-level figure), their
+share of target (:mod:`analytics.targets`), sparklines, and a top/bottom ranking of branches or
+regions (:func:`ranking`).
 
 Monthly series (customers with a balance, active, new and churned customers; AUM, deposits, loans)
 are aggregated in SQL from ``customer_monthly`` and ``customers`` by the refresh's ``aggregates``
