@@ -316,6 +316,16 @@ def create_demo_users(engine) -> dict[str, str]:
     return created
 
 
+def load_demo_targets(engine) -> None:
+    """Load the demo's KPI targets (data/kpi_targets.csv, set for the default demo store) through
+    the loader, as a bank would load its own: ``load FILE --table kpi_targets``."""
+    from analytics import loader, targets
+
+    report = loader.load_files(engine, [targets.DEMO_FILE], "kpi_targets")
+    print(f"KPI targets: {report.rows_loaded} loaded from {_shown_path(targets.DEMO_FILE)}"
+          + (f", {report.rows_rejected} rejected (see load_rejects)" if report.rows_rejected else ""))
+
+
 def cmd_setup_demo(args) -> int:
     """What `make run` does before serving: secrets, demo store if absent, a refresh if none."""
     from analytics.errors import StoreNotInitialisedError
@@ -330,6 +340,7 @@ def cmd_setup_demo(args) -> int:
     except StoreNotInitialisedError:
         args.months, args.seed = 24, 42
         cmd_demo(args)
+        load_demo_targets(engine)
     if current_run_id(engine) is None:
         cmd_refresh(args)
     if not create_demo_users(engine) and DEMO_LOGINS_FILE.exists():

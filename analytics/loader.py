@@ -339,8 +339,19 @@ def _allowed_values(table: Table) -> dict[str, tuple[str, ...]]:
     return out
 
 
-# The store tables, and campaign responses from the bank's execution system (issue 13).
-LOADABLE_TABLES = (*schema.STORE_TABLES, "campaign_responses")
+# The store tables, campaign responses from the bank's execution system (issue 13) and the KPI
+# wall's targets (issue 14).
+LOADABLE_TABLES = (*schema.STORE_TABLES, "campaign_responses", "kpi_targets")
+
+
+def _row_checks(table_name: str):
+    """A table's own row checks beyond types, IN lists and keys: ``check(conn, rows) -> {index:
+    [reason, ...]}`` over the parsed rows of a chunk, or None."""
+    if table_name == "kpi_targets":
+        from analytics import targets
+
+        return targets.check_rows
+    return None
 
 
 def _store_table(table_name: str) -> Table:
@@ -655,6 +666,7 @@ class _FileLoad:
         self.seen: dict[tuple, int] = {}  # key -> line of the row that claimed it
         self.fks = [(fk.parent.name, fk.column) for fk in table.foreign_keys if fk.parent.name in file_columns]
         self.write_stmt = self._write_statement()
+        self.row_check = _row_checks(table.name)
 
     def _write_statement(self):
         if not self.key:
@@ -710,6 +722,12 @@ class _FileLoad:
             values[rule.name] = out
 
         ok = [k for k in range(n) if k not in problems]
+        if self.row_check is not None:
+            found = self.row_check(self.conn, [{c: values[c][k] for c in self.columns} for k in ok])
+            for i, reasons in found.items():
+                for reason in reasons:
+                    flag(ok[i], reason)
+            ok = [k for k in ok if k not in problems]
         self._check_foreign_keys(ok, values, flag)
         ok = [k for k in ok if k not in problems]
         new, changed, unchanged = self._check_keys(ok, values, chunk.lines, flag)

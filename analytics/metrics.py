@@ -80,6 +80,9 @@ METRICS: dict[str, Metric] = {m.key: m for m in (
     Metric("alerts_new", "count"),
     # Data quality
     Metric("dq_score", "rate"),
+    Metric("dq_completeness", "rate"),
+    Metric("dq_accuracy", "rate"),
+    Metric("dq_freshness", "rate"),
 )}
 
 

@@ -1028,6 +1028,22 @@ campaign_responses = Table(
     CheckConstraint("outcome IN ('converted', 'declined', 'no_response')", name="ck_campaign_responses_outcome"),
 )
 
+# Targets for the KPI wall's monthly series (``load FILE --table kpi_targets``; the demo's are in
+# data/kpi_targets.csv). ``period`` is a month (``2026-09``) or a year (``2026``); ``branch_id`` is a
+# branch, or ``ALL`` for the bank. A row with an unknown KPI, a bad period, a negative target or an
+# unknown branch is rejected to ``load_rejects`` (analytics.targets.check_rows).
+kpi_targets = Table(
+    "kpi_targets",
+    metadata,
+    Column("kpi", String(20), primary_key=True),
+    Column("period", String(7), primary_key=True),
+    Column("branch_id", String(16), primary_key=True),
+    Column("target", Money, nullable=False),
+    CheckConstraint("kpi IN ('customers', 'active', 'new', 'churned', 'aum', 'deposits', 'loans')",
+                    name="ck_kpi_targets_kpi"),
+    CheckConstraint("target >= 0", name="ck_kpi_targets_target"),
+)
+
 # Written by the refresh's "campaigns" stage: the members who acquired their campaign's product
 # category within CROSS_SELL_HORIZON_MONTHS of its start (both arms alike), one set per run.
 campaign_outcomes = Table(

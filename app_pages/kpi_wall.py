@@ -1,5 +1,7 @@
-"""KPI wall (数据大屏): big numbers with their change since last month and sparklines, dark and large
-enough to read from 5 m on a 1920×1080 screen. ``?kiosk=1`` hides the sidebar, header and menus
+"""KPI wall (数据大屏): big numbers with their changes (month on month and year on year for the
+monthly series, since the previous refresh for the models' figures), their share of target and
+sparklines; a top/bottom 5 branch or region ranking; the data-quality rates. Dark and large enough
+to read from 5 m on a 1920×1080 screen, in proportion on a 3840×2160 one. ``?kiosk=1`` hides the sidebar, header and menus
 (always, for a display-only account);
 the tiles refresh every ``KPI_REFRESH_SECONDS`` without reloading the page.
 
@@ -10,7 +12,7 @@ from datetime import timedelta
 
 import streamlit as st
 
-from analytics import charts_kpi, kpi, run_status, runs, settings
+from analytics import charts_kpi, kpi, metrics, run_status, runs, settings
 from app_pages import loaders, session, widgets
 
 engine = session.engine()
@@ -40,15 +42,42 @@ def wall() -> None:
     if cards and all(card.suppressed for card in cards.values()):
         st.info(session.t("kpi.too_few_customers", k=session.fmt_count(loaders.min_cell(viewer))))
         return
-    for row in charts_kpi.LAYOUT:
-        cols = st.columns(len(row))
-        for col, key in zip(cols, row, strict=True):
-            card = cards.get(key)
-            with col.container(border=True):
-                st.markdown(charts_kpi.tile_html(key, card, lang, small=len(row) > 4), unsafe_allow_html=True)
-                if card is not None and len(card.spark) > 1:
-                    st.plotly_chart(charts_kpi.sparkline(card.spark), width="stretch",
-                                    config={"displayModeBar": False}, key=f"spark_{key}")
+    left, right = st.columns([3.2, 1])
+    with left:
+        for row in charts_kpi.LAYOUT:
+            for col, key in zip(st.columns(len(row)), row, strict=True):
+                _tile(col, key, cards.get(key), lang)
+    with right:
+        with st.container(border=True):
+            rank_kpi, level = _ranking_choice(lang)
+            ranked = loaders.kpi_ranking(run_id, rank_kpi, level, viewer)
+            if ranked is not None:
+                st.markdown(charts_kpi.ranking_html(ranked, rank_kpi, level, lang, chosen=not kiosk),
+                            unsafe_allow_html=True)
+        if viewer.scope is None:  # data quality is a bank-level figure: left out for a scoped viewer
+            for row in charts_kpi.DQ_LAYOUT:
+                for col, key in zip(st.columns(len(row)), row, strict=True):
+                    _tile(col, key, cards.get(key), lang, half=True)
+
+
+def _tile(col, key: str, card, lang: str, *, half: bool = False) -> None:
+    with col.container(border=True):
+        st.markdown(charts_kpi.tile_html(key, card, lang, small=half, half=half), unsafe_allow_html=True)
+
+
+def _ranking_choice(lang: str) -> tuple[str, str]:
+    """The ranking's KPI and level: chosen in the panel, or, in kiosk mode (no one to choose),
+    the next of charts_kpi.RANK_ROTATION at each tick."""
+    if kiosk:
+        tick = st.session_state.get("kpi_rank_tick", -1) + 1
+        st.session_state["kpi_rank_tick"] = tick
+        return charts_kpi.RANK_ROTATION[tick % len(charts_kpi.RANK_ROTATION)]
+    c1, c2 = st.columns([3, 2])
+    rank_kpi = c1.selectbox(session.t("kpi_wall.rank_on"), kpi.RANK_KPIS, key="kpi_rank_kpi",
+                            format_func=lambda k: metrics.label(charts_kpi.KPI_METRICS[k], lang))
+    level = c2.selectbox(session.t("kpi_wall.rank_by"), kpi.RANK_LEVELS, key="kpi_rank_level",
+                         format_func=lambda v: charts_kpi.level_label(v, lang))
+    return rank_kpi, level
 
 
 wall()

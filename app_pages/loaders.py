@@ -499,3 +499,23 @@ def forget_campaigns() -> None:
     """Drop the cached campaign list and plans (after a campaign is created)."""
     _campaign_list.clear()
     _campaign_plan.clear()
+
+
+# --------------------------------------------------------------------------------------------
+# KPI wall: the branch / region ranking
+# --------------------------------------------------------------------------------------------
+
+@st.cache_data(ttl=600, show_spinner=False, max_entries=100)
+def _kpi_ranking(url: str, run_id: int, kpi: str, level: str, key: tuple, small: int, _viewer: access.Viewer):
+    from analytics import kpi as kpi_figures
+
+    as_of = runs.get_run_metrics(engine_for(url), run_id).get("as_of_month")
+    if not as_of:
+        return None
+    return kpi_figures.ranking(engine_for(url), date.fromisoformat(str(as_of)[:10]), kpi, _viewer, level=level)
+
+
+def kpi_ranking(run_id: int, kpi: str, level: str, viewer: access.Viewer) -> dict | None:
+    """Top and bottom 5 branches (or regions) on ``kpi`` at the run's month, over ``viewer``'s
+    customers, without a unit under ``MIN_CELL_CUSTOMERS``; None when the run has no activity data."""
+    return _kpi_ranking(resolve_url(), int(run_id), kpi, level, viewer.key(), access.min_cell_customers(), viewer)

@@ -4,13 +4,12 @@ from analytics import charts_kpi
 from analytics.kpi import Card
 
 
-def test_sparkline_draws_the_series_as_one_bare_line():
-    fig = charts_kpi.sparkline((3.0, 5.0, 4.0))
-    assert len(fig.data) == 1
-    trace = fig.data[0]
-    assert trace.type == "scatter" and trace.mode == "lines" and list(trace.y) == [3.0, 5.0, 4.0]
-    assert trace.hoverinfo == "skip"
-    assert fig.layout.height == 70 and fig.layout.xaxis.visible is False and fig.layout.yaxis.visible is False
+def test_sparkline_draws_the_series_as_one_bare_line_fitted_to_its_range():
+    svg = charts_kpi.spark_svg((3.0, 5.0, 4.0))
+    # x from 0 to 100, y from 28 (the lowest value) to 2 (the highest): the axis fits the series.
+    assert svg.count("<polyline") == 1 and 'points="0.00,28.00 50.00,2.00 100.00,15.00"' in svg
+    assert charts_kpi.spark_svg((3.0,)) == ""  # one month: no line
+    assert 'points="0.00,28.00 100.00,2.00"' in charts_kpi.spark_svg((1.0, float("nan"), 2.0))  # a hidden month
 
 
 def test_a_tile_shows_label_value_and_change_with_good_news_in_green():
@@ -24,9 +23,11 @@ def test_a_tile_shows_label_value_and_change_with_good_news_in_green():
     assert "kpi-small" in rate and "kpi-down" in rate and "+2.0 个百分点" in rate
 
 
-def test_a_missing_figure_is_a_dash_and_no_change_is_flat():
+def test_a_missing_figure_is_a_dash_and_a_missing_change_says_why():
     assert 'kpi-value">—</div>' in charts_kpi.tile_html("avg_clv", None, "en")
-    assert 'kpi-delta kpi-flat">—' in charts_kpi.tile_html("customers", Card("customers", 5.0, None), "en")
+    tile = charts_kpi.tile_html("customers", Card("customers", 5.0, None), "en")
+    assert 'kpi-delta kpi-flat">no earlier month' in tile and "kpi-delta kpi-flat\">—" not in tile
+    assert "the data has no month before this one" in tile  # the reason, in the tile's help
 
 
 def test_the_header_names_the_run_and_says_when_stale():

@@ -30,6 +30,11 @@ def test_setup_demo_builds_a_store_and_keeps_the_logins_where_a_newcomer_finds_t
         if name == "demo_marketing":  # a role without two-factor login: the password alone logs in
             assert users.authenticate(engine, name, password).ok
     assert "demo-logins.txt" in first
+    # The demo's KPI targets are loaded through the loader, every row accepted.
+    from analytics.store import read_frame
+
+    assert "KPI targets: 206 loaded from data/kpi_targets.csv" in first
+    assert int(read_frame(engine, "SELECT COUNT(*) AS n FROM kpi_targets")["n"].iloc[0]) == 206
     # A second run creates nobody and says where the logins are.
     assert cli.main(["setup-demo", "--db", url, "--quiet"]) == 0
     second = capsys.readouterr().out

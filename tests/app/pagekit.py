@@ -238,7 +238,7 @@ def text_with(at: AppTest, pattern: str, *kinds: str) -> str:
 
 
 TILE = re.compile(r'kpi-label[^>]*>(?P<label>.*?)</div>\s*<div class="kpi-value[^"]*">(?P<value>.*?)</div>'
-                  r'\s*(?:<span class="kpi-delta[^"]*">(?P<delta>.*?)</span>)?', re.S)
+                  r'\s*(?:<div class="kpi-deltas">)?(?:<span class="kpi-delta[^"]*">(?P<delta>.*?)</span>)?', re.S)
 
 
 def _plain(html_text: str | None) -> str | None:

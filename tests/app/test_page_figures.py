@@ -12,6 +12,7 @@ does not break a test, while a wrong number does.
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import numpy as np
 import pandas as pd
@@ -118,6 +119,10 @@ def kpi_truth(engine) -> dict:
                                        "FROM risk_branch_summary WHERE run_id = :r", r=run),
         "dq_overall": kit.scalar(engine, "SELECT score FROM dq_scores WHERE run_id = :r AND scope = 'overall' "
                                          "AND dimension = 'overall'", r=run),
+        **{key: kit.scalar(engine, "SELECT score FROM dq_scores WHERE run_id = :r AND scope = 'overall' "
+                                   "AND dimension = :d", r=run, d=dimension)
+           for key, dimension in (("dq_completeness", "completeness"), ("dq_accuracy", "validity"),
+                                  ("dq_freshness", "timeliness"))},
     }
 
 
@@ -132,7 +137,7 @@ def kpi_changes(engine) -> dict:
                          r=kit.run_id(engine))
     if earlier == 0:
         out.update(dict.fromkeys(("avg_clv", "churn_rate", "value_at_risk", "cross_sell_potential", "risk_mix",
-                                  "dq_overall")))
+                                  "dq_overall", "dq_completeness", "dq_accuracy", "dq_freshness")))
     return out
 
 
@@ -157,6 +162,8 @@ KPI_TILES = [  # key, label pattern, position in the wall's layout
     ("loans", r"loan|贷款", 6), ("avg_clv", r"clv|客户价值", 7), ("churn_rate", r"predicted churn|churn rate|流失率", 8),
     ("value_at_risk", r"value at risk|风险价值", 9), ("cross_sell_potential", r"cross.?sell|交叉销售", 10),
     ("risk_mix", r"r4|risk mix|高风险", 11), ("dq_overall", r"quality|质量", 12),
+    ("dq_completeness", r"completeness|完整率", 13), ("dq_accuracy", r"accuracy|准确率", 14),
+    ("dq_freshness", r"freshness|鲜活率", 15),
 ]
 
 
@@ -188,9 +195,13 @@ def test_kpi_wall_tiles(pages, role, lang):
             # relative to last month (%), or absolute where last month was 0
             expected = expected["%"] if figures[0].unit == "%" else expected[""]
             assert figures[0].shows(expected), f"KPI tile {key}: change {change!r}, the store gives {expected}"
-    lines = [kit.floats(t["y"]) for t in kit.traces(at, "scatter")]
+    # Each sparkline is an SVG line fitted to its series' range: y = 28 - 26 (v - min) / (max - min).
+    lines = [[float(p.split(",")[1]) for p in points.split()]
+             for m in at.markdown for points in re.findall(r'<polyline points="([^"]*)"', m.value)]
     for key, series in kpi_series(engine).items():
-        assert any(len(line) == 13 and np.allclose(line, series, rtol=1e-9) for line in lines), \
+        low, span = min(series), (max(series) - min(series)) or 1.0
+        fitted = [28 - 26 * (v - low) / span for v in series]
+        assert any(len(line) == 13 and np.allclose(line, fitted, atol=0.006) for line in lines), \
             f"no sparkline shows the monthly {key} series"
 
 
