@@ -355,9 +355,17 @@ def test_campaign_pages_are_ordered_and_limited(refreshed):
             sx.campaign_page(engine, run_id, sx.Filters(), everyone, names, viewer=MARKETING, as_of_year=2026, limit=limit, offset=offset)
 
 
-def test_risk_managers_tag_list_is_not_consent_filtered_marketings_is(refreshed):
-    """store_rows: C1 and C3 gave marketing consent, C2 did not. Risk work needs everyone."""
-    engine, run_id = refreshed
+@pytest.fixture
+def refreshed_sqlite(sqlite_engine):
+    """:func:`refreshed` on SQLite alone, for a test whose SQL the two-dialect tests already run."""
+    store_rows.fill(sqlite_engine)
+    return sqlite_engine, run_refresh(sqlite_engine)
+
+
+def test_risk_managers_tag_list_is_not_consent_filtered_marketings_is(refreshed_sqlite):
+    """store_rows: C1 and C3 gave marketing consent, C2 did not. Risk work needs everyone.
+    (The risk list only leaves out the consent condition the two-dialect tests above run.)"""
+    engine, run_id = refreshed_sqlite
     names = tags.read_tag_frame(engine, run_id).columns.tolist()
     everyone = "contactable or not contactable"
     counts = {v.roles: sx.tag_selection_counts(engine, run_id, sx.Filters(), everyone, names, as_of_year=2026,
