@@ -116,6 +116,19 @@ PURPOSES: dict[str, str | None] = {
 }
 CONSENT_PURPOSES: tuple[str, ...] = ("marketing", "profiling", "third_party")
 
+# What the Segments tag builder's customer list is read for, by role. A risk manager selects a
+# population to review (every customer in scope, marketing consent being the wrong population for
+# risk work); for every other role it is a campaign list, consent-filtered. A user who also holds
+# any other role gets the campaign list: a contact list must fail closed.
+SEGMENT_LIST_PURPOSE: dict[str, str] = {"risk": "risk"}
+
+
+def segment_list_purpose(roles: str | Iterable[str] | None) -> str:
+    """The :data:`PURPOSES` key the tag builder's list is read for by a user with ``roles``:
+    ``"risk"`` (no consent filter) only when every role is a risk role, else ``"marketing"``."""
+    purposes = {SEGMENT_LIST_PURPOSE.get(r, "marketing") for r in normalise_roles(roles)}
+    return "risk" if purposes == {"risk"} else "marketing"
+
 # Columns that identify a person. ``account_number`` is a card or account number.
 PERSONAL_FIELDS: tuple[str, ...] = (
     "name", "id_number", "account_number", "phone", "email", "address", "birth_date",
@@ -716,7 +729,7 @@ __all__ = [
     "mask_address", "mask_birth_date", "mask_card", "mask_email", "mask_frame", "mask_id_number",
     "mask_name", "mask_phone", "mask_series", "mask_value", "normalise_roles", "pages_for",
     "require_page", "AUM_BAND_EDGES", "BALANCE_FIELDS", "CONSENT_PURPOSES", "EXACT_BALANCE_ROLES", "PURPOSES",
-    "SCOPE_REQUIRED_ROLES", "Scope", "Viewer", "aum_band", "band_amounts", "min_cell_customers", "release",
+    "SCOPE_REQUIRED_ROLES", "SEGMENT_LIST_PURPOSE", "Scope", "Viewer", "segment_list_purpose", "aum_band", "band_amounts", "min_cell_customers", "release",
     "require_rows", "suppress_small_cells",
 ]
 

@@ -124,7 +124,30 @@ def suitability_bar(branch_summary: pd.DataFrame, metric: str = "suitability_mis
     return fig
 
 
+def alert_trend(trend: pd.DataFrame, lang: str = "en") -> go.Figure:
+    """Alerts standing per refresh run, one line per kind (:func:`analytics.risk.alert_trend`): the
+    run's end date on a date axis, one marked point per refresh (a single refresh is one point, on
+    a day-wide axis rather than one of milliseconds). Hidden small counts leave a gap."""
+    title = tr("charts.risk.alert_trend", lang)
+    if trend.empty:
+        return _empty(title, lang)
+    fig = go.Figure()
+    for kind, part in trend.groupby("kind", sort=False):
+        fig.add_trace(go.Scatter(x=pd.to_datetime(part["finished_at"]).tolist(), y=part["alerts"].tolist(),
+                                 mode="lines+markers", name=label("alert_kind", kind, lang),
+                                 hovertemplate="%{x|%Y-%m-%d %H:%M}: %{y:,.0f}<extra>%{fullData.name}</extra>"))
+    x = pd.to_datetime(trend["finished_at"])
+    xaxis = {"type": "date", "tickformat": "%Y-%m-%d", "title": tr("charts.risk.alert_trend_x", lang)}
+    if x.min() == x.max():  # one refresh: a day either side, so the axis shows dates
+        xaxis["range"] = [x.min() - pd.Timedelta(days=1), x.max() + pd.Timedelta(days=1)]
+    fig.update_layout(title=title, xaxis=xaxis, legend={"orientation": "h"},
+                      yaxis={"title": tr("charts.risk.alert_trend_y", lang), "rangemode": "tozero",
+                             "tickformat": ",d"})
+    return fig
+
+
 __all__ = [
+    "alert_trend",
     "credit_grade_by_branch", "distribution_bars", "risk_value_heatmap",
     "suitability_bar", "tolerance_by_branch",
 ]

@@ -36,7 +36,7 @@ over the stored flags (:func:`risk_crosstab`); the RFM segment comes from the sa
 from __future__ import annotations
 
 import logging
-from datetime import date
+from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
@@ -573,7 +573,119 @@ def read_balance_drops(engine: Engine, run_id: int | None = None, *, viewer: Vie
     return release(frame, viewer)
 
 
+# ---------------------------------------------------------------------------------------------
+# Alert trends and assessments falling due (the Risk page, issue 14)
+# ---------------------------------------------------------------------------------------------
+
+#: The alert kinds the Risk page charts: the risk worklist's (analytics.alerts.read.RISK_KINDS, which a
+#: test keeps equal; not imported, as the alerts package imports this module's rules).
+TREND_KINDS: tuple[str, ...] = ("suitability_mismatch", "assessment_expiring", "balance_drop", "id_expiring",
+                                "complaint_unresolved")
+#: How far ahead the "assessment due" list looks from the run's as-of date.
+ASSESSMENT_DUE_DAYS = 30
+ASSESSMENT_DUE_COLUMNS = ("customer_id", "name", "branch_id", "relationship_manager", "risk_tolerance",
+                          "risk_assessed_at", "expires_on", "days_left")
+
+
+def alert_trend(engine: Engine, *, viewer: Viewer, runs: int = 12) -> pd.DataFrame:
+    """Alerts standing in each of the last ``runs`` succeeded refresh runs, by kind, over the
+    customers in ``viewer``'s scope: one row per (run, kind) with ``run_id``, ``finished_at`` (the
+    run's end, the chart's x), ``kind`` (:data:`TREND_KINDS`) and ``alerts``. Aggregates only.
+
+    An alert stands in run ``r`` when the run detected it: ``first_seen_run <= r <= last_seen_run``
+    (a refresh that still detects an alert moves its ``last_seen_run``; the first that does not
+    clears it), whatever its status: a dismissed alert whose condition stands still counts. A kind
+    no run detected is 0. For an aggregate-only viewer a count under ``MIN_CELL_CUSTOMERS`` (but not
+    0) is hidden (``alerts`` NaN, ``alerts_suppressed``): a customer may carry several kinds, so
+    each count is hidden on its own.
+    """
+    from analytics.access import min_cell_customers
+
+    scope, params = viewer.scope_sql("c")
+    kinds = ", ".join(f":k{i}" for i in range(len(TREND_KINDS)))
+    params.update({f"k{i}": k for i, k in enumerate(TREND_KINDS)})
+    params.update({"succeeded": "succeeded", "runs": int(runs)})
+    chosen = read_frame(engine, "SELECT run_id, finished_at FROM refresh_runs WHERE status = :succeeded "
+                                "ORDER BY run_id DESC LIMIT :runs", {"succeeded": "succeeded", "runs": int(runs)})
+    columns = ["run_id", "finished_at", "kind", "alerts"]
+    if chosen.empty:
+        return pd.DataFrame(columns=columns)
+    counts = read_frame(engine, f"""
+        SELECT r.run_id, a.kind, COUNT(*) AS alerts
+        FROM refresh_runs r
+        JOIN alerts a ON a.first_seen_run <= r.run_id AND a.last_seen_run >= r.run_id
+        JOIN customers c ON c.customer_id = a.customer_id
+        WHERE r.status = :succeeded AND r.run_id >= :first AND a.kind IN ({kinds}) AND {scope}
+        GROUP BY r.run_id, a.kind""", {**params, "first": int(chosen["run_id"].min())})
+    grid = pd.MultiIndex.from_product([sorted(chosen["run_id"].astype(int)), TREND_KINDS], names=["run_id", "kind"])
+    alerts_ = (counts.assign(run_id=counts["run_id"].astype(int)).set_index(["run_id", "kind"])["alerts"]
+               .reindex(grid, fill_value=0).astype(np.int64))
+    out = alerts_.reset_index()
+    finished = dict(zip(chosen["run_id"].astype(int), pd.to_datetime(chosen["finished_at"]), strict=True))
+    out.insert(1, "finished_at", out["run_id"].map(finished))
+    if viewer.aggregate_only:
+        small = (out["alerts"] > 0) & (out["alerts"] < min_cell_customers())
+        out["alerts_suppressed"] = small.to_numpy()
+        out["alerts"] = out["alerts"].astype(float).where(~small)
+    return out
+
+
+def _run_as_of(engine: Engine, run: int) -> date | None:
+    from analytics.runs import get_run_metrics
+
+    metrics = get_run_metrics(engine, run)
+    if metrics.get("risk.as_of"):  # the risk stage's own reference day
+        return date.fromisoformat(str(metrics["risk.as_of"])[:10])
+    month = metrics.get("as_of_month")
+    return month_end(date.fromisoformat(str(month)[:10])) if month else None
+
+
+def read_assessments_due(engine: Engine, run_id: int | None = None, *, viewer: Viewer,
+                         branch_id: str | None = None, days: int = ASSESSMENT_DUE_DAYS,
+                         limit: int = 10_000) -> pd.DataFrame:
+    """Customers of a run's risk population whose risk-tolerance assessment is still valid at the
+    run's as-of date but expires within ``days`` days of it, soonest first: those in ``viewer``'s
+    scope, released for the viewer (name masked). A risk list: not filtered by marketing consent.
+
+    An assessment dated ``d`` is valid through ``d + RISK_ASSESSMENT_VALID_DAYS`` (the rule of
+    :func:`assessment_status`) and expires the day after (``expires_on``); the list holds
+    ``as_of < expires_on <= as_of + days``, i.e. assessments between ``RISK_ASSESSMENT_VALID_DAYS -
+    days + 1`` and ``RISK_ASSESSMENT_VALID_DAYS`` days old. ``days_left`` is ``expires_on - as_of``.
+    The assessment is the customer's current record (``customers.risk_assessed_at``). Missing and
+    expired assessments are the run's ``assessment_expired`` flags, not listed here.
+    """
+    require_rows(viewer)
+    run = _resolve_run(engine, run_id)
+    as_of = _run_as_of(engine, run) if run is not None else None
+    if as_of is None:
+        return pd.DataFrame(columns=list(ASSESSMENT_DUE_COLUMNS))
+    valid = int(settings.get("RISK_ASSESSMENT_VALID_DAYS"))
+    days = int(days)
+    if days < 1:
+        raise RiskError(f"days must be at least 1, got {days}")
+    scope_join, scope_where, params = _scope_join(viewer)
+    params.update({"r": run, "limit": int(limit), "missing": False,
+                   "oldest": as_of - timedelta(days=valid), "newest": as_of - timedelta(days=valid - days + 1)})
+    where = (f"f.run_id = :r AND f.assessment_missing = :missing AND c.risk_tolerance IS NOT NULL "
+             f"AND c.risk_assessed_at >= :oldest AND c.risk_assessed_at <= :newest AND {scope_where}")
+    if branch_id is not None:
+        where += " AND f.branch_id = :branch"
+        params["branch"] = str(branch_id)
+    sql = text(f"""
+        SELECT f.customer_id, c.name, f.branch_id, c.relationship_manager, c.risk_tolerance, c.risk_assessed_at
+        FROM risk_flags f JOIN customers c ON c.customer_id = f.customer_id {scope_join}
+        WHERE {where} ORDER BY c.risk_assessed_at, f.customer_id LIMIT :limit
+    """).bindparams(bindparam("oldest", type_=Date), bindparam("newest", type_=Date))
+    frame = read_frame(engine, sql, params)
+    assessed = pd.to_datetime(frame["risk_assessed_at"])
+    frame["risk_assessed_at"] = assessed.dt.date
+    frame["expires_on"] = (assessed + pd.Timedelta(days=valid + 1)).dt.date
+    frame["days_left"] = (assessed + pd.Timedelta(days=valid + 1) - pd.Timestamp(as_of)).dt.days.astype(np.int64)
+    return release(frame[list(ASSESSMENT_DUE_COLUMNS)], viewer)
+
+
 __all__ = [
+    "ASSESSMENT_DUE_COLUMNS", "ASSESSMENT_DUE_DAYS", "TREND_KINDS", "alert_trend", "read_assessments_due",
     "CROSSTAB_DIMENSIONS", "MISSING", "RiskError", "assessment_status", "balance_drops", "drop_settings",
     "is_mismatch", "read_balance_drops", "read_branch_summary", "read_mismatches", "risk_crosstab",
     "risk_number", "risk_stage", "risk_value_matrix", "risky_holdings", "suitability_mismatches",

@@ -606,10 +606,13 @@ def _joined_with_clv():
 
 def tag_selection_counts(engine: Engine, run_id: int, filters: Filters, expression: str,
                          tag_names: Sequence[str], *, as_of_year: int, viewer: access.Viewer) -> dict[str, int]:
-    """How many of the filtered customers in ``viewer``'s scope a tag expression selects, and how
-    many of those have a live marketing consent now: ``{"selected", "consenting", "no_consent"}``.
-    For an aggregate-only viewer a selection of fewer than ``MIN_CELL_CUSTOMERS`` is not counted:
-    ``selected`` is -1 (the page shows "<K").
+    """How many of the filtered customers in ``viewer``'s scope a tag expression selects, how
+    many of those have a live marketing consent now, and how many the list holds:
+    ``{"selected", "consenting", "no_consent", "listed", "consent"}``. ``consent`` is the consent
+    purpose the list is filtered by (:func:`analytics.access.segment_list_purpose`: ``"marketing"``,
+    or None for a risk manager, whose list holds every selected customer); ``listed`` is
+    ``consenting`` or ``selected`` accordingly. For an aggregate-only viewer a selection of fewer
+    than ``MIN_CELL_CUSTOMERS`` is not counted: the counts are -1 (the page shows "<K").
 
     Raises
     ------
@@ -624,11 +627,20 @@ def tag_selection_counts(engine: Engine, run_id: int, filters: Filters, expressi
     with engine.connect() as conn:
         selected, consenting = conn.execute(stmt).one()
     selected, consenting = int(selected or 0), int(consenting or 0)
+    purpose = _list_consent(viewer)
     if viewer.aggregate_only and 0 < selected < access.min_cell_customers():
-        return {"selected": -1, "consenting": -1, "no_consent": -1}
-    if viewer.aggregate_only and 0 < min(consenting, selected - consenting) < access.min_cell_customers():
-        return {"selected": selected, "consenting": -1, "no_consent": -1}
-    return {"selected": selected, "consenting": consenting, "no_consent": selected - consenting}
+        counts = {"selected": -1, "consenting": -1, "no_consent": -1}
+    elif viewer.aggregate_only and 0 < min(consenting, selected - consenting) < access.min_cell_customers():
+        counts = {"selected": selected, "consenting": -1, "no_consent": -1}
+    else:
+        counts = {"selected": selected, "consenting": consenting, "no_consent": selected - consenting}
+    listed = counts["consenting"] if purpose else counts["selected"]
+    return {**counts, "listed": listed, "consent": purpose}
+
+
+def _list_consent(viewer: access.Viewer) -> str | None:
+    """The consent the tag builder's list needs for ``viewer`` (None: oversight, everyone in scope)."""
+    return access.PURPOSES[access.segment_list_purpose(viewer.roles)]
 
 
 def _check_page(limit: int, offset: int) -> tuple[int, int]:
@@ -645,6 +657,8 @@ def campaign_page(engine: Engine, run_id: int, filters: Filters, expression: str
     """One page of the campaign list: the selected, filtered customers in ``viewer``'s scope with a
     live marketing consent now, highest 3-year CLV first (then by id), ``limit`` rows from
     ``offset``, released for the viewer. (:func:`tag_selection_counts` counts those left out.)
+    For a risk manager the list is a review population, not a contact list: no consent filter
+    (:func:`analytics.access.segment_list_purpose`).
 
     Only ids and analytic columns (:data:`CAMPAIGN_COLUMNS`): contact details come from the bank's
     campaign system, which holds consent and channel preferences, not from this dashboard.
@@ -656,8 +670,11 @@ def campaign_page(engine: Engine, run_id: int, filters: Filters, expression: str
     stmt = (select(s.customer_id, c.branch_id, c.relationship_manager, s.rfm_segment, s.value_tier,
                    s.lifecycle_stage, m.clv_margin_3y)
             .select_from(_joined_with_clv())
-            .where(*where, live_consent_condition(c.customer_id, "marketing"), viewer.scope_condition(customers))
+            .where(*where, viewer.scope_condition(customers))
             .order_by(m.clv_margin_3y.desc(), s.customer_id).limit(limit).offset(offset))
+    purpose = _list_consent(viewer)
+    if purpose is not None:
+        stmt = stmt.where(live_consent_condition(c.customer_id, purpose))
     return access.release(read_frame(engine, stmt)[list(CAMPAIGN_COLUMNS)], viewer)
 
 

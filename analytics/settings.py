@@ -45,6 +45,8 @@ SETTINGS: dict[str, Setting] = {
                 "`load` refuses a file whose header has more columns than this, before reading any row.", int),
         Setting("FRESHNESS_MONTHS", 24,
                 "A customer record not updated within this many months counts as stale.", int),
+        Setting("FRESHNESS_MONTHS_HIGH_RISK", 6,
+                "The same for a customer with risk tolerance C4-C5 or credit grade B and below (B, CCC).", int),
         Setting("RISK_ASSESSMENT_VALID_DAYS", 365,
                 "A risk-tolerance assessment older than this many days has expired.", int),
         Setting("AUTH_COOKIE_KEY", "",

@@ -178,8 +178,14 @@ def tag_selection(run_id: int, filters: sx.Filters, expression: str, names, view
 
     Raises :class:`analytics.tags.TagRuleError` for an invalid expression.
     """
-    return _tag_counts(resolve_url(), run_id, filters, expression, tuple(names), as_of_year(run_id), viewer.key(),
+    return _tag_counts(resolve_url(), run_id, filters, expression, tuple(names), as_of_year(run_id), _list_key(viewer),
                        viewer)
+
+
+def _list_key(viewer: access.Viewer) -> tuple:
+    """The cache key of a tag-builder list: the viewer's, and whether it is consent-filtered (a risk
+    manager's is not, and may share every other part of the key with a risk-and-marketing user)."""
+    return (*viewer.key(), access.segment_list_purpose(viewer.roles))
 
 
 @st.cache_data(ttl=600, show_spinner=False, max_entries=50)
@@ -192,9 +198,9 @@ def _campaign(url: str, run_id: int, filters: sx.Filters, expression: str, names
 def campaign(run_id: int, filters: sx.Filters, expression: str, names, viewer: access.Viewer, *, limit: int,
              offset: int = 0):
     """Rows ``offset`` .. ``offset + limit`` of the campaign list (selected customers in scope with a
-    live marketing consent, highest 3-year CLV first), released for ``viewer``."""
+    live marketing consent, or every one for a risk manager; highest 3-year CLV first), released for ``viewer``."""
     return _campaign(resolve_url(), run_id, filters, expression, tuple(names), as_of_year(run_id), int(limit),
-                     int(offset), viewer.key(), viewer)
+                     int(offset), _list_key(viewer), viewer)
 
 
 @st.cache_data(ttl=600, show_spinner=False, max_entries=50)

@@ -1,6 +1,6 @@
 """Risk tiers: C1–C5 and credit-grade distributions by branch, segment and tier, the risk × value
-heatmap, suitability mismatches, expired assessments and balance-drop alerts, with a drill-down to
-the (masked) customers for roles that may see them."""
+heatmap, suitability mismatches, expired assessments and balance-drop alerts, risk alerts per refresh,
+with a drill-down to the (masked) customers for roles that may see them, assessments falling due included."""
 
 import streamlit as st
 
@@ -42,6 +42,9 @@ c1, c2 = st.columns(2)
 c1.plotly_chart(charts_risk.risk_value_heatmap(risk.risk_value_matrix(engine, run_id, viewer=viewer), lang=lang), width="stretch")
 c2.plotly_chart(charts_risk.suitability_bar(summary, lang=lang), width="stretch")
 
+st.plotly_chart(charts_risk.alert_trend(risk.alert_trend(engine, viewer=viewer), lang=lang), width="stretch")
+st.caption(session.t("risk.alert_trend_help"))
+
 if viewer.aggregate_only:
     st.caption(session.t("common.cells_hidden", k=session.fmt_count(loaders.min_cell(viewer))))
 if not viewer.sees_rows:
@@ -53,7 +56,8 @@ branch = st.selectbox(session.t("risk.branch"), ["(all)", *summary["branch_id"].
 branch_id = None if branch == "(all)" else branch
 mismatches = risk.read_mismatches(engine, run_id, viewer=viewer, branch_id=branch_id, limit=1000)
 session.audit_filter(engine, user, "risk", {"branch_id": branch_id}, rows=len(mismatches))
-tab1, tab2 = st.tabs([session.t("risk.suitability_mismatches_2"), session.t("risk.balance_drops")])
+tab1, tab2, tab3 = st.tabs([session.t("risk.suitability_mismatches_2"), session.t("risk.balance_drops"),
+                           session.t("risk.assessments_due")])
 with tab1:
     widgets.show_table(mismatches, width="stretch")
     widgets.export_buttons(engine, user, mismatches, f"suitability-mismatches-run{run_id}",
@@ -63,3 +67,9 @@ with tab2:
     widgets.show_table(drops, width="stretch")
     widgets.export_buttons(engine, user, drops, f"balance-drops-run{run_id}", {"page": "risk", "branch_id": branch_id},
                            key="drops")
+with tab3:
+    due = risk.read_assessments_due(engine, run_id, viewer=viewer, branch_id=branch_id, limit=1000)
+    st.caption(session.t("risk.assessments_due_caption", n=session.fmt_count(len(due))))
+    widgets.show_table(due, width="stretch")
+    widgets.export_buttons(engine, user, due, f"assessments-due-run{run_id}", {"page": "risk", "branch_id": branch_id},
+                           key="due")

@@ -49,9 +49,12 @@ if expression.strip():
     widgets.metric(st, "customers_tagged",
                    f"<{session.fmt_count(small)}" if counts["selected"] < 0 else session.fmt_count(counts["selected"]))
     if user["viewer"].sees_rows:
-        consenting = counts["consenting"]
-        st.caption(session.t("segments.n_with_marketing_consent_excluded", n=session.fmt_count(consenting),
-                            excluded=session.fmt_count(counts["no_consent"])))
+        consenting = counts["listed"]  # the list's size: consenting customers, or everyone for risk work
+        if counts["consent"]:
+            st.caption(session.t("segments.n_with_marketing_consent_excluded", n=session.fmt_count(consenting),
+                                excluded=session.fmt_count(counts["no_consent"])))
+        else:
+            st.caption(session.t("segments.n_listed_for_risk_review", n=session.fmt_count(consenting)))
         pages = max(1, -(-consenting // widgets.CAMPAIGN_PAGE_ROWS))
         page = 1
         if pages > 1:

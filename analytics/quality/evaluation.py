@@ -43,6 +43,8 @@ from analytics import settings
 from analytics.quality.rules import (
     _COMPARE_OPS,
     AS_OF,
+    HIGH_RISK_CREDIT_GRADES,
+    HIGH_RISK_TOLERANCES,
     PYTHON_KINDS,
     ROW_KINDS,
     VALIDATORS,
@@ -155,7 +157,14 @@ def _failed_expr(rule: Rule, t: Table, as_of: date) -> ColumnElement:
     if kind == "compare":
         return not_(_COMPARE_OPS[p["op"]](col, t.c[p["other"]]))
     if kind == "freshness":
-        return _before_day(col, _cutoff(rule, as_of))
+        stale = _before_day(col, _cutoff(rule, as_of))
+        if "high_risk_months" not in p:
+            return stale
+        # A missing tolerance or grade is not high risk (coalesce: NOT of a NULL test is NULL).
+        high = or_(func.coalesce(t.c.risk_tolerance, "").in_(HIGH_RISK_TOLERANCES),
+                   func.coalesce(t.c.credit_grade, "").in_(HIGH_RISK_CREDIT_GRADES))
+        stale_high = _before_day(col, months_before(as_of, int(p["high_risk_months"])))
+        return or_(and_(high, stale_high), and_(not_(high), stale))
     if kind == "expiry":
         if p["warn_days"] == 0:
             return _before_day(col, as_of)

@@ -23,7 +23,7 @@ from sqlalchemy import Date, DateTime, Table
 
 from analytics import settings, validators
 from analytics.errors import AnalyticsError, ConfigError
-from analytics.schema import STORE_TABLES, metadata
+from analytics.schema import CREDIT_GRADES, STORE_TABLES, metadata
 
 DEFAULT_RULES_PATH = settings.PROJECT_ROOT / "data" / "dq_rules.yaml"
 
@@ -49,7 +49,8 @@ _KIND_PARAMS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "unique": (frozenset({"columns"}), frozenset()),
     "likely_duplicate": (frozenset({"columns"}), frozenset({"normalise"})),
     "id_consistency": (frozenset({"column", "field"}), frozenset()),
-    "freshness": (frozenset({"column"}), frozenset({"months", "days", "months_setting", "days_setting"})),
+    "freshness": (frozenset({"column"}), frozenset({"months", "days", "months_setting", "days_setting",
+                                                    "high_risk_months", "high_risk_months_setting"})),
     "expiry": (frozenset({"column"}), frozenset({"warn_days"})),
 }
 _COMMON_KEYS = frozenset({"name", "table", "dimension", "severity", "kind", "where", "description"})
@@ -59,6 +60,11 @@ _COMPARE_OPS: dict[str, Callable[[Any, Any], Any]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "=": operator.eq, "!=": operator.ne,
 }
 AS_OF = "as_of"  # a range bound meaning the run's as-of date
+
+#: Customers whose record must be fresher (a freshness rule's ``high_risk_months``): a risk
+#: tolerance of C4 or C5, or a credit grade of B or below on the scale AAA, AA, A, BBB, BB, B, CCC.
+HIGH_RISK_TOLERANCES = ("C4", "C5")
+HIGH_RISK_CREDIT_GRADES = CREDIT_GRADES[CREDIT_GRADES.index("B"):]
 
 
 class QualityError(AnalyticsError):
@@ -131,6 +137,8 @@ class Rule:
             extra.append(self.params["other"])
         if self.kind == "id_consistency":
             extra.append(self.params["field"])
+        if "high_risk_months" in self.params:
+            extra += ["risk_tolerance", "credit_grade"]
         out = list(self.columns) + extra + list(self.where)
         return tuple(dict.fromkeys(out))
 
@@ -316,6 +324,20 @@ def parse_rule(raw: Mapping[str, Any]) -> Rule:
             params[unit] = _positive_int(int(settings.get(setting)), f"{where} ({setting})")
         else:
             params[key] = _positive_int(raw[key], where)
+        high = [k for k in ("high_risk_months", "high_risk_months_setting") if k in raw]
+        if len(high) > 1:
+            raise ConfigError(f"{where}: give high_risk_months or high_risk_months_setting, not both.")
+        if high:
+            # Judged on the customer's own risk tolerance and credit grade.
+            if table.name != "customers":
+                raise ConfigError(f"{where}: high_risk_months needs the customers table.")
+            if high[0] == "high_risk_months_setting":
+                setting = raw["high_risk_months_setting"]
+                if setting not in settings.SETTINGS:
+                    raise ConfigError(f"{where}: unknown setting {setting!r}.")
+                params["high_risk_months"] = _positive_int(int(settings.get(setting)), f"{where} ({setting})")
+            else:
+                params["high_risk_months"] = _positive_int(raw["high_risk_months"], where)
         if not isinstance(col.type, (Date, DateTime)):
             raise ConfigError(f"{where}: freshness needs a date or timestamp column.")
     elif kind == "expiry":

@@ -12,7 +12,7 @@ from datetime import date, datetime
 import pandas as pd
 import pytest
 import yaml
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from analytics import quality
 from analytics.access import Scope, Viewer, mask_phone
@@ -33,6 +33,7 @@ from analytics.quality import (
     score_history,
     scores,
 )
+from analytics.quality.evaluation import _failed_expr
 from analytics.refresh import run_refresh
 from analytics.runs import get_run_metrics
 from analytics.schema import branches, customer_monthly, customers, holdings, products
@@ -169,6 +170,8 @@ CASES = [
     ({"kind": "freshness", "column": "risk_assessed_at", "days": 365}, 4, ["C02"]),  # C04 exactly at it
     ({"kind": "expiry", "column": "id_expiry_date", "warn_days": 0}, 7, ["C02"]),
     ({"kind": "expiry", "column": "id_expiry_date", "warn_days": 30}, 7, ["C03", "C08"]),
+    # C05 has credit grade B ("B and below"): 24 months old is stale at the high-risk limit of 6.
+    ({"kind": "freshness", "column": "updated_at", "months": 24, "high_risk_months": 6}, 7, ["C02", "C05"]),
 ]
 HOLDING_CASES = [
     ({"kind": "range", "column": "balance", "min": 0}, 4, [2]),
@@ -429,15 +432,16 @@ def test_default_rule_file_is_valid_and_covers_every_kind_and_dimension():
     assert sum(ruleset.dimension_weights.values()) == pytest.approx(1.0)
     assert ruleset.severity_weights == {"high": 3.0, "medium": 2.0, "low": 1.0}
     fresh = ruleset.get("customer_record_fresh")
-    assert fresh.params == {"months": 24}  # FRESHNESS_MONTHS resolved
+    assert fresh.params == {"months": 24, "high_risk_months": 6}  # FRESHNESS_MONTHS(_HIGH_RISK) resolved
     assert ruleset.get("customer_id_expiring_soon").severity == "low"
 
 
 def test_settings_feed_freshness_rules(monkeypatch):
     monkeypatch.setenv("FRESHNESS_MONTHS", "6")
     monkeypatch.setenv("RISK_ASSESSMENT_VALID_DAYS", "90")
+    monkeypatch.setenv("FRESHNESS_MONTHS_HIGH_RISK", "3")
     ruleset = load_rules()
-    assert ruleset.get("customer_record_fresh").params == {"months": 6}
+    assert ruleset.get("customer_record_fresh").params == {"months": 6, "high_risk_months": 3}
     assert ruleset.get("customer_risk_assessment_current").params == {"days": 90}
 
 
@@ -471,6 +475,12 @@ BASE = {"name": "r", "table": "customers", "dimension": "validity", "severity": 
     ({"kind": "freshness", "column": "updated_at", "months_setting": "NO_SUCH"}, "unknown setting"),
     ({"kind": "freshness", "column": "name", "days": 3}, "date or timestamp"),
     ({"kind": "freshness", "column": "updated_at", "days": 0}, "positive integer"),
+    ({"kind": "freshness", "column": "updated_at", "days": 3, "high_risk_months": 1,
+      "high_risk_months_setting": "FRESHNESS_MONTHS_HIGH_RISK"}, "not both"),
+    ({"kind": "freshness", "column": "updated_at", "days": 3, "high_risk_months_setting": "NO_SUCH"},
+     "unknown setting"),
+    ({"kind": "freshness", "column": "opened_on", "table": "holdings", "days": 3, "high_risk_months": 1},
+     "needs the customers table"),
     ({"kind": "expiry", "column": "id_expiry_date", "warn_days": -1}, "non-negative"),
     ({"kind": "not_null", "column": "name", "where": {"id_type": None}}, "non-null value"),
     ({"kind": "not_null", "column": "name", "where": {"nope": "x"}}, "has no column"),
@@ -546,3 +556,42 @@ def test_name_normalisation(value, expected):
 ])
 def test_phone_normalisation(value, expected):
     assert quality._norm_phone(value) == expected
+
+
+# Risk-based freshness (issue 14): as-of 2026-10-31, FRESHNESS_MONTHS 24, FRESHNESS_MONTHS_HIGH_RISK 6,
+# so a high-risk record is stale when updated before 2026-04-30 (months_before), any other before
+# 2024-10-31. High risk: tolerance C4-C5, or credit grade B and below (B, CCC).
+HIGH_RISK_ROWS = [
+    # customer_id, risk_tolerance, credit_grade, updated_at, stale?
+    ("H1", "C5", "A", datetime(2026, 3, 31, 9), True),     # C5, 7 months old
+    ("H2", "C2", "A", datetime(2026, 3, 31, 9), False),    # C2, 7 months old
+    ("H3", "C4", "AA", datetime(2026, 4, 30, 9), False),   # C4, exactly at the high-risk cut-off
+    ("H4", "C4", "AA", datetime(2026, 4, 29, 23), True),   # C4, a day before it
+    ("H5", "C1", "B", datetime(2026, 3, 1, 9), True),      # grade B counts as "B and below"
+    ("H6", "C3", "CCC", datetime(2026, 3, 1, 9), True),    # so does CCC
+    ("H7", "C3", "BB", datetime(2025, 1, 1, 9), False),    # BB is above B: the normal 24 months
+    ("H8", None, None, datetime(2024, 10, 30, 9), True),   # unknown risk: normal limit, a day past it
+    ("H9", None, None, datetime(2025, 10, 30, 9), False),  # unknown risk is not high risk
+]
+
+
+def test_high_risk_customers_go_stale_sooner(engine):
+    bulk_insert(engine, branches, pd.DataFrame([{"branch_id": "BR1", "name": "一支行", "city": "北京市",
+                                                 "province": "北京市"}]))
+    df = pd.DataFrame([r[:4] for r in HIGH_RISK_ROWS],
+                      columns=["customer_id", "risk_tolerance", "credit_grade", "updated_at"]).astype(object)
+    df["branch_id"], df["open_date"], df["status"], df["marketing_consent"] = "BR1", date(2020, 1, 1), "active", True
+    bulk_insert(engine, customers, df)
+    rule = parse_rule({"name": "fresh", "table": "customers", "dimension": "timeliness", "severity": "medium",
+                       "kind": "freshness", "column": "updated_at", "months_setting": "FRESHNESS_MONTHS",
+                       "high_risk_months_setting": "FRESHNESS_MONTHS_HIGH_RISK"})
+    assert rule.params == {"months": 24, "high_risk_months": 6}
+    assert parse_rule(rule.definition()) == rule
+    result = evaluate(engine, [rule], as_of=AS_OF).rules.set_index("rule")
+    stale = sorted(r[0] for r in HIGH_RISK_ROWS if r[4])
+    assert (result.loc["fresh", "checked"], result.loc["fresh", "failed"]) == (len(HIGH_RISK_ROWS), len(stale))
+    t = customers
+    with engine.connect() as conn:
+        failing = conn.execute(select(t.c.customer_id).where(_failed_expr(rule, t, AS_OF))
+                               .order_by(t.c.customer_id)).scalars().all()
+    assert failing == stale

@@ -323,7 +323,8 @@ def test_tag_selection_in_sql_equals_select(refreshed, filters, expression):
     want = _reference_selection(engine, run_id, filters, expression)
     got = sx.tag_selection_counts(engine, run_id, filters, expression, names, as_of_year=2026, viewer=MARKETING)
     consenting = int(want["marketing_consent"].astype(bool).sum())
-    assert got == {"selected": len(want), "consenting": consenting, "no_consent": len(want) - consenting}
+    assert got == {"selected": len(want), "consenting": consenting, "no_consent": len(want) - consenting,
+                   "listed": consenting, "consent": "marketing"}
     page = sx.campaign_page(engine, run_id, filters, expression, names, viewer=MARKETING, as_of_year=2026, limit=10)
     assert list(page.columns) == list(sx.CAMPAIGN_COLUMNS) and len(page) == consenting
     assert set(page["customer_id"]) == set(want.index[want["marketing_consent"].astype(bool)])
@@ -352,6 +353,44 @@ def test_campaign_pages_are_ordered_and_limited(refreshed):
     for limit, offset in ((0, 0), (sx.MAX_LIST_ROWS + 1, 0), (10, -1)):
         with pytest.raises(ValueError):
             sx.campaign_page(engine, run_id, sx.Filters(), everyone, names, viewer=MARKETING, as_of_year=2026, limit=limit, offset=offset)
+
+
+@pytest.fixture
+def refreshed_sqlite(sqlite_engine):
+    """:func:`refreshed` on SQLite alone, for a test whose SQL the two-dialect tests already run."""
+    store_rows.fill(sqlite_engine)
+    return sqlite_engine, run_refresh(sqlite_engine)
+
+
+def test_risk_managers_tag_list_is_not_consent_filtered_marketings_is(refreshed_sqlite):
+    """store_rows: C1 and C3 gave marketing consent, C2 did not. Risk work needs everyone.
+    (The risk list only leaves out the consent condition the two-dialect tests above run.)"""
+    engine, run_id = refreshed_sqlite
+    names = tags.read_tag_frame(engine, run_id).columns.tolist()
+    everyone = "contactable or not contactable"
+    counts = {v.roles: sx.tag_selection_counts(engine, run_id, sx.Filters(), everyone, names, as_of_year=2026,
+                                               viewer=v) for v in (MARKETING, RISK, Viewer("b", ("marketing", "risk")))}
+    assert counts[("marketing",)] == {"selected": 3, "consenting": 2, "no_consent": 1, "listed": 2,
+                                      "consent": "marketing"}
+    assert counts[("risk",)] == {"selected": 3, "consenting": 2, "no_consent": 1, "listed": 3, "consent": None}
+    assert counts[("marketing", "risk")]["listed"] == 2  # another role too: the contact list, failing closed
+
+    def listed(viewer):
+        return sorted(sx.campaign_page(engine, run_id, sx.Filters(), everyone, names, viewer=viewer,
+                                       as_of_year=2026)["customer_id"])
+
+    assert listed(MARKETING) == ["C000000001", "C000000003"]
+    assert listed(RISK) == ["C000000001", "C000000002", "C000000003"]
+    assert listed(Viewer("b", ("marketing", "risk"))) == ["C000000001", "C000000003"]
+    assert listed(Viewer("s", ("risk",), access.Scope(branches={"BR002"}))) == ["C000000002"]  # still scoped
+
+
+@pytest.mark.parametrize("roles, purpose", [
+    (("risk",), "risk"), (("marketing",), "marketing"), (("executive",), "marketing"),
+    (("marketing", "risk"), "marketing"), (("relationship_manager",), "marketing"), ((), "marketing"),
+])
+def test_segment_list_purpose_by_role(roles, purpose):
+    assert access.segment_list_purpose(roles) == purpose
 
 
 def test_top_customers_are_filtered_ranked_masked_and_refused_to_aggregate_roles(refreshed):
@@ -406,7 +445,7 @@ def test_aggregate_only_viewers_see_no_small_cells(refreshed):
     names = tags.read_tag_frame(engine, run_id).columns.tolist()
     counted = sx.tag_selection_counts(engine, run_id, sx.Filters(), "contactable or not contactable", names,
                                       as_of_year=2026, viewer=EXECUTIVE)
-    assert counted == {"selected": -1, "consenting": -1, "no_consent": -1}
+    assert counted == {"selected": -1, "consenting": -1, "no_consent": -1, "listed": -1, "consent": "marketing"}
 
 
 def test_filter_choices_from_small_queries(refreshed):

@@ -1,7 +1,13 @@
 """AppTest: Cross-sell (marketing) and Risk tiers (executive, risk) pages on the demo store."""
 
+import json
+
+import pandas as pd
 import pytest
 
+from analytics import risk
+from analytics.access import Viewer
+from analytics.store import make_engine
 from tests.app.conftest import open_page
 
 
@@ -21,10 +27,24 @@ def test_cross_sell_page_lists_campaign_with_exclusions(monkeypatch, demo_store_
 @pytest.mark.parametrize("role", ["executive", "risk"])
 def test_risk_page(monkeypatch, demo_store_url, role):
     at = _open(monkeypatch, demo_store_url, role, "risk")
-    assert len(at.get("plotly_chart")) == 4
+    charts = at.get("plotly_chart")
+    assert len(charts) == 5
     assert len(at.metric) == 4
+    # The alert trend: one line per risk alert kind, one point per refresh, dates on the x-axis;
+    # its counts are those of analytics.risk.alert_trend for the role (small ones hidden for executives).
+    trend = json.loads(charts[4].proto.spec)
+    assert trend["layout"]["xaxis"]["type"] == "date"
+    engine = make_engine(demo_store_url)
+    want = risk.alert_trend(engine, viewer=Viewer("t", (role,)))
+    assert len(trend["data"]) == len(risk.TREND_KINDS)
+    got = [y for line in trend["data"] for y in line["y"]]
+    assert [None if pd.isna(v) else v for v in want["alerts"]] == got
+    assert want["alerts"].sum() > 0
     drill = len(at.tabs) > 0
     assert drill == (role == "risk")
     if drill:
+        assert len(at.tabs) == 3
+        due = at.tabs[2].dataframe[0].value
+        assert list(due.columns) == list(risk.ASSESSMENT_DUE_COLUMNS)
         at.selectbox[0].select(at.selectbox[0].options[1]).run()
         assert not at.exception

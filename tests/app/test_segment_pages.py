@@ -170,3 +170,20 @@ def test_campaign_list_is_paged_masked_and_its_export_audited(monkeypatch, demo_
     assert export_manifests.customers_of(engine, target["manifest_id"]) == sorted(frame["customer_id"])
     events = audit.query(engine, event="filter")
     assert any("mortgage_holder or not mortgage_holder" in (p or "") for p in events["parameters"])
+
+
+def test_risk_managers_tag_list_holds_customers_without_marketing_consent(monkeypatch, demo_store_url):
+    """Risk work needs the whole selected population: the list offered for export is every
+    segmented customer, consenting or not; the caption says why."""
+    engine = make_engine(demo_store_url)
+    offered = []
+    monkeypatch.setattr(widgets, "export_buttons", lambda engine_, user_, frame, *a, **k: offered.append(frame))
+    at = _open(monkeypatch, demo_store_url, "risk", "segments")
+    at.text_input(key="tag_expr").input("mortgage_holder or not mortgage_holder").run()
+    assert not at.exception
+    counts = read_frame(engine, "SELECT COUNT(*) AS n, SUM(CASE WHEN c.marketing_consent THEN 1 ELSE 0 END) AS yes "
+                                "FROM customer_segments s JOIN customers c ON c.customer_id = s.customer_id "
+                                "WHERE s.run_id = :r", {"r": runs.current_run_id(engine)}).iloc[0]
+    assert int(counts["yes"]) < int(counts["n"])  # the demo holds customers without consent
+    assert len(offered[-1]) == int(counts["n"])
+    assert any("risk review" in c.value for c in at.caption)
