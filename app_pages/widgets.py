@@ -129,6 +129,8 @@ def show_table(frame, **kwargs) -> None:
     st.markdown(_HIDE_TABLE_TOOLBAR, unsafe_allow_html=True)
     config = dict(kwargs.pop("column_config", None) or {})
     formats = {}
+    if isinstance(frame, list) and frame and all(isinstance(row, dict) for row in frame):
+        frame = pd.DataFrame(frame)
     if isinstance(frame, pd.DataFrame):
         frame = table_formats.display_frame(frame, lang())
         formats = table_formats.column_formats(frame, lang())
