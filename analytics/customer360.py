@@ -104,7 +104,7 @@ def _in_scope(engine: Engine, condition, viewer: Viewer, kind: str) -> list[str]
     return [r.customer_id for r in rows if r.in_scope][:MAX_CANDIDATES]
 
 
-def _frame_of(engine: Engine, ids: list[str], viewer: Viewer) -> pd.DataFrame:
+def _frame_of(engine: Engine, ids: list[str], *, viewer: Viewer) -> pd.DataFrame:
     frame = read_frame(engine, select(*[customers.c[c] for c in CANDIDATE_COLUMNS])
                        .where(customers.c.customer_id.in_(ids or [""])).order_by(customers.c.customer_id))
     return access.release(frame, viewer)
@@ -125,7 +125,7 @@ def find(engine: Engine, kind: str, value: str, *, viewer: Viewer, session_id: s
     if key and len(key) <= 32:  # the longest key stored (String(32)); longer cannot match
         ids = _in_scope(engine, customers.c[LOOKUP_KEYS[kind]] == key, viewer, kind)
     _audit_lookup(engine, viewer, kind, len(ids), session_id=session_id, client_address=client_address)
-    return _frame_of(engine, ids, viewer)
+    return _frame_of(engine, ids, viewer=viewer)
 
 
 def candidates(engine: Engine, name: str, branch_id: str, *, viewer: Viewer, session_id: str | None = None,
@@ -140,7 +140,7 @@ def candidates(engine: Engine, name: str, branch_id: str, *, viewer: Viewer, ses
         ids = _in_scope(engine, (customers.c.name == name) & (customers.c.branch_id == branch), viewer,
                         "name_branch")
     _audit_lookup(engine, viewer, "name_branch", len(ids), session_id=session_id, client_address=client_address)
-    return _frame_of(engine, ids, viewer)
+    return _frame_of(engine, ids, viewer=viewer)
 
 
 def visible_id(engine: Engine, customer_id: str, *, viewer: Viewer) -> str:
