@@ -153,10 +153,11 @@ def importance_bar(importance: pd.DataFrame, top: int = 15, lang: str = "en") ->
     if importance.empty:
         return _empty(title, lang)
     frame = importance.sort_values("importance_mean", ascending=False).head(top).iloc[::-1]
-    hover = frame["description"].tolist() if "description" in frame.columns else frame["feature"].tolist()
+    names = [label("feature", name, lang) for name in frame["feature"]]  # the catalog's words
+    # The stored description is English: the Chinese hover repeats the feature's name instead.
+    hover = frame["description"].tolist() if "description" in frame.columns and lang == "en" else names
     fig = go.Figure(go.Bar(
-        x=frame["importance_mean"].astype(float).tolist(), orientation="h",
-        y=[label("feature", name, lang) for name in frame["feature"]],  # the catalog's words, as the reasons use
+        x=frame["importance_mean"].astype(float).tolist(), orientation="h", y=names,
         error_x={"type": "data", "array": frame["importance_std"].astype(float).tolist()},
         marker_color=GOOD, customdata=hover,
         hovertemplate="%{y}: %{x:.4f}<br>%{customdata}<extra></extra>",

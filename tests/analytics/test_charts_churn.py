@@ -112,4 +112,6 @@ def test_lift_chart_capture_axis_ticks_at_quarters():
 def test_importance_bar_names_features_in_the_language(lang, expected):
     table = pd.DataFrame({"feature": ["age", "aum_change_pct_3m"], "importance_mean": [0.2, 0.1],
                           "importance_std": [0.0, 0.0]})
-    assert list(importance_bar(table, lang=lang).data[0].y) == expected
+    bar = importance_bar(table.assign(description=["age in years", "AUM change"]), lang=lang).data[0]
+    assert list(bar.y) == expected
+    assert list(bar.customdata) == (["AUM change", "age in years"] if lang == "en" else expected)
