@@ -64,10 +64,11 @@ if go:
     except AnalyticsError as exc:
         session.show_error(exc, st.warning)
         st.stop()
-    st.session_state["c360_found"] = found
-found = st.session_state.get("c360_found")
-if found is None:
+    st.session_state["c360_found"] = (user["username"], found)
+kept = st.session_state.get("c360_found")
+if kept is None or kept[0] != user["username"]:  # another login in this browser looks up anew
     st.stop()
+found = kept[1]
 if found.empty:  # none, or none in the user's scope: the same words
     st.warning(t("customer_360.no_match"))
     st.stop()
