@@ -147,14 +147,17 @@ def calibration_plot(calibration: pd.DataFrame, lang: str = "en") -> go.Figure:
 
 def importance_bar(importance: pd.DataFrame, top: int = 15, lang: str = "en") -> go.Figure:
     """The ``top`` features by permutation importance, as horizontal bars (most important on top),
-    with their standard deviation over the repeats as error bars."""
+    with their standard deviation over the repeats as error bars; each feature is named in
+    ``lang`` (``feature.<name>`` in the catalog)."""
     title = tr("charts.churn.importance", lang)
     if importance.empty:
         return _empty(title, lang)
     frame = importance.sort_values("importance_mean", ascending=False).head(top).iloc[::-1]
-    hover = frame["description"].tolist() if "description" in frame.columns else frame["feature"].tolist()
+    names = [label("feature", name, lang) for name in frame["feature"]]  # the catalog's words
+    # The stored description is English: the Chinese hover repeats the feature's name instead.
+    hover = frame["description"].tolist() if "description" in frame.columns and lang == "en" else names
     fig = go.Figure(go.Bar(
-        x=frame["importance_mean"].astype(float).tolist(), y=frame["feature"].tolist(), orientation="h",
+        x=frame["importance_mean"].astype(float).tolist(), orientation="h", y=names,
         error_x={"type": "data", "array": frame["importance_std"].astype(float).tolist()},
         marker_color=GOOD, customdata=hover,
         hovertemplate="%{y}: %{x:.4f}<br>%{customdata}<extra></extra>",

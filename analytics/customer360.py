@@ -8,8 +8,12 @@ reads "No customer X", exactly like a customer that does not exist, and the atte
 unmask can use, with a written reason, and which writes an ``unmask`` entry to the audit log
 *before* the value is returned.
 
-Lookup is by customer id only: searching by name, phone or ID number would let a masked role infer
-the hidden value (the policy's "no inference" rule).
+Lookup (:func:`find`) is by customer id, resident ID number or mobile number, and by exact match
+only: a partial or wildcard search would let a masked role fish for the hidden values (the policy's
+"no inference" rule), so ``%`` and ``_`` are ordinary characters and only spaces are dropped. Name
+plus branch (:func:`candidates`) lists at most :data:`MAX_CANDIDATES` customers, names masked for
+the role. Each lookup is audited with the kind of key, never the value typed; a customer outside
+the viewer's scope is not found, exactly like one that does not exist.
 """
 
 from __future__ import annotations
@@ -66,6 +70,77 @@ def _visible(engine: Engine, customer_id: str, viewer: Viewer) -> str:
     if row is None or not row.in_scope:
         raise CustomerNotFound(f"No customer {cid}.")
     return cid
+
+
+# Kinds of key a customer is looked up by, and the customers column each one matches.
+LOOKUP_KEYS: dict[str, str] = {"customer_id": "customer_id", "id_number": "id_number", "mobile": "phone"}
+MAX_CANDIDATES = 20
+CANDIDATE_COLUMNS = ("customer_id", "name", "branch_id", "gender", "status")
+_SPACES = re.compile(r"\s+")
+
+
+def normalise_key(value) -> str:
+    """``value`` without its spaces (``138 0013 8000`` → ``13800138000``); nothing else changes."""
+    return _SPACES.sub("", str(value or ""))
+
+
+def _audit_lookup(engine: Engine, viewer: Viewer, kind: str, matches: int, **where) -> None:
+    # The kind of key and how many customers matched: never the value typed.
+    audit.append(engine, "filter", username=viewer.username, roles=viewer.roles,
+                 target={"page": "customer_360", "lookup": kind, "matches": int(matches)}, **where)
+
+
+def _in_scope(engine: Engine, condition, viewer: Viewer, kind: str) -> list[str]:
+    """Ids of the customers meeting ``condition`` that ``viewer`` may see, at most
+    ``MAX_CANDIDATES`` (sorted); an out-of-scope match is audited as ``access_denied``."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(customers.c.customer_id, viewer.scope_condition(customers).label("in_scope"))
+                            .where(condition).order_by(customers.c.customer_id).limit(MAX_CANDIDATES * 5)).all()
+    hidden = [r.customer_id for r in rows if not r.in_scope]
+    if hidden:
+        audit.append(engine, "access_denied", username=viewer.username, roles=viewer.roles,
+                     target={"customer_ids": hidden[:MAX_CANDIDATES], "page": "customer_360", "lookup": kind},
+                     reason="customer outside the user's scope")
+    return [r.customer_id for r in rows if r.in_scope][:MAX_CANDIDATES]
+
+
+def _frame_of(engine: Engine, ids: list[str], *, viewer: Viewer) -> pd.DataFrame:
+    frame = read_frame(engine, select(*[customers.c[c] for c in CANDIDATE_COLUMNS])
+                       .where(customers.c.customer_id.in_(ids or [""])).order_by(customers.c.customer_id))
+    return access.release(frame, viewer)
+
+
+def find(engine: Engine, kind: str, value: str, *, viewer: Viewer, session_id: str | None = None,
+         client_address: str | None = None) -> pd.DataFrame:
+    """The customers in ``viewer``'s scope whose ``kind`` of key (:data:`LOOKUP_KEYS`) equals
+    ``value`` exactly, spaces aside: a frame of :data:`CANDIDATE_COLUMNS`, released for the viewer
+    (usually one row; a resident ID or mobile on file twice gives both). Empty when there is none,
+    or none the viewer may see: the two read the same. Audited with ``kind``, not ``value``.
+    """
+    access.require_rows(viewer)
+    if kind not in LOOKUP_KEYS:
+        raise ValueError(f"Look up by one of {', '.join(LOOKUP_KEYS)}, not {kind!r}.")
+    key = normalise_key(value)
+    ids: list[str] = []
+    if key and len(key) <= 32:  # the longest key stored (String(32)); longer cannot match
+        ids = _in_scope(engine, customers.c[LOOKUP_KEYS[kind]] == key, viewer, kind)
+    _audit_lookup(engine, viewer, kind, len(ids), session_id=session_id, client_address=client_address)
+    return _frame_of(engine, ids, viewer=viewer)
+
+
+def candidates(engine: Engine, name: str, branch_id: str, *, viewer: Viewer, session_id: str | None = None,
+               client_address: str | None = None) -> pd.DataFrame:
+    """The customers in ``viewer``'s scope at ``branch_id`` whose full name is exactly ``name``
+    (spaces at either end dropped): at most :data:`MAX_CANDIDATES`, names masked for the role.
+    Audited as a ``name_branch`` lookup, with neither value."""
+    access.require_rows(viewer)
+    name, branch = str(name or "").strip(), normalise_key(branch_id)
+    ids: list[str] = []
+    if name and branch:
+        ids = _in_scope(engine, (customers.c.name == name) & (customers.c.branch_id == branch), viewer,
+                        "name_branch")
+    _audit_lookup(engine, viewer, "name_branch", len(ids), session_id=session_id, client_address=client_address)
+    return _frame_of(engine, ids, viewer=viewer)
 
 
 def visible_id(engine: Engine, customer_id: str, *, viewer: Viewer) -> str:

@@ -80,10 +80,6 @@ warning_list, left_out = loaders.early_warning(run_id, params, user["viewer"])
 session.audit_filter(engine, user, "churn", params, rows=len(warning_list))
 st.caption(session.t("churn.list_caption", n=session.fmt_count(len(warning_list)), limit=session.fmt_count(1000)))
 widgets.left_out_notice(left_out)
-widgets.show_table(warning_list, width="stretch", column_config={
-    "churn_probability": st.column_config.ProgressColumn(session.t("churn.churn_probability"),
-                                                         min_value=0.0, max_value=1.0, format="percent"),
-    "value_at_risk": st.column_config.NumberColumn(session.t("column.value_at_risk"), format="¥%.0f"),
-    "clv": st.column_config.NumberColumn(session.t("column.clv"), format="¥%.0f")})
+widgets.show_table(warning_list, width="stretch")
 widgets.export_buttons(engine, user, warning_list, f"churn-early-warning-run{run_id}", {"page": "churn", **params},
                       key="churn")

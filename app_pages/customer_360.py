@@ -1,4 +1,5 @@
-"""Customer 360: look up one customer by id; profile, holdings, 24-month balances, scores and contacts,
+"""Customer 360: look up one customer by customer id, resident ID number or mobile number (exact
+match only), or list the customers of a name at a branch (masked, at most 20); profile, holdings, 24-month balances, scores and contacts,
 masked for the role. Compliance may request to unmask one field with a written reason; a second
 compliance officer approves it, and the value is shown once on the Approvals page (audited).
 
@@ -35,17 +36,52 @@ def score_text(key: str, value) -> str:
 
 st.title(session.page_title("customer_360"))
 
+t = session.t
+KINDS = {"customer_id": t("customer_360.by_customer_id"), "id_number": t("customer_360.by_id_number"),
+         "mobile": t("customer_360.by_mobile"), "name_branch": t("customer_360.by_name_branch")}
+EXAMPLES = {"customer_id": t("customer_360.example_customer_id"), "id_number": t("customer_360.example_id_number"),
+            "mobile": t("customer_360.example_mobile")}
+kind = st.radio(t("customer_360.lookup_by"), list(KINDS), format_func=KINDS.get, horizontal=True, key="c360_kind",
+                on_change=lambda: st.session_state.pop("c360_found", None))
+where = {"session_id": user.get("session_id"), "client_address": session.client_address()}
 with st.form("lookup"):
-    customer_id = st.text_input(session.t("customer_360.customer_id"), max_chars=20,
-                                help=session.t("customer_360.search_is_by_customer_id"))
-    st.form_submit_button(session.t("customer_360.look_up"))
+    if kind == "name_branch":
+        c1, c2 = st.columns([2, 1])
+        name = c1.text_input(t("customer_360.name"), max_chars=100, help=t("customer_360.name_help"))
+        branch = c2.text_input(t("customer_360.branch_id"), max_chars=16, help=t("customer_360.branch_help"),
+                               placeholder=t("customer_360.example_branch"))
+    else:
+        key = st.text_input(KINDS[kind], max_chars=40, help=t("customer_360.key_help"), placeholder=EXAMPLES[kind])
+    go = st.form_submit_button(t("customer_360.look_up"))
 
-if not customer_id.strip():
+# The lookup runs once per submit (each one audited), and its answer is kept for the reruns after.
+if go:
+    try:
+        if kind == "name_branch":
+            found = customer360.candidates(engine, name, branch, viewer=user["viewer"], **where)
+        else:
+            found = customer360.find(engine, kind, key, viewer=user["viewer"], **where)
+    except AnalyticsError as exc:
+        session.show_error(exc, st.warning)
+        st.stop()
+    st.session_state["c360_found"] = (user["username"], found)
+kept = st.session_state.get("c360_found")
+if kept is None or kept[0] != user["username"]:  # another login in this browser looks up anew
     st.stop()
+found = kept[1]
+if found.empty:  # none, or none in the user's scope: the same words
+    st.warning(t("customer_360.no_match"))
+    st.stop()
+if len(found) > 1 or kind == "name_branch":
+    st.caption(t("customer_360.candidates", n=customer360.MAX_CANDIDATES))
+    widgets.show_table(found, width="stretch")
+    customer_id = st.selectbox(t("customer_360.customer_id"), found["customer_id"].tolist(), key="c360_pick")
+else:
+    customer_id = found.iloc[0]["customer_id"]
 
 try:
     profile = customer360.profile(engine, customer_id, viewer=user["viewer"])
-except AnalyticsError as exc:  # "no customer <what was typed>"
+except AnalyticsError as exc:
     session.show_error(exc, st.warning)
     st.stop()
 cid = profile.iloc[0]["customer_id"]

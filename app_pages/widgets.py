@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 
+import pandas as pd
 import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 
-from analytics import approvals, export_manifests, exports, i18n, metrics, settings, users
+from analytics import approvals, export_manifests, exports, i18n, metrics, settings, table_formats, users
 from analytics import segment_explorer as sx
 from analytics.errors import AnalyticsError
 from analytics.formatting import escape_md
@@ -116,14 +117,32 @@ def _columns_of(frame) -> list[str]:
     return []
 
 
+_COLUMN_TYPES = {"number": st.column_config.NumberColumn, "date": st.column_config.DateColumn,
+                 "datetime": st.column_config.DatetimeColumn}
+
+
 def show_table(frame, **kwargs) -> None:
-    """``st.dataframe`` without its toolbar (no unaudited CSV download), its column headers in the
-    chosen language (``column.<name>`` in the catalog; exports keep the raw column names)."""
+    """``st.dataframe`` without its toolbar (no unaudited CSV download), formatted like the charts:
+    each column by its kind (:mod:`analytics.table_formats`: money, rates, counts, dates, keys in
+    words, internal columns left out), its header in the chosen language (``column.<name>`` in
+    the catalog). Only the screen copy is formatted; exports keep the raw frame."""
     st.markdown(_HIDE_TABLE_TOOLBAR, unsafe_allow_html=True)
     config = dict(kwargs.pop("column_config", None) or {})
+    formats = {}
+    if isinstance(frame, list) and frame and all(isinstance(row, dict) for row in frame):
+        frame = pd.DataFrame(frame)
+    if isinstance(frame, pd.DataFrame):
+        frame = table_formats.display_frame(frame, lang())
+        formats = table_formats.column_formats(frame, lang())
     for col in _columns_of(frame):
-        if col not in config and i18n.has(f"column.{col}"):
-            config[col] = st.column_config.Column(t(f"column.{col}"))
+        if col in config:
+            continue
+        label = t(f"column.{col}") if i18n.has(f"column.{col}") else None
+        if col in formats:
+            kind, fmt = formats[col]
+            config[col] = _COLUMN_TYPES[kind](label, format=fmt)
+        elif label is not None:
+            config[col] = st.column_config.Column(label)
     st.dataframe(frame, hide_index=True, column_config=config, **kwargs)
 
 

@@ -12,8 +12,16 @@ import yaml
 
 from analytics import access, i18n, metrics, quality
 from analytics.cross_sell import EXCLUSION_REASONS
+from analytics.demo.reference import (
+    CONTACT_CHANNELS,
+    INCOME_BANDS,
+    MARKETING_CATEGORIES,
+    OCCUPATIONS,
+    SERVICE_CATEGORIES,
+)
+from analytics.features import FEATURE_COLUMNS
 from analytics.lifecycle import LIFECYCLE_STAGES
-from analytics.schema import ALERT_KINDS, ALERT_STATUSES
+from analytics.schema import ALERT_KINDS, ALERT_STATUSES, CUSTOMER_STATUSES, RUN_STATUSES
 from analytics.segmentation import CLUSTER_FEATURES, RFM_SEGMENTS, VALUE_TIERS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,7 +67,7 @@ FAMILIES = {
     "stage": list(LIFECYCLE_STAGES),
     "dq_dimension": ["overall", *quality.DIMENSIONS],
     "exclusion": [*EXCLUSION_REASONS, "listed"],
-    "feature": list(CLUSTER_FEATURES),
+    "feature": [*CLUSTER_FEATURES, *FEATURE_COLUMNS],  # the cluster heat map and the churn importance chart
     "metric": list(metrics.METRICS),
     "metric_help": list(metrics.METRICS),
     "dimension": ["branch_id", "value_tier", "lifecycle_stage", "rfm_segment", "risk_tolerance", "credit_grade"],
@@ -67,6 +75,18 @@ FAMILIES = {
     "alert_status": list(ALERT_STATUSES),
     "measure": ["customers", "aum_total", "annual_margin_total", "clv_margin_1y_total", "clv_margin_3y_total",
                 "clv_margin_5y_total"],
+    # keys tables show in words (analytics.table_formats.ENUM)
+    "id_type": ["resident_id", "passport", "hk_macau_permit", "taiwan_permit", "foreign_permanent_resident"],
+    "gender": ["M", "F"],
+    "status": [*CUSTOMER_STATUSES, *RUN_STATUSES],
+    "contact_kind": ["service", "marketing", "complaint"],
+    "contact_category": [c for c in (*SERVICE_CATEGORIES, *MARKETING_CATEGORIES) if f"category.{c}" not in CATALOG],
+    "channel": [*CONTACT_CHANNELS, "mobile_app", "partner", "payroll"],
+    "customer_type": ["individual", "private_banking", "small_business_owner"],
+    "occupation": list(OCCUPATIONS),
+    "income_band": list(INCOME_BANDS),
+    "dq_kind": sorted(quality.ROW_KINDS | quality.SQL_QUERY_KINDS | quality.PYTHON_KINDS),
+    "mfa": ["enrolled", "none", "pending"],
 }
 
 

@@ -105,3 +105,13 @@ def test_lift_chart_capture_axis_ticks_at_quarters():
     lift = lift_table([1, 0, 1, 0, 0, 0, 0, 0, 0, 0], [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1], n_bins=5)
     fig = lift_chart(lift)
     assert list(fig.layout.yaxis2.tickvals) == [0, 0.25, 0.5, 0.75, 1.0]
+
+
+@pytest.mark.parametrize(("lang", "expected"), [("en", ["AUM change %, 3 months", "age"]),
+                                                 ("zh", ["3个月资产变动率", "年龄"])])
+def test_importance_bar_names_features_in_the_language(lang, expected):
+    table = pd.DataFrame({"feature": ["age", "aum_change_pct_3m"], "importance_mean": [0.2, 0.1],
+                          "importance_std": [0.0, 0.0]})
+    bar = importance_bar(table.assign(description=["age in years", "AUM change"]), lang=lang).data[0]
+    assert list(bar.y) == expected
+    assert list(bar.customdata) == (["AUM change", "age in years"] if lang == "en" else expected)

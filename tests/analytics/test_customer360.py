@@ -112,3 +112,76 @@ def test_unmask_needs_compliance_and_a_reason_and_is_audited(filled):
     assert json.loads(entry["target"]) == {"customer_ids": ["C000000001"], "fields": ["phone"]}
     assert entry["reason"] == "verify identity for case 2026-118"
     assert "013812345678" not in json.dumps(entry.to_dict(), default=str)
+
+
+# --------------------------------------------------------------------------------------------
+# Lookup by customer id, resident ID number or mobile: exact match only, scoped, audited by kind
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("kind", "value"), [("customer_id", "C000000002"), ("id_number", "310115199001010048"),
+                                              ("mobile", "13900001111"), ("mobile", " 139 0000 1111 ")])
+def test_find_by_each_kind_of_key(filled, kind, value):
+    found = customer360.find(filled, kind, value, viewer=v("marketing"))
+    assert found["customer_id"].tolist() == ["C000000002"]
+    assert found["name"].tolist() == ["李*"]  # masked like everywhere else
+
+
+@pytest.mark.parametrize(("kind", "value"), [
+    ("id_number", "310115199001"),           # a prefix
+    ("id_number", "%"), ("id_number", "310115199001010_48"), ("id_number", "3101151990010100%"),
+    ("mobile", "1390000111"),                # one digit short
+    ("mobile", "139%"), ("mobile", "1390000111_"),
+    ("customer_id", "C00000000"), ("customer_id", "C%"), ("customer_id", "C00000000_"),
+    ("id_number", "310115199001010048 1"),   # only spaces are dropped: the rest must match
+])
+def test_a_partial_or_wildcard_key_finds_nothing(filled, kind, value):
+    assert customer360.find(filled, kind, value, viewer=v("marketing")).empty
+
+
+def test_out_of_scope_reads_like_not_found(filled):
+    # C000000002 is at BR002; a BR001 manager finds nothing, as for a number nobody has.
+    manager = v("relationship_manager", scope=Scope(branches={"BR001"}))
+    outside = customer360.find(filled, "id_number", "310115199001010048", viewer=manager)
+    nobody = customer360.find(filled, "id_number", "110101199001010000", viewer=manager)
+    assert outside.empty and nobody.empty and list(outside.columns) == list(nobody.columns)
+    assert customer360.find(filled, "mobile", "013812345678", viewer=manager)["customer_id"].tolist() == ["C000000001"]
+    denied = audit.query(filled, event="access_denied")
+    assert len(denied) == 1 and "C000000002" in denied.iloc[0]["target"]
+
+
+def test_lookup_is_audited_with_the_kind_of_key_never_the_value(filled):
+    customer360.find(filled, "id_number", "310115199001010048", viewer=v("marketing"), session_id="s1")
+    customer360.find(filled, "mobile", "13900001111", viewer=v("marketing"))
+    customer360.candidates(filled, "李四", "BR002", viewer=v("marketing"))
+    entries = audit.query(filled, event="filter").sort_values("seq")
+    targets = [json.loads(t) for t in entries["target"]]
+    assert [t["lookup"] for t in targets] == ["id_number", "mobile", "name_branch"]
+    assert [t["matches"] for t in targets] == [1, 1, 1]
+    logged = " ".join(str(x) for x in entries.to_numpy().ravel())
+    for value in ("310115199001010048", "13900001111", "李四"):
+        assert value not in logged
+
+
+def test_name_and_branch_list_masked_candidates(filled):
+    found = customer360.candidates(filled, " 张三 ", "BR001", viewer=v("risk"))
+    assert found["customer_id"].tolist() == ["C000000001"] and found["name"].tolist() == ["张*"]
+    assert customer360.candidates(filled, "张", "BR001", viewer=v("risk")).empty      # exact name only
+    assert customer360.candidates(filled, "张三", "BR002", viewer=v("risk")).empty    # at that branch
+    assert customer360.candidates(filled, "%", "BR001", viewer=v("risk")).empty
+
+
+def test_name_and_branch_list_at_most_twenty(filled):
+    with filled.begin() as conn:
+        for i in range(25):
+            conn.execute(text("INSERT INTO customers (customer_id, name, branch_id, open_date, status, "
+                              "marketing_consent) VALUES (:c, '赵六', 'BR001', '2020-01-01', 'active', 0)"),
+                         {"c": f"C9000000{i:02d}"})
+    found = customer360.candidates(filled, "赵六", "BR001", viewer=v("marketing"))
+    assert len(found) == customer360.MAX_CANDIDATES == 20
+    assert set(found["name"]) == {"赵*"}
+
+
+@pytest.mark.parametrize("roles", [["executive"], ["display"]])
+def test_aggregate_roles_cannot_look_up(filled, roles):
+    with pytest.raises(AccessDenied):
+        customer360.find(filled, "mobile", "13900001111", viewer=v(*roles))

@@ -65,3 +65,40 @@ def test_unknown_customer_is_a_clear_message(monkeypatch, demo_store_url):
     at.button[0].click()
     at.run()
     assert any("No customer" in w.value for w in at.warning)
+
+
+def test_lookup_by_id_number_mobile_and_name_at_branch(monkeypatch, demo_store_url):
+    engine = make_engine(demo_store_url)
+    c = pd.read_sql("SELECT customer_id, id_number, phone, name, branch_id FROM customers WHERE phone IS NOT NULL "
+                    "AND id_number IS NOT NULL AND name IS NOT NULL ORDER BY customer_id LIMIT 1",
+                    engine.connect()).iloc[0]
+    same_id = int(pd.read_sql("SELECT COUNT(*) AS n FROM customers WHERE id_number = :v", engine.connect(),
+                              params={"v": c["id_number"]}).iloc[0]["n"])
+    at = _open(monkeypatch, demo_store_url, "marketing")
+    assert "e.g. C100000123" in at.text_input[0].placeholder  # the id format is shown
+    for kind, value in (("id_number", c["id_number"]), ("mobile", " ".join([c["phone"][:3], c["phone"][3:]]))):
+        at.radio(key="c360_kind").set_value(kind).run()
+        at.text_input[0].input(value)
+        at.button[0].click()
+        at.run()
+        assert not at.exception
+        if kind == "mobile" or same_id == 1:
+            assert any(c["customer_id"] in s.value for s in at.subheader), kind
+        holdings = next(d.value for d in at.dataframe if "account_number" in d.value.columns)
+        assert not set(holdings["category"]) & {"demand_deposit", "credit_card", "time_deposit", "consumer_loan"}
+    at.text_input[0].input(c["phone"][:-1])  # one digit short: exact match only
+    at.button[0].click()
+    at.run()
+    assert any("No customer" in w.value for w in at.warning)
+    at.radio(key="c360_kind").set_value("name_branch").run()
+    at.text_input[0].input(c["name"])
+    at.text_input[1].input(c["branch_id"])
+    at.button[0].click()
+    at.run()
+    assert not at.exception
+    listed = at.dataframe[0].value
+    assert c["customer_id"] in set(listed["customer_id"]) and len(listed) <= 20
+    assert c["name"] not in " ".join(listed.astype(str).to_numpy().ravel().tolist())  # names masked
+    targets = " ".join(audit.query(engine, event="filter")["target"].astype(str))
+    assert '"lookup": "mobile"' in targets or '"lookup":"mobile"' in targets
+    assert c["id_number"] not in targets and c["phone"] not in targets

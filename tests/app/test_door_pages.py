@@ -78,7 +78,11 @@ def test_a_scoped_user_sees_only_their_customers_everywhere(monkeypatch, demo_st
     at.text_input[0].input(outsider)
     at.button[0].click()
     at.run()
-    assert not at.dataframe and any(f"No customer {outsider}" in w.value for w in at.warning)
+    outside = [w.value for w in at.warning]
+    at.text_input[0].input("C999999999")  # nobody's id
+    at.button[0].click()
+    at.run()
+    assert not at.dataframe and outside == [w.value for w in at.warning] == ["No customer matches."]
     denied = audit.query(engine, user=username, event="access_denied")
     assert any(outsider in (t or "") for t in denied["target"])
 

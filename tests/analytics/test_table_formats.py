@@ -1,0 +1,80 @@
+"""The one table format: each column by its declared kind, hand-computed cases in both languages."""
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+
+from analytics import table_formats as tf
+
+
+def frame():
+    return pd.DataFrame({
+        "run": [7, 7],
+        "customer_id": ["C1", "C2"],
+        "category": ["consumer_loan", "password_reset"],   # a product, then a contact category
+        "value_tier": ["wealth", None],
+        "id_type": ["resident_id", "passport"],
+        "balance": [120584.6814, 677.6711],
+        "propensity": [0.123456, 1.0],
+        "lift": [4.530855, 0.5],
+        "customers": [1234.0, 5.0],
+        "opened_on": ["2019-01-01", "2023-07-02"],
+        "score": [0.33333, 2.0],                          # no declared kind: two decimals
+    })
+
+
+def test_english_display_copy():
+    shown = tf.display_frame(frame(), "en")
+    assert "run" not in shown.columns
+    assert shown["customer_id"].tolist() == ["C1", "C2"]
+    assert shown["category"].tolist() == ["consumer loan", "Password reset"]  # the charts' words
+    assert shown["value_tier"].tolist() == ["Wealth", "—"]
+    assert shown["id_type"].tolist() == ["Resident ID card", "Passport"]
+    assert shown["balance"].tolist() == [120584.68, 677.67]
+    assert shown["propensity"].tolist() == [12.3, 100.0]
+    assert shown["lift"].tolist() == [4.53, 0.5]
+    assert shown["customers"].tolist() == [1234, 5]
+    assert shown["opened_on"].tolist() == [dt.date(2019, 1, 1), dt.date(2023, 7, 2)]
+    assert shown["score"].tolist() == [0.33, 2.0]
+
+
+def test_chinese_display_copy_counts_money_in_wan():
+    shown = tf.display_frame(frame(), "zh")
+    assert shown["balance"].tolist() == ["¥12.06万", "¥677.67"]
+    assert shown["category"].tolist() == ["消费贷款", "密码重置"]
+    assert shown["value_tier"].tolist()[0] == "财富客户"
+
+
+def test_the_frame_given_is_not_changed():
+    raw = frame()
+    tf.display_frame(raw, "zh")
+    assert raw["balance"].tolist() == [120584.6814, 677.6711] and "run" in raw.columns
+
+
+def test_column_formats_by_kind():
+    formats = tf.column_formats(tf.display_frame(frame(), "en"), "en")
+    assert formats["balance"] == ("number", "CNY %,.2f")
+    assert formats["propensity"] == ("number", "%.1f%%")
+    assert formats["customers"] == ("number", "%,d")
+    assert formats["opened_on"] == ("date", "YYYY-MM-DD")
+    assert "customer_id" not in formats and "category" not in formats
+    assert "balance" not in tf.column_formats(tf.display_frame(frame(), "zh"), "zh")  # text in 万
+
+
+def test_a_profile_lists_fields_and_values_in_words():
+    profile = pd.DataFrame({"field": ["gender", "id_type", "onboarding_channel", "birth_date"],
+                            "value": ["F", "resident_id", "mobile_app", "1949-**-**"]})
+    shown = tf.display_frame(profile, "zh")
+    assert shown["field"].tolist() == ["性别", "证件类型", "获客渠道", "出生日期"]
+    assert shown["value"].tolist() == ["女", "居民身份证", "手机银行", "1949-**-**"]
+
+
+def test_a_masked_date_is_left_as_it_is():
+    shown = tf.display_frame(pd.DataFrame({"birth_date": ["1949-**-**", None]}), "en")
+    assert shown["birth_date"].tolist()[0] == "1949-**-**"
+
+
+def test_bad_language_is_refused():
+    with pytest.raises(ValueError):
+        tf.display_frame(frame(), "fr")
