@@ -230,3 +230,46 @@ def test_campaign_plan_counts_credit_exclusions_by_hand(sqlite_engine):
     # The stage agrees: C01 is the only customer the card is offered to.
     offered = read_frame(engine, "SELECT customer_id FROM next_best_product WHERE category = 'credit_card'")
     assert offered["customer_id"].tolist() == ["C01"]
+
+
+# -------------------------------------------------------------------------------------------------
+# Calibration against the demo's truth (analytics.demo.truth)
+
+
+@pytest.fixture(scope="module")
+def demo_truth():
+    from analytics.demo.truth import acquisition_truth
+    from tests.conftest import DEMO_CUSTOMERS, DEMO_MONTHS
+
+    # the session demo store's arguments (tests/conftest.py: seed 7)
+    return acquisition_truth(DEMO_CUSTOMERS, months=DEMO_MONTHS, seed=7, horizon_months=3)
+
+
+def test_demo_truth_replays_the_stored_customers(demo_engine, demo_truth):
+    people = read_frame(demo_engine, "SELECT customer_id, birth_date FROM customers").set_index("customer_id")
+    assert set(demo_truth.index) == set(people.index)
+    truth = demo_truth.reindex(people.index)
+    assert truth.stack().between(0, 1).all()
+    # The generator gives a mortgage only at 25-60 and a consumer loan only at 22-55: the truth of
+    # the others is 0, which holds only if the replay's customers are the store's.
+    age = (pd.Timestamp("2026-10-31") - pd.to_datetime(people["birth_date"])).dt.days / 365.2425
+    assert (truth.loc[(age < 24.9) | (age > 60.1), "mortgage"] == 0).all()
+    assert (truth.loc[(age < 21.9) | (age > 55.1), "consumer_loan"] == 0).all()
+    assert (truth.loc[(age >= 26) & (age <= 59), "mortgage"] > 0).mean() > 0.8
+
+
+def test_demo_expected_value_ranking_follows_the_true_expected_value(demo_engine, demo_truth):
+    """Spearman rank correlation of the stored offers' expected value with the true expected value
+    (the same margin and expected balance times the true probability instead of the model's)."""
+    from scipy.stats import spearmanr
+
+    offers = read_frame(demo_engine, "SELECT customer_id, category, propensity, expected_value FROM "
+                                     "next_best_product WHERE run_id = :r", {"r": current_run_id(demo_engine)})
+    true_p = demo_truth.stack().rename("true_p")
+    true_p.index.names = ["customer_id", "category"]
+    offers = offers.join(true_p, on=["customer_id", "category"], how="inner")
+    offers = offers[offers["propensity"] > 0]
+    assert len(offers) > 5000
+    true_ev = offers["expected_value"] / offers["propensity"] * offers["true_p"]
+    rho = spearmanr(offers["expected_value"], true_ev).statistic
+    assert rho >= 0.6, rho
