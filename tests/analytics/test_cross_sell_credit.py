@@ -273,3 +273,17 @@ def test_demo_expected_value_ranking_follows_the_true_expected_value(demo_engine
     true_ev = offers["expected_value"] / offers["propensity"] * offers["true_p"]
     rho = spearmanr(offers["expected_value"], true_ev).statistic
     assert rho >= 0.6, rho
+
+
+def test_first_offer_mix_bar_never_draws_a_hidden_count(monkeypatch):
+    from analytics.charts_cross_sell import first_offer_mix_bar
+
+    monkeypatch.setenv("MIN_CELL_CUSTOMERS", "5")
+    mix = pd.DataFrame({"category": ["fund", "mortgage", "insurance"], "customers": [30.0, np.nan, np.nan],
+                        "share": [0.75, np.nan, np.nan], "expected_value_total": [12.0, np.nan, np.nan],
+                        "customers_suppressed": [False, True, True]})
+    bar = first_offer_mix_bar(mix, lang="zh").data[0]
+    assert list(bar.x) == ["基金", "住房贷款", "保险"]
+    assert list(bar.y) == [30.0, 0.0, 0.0]
+    assert list(bar.text) == ["30 (75%)", "少于 5 人", "少于 5 人"]
+    assert first_offer_mix_bar(mix.iloc[:0]).layout.title.text == "First offers by product category"
