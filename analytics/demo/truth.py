@@ -51,7 +51,8 @@ def acquisition_truth(customers: int, *, months: int = 24, seed: int = 42, as_of
     Returns
     -------
     pandas.DataFrame
-        Indexed by ``customer_id``, one column per category of :data:`CATEGORY_DRAWS`.
+        Indexed by ``customer_id``, one column per category of :data:`CATEGORY_DRAWS`; NaN where the
+        customer held the category for certain before the window (not at risk).
     """
     as_of = as_of or DEFAULT_AS_OF
     gen = _Generator(customers, months, seed, as_of)
@@ -79,7 +80,10 @@ def acquisition_truth(customers: int, *, months: int = 24, seed: int = 42, as_of
             span = np.maximum(hi - lo, 0) + 1
             before = np.clip(np.minimum(hi, window_after) - lo + 1, 0, span)
             inside = np.clip(np.minimum(hi, window_end) - np.maximum(lo, window_after + 1) + 1, 0, span)
-            columns[category] = q * (inside / span) / (1.0 - q * (before / span))
+            # 0/0 (NaN) only where the customer held the category for certain before the window:
+            # not at risk of acquiring it, so no truth.
+            with np.errstate(invalid="ignore", divide="ignore"):
+                columns[category] = q * (inside / span) / (1.0 - q * (before / span))
         ids = np.strings.add("C", (100_000_001 + start + np.arange(m)).astype(str))
         parts.append(pd.DataFrame(columns, index=pd.Index(ids.astype(object), name="customer_id")))
         start += m

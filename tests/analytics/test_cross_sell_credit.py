@@ -249,7 +249,7 @@ def test_demo_truth_replays_the_stored_customers(demo_engine, demo_truth):
     people = read_frame(demo_engine, "SELECT customer_id, birth_date FROM customers").set_index("customer_id")
     assert set(demo_truth.index) == set(people.index)
     truth = demo_truth.reindex(people.index)
-    assert truth.stack().between(0, 1).all()
+    assert truth.stack().between(0, 1).all()  # stack() drops the NaN of customers not at risk
     # The generator gives a mortgage only at 25-60 and a consumer loan only at 22-55: the truth of
     # the others is 0, which holds only if the replay's customers are the store's.
     age = (pd.Timestamp("2026-10-31") - pd.to_datetime(people["birth_date"])).dt.days / 365.2425
