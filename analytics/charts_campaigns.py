@@ -18,9 +18,12 @@ REASON_KEYS = {
     "holds_category": "charts.campaigns.reason_holds_category",
     "expired_assessment": "charts.campaigns.reason_expired_assessment",
     "suitability": "charts.campaigns.reason_suitability",
+    "credit_grade": "charts.campaigns.reason_credit_grade",
+    "credit_complaint": "charts.campaigns.reason_credit_complaint",
 }
 REASON_COLOURS = {"closed_dormant": MISSING_COLOUR, "consent": ALERT, "complaint": WARN, "cooldown": "#f1c232",
-                  "holds_category": "#76a5af", "expired_assessment": "#b45f06", "suitability": "#85200c"}
+                  "holds_category": "#76a5af", "expired_assessment": "#b45f06", "suitability": "#85200c",
+                  "credit_grade": "#5b0f00", "credit_complaint": "#783f04"}
 ARM_KEYS = {"treatment": "charts.campaigns.treatment", "control": "charts.campaigns.control"}
 
 

@@ -17,11 +17,13 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from analytics.access import min_cell_customers
 from analytics.charts_common import ACCENT, ALERT, GOOD, MISSING_COLOUR, WARN, empty_figure
 from analytics.cross_sell import EXCLUSION_REASONS
 from analytics.i18n import label, tr
 
-REASON_COLOURS = {"expired_assessment": WARN, "suitability": ALERT, "consent": MISSING_COLOUR, "listed": GOOD}
+REASON_COLOURS = {"expired_assessment": WARN, "suitability": ALERT, "credit_grade": "#85200c",
+                  "credit_complaint": "#b45f06", "consent": MISSING_COLOUR, "listed": GOOD}
 
 
 def category_label(category: str, lang: str = "en") -> str:
@@ -169,8 +171,33 @@ def exclusions_bar(exclusions: Mapping[str, int], category: str, listed: int | N
     return fig
 
 
+def first_offer_mix_bar(mix: pd.DataFrame, lang: str = "en") -> go.Figure:
+    """The first offers (next-best products) by category: one bar per category, customers, with its share.
+
+    ``mix`` is :func:`analytics.cross_sell.first_offer_mix`'s frame; a category hidden by the
+    small-cell rule is drawn as an empty bar labelled "< MIN_CELL_CUSTOMERS" (never its count).
+    """
+    title = tr("charts.cross_sell.first_offer_mix", lang)
+    if mix is None or mix.empty:
+        return _empty(title, lang)
+    hidden = mix.get("customers_suppressed", pd.Series(False, index=mix.index)).fillna(False).to_numpy(dtype=bool)
+    counts = pd.to_numeric(mix["customers"], errors="coerce").fillna(0).to_numpy(dtype=float)
+    shares = pd.to_numeric(mix["share"], errors="coerce").to_numpy(dtype=float)
+    k = min_cell_customers()
+    text = [tr("charts.cross_sell.suppressed", lang, k=k) if h else f"{int(c):,} ({sh:.0%})"
+            for h, c, sh in zip(hidden, counts, shares, strict=True)]
+    fig = go.Figure(go.Bar(
+        x=[category_label(c, lang) for c in mix["category"]],
+        y=[0.0 if h else float(c) for h, c in zip(hidden, counts, strict=True)], text=text,
+        textposition="outside", cliponaxis=False, marker_color=ACCENT, hoverinfo="skip",
+        name=tr("charts.cross_sell.customers", lang),
+    ))
+    fig.update_layout(title=title, yaxis_title=tr("charts.cross_sell.customers", lang), showlegend=False)
+    return fig
+
+
 __all__ = [
-    "category_label", "cooccurrence_heatmap", "exclusions_bar",
+    "category_label", "cooccurrence_heatmap", "exclusions_bar", "first_offer_mix_bar",
     "opportunities_bar", "rule_label", "rules_scatter",
 ]
 

@@ -635,7 +635,8 @@ cross_sell_customer = Table(
     Column("next_best_category", String(30)),  # NULL when no offer
     Column("next_best_product_id", String(20)),
     Column("next_best_expected_value", Float),  # CNY
-    # NULL when there is an offer; else holds_everything, expired_assessment, suitability, closed
+    # NULL when there is an offer; else holds_everything, expired_assessment, suitability, credit_grade,
+    # credit_complaint, closed
     Column("no_offer_reason", String(30)),
     # JSON object {category: P(acquire within the horizon)}, 4 decimals, over the categories the
     # customer does not hold; '{}' for a closed customer (not scored) or one holding everything
@@ -653,6 +654,9 @@ cross_sell_categories = Table(
     Column("non_holders", BigInteger, nullable=False),
     Column("excluded_expired_assessment", BigInteger, nullable=False),
     Column("excluded_suitability", BigInteger, nullable=False),
+    # credit products only: grade below CREDIT_OFFER_MIN_GRADE, or a recent credit complaint
+    Column("excluded_credit_grade", BigInteger, nullable=False, server_default="0"),
+    Column("excluded_credit_complaint", BigInteger, nullable=False, server_default="0"),
     Column("eligible", BigInteger, nullable=False),
     Column("excluded_no_consent", BigInteger, nullable=False),
     Column("campaign_pool", BigInteger, nullable=False),
@@ -680,6 +684,9 @@ cross_sell_funnel_cells = Table(
     Column("non_holders", BigInteger, nullable=False),
     Column("excluded_expired_assessment", BigInteger, nullable=False),
     Column("excluded_suitability", BigInteger, nullable=False),
+    # credit products only: grade below CREDIT_OFFER_MIN_GRADE, or a recent credit complaint
+    Column("excluded_credit_grade", BigInteger, nullable=False, server_default="0"),
+    Column("excluded_credit_complaint", BigInteger, nullable=False, server_default="0"),
     Column("eligible", BigInteger, nullable=False),
     Column("excluded_no_consent", BigInteger, nullable=False),
     Index("ix_cross_sell_funnel_cells_run", "run_id", "category"),

@@ -141,6 +141,10 @@ SETTINGS: dict[str, Setting] = {
         Setting("CROSS_SELL_TOP_N", 3, "Offers kept per customer; the first is the next-best product.", int),
         Setting("CROSS_SELL_CAMPAIGN_SIZE", 20000,
                 "Most customers a campaign list for one product category can hold.", int),
+        Setting("CREDIT_OFFER_MIN_GRADE", "BBB",
+                "Lowest credit grade (AAA best .. CCC) offered a credit product (mortgage, consumer loan, "
+                "credit card); a customer below it, or without a grade, is excluded with the reason credit_grade.",
+                str),
         Setting("BALANCE_DROP_MAD_Z", 3.5,
                 "An AUM change this many robust standard deviations (1.4826 x MAD) below its value tier's "
                 "median month-on-month change is abnormal.", float),

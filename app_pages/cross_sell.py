@@ -45,6 +45,11 @@ st.plotly_chart(charts_cross_sell.opportunities_bar(figures["opportunities"], la
 if user["viewer"].scope is not None:
     st.caption(session.t("scope.cross_sell_next_best_only"))
 
+st.subheader(session.t("cross_sell.first_offer_mix"))
+st.plotly_chart(charts_cross_sell.first_offer_mix_bar(loaders.cross_sell_offer_mix(run_id, user["viewer"]), lang=lang),
+                width="stretch")
+st.caption(session.t("cross_sell.expected_value_formula", months=m.get("cross_sell.horizon_months") or "?"))
+
 st.subheader(session.t("cross_sell.campaign_list"))
 category = st.selectbox(session.t("cross_sell.product_category"), categories["category"].tolist(),
                         format_func=lambda c: charts_cross_sell.category_label(c, lang))
@@ -59,6 +64,10 @@ st.plotly_chart(charts_cross_sell.exclusions_bar(excluded, category, listed=len(
 st.caption(session.t("cross_sell.listed_and_excluded", listed=session.fmt_count(len(campaign)),
                     consent=session.fmt_count(excluded["consent"]), suitability=session.fmt_count(excluded["suitability"]),
                     expired=session.fmt_count(excluded["expired_assessment"])))
+if category in cross_sell.CREDIT_CATEGORIES:
+    st.caption(session.t("cross_sell.credit_excluded", grade=settings.get("CREDIT_OFFER_MIN_GRADE"),
+                        credit_grade=session.fmt_count(excluded["credit_grade"]),
+                        credit_complaint=session.fmt_count(excluded["credit_complaint"])))
 if not campaign.empty:
     if len(campaign) > SHOWN_ROWS:
         st.caption(session.t("cross_sell.showing_head", shown=session.fmt_count(SHOWN_ROWS),

@@ -17,6 +17,10 @@ eligible):
                         before the run's as-of day (with a product);
 ``suitability``         every product of the category is above the customer's tolerance (with a
                         product).
+``credit_grade``        a credit category (mortgage, consumer loan, credit card) and the customer's
+                        credit grade is below ``CREDIT_OFFER_MIN_GRADE`` or missing;
+``credit_complaint``    a credit category and a complaint about credit in the last six calendar months
+                        (the cross-sell stage's rule, :mod:`analytics.cross_sell.recommend`).
 
 **Expected outcome** (with a product category). Assumption: a treated customer converts with the
 run's cross-sell propensity for the category (``cross_sell_customer.propensities``: the model's
@@ -49,9 +53,17 @@ from analytics import segment_explorer as sx
 from analytics.campaigns.errors import CampaignError
 from analytics.campaigns.playbooks import default_message
 from analytics.consent import live_consent_condition
+from analytics.cross_sell.config import credit_min_grade
 from analytics.cross_sell.holdings import product_categories
-from analytics.cross_sell.recommend import assessment_valid, best_products
-from analytics.features import to_datetime
+from analytics.cross_sell.recommend import (
+    CREDIT_CATEGORIES,
+    CREDIT_COMPLAINT_CATEGORIES,
+    CREDIT_COMPLAINT_MONTHS,
+    assessment_valid,
+    best_products,
+    credit_grade_ok,
+)
+from analytics.features import add_months, to_datetime
 from analytics.risk import risk_number
 from analytics.runs import current_run_id, get_run_metrics, utcnow
 from analytics.schema import (
@@ -68,8 +80,8 @@ from analytics.schema import (
 from analytics.store import read_frame
 
 EXCLUSION_REASONS = ("closed_dormant", "consent", "complaint", "cooldown", "holds_category",
-                     "expired_assessment", "suitability")
-PRODUCT_REASONS = ("holds_category", "expired_assessment", "suitability")
+                     "expired_assessment", "suitability", "credit_grade", "credit_complaint")
+PRODUCT_REASONS = ("holds_category", "expired_assessment", "suitability", "credit_grade", "credit_complaint")
 MAX_CONTROL_SHARE = 0.5
 NAME_MAX = 100
 MEMBER_COLUMNS = ("customer_id", "branch_id", "relationship_manager", "value_tier", "rfm_segment", "propensity",
@@ -201,10 +213,15 @@ def _audience_rows(engine: Engine, run_id: int, definition: Definition, viewer: 
     m, g = campaign_members.c, campaigns.c
     columns = [
         s.customer_id, c.branch_id, c.relationship_manager, c.status, c.risk_tolerance, c.risk_assessed_at,
+        c.credit_grade,
         s.value_tier, s.rfm_segment,
         live_consent_condition(s.customer_id, "marketing").label("consent_now"),
         exists(select(k.contact_id).where(k.customer_id == s.customer_id, k.kind == "complaint",
                                           or_(k.resolved.is_(None), k.resolved.is_(False)))).label("complaint_open"),
+        exists(select(k.contact_id).where(
+            k.customer_id == s.customer_id, k.kind == "complaint", k.category.in_(CREDIT_COMPLAINT_CATEGORIES),
+            k.contacted_at >= datetime.combine(add_months(as_of, 1 - CREDIT_COMPLAINT_MONTHS), datetime.min.time()),
+            k.contacted_at < datetime.combine(add_months(as_of, 1), datetime.min.time()))).label("credit_complaint"),
         or_(exists(select(k.contact_id).where(k.customer_id == s.customer_id, k.kind == "marketing",
                                               k.contacted_at >= cutoff)),
             exists(select(m.customer_id).select_from(campaign_members.join(campaigns,
@@ -271,8 +288,12 @@ def plan(engine: Engine, definition: Definition, *, viewer: access.Viewer, run_i
         tolerance = risk_number(rows["risk_tolerance"], "C")
         reasons["suitability"] = index[0][tolerance] < 0
         margin = margins[0][tolerance]
+        credit = definition.product in CREDIT_CATEGORIES
+        reasons["credit_grade"] = credit & ~credit_grade_ok(rows["credit_grade"], credit_min_grade())
+        reasons["credit_complaint"] = credit & _flag(rows, "credit_complaint")
     else:
-        reasons["expired_assessment"] = reasons["suitability"] = np.zeros(n, dtype=bool)
+        for reason in ("expired_assessment", "suitability", "credit_grade", "credit_complaint"):
+            reasons[reason] = np.zeros(n, dtype=bool)
     taken = np.zeros(n, dtype=bool)
     excluded = {}
     for reason in EXCLUSION_REASONS:

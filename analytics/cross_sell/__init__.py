@@ -16,6 +16,7 @@ from analytics.cross_sell.holdings import acquisitions, holding_balances, holdin
 from analytics.cross_sell.propensity import CrossSellPropensity, propensity_columns
 from analytics.cross_sell.read import (
     campaign_list,
+    first_offer_mix,
     read_categories,
     read_cooccurrence,
     read_customer_offers,
@@ -24,10 +25,12 @@ from analytics.cross_sell.read import (
     scope_offers,
 )
 from analytics.cross_sell.recommend import (
+    CREDIT_CATEGORIES,
     EXCLUSION_REASONS,
     Recommendations,
     assessment_valid,
     best_products,
+    credit_grade_ok,
     expected_balances,
     propensity_json,
     recommend,
@@ -36,9 +39,9 @@ from analytics.cross_sell.stage import cross_sell_stage
 from analytics.risk import risk_number
 
 __all__ = [
-    "EXCLUSION_REASONS", "RULE_COLUMNS", "CrossSellError", "CrossSellPropensity", "Recommendations",
+    "CREDIT_CATEGORIES", "EXCLUSION_REASONS", "RULE_COLUMNS", "CrossSellError", "CrossSellPropensity", "Recommendations",
     "acquisitions", "assessment_valid", "association_rules", "best_products", "campaign_list", "cooccurrence",
-    "cross_sell_settings", "cross_sell_stage", "expected_balances", "holding_balances", "holding_matrix",
+    "credit_grade_ok", "cross_sell_settings", "first_offer_mix", "cross_sell_stage", "expected_balances", "holding_balances", "holding_matrix",
     "itemset_text", "product_categories", "propensity_columns", "propensity_json", "read_categories",
     "read_cooccurrence", "read_customer_offers", "read_opportunities", "read_rules", "recommend", "risk_number",
     "scope_offers",

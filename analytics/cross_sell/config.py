@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from analytics import settings
 from analytics.errors import ConfigError
+from analytics.schema import CREDIT_GRADES
 
 
 def _setting_fraction(name: str, *, low_open: bool) -> float:
@@ -21,6 +22,14 @@ def setting_positive_int(name: str) -> int:
     return value
 
 
+def credit_min_grade() -> str:
+    """``CREDIT_OFFER_MIN_GRADE``, checked against the grade scale (AAA .. CCC)."""
+    value = str(settings.get("CREDIT_OFFER_MIN_GRADE")).strip().upper()
+    if value not in CREDIT_GRADES:
+        raise ConfigError(f"Setting CREDIT_OFFER_MIN_GRADE={value!r} must be one of {', '.join(CREDIT_GRADES)}")
+    return value
+
+
 def cross_sell_settings() -> dict:
     """The cross-sell settings, checked: thresholds of the rules, horizon, sample, list sizes."""
     return {
@@ -31,7 +40,8 @@ def cross_sell_settings() -> dict:
         "top_n": setting_positive_int("CROSS_SELL_TOP_N"),
         "campaign_size": setting_positive_int("CROSS_SELL_CAMPAIGN_SIZE"),
         "valid_days": setting_positive_int("RISK_ASSESSMENT_VALID_DAYS"),
+        "credit_min_grade": credit_min_grade(),
     }
 
 
-__all__ = ["cross_sell_settings", "setting_positive_int"]
+__all__ = ["credit_min_grade", "cross_sell_settings", "setting_positive_int"]

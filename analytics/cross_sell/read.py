@@ -9,11 +9,16 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, select
 
-from analytics.access import Viewer, release, require_rows
+from analytics.access import Viewer, release, require_rows, suppress_small_cells
 from analytics.consent import live_consent_condition
-from analytics.cross_sell.config import setting_positive_int
+from analytics.cross_sell.config import credit_min_grade, setting_positive_int
 from analytics.cross_sell.errors import CrossSellError
-from analytics.cross_sell.recommend import EXCLUSION_REASONS, assessment_valid
+from analytics.cross_sell.recommend import (
+    CREDIT_CATEGORIES,
+    EXCLUSION_REASONS,
+    assessment_valid,
+    credit_grade_ok,
+)
 from analytics.features import to_datetime
 from analytics.risk import risk_number
 from analytics.runs import current_run_id, get_run_metrics, read_run_table, run_clause
@@ -92,6 +97,40 @@ def scope_offers(engine: Engine, run_id: int | None = None, *, viewer: Viewer) -
     return figures, by_product
 
 
+def first_offer_mix(engine: Engine, run_id: int | None = None, *, viewer: Viewer) -> pd.DataFrame:
+    """The mix of first offers (next-best products) by category, over ``viewer``'s scope (aggregates).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per category that is some in-scope customer's next-best offer: ``category``,
+        ``customers`` (whose first offer is of it), ``share`` (of the in-scope customers with an
+        offer) and ``expected_value_total`` (CNY), most customers first (ties: category). For an
+        aggregate-only viewer a category of fewer than ``MIN_CELL_CUSTOMERS`` customers is hidden
+        (its count, share and sum missing, ``customers_suppressed`` True) by the small-cell rule.
+    """
+    where, params = run_clause("x", run_id)
+    scope, scope_params = viewer.scope_sql("c")
+    params.update(scope_params)
+    frame = read_frame(engine, f"""
+        SELECT x.next_best_category AS category, COUNT(*) AS customers,
+               SUM(x.next_best_expected_value) AS expected_value_total
+        FROM cross_sell_customer x JOIN customers c ON c.customer_id = x.customer_id
+        WHERE {where} AND {scope} AND x.next_best_category IS NOT NULL
+        GROUP BY x.next_best_category""", params)
+    frame["customers"] = pd.to_numeric(frame["customers"]).astype(np.int64)
+    frame["expected_value_total"] = pd.to_numeric(frame["expected_value_total"]).astype(float)
+    frame = frame.sort_values(["customers", "category"], ascending=[False, True], kind="stable")
+    total = int(frame["customers"].sum())
+    frame["share"] = frame["customers"] / total if total else np.nan
+    frame = frame[["category", "customers", "share", "expected_value_total"]].reset_index(drop=True)
+    if viewer.aggregate_only:
+        frame = suppress_small_cells(frame, count="customers", sums=("share", "expected_value_total"))
+    else:
+        frame["customers_suppressed"] = False
+    return frame
+
+
 def read_customer_offers(engine: Engine, run_id: int | None, customer_id: str) -> dict | None:
     """One customer's row of ``cross_sell_customer`` in a run (None: the published one).
 
@@ -149,8 +188,10 @@ def campaign_list(engine: Engine, run_id: int | None, category: str, *, viewer: 
         The list: ``customer_id``, ``branch_id``, ``relationship_manager``, ``category``,
         ``product_id``, ``product_name``, ``risk_level``, ``rank``, ``propensity``,
         ``expected_value``. And the customers excluded, by reason: ``expired_assessment``,
-        ``suitability`` and ``consent`` (the run's funnel counts plus the stored offers that fail
-        against the current record), over all non-holders of the category at the run.
+        ``suitability``, ``credit_grade``, ``credit_complaint`` (credit categories only) and
+        ``consent`` (the run's funnel counts plus the stored offers that fail against the current
+        record: a grade now below ``CREDIT_OFFER_MIN_GRADE`` counts as ``credit_grade``), over all
+        non-holders of the category at the run.
     """
     require_rows(viewer)
     if isinstance(limit, bool) or int(limit) != limit or limit < 0:
@@ -170,6 +211,8 @@ def campaign_list(engine: Engine, run_id: int | None, category: str, *, viewer: 
             row = cells[viewer.in_scope(cells["branch_id"], cells["relationship_manager"])].sum(numeric_only=True)
         exclusions = {"expired_assessment": int(row.get("excluded_expired_assessment", 0)),
                       "suitability": int(row.get("excluded_suitability", 0)),
+                      "credit_grade": int(row.get("excluded_credit_grade", 0) or 0),
+                      "credit_complaint": int(row.get("excluded_credit_complaint", 0) or 0),
                       "consent": int(row.get("excluded_no_consent", 0))}
     meta = get_run_metrics(engine, run_id)
     as_of = pd.Timestamp(str(meta.get("cross_sell.as_of") or date.today().isoformat()))
@@ -180,7 +223,7 @@ def campaign_list(engine: Engine, run_id: int | None, category: str, *, viewer: 
     stmt = (select(n.customer_id, c.branch_id, c.relationship_manager, n.category, n.product_id,
                    p.name.label("product_name"), p.risk_level, n.rank, n.propensity, n.expected_value,
                    live_consent_condition(n.customer_id, "marketing").label("consent_now"),
-                   c.risk_tolerance.label("tolerance_now"),
+                   c.risk_tolerance.label("tolerance_now"), c.credit_grade.label("grade_now"),
                    c.risk_assessed_at.label("assessed_now"))
             .select_from(next_best_product.outerjoin(customers, c.customer_id == n.customer_id)
                          .outerjoin(products, p.product_id == n.product_id))
@@ -194,16 +237,19 @@ def campaign_list(engine: Engine, run_id: int | None, category: str, *, viewer: 
     age = (as_of - to_datetime(frame["assessed_now"])).dt.days.astype(float)
     expired_now = ~assessment_valid(frame["tolerance_now"], age, valid_days)
     unsuitable_now = ~expired_now & (risk_number(frame["risk_level"], "R") > risk_number(frame["tolerance_now"], "C"))
+    grade_now = (~expired_now & ~unsuitable_now & (category in CREDIT_CATEGORIES)
+                 & ~credit_grade_ok(frame["grade_now"], credit_min_grade()))
     consent_now = frame["consent_now"].astype("boolean").fillna(False).to_numpy(dtype=bool)
-    no_consent_now = ~expired_now & ~unsuitable_now & ~consent_now
+    no_consent_now = ~expired_now & ~unsuitable_now & ~grade_now & ~consent_now
     exclusions["expired_assessment"] += int(expired_now.sum())
     exclusions["suitability"] += int(unsuitable_now.sum())
+    exclusions["credit_grade"] += int(grade_now.sum())
     exclusions["consent"] += int(no_consent_now.sum())
-    ok = ~(expired_now | unsuitable_now | no_consent_now)
+    ok = ~(expired_now | unsuitable_now | grade_now | no_consent_now)
     out = frame.loc[ok, ["customer_id", "branch_id", "relationship_manager", "category", "product_id", "product_name",
                          "risk_level", "rank", "propensity", "expected_value"]].head(int(limit))
     return release(out.reset_index(drop=True), viewer), exclusions
 
 
-__all__ = ["campaign_list", "read_categories", "read_cooccurrence", "read_customer_offers", "read_opportunities",
+__all__ = ["campaign_list", "first_offer_mix", "read_categories", "read_cooccurrence", "read_customer_offers", "read_opportunities",
            "read_rules", "scope_offers"]

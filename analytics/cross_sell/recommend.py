@@ -4,9 +4,14 @@ Next-best product and expected value
 ------------------------------------
 For a customer and a category the offered product is the category's product with the highest
 ``annual_margin`` among those the customer may hold (risk level not above the tolerance; ties: the
-lower risk level, then the product id). Its expected value is::
+lower risk level, then the product id). Its expected value is the margin expected over the
+propensity horizon, not a lifetime balance's margin::
 
-    expected_value = propensity * annual_margin * expected_balance
+    expected_value = propensity * annual_margin * expected_balance * horizon_months / 12
+
+``propensity`` is the probability of acquiring the category within ``CROSS_SELL_HORIZON_MONTHS``;
+``annual_margin`` is a yearly rate on the balance, so over the horizon it earns ``horizon_months / 12``
+of it. (Before, the horizon factor was missing and large loan balances outweighed everything else.)
 
 where ``expected_balance`` is the median balance of the category (summed over a holder's open
 holdings of it) among current holders in the customer's value tier (by AUM, the rule of
@@ -25,7 +30,13 @@ Every non-holder of a category is a candidate; the first rule it fails, in this 
 2. ``suitability``: no product of the category has a risk level at or below the customer's
    tolerance (``R`` number > ``C`` number for all of them). A product above the tolerance is never
    offered.
-3. ``consent``: the customer has not agreed to marketing. They keep their next-best product (an
+3. ``credit_grade`` (credit products only: :data:`CREDIT_CATEGORIES`): the customer's credit grade
+   is below ``CREDIT_OFFER_MIN_GRADE`` (AAA best .. CCC) or missing. No bank markets credit to its
+   weakest borrowers.
+4. ``credit_complaint`` (credit products only): a complaint about credit in the last
+   :data:`CREDIT_COMPLAINT_MONTHS` months (a ``complaint`` contact whose category is one of
+   :data:`CREDIT_COMPLAINT_CATEGORIES`; the stage reads them).
+5. ``consent``: the customer has not agreed to marketing. They keep their next-best product (an
    adviser may discuss it when the customer comes in) but are never on a campaign list.
 
 Closed customers are not candidates at all. :func:`~analytics.cross_sell.read.campaign_list`
@@ -43,10 +54,26 @@ import pandas as pd
 
 from analytics.cross_sell.errors import CrossSellError
 from analytics.risk import risk_number
-from analytics.schema import RISK_TOLERANCES
+from analytics.schema import CREDIT_GRADES, RISK_TOLERANCES
 from analytics.segmentation import VALUE_TIERS
 
-EXCLUSION_REASONS = ("expired_assessment", "suitability", "consent")
+EXCLUSION_REASONS = ("expired_assessment", "suitability", "credit_grade", "credit_complaint", "consent")
+# The product categories that lend: offered only to a good enough credit grade without a recent
+# credit complaint.
+CREDIT_CATEGORIES = ("consumer_loan", "credit_card", "mortgage")
+# Complaint categories about credit, and how far back one blocks a credit offer. The demo's complaint
+# categories (fees, service, app, wait_time, product) name no credit topic, so on the demo store this
+# guard excludes nobody; a bank's own contact categories should be mapped to these names on import.
+CREDIT_COMPLAINT_CATEGORIES = ("credit", "credit_card", "consumer_loan", "loan", "mortgage")
+CREDIT_COMPLAINT_MONTHS = 6
+
+
+def credit_grade_ok(credit_grade, min_grade: str) -> np.ndarray:
+    """True where the grade is at or above ``min_grade`` (AAA best); a missing or unknown grade is not."""
+    order = {g: i for i, g in enumerate(CREDIT_GRADES)}
+    limit = order[min_grade]
+    ranks = pd.Series(credit_grade, dtype=object).map(order)
+    return (ranks.notna() & (ranks.fillna(len(order)) <= limit)).to_numpy(dtype=bool)
 
 
 def assessment_valid(risk_tolerance, assessment_age_days, valid_days: int) -> np.ndarray:
@@ -119,7 +146,7 @@ class Recommendations:
         ``campaign_size`` best consenting customers. Every row passes the guards.
     funnel : pandas.DataFrame
         Per category: ``non_holders``, ``excluded_expired_assessment``, ``excluded_suitability``,
-        ``eligible``, ``excluded_no_consent``, ``campaign_pool``, ``expected_value_total``,
+        ``excluded_credit_grade``, ``excluded_credit_complaint``, ``eligible``, ``excluded_no_consent``, ``campaign_pool``, ``expected_value_total``,
         ``mean_propensity``.
     opportunities : pandas.DataFrame
         Per (category, product_id) offered: ``customers``, ``consenting_customers``,
@@ -127,7 +154,8 @@ class Recommendations:
         ``mean_propensity``.
     no_offer : dict
         Customers without any offer, by reason: ``holds_everything``, ``expired_assessment``,
-        ``suitability`` (nothing allowed among what they lack).
+        ``suitability`` (nothing allowed among what they lack), ``credit_grade`` and
+        ``credit_complaint`` (what they lack and may hold is credit, refused by that guard).
     customers : pandas.DataFrame or None
         One row per customer (the index of the propensity frame): ``next_best_category``,
         ``next_best_product_id``, ``next_best_expected_value`` (the rank-1 offer; missing when none)
@@ -149,7 +177,8 @@ class Recommendations:
 
 def recommend(propensity: pd.DataFrame, customer_frame: pd.DataFrame, products_frame: pd.DataFrame,
               balance_by_tier: pd.DataFrame, *, top_n: int = 3, campaign_size: int = 20_000,
-              owners: pd.DataFrame | None = None) -> Recommendations:
+              owners: pd.DataFrame | None = None, horizon_months: int = 12,
+              credit_min_grade: str = "BBB") -> Recommendations:
     """Next-best products with expected value, under the guards of the module docstring.
 
     Parameters
@@ -159,7 +188,9 @@ def recommend(propensity: pd.DataFrame, customer_frame: pd.DataFrame, products_f
         a candidate for it).
     customer_frame : pandas.DataFrame
         Same index: ``risk_tolerance`` (C1..C5 or missing), ``assessment_valid`` (bool),
-        ``marketing_consent`` (bool) and ``value_tier``.
+        ``marketing_consent`` (bool) and ``value_tier``; optionally ``credit_grade`` (AAA..CCC; a
+        frame without it grades nobody eligible for credit) and ``credit_complaint`` (bool, a
+        complaint about credit in the last :data:`CREDIT_COMPLAINT_MONTHS` months; default False).
     products_frame : pandas.DataFrame
         ``product_id``, ``category``, ``risk_level`` (R1..R5) and ``annual_margin``.
     balance_by_tier : pandas.DataFrame
@@ -170,6 +201,10 @@ def recommend(propensity: pd.DataFrame, customer_frame: pd.DataFrame, products_f
         Consenting customers kept per category, best expected value first, for campaign lists.
     owners : pandas.DataFrame, optional
         ``branch_id`` and ``relationship_manager`` by customer: count the funnel per owner too.
+    horizon_months : int
+        The propensity horizon: the expected value is the margin over this many months.
+    credit_min_grade : str
+        Lowest credit grade offered a credit product (``CREDIT_OFFER_MIN_GRADE``).
 
     Returns
     -------
@@ -187,6 +222,13 @@ def recommend(propensity: pd.DataFrame, customer_frame: pd.DataFrame, products_f
     consent = cust["marketing_consent"].fillna(False).to_numpy(dtype=bool)
     tier_pos = {t: i for i, t in enumerate(VALUE_TIERS)}
     tier = cust["value_tier"].astype(object).map(tier_pos).fillna(0).to_numpy(dtype=np.int64)
+    if credit_min_grade not in CREDIT_GRADES:
+        raise CrossSellError(f"credit_min_grade must be one of {', '.join(CREDIT_GRADES)}, got {credit_min_grade!r}")
+    grade_ok = credit_grade_ok(cust["credit_grade"] if "credit_grade" in cust.columns else [None] * n,
+                               credit_min_grade)
+    complaint = (cust["credit_complaint"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+                 if "credit_complaint" in cust.columns else np.zeros(n, dtype=bool))
+    is_credit = np.isin(np.asarray(categories, dtype=object), CREDIT_CATEGORIES)
     offer_index, offer_margin = best_products(products_frame, categories)
     eb = balance_by_tier.reindex(index=list(VALUE_TIERS), columns=categories).fillna(0.0).to_numpy(dtype=float)
 
@@ -194,10 +236,13 @@ def recommend(propensity: pd.DataFrame, customer_frame: pd.DataFrame, products_f
     product_row = offer_index[np.arange(k_count)[None, :], tol[:, None]]  # (n, K), -1 = none allowed
     expired = non_holder & ~valid[:, None]
     unsuitable = non_holder & valid[:, None] & (product_row < 0)
-    eligible = non_holder & valid[:, None] & (product_row >= 0)
+    suitable = non_holder & valid[:, None] & (product_row >= 0)
+    bad_grade = suitable & is_credit[None, :] & ~grade_ok[:, None]
+    credit_complaint = suitable & is_credit[None, :] & grade_ok[:, None] & complaint[:, None]
+    eligible = suitable & ~bad_grade & ~credit_complaint
     campaign = eligible & consent[:, None]
     margin = offer_margin[np.arange(k_count)[None, :], tol[:, None]]
-    ev = np.where(eligible, np.nan_to_num(p) * margin * eb[tier], 0.0)
+    ev = np.where(eligible, np.nan_to_num(p) * margin * eb[tier] * (float(horizon_months) / 12.0), 0.0)
 
     # Rank each customer's eligible offers by expected value; a stable sort leaves ties in category order.
     key = np.where(eligible, -ev, np.inf)
@@ -232,6 +277,8 @@ def recommend(propensity: pd.DataFrame, customer_frame: pd.DataFrame, products_f
         "non_holders": non_holder.sum(axis=0),
         "excluded_expired_assessment": expired.sum(axis=0),
         "excluded_suitability": unsuitable.sum(axis=0),
+        "excluded_credit_grade": bad_grade.sum(axis=0),
+        "excluded_credit_complaint": credit_complaint.sum(axis=0),
         "eligible": eligible.sum(axis=0),
         "excluded_no_consent": (eligible & ~consent[:, None]).sum(axis=0),
         "campaign_pool": campaign.sum(axis=0),
@@ -258,10 +305,16 @@ def recommend(propensity: pd.DataFrame, customer_frame: pd.DataFrame, products_f
 
     has_offer = eligible.any(axis=1)
     lacks_some = non_holder.any(axis=1)
+    # No offer though assessed: the last guard that stopped any of the customer's categories.
+    stopped = lacks_some & valid & ~has_offer
+    by_complaint = stopped & credit_complaint.any(axis=1)
+    by_grade = stopped & ~by_complaint & bad_grade.any(axis=1)
     reason_masks = {
         "holds_everything": ~lacks_some,
         "expired_assessment": lacks_some & ~valid,
-        "suitability": lacks_some & valid & ~has_offer,
+        "suitability": stopped & ~by_complaint & ~by_grade,
+        "credit_grade": by_grade,
+        "credit_complaint": by_complaint,
     }
     no_offer = {reason: int(mask.sum()) for reason, mask in reason_masks.items()}
 
@@ -283,7 +336,7 @@ def recommend(propensity: pd.DataFrame, customer_frame: pd.DataFrame, products_f
     if owners is not None:
         cells = _funnel_cells(owners.reindex(propensity.index), categories, {
             "non_holders": non_holder, "excluded_expired_assessment": expired, "excluded_suitability": unsuitable,
-            "eligible": eligible, "excluded_no_consent": eligible & ~consent[:, None]})
+            "excluded_credit_grade": bad_grade, "excluded_credit_complaint": credit_complaint, "eligible": eligible, "excluded_no_consent": eligible & ~consent[:, None]})
     return Recommendations(offers=offers, funnel=funnel, opportunities=opportunities, no_offer=no_offer,
                            customers=customers_out, funnel_cells=cells)
 
@@ -334,5 +387,6 @@ def propensity_json(propensity: pd.DataFrame, decimals: int = 4) -> np.ndarray:
     return np.array(["{" + "".join(row)[2:] + "}" for row in zip(*parts, strict=True)], dtype=object)
 
 
-__all__ = ["EXCLUSION_REASONS", "Recommendations", "assessment_valid", "best_products", "expected_balances",
+__all__ = ["CREDIT_CATEGORIES", "CREDIT_COMPLAINT_CATEGORIES", "CREDIT_COMPLAINT_MONTHS", "EXCLUSION_REASONS",
+           "Recommendations", "assessment_valid", "credit_grade_ok", "best_products", "expected_balances",
            "propensity_json", "recommend"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime, time
 
 import numpy as np
 import pandas as pd
@@ -19,10 +20,18 @@ from analytics.cross_sell.holdings import (
     product_categories,
 )
 from analytics.cross_sell.propensity import CrossSellPropensity
-from analytics.cross_sell.recommend import assessment_valid, expected_balances, propensity_json, recommend
+from analytics.cross_sell.recommend import (
+    CREDIT_COMPLAINT_CATEGORIES,
+    CREDIT_COMPLAINT_MONTHS,
+    assessment_valid,
+    expected_balances,
+    propensity_json,
+    recommend,
+)
 from analytics.features import add_months, customer_features, month_end
 from analytics.runs import Laps, RefreshContext
 from analytics.schema import (
+    contacts,
     cross_sell_categories,
     cross_sell_cooccurrence,
     cross_sell_customer,
@@ -61,6 +70,18 @@ def _customer_rows(per_customer: pd.DataFrame, propensity: pd.DataFrame, closed_
         "no_offer_reason": "closed", "propensities": "{}",
     })
     return pd.concat([rows, closed], ignore_index=True)
+
+
+def credit_complainers(engine, month) -> pd.Index:
+    """Customers with a complaint about credit (:data:`CREDIT_COMPLAINT_CATEGORIES`) in the
+    :data:`CREDIT_COMPLAINT_MONTHS` calendar months ending with ``month`` (the run's month)."""
+    k = contacts.c
+    start = datetime.combine(add_months(month, 1 - CREDIT_COMPLAINT_MONTHS), time())
+    end = datetime.combine(add_months(month, 1), time())
+    frame = read_frame(engine, select(k.customer_id).distinct().where(
+        k.kind == "complaint", k.category.in_(CREDIT_COMPLAINT_CATEGORIES),
+        k.contacted_at >= start, k.contacted_at < end))
+    return pd.Index(frame["customer_id"].astype(str))
 
 
 def cross_sell_stage(ctx: RefreshContext) -> None:
@@ -126,12 +147,15 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
                                              population["risk_assessment_age_days"], conf["valid_days"]),
         "marketing_consent": population["marketing_consent"].astype(bool),
         "value_tier": tiers.reindex(population.index),
+        "credit_grade": population["credit_grade"].astype(object) if "credit_grade" in population.columns else None,
+        "credit_complaint": population.index.isin(credit_complainers(engine, m0)),
     }, index=population.index)
     balance_by_tier = expected_balances(balances, tiers, categories)
     owners = read_frame(engine, select(customers.c.customer_id, customers.c.branch_id,
                                        customers.c.relationship_manager)).set_index("customer_id")
     result = recommend(propensity, customer_frame, products_frame, balance_by_tier, top_n=conf["top_n"],
-                       campaign_size=conf["campaign_size"], owners=owners)
+                       campaign_size=conf["campaign_size"], owners=owners, horizon_months=conf["horizon_months"],
+                       credit_min_grade=conf["credit_min_grade"])
     del owners
     lap("recommend")
 
@@ -143,7 +167,8 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
         "category": categories,
         "holders": [int(holders.get(c, 0)) for c in categories],
         **{col: funnel[col].reindex(categories).to_numpy() for col in
-           ("non_holders", "excluded_expired_assessment", "excluded_suitability", "eligible",
+           ("non_holders", "excluded_expired_assessment", "excluded_suitability", "excluded_credit_grade",
+            "excluded_credit_complaint", "eligible",
             "excluded_no_consent", "campaign_pool", "expected_value_total", "mean_propensity")},
         "expected_balance": [float(overall_balance[c]) if c in overall_balance.index else None for c in categories],
         "model": report["model"].fillna("none").to_numpy(),

@@ -534,6 +534,19 @@ class _Generator:
         has["card"] = (age <= 70) & (u() < np.minimum(0.75, 0.22 + 0.09 * inc))
         has["consumer_loan"] = (age >= 22) & (age <= 55) & (u() < 0.07)
         has["gold"] = (u() < np.array([0.01, 0.04, 0.08, 0.10])[tier]) & (tol >= 2)
+        # The probability behind each draw above (the demo's truth, read by analytics.demo.truth);
+        # computed beside the draws, so it takes no random numbers and changes no row.
+        prob = {
+            "call": np.array([0.03, 0.10, 0.20, 0.25])[tier],
+            "td": np.array([0.22, 0.50, 0.65, 0.70])[tier],
+            "wm": np.array([0.05, 0.35, 0.60, 0.75])[tier] * (tol >= 1),
+            "fund": np.clip(np.array([0.04, 0.22, 0.45, 0.60])[tier] * fund_mult, 0.0, 1.0),
+            "mortgage": ((age >= 25) & (age <= 60)) * np.clip(0.03 + 0.045 * inc, 0.0, 1.0),
+            "insurance": np.clip(ins_p, 0.0, 1.0),
+            "card": (age <= 70) * np.clip(np.minimum(0.75, 0.22 + 0.09 * inc), 0.0, 1.0),
+            "consumer_loan": ((age >= 22) & (age <= 55)) * 0.07,
+            "gold": np.array([0.01, 0.04, 0.08, 0.10])[tier] * (tol >= 2),
+        }
 
         def choose(products: list[str], weights: list[float], mask: np.ndarray) -> np.ndarray:
             pidx = np.array([PRODUCT_INDEX[p] for p in products])
@@ -599,7 +612,8 @@ class _Generator:
         hist_open = _uniform_day(rng, c["open"], np.full(m, self.as_of_d - 120))
         hist_close = hist_open + hist_term
         hist &= hist_close < self.as_of_d
-        return {"has": has, "prod": prod, "share": share, "opened": opened, "loans": loans,
+        return {"has": has, "prod": prod, "share": share, "opened": opened, "loans": loans, "prob": prob,
+                "window": {"lo": lo, "hi": hi, "consumer_loan_lo": cl_lo},
                 "hist": hist, "hist_prod": hist_prod, "hist_open": hist_open, "hist_close": hist_close}
 
     def _suitability(self, rng, c: dict, hold: dict) -> dict:
@@ -934,6 +948,18 @@ class _Generator:
 # ---------------------------------------------------------------------------------------------
 
 
+def chunk_plan(customers: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The chunk sizes and, per chunk, the defect quotas of a store of ``customers`` rows."""
+    sizes = np.full(customers // CHUNK_CUSTOMERS, CHUNK_CUSTOMERS)
+    if customers % CHUNK_CUSTOMERS:
+        sizes = np.append(sizes, customers % CHUNK_CUSTOMERS)
+    totals = expected_defect_counts(customers)
+    quotas = {name: _allocate(total, sizes) for name, total in totals.items()}
+    quotas["risk_old_extra"] = _allocate(
+        totals["risk_assessment_over_a_year_old"] - totals["stale_record"], sizes)
+    return sizes, quotas
+
+
 def generate(engine: Engine, *, customers: int = 20000, months: int = 24, seed: int = 42,
              as_of: date | None = None, progress: bool = True) -> dict:
     """(Re)build the store tables with a realistic demo bank.
@@ -991,13 +1017,7 @@ def generate(engine: Engine, *, customers: int = 20000, months: int = 24, seed: 
     rows["branches"] = bulk_insert(engine, schema.branches, gen.branches())
     rows["products"] = bulk_insert(engine, schema.products, gen.products())
 
-    sizes = np.full(customers // CHUNK_CUSTOMERS, CHUNK_CUSTOMERS)
-    if customers % CHUNK_CUSTOMERS:
-        sizes = np.append(sizes, customers % CHUNK_CUSTOMERS)
-    totals = expected_defect_counts(customers)
-    quotas = {name: _allocate(total, sizes) for name, total in totals.items()}
-    quotas["risk_old_extra"] = _allocate(
-        totals["risk_assessment_over_a_year_old"] - totals["stale_record"], sizes)
+    sizes, quotas = chunk_plan(customers)
     batch = int(settings.get("LOAD_CHUNK_ROWS"))
     defects = dict.fromkeys(DEFECT_RATES, 0)
     behaviour: dict[str, int] = {}

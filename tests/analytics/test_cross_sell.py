@@ -354,7 +354,8 @@ def test_guards_on_hand_built_customers():
     assert funnel.loc["fund", "eligible"] == 2
     assert funnel.loc["fund", "excluded_no_consent"] == 1 and funnel.loc["fund", "campaign_pool"] == 1
     assert funnel.loc["deposit", "non_holders"] == 5 and funnel.loc["deposit", "eligible"] == 3
-    assert result.no_offer == {"holds_everything": 0, "expired_assessment": 2, "suitability": 0}
+    assert result.no_offer == {"holds_everything": 0, "expired_assessment": 2, "suitability": 0, "credit_grade": 0,
+                               "credit_complaint": 0}
     opp = result.opportunities.set_index(["category", "product_id"])
     assert opp.loc[("fund", "F5"), "customers"] == 1 and opp.loc[("fund", "F4"), "consenting_customers"] == 0
 
@@ -470,14 +471,15 @@ def test_demo_every_stored_offer_passes_the_guards(demo_engine):
     metrics = get_run_metrics(demo_engine, run)
     assert len(best) == metrics["cross_sell.customers_with_offer"]
     assert (len(best) + metrics["cross_sell.no_offer.expired_assessment"] + metrics["cross_sell.no_offer.suitability"]
+            + metrics["cross_sell.no_offer.credit_grade"] + metrics["cross_sell.no_offer.credit_complaint"]
             + metrics["cross_sell.no_offer.holds_everything"] == metrics["cross_sell.customers_scored"])
 
 
 def test_demo_categories_and_opportunities(demo_engine):
     cats = read_categories(demo_engine)
     assert set(cats["model"]) <= {"logistic", "base_rate", "none"}
-    assert (cats["excluded_expired_assessment"] + cats["excluded_suitability"] + cats["eligible"]
-            == cats["non_holders"]).all()
+    assert (cats["excluded_expired_assessment"] + cats["excluded_suitability"] + cats["excluded_credit_grade"]
+            + cats["excluded_credit_complaint"] + cats["eligible"] == cats["non_holders"]).all()
     assert (cats["holders"] + cats["non_holders"] <= 3000).all()
     opp = read_opportunities(demo_engine)
     by_cat = opp.groupby("category")["customers"].sum()
@@ -533,7 +535,17 @@ def test_campaign_list_rechecks_the_current_record(engine):
     assert not {first, second, third} & set(again["customer_id"])
     assert len(again) == len(listed) - 3
     assert after == {"consent": before["consent"] + 1, "suitability": before["suitability"] + 1,
-                     "expired_assessment": before["expired_assessment"] + 1}
+                     "expired_assessment": before["expired_assessment"] + 1, "credit_grade": 0,
+                     "credit_complaint": 0}
+    # A credit grade lowered below CREDIT_OFFER_MIN_GRADE after the run: off a credit list, counted.
+    cards, card_before = campaign_list(engine, None, viewer=MARKETING, category="credit_card", limit=1000)
+    assert len(cards) >= 1 and card_before["credit_grade"] > 0
+    with engine.begin() as conn:
+        conn.execute(update(customers).where(customers.c.customer_id == cards["customer_id"].iloc[0])
+                     .values(credit_grade="CCC"))
+    cards_after, card_after = campaign_list(engine, None, viewer=MARKETING, category="credit_card", limit=1000)
+    assert cards["customer_id"].iloc[0] not in set(cards_after["customer_id"])
+    assert card_after == {**card_before, "credit_grade": card_before["credit_grade"] + 1}
     assert len(campaign_list(engine, None, viewer=MARKETING, category="wealth_management", limit=2)[0]) == 2
     with pytest.raises(CrossSellError, match="limit"):
         campaign_list(engine, None, viewer=MARKETING, category="wealth_management", limit=-1)
@@ -596,7 +608,7 @@ def test_demo_every_customer_has_propensities_and_a_next_best_or_a_reason(demo_e
     assert (rows["next_best_category"].notna() == has_product).all()
     assert (rows["next_best_expected_value"].notna() == has_product).all()
     assert set(rows.loc[has_reason, "no_offer_reason"]) <= {"expired_assessment", "suitability", "holds_everything",
-                                                           "closed"}
+                                                           "credit_grade", "credit_complaint", "closed"}
     for text_value in rows["propensities"]:
         probabilities = json.loads(text_value)
         assert isinstance(probabilities, dict)
