@@ -525,6 +525,8 @@ def kpi_ranking(run_id: int, kpi: str, level: str, viewer: access.Viewer) -> dic
     """Top and bottom 5 branches (or regions) on ``kpi`` at the run's month, over ``viewer``'s
     customers, without a unit under ``MIN_CELL_CUSTOMERS``; None when the run has no activity data."""
     return _kpi_ranking(resolve_url(), int(run_id), kpi, level, viewer.key(), access.min_cell_customers(), viewer)
+
+
 @st.cache_data(ttl=600, show_spinner=False, max_entries=50)
 def _cross_sell_offer_mix(url: str, run_id: int, key: tuple, small: int, _viewer: access.Viewer):
     from analytics import cross_sell
