@@ -911,6 +911,37 @@ def accept_missing_checkpoint(engine: Engine, *, username: str | None = None) ->
                         f"{head_seq} and the acceptance recorded as entry {seq}.", head_seq, accepted=True)
 
 
+def anchor_restored(engine: Engine, *, username: str | None = None, source: str | None = None) -> VerifyResult:
+    """After a restore (:mod:`analytics.backup`): verify the restored chain and anchor this store's
+    checkpoint at its head, replacing the checkpoint of the store that was overwritten.
+
+    The old checkpoint rightly calls the older, restored log truncated; the restore is the
+    explained reason, so it is replaced, and the replacement is recorded as an ``audit_verify``
+    entry (``restored``, the old checkpoint's head, the backup file's name). The entries themselves
+    must verify with the current key: when they don't, nothing is anchored and the
+    ``audit_chain_broken`` alarm is raised, as by :func:`verify`.
+    """
+    key = audit_key(engine)
+    path, store = _checkpoint_path(), _store_id(engine)
+    with _checkpoint_lock(path):
+        with engine.connect() as conn:
+            head_seq, head_hash = _head(conn)
+        result = _verify(engine, key, None, None, head_seq, head_hash)
+        if not (result.ok or result.missing_checkpoint):
+            _raise_alarm(path, store, result.message)
+            return result
+        old = _load_checkpoints(path).get(store)
+        _store_checkpoint(path, key, store, head_seq, head_hash)
+        _clear_alarm(path, store)
+    replaced = {k: old.get(k) for k in ("seq", "hash", "at")} if isinstance(old, dict) else None
+    seq = append(engine, "audit_verify", username=username,
+                 parameters={"ok": True, "checked": result.checked, "restored": True, "anchored_at_seq": head_seq,
+                             "replaced_checkpoint": replaced, "backup_file": source})
+    return VerifyResult(True, result.checked, None,
+                        f"{result.checked} restored audit entries verified; the checkpoint was anchored at entry "
+                        f"{head_seq} and the restore recorded as entry {seq}.", head_seq, accepted=True)
+
+
 def prune(engine: Engine, older_than_days: int | None = None) -> int:
     """Delete entries older than ``older_than_days`` (default ``AUDIT_RETENTION_DAYS``) and return how many.
 

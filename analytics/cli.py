@@ -229,6 +229,26 @@ def cmd_campaign(args) -> int:
     return run(args, _engine(args))
 
 
+def cmd_backup(args) -> int:
+    from analytics import backup
+    from analytics.store import make_engine
+
+    report = backup.backup(make_engine(args.db), args.file)
+    print(report.summary("backup written to"))
+    return 0
+
+
+def cmd_restore(args) -> int:
+    from analytics import backup
+    from analytics.store import make_engine
+
+    report = backup.restore(make_engine(args.db, create_dir=True), args.file, force=args.force,
+                            username=f"cli:{getpass.getuser()}")
+    print(report.summary("restored from"))
+    print(report.audit_message)
+    return 0 if report.audit_ok else 2
+
+
 class UsageError(AnalyticsError):
     """A command was called with arguments that don't fit together."""
 
@@ -420,6 +440,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_campaign_parser(add, cmd_campaign)
 
+    p = add("backup", cmd_backup, "Write a consistent backup of the whole store to FILE (mode 0600): SQLite's "
+            "online backup API, or pg_dump's custom format for PostgreSQL.")
+    p.add_argument("file", metavar="FILE")
+
+    p = add("restore", cmd_restore, "Check the backup FILE, replace the store's contents with it, and anchor "
+            "the audit checkpoint at the restored head (exit 2 when the restored audit chain does not verify).")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--force", action="store_true", help="replace a store that already holds data")
+
     p = add("status", cmd_status, "Show the current refresh run and recent runs.")
     p.add_argument("--json", action="store_true", help="print a JSON object (current_run, runs)")
     p.add_argument("--limit", type=int, default=10)
@@ -428,7 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Commands that change the store or its users, or send customer rows out (digest): each run is audited
 # with the OS user and its arguments.
-AUDITED_COMMANDS = {"load", "demo", "refresh", "users", "setup-demo", "digest", "campaign"}
+AUDITED_COMMANDS = {"load", "demo", "refresh", "users", "setup-demo", "digest", "campaign", "backup", "restore"}
 # Arguments never written to the audit log (the store URL may hold a password; it is redacted).
 _NOT_AUDITED = {"func", "command", "db"}
 
