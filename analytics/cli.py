@@ -212,6 +212,10 @@ def cmd_audit(args) -> int:
             except audit.AuditChainBroken:
                 pass  # the append raised the audit_chain_broken alarm on stderr; the exit code says it
         return 0 if result.ok else 2
+    if args.action == "rotate-key":
+        result = audit.rotate_key(engine, username=f"cli:{getpass.getuser()}")
+        print(result.message)
+        return 0
     from analytics import loader
 
     if args.accept_missing_checkpoint:
@@ -411,8 +415,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sign-off", action="store_true",
                    help="review only: record in the audit log that you reviewed every account now")
 
-    p = add("audit", cmd_audit, "Verify the audit chain (exit 0 when intact) or prune old entries.")
-    p.add_argument("action", choices=["verify", "prune"])
+    p = add("audit", cmd_audit, "Verify the audit chain (exit 0 when intact), prune old entries, or rotate its "
+            "key to AUDIT_HMAC_KEY (the old key in AUDIT_HMAC_KEYS_RETIRED; see docs/deployment.md).")
+    p.add_argument("action", choices=["verify", "prune", "rotate-key"])
     p.add_argument("--accept-missing-checkpoint", action="store_true",
                    help="verify only: after a first install or a restore, accept that this store has no "
                         "checkpoint and anchor one at the current head (the acceptance is recorded)")
@@ -472,7 +477,7 @@ def command_parameters(args) -> dict:
 def _audit_command(args, exit_code: int, error: str | None) -> None:
     """Append a ``cli_command`` entry; a store that cannot take it (it may be what failed) is
     reported on stderr, never hidden and never fatal to the command's own outcome."""
-    if args.command not in AUDITED_COMMANDS and not (args.command == "audit" and args.action == "prune") \
+    if args.command not in AUDITED_COMMANDS and not (args.command == "audit" and args.action in ("prune", "rotate-key")) \
             and not (args.command == "approvals" and args.action == "expire"):
         return
     try:
