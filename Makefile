@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 8501
 DEMO_CUSTOMERS ?= 3000
 
-.PHONY: run test bench lint demo refresh clean
+.PHONY: run test reliability bench lint demo refresh clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ run: $(VENV)/.run-deps
 ## test: set up and run the test suite
 test: $(VENV)/.dev-deps
 	$(BIN)/python -m pytest
+
+## reliability: the long crash tests (SIGKILL of `python -m analytics refresh` at every pause point, on
+## SQLite and, with CUSTOMER_STORE_TEST_PG_URL, PostgreSQL); their fast cases also run in `make test`
+reliability: $(VENV)/.dev-deps
+	$(BIN)/python -m pytest tests/reliability -m "reliability_long or not reliability_long" -v
 
 ## bench: speed and memory benchmarks, written to benchmarks/results.json (not run by CI)
 bench: $(VENV)/.dev-deps

@@ -89,6 +89,8 @@ EVENTS: tuple[str, ...] = (
     "mfa_enrol", "mfa_reset", "access_review",
     # A campaign planned on the Campaigns page (issue 13).
     "campaign_create",
+    # Written by rotate_key() itself, signed with the old key: later entries use the key it names.
+    "audit_key_rotate",
     # Written by prune() itself: the anchor that lets verify() start after the pruned entries.
     "audit_prune",
 )
@@ -166,6 +168,7 @@ class VerifyResult:
     head_seq: int | None = None
     missing_checkpoint: bool = False
     accepted: bool = False
+    head_key_id: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -229,6 +232,21 @@ def audit_key(engine: Engine | None = None) -> bytes:
             "set AUDIT_HMAC_KEY in the environment or .streamlit/secrets.toml (at least 32 bytes)."
         )
     return _read_or_create_key_file(_project_path(_setting("AUDIT_KEY_FILE")))
+
+
+def key_id(key: bytes) -> str:
+    """A key's public name in the chain: a keyed fingerprint (16 hex characters), not the key."""
+    return hmac.new(key, b"audit-key-id", hashlib.sha256).hexdigest()[:16]
+
+
+def retired_keys() -> list[bytes]:
+    """The earlier audit keys of ``AUDIT_HMAC_KEYS_RETIRED`` (comma-separated), for :func:`verify`."""
+    raw = str(_setting("AUDIT_HMAC_KEYS_RETIRED") or "")
+    keys = [k.strip().encode("utf-8") for k in raw.split(",") if k.strip()]
+    short = sum(len(k) < MIN_KEY_BYTES for k in keys)
+    if short:
+        raise ConfigError(f"AUDIT_HMAC_KEYS_RETIRED holds {short} keys shorter than {MIN_KEY_BYTES} bytes.")
+    return keys
 
 
 def _checkpoint_path() -> Path:
@@ -591,6 +609,32 @@ def safe_parameters(params: Mapping | None) -> dict:
     return out
 
 
+# Peers that are this host: behind the reverse proxy of docs/deployment.md every connection comes
+# from it (the app listens on loopback only), and Streamlit reports them as no address at all.
+_LOCAL_PEERS = (None, "", "127.0.0.1", "::1")
+
+
+def client_address(peer: str | None, forwarded_for: str | None) -> str | None:
+    """The client address an entry records, from the connection's peer and its ``X-Forwarded-For``.
+
+    The header is trusted only on a connection from this host (the reverse proxy, which replaces
+    whatever the browser sent with the address it sees); its last entry is the one the nearest
+    proxy wrote. A connection from elsewhere is recorded by its own address and its header, which
+    its sender chose, is ignored. A value that is not an IP address is not recorded.
+    """
+    import ipaddress
+
+    if peer not in _LOCAL_PEERS:
+        return peer
+    if not forwarded_for:
+        return peer or None
+    candidate = forwarded_for.split(",")[-1].strip()
+    try:
+        return str(ipaddress.ip_address(candidate))
+    except ValueError:
+        return None
+
+
 def session_ref(session_id: str | None) -> str | None:
     """A short digest of a session id: enough to group one session's entries, useless as a login."""
     if not session_id:
@@ -713,7 +757,7 @@ def append(engine: Engine, event: str, *, username: str | None = None, roles: st
         stale or unsigned checkpoint): nothing is written, and the ``audit_chain_broken`` alarm
         is logged and recorded for :func:`chain_alarm`.
     """
-    if event not in EVENTS or event == "audit_prune":
+    if event not in EVENTS or event in ("audit_prune", "audit_key_rotate"):
         raise ValueError(f"Unknown audit event {event!r}. Known events: {', '.join(EVENTS[:-1])}.")
     key = audit_key(engine)
     if target is not None and not isinstance(target, str):
@@ -817,9 +861,13 @@ def verify(engine: Engine) -> VerifyResult:
 
 
 def _verify(engine: Engine, key: bytes, cp: Checkpoint | None, cp_problem: str | None,
-            head_seq: int, head_hash: str) -> VerifyResult:
+            head_seq: int, head_hash: str, *, allow_retired_head: bool = False) -> VerifyResult:
     checked = 0
     head_at = None
+    # Each stretch of the chain is checked with the key the chain names for it: the first entry's
+    # key is whichever configured key signed it; an audit_key_rotate entry names the next one.
+    keys = {key_id(k): k for k in (key, *retired_keys())}
+    segment_key = None
     with engine.connect() as conn:
         anchor_seq, anchor_hash = _anchor(conn)
         expected_seq, expected_prev = anchor_seq + 1, anchor_hash
@@ -842,14 +890,29 @@ def _verify(engine: Engine, key: bytes, cp: Checkpoint | None, cp_problem: str |
             if entry["prev_hash"] != expected_prev:
                 return VerifyResult(False, checked, seq,
                                     f"Entry {seq} does not follow entry {seq - 1} (broken link).", head_seq)
-            if not hmac.compare_digest(_entry_hash(key, entry), entry["entry_hash"] or ""):
+            if segment_key is None:
+                segment_key = next((k for k in keys.values()
+                                    if hmac.compare_digest(_entry_hash(k, entry), entry["entry_hash"] or "")), key)
+            if not hmac.compare_digest(_entry_hash(segment_key, entry), entry["entry_hash"] or ""):
                 return VerifyResult(False, checked, seq, f"Entry {seq} was altered (hash mismatch).", head_seq)
+            if entry["event"] == "audit_key_rotate":
+                new_id = str(json.loads(entry["parameters"] or "{}").get("new_key_id"))
+                if new_id not in keys:
+                    return VerifyResult(False, checked, seq, f"Entry {seq} rotated the audit key to key id {new_id}, "
+                                        "which is neither AUDIT_HMAC_KEY nor in AUDIT_HMAC_KEYS_RETIRED.", head_seq)
+                segment_key = keys[new_id]
             checked += 1
             expected_seq, expected_prev = seq + 1, entry["entry_hash"]
             head_at = entry["at_utc"]
 
+    head_key = None if segment_key is None else key_id(segment_key)
+
     def fail(msg: str, bad: int | None = None, **kw) -> VerifyResult:
-        return VerifyResult(False, checked, bad, msg, head_seq, **kw)
+        return VerifyResult(False, checked, bad, msg, head_seq, head_key_id=head_key, **kw)
+
+    if segment_key is not None and segment_key != key and not allow_retired_head:
+        return fail(f"The newest audit entries are signed with a retired key (id {head_key}), not AUDIT_HMAC_KEY. "
+                    "Hint: to rotate, run `python -m analytics audit rotate-key` (docs/deployment.md).")
 
     if cp_problem:
         return fail(cp_problem)
@@ -872,7 +935,8 @@ def _verify(engine: Engine, key: bytes, cp: Checkpoint | None, cp_problem: str |
     if cp.at is not None and isinstance(head_at, dt.datetime) and cp.at + CHECKPOINT_CLOCK_SLACK < head_at:
         return fail(f"The checkpoint (written {cp.at:%Y-%m-%d %H:%M:%S} UTC) is older than entry {cp.seq} it "
                     f"covers (written {head_at:%Y-%m-%d %H:%M:%S} UTC): it was not written by an append.")
-    return VerifyResult(True, checked, None, f"{checked} entries verified; head at entry {head_seq}.", head_seq)
+    return VerifyResult(True, checked, None, f"{checked} entries verified; head at entry {head_seq}.", head_seq,
+                        head_key_id=head_key)
 
 
 def accept_missing_checkpoint(engine: Engine, *, username: str | None = None) -> VerifyResult:
@@ -909,6 +973,94 @@ def accept_missing_checkpoint(engine: Engine, *, username: str | None = None) ->
     return VerifyResult(True, result.checked, None,
                         f"{result.checked} entries verified; the missing checkpoint was accepted at entry "
                         f"{head_seq} and the acceptance recorded as entry {seq}.", head_seq, accepted=True)
+
+
+def anchor_restored(engine: Engine, *, username: str | None = None, source: str | None = None) -> VerifyResult:
+    """After a restore (:mod:`analytics.backup`): verify the restored chain and anchor this store's
+    checkpoint at its head, replacing the checkpoint of the store that was overwritten.
+
+    The old checkpoint rightly calls the older, restored log truncated; the restore is the
+    explained reason, so it is replaced, and the replacement is recorded as an ``audit_verify``
+    entry (``restored``, the old checkpoint's head, the backup file's name). The entries themselves
+    must verify with the current key: when they don't, nothing is anchored and the
+    ``audit_chain_broken`` alarm is raised, as by :func:`verify`.
+    """
+    key = audit_key(engine)
+    path, store = _checkpoint_path(), _store_id(engine)
+    with _checkpoint_lock(path):
+        with engine.connect() as conn:
+            head_seq, head_hash = _head(conn)
+        result = _verify(engine, key, None, None, head_seq, head_hash, allow_retired_head=True)
+        if not (result.ok or result.missing_checkpoint):
+            _raise_alarm(path, store, result.message)
+            return result
+        old = _load_checkpoints(path).get(store)
+        if result.head_key_id not in (None, key_id(key)):
+            # A backup from before a key rotation: anchor it with the key that signed its head, so
+            # that `audit rotate-key` can carry it over to AUDIT_HMAC_KEY (recorded there).
+            retired = {key_id(k): k for k in retired_keys()}[result.head_key_id]
+            _store_checkpoint(path, retired, store, head_seq, head_hash)
+            message = (f"{result.checked} restored audit entries verified and the checkpoint anchored at entry "
+                       f"{head_seq}, but the newest are signed with the retired key id {result.head_key_id}. "
+                       "Hint: run `python -m analytics audit rotate-key`, then `audit verify`.")
+            _raise_alarm(path, store, message)
+            return VerifyResult(False, result.checked, None, message, head_seq, head_key_id=result.head_key_id)
+        _store_checkpoint(path, key, store, head_seq, head_hash)
+        _clear_alarm(path, store)
+    replaced = {k: old.get(k) for k in ("seq", "hash", "at")} if isinstance(old, dict) else None
+    seq = append(engine, "audit_verify", username=username,
+                 parameters={"ok": True, "checked": result.checked, "restored": True, "anchored_at_seq": head_seq,
+                             "replaced_checkpoint": replaced, "backup_file": source})
+    return VerifyResult(True, result.checked, None,
+                        f"{result.checked} restored audit entries verified; the checkpoint was anchored at entry "
+                        f"{head_seq} and the restore recorded as entry {seq}.", head_seq, accepted=True)
+
+
+def rotate_key(engine: Engine, *, username: str | None = None) -> VerifyResult:
+    """Move the audit chain to ``AUDIT_HMAC_KEY`` from the retired key that signs its newest entries.
+
+    Under the append lock: the whole chain must verify (with the retired key for its newest
+    stretch) and match the checkpoint signed with that key; then an ``audit_key_rotate`` entry,
+    signed with the retired key, names :func:`key_id` of the new key, and the checkpoint is
+    re-signed with the new key.
+
+    Raises
+    ------
+    AuditTamperedError
+        If the chain or its checkpoint does not verify (nothing is rotated), or no retired key
+        signs the newest entries (the new key is not in ``AUDIT_HMAC_KEY``, or the old one is
+        missing from ``AUDIT_HMAC_KEYS_RETIRED``).
+    """
+    key = audit_key(engine)
+    path, store = _checkpoint_path(), _store_id(engine)
+    with _checkpoint_lock(path):
+        with engine.connect() as conn:
+            head_seq, head_hash = _head(conn)
+        probe = _verify(engine, key, None, None, head_seq, head_hash, allow_retired_head=True)
+        if not (probe.ok or probe.missing_checkpoint):
+            raise AuditTamperedError(f"Not rotating: the audit log does not verify. {probe.message}")
+        if probe.head_key_id in (None, key_id(key)):
+            raise AuditTamperedError("Not rotating: the newest audit entries are already signed with AUDIT_HMAC_KEY "
+                                     "(or the log is empty). Hint: put the new key in AUDIT_HMAC_KEY and the old one "
+                                     "in AUDIT_HMAC_KEYS_RETIRED.")
+        old = {key_id(k): k for k in retired_keys()}[probe.head_key_id]
+        cp, problem = _read_checkpoint(old, store, path)
+        problem = problem or _continuity_problem(old, store, path, (head_seq, head_hash))
+        if problem:
+            raise AuditTamperedError(f"Not rotating: {problem}")
+        with _serialised(engine) as conn:
+            if _head(conn) != (head_seq, head_hash):
+                raise AuditTamperedError("Not rotating: the audit log changed meanwhile; run the command again.")
+            seq, entry_hash = _append_locked(conn, old, {
+                "username": _clip(scrub_text(username) if username else None, 64), "roles": None,
+                "session_id": None, "client_address": None, "event": "audit_key_rotate", "target": None,
+                "parameters": _canonical({"old_key_id": key_id(old), "new_key_id": key_id(key)}),
+                "reason": None, "run_id": None,
+            }, head=(head_seq, head_hash))
+        _store_checkpoint(path, key, store, seq, entry_hash)
+        _clear_alarm(path, store)
+    return VerifyResult(True, probe.checked + 1, None, f"{probe.checked} entries verified; the audit key was rotated "
+                        f"from key id {key_id(old)} to {key_id(key)} at entry {seq}.", seq, head_key_id=key_id(key))
 
 
 def prune(engine: Engine, older_than_days: int | None = None) -> int:

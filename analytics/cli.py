@@ -212,6 +212,10 @@ def cmd_audit(args) -> int:
             except audit.AuditChainBroken:
                 pass  # the append raised the audit_chain_broken alarm on stderr; the exit code says it
         return 0 if result.ok else 2
+    if args.action == "rotate-key":
+        result = audit.rotate_key(engine, username=f"cli:{getpass.getuser()}")
+        print(result.message)
+        return 0
     from analytics import loader
 
     if args.accept_missing_checkpoint:
@@ -227,6 +231,26 @@ def cmd_campaign(args) -> int:
     from analytics.campaigns.cli import cmd_campaign as run
 
     return run(args, _engine(args))
+
+
+def cmd_backup(args) -> int:
+    from analytics import backup
+    from analytics.store import make_engine
+
+    report = backup.backup(make_engine(args.db), args.file)
+    print(report.summary("backup written to"))
+    return 0
+
+
+def cmd_restore(args) -> int:
+    from analytics import backup
+    from analytics.store import make_engine
+
+    report = backup.restore(make_engine(args.db, create_dir=True), args.file, force=args.force,
+                            username=f"cli:{getpass.getuser()}")
+    print(report.summary("restored from"))
+    print(report.audit_message)
+    return 0 if report.audit_ok else 2
 
 
 class UsageError(AnalyticsError):
@@ -402,8 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sign-off", action="store_true",
                    help="review only: record in the audit log that you reviewed every account now")
 
-    p = add("audit", cmd_audit, "Verify the audit chain (exit 0 when intact) or prune old entries.")
-    p.add_argument("action", choices=["verify", "prune"])
+    p = add("audit", cmd_audit, "Verify the audit chain (exit 0 when intact), prune old entries, or rotate its "
+            "key to AUDIT_HMAC_KEY (the old key in AUDIT_HMAC_KEYS_RETIRED; see docs/deployment.md).")
+    p.add_argument("action", choices=["verify", "prune", "rotate-key"])
     p.add_argument("--accept-missing-checkpoint", action="store_true",
                    help="verify only: after a first install or a restore, accept that this store has no "
                         "checkpoint and anchor one at the current head (the acceptance is recorded)")
@@ -431,6 +456,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_campaign_parser(add, cmd_campaign)
 
+    p = add("backup", cmd_backup, "Write a consistent backup of the whole store to FILE (mode 0600): SQLite's "
+            "online backup API, or pg_dump's custom format for PostgreSQL.")
+    p.add_argument("file", metavar="FILE")
+
+    p = add("restore", cmd_restore, "Check the backup FILE, replace the store's contents with it, and anchor "
+            "the audit checkpoint at the restored head (exit 2 when the restored audit chain does not verify).")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--force", action="store_true", help="replace a store that already holds data")
+
     p = add("status", cmd_status, "Show the current refresh run and recent runs.")
     p.add_argument("--json", action="store_true", help="print a JSON object (current_run, runs)")
     p.add_argument("--limit", type=int, default=10)
@@ -439,7 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Commands that change the store or its users, or send customer rows out (digest): each run is audited
 # with the OS user and its arguments.
-AUDITED_COMMANDS = {"load", "demo", "refresh", "users", "setup-demo", "digest", "campaign"}
+AUDITED_COMMANDS = {"load", "demo", "refresh", "users", "setup-demo", "digest", "campaign", "backup", "restore"}
 # Arguments never written to the audit log (the store URL may hold a password; it is redacted).
 _NOT_AUDITED = {"func", "command", "db"}
 
@@ -454,7 +488,7 @@ def command_parameters(args) -> dict:
 def _audit_command(args, exit_code: int, error: str | None) -> None:
     """Append a ``cli_command`` entry; a store that cannot take it (it may be what failed) is
     reported on stderr, never hidden and never fatal to the command's own outcome."""
-    if args.command not in AUDITED_COMMANDS and not (args.command == "audit" and args.action == "prune") \
+    if args.command not in AUDITED_COMMANDS and not (args.command == "audit" and args.action in ("prune", "rotate-key")) \
             and not (args.command == "approvals" and args.action == "expire"):
         return
     try:

@@ -10,6 +10,19 @@ A failed refresh is marked ``failed`` and its partial results are deleted; a ref
 (power cut, ``kill -9``) cannot mark itself, so the next refresh marks every abandoned ``running`` run
 as failed before it starts. Either way the previous run stays current.
 
+**Crash testing.** ``REFRESH_PAUSE_AT=<point>`` (test-only fault injection, read in
+:func:`_pause_point` and nowhere else) makes the refresh write the marker file named by
+``REFRESH_PAUSE_MARKER`` and sleep when it reaches ``<point>``, so ``tests/reliability`` can kill it
+there with SIGKILL. The points, in order (:func:`pause_points`):
+
+* ``stage:<name>:writing``: inside stage ``<name>``'s first transaction, its rows written and the
+  ``COMMIT`` not yet sent;
+* ``stage:<name>:after``: stage ``<name>`` committed its results, later stages not started;
+* ``publish:before-commit``: inside the publish transaction, the pointer moved, not committed;
+* ``publish:after-commit``: right after the publish committed, before old results are pruned.
+
+A name that is not a point stops the refresh before it starts. Production never sets these.
+
 Later analytics plug in by adding a :class:`Stage` to :data:`STAGES`. What pages read about runs
 (:func:`freshness`, :func:`status`) lives in :mod:`analytics.run_status` and is re-exported here.
 """
@@ -22,8 +35,10 @@ import socket
 import time
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Engine, delete, event, func, insert, select, update
+from sqlalchemy.exc import DBAPIError
 
 from analytics import churn, clv_refresh, cross_sell, quality, risk, settings
 from analytics.aggregates import aggregates_stage
@@ -64,6 +79,43 @@ STAGES: list[Stage] = [
     # last: it reads risk and churn, and writes the standing alerts table, not run-keyed results
     Stage("alerts", alerts_stage),
 ]
+
+
+PAUSE_ENV = "REFRESH_PAUSE_AT"
+PAUSE_MARKER_ENV = "REFRESH_PAUSE_MARKER"
+# A paused refresh waits this long for its kill, then goes on (a test that died must not leave a
+# refresh holding the store forever).
+PAUSE_SECONDS = 600
+
+
+def pause_points() -> list[str]:
+    """Every point ``REFRESH_PAUSE_AT`` may name, in the order a refresh passes them."""
+    points = [p for stage in STAGES for p in (f"stage:{stage.name}:writing", f"stage:{stage.name}:after")]
+    return [*points, "publish:before-commit", "publish:after-commit"]
+
+
+def _pause_point() -> str | None:
+    """The test-only pause point from the environment (None in production)."""
+    point = os.environ.get(PAUSE_ENV)
+    if point and point not in pause_points():
+        raise RefreshError(f"{PAUSE_ENV}={point} names no pause point; see analytics/refresh.py.")
+    return point or None
+
+
+def _pause(point: str) -> None:
+    marker = Path(os.environ.get(PAUSE_MARKER_ENV) or f"refresh-paused-{os.getpid()}")
+    tmp = marker.with_name(marker.name + ".tmp")
+    tmp.write_text(f"{os.getpid()} {point}\n", encoding="ascii")
+    os.replace(tmp, marker)  # the test reads a whole line or no file
+    log.warning("refresh paused at %s (%s)", point, PAUSE_ENV)
+    deadline = time.monotonic() + PAUSE_SECONDS
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _read_only(exc: DBAPIError) -> bool:
+    text_ = str(exc.orig).lower()
+    return any(s in text_ for s in ("readonly database", "read-only", "read only", "permission denied"))
 
 
 def result_tables():
@@ -161,19 +213,42 @@ def run_refresh(engine: Engine, *, progress: Callable[[str, float], None] | None
         When another refresh is running, or a stage fails (the run is then marked failed, its
         partial results deleted, and the previous run stays current).
     """
-    init_schema(engine)  # the app's own tables; a missing store table is left for check_store to name
-    check_store(engine)
-    mark_abandoned_runs(engine)
-    other = _running_elsewhere(engine)
-    if other is not None:
-        raise RefreshError(f"Refresh run {other} is still running; wait for it to finish.")
-    as_of_month = latest_activity_month(engine)
-    _check_activity_month(as_of_month, naive_utc().date())
-    with engine.begin() as conn:
-        run_id = conn.execute(insert(refresh_runs).values(
-            started_at=utcnow(), status="running", host=socket.gethostname(), pid=os.getpid(),
-        )).inserted_primary_key[0]
+    pause_at = _pause_point()
+    try:
+        init_schema(engine)  # the app's own tables; a missing store table is left for check_store to name
+        check_store(engine)
+        mark_abandoned_runs(engine)
+        other = _running_elsewhere(engine)
+        if other is not None:
+            raise RefreshError(f"Refresh run {other} is still running; wait for it to finish.")
+        as_of_month = latest_activity_month(engine)
+        _check_activity_month(as_of_month, naive_utc().date())
+        with engine.begin() as conn:
+            run_id = conn.execute(insert(refresh_runs).values(
+                started_at=utcnow(), status="running", host=socket.gethostname(), pid=os.getpid(),
+            )).inserted_primary_key[0]
+    except DBAPIError as exc:
+        if _read_only(exc):
+            raise RefreshError(f"The store is read-only for this process ({type(exc.orig).__name__}): a refresh "
+                               "must write its results. Nothing was changed; the published run stays current. "
+                               "Hint: run the refresh as the writer role or user.") from None
+        raise
     log.info("refresh run %s started", run_id)
+
+    def at(point: str) -> None:
+        if point == pause_at:
+            _pause(point)
+
+    armed = False
+
+    def on_commit(_conn) -> None:
+        # Listened to only when pause_at is a stage's 'writing' point; fires in that stage's first
+        # commit, before the COMMIT is sent.
+        nonlocal armed
+        if armed:
+            armed = False
+            at(pause_at)
+
     ctx = RefreshContext(engine=engine, run_id=run_id, as_of_month=as_of_month, progress=progress)
     try:
         for i, stage in enumerate(STAGES):
@@ -183,12 +258,20 @@ def run_refresh(engine: Engine, *, progress: Callable[[str, float], None] | None
                 progress(stage.name, i / len(STAGES))
             if stage_hook:
                 stage_hook(stage.name, "before")
+            armed = pause_at == f"stage:{stage.name}:writing"
+            if armed:
+                event.listen(engine, "commit", on_commit)
             t0 = time.perf_counter()
-            stage.run(ctx)
+            try:
+                stage.run(ctx)
+            finally:
+                if event.contains(engine, "commit", on_commit):
+                    event.remove(engine, "commit", on_commit)
             ctx.metrics[f"stage_seconds.{stage.name}"] = round(time.perf_counter() - t0, 3)
             if stage_hook:
                 stage_hook(stage.name, "after")
-        _publish(engine, ctx)
+            at(f"stage:{stage.name}:after")
+        _publish(engine, ctx, at)
     except BaseException as exc:
         # BaseException too: a Ctrl-C mid-run must still leave the run marked failed.
         _fail(engine, run_id, exc)
@@ -196,6 +279,7 @@ def run_refresh(engine: Engine, *, progress: Callable[[str, float], None] | None
             raise RefreshError(f"Refresh run {run_id} failed in stage {_stage_of(engine, run_id)}: "
                                f"{describe(exc)}") from exc
         raise
+    at("publish:after-commit")
     if progress:
         progress("published", 1.0)
     _prune_old_results(engine)
@@ -208,7 +292,7 @@ def _stage_of(engine: Engine, run_id: int) -> str | None:
         return conn.execute(select(refresh_runs.c.stage).where(refresh_runs.c.run_id == run_id)).scalar()
 
 
-def _publish(engine: Engine, ctx: RefreshContext) -> None:
+def _publish(engine: Engine, ctx: RefreshContext, at: Callable[[str], None] = lambda point: None) -> None:
     now = utcnow()
     with engine.begin() as conn:
         conn.execute(update(refresh_runs).where(refresh_runs.c.run_id == ctx.run_id).values(
@@ -218,6 +302,7 @@ def _publish(engine: Engine, ctx: RefreshContext) -> None:
             run_id=ctx.run_id, published_at=now)).rowcount
         if not moved:
             conn.execute(insert(current_run).values(id=1, run_id=ctx.run_id, published_at=now))
+        at("publish:before-commit")
 
 
 def _fail(engine: Engine, run_id: int, exc: BaseException) -> None:
@@ -241,5 +326,5 @@ def _prune_old_results(engine: Engine) -> None:
             _delete_results(engine, run_id)
 
 
-__all__ = ["ABANDONED_AFTER", "STAGES", "Freshness", "RefreshError", "StageHook", "freshness", "latest_activity_month",
-           "mark_abandoned_runs", "result_tables", "run_refresh", "status"]
+__all__ = ["ABANDONED_AFTER", "PAUSE_ENV", "PAUSE_MARKER_ENV", "STAGES", "Freshness", "RefreshError", "StageHook", "freshness", "latest_activity_month",
+           "mark_abandoned_runs", "pause_points", "result_tables", "run_refresh", "status"]

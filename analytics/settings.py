@@ -54,6 +54,9 @@ SETTINGS: dict[str, Setting] = {
                 secret=True),
         Setting("AUDIT_HMAC_KEY", "",
                 "Key of the HMAC-SHA256 chain over the audit log; at least 32 bytes.", secret=True),
+        Setting("AUDIT_HMAC_KEYS_RETIRED", "",
+                "Earlier audit keys, comma-separated, kept after `audit rotate-key` so the entries they "
+                "signed still verify (docs/deployment.md).", secret=True),
         Setting("KPI_REFRESH_SECONDS", 60, "How often the KPI wall reloads its figures (without reloading the page).",
                 int),
         Setting("DATA_STALE_HOURS", 36,

@@ -180,10 +180,13 @@ def show_error(exc: Exception, kind=None) -> None:
 # --------------------------------------------------------------------------------------------
 
 def client_address() -> str | None:
+    """The browser's address for the audit log; behind the reverse proxy, its X-Forwarded-For
+    (trusted from this host only: audit.client_address)."""
     try:
-        return st.context.ip_address
+        peer, forwarded = st.context.ip_address, st.context.headers.get("X-Forwarded-For")
     except Exception:  # noqa: BLE001 - not available in AppTest or before the websocket opens
         return None
+    return audit.client_address(peer, forwarded)
 
 
 def current_user() -> dict | None:
