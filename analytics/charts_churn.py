@@ -167,4 +167,26 @@ def importance_bar(importance: pd.DataFrame, top: int = 15, lang: str = "en") ->
     return fig
 
 
-__all__ = ["DIMENSIONS", "calibration_plot", "churn_rate_bar", "importance_bar", "lift_chart"]
+def model_choice_text(candidate: str | dict | None, lang: str = "en") -> str | None:
+    """The model the inner cross-validation chose (``churn.final_candidate``: JSON of
+    :attr:`analytics.churn.ChurnModel.candidate_`) in words, or None for a run that did not record it."""
+    import json
+
+    if not candidate:
+        return None
+    try:
+        c = json.loads(candidate) if isinstance(candidate, str) else dict(candidate)
+        kind, weight, auc = c["kind"], float(c["weight"]), float(c["cv_auc"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    C = f"{float(c['C']):g}" if c.get("C") is not None else ""
+    if kind == "trees":
+        model = tr("churn.candidate_trees", lang)
+    elif kind == "logistic":
+        model = tr("churn.candidate_logistic", lang, C=C)
+    else:
+        model = tr("churn.candidate_blend", lang, trees=f"{weight:.0%}", logistic=f"{1 - weight:.0%}", C=C)
+    return tr("churn.model_chosen", lang, model=model, auc=f"{auc:.3f}")
+
+
+__all__ = ["DIMENSIONS", "calibration_plot", "churn_rate_bar", "importance_bar", "lift_chart", "model_choice_text"]

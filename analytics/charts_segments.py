@@ -24,7 +24,7 @@ from analytics.charts_common import (
 )
 from analytics.i18n import label, tr
 from analytics.lifecycle import LIFECYCLE_STAGES
-from analytics.segmentation import RFM_SEGMENTS, VALUE_TIERS
+from analytics.segmentation import RFM_SEGMENTS, VALUE_TIERS, cluster_label
 
 
 def _metric(metric: str, lang: str) -> str:
@@ -97,6 +97,14 @@ def segment_bar(summary: pd.DataFrame, metric: str = "customers", lang: str = "e
                 colours)
 
 
+def cluster_bar(summary: pd.DataFrame, metric: str = "customers", lang: str = "en") -> go.Figure:
+    """Customers (or a ``metric`` total) per behavioural cluster, the stored name codes rendered in
+    ``lang`` (:func:`analytics.segmentation.cluster_label`)."""
+    frame = _ordered(summary, ())
+    labels = [cluster_label(v, lang) for v in frame["value"]]
+    return _bar(frame, labels, metric, tr("charts.segments.segments", lang, metric=_metric(metric, lang)), lang)
+
+
 def value_tier_bar(summary: pd.DataFrame, metric: str = "customers", lang: str = "en") -> go.Figure:
     """Customers (or a total) per value tier, mass to private."""
     frame = _ordered(summary, VALUE_TIERS)
@@ -129,7 +137,7 @@ def cluster_profile_heatmap(profiles: pd.DataFrame, lang: str = "en") -> go.Figu
     z = profiles[z_cols].astype(float).to_numpy()
     # Without counts (a portfolio's view of the model's clusters), the clusters are named only.
     counts = profiles["customers"] if "customers" in profiles.columns else pd.Series(np.nan, index=profiles.index)
-    names = [str(name) if pd.isna(n) else f"{name} ({int(n):,})"
+    names = [cluster_label(name, lang) if pd.isna(n) else f"{cluster_label(name, lang)} ({int(n):,})"
              for name, n in zip(profiles["cluster_name"], counts, strict=True)]
     limit = float(max(1.0, np.nanmax(np.abs(z))))
     fig = go.Figure(go.Heatmap(
@@ -182,6 +190,6 @@ def clv_histogram(bands: pd.DataFrame, horizon_years: int = 3, lang: str = "en")
 
 
 __all__ = [
-    "clv_histogram", "cluster_profile_heatmap",
+    "cluster_bar", "clv_histogram", "cluster_profile_heatmap",
     "cohort_heatmap", "lifecycle_bar", "rfm_heatmap", "segment_bar", "value_tier_bar",
 ]

@@ -4,7 +4,7 @@ filters and an audited export for roles that may see customer rows."""
 
 import streamlit as st
 
-from analytics import access, formatting, i18n
+from analytics import access, charts_churn, formatting, i18n
 from analytics.formatting import escape_md
 from app_pages import loaders, session, widgets
 
@@ -49,6 +49,9 @@ widgets.metric(c3, "top_decile_lift", formatting.ratio(num("churn.top_decile_lif
 widgets.metric(c4, "top_decile_capture", session.fmt_rate(num("churn.top_decile_capture"), digits=0))
 st.caption(session.t("churn.trained_evaluated_applied", train=escape_md(m.get("churn.train_cutoff")),
                      holdout=escape_md(m.get("churn.holdout_cutoff")), as_of=escape_md(m.get("churn.as_of_month"))))
+chosen = charts_churn.model_choice_text(m.get("churn.final_candidate"), lang)
+if chosen:
+    st.caption(escape_md(chosen))
 c1, c2, c3 = st.columns(3)
 c1.plotly_chart(loaders.run_chart(run_id, "lift", viewer=user["viewer"], lang=lang), width="stretch")
 c2.plotly_chart(loaders.run_chart(run_id, "calibration", viewer=user["viewer"], lang=lang), width="stretch")

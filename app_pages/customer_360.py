@@ -8,7 +8,7 @@ name or an address may hold Markdown."""
 
 import streamlit as st
 
-from analytics import access, approvals, charts_customer360, customer360, formatting, i18n, runs
+from analytics import access, approvals, charts_customer360, customer360, formatting, i18n, runs, segmentation
 from analytics.errors import AnalyticsError
 from analytics.formatting import escape_md
 from app_pages import session, widgets
@@ -31,6 +31,8 @@ def score_text(key: str, value) -> str:
         return formatting.rate(value, lang)
     if key in FAMILIES:
         return escape_md(i18n.label(FAMILIES[key], value, lang))
+    if key == "cluster_name":  # stored as word codes
+        return escape_md(segmentation.cluster_label(value, lang))
     return escape_md(value)
 
 

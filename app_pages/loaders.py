@@ -362,7 +362,7 @@ def _cube_figure(cube: sx.Cube, filters: sx.Filters, kind: str, metric: str, lan
     if kind == "segment_bar":
         return cs.segment_bar(sx.summary(cube, "rfm_segment", filters, min_cell=small), metric, lang=lang)
     if kind == "cluster_bar":
-        return cs.segment_bar(sx.summary(cube, "cluster_name", filters, min_cell=small), metric,
+        return cs.cluster_bar(sx.summary(cube, "cluster_name", filters, min_cell=small), metric,
                               lang=lang).update_layout(title=tr("segments.behavioural_clusters", lang))
     if kind == "branch_bar":
         frame = sx.summary(cube, "branch_id", filters, min_cell=small).sort_values(metric, ascending=False)

@@ -23,6 +23,7 @@ from analytics.features import FEATURE_COLUMNS
 from analytics.lifecycle import LIFECYCLE_STAGES
 from analytics.schema import ALERT_KINDS, ALERT_STATUSES, CUSTOMER_STATUSES, RUN_STATUSES
 from analytics.segmentation import CLUSTER_FEATURES, RFM_SEGMENTS, VALUE_TIERS
+from analytics.segmentation.clusters import NAME_WORDS
 
 ROOT = Path(__file__).resolve().parents[1]
 # rglob: a module split into a package keeps its keys in the scan.
@@ -68,6 +69,8 @@ FAMILIES = {
     "dq_dimension": ["overall", *quality.DIMENSIONS],
     "exclusion": [*EXCLUSION_REASONS, "listed"],
     "feature": [*CLUSTER_FEATURES, *FEATURE_COLUMNS],  # the cluster heat map and the churn importance chart
+    # Stored cluster names are word codes (analytics.segmentation.cluster_label renders them).
+    "cluster.word": list(NAME_WORDS),
     "metric": list(metrics.METRICS),
     "metric_help": list(metrics.METRICS),
     "dimension": ["branch_id", "value_tier", "lifecycle_stage", "rfm_segment", "risk_tolerance", "credit_grade"],
@@ -199,3 +202,23 @@ def test_tr_fills_fields_and_falls_back_to_the_key():
     assert i18n.label("category", "gold_bars_of_a_bank", "zh") == "gold_bars_of_a_bank"
     with pytest.raises(ValueError):
         i18n.tr("overview.your_pages", "fr")
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_every_cluster_name_part_renders_in_both_languages(lang):
+    """Every word code, every neutral "high/low <feature>" part, the part that sets a cluster apart
+    and the number render from the catalog: the code itself never shows."""
+    from analytics.segmentation import cluster_label
+
+    for word in NAME_WORDS:
+        assert cluster_label(word, lang) == CATALOG[f"cluster.word.{word}"][lang]
+    for feature in CLUSTER_FEATURES:
+        for direction in ("high", "low"):
+            text = cluster_label(f"savers {direction}:{feature} ({direction}:{feature}) #3", lang)
+            assert feature not in text and f"{direction}:" not in text and "savers" not in text or lang == "en", text
+            assert CATALOG[f"feature.{feature}"][lang] in text and "3" in text
+    assert cluster_label("young digital savers", "en") == "young digital savers"
+    assert cluster_label("high:aum_avg_3m low:txn_count_3m", "en") == "high AUM, low transactions"
+    assert cluster_label("high:aum_avg_3m low:txn_count_3m", "zh") == "高资产规模、低交易笔数"
+    assert cluster_label("new everyday (low:age) #2", "zh") == "新开户普通客户（低年龄）（第2组）"
+    assert cluster_label("a name from an older run", lang) == "a name from an older run"

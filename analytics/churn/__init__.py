@@ -52,11 +52,13 @@ the following ``H`` months (a measured rate, not the model's extrapolation); *cl
 The model
 ---------
 :class:`ChurnModel` is a scikit-learn classifier for any tabular frame with numeric and categorical
-columns and missing values: a gradient-boosting model (``HistGradientBoostingClassifier``, native
+columns and missing values. Its inner cross-validation, on the training data alone, chooses among
+a gradient-boosting model (``HistGradientBoostingClassifier`` with scikit-learn's defaults, native
 categorical splits for columns of up to 16 categories, cross-fitted target encoding for wider
-ones, early stopping) and a regularised logistic regression (imputed, standardised, signed-log of
-heavily skewed columns, one-hot categories), blended on the logit scale with a weight chosen on
-out-of-fold predictions, then calibrated by isotonic or sigmoid (Platt) regression, whichever has
+ones), regularised logistic regressions (imputed, standardised, signed-log of heavily skewed
+columns, one-hot categories; a small grid of C) and their blends on the logit scale, by
+out-of-fold ROC AUC; the choice is kept in ``candidate_`` and recorded by the refresh as
+``churn.model_candidate``. The chosen model is then calibrated by isotonic or sigmoid (Platt) regression, whichever has
 the lower cross-validated Brier score on those out-of-fold predictions. See its docstring.
 
 Reason codes

@@ -1,5 +1,6 @@
-"""The churn model: :class:`ChurnModel`, a calibrated classifier for any tabular frame (boosted trees
-blended with a logistic regression), and the two calibrators it chooses between. How it fits is
+"""The churn model: :class:`ChurnModel`, a calibrated classifier for any tabular frame (boosted trees,
+a regularised logistic regression or a blend of the two, chosen by inner cross-validation), and the
+two calibrators it chooses between. How it fits is
 summarised in :mod:`analytics.churn` (*The model*) and detailed in the class docstring.
 """
 
@@ -64,6 +65,13 @@ class _Isotonic:
 
 _CALIBRATORS: dict[str, type] = {"isotonic": _Isotonic, "sigmoid": _Sigmoid}
 
+# The candidates the model chooses among (see ChurnModel): two tree models, "gbm" (ours) and
+# "default" (scikit-learn's defaults), logistic regressions of these inverse L2 strengths, and the
+# blend weights of the trees between them.
+TREE_CANDIDATES: tuple[str, ...] = ("default",)
+LINEAR_CS: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)
+WEIGHTS: list[float] = [float(w) for w in np.round(np.linspace(0, 1, 11), 1)]
+
 
 class ChurnModel(ClassifierMixin, BaseEstimator):
     """A calibrated binary classifier for any tabular frame: boosted trees + logistic regression.
@@ -74,22 +82,28 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
     1. Categories: each categorical column keeps its ``max_categories - 1`` most frequent values;
        the rest, and values never seen in ``fit``, become one ``"(other)"`` category.
     2. Out-of-fold scores: with at most ``cv_max_rows`` rows, ``n_folds`` stratified folds give
-       every row a score from a gradient-boosting model and from a logistic regression that did
-       not see it; with more rows, one stratified hold-out of ``validation_fraction`` does (the
-       base models fitted on the rest are then kept as they are: with that much data a refit adds
-       little and would double the time).
-    3. Blend: the weight ``w`` in 0, 0.1, .., 1 of ``w * logit(p_gbm) + (1 - w) * logit(p_lr)``
-       with the highest out-of-fold ROC AUC (ties to the weight nearest 0.5).
+       every row a score from each candidate base model that did not see it; with more rows, one
+       stratified hold-out of ``validation_fraction`` does (the base models fitted on the rest are
+       then kept as they are: with that much data a refit adds little and would double the time).
+       Every base model is fitted on the same folds.
+    3. Choice: among the gradient-boosting model alone, each logistic regression alone (``C`` in
+       :data:`LINEAR_CS`) and every weight ``w`` in 0.1, .., 0.9 of ``w * logit(p_trees) + (1 - w)
+       * logit(p_logistic)`` for every (trees, C) pair, the highest out-of-fold ROC AUC wins
+       (ties to 6 decimals: a single model before a blend, then the weight nearest 0.5, then the
+       larger C). The blends are scored from the folds' predictions: they cost no further fit.
+       Only the training data is used; the choice is kept in ``candidate_``.
     4. Calibration: isotonic and sigmoid calibrators are compared by 5-fold cross-validated Brier
        score on the out-of-fold blended scores; the lower wins (``calibration="auto"``) and is
        fitted on all of them, as scikit-learn's ``CalibratedClassifierCV(ensemble=False)`` does.
-    5. Small data: the base models are refitted on every row.
+    5. Small data: the chosen base models (one, or the two of a blend) are refitted on every row.
 
-    The gradient-boosting model is ``HistGradientBoostingClassifier`` (learning rate 0.1, 31 leaves,
-    20 rows per leaf, L2 1.0, at most 500 trees with early stopping on a 10 % split after 20
-    rounds without improvement), with native categorical splits for columns of at most
-    ``native_max_categories`` categories and cross-fitted target encoding for wider ones (native
-    splits over many categories overfit small data). The logistic regression (``C``) sees
+    The gradient-boosting model is ``HistGradientBoostingClassifier`` with scikit-learn's defaults
+    (the plain baseline the model must never lose to), with native categorical splits for columns
+    of at most ``native_max_categories`` categories and cross-fitted target encoding for wider ones
+    (native splits over many categories overfit small data). An earlier tuned configuration (at
+    most 500 trees, L2 1.0, early stopping after 20 rounds; ``_gbm``) is kept as a candidate name
+    ``"gbm"`` for :data:`TREE_CANDIDATES`, not tried by default: it doubled the fitting time for no
+    gain on the public sets of ``tests/analytics/test_churn_public.py``. The logistic regression (``C``) sees
     median-imputed numbers with missing-value indicators, ``sign(x) log(1 + |x|)`` of columns whose
     skewness exceeds ``skew_threshold`` (balances, amounts), standardised, and one-hot categories
     (those seen fewer than 5 times pooled).
@@ -98,16 +112,17 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
     ----------
     calibration : {"auto", "isotonic", "sigmoid", "none"}
     blend : "auto" or float
-        ``"auto"`` chooses the weight of the boosted trees as above; a number fixes it (1: trees
-        only, 0: logistic regression only).
+        ``"auto"`` chooses among the candidates as above; a number fixes the weight of the trees
+        (1: trees only, 0: logistic regression only) and only the (trees, C) pair is chosen.
     n_folds : int
     cv_max_rows : int
     validation_fraction : float
     max_categories : int
     native_max_categories : int
     skew_threshold : float
-    C : float
-        Inverse L2 strength of the logistic regression.
+    C : "auto" or float
+        Inverse L2 strength of the logistic regression: ``"auto"`` tries each of
+        :data:`LINEAR_CS`; a number fixes it.
     n_threads : int or None
         OpenMP/BLAS threads while fitting and predicting. 1 by default: on a busy 2-core host,
         idle threads spin-waiting made a boosted fit ~3x slower than one thread (0.98 s vs
@@ -125,10 +140,17 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
     categories_ : dict[str, list[str]]
         Kept categories per categorical column (last: ``"(other)"``).
     gbm_, linear_ : fitted base models
+        The trees and the logistic regression; ``None`` when the choice does not use it.
     weight_ : float
-        Weight of the boosted trees in the blend.
+        Weight of the boosted trees in the blend (1: trees only, 0: logistic regression only).
+    candidate_ : dict
+        The chosen candidate: ``kind`` ("trees", "logistic" or "blend"), ``trees`` (the tree
+        model's name or None), ``C`` (or None), ``weight`` and ``cv_auc`` (its out-of-fold ROC AUC).
+    cv_scores_ : dict[str, float]
+        Out-of-fold ROC AUC of each single model ("trees default", "logistic C=0.1", ...) and of
+        the best blend ("blend").
     blend_auc_ : dict[float, float]
-        Out-of-fold ROC AUC of each weight tried.
+        Out-of-fold ROC AUC of each weight for the chosen (trees, C) pair.
     calibration_ : str
         ``"isotonic"``, ``"sigmoid"`` or ``"none"``.
     calibration_brier_ : dict[str, float]
@@ -142,7 +164,7 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
 
     def __init__(self, *, calibration="auto", blend="auto", n_folds=5, cv_max_rows=30000,
                  validation_fraction=0.2, max_categories=100, native_max_categories=16,
-                 skew_threshold=2.0, C=1.0, n_threads=1, random_state=None):
+                 skew_threshold=2.0, C="auto", n_threads=1, random_state=None):
         self.calibration = calibration
         self.blend = blend
         self.n_folds = n_folds
@@ -245,7 +267,28 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         encode = ColumnTransformer([("target", TargetEncoder(cv=folds), wide)], remainder="passthrough")
         return make_pipeline(encode, trees)
 
-    def _linear(self):
+    def _default_trees(self):
+        """``HistGradientBoostingClassifier`` with scikit-learn's defaults, on the same encoding as
+        :meth:`_gbm` (native categories for narrow columns, target encoding for wide ones)."""
+        model = self._gbm()
+        trees = model.steps[-1][1] if isinstance(model, Pipeline) else model
+        trees.set_params(**{k: v for k, v in HistGradientBoostingClassifier().get_params().items()
+                            if k not in ("categorical_features", "random_state")})
+        return model
+
+    def _trees(self, name: str):
+        return self._gbm() if name == "gbm" else self._default_trees()
+
+    def _Cs(self) -> list[float]:
+        if isinstance(self.C, str):
+            if self.C != "auto":
+                raise ValueError(f"C must be 'auto' or a positive number, not {self.C!r}")
+            return list(LINEAR_CS)
+        if not float(self.C) > 0:
+            raise ValueError(f"C must be 'auto' or a positive number, not {self.C!r}")
+        return [float(self.C)]
+
+    def _linear(self, C=None):
         def numbers():
             return SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)
 
@@ -260,7 +303,8 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
             parts.append(("categories", OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=5),
                           sorted(narrow + wide)))
         return Pipeline([("prepare", ColumnTransformer(parts)),
-                         ("logistic", LogisticRegression(C=self.C, max_iter=5000))])
+                         ("logistic", LogisticRegression(C=float(C if C is not None else self._Cs()[0]),
+                                                         max_iter=5000))])
 
     # --- fit -----------------------------------------------------------------------------------
 
@@ -302,44 +346,104 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         Z = self._prepare(X)
         seeds = np.random.RandomState(self.random_state).randint(0, 2**31 - 1, size=3)
 
+        if self.blend != "auto" and not (isinstance(self.blend, (int, float)) and 0 <= self.blend <= 1):
+            raise ValueError(f"blend must be 'auto' or a weight in [0, 1], not {self.blend!r}")
+        Cs = self._Cs()
+        weight_grid = WEIGHTS if self.blend == "auto" else [float(self.blend)]
+        trees = [] if max(weight_grid) == 0 else list(TREE_CANDIDATES)
+        linears = [] if min(weight_grid) == 1 else Cs
+        # Column j of ``scores``: the trees in ``trees`` order, then a logistic regression per C.
+        names = [*trees, *(f"logistic C={C:g}" for C in linears)]
+
+        def fit_all(rows) -> list:
+            return ([self._trees(t).fit(Z[rows], target[rows]) for t in trees]
+                    + [self._linear(C).fit(Z[rows], target[rows]) for C in linears])
+
         if len(Z) <= self.cv_max_rows:
             folds = max(2, min(self.n_folds, minority))
-            scores = np.zeros((len(Z), 2))
+            scores = np.zeros((len(Z), len(names)))
             splitter = StratifiedKFold(folds, shuffle=True, random_state=seeds[0])
+            # Every candidate on the same folds: each blend is then scored from these out-of-fold
+            # predictions at no further fitting cost.
             for train, val in splitter.split(Z, target):
-                scores[val, 0] = self._gbm().fit(Z[train], target[train]).predict_proba(Z[val])[:, 1]
-                scores[val, 1] = self._linear().fit(Z[train], target[train]).predict_proba(Z[val])[:, 1]
+                for j, model in enumerate(fit_all(train)):
+                    scores[val, j] = model.predict_proba(Z[val])[:, 1]
             y_val = target
-            self.gbm_ = self._gbm().fit(Z, target)
-            self.linear_ = self._linear().fit(Z, target)
+            fitted = None
             self.fit_mode_ = f"{folds}-fold"
         else:
             train, val = train_test_split(np.arange(len(Z)), test_size=self.validation_fraction, stratify=target,
                                           random_state=seeds[0])
-            self.gbm_ = self._gbm().fit(Z[train], target[train])
-            self.linear_ = self._linear().fit(Z[train], target[train])
-            scores = np.column_stack([self.gbm_.predict_proba(Z[val])[:, 1],
-                                      self.linear_.predict_proba(Z[val])[:, 1]])
+            fitted = fit_all(train)
+            scores = np.column_stack([m.predict_proba(Z[val])[:, 1] for m in fitted])
             y_val = target[val]
             self.fit_mode_ = "hold-out"
 
-        self.weight_, self.blend_auc_ = self._choose_weight(scores, y_val)
-        blended = self._blend(scores[:, 0], scores[:, 1])
+        choice, self.cv_scores_ = self._choose_candidate(scores, y_val, trees, linears, weight_grid)
+        self.weight_ = choice["weight"]
+        self.candidate_ = choice
+        # The blend curve of the chosen pair (a pure choice: paired with the best of the other kind).
+        best = {kind: max((k for k in self._blend_aucs_ if k[2] == w), key=self._blend_aucs_.get, default=None)
+                for kind, w in (("trees", 1.0), ("logistic", 0.0))}
+        pair_t = choice["trees"] if choice["trees"] is not None else (best["trees"] or (None,))[0]
+        pair_C = choice["C"] if choice["C"] is not None else (best["logistic"] or (None, None))[1]
+        self.blend_auc_ = {w: self._blend_aucs_[key] for w in weight_grid
+                           if (key := (pair_t if w > 0 else None, pair_C if w < 1 else None, w)) in self._blend_aucs_}
+        tree_j = trees.index(choice["trees"]) if choice["trees"] is not None else None
+        linear_j = len(trees) + linears.index(choice["C"]) if choice["C"] is not None else None
+        if fitted is None:
+            # Small data: the chosen base models are refitted on every row.
+            self.gbm_ = self._trees(choice["trees"]).fit(Z, target) if tree_j is not None else None
+            self.linear_ = self._linear(choice["C"]).fit(Z, target) if linear_j is not None else None
+        else:
+            # Large data: the base models fitted on the rest are kept as they are.
+            self.gbm_ = fitted[tree_j] if tree_j is not None else None
+            self.linear_ = fitted[linear_j] if linear_j is not None else None
+        blended = self._blend(scores[:, tree_j] if tree_j is not None else None,
+                              scores[:, linear_j] if linear_j is not None else None)
         self.calibration_, self.calibration_brier_ = self._choose_calibration(blended, y_val, seeds[1])
         self.calibrator_ = (None if self.calibration_ == "none"
                             else _CALIBRATORS[self.calibration_]().fit(blended, y_val))
         return self
 
-    def _choose_weight(self, scores: np.ndarray, y: np.ndarray) -> tuple[float, dict]:
-        grid = np.round(np.linspace(0, 1, 11), 1) if self.blend == "auto" else [float(self.blend)]
-        if self.blend != "auto" and not 0 <= grid[0] <= 1:
-            raise ValueError(f"blend must be 'auto' or a weight in [0, 1], not {self.blend!r}")
+    def _choose_candidate(self, scores: np.ndarray, y: np.ndarray, trees: list, linears: list,
+                          weights: list) -> tuple[dict, dict]:
+        """The candidate with the highest out-of-fold ROC AUC among every tree model alone, every
+        logistic regression alone, and every blend weight of every (tree, logistic) pair.
+
+        Ties (to 6 decimals) go to the simpler candidate: one base model before a blend, then the
+        weight nearest 0.5, the scikit-learn default trees before ours, the larger C."""
         logits = _logit(scores)
-        aucs = {float(w): float(roc_auc_score(y, w * logits[:, 0] + (1 - w) * logits[:, 1])) for w in grid}
-        best = max(aucs, key=lambda w: (round(aucs[w], 6), -abs(w - 0.5)))
-        return best, aucs
+        n_trees = len(trees)
+        aucs: dict[tuple, float] = {}
+        for w in weights:
+            pairs = ([(t, None) for t in trees] if w == 1 else [(None, C) for C in linears] if w == 0
+                     else [(t, C) for t in trees for C in linears])
+            for t, C in pairs:
+                z = (w * logits[:, trees.index(t)] if t is not None else 0.0) + \
+                    ((1 - w) * logits[:, n_trees + linears.index(C)] if C is not None else 0.0)
+                aucs[(t, C, float(w))] = float(roc_auc_score(y, z))
+        self._blend_aucs_ = aucs
+
+        def rank(key):
+            t, C, w = key
+            return (round(aucs[key], 6), w in (0.0, 1.0), -abs(w - 0.5), t == "default", C or 0.0)
+
+        t, C, w = max(aucs, key=rank)
+        kind = "trees" if w == 1 else "logistic" if w == 0 else "blend"
+        choice = {"kind": kind, "trees": t, "C": C, "weight": w, "cv_auc": aucs[(t, C, w)]}
+        summary = {}
+        for (t2, C2, w2), auc in aucs.items():
+            label = (f"trees {t2}" if w2 == 1 else f"logistic C={C2:g}" if w2 == 0
+                     else "blend")
+            summary[label] = max(summary.get(label, -1.0), auc)
+        return choice, summary
 
     def _blend(self, p_gbm, p_linear) -> np.ndarray:
+        if p_linear is None:
+            return np.asarray(p_gbm, dtype=float)
+        if p_gbm is None:
+            return np.asarray(p_linear, dtype=float)
         return _expit(self.weight_ * _logit(p_gbm) + (1 - self.weight_) * _logit(p_linear))
 
     def _choose_calibration(self, p: np.ndarray, y: np.ndarray, seed) -> tuple[str, dict]:
@@ -360,7 +464,8 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
     # --- predict -------------------------------------------------------------------------------
 
     def _raw_proba(self, Z: np.ndarray) -> np.ndarray:
-        return self._blend(self.gbm_.predict_proba(Z)[:, 1], self.linear_.predict_proba(Z)[:, 1])
+        return self._blend(self.gbm_.predict_proba(Z)[:, 1] if self.gbm_ is not None else None,
+                           self.linear_.predict_proba(Z)[:, 1] if self.linear_ is not None else None)
 
     def predict_proba(self, X) -> np.ndarray:
         """Calibrated probabilities, shape ``(n, 2)``: column 1 is ``classes_[1]`` (churn)."""

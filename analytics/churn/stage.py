@@ -7,6 +7,7 @@ on both, score every customer and write the run's churn tables, as described in
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -303,6 +304,10 @@ def churn_stage(ctx: RefreshContext) -> None:
         "churn.model_calibration": model.calibration_,
         "churn.final_weight_gbm": final.weight_,
         "churn.final_calibration": final.calibration_,
+        # Which candidate the inner cross-validation chose (trees, logistic regression or a blend):
+        # JSON {"kind", "trees", "C", "weight", "cv_auc"}.
+        "churn.model_candidate": json.dumps(model.candidate_, sort_keys=True),
+        "churn.final_candidate": json.dumps(final.candidate_, sort_keys=True),
         "churn.inactive_churn_rate": inactive_rate,
         "churn.customers_active": len(active_now),
         "churn.customers_inactive": len(inactive),

@@ -71,6 +71,7 @@ from analytics.segmentation.clusters import (
     FEATURE_LABELS,
     LOG_FEATURES,
     BehaviourClusterer,
+    cluster_label,
     cluster_name,
     cluster_settings,
 )
@@ -92,7 +93,7 @@ from analytics.segmentation.tiers import VALUE_TIERS, parse_number_list, value_t
 __all__ = [
     "CLUSTER_FEATURES", "FEATURE_LABELS", "LOG_FEATURES", "RFM_FREQUENCY", "RFM_MONETARY",
     "RFM_RECENCY", "RFM_SEGMENTS", "RFM_SEGMENT_RULES", "RFM_TIEBREAKS", "SEGMENT_GRID", "VALUE_TIERS",
-    "BehaviourClusterer", "cluster_name", "cluster_settings", "parse_number_list", "quintile_scores",
+    "BehaviourClusterer", "cluster_label", "cluster_name", "cluster_settings", "parse_number_list", "quintile_scores",
     "read_cluster_profiles", "read_cohort_retention", "read_segment_summary", "rfm_segment", "rfm_table",
     "value_tier_thresholds", "value_tiers",
 ]

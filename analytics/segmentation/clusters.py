@@ -61,6 +61,9 @@ class BehaviourClusterer(ClusterMixin, BaseEstimator):
         K-means restarts per k.
     silhouette_sample : int
         Rows of the sample the silhouette is computed on (it is quadratic in rows).
+    affluent_aum : float
+        3-month mean AUM (CNY) from which a member counts as an affluent saver (the affluent value
+        tier's threshold) when the name is checked against the members.
 
     A frame with fewer distinct rows than ``k_range`` needs narrows the range to at most
     ``distinct - 1`` clusters; with fewer than 3 distinct rows every row is in cluster 0.
@@ -77,12 +80,13 @@ class BehaviourClusterer(ClusterMixin, BaseEstimator):
     profiles_ : pandas.DataFrame
         One row per cluster: ``customers``, ``share``, ``median_<feature>``, ``z_<feature>`` (the
         cluster's mean in standard deviations from the overall mean, after the log), ``sets_apart``
-        (the three largest deviations in words) and ``name``.
+        (the three largest deviations in words), ``name`` (a code, see :func:`cluster_label`) and
+        ``name_shares`` (the share of members having each word of the centroid's name).
     names_ : dict[int, str]
     """
 
     def __init__(self, k_range=(3, 8), random_state=0, sample_size=50000, features=None,
-                 log_features=None, n_init=4, silhouette_sample=5000):
+                 log_features=None, n_init=4, silhouette_sample=5000, affluent_aum=50000.0):
         self.k_range = k_range
         self.random_state = random_state
         self.sample_size = sample_size
@@ -90,6 +94,7 @@ class BehaviourClusterer(ClusterMixin, BaseEstimator):
         self.log_features = log_features
         self.n_init = n_init
         self.silhouette_sample = silhouette_sample
+        self.affluent_aum = affluent_aum
 
     def _columns(self) -> tuple[list[str], list[str]]:
         features = list(self.features) if self.features is not None else list(CLUSTER_FEATURES)
@@ -166,7 +171,7 @@ class BehaviourClusterer(ClusterMixin, BaseEstimator):
         self.relabel_ = np.empty(best_k, dtype=np.int64)
         self.relabel_[order] = np.arange(best_k)
         self.labels_ = self.relabel_[raw_labels]
-        self.profiles_ = self._profiles(data, z_all, self.labels_, features)
+        self.profiles_ = self._profiles(data, z_all, self.labels_, features, X)
         self.names_ = self.profiles_["name"].to_dict()
         return self
 
@@ -190,7 +195,7 @@ class BehaviourClusterer(ClusterMixin, BaseEstimator):
         return self.fit(X).labels_
 
     def _profiles(self, data: pd.DataFrame, z_all: np.ndarray, labels: np.ndarray,
-                  features: list[str]) -> pd.DataFrame:
+                  features: list[str], X: pd.DataFrame) -> pd.DataFrame:
         k = self.n_clusters_
         n = len(data)
         # The transformer emits the logged columns first, then the plain ones.
@@ -213,14 +218,32 @@ class BehaviourClusterer(ClusterMixin, BaseEstimator):
                 for c in top)
             rows.append(row)
         profiles = pd.DataFrame(rows).set_index("cluster")
-        base = [cluster_name(profiles.loc[c], features) for c in range(k)]
+        aum = pd.to_numeric(X["aum_avg_3m"], errors="coerce") if "aum_avg_3m" in X.columns else None
+        aum_median = float(aum.median()) if aum is not None and aum.notna().any() else math.nan
+        base, shares_by_cluster = [], []
+        for c in range(k):
+            members = X.loc[labels == c]
+            words, shares = [], {}
+            for word in cluster_name(profiles.loc[c], features).split():
+                share = float(member_has(word, members, aum_median=aum_median,
+                                         affluent_aum=float(self.affluent_aum)).mean()) if len(members) else 0.0
+                shares[word] = round(share, 4)
+                if share >= NAME_MIN_SHARE:
+                    words.append(word)
+                elif word in MONEY_WORDS:
+                    # Not true of enough members: the centroid in neutral words instead.
+                    words.extend(centroid_parts(profiles.loc[c], features))
+            if not words:
+                words = centroid_parts(profiles.loc[c], features)
+            base.append(" ".join(words))
+            shares_by_cluster.append(shares)
+        profiles["name_shares"] = shares_by_cluster
         names = list(base)
         for c in range(k):
             if base.count(base[c]) > 1:
                 # Clusters sharing the same words: add what sets each apart most.
-                top = sorted(features, key=lambda f: (-abs(profiles.loc[c, f"z_{f}"]), f))[0]
-                direction = "high" if profiles.loc[c, f"z_{top}"] > 0 else "low"
-                names[c] = f"{base[c]} ({direction} {FEATURE_LABELS.get(top, top)})"
+                apart = centroid_parts(profiles.loc[c], features, n=1)[0]
+                names[c] = f"{base[c]} ({apart})"
         # Still equal (same top feature and direction): the cluster number makes them unique.
         names = [f"{name} #{c}" if names.count(name) > 1 else name for c, name in enumerate(names)]
         profiles["name"] = names
@@ -228,18 +251,20 @@ class BehaviourClusterer(ClusterMixin, BaseEstimator):
 
 
 def cluster_name(profile: pd.Series, features: Sequence[str]) -> str:
-    """A readable name for a cluster from its profile, by fixed rules, e.g. "young digital savers".
+    """A cluster's name from its profile, by fixed rules, as word codes, e.g. "young digital savers".
 
-    Words, in this order (a word whose feature was not clustered on is left out):
+    The name is a code (:func:`cluster_label` renders it in a language; see :data:`NAME_WORDS`).
+    These are the centroid's words; :class:`BehaviourClusterer` then keeps a word only when at
+    least :data:`NAME_MIN_SHARE` of the members have it (:func:`member_has`). Words, in this order
+    (a word whose feature was not clustered on is left out):
 
     * life stage, only when age sets the cluster apart (mean age at least 0.3 sd from average),
-      from the median age: under 35 "young", under 55 "mid-career", else "senior";
+      from the median age: under 35 "young", under 55 "mid_career", else "senior";
     * "new" when the median tenure is 12 months or less;
     * engagement: median months inactive >= 6 "dormant"; else digital logins >= +0.5 sd
-      "digital", <= -0.5 sd "branch-based";
+      "digital", <= -0.5 sd "branch_based";
     * money: loans >= +0.5 sd with a positive median loan "borrowers"; else AUM >= +1 sd
-      "affluent savers", >= 0 sd "savers", <= -0.5 sd "low-balance customers", otherwise
-      "everyday customers".
+      "affluent_savers", >= 0 sd "savers", <= -0.5 sd "low_balance", otherwise "everyday".
     """
     def z(col: str) -> float:
         return float(profile.get(f"z_{col}", 0.0)) if col in features else 0.0
@@ -250,7 +275,7 @@ def cluster_name(profile: pd.Series, features: Sequence[str]) -> str:
     words = []
     age = median("age")
     if not math.isnan(age) and abs(z("age")) >= 0.3:
-        words.append("young" if age < 35 else "mid-career" if age < 55 else "senior")
+        words.append("young" if age < 35 else "mid_career" if age < 55 else "senior")
     tenure = median("tenure_months")
     if not math.isnan(tenure) and tenure <= 12:
         words.append("new")
@@ -260,17 +285,123 @@ def cluster_name(profile: pd.Series, features: Sequence[str]) -> str:
     elif "digital_logins_3m" in features and z("digital_logins_3m") >= 0.5:
         words.append("digital")
     elif "digital_logins_3m" in features and z("digital_logins_3m") <= -0.5:
-        words.append("branch-based")
+        words.append("branch_based")
     loans = median("loan_balance_latest")
     if "loan_balance_latest" in features and z("loan_balance_latest") >= 0.5 and loans > 0:
         words.append("borrowers")
     elif "aum_avg_3m" in features:
         aum_z = z("aum_avg_3m")
-        words.append("affluent savers" if aum_z >= 1.0 else "savers" if aum_z >= 0
-                     else "low-balance customers" if aum_z <= -0.5 else "everyday customers")
+        words.append("affluent_savers" if aum_z >= 1.0 else "savers" if aum_z >= 0
+                     else "low_balance" if aum_z <= -0.5 else "everyday")
     else:
         words.append("customers")
     return " ".join(words)
+
+
+# A name may name a product, a behaviour or a trait only when at least this share of the cluster's
+# members have it; otherwise the word is left out (the money word: replaced by the centroid's
+# largest deviations in neutral words, "high AUM, low transactions").
+NAME_MIN_SHARE = 0.6
+# Words that claim nothing of a member (no test): kept as they are.
+NEUTRAL_WORDS = ("everyday", "customers")
+MONEY_WORDS = ("borrowers", "affluent_savers", "savers", "low_balance", "everyday", "customers")
+# Every word code a name can hold; each has a catalog entry ``cluster.word.<code>`` (en + zh).
+NAME_WORDS = ("young", "mid_career", "senior", "new", "dormant", "digital", "branch_based", *MONEY_WORDS)
+# Categories whose open holding makes a member a borrower (credit cards are not loans here).
+LOAN_CATEGORIES = ("mortgage", "consumer_loan")
+
+
+def member_has(word: str, X: pd.DataFrame, *, aum_median: float, affluent_aum: float) -> pd.Series:
+    """Whether each row of ``X`` (a member, with the feature columns) has what ``word`` says.
+
+    young: age under 35; mid_career: 35-54; senior: 55 or more; new: tenure of 12 months or less;
+    dormant: no transaction for 6 months or more; digital: at least 3 digital logins in 3 months
+    (one a month); branch_based: none; borrowers: an open mortgage or consumer loan
+    (``products_mortgage`` / ``products_consumer_loan``; without those columns a loan balance
+    above 0); affluent_savers: 3-month mean AUM at least ``affluent_aum`` (the affluent value
+    tier's threshold); savers: at least the median customer's (``aum_median``); low_balance:
+    below it. A missing value does not have the word.
+    """
+    def col(name: str) -> pd.Series:
+        return pd.to_numeric(X[name], errors="coerce") if name in X.columns else pd.Series(np.nan, index=X.index)
+
+    if word == "young":
+        return col("age") < 35
+    if word == "mid_career":
+        return (col("age") >= 35) & (col("age") < 55)
+    if word == "senior":
+        return col("age") >= 55
+    if word == "new":
+        return col("tenure_months") <= 12
+    if word == "dormant":
+        return col("months_since_last_txn") >= 6
+    if word == "digital":
+        return col("digital_logins_3m") >= 3
+    if word == "branch_based":
+        return col("digital_logins_3m") == 0
+    if word == "borrowers":
+        held = [f"products_{c}" for c in LOAN_CATEGORIES if f"products_{c}" in X.columns]
+        if held:
+            return X[held].fillna(0).sum(axis=1) > 0
+        return col("loan_balance_latest") > 0
+    if word == "affluent_savers":
+        return col("aum_avg_3m") >= affluent_aum
+    if word == "savers":
+        return col("aum_avg_3m") >= aum_median
+    if word == "low_balance":
+        return col("aum_avg_3m") < aum_median
+    if word in NEUTRAL_WORDS:
+        return pd.Series(True, index=X.index)
+    raise ValueError(f"Unknown cluster name word {word!r}")
+
+
+def centroid_parts(profile: pd.Series, features: Sequence[str], n: int = 2) -> list[str]:
+    """The centroid's ``n`` largest deviations as neutral codes, e.g. ``["high:aum_avg_3m",
+    "low:txn_count_3m"]`` (rendered "high AUM, low transactions")."""
+    top = sorted(features, key=lambda f: (-abs(float(profile.get(f"z_{f}", 0.0))), f))[:n]
+    return [f"{'high' if float(profile.get(f'z_{f}', 0.0)) > 0 else 'low'}:{f}" for f in top]
+
+
+def cluster_label(code, lang: str) -> str:
+    """A stored cluster name (word codes, ``high:<feature>``/``low:<feature>`` parts, an optional
+    ``(high:<feature>)`` that sets it apart and ``#<n>``) in ``lang``.
+
+    A value that is not such a code (a run stored before names were codes) is shown as it is.
+    """
+    from analytics.i18n import has, label, tr
+
+    text = "" if code is None or (isinstance(code, float) and math.isnan(code)) else str(code)
+    words, parts, apart, number = [], [], None, None
+    for token in text.split():
+        if token.startswith("#") and token[1:].isdigit():
+            number = token[1:]
+        elif token.startswith("(") and token.endswith(")"):
+            apart = token[1:-1]
+        elif ":" in token:
+            parts.append(token)
+        elif has(f"cluster.word.{token}"):
+            words.append(token)
+        else:
+            return text
+
+    def part(token: str) -> str:
+        direction, feature = token.split(":", 1)
+        if direction not in ("high", "low"):
+            raise ValueError(token)
+        return tr("cluster.high" if direction == "high" else "cluster.low", lang,
+                  feature=label("feature", feature, lang))
+
+    try:
+        joiner = " " if lang == "en" else ""
+        name = joiner.join(tr(f"cluster.word.{w}", lang) for w in words)
+        if parts:
+            rendered = tr("cluster.list_separator", lang).join(part(p) for p in parts)
+            name = tr("cluster.words_and_parts", lang, words=name, parts=rendered) if name else rendered
+        if apart:
+            name = tr("cluster.set_apart", lang, name=name, part=part(apart))
+    except ValueError:
+        return text
+    return tr("cluster.numbered", lang, name=name, n=number) if number else name
 
 
 def cluster_settings() -> dict:
@@ -284,5 +415,6 @@ def cluster_settings() -> dict:
 
 
 
-__all__ = ["CLUSTER_FEATURES", "FEATURE_LABELS", "LOG_FEATURES", "BehaviourClusterer", "cluster_name",
-           "cluster_settings"]
+__all__ = ["CLUSTER_FEATURES", "FEATURE_LABELS", "LOG_FEATURES", "NAME_MIN_SHARE", "NAME_WORDS",
+           "BehaviourClusterer", "centroid_parts", "cluster_label", "cluster_name", "cluster_settings",
+           "member_has"]

@@ -71,7 +71,8 @@ def segments_stage(ctx) -> None:
 
     # Read every setting first, so a bad value fails before minutes of work.
     thresholds = value_tier_thresholds()
-    clusterer = BehaviourClusterer(random_state=CLUSTER_RANDOM_STATE, **cluster_settings())
+    # A cluster is named "affluent savers" only when most members reach the affluent tier.
+    clusterer = BehaviourClusterer(random_state=CLUSTER_RANDOM_STATE, affluent_aum=thresholds[0], **cluster_settings())
     discount = lifecycle.clv_discount_rate()
     rules = tags.load_tag_rules()
     chunk = int(settings.get("LOAD_CHUNK_ROWS"))

@@ -6,7 +6,13 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from analytics.charts_churn import calibration_plot, churn_rate_bar, importance_bar, lift_chart
+from analytics.charts_churn import (
+    calibration_plot,
+    churn_rate_bar,
+    importance_bar,
+    lift_chart,
+    model_choice_text,
+)
 from analytics.churn import calibration_table, lift_table
 
 RATES = pd.DataFrame({
@@ -115,3 +121,16 @@ def test_importance_bar_names_features_in_the_language(lang, expected):
     bar = importance_bar(table.assign(description=["age in years", "AUM change"]), lang=lang).data[0]
     assert list(bar.y) == expected
     assert list(bar.customdata) == (["AUM change", "age in years"] if lang == "en" else expected)
+
+
+def test_the_chosen_model_in_words():
+    blend = '{"C": 0.1, "cv_auc": 0.91234, "kind": "blend", "trees": "default", "weight": 0.7}'
+    assert model_choice_text(blend, "en") == ("Model chosen by cross-validation on the training data: blend of 70% "
+                                              "gradient boosting and 30% logistic regression (C = 0.1) "
+                                              "(cross-validated ROC AUC 0.912)")
+    assert "梯度提升树 70% 与逻辑回归 30%（C = 0.1）" in model_choice_text(blend, "zh")
+    trees = {"C": None, "cv_auc": 0.9, "kind": "trees", "trees": "default", "weight": 1.0}
+    assert model_choice_text(trees, "zh") == "按训练数据交叉验证选定的模型：梯度提升树（交叉验证 ROC AUC 0.900）"
+    logistic = {"C": 10.0, "cv_auc": 0.8, "kind": "logistic", "trees": None, "weight": 0.0}
+    assert "logistic regression (C = 10)" in model_choice_text(logistic, "en")
+    assert model_choice_text(None) is None and model_choice_text("not json") is None

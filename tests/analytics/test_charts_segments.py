@@ -70,6 +70,17 @@ def test_cluster_profile_heatmap():
     assert heat.zmin == -1.5 and heat.zmax == 1.5  # symmetric around the average customer
 
 
+def test_cluster_names_are_rendered_from_their_codes_in_chinese():
+    profiles = pd.DataFrame({"cluster": [0, 1], "cluster_name": ["savers", "high:loan_balance_latest low:age #1"],
+                             "customers": [700, 300], "z_age": [0.4, -0.9]})
+    heat = charts.cluster_profile_heatmap(profiles, lang="zh").data[0]
+    assert list(heat.y) == ["储蓄客户 (700)", "高贷款、低年龄（第1组） (300)"]
+    summary = pd.DataFrame({"value": ["savers", "dormant low_balance"], "customers": [700, 300]})
+    bar = charts.cluster_bar(summary, lang="zh").data[0]
+    assert list(bar.x) == ["储蓄客户", "休眠低余额客户"] and list(bar.y) == [700, 300]
+    assert list(charts.cluster_bar(summary, lang="en").data[0].x) == ["savers", "dormant low-balance customers"]
+
+
 def test_cohort_heatmap_shows_percentages():
     customers = pd.DataFrame({"customer_id": ["a", "b"], "open_date": pd.to_datetime(["2026-01-05", "2026-02-01"])})
     activity = pd.DataFrame({"customer_id": ["a", "a", "b"], "month": pd.to_datetime(["2026-01-01", "2026-02-01",

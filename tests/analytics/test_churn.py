@@ -3,6 +3,7 @@ against hand-computed values, reason codes, and the refresh stage on the demo st
 
 from __future__ import annotations
 
+import json
 import pickle
 from datetime import date, datetime
 
@@ -350,6 +351,36 @@ def test_large_frames_use_one_hold_out_split():
     model = ChurnModel(random_state=0, cv_max_rows=1000).fit(X, y)
     assert model.fit_mode_ == "hold-out"
     assert 0 <= model.weight_ <= 1 and len(model.blend_auc_) == 11
+    assert model.candidate_["cv_auc"] == max(model.cv_scores_.values())
+
+
+def test_trees_are_chosen_where_only_trees_see_the_signal():
+    """An XOR of two signs: every linear model is at chance (AUC ~0.5), trees see it; the inner
+    cross-validation must use the trees and say so (a chance-level logistic regression barely moves
+    a blend's ranking, so a blend may tie the trees alone)."""
+    rng = np.random.default_rng(7)
+    X = pd.DataFrame(rng.normal(size=(1500, 3)), columns=["a", "b", "noise"])
+    y = (((X["a"] > 0) ^ (X["b"] > 0)) ^ (rng.random(1500) < 0.1)).astype(int).to_numpy()
+    model = ChurnModel(random_state=0, n_folds=3).fit(X, y)
+    assert model.weight_ > 0 and model.gbm_ is not None
+    assert model.candidate_["trees"] == "default" and model.candidate_["kind"] in ("trees", "blend")
+    assert max(v for k, v in model.cv_scores_.items() if k.startswith("logistic")) < 0.6
+    assert model.candidate_["cv_auc"] == max(model.cv_scores_.values()) > 0.85
+
+
+def test_logistic_regression_is_chosen_where_the_signal_is_linear_and_rows_few():
+    """300 rows, one linear signal among 30 noise columns: the trees overfit, a regularised
+    logistic regression does not; the blend must lean on the logistic regression, with a C of
+    the grid, and the pure trees' inner-CV score must be below the choice's."""
+    rng = np.random.default_rng(8)
+    X = pd.DataFrame(rng.normal(size=(300, 31)), columns=["signal", *(f"n{k}" for k in range(30))])
+    y = (rng.random(300) < 1 / (1 + np.exp(-1.5 * X["signal"]))).astype(int).to_numpy()
+    model = ChurnModel(random_state=0, n_folds=3).fit(X, y)
+    assert model.weight_ <= 0.5 and model.linear_ is not None
+    assert model.candidate_["C"] in (0.01, 0.1, 1.0, 10.0)
+    assert model.cv_scores_["trees default"] < model.candidate_["cv_auc"]
+    if model.candidate_["kind"] == "logistic":
+        assert model.gbm_ is None  # an unused base model is not refitted
 
 
 # ---------------------------------------------------------------------------------------------
@@ -520,6 +551,10 @@ def test_demo_holdout_metrics_are_recorded_and_good(demo_scores):
     assert m["churn.top_decile_lift"] > 3
     assert m["churn.holdout_cutoff"] > m["churn.train_cutoff"]
     assert m["churn.model_calibration"] in ("isotonic", "sigmoid")
+    for name in ("churn.model_candidate", "churn.final_candidate"):
+        candidate = json.loads(m[name])
+        assert candidate["kind"] in ("trees", "logistic", "blend") and 0 <= candidate["weight"] <= 1
+        assert (candidate["trees"] is None) == (candidate["weight"] == 0)
 
 
 def test_demo_metric_tables(demo_scores):

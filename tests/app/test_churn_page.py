@@ -18,6 +18,9 @@ def test_churn_page_model_card(monkeypatch, demo_store_url, role):
     metrics = {m.label: m.value for m in at.metric}
     assert float(metrics["Hold-out ROC AUC"]) > 0.7
     assert len(at.get("plotly_chart")) == 4
+    # The model card says which candidate the inner cross-validation chose for the scores shown.
+    chosen = [c.value for c in at.caption if c.value.startswith("Model chosen by cross-validation")]
+    assert len(chosen) == 1 and any(w in chosen[0] for w in ("gradient boosting", "logistic regression")), chosen
     has_list = any("value_at_risk" in d.value.columns for d in at.dataframe)
     assert has_list == (role != "executive")
 

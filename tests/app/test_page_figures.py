@@ -20,6 +20,7 @@ import pytest
 
 from analytics import access, cross_sell, settings
 from analytics.access import Viewer, aum_band
+from analytics.segmentation import cluster_label
 from tests.app import pagekit as kit
 from tests.app.figures import find_all
 
@@ -249,7 +250,14 @@ def test_segments_figures(pages, role, lang):
                              "GROUP BY rfm_r, rfm_f", r=run)
     assert_rfm_grid(at, {(int(r), int(f)): int(n) for r, f, n in grid.itertuples(index=False)})
     for column in ("rfm_segment", "value_tier", "cluster_name"):
-        kit.bar_with_values(at, segment_counts(engine, column))
+        trace = kit.bar_with_values(at, segment_counts(engine, column))
+    # The cluster bar (the last found) names the clusters in the page's language, never by the
+    # stored codes ("high:loan_balance_latest" shows as "high loans" / "高贷款").
+    codes = kit.frame(engine, "SELECT DISTINCT cluster_name FROM customer_segments WHERE run_id = :r",
+                      r=run)["cluster_name"]
+    assert sorted(trace["x"]) == sorted(cluster_label(c, lang) for c in codes)
+    if lang == "zh":
+        assert not any(re.search("[A-Za-z_]", x) for x in trace["x"]), trace["x"]
     # The tag builder's count of selected customers.
     tagged = kit.scalar(engine, "SELECT COUNT(*) FROM customer_segments WHERE run_id = :r "
                                 "AND (',' || tags || ',') LIKE '%,mortgage_holder,%'", r=run)
