@@ -28,10 +28,10 @@ run: $(VENV)/.run-deps
 test: $(VENV)/.dev-deps
 	$(BIN)/python -m pytest
 
-## reliability: the long crash tests (SIGKILL of `python -m analytics refresh` at every pause point, on
+## reliability: the long checks: crash tests (SIGKILL of `python -m analytics refresh` at every pause point, on
 ## SQLite and, with CUSTOMER_STORE_TEST_PG_URL, PostgreSQL); their fast cases also run in `make test`
 reliability: $(VENV)/.dev-deps
-	$(BIN)/python -m pytest tests/reliability -m "reliability_long or not reliability_long" -v
+	$(BIN)/python -m pytest tests/reliability tests/analytics/test_churn_public.py -m "reliability_long or not reliability_long" -v
 
 ## bench: speed and memory benchmarks, written to benchmarks/results.json (not run by CI)
 bench: $(VENV)/.dev-deps
