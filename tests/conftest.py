@@ -42,7 +42,11 @@ def sqlite_engine(tmp_path):
 
 
 @pytest.fixture
-def pg_engine():
+def pg_engine(monkeypatch, tmp_path):
+    # Every test gets the server's one database anew, so to the audit chain it is a new store with
+    # the same URL: it gets its own checkpoint file, or the previous test's head would call its
+    # empty log truncated.
+    monkeypatch.setenv("AUDIT_CHECKPOINT_FILE", str(tmp_path / "pg-audit.checkpoint"))
     if not PG_URL:
         if _require("REQUIRE_POSTGRES"):
             pytest.fail("REQUIRE_POSTGRES=1 but CUSTOMER_STORE_TEST_PG_URL is not set")
