@@ -27,6 +27,7 @@ html {font-size: max(16px, calc(100vw / 120));}
 .kpi-panel {height: calc((100vh - 9rem) * 2 / 3 - 1.9rem); overflow: hidden;}
 .kpi-panel.kpi-chosen {height: calc((100vh - 9rem) * 2 / 3 - 7rem);}  /* under the two choices */
 .kpi-half .kpi-label {font-size: 1.1rem;}
+.kpi-half .kpi-delta {font-size: .95rem; margin-right: 0;}
 [data-testid="stMain"] [data-testid="stWidgetLabel"] p {color: #9fb3cf;}
 .kpi-spark {flex: 1 1 auto; width: 100%; min-height: 1.5rem; margin-top: .4rem;}
 .kpi-spark polyline {stroke-width: .25rem;}
@@ -100,7 +101,9 @@ def _change_text(change: float, previous: float | None, kind: str, lang: str) ->
 # Each change names its basis; where none can be computed, a short note, and the reason as help.
 _BASIS = {"mom": lambda lang, change: tr("kpi_wall.mom", lang, change=change),
           "yoy": lambda lang, change: tr("kpi_wall.yoy", lang, change=change),
-          "refresh": lambda lang, change: tr("kpi_wall.vs_refresh", lang, change=change)}
+          "refresh": lambda lang, change: tr("kpi_wall.vs_refresh", lang, change=change),
+          # a half tile (the data-quality block) has room for the short form only
+          "refresh_short": lambda lang, change: tr("kpi_wall.vs_refresh_short", lang, change=change)}
 _SHORT = {"first_month": lambda lang: tr("kpi_wall.short.first_month", lang),
           "first_refresh": lambda lang: tr("kpi_wall.short.first_refresh", lang),
           "no_year_ago": lambda lang: tr("kpi_wall.short.no_year_ago", lang)}
@@ -122,7 +125,7 @@ def _delta_span(key: str, change: float, previous: float | None, kind: str, basi
     return f'<span class="kpi-delta {css}">{arrow} {html.escape(text)}</span>'
 
 
-def delta_html(card, lang: str) -> str:
+def delta_html(card, lang: str, *, short: bool = False) -> str:
     """The tile's changes, each naming its basis: month on month and year on year for a monthly
     series, "vs previous refresh" for a figure of the models. Where a change cannot be computed, a
     short note says so (the tile's help says why, :func:`why_no_change`)."""
@@ -130,7 +133,7 @@ def delta_html(card, lang: str) -> str:
     month = card.basis == "month"
     if card.change is not None:
         parts.append(_delta_span(card.key, card.change, card.previous, card.kind,
-                                 "mom" if month else "refresh", lang))
+                                 "mom" if month else "refresh_short" if short else "refresh", lang))
     elif card.no_change:
         parts.append(f'<span class="kpi-delta kpi-flat">{html.escape(_SHORT[card.no_change](lang))}'
                      '</span>')
@@ -193,8 +196,9 @@ def tile_html(key: str, card, lang: str, *, small: bool = False, half: bool = Fa
         return f'{head}<div class="kpi-value">—</div></div>'
     size = " kpi-small" if small else ""
     value = html.escape(value_text(card.value, card.kind, lang))
-    spark = spark_svg(card.spark)  # a run-level figure: one point per refresh, from the second
-    return (f'{head}<div class="kpi-value{size}">{value}</div><div class="kpi-deltas">{delta_html(card, lang)}</div>'
+    # a run-level figure: one point per refresh, from the second; a half tile has no room for one
+    spark = "" if half else spark_svg(card.spark)
+    return (f'{head}<div class="kpi-value{size}">{value}</div><div class="kpi-deltas">{delta_html(card, lang, short=half)}</div>'
             f'{target_html(card, lang)}{spark}</div>')
 
 

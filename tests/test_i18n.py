@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from analytics import access, i18n, metrics, quality
+from analytics.approvals import STATUSES as APPROVAL_STATUSES
 from analytics.cross_sell import EXCLUSION_REASONS
 from analytics.demo.reference import (
     CONTACT_CHANNELS,
@@ -81,7 +82,7 @@ FAMILIES = {
     # keys tables show in words (analytics.table_formats.ENUM)
     "id_type": ["resident_id", "passport", "hk_macau_permit", "taiwan_permit", "foreign_permanent_resident"],
     "gender": ["M", "F"],
-    "status": [*CUSTOMER_STATUSES, *RUN_STATUSES],
+    "status": [*CUSTOMER_STATUSES, *RUN_STATUSES, *APPROVAL_STATUSES],
     "contact_kind": ["service", "marketing", "complaint"],
     "contact_category": [c for c in (*SERVICE_CATEGORIES, *MARKETING_CATEGORIES) if f"category.{c}" not in CATALOG],
     "channel": [*CONTACT_CHANNELS, "mobile_app", "partner", "payroll"],

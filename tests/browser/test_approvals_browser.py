@@ -31,7 +31,7 @@ def test_four_eyes_unmask_in_the_browser(app_server, demo_store_url, browser):
     a = ctx_a.new_page()
     log_in(a, app_server, "bro_officer_a", expect="Overview")
     a.goto(f"{app_server}/customer_360")
-    a.get_by_label("Customer id", exact=True).fill(cid)
+    a.get_by_role("textbox", name="Customer id", exact=True).fill(cid)  # the radio picking the key has the same name
     a.get_by_role("button", name="Look up").click()
     a.get_by_text("Unmask a field").first.wait_for(timeout=60000)
     wait_idle(a)
