@@ -90,7 +90,7 @@ def test_unmask_request_approved_by_a_second_officer_is_shown_once(monkeypatch, 
     # The requester does not find their own request in the queue (no self-approval).
     own = _as(monkeypatch, store_url, ROLE_USERS["compliance"], "approvals")
     assert any("No request is waiting" in c for c in _texts(own, "caption"))
-    assert _texts(own, "dataframe") and own.dataframe[0].value["status"].tolist() == ["pending"]
+    assert _texts(own, "dataframe") and own.dataframe[0].value["status"].tolist() == ["Pending"]  # the catalog's words (status.pending)
 
     at2 = _decide(monkeypatch, store_url, request_id, "Approve")
     assert any(f"Request #{request_id} approved" in s for s in _texts(at2, "success"))
@@ -173,7 +173,7 @@ def test_rejected_and_expired_requests_cannot_be_used(monkeypatch, store_url):
 
     mine = _as(monkeypatch, store_url, ROLE_USERS["marketing"], "approvals")
     shown = mine.dataframe[0].value.set_index("request_id")["status"]
-    assert shown[old] == "expired" and shown[rejected] == "rejected"
+    assert shown[old] == "Expired" and shown[rejected] == "Rejected"  # in the catalog's words
     assert not [b for b in mine.button if b.label.startswith("Use once")]  # nothing approved to use
     assert approvals.get(engine, old)["status"] == "expired"
     assert [json.loads(t)["approval_id"] for t in audit.query(engine, event="approval_expire")["target"]] == [old]
