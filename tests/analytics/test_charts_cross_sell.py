@@ -75,7 +75,7 @@ def test_opportunities_bar_sorted_largest_first():
     assert list(fig.data[0].x) == ["P023 个人住房贷款", "P013 偏股混合基金"]
     assert list(fig.data[0].y) == [900.0, 50.0]
     assert list(fig.data[0].customdata) == ["mortgage", "fund"]
-    assert fig.layout.title.text == "Cross-sell opportunities by product: expected yearly margin (CNY)"
+    assert fig.layout.title.text == "Cross-sell opportunities by product: expected margin over the horizon (CNY)"
     assert list(charts.opportunities_bar(opp, metric="customers").data[0].y) == [30.0, 10.0]
 
 
