@@ -50,7 +50,7 @@ from analytics.run_status import Freshness, freshness, status
 from analytics.runs import RefreshContext, Stage, utcnow
 from analytics.schema import current_run, customer_monthly, metadata, refresh_runs
 from analytics.segmentation.stage import segments_stage
-from analytics.store import check_store, init_schema
+from analytics.store import check_columns, check_store, init_schema
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +217,7 @@ def run_refresh(engine: Engine, *, progress: Callable[[str, float], None] | None
     try:
         init_schema(engine)  # the app's own tables; a missing store table is left for check_store to name
         check_store(engine)
+        check_columns(engine)
         mark_abandoned_runs(engine)
         other = _running_elsewhere(engine)
         if other is not None:
