@@ -6,7 +6,9 @@ one). Locally they skip with a message when it is unset; with ``REQUIRE_POSTGRES
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 import pytest
@@ -22,6 +24,7 @@ PG_URL = os.environ.get("CUSTOMER_STORE_TEST_PG_URL")
 # tests, and its audit chain must continue from one checkpoint signed by one key (the checkpoint
 # holds one head per store, so private stores share the file safely).
 _AUDIT_DIR = tempfile.mkdtemp(prefix="ci-audit-")
+atexit.register(shutil.rmtree, _AUDIT_DIR, ignore_errors=True)  # the session's key and checkpoint go with it
 os.environ.setdefault("AUDIT_CHECKPOINT_FILE", os.path.join(_AUDIT_DIR, "audit.checkpoint"))
 os.environ.setdefault("AUDIT_KEY_FILE", os.path.join(_AUDIT_DIR, "audit.key"))
 os.environ.setdefault("AUDIT_HMAC_KEY", "a" * 40)
