@@ -183,11 +183,12 @@ def spark_svg(series) -> str:
             'vector-effect="non-scaling-stroke" stroke-linejoin="round"/></svg>')
 
 
-def tile_html(key: str, card, lang: str, *, small: bool = False, half: bool = False) -> str:
+def tile_html(key: str, card, lang: str, *, small: bool = False, half: bool = False, months: int = 3) -> str:
     """One tile: its label (with its definition, and why a change is missing, as help), its value,
-    its changes and its share of target; a dash when the run has no such figure."""
+    its changes and its share of target; a dash when the run has no such figure. ``months`` is the
+    run's churn horizon (``churn.horizon_months``), which the churn tiles' definitions name."""
     name = html.escape(metrics.label(KPI_METRICS[key], lang, years=KPI_CLV_YEARS))
-    help_text = metrics.definition(KPI_METRICS[key], lang, years=KPI_CLV_YEARS, months=3)
+    help_text = metrics.definition(KPI_METRICS[key], lang, years=KPI_CLV_YEARS, months=months)
     why = why_no_change(card, lang)
     if why:
         help_text = f"{help_text} {why}"

@@ -42,11 +42,12 @@ def wall() -> None:
     if cards and all(card.suppressed for card in cards.values()):
         st.info(session.t("kpi.too_few_customers", k=session.fmt_count(loaders.min_cell(viewer))))
         return
+    months = int(loaders.run_metrics(run_id).get("churn.horizon_months") or 3)  # what the churn tiles cover
     left, right = st.columns([3.2, 1])
     with left:
         for row in charts_kpi.LAYOUT:
             for col, key in zip(st.columns(len(row)), row, strict=True):
-                _tile(col, key, cards.get(key), lang)
+                _tile(col, key, cards.get(key), lang, months=months)
     with right:
         with st.container(border=True):
             rank_kpi, level = _ranking_choice(lang)
@@ -60,9 +61,10 @@ def wall() -> None:
                     _tile(col, key, cards.get(key), lang, half=True)
 
 
-def _tile(col, key: str, card, lang: str, *, half: bool = False) -> None:
+def _tile(col, key: str, card, lang: str, *, half: bool = False, months: int = 3) -> None:
     with col.container(border=True):
-        st.markdown(charts_kpi.tile_html(key, card, lang, small=half, half=half), unsafe_allow_html=True)
+        st.markdown(charts_kpi.tile_html(key, card, lang, small=half, half=half, months=months),
+                    unsafe_allow_html=True)
 
 
 def _ranking_choice(lang: str) -> tuple[str, str]:

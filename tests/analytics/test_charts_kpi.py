@@ -38,3 +38,10 @@ def test_the_header_names_the_run_and_says_when_stale():
 
 def test_kiosk_style_hides_the_chrome():
     assert "display: none" in charts_kpi.style(kiosk=True) and "display: none" not in charts_kpi.style(kiosk=False)
+
+
+def test_the_churn_tiles_definition_names_the_runs_horizon():
+    card = Card("churn_rate", 0.12, 0.10, kind="rate")
+    assert "over the next 6 months" in charts_kpi.tile_html("churn_rate", card, "en", months=6)
+    assert "over the next 3 months" in charts_kpi.tile_html("churn_rate", card, "en")
+    assert "未来 6 个月内" in charts_kpi.tile_html("churn_rate", card, "zh", months=6)
