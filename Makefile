@@ -29,7 +29,9 @@ test: $(VENV)/.dev-deps
 	$(BIN)/python -m pytest
 
 ## reliability: the long checks: crash tests (SIGKILL of `python -m analytics refresh` at every pause point, on
-## SQLite and, with CUSTOMER_STORE_TEST_PG_URL, PostgreSQL); their fast cases also run in `make test`
+## SQLite and, with CUSTOMER_STORE_TEST_PG_URL, PostgreSQL), a full disk, concurrent readers on both, and the
+## load run (LOAD_SESSIONS=20 browser sessions for LOAD_SECONDS=300; figures in benchmarks/results.json
+## under "load"); their fast cases also run in `make test`
 reliability: $(VENV)/.dev-deps
 	$(BIN)/python -m pytest tests/reliability tests/analytics/test_churn_public.py -m "reliability_long or not reliability_long" -v
 

@@ -29,6 +29,7 @@ Later analytics plug in by adding a :class:`Stage` to :data:`STAGES`. What pages
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import socket
@@ -116,6 +117,37 @@ def _pause(point: str) -> None:
 def _read_only(exc: DBAPIError) -> bool:
     text_ = str(exc.orig).lower()
     return any(s in text_ for s in ("readonly database", "read-only", "read only", "permission denied"))
+
+
+# How each driver says the store's disk is full: sqlite3's SQLITE_FULL ("database or disk is full"),
+# PostgreSQL's class 53100 (psycopg's DiskFull, "No space left on device"); an OSError with ENOSPC
+# when the refresh writes a file of its own. None of them quotes a row.
+_DISK_FULL = ("database or disk is full", "sqlite_full", "no space left on device", "diskfull")
+
+
+def _disk_full(exc: BaseException) -> str | None:
+    """The driver's or the OS's name for a full disk anywhere in ``exc``'s chain, else None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return "ENOSPC"
+        original = getattr(exc, "orig", None)
+        for candidate in (original, exc):
+            if candidate is None:
+                continue
+            text_ = f"{type(candidate).__name__} {getattr(candidate, 'sqlite_errorname', '')} {candidate}".lower()
+            if any(s in text_ for s in _DISK_FULL):
+                return getattr(candidate, "sqlite_errorname", None) or type(candidate).__name__
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _disk_full_error(name: str, run_id: int | None, stage: str | None) -> RefreshError:
+    where = f"Refresh run {run_id} failed in stage {stage}: " if run_id is not None else "The refresh could not start: "
+    return RefreshError(f"{where}the store's disk is full ({name}: database or disk is full). Nothing was "
+                        "published; the previous run stays current. Hint: free space on the store's disk, "
+                        "then refresh again.")
 
 
 def result_tables():
@@ -229,6 +261,9 @@ def run_refresh(engine: Engine, *, progress: Callable[[str, float], None] | None
                 started_at=utcnow(), status="running", host=socket.gethostname(), pid=os.getpid(),
             )).inserted_primary_key[0]
     except DBAPIError as exc:
+        full = _disk_full(exc)
+        if full:
+            raise _disk_full_error(full, None, None) from None
         if _read_only(exc):
             raise RefreshError(f"The store is read-only for this process ({type(exc.orig).__name__}): a refresh "
                                "must write its results. Nothing was changed; the published run stays current. "
@@ -276,6 +311,9 @@ def run_refresh(engine: Engine, *, progress: Callable[[str, float], None] | None
     except BaseException as exc:
         # BaseException too: a Ctrl-C mid-run must still leave the run marked failed.
         _fail(engine, run_id, exc)
+        full = _disk_full(exc) if isinstance(exc, Exception) else None
+        if full:
+            raise _disk_full_error(full, run_id, _stage_of(engine, run_id)) from exc
         if isinstance(exc, Exception) and not isinstance(exc, RefreshError):
             raise RefreshError(f"Refresh run {run_id} failed in stage {_stage_of(engine, run_id)}: "
                                f"{describe(exc)}") from exc

@@ -1,8 +1,9 @@
-"""Concurrent readers while refreshes are killed and published (issue 17, started; SQLite only so
-far): reader threads keep reading the published run's summaries and per-customer results
-(segments, CLV) as the pages do (one statement that names the current run), while one refresh is
-killed inside its publish transaction, the next right after its commit, and a last one runs to
-the end.
+"""Concurrent readers while refreshes are killed and published (issue 17), on SQLite and on
+PostgreSQL (``CUSTOMER_STORE_TEST_PG_URL``): reader threads keep reading the published run's
+summaries and per-customer results (segments, CLV) as the pages do (one statement that names the
+current run), while one refresh is killed while it writes its segments (staging rows of a table the
+readers read), the next inside its publish transaction, the next right after its commit, and a
+last one runs to the end.
 
 Each read records the run id, the row count and a checksum. Checked afterwards: every read saw rows
 of exactly one run, complete (count and checksum equal to that run's final rows), and each thread's
@@ -23,6 +24,7 @@ from analytics.store import make_engine
 from tests.reliability.harness import kill_refresh_at
 
 READERS = 3
+KILLS = ("stage:segments:writing", "publish:before-commit", "publish:after-commit")
 TABLES = {"segment_summary": "dimension, value", "customer_segments": "customer_id", "customer_clv_txn": "customer_id",
           "kpi_monthly": "month, metric"}
 
@@ -32,14 +34,14 @@ def _digest(frame) -> str:
 
 
 @pytest.mark.reliability_long
-def test_readers_see_one_complete_run_and_never_go_back(small_sqlite_url, tmp_path):
-    engine = make_engine(small_sqlite_url)
+def test_readers_see_one_complete_run_and_never_go_back(small_url, tmp_path):
+    engine = make_engine(small_url)
     stop = threading.Event()
     reads: list[list[tuple[str, int, int, str]]] = [[] for _ in range(READERS)]
     errors: list[str] = []
 
     def reader(i: int) -> None:
-        own = make_engine(small_sqlite_url)
+        own = make_engine(small_url)
         try:
             while not stop.is_set():
                 for table, order in TABLES.items():
@@ -58,8 +60,8 @@ def test_readers_see_one_complete_run_and_never_go_back(small_sqlite_url, tmp_pa
     for t in threads:
         t.start()
     try:
-        kill_refresh_at(small_sqlite_url, "publish:before-commit", tmp_path, mode="exec")
-        kill_refresh_at(small_sqlite_url, "publish:after-commit", tmp_path, mode="exec")
+        for point in KILLS:
+            kill_refresh_at(small_url, point, tmp_path, mode="exec")
         run_refresh(engine)
     finally:
         stop.set()
@@ -81,7 +83,7 @@ def test_readers_see_one_complete_run_and_never_go_back(small_sqlite_url, tmp_pa
             last[table] = run
     total = sum(len(r) for r in reads)
     seen = sorted({run for r in reads for _, run, _, _ in r})
-    print(f"concurrent readers: {total} reads by {READERS} threads, runs seen {seen}, violations {len(violations)}")
+    print(f"concurrent readers ({engine.dialect.name}): {total} reads by {READERS} threads, runs seen {seen}, violations {len(violations)}")
     assert total > 0 and len(seen) >= 2, (total, seen)
     assert not violations, violations[:10]
     engine.dispose()

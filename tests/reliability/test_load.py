@@ -1,0 +1,412 @@
+"""Load (issue 17): concurrent browser sessions, spread over the roles, use the dashboard on the demo
+store for a fixed time; the error count, the page times and the server's memory are reported.
+
+One headless Chromium (Debian's, as the browser tests use), one browser context per session, all
+driven from one asyncio loop, against one ``streamlit run app.py`` on loopback. Each session logs in
+as its own user (two-factor codes as the user's authenticator app gives them), then, until the time
+is up, with a seeded random choice and one to three seconds of reading between actions:
+
+- opens another page of its role from the sidebar;
+- changes a filter (a radio or a select box of the page);
+- on Segments, types a tag expression and pages through the campaign list (200 rows a page);
+- exports (clicks a CSV or Excel download and waits for the file).
+
+Display (kiosk) sessions stay on the KPI wall and count its ticks (``KPI_REFRESH_SECONDS``, here
+``LOAD_KPI_SECONDS``). A page time is the time from the click to the end of the script run it
+started (the app's ``data-test-script-state`` back to ``notRunning``), read by a MutationObserver
+in the page, so no action is timed by sleeping. Errors: an exception element on the page, a console
+error, an uncaught page error, an HTTP status of 400 or more, and an action that did not settle
+within ``LOAD_ACTION_TIMEOUT`` seconds. The server's resident memory is sampled every
+``LOAD_SAMPLE_SECONDS`` (psutil).
+
+Bounded: ``LOAD_SESSIONS`` sessions (default 20) for ``LOAD_SECONDS`` (default 300) after the last
+login, loopback only. The figures are printed and written to benchmarks/results.json under "load".
+Runs on demand (``make reliability``); it is not part of ``make test``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import random
+import statistics
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from analytics import scopes, users
+from analytics.access import can_see_customer_rows, pages_for
+from analytics.store import make_engine
+from tests import totp
+from tests.browser.conftest import CHROMIUM, PASSWORD, SECRET_ENV, start_server
+
+pytestmark = pytest.mark.reliability_long
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "benchmarks" / "results.json"
+
+SESSIONS = int(os.environ.get("LOAD_SESSIONS", "20"))
+SECONDS = float(os.environ.get("LOAD_SECONDS", "300"))
+KPI_SECONDS = int(os.environ.get("LOAD_KPI_SECONDS", "10"))
+SAMPLE_SECONDS = float(os.environ.get("LOAD_SAMPLE_SECONDS", "5"))
+# A guard against a hung page, not a measurement: a slower action is counted as an error.
+ACTION_TIMEOUT = float(os.environ.get("LOAD_ACTION_TIMEOUT", "120"))
+# Logins start this far apart: twenty at once on two cores would measure the login queue.
+LOGIN_SPACING = 2.0
+
+ROLE_CYCLE = ("executive", "marketing", "risk", "compliance", "admin", "display", "relationship_manager")
+TAG_EXPRESSIONS = ("not mortgage_holder", "credit_card_holder or payroll_customer", "not credit_card_holder")
+
+# Counts every script run that ends (running -> notRunning) and notes that one started, for the
+# whole life of the page; installed before any of the app's own scripts.
+OBSERVER_JS = """
+window.__ciRuns = 0; window.__ciSawRun = false;
+new MutationObserver(records => {
+  for (const r of records) {
+    const now = r.target.getAttribute('data-test-script-state');
+    if (now === 'running' || r.oldValue === 'running') window.__ciSawRun = true;
+    if (r.oldValue === 'running' && now !== 'running') window.__ciRuns += 1;
+  }
+}).observe(document, {subtree: true, attributes: true, attributeOldValue: true,
+                      attributeFilter: ['data-test-script-state']});
+"""
+SETTLED_JS = """() => window.__ciSawRun &&
+  document.querySelector('[data-testid="stApp"]')?.getAttribute('data-test-script-state') === 'notRunning'"""
+IDLE_JS = """() =>
+  document.querySelector('[data-testid="stApp"]')?.getAttribute('data-test-script-state') === 'notRunning'"""
+MAIN = '[data-testid="stMain"]'
+
+
+class Session:
+    """One user's browser context, its timings and its errors."""
+
+    def __init__(self, index: int, role: str, username: str, base: str, store_url: str, log: dict):
+        self.index, self.role, self.username, self.base, self.store_url = index, role, username, base, store_url
+        self.rng = random.Random(1000 + index)
+        self.log = log
+        self.pages = [p for p in pages_for([role]) if p not in ("approvals",)]
+        self.sees_rows = can_see_customer_rows([role])
+        self.page = None
+
+    def error(self, kind: str, detail: str) -> None:
+        if len(self.log["errors"]) < 50:
+            print(f"load: session {self.index} ({self.role}) {kind}: {detail[:200]}", flush=True)
+        self.log["errors"].append({"session": self.index, "role": self.role, "kind": kind, "detail": detail[:300]})
+
+    def timed(self, kind: str, seconds: float, path: str) -> None:
+        self.log["actions"].append({"session": self.index, "role": self.role, "kind": kind,
+                                    "seconds": round(seconds, 3), "path": path})
+
+    def path(self) -> str:
+        return self.page.url.removeprefix(self.base).split("?")[0] or "/"
+
+    async def open(self, browser) -> None:
+        context = await browser.new_context(viewport={"width": 1600, "height": 1000}, accept_downloads=True)
+        context.set_default_timeout(ACTION_TIMEOUT * 1000)  # the first page of a busy server is slow
+        await context.add_init_script(OBSERVER_JS)
+        self.page = page = await context.new_page()
+        page.on("pageerror", lambda exc: self.error("page error", str(exc)))
+        page.on("console", lambda msg: msg.type == "error" and self.error("console error", msg.text))
+        page.on("response", lambda r: r.status >= 400 and self.error("http", f"{r.status} {r.url}"))
+
+    async def settle(self, act) -> float:
+        """Run ``act`` (a click), wait for the script run it starts to end; the seconds it took."""
+        await self.page.evaluate("window.__ciSawRun = false")
+        t0 = time.perf_counter()
+        await act()
+        await self.page.wait_for_function(SETTLED_JS, timeout=ACTION_TIMEOUT * 1000)
+        return time.perf_counter() - t0
+
+    async def check_page(self) -> None:
+        if await self.page.locator('[data-testid="stException"]').count():
+            self.error("exception", f"{self.path()}: an exception element is shown")
+
+    async def log_in(self) -> None:
+        page = self.page
+        t0 = time.perf_counter()
+        await page.goto(self.base + "/")
+        await page.get_by_text("Password").first.wait_for()
+        await page.wait_for_function(IDLE_JS)
+        await page.get_by_label("Username", exact=True).fill(self.username)
+        await page.get_by_label("Password", exact=True).fill(PASSWORD)
+        await page.get_by_role("button", name="Log in", exact=True).click()
+        landed = page.locator('[data-testid="stSidebarNav"]').or_(page.get_by_text("Total AUM"))
+        mfa = page.get_by_role("heading", name="Two-factor login")
+        await landed.first.or_(mfa.first).wait_for(timeout=ACTION_TIMEOUT * 1000)
+        if await mfa.count():
+            await page.get_by_label("Six-digit code", exact=False).fill(totp.next_code(self.store_url, self.username))
+            await page.get_by_role("button", name="Verify", exact=True).click()
+        await landed.first.wait_for(timeout=ACTION_TIMEOUT * 1000)
+        await page.wait_for_function(IDLE_JS, timeout=ACTION_TIMEOUT * 1000)
+        self.timed("login", time.perf_counter() - t0, self.path())
+        await self.check_page()
+
+    async def navigate(self) -> bool:
+        here = self.path().strip("/")
+        choices = [p for p in self.pages if p != here]
+        if not choices:
+            return False
+        target = self.rng.choice(choices)
+        link = self.page.locator(f'[data-testid="stSidebarNav"] a[href$="/{target}"]')
+        if not await link.count():
+            self.error("navigation", f"no sidebar link to {target}")
+            return False
+        self.timed("navigate", await self.settle(lambda: link.first.click()), target)
+        if target == "segments" and self.sees_rows:
+            await self.tag_expression()
+        return True
+
+    async def tag_expression(self) -> None:
+        box = self.page.locator(f'{MAIN} [data-testid="stTextInput"] input').first
+        expression = self.rng.choice(TAG_EXPRESSIONS)
+        await box.fill(expression)
+        self.timed("filter", await self.settle(lambda: box.press("Enter")), self.path())
+
+    async def change_filter(self) -> bool:
+        radios = self.page.locator(f'{MAIN} [data-testid="stRadio"] label:not(:has(input:checked))')
+        selects = self.page.locator(f'{MAIN} [data-testid="stSelectbox"]')
+        n_radio, n_select = await radios.count(), await selects.count()
+        if not n_radio + n_select:
+            return False
+        pick = self.rng.randrange(n_radio + n_select)
+        if pick < n_radio:
+            label = radios.nth(pick)
+            self.timed("filter", await self.settle(lambda: label.click()), self.path())
+            return True
+        await selects.nth(pick - n_radio).click()
+        options = self.page.locator('[role="listbox"] [role="option"]:not([aria-selected="true"])')
+        try:
+            await options.first.wait_for(timeout=10000)
+        except Exception:  # noqa: BLE001 - a select box with one option: nothing to change
+            await self.page.keyboard.press("Escape")
+            return False
+        option = options.nth(self.rng.randrange(await options.count()))
+        self.timed("filter", await self.settle(lambda: option.click()), self.path())
+        return True
+
+    async def page_through(self) -> bool:
+        up = self.page.locator(f'{MAIN} [data-testid="stNumberInputStepUp"]')
+        down = self.page.locator(f'{MAIN} [data-testid="stNumberInputStepDown"]')
+        for button in (up, down):
+            if await button.count() and await button.first.is_enabled():
+                self.timed("page", await self.settle(lambda b=button: b.first.click()), self.path())
+                return True
+        return False
+
+    async def export(self) -> bool:
+        buttons = self.page.locator(f'{MAIN} [data-testid="stDownloadButton"] button')
+        if not await buttons.count():
+            return False
+        button = buttons.nth(self.rng.randrange(await buttons.count()))
+        t0 = time.perf_counter()
+        async with self.page.expect_download(timeout=ACTION_TIMEOUT * 1000) as info:
+            await button.click()
+        download = await info.value
+        await download.path()  # the whole file is in
+        failure = await download.failure()
+        if failure:
+            self.error("export", f"{self.path()}: {failure}")
+        self.timed("export", time.perf_counter() - t0, self.path())
+        return True
+
+    async def work(self, deadline: float) -> None:
+        if self.role == "display":  # the wall ticks on its own; the session just watches it
+            start = await self.page.evaluate("window.__ciRuns")
+            while time.monotonic() < deadline:
+                await asyncio.sleep(min(5, max(0.0, deadline - time.monotonic())))
+                await self.check_page()
+            self.log["wall_ticks"].append(await self.page.evaluate("window.__ciRuns") - start)
+            return
+        actions = [(self.navigate, 3), (self.change_filter, 3), (self.page_through, 2), (self.export, 1)]
+        while time.monotonic() < deadline:
+            act = self.rng.choices([a for a, _ in actions], [w for _, w in actions])[0]
+            try:
+                done = await act()
+            except Exception as exc:  # noqa: BLE001 - a timeout or a vanished element is an error to count
+                self.error(act.__name__, f"{self.path()}: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+                done = True
+                await self._recover()
+            if done:
+                await self.check_page()
+                await asyncio.sleep(self.rng.uniform(1, 3))
+
+    async def _recover(self) -> None:
+        try:
+            await self.page.keyboard.press("Escape")
+            await self.page.wait_for_function(IDLE_JS, timeout=ACTION_TIMEOUT * 1000)
+        except Exception as exc:  # noqa: BLE001
+            self.error("recover", f"{type(exc).__name__}")
+
+
+def _users(store_url: str, sessions: int) -> list[tuple[str, str]]:
+    """One user per session (``load_<role>_<n>``), roles taken in turn; MFA roles enrolled."""
+    engine = make_engine(store_url)
+    with engine.connect() as conn:
+        manager = conn.execute(text("SELECT relationship_manager FROM customers WHERE relationship_manager IS NOT NULL "
+                                    "GROUP BY relationship_manager ORDER BY count(*) DESC LIMIT 1")).scalar()
+    out = []
+    for i in range(sessions):
+        role = ROLE_CYCLE[i % len(ROLE_CYCLE)]
+        username = f"load_{role}_{i}"
+        if users.get_user(engine, username) is None:
+            users.add_user(engine, username, PASSWORD, [role])
+            if role == "relationship_manager":
+                scopes.set_scope(engine, username, portfolios=[manager])
+            if users.mfa_required([role]):
+                totp.enrol(engine, username)
+        out.append((role, username))
+    engine.dispose()
+    return out
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))], 3)
+
+
+async def _sample(pid: int, samples: list, stop: asyncio.Event, t0: float) -> None:
+    import psutil
+
+    proc = psutil.Process(pid)
+    while not stop.is_set():
+        samples.append((round(time.monotonic() - t0, 1), round(proc.memory_info().rss / 2**20, 1)))
+        try:
+            await asyncio.wait_for(stop.wait(), SAMPLE_SECONDS)
+        except TimeoutError:
+            pass
+
+
+async def _progress(log: dict, samples: list, stop: asyncio.Event, t0: float) -> None:
+    """A line every 30 s, so a long run shows it is alive."""
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), 30)
+        except TimeoutError:
+            rss = samples[-1][1] if samples else None
+            print(f"load: {time.monotonic() - t0:.0f} s, {len(log['actions'])} actions, "
+                  f"{len(log['errors'])} errors, server RSS {rss} MiB", flush=True)
+
+
+async def _run(base: str, store_url: str, pid: int, accounts: list[tuple[str, str]]) -> dict:
+    from playwright.async_api import async_playwright
+
+    log = {"actions": [], "errors": [], "wall_ticks": []}
+    samples: list = []
+    stop = asyncio.Event()
+    t0 = time.monotonic()
+    sampler = asyncio.create_task(_sample(pid, samples, stop, t0))
+    reporter = asyncio.create_task(_progress(log, samples, stop, t0))
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-dev-shm-usage"])
+        sessions = [Session(i, role, name, base, store_url, log) for i, (role, name) in enumerate(accounts)]
+
+        async def start(s: Session) -> None:
+            await asyncio.sleep(s.index * LOGIN_SPACING)
+            await s.open(browser)
+            try:
+                await s.log_in()
+            except Exception as exc:  # noqa: BLE001 - counted; the session then sits out
+                s.error("login", f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+                s.page = None
+
+        await asyncio.gather(*(start(s) for s in sessions))
+        logged_in = time.monotonic()
+        deadline = logged_in + SECONDS
+        await asyncio.gather(*(s.work(deadline) for s in sessions if s.page is not None))
+        ended = time.monotonic()
+        await browser.close()
+    stop.set()
+    await sampler
+    await reporter
+    return {"log": log, "samples": samples, "login_seconds": round(logged_in - t0, 1),
+            "window": (round(logged_in - t0, 1), round(ended - t0, 1)),
+            "sessions_working": sum(s.page is not None for s in sessions)}
+
+
+def summarise(run: dict, sessions: int) -> dict:
+    log, samples = run["log"], run["samples"]
+    start, end = run["window"]
+    pages = [a["seconds"] for a in log["actions"] if a["kind"] in ("navigate", "filter", "page")]
+    by_kind = {}
+    for kind in ("login", "navigate", "filter", "page", "export"):
+        values = [a["seconds"] for a in log["actions"] if a["kind"] == kind]
+        by_kind[kind] = {"count": len(values), "p50_seconds": _percentile(values, 0.5),
+                         "p95_seconds": _percentile(values, 0.95)}
+    in_window = [mib for t, mib in samples if start <= t <= end] or [mib for _, mib in samples]
+    third = max(1, len(in_window) // 3)
+    errors_by_kind: dict[str, int] = {}
+    for e in log["errors"]:
+        errors_by_kind[e["kind"]] = errors_by_kind.get(e["kind"], 0) + 1
+    return {
+        "sessions": sessions, "sessions_working": run["sessions_working"],
+        "roles": {r: sum(1 for i in range(sessions) if ROLE_CYCLE[i % len(ROLE_CYCLE)] == r) for r in ROLE_CYCLE},
+        "seconds": SECONDS, "kpi_refresh_seconds": KPI_SECONDS, "login_phase_seconds": run["login_seconds"],
+        "errors": len(log["errors"]), "errors_by_kind": errors_by_kind, "error_samples": log["errors"][:20],
+        "page_actions": len(pages), "page_p50_seconds": _percentile(pages, 0.5),
+        "page_p95_seconds": _percentile(pages, 0.95), "by_action": by_kind,
+        "exports": by_kind["export"]["count"], "wall_ticks_per_session": log["wall_ticks"],
+        "server_rss_mib": {
+            "after_logins": in_window[0], "end": in_window[-1], "max": max(in_window),
+            "mean_first_third": round(statistics.mean(in_window[:third]), 1),
+            "mean_middle_third": round(statistics.mean(in_window[third:2 * third]), 1),
+            "mean_last_third": round(statistics.mean(in_window[-third:]), 1),
+            "samples_every_seconds": SAMPLE_SECONDS, "samples": samples,
+        },
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        "cpus": os.cpu_count(),
+        "machine": f"{platform.machine()}, Python {platform.python_version()}",
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def write_results(figures: dict) -> None:
+    """Merge the figures into benchmarks/results.json under "load" (other keys are other benchmarks')."""
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results["load"] = figures
+    RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+
+
+# pytest-timeout's 600 s would end the run: the store, the logins and the measured time, with room.
+@pytest.mark.timeout(int(SECONDS) + 1800)
+def test_load(request, tmp_path):
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    # LOAD_STORE_URL: a demo store built before (`python -m analytics demo` and a refresh), to
+    # repeat a run without building the session's demo store again.
+    demo_store_url = os.environ.get("LOAD_STORE_URL") or request.getfixturevalue("demo_store_url")
+    accounts = _users(demo_store_url, SESSIONS)
+    base, proc, log_path = start_server(demo_store_url, tmp_path,
+                                        {**SECRET_ENV, "KPI_REFRESH_SECONDS": str(KPI_SECONDS)})
+    try:
+        run = asyncio.run(_run(base, demo_store_url, proc.pid, accounts))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    figures = summarise(run, SESSIONS)
+    server_log = log_path.read_text(errors="replace")
+    figures["server_log_tracebacks"] = server_log.count("Traceback")
+    write_results(figures)
+    shown = {k: v for k, v in figures.items() if k not in ("error_samples",)}
+    shown["server_rss_mib"] = {k: v for k, v in figures["server_rss_mib"].items() if k != "samples"}
+    print("load:", json.dumps(shown, indent=1))
+    for e in figures["error_samples"]:
+        print("  error:", e)
+
+    rss = figures["server_rss_mib"]
+    assert figures["sessions_working"] == SESSIONS, figures["errors_by_kind"]
+    assert figures["page_actions"] > SESSIONS, figures["by_action"]
+    assert not any(t == 0 for t in figures["wall_ticks_per_session"]), figures["wall_ticks_per_session"]
+    assert figures["errors"] == 0 and figures["server_log_tracebacks"] == 0, figures["error_samples"]
+    # Levels off: the last third of the run grows the server by at most 5 % over the middle third.
+    assert rss["mean_last_third"] <= rss["mean_middle_third"] * 1.05, rss
