@@ -28,6 +28,11 @@ class ConfigError(AnalyticsError):
     """A setting or configuration file is missing or invalid."""
 
 
+class UnstorableTextError(AnalyticsError, ValueError):
+    """Text typed by a user holds a character the store cannot hold (NUL). The message never
+    quotes the text. Also a ValueError, which callers of input checks already catch."""
+
+
 def describe(exc: BaseException) -> str:
     """One line about ``exc`` that is safe to show, store or log: never a customer's value.
 

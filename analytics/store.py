@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 
 from analytics import settings
-from analytics.errors import StoreError, StoreNotInitialisedError
+from analytics.errors import StoreError, StoreNotInitialisedError, UnstorableTextError
 from analytics.schema import STORE_TABLES, metadata
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,39 @@ def _private_sqlite_file(path: str):
     return create
 
 
+NUL = "\x00"
+UNSTORABLE_TEXT = ("The text holds a NUL character (U+0000), which the store cannot hold or search for; "
+                   "type it again without it.")
+
+
+def storable(value) -> bool:
+    """Whether ``value`` (text typed into a search, a filter or a form) can be held in the store.
+
+    PostgreSQL text cannot hold NUL, and ``load`` refuses a file holding one (on either database),
+    so no stored value contains it: a search for text holding NUL matches nothing, on both
+    databases alike, and must not reach PostgreSQL, whose driver error would quote the statement's
+    parameters.
+    """
+    return not (isinstance(value, str) and NUL in value)
+
+
+def _refuse_nul(_conn, _cursor, _statement, parameters, _context, executemany) -> None:
+    """A ``before_cursor_execute`` hook: one statement's text parameter holding NUL is refused
+    with :class:`UnstorableTextError` before the database sees it.
+
+    Searches check :func:`storable` themselves (no match); this is the net under every form that
+    stores what a user typed (a reason, a note, a comment, a name), so PostgreSQL's error (which
+    quotes the parameters) never reaches a page or a log, and SQLite keeps the same rule. Bulk
+    writes (``executemany``) are not scanned: they carry loaded or computed rows, never typed text,
+    and ``load`` refuses NUL already.
+    """
+    if executemany or not parameters:
+        return
+    values = parameters.values() if isinstance(parameters, dict) else parameters
+    if any(isinstance(v, str) and NUL in v for v in values):
+        raise UnstorableTextError(UNSTORABLE_TEXT)
+
+
 def make_engine(db: str | None = None, *, create_dir: bool = False) -> Engine:
     """Create an engine for the store.
 
@@ -112,6 +145,7 @@ def make_engine(db: str | None = None, *, create_dir: bool = False) -> Engine:
         engine = create_engine(url, **kwargs)
     except (NoSuchModuleError, ArgumentError) as exc:
         raise StoreError(f"Cannot open store {redact_url(url)}: {exc}") from None
+    event.listen(engine, "before_cursor_execute", _refuse_nul)
     if backend == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
         if parsed.database not in (None, "", ":memory:") and not parsed.database.startswith("file:"):

@@ -86,6 +86,11 @@ class UnknownUserError(UserError):
     """No user with that username."""
 
 
+class UsernameError(UserError, ValueError):
+    """A username that breaks the naming rule (a ValueError too, as callers expect); the message
+    never quotes what was typed (it may be a password typed into the wrong box)."""
+
+
 class PasswordPolicyError(UserError, ValueError):
     """A new password does not meet the password policy."""
 
@@ -149,10 +154,11 @@ _utc = naive_utc  # now as naive UTC (analytics.clock)
 
 
 def normalise_username(username: str) -> str:
-    """Lower-case and strip ``username``; raise ValueError unless it is 2-64 of ``a-z 0-9 . _ -``."""
+    """Lower-case and strip ``username``; raise :class:`UsernameError` (a ValueError) unless it is
+    2-64 of ``a-z 0-9 . _ -``."""
     name = (username or "").strip().lower()
     if not USERNAME_PATTERN.match(name):
-        raise ValueError(
+        raise UsernameError(
             "A username is 2 to 64 characters: lower-case letters, digits, '.', '_' or '-', "
             "starting with a letter or digit."
         )
@@ -410,12 +416,16 @@ def authenticate(engine: Engine, username: str, password: str, now: dt.datetime 
     wrong codes (else an attacker who knows the password gets endless rounds of code guesses).
     """
     now = _utc(now)
+    row = None
     try:
         name = normalise_username(username)
     except ValueError:
+        # Every account is created through normalise_username, so a name it refuses names no
+        # account: it is not looked up (it may hold what the store cannot search for, e.g. NUL).
         name = (username or "").strip().lower()[:64]
-    with engine.connect() as conn:
-        row = conn.execute(select(users).where(users.c.username == name)).first()
+    else:
+        with engine.connect() as conn:
+            row = conn.execute(select(users).where(users.c.username == name)).first()
     if row is None:
         _check_password(password, None)
         return _failed(f"unknown:{audit.keyed_ref(engine, name)}", "unknown user")
@@ -991,7 +1001,7 @@ def set_language(engine: Engine, username: str, language: str, now: dt.datetime 
 
 __all__ = [
     "BCRYPT_ROUNDS", "LANGUAGES", "get_language", "set_language", "MAX_PASSWORD_BYTES", "MIN_PASSWORD_CHARS", "SESSION_END_REASONS",
-    "WRONG_CREDENTIALS", "AuthResult", "PasswordPolicyError", "UnknownUserError", "User",
+    "WRONG_CREDENTIALS", "AuthResult", "PasswordPolicyError", "UnknownUserError", "User", "UsernameError",
     "UserError", "UserExistsError", "add_user", "authenticate", "check_password_policy",
     "credentials_for_authenticator", "disable_user", "enable_user", "end_session",
     "end_user_sessions", "get_user", "hash_password", "list_users", "normalise_username",

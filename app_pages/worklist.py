@@ -5,6 +5,7 @@ status (audited), and new/closed alerts per refresh run."""
 import streamlit as st
 
 from analytics import alerts, charts_alerts
+from analytics.errors import AnalyticsError
 from analytics.schema import ALERT_STATUSES, OPEN_ALERT_STATUSES
 from app_pages import session, widgets
 
@@ -67,7 +68,7 @@ else:
         try:
             done = alerts.change_status(engine, alert_id, to_status, note, viewer=viewer,
                                         session_id=user.get("session_id"), client_address=session.client_address())
-        except alerts.AlertError as exc:
+        except AnalyticsError as exc:  # AlertError, or a note the store cannot hold (NUL)
             session.show_error(exc)
         else:
             st.session_state["worklist_saved"] = {
