@@ -40,10 +40,12 @@ from datetime import date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Date, DateTime, Engine, bindparam, text
+from sqlalchemy import Date, DateTime, Engine, bindparam, select, text
 
 from analytics.errors import AnalyticsError
-from analytics.store import read_frame
+from analytics.schema import customer_feature_products, customer_feature_sets
+from analytics.schema import customer_features as feature_rows
+from analytics.store import bulk_insert, read_frame
 
 log = logging.getLogger(__name__)
 
@@ -430,7 +432,124 @@ def product_columns(features: pd.DataFrame) -> list[str]:
     return [c for c in features.columns if c.startswith("products_")]
 
 
+# ---------------------------------------------------------------------------------------------
+# Features stored per run (the refresh's customer_features stage writes them, later stages read them)
+# ---------------------------------------------------------------------------------------------
+
+# Customer ids per query when read_features is given a list (far below SQLite's variable limit).
+_IDS_PER_QUERY = 5000
+
+
+def store_features(conn, run_id: int, cutoff, features: pd.DataFrame, *, chunk_rows: int = 50_000) -> int:
+    """Write a frame of :func:`customer_features` (``with_status=True``) as run ``run_id``'s set at
+    ``cutoff``, on the open connection ``conn`` (the caller's transaction); return the rows written.
+
+    The fixed columns go to ``customer_features``, the ``products_<category>`` counts above zero to
+    ``customer_feature_products``, and the set itself (its product columns, so that a category no
+    customer holds still reads back as a column of zeros) to ``customer_feature_sets``.
+    """
+    m0 = _as_month(cutoff)
+    products = product_columns(features)
+    conn.execute(customer_feature_sets.insert().values(run_id=run_id, cutoff=m0, customers=len(features),
+                                                       product_columns=sorted(products)))
+    fixed = [c.name for c in feature_rows.c if c.name not in ("run_id", "cutoff", "customer_id")]
+    rows = features.reindex(columns=fixed)
+    rows.insert(0, "customer_id", features.index.to_numpy())
+    rows.insert(0, "cutoff", m0)
+    rows.insert(0, "run_id", run_id)
+    for start in range(0, len(rows), chunk_rows):
+        bulk_insert(conn.engine, feature_rows, rows.iloc[start:start + chunk_rows], conn=conn)
+    del rows
+    for column in products:
+        held = features[column][features[column] != 0]
+        if held.empty:
+            continue
+        long = pd.DataFrame({"run_id": run_id, "cutoff": m0, "customer_id": held.index.to_numpy(),
+                             "product_column": column, "open_count": held.to_numpy(dtype=float)})
+        for start in range(0, len(long), chunk_rows):
+            bulk_insert(conn.engine, customer_feature_products, long.iloc[start:start + chunk_rows], conn=conn)
+    return len(features)
+
+
+def stored_cutoffs(engine: Engine, run_id: int) -> list[date]:
+    """The cut-offs run ``run_id`` stored features for, in order."""
+    with engine.connect() as conn:
+        values = conn.execute(select(customer_feature_sets.c.cutoff).where(
+            customer_feature_sets.c.run_id == run_id).order_by(customer_feature_sets.c.cutoff)).scalars().all()
+    return [_as_month(v) for v in values]
+
+
+def read_features(engine: Engine, run_id: int, cutoff, *, with_status: bool = False,
+                  customer_ids=None) -> pd.DataFrame:
+    """The features run ``run_id`` stored at ``cutoff``: the frame :func:`customer_features` returned
+    then (same rows, columns, order and dtypes), without computing anything.
+
+    Parameters
+    ----------
+    engine : sqlalchemy.Engine
+        The store.
+    run_id : int
+        The refresh run whose ``customer_features`` stage stored them.
+    cutoff : datetime.date or str
+        The month the features describe (any day in it).
+    with_status : bool
+        Add the customer's ``status`` column, as :func:`customer_features` does when asked.
+    customer_ids : iterable of str, optional
+        Read only these customers (a partition of the run's work); ids without features at the
+        cut-off are left out. ``None`` reads every customer.
+
+    Raises
+    ------
+    FeatureError
+        When the run stored no features at ``cutoff`` (a stage read a cut-off it did not declare).
+    """
+    m0 = _as_month(cutoff)
+    with engine.connect() as conn:
+        products = conn.execute(select(customer_feature_sets.c.product_columns).where(
+            customer_feature_sets.c.run_id == run_id, customer_feature_sets.c.cutoff == m0)).scalar()
+    if products is None:
+        raise FeatureError(f"Refresh run {run_id} stored no customer features at {m0:%Y-%m}: the "
+                           "customer_features stage stores only the cut-offs the stages declare "
+                           "(analytics/refresh.py FEATURE_CUTOFFS).")
+    names = [c.name for c in feature_rows.c if c.name not in ("run_id", "cutoff")]
+    if not with_status:
+        names.remove("status")
+    base = select(*(feature_rows.c[n] for n in names)).where(feature_rows.c.run_id == run_id,
+                                                            feature_rows.c.cutoff == m0)
+    long_base = select(customer_feature_products.c.customer_id, customer_feature_products.c.product_column,
+                       customer_feature_products.c.open_count).where(
+        customer_feature_products.c.run_id == run_id, customer_feature_products.c.cutoff == m0)
+    if customer_ids is None:
+        frame = read_frame(engine, base)
+        long = read_frame(engine, long_base)
+    else:
+        ids = sorted({str(i) for i in customer_ids})
+        chunks = [ids[i:i + _IDS_PER_QUERY] for i in range(0, len(ids), _IDS_PER_QUERY)] or [[]]
+        frame = pd.concat([read_frame(engine, base.where(feature_rows.c.customer_id.in_(chunk)))
+                           for chunk in chunks], ignore_index=True)
+        long = pd.concat([read_frame(engine, long_base.where(customer_feature_products.c.customer_id.in_(chunk)))
+                          for chunk in chunks], ignore_index=True)
+    frame = frame.set_index("customer_id").sort_index()
+    out = pd.DataFrame(index=frame.index)
+    for col in FEATURE_COLUMNS:
+        if col in CATEGORICAL_FEATURES:
+            out[col] = frame[col]
+        elif col == "marketing_consent":
+            out[col] = frame[col].astype(bool)
+        else:
+            out[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
+    wide = long.pivot(index="customer_id", columns="product_column", values="open_count") if len(long) else None
+    for col in products:
+        held = wide[col] if wide is not None and col in wide.columns else pd.Series(dtype=float)
+        out[col] = held.reindex(out.index).fillna(0.0).astype(float).to_numpy()
+    if with_status:
+        out["status"] = frame["status"]
+    out.index.name = "customer_id"
+    return out
+
+
 __all__ = [
     "CATEGORICAL_FEATURES", "FEATURE_COLUMNS", "FeatureError", "MONTHLY_AGGREGATES", "PCT_CAP", "add_months",
-    "customer_features", "lifecycle_inputs", "month_end", "product_columns", "relative_change", "to_datetime",
+    "customer_features", "lifecycle_inputs", "month_end", "product_columns", "read_features", "relative_change",
+    "store_features", "stored_cutoffs", "to_datetime",
 ]

@@ -45,11 +45,15 @@ from analytics import churn, clv_refresh, cross_sell, quality, risk, settings
 from analytics.aggregates import aggregates_stage
 from analytics.alerts.stage import alerts_stage
 from analytics.campaigns.stage import campaigns_stage
+from analytics.churn.labels import feature_cutoffs as churn_feature_cutoffs
 from analytics.clock import naive_utc
+from analytics.cross_sell.stage import feature_cutoffs as cross_sell_feature_cutoffs
 from analytics.errors import RefreshError, StoreError, StoreNotInitialisedError, describe
+from analytics.features_stage import features_stage_for
 from analytics.run_status import Freshness, freshness, status
 from analytics.runs import RefreshContext, Stage, utcnow
 from analytics.schema import current_run, customer_monthly, metadata, refresh_runs
+from analytics.segmentation.stage import feature_cutoffs as segments_feature_cutoffs
 from analytics.segmentation.stage import segments_stage
 from analytics.store import check_columns, check_store, init_schema
 
@@ -63,11 +67,19 @@ ABANDONED_AFTER = timedelta(hours=12)
 StageHook = Callable[[str, str], None]
 
 
+# The stages that read per-customer features, each by the one function that says at which cut-offs
+# (first days of months, from the run's month). The customer_features stage builds and stores the
+# union of them once; each stage reads its own through the same function, so the two cannot drift.
+FEATURE_CUTOFFS = (segments_feature_cutoffs, cross_sell_feature_cutoffs, churn_feature_cutoffs)
+
+
 # Every stage, in the order it runs. Each writes only its own result tables and run metrics: the
 # per-customer stages first, then the margin CLV (it needs the churn scores), then the aggregates
 # (they sum the final per-customer figures). tests/analytics/test_refresh.py checks the ownership.
 STAGES: list[Stage] = [
     Stage("data_quality", quality.run_stage),
+    # every feature frame the later stages read, built once and stored under the run
+    Stage("customer_features", features_stage_for(FEATURE_CUTOFFS)),
     Stage("segments", segments_stage),
     Stage("clv_txn", clv_refresh.clv_stage),
     Stage("cross_sell", cross_sell.cross_sell_stage),
@@ -365,5 +377,5 @@ def _prune_old_results(engine: Engine) -> None:
             _delete_results(engine, run_id)
 
 
-__all__ = ["ABANDONED_AFTER", "PAUSE_ENV", "PAUSE_MARKER_ENV", "STAGES", "Freshness", "RefreshError", "StageHook", "freshness", "latest_activity_month",
+__all__ = ["ABANDONED_AFTER", "FEATURE_CUTOFFS", "PAUSE_ENV", "PAUSE_MARKER_ENV", "STAGES", "Freshness", "RefreshError", "StageHook", "freshness", "latest_activity_month",
            "mark_abandoned_runs", "pause_points", "result_tables", "run_refresh", "status"]

@@ -1078,3 +1078,57 @@ __all__ = [
     "current_run", "customer_monthly", "customers", "holdings", "load_batches", "load_rejects",
     "metadata", "products", "refresh_runs", "run_metrics", "user_sessions", "users",
 ]
+
+
+# Written by the refresh's "customer_features" stage (analytics/features_stage.py): the frame of
+# analytics.features.customer_features at every cut-off a later stage reads, built once per run and
+# read back by segments, cross-sell and churn (analytics.features.read_features). One
+# customer_feature_sets row per run and cut-off names the set and its product columns; the
+# customer_features rows hold the fixed columns (FEATURE_COLUMNS, tests keep the two in step) and the
+# customer's status; the per-category holding counts (products_<category>, one per category of the
+# products table at run time) are long rows in customer_feature_products, only those above zero.
+FEATURE_CATEGORICAL_COLUMNS = ("gender", "branch_id", "customer_type", "income_band", "onboarding_channel",
+                               "risk_tolerance", "credit_grade")
+FEATURE_NUMERIC_COLUMNS = (
+    "age", "tenure_months", "risk_assessment_age_days", "days_to_id_expiry",
+    "aum_latest", "deposit_balance_latest", "loan_balance_latest", "aum_avg_3m", "aum_avg_12m",
+    "aum_change_3m", "aum_change_6m", "aum_change_12m", "aum_change_pct_3m", "aum_change_pct_6m",
+    "aum_change_pct_12m", "aum_trend", "deposit_change_6m", "loan_change_6m",
+    "txn_count_3m", "txn_count_12m", "txn_amount_3m", "txn_amount_12m", "txn_count_trend",
+    "digital_logins_3m", "digital_logins_12m", "digital_logins_trend", "active_months_12m",
+    "months_since_last_txn",
+    "open_products", "open_asset_products", "open_liability_products", "open_product_categories",
+    "complaints_3m", "complaints_6m", "complaints_12m", "unresolved_complaints_6m", "contacts_6m",
+    "marketing_contacts_6m",
+)
+
+customer_feature_sets = Table(
+    "customer_feature_sets",
+    metadata,
+    Column("run_id", Integer, ForeignKey("refresh_runs.run_id"), primary_key=True),
+    Column("cutoff", Date, primary_key=True),  # the first day of the month the features describe
+    Column("customers", Integer, nullable=False),
+    Column("product_columns", JSON, nullable=False),  # ["products_deposit", ...], sorted
+)
+
+customer_features = Table(
+    "customer_features",
+    metadata,
+    Column("run_id", Integer, ForeignKey("refresh_runs.run_id"), primary_key=True),
+    Column("cutoff", Date, primary_key=True),
+    Column("customer_id", String(20), primary_key=True),
+    *(Column(name, Text) for name in FEATURE_CATEGORICAL_COLUMNS),
+    Column("marketing_consent", Boolean, nullable=False),
+    *(Column(name, Float) for name in FEATURE_NUMERIC_COLUMNS),
+    Column("status", String(10)),  # the customer's status now (the same at every cut-off)
+)
+
+customer_feature_products = Table(
+    "customer_feature_products",
+    metadata,
+    Column("run_id", Integer, ForeignKey("refresh_runs.run_id"), primary_key=True),
+    Column("cutoff", Date, primary_key=True),
+    Column("customer_id", String(20), primary_key=True),
+    Column("product_column", String(80), primary_key=True),  # products_<category>
+    Column("open_count", Float, nullable=False),
+)

@@ -55,6 +55,12 @@ def main(argv: list[str] | None = None) -> int:
                                                           stage="benchmark")).inserted_primary_key[0]
     ctx = RefreshContext(engine=engine, run_id=run_id, as_of_month=latest_activity_month(engine))
     try:
+        from analytics.features_stage import features_stage_for
+        from analytics.refresh import FEATURE_CUTOFFS
+
+        t0 = time.perf_counter()
+        features_stage_for(FEATURE_CUTOFFS)(ctx)  # the feature frames the later stages read
+        features_seconds = round(time.perf_counter() - t0, 2)
         segments_seconds = None
         if not args.no_segments:
             from analytics.segmentation.stage import segments_stage
@@ -73,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             conn.execute(delete(refresh_runs).where(refresh_runs.c.run_id == run_id))
     report = {
         "customers": customers,
+        "features_seconds": features_seconds,
         "segments_seconds": segments_seconds,
         "churn_seconds": churn_seconds,
         "churn_parts_seconds": {k.split(".", 1)[1]: v for k, v in ctx.metrics.items()

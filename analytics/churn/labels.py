@@ -197,6 +197,15 @@ def churn_labels(engine: Engine, cutoff_month, horizon_months: int = 3, aum_drop
     return out[["churned", "closed", "aum_dropped", "dormant", "aum_cutoff", "aum_end"]]
 
 
+def feature_cutoffs(as_of_month) -> list[date]:
+    """The cut-offs the churn stage reads features at, given the run's month ``A`` and the horizon
+    ``H`` (``CHURN_HORIZON_MONTHS``): training ``A - 2H``, hold-out ``A - H`` and scoring ``A``, in that
+    order. The refresh's ``customer_features`` stage builds these; the churn stage reads them."""
+    as_of = first_of_month(as_of_month)
+    horizon = churn_settings()["horizon_months"]
+    return [add_months(as_of, -2 * horizon), add_months(as_of, -horizon), as_of]
+
+
 def churn_features(engine: Engine, cutoff_month) -> pd.DataFrame:
     """The model's features at a cut-off: :func:`analytics.features.customer_features` without
     ``status`` (for a past cut-off it is the outcome). Nothing after the cut-off month is read."""
@@ -204,4 +213,4 @@ def churn_features(engine: Engine, cutoff_month) -> pd.DataFrame:
 
 
 __all__ = ["CHURN_STATES", "RATE_DIMENSIONS", "ChurnError", "churn_features", "churn_labels", "churn_outcomes",
-           "churn_settings", "cutoff_states", "first_of_month"]
+           "churn_settings", "cutoff_states", "feature_cutoffs", "first_of_month"]

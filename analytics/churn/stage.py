@@ -17,16 +17,16 @@ from sqlalchemy import Engine, text
 from analytics import settings
 from analytics.churn.labels import (
     RATE_DIMENSIONS,
-    churn_features,
     churn_outcomes,
     churn_settings,
     cutoff_states,
-    first_of_month,
+    feature_cutoffs,
 )
 from analytics.churn.model import ChurnModel
 from analytics.churn.reasons import ReasonCoder
 from analytics.evaluation import calibration_table, holdout_metrics, lift_table, permutation_importance_table
 from analytics.features import FEATURE_COLUMNS, add_months, to_datetime
+from analytics.features_stage import stage_features
 from analytics.runs import Laps, RefreshContext
 from analytics.store import bulk_insert, read_frame
 
@@ -164,8 +164,7 @@ def churn_stage(ctx: RefreshContext) -> None:
     config = churn_settings()
     horizon, drop, sample_size = config["horizon_months"], config["aum_drop"], config["sample_size"]
     chunk_rows = int(settings.get("LOAD_CHUNK_ROWS"))
-    as_of = first_of_month(ctx.as_of_month)
-    train_cut, hold_cut = add_months(as_of, -2 * horizon), add_months(as_of, -horizon)
+    train_cut, hold_cut, as_of = feature_cutoffs(ctx.as_of_month)
     first = read_frame(ctx.engine, "SELECT MIN(month) AS first FROM customer_monthly")["first"].iloc[0]
     first = to_datetime(pd.Series([str(first)[:10]])).iloc[0].date()
     if add_months(train_cut, -(horizon - 1)) < first:
@@ -181,7 +180,7 @@ def churn_stage(ctx: RefreshContext) -> None:
     outcome_train = churn_outcomes(ctx.engine, train_cut, horizon, drop)
     active_train = outcome_train.index[outcome_train["churn_state"] == "active"]
     rows_train = _sample(active_train, sample_size, RANDOM_STATE)
-    features_train = churn_features(ctx.engine, train_cut).reindex(rows_train)
+    features_train = stage_features(ctx, train_cut).reindex(rows_train)
     y_train = outcome_train.loc[rows_train, "churned"].to_numpy(dtype=int)
     lap("train_data")
     if min(y_train.sum(), len(y_train) - y_train.sum()) < MIN_CLASS_ROWS:
@@ -194,7 +193,7 @@ def churn_stage(ctx: RefreshContext) -> None:
 
     # --- hold-out period: features at A - H, outcome over A - H + 1 .. A ----------------------
     outcome_hold = churn_outcomes(ctx.engine, hold_cut, horizon, drop)
-    features_hold_all = churn_features(ctx.engine, hold_cut)
+    features_hold_all = stage_features(ctx, hold_cut)
     active_hold = outcome_hold.index[outcome_hold["churn_state"] == "active"]
     dims_then = _rate_dimensions(features_hold_all).reindex(active_hold)
     churned_then = outcome_hold.loc[active_hold, "churned"]
@@ -231,7 +230,7 @@ def churn_stage(ctx: RefreshContext) -> None:
     del both
     lap("fit_final")
 
-    features_now = churn_features(ctx.engine, as_of)
+    features_now = stage_features(ctx, as_of)
     states = cutoff_states(ctx.engine, as_of, horizon).reindex(features_now.index).fillna("closed")
     active_now = features_now.index[states.to_numpy() == "active"]
     coder = ReasonCoder().fit(features_now.loc[active_now])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, time
+from datetime import date, datetime, time
 
 import numpy as np
 import pandas as pd
@@ -28,7 +28,8 @@ from analytics.cross_sell.recommend import (
     propensity_json,
     recommend,
 )
-from analytics.features import add_months, customer_features, month_end
+from analytics.features import add_months, month_end
+from analytics.features_stage import stage_features
 from analytics.runs import Laps, RefreshContext
 from analytics.schema import (
     contacts,
@@ -84,6 +85,13 @@ def credit_complainers(engine, month) -> pd.Index:
     return pd.Index(frame["customer_id"].astype(str))
 
 
+def feature_cutoffs(as_of_month: date) -> list[date]:
+    """The cut-offs the cross-sell stage reads features at: the training month
+    (``CROSS_SELL_HORIZON_MONTHS`` before the run's month) and the run's month, in that order."""
+    m0 = date(as_of_month.year, as_of_month.month, 1)
+    return [add_months(m0, -cross_sell_settings()["horizon_months"]), m0]
+
+
 def cross_sell_stage(ctx: RefreshContext) -> None:
     """The refresh stage ``cross_sell``: rules, propensities, next-best products, written per run.
 
@@ -104,7 +112,7 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
     engine = ctx.engine
     m0 = ctx.as_of_month
     as_of = month_end(m0)
-    train_month = add_months(m0, -conf["horizon_months"])
+    train_month, now = feature_cutoffs(m0)
     train_end = month_end(train_month)
     categories = product_categories(engine)
     if not categories:
@@ -121,7 +129,7 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
 
     # The past cut-off first, and dropped once fitted: the two feature frames (half a gigabyte each
     # at a million customers) are never held together.
-    train_features = customer_features(engine, train_month)
+    train_features = stage_features(ctx, train_month)
     held_then = holding_matrix(engine, train_end, categories).reindex(train_features.index, fill_value=False)
     acquired = acquisitions(engine, train_end, as_of, categories).reindex(train_features.index, fill_value=False)
     lap("training_data")
@@ -130,7 +138,7 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
     del train_features, held_then, acquired
     lap("fit")
 
-    features = customer_features(engine, m0, with_status=True)
+    features = stage_features(ctx, now, with_status=True)
     lap("features")
     tiers = value_tiers(features["aum_latest"]).astype(str)
     # Reassigned, not copied beside the full frame: closed customers are not candidates.
@@ -245,4 +253,4 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
              len(offers), timings)
 
 
-__all__ = ["cross_sell_stage"]
+__all__ = ["cross_sell_stage", "feature_cutoffs"]

@@ -11,12 +11,13 @@ holds). The margin CLV the pages show is the ``clv_margin`` stage's
 from __future__ import annotations
 
 import logging
+from datetime import date
 
 import numpy as np
 import pandas as pd
 
 from analytics import lifecycle, settings, tags
-from analytics.features import customer_features
+from analytics.features_stage import stage_features
 from analytics.runs import Laps
 from analytics.schema import cluster_cube, cluster_profiles, customer_segments
 from analytics.segment_explorer import BIRTH_YEAR_SQL, TAG_NAMES_METRIC, cluster_cube_rows
@@ -48,6 +49,11 @@ def birth_years(engine) -> pd.Series:
     return frame.set_index("customer_id")["birth_year"].astype(float)
 
 
+def feature_cutoffs(as_of_month: date) -> list[date]:
+    """The cut-offs the segments stage reads features at: the run's month only."""
+    return [date(as_of_month.year, as_of_month.month, 1)]
+
+
 def segments_stage(ctx) -> None:
     """The refresh stage ``segments``: features at the run's month, RFM, value tiers, clusters,
     tags, lifecycle stages and the lifecycle-stage margin CLV, written under ``ctx.run_id``.
@@ -77,7 +83,8 @@ def segments_stage(ctx) -> None:
     rules = tags.load_tag_rules()
     chunk = int(settings.get("LOAD_CHUNK_ROWS"))
 
-    features = customer_features(ctx.engine, ctx.as_of_month, with_status=True)
+    (now,) = feature_cutoffs(ctx.as_of_month)
+    features = stage_features(ctx, now, with_status=True)
     lap("features")
     if features.empty:
         ctx.put_metrics({"segments.customers": 0})
@@ -156,4 +163,4 @@ def segments_stage(ctx) -> None:
     log.info("segments: %d customers, %d clusters, timings %s", len(out), clusterer.n_clusters_, timings)
 
 
-__all__ = ["CLUSTER_RANDOM_STATE", "TAG_NAMES_METRIC", "birth_years", "segments_stage"]
+__all__ = ["CLUSTER_RANDOM_STATE", "TAG_NAMES_METRIC", "birth_years", "feature_cutoffs", "segments_stage"]

@@ -201,7 +201,11 @@ def test_stage_with_too_little_history_is_skipped_with_its_reason(labelled, monk
 
 
 def test_stage_with_too_few_churners_is_skipped(labelled):
+    from analytics.features_stage import features_stage_for
+    from analytics.refresh import FEATURE_CUTOFFS
+
     ctx = RefreshContext(engine=labelled, run_id=_new_run(labelled), as_of_month=date(2026, 9, 1))
+    features_stage_for(FEATURE_CUTOFFS)(ctx)  # the churn stage reads the features this stage stores
     churn.churn_stage(ctx)
     assert "at least 10 of each" in read_churn_metrics(labelled, ctx.run_id)["churn.skipped"]
 

@@ -1,0 +1,78 @@
+"""The refresh stage ``customer_features``: every cut-off's feature frame, built once per run.
+
+Segments, cross-sell and churn all start from :func:`analytics.features.customer_features`, at the
+run's month and at past cut-offs (cross-sell's training month, churn's training and hold-out
+cut-offs). Each of them declares the cut-offs it reads through one function of ``as_of_month``
+(:func:`analytics.segmentation.stage.feature_cutoffs`, :func:`analytics.cross_sell.stage.feature_cutoffs`,
+:func:`analytics.churn.labels.feature_cutoffs`) and uses that same function to pick what it reads, so
+what is built and what is read cannot drift apart. This stage takes the union of those cut-offs
+(the same month asked by two stages is built once: with the default 3-month horizons, cross-sell's
+training month is churn's hold-out cut-off), builds each frame in the database
+(:func:`~analytics.features.customer_features`, its aggregations pushed down to SQL), writes it
+under the run (:func:`~analytics.features.store_features`) and lets it go before the next, so one
+frame is in memory at a time. Later stages read them with :func:`stage_features`.
+
+The rows are run-keyed result tables, so a failed run's are deleted and old runs' pruned with every
+other result (:func:`analytics.refresh.result_tables`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from datetime import date
+
+import pandas as pd
+
+from analytics import settings
+from analytics.features import customer_features, read_features, store_features
+from analytics.runs import Laps, RefreshContext
+
+log = logging.getLogger(__name__)
+
+# A stage's declaration: the cut-offs (first days of months) it reads features at, given the run's month.
+CutoffFunction = Callable[[date], Iterable[date]]
+
+
+def needed_cutoffs(as_of_month: date, declarations: Iterable[CutoffFunction]) -> list[date]:
+    """The union of the declared cut-offs, as first days of months, oldest first."""
+    months = {date(c.year, c.month, 1) for declare in declarations for c in declare(as_of_month)}
+    return sorted(months)
+
+
+def features_stage_for(declarations: Iterable[CutoffFunction]) -> Callable[[RefreshContext], None]:
+    """The ``customer_features`` stage for these declarations (analytics/refresh.py passes the stages')."""
+    declarations = tuple(declarations)
+
+    def customer_features_stage(ctx: RefreshContext) -> None:
+        """Build and store the features at every declared cut-off under ``ctx.run_id``."""
+        if ctx.as_of_month is None:
+            log.info("customer_features: no activity data, nothing to build")
+            ctx.put_metrics({"features.cutoffs": 0})
+            return
+        chunk = int(settings.get("LOAD_CHUNK_ROWS"))
+        cutoffs = needed_cutoffs(ctx.as_of_month, declarations)
+        lap = Laps()
+        rows = 0
+        for cutoff in cutoffs:
+            frame = customer_features(ctx.engine, cutoff, with_status=True)
+            lap(f"build_{cutoff:%Y_%m}")
+            with ctx.engine.begin() as conn:
+                rows += store_features(conn, ctx.run_id, cutoff, frame, chunk_rows=chunk)
+            lap(f"write_{cutoff:%Y_%m}")
+            del frame
+        ctx.row_counts["customer_features"] = rows
+        ctx.metrics.update({f"features_seconds.{name}": s for name, s in lap.seconds.items()})
+        ctx.put_metrics({"features.cutoffs": len(cutoffs), "features.rows": rows,
+                         "features.cutoff_months": ",".join(f"{c:%Y-%m}" for c in cutoffs)})
+
+    return customer_features_stage
+
+
+def stage_features(ctx: RefreshContext, cutoff, *, with_status: bool = False, customer_ids=None) -> pd.DataFrame:
+    """The features of this run at ``cutoff``, as the ``customer_features`` stage stored them: what a
+    later stage reads instead of building them again (see :func:`analytics.features.read_features`)."""
+    return read_features(ctx.engine, ctx.run_id, cutoff, with_status=with_status, customer_ids=customer_ids)
+
+
+__all__ = ["CutoffFunction", "features_stage_for", "needed_cutoffs", "stage_features"]
