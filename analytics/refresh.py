@@ -52,7 +52,8 @@ from analytics.errors import RefreshError, StoreError, StoreNotInitialisedError,
 from analytics.features_stage import features_stage_for
 from analytics.run_status import Freshness, freshness, status
 from analytics.runs import RefreshContext, Stage, utcnow
-from analytics.schema import current_run, customer_monthly, metadata, refresh_runs
+from analytics.schema import (current_run, customer_feature_products, customer_feature_sets, customer_features,
+                              customer_monthly, metadata, refresh_runs)
 from analytics.segmentation.stage import feature_cutoffs as segments_feature_cutoffs
 from analytics.segmentation.stage import segments_stage
 from analytics.store import check_columns, check_store, init_schema
@@ -375,6 +376,11 @@ def _prune_old_results(engine: Engine) -> None:
     for run_id in ids[keep:]:
         if run_id != current:
             _delete_results(engine, run_id)
+    # The stored feature frames are the run's working data (the size of the store again, per run):
+    # only the current run keeps them, to show what its scores were computed from.
+    with engine.begin() as conn:
+        for table in (customer_feature_products, customer_features, customer_feature_sets):
+            conn.execute(delete(table).where(table.c.run_id != current))
 
 
 __all__ = ["ABANDONED_AFTER", "FEATURE_CUTOFFS", "PAUSE_ENV", "PAUSE_MARKER_ENV", "STAGES", "Freshness", "RefreshError", "StageHook", "freshness", "latest_activity_month",

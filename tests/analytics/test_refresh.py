@@ -15,7 +15,7 @@ from analytics import refresh
 from analytics.errors import RefreshError, StoreNotInitialisedError
 from analytics.refresh import run_refresh, status
 from analytics.runs import Stage, current_run_id, get_run_metrics
-from analytics.schema import refresh_runs, run_metrics
+from analytics.schema import customer_feature_sets, customer_features, refresh_runs, run_metrics
 from tests.analytics import store_rows
 from tests.conftest import copy_store
 
@@ -76,7 +76,11 @@ def test_old_results_are_pruned_but_current_kept(filled, monkeypatch):
     ids = [run_refresh(filled) for _ in range(4)]
     with filled.connect() as conn:
         kept = set(conn.execute(select(run_metrics.c.run_id).distinct()).scalars())
+        features_of = set(conn.execute(select(customer_features.c.run_id).distinct()).scalars())
+        sets_of = set(conn.execute(select(customer_feature_sets.c.run_id).distinct()).scalars())
     assert kept == set(ids[-2:])
+    # the stored feature frames, working data as large as the store, stay only with the current run
+    assert features_of == sets_of == {ids[-1]}
 
 
 def test_refresh_killed_mid_run_leaves_previous_run_current(tmp_path):
