@@ -8,7 +8,8 @@ stage. It writes only its own tables and metrics:
   deposits and loans of the run's month) in ``run_metrics``, for the Overview page;
 * ``segment_summary``: counts and money totals of the segmented customers by one dimension
   (:func:`summarise`), and ``segment_cube``, the same split by the pages' filter cells
-  (:func:`analytics.segment_explorer.cube_rows`);
+  (:func:`analytics.segment_explorer.cube_rows`), and ``segment_cube_filters``, the cube split by one
+  risk or demographic attribute at a time (:func:`analytics.segment_explorer.attribute_rows`);
 * ``cohort_retention`` (:func:`analytics.lifecycle.load_cohort_retention`);
 * ``kpi_monthly``, the KPI wall's monthly series (:func:`analytics.kpi.write_monthly_series`);
 * the run's margin totals (``annual_margin_total``, ``clv_margin_<H>y_total`` and the headline
@@ -27,9 +28,16 @@ from sqlalchemy import text
 
 from analytics import kpi, lifecycle
 from analytics.access import Viewer
+from analytics.features import month_end
 from analytics.runs import Laps, RefreshContext, get_run_metrics
-from analytics.schema import cohort_retention, segment_cube, segment_summary
-from analytics.segment_explorer import cube_rows, segmented_customers, tag_names_of
+from analytics.schema import cohort_retention, segment_cube, segment_cube_filters, segment_summary
+from analytics.segment_explorer import (
+    attribute_rows,
+    cube_rows,
+    customer_attributes,
+    segmented_customers,
+    tag_names_of,
+)
 from analytics.segmentation import RFM_SEGMENTS, VALUE_TIERS
 from analytics.store import bulk_insert
 
@@ -171,7 +179,7 @@ def headline_counts(ctx: RefreshContext) -> None:
 
 def aggregates_stage(ctx: RefreshContext) -> None:
     """The refresh stage ``aggregates``: the run's headline counts, ``segment_summary``,
-    ``segment_cube``, ``cohort_retention``, ``kpi_monthly`` and margin totals (see the module
+    ``segment_cube``, ``segment_cube_filters``, ``cohort_retention``, ``kpi_monthly`` and margin totals (see the module
     docstring), under ``ctx.run_id``.
 
     Runs after every per-customer stage. Without activity data it puts only the headline counts.
@@ -190,12 +198,17 @@ def aggregates_stage(ctx: RefreshContext) -> None:
         lap("summary")
         cube = cube_rows(customers, as_of_year=ctx.as_of_month.year, tag_names=tag_names)
         lap("cube")
+        attributes = customer_attributes(ctx.engine, month_end(ctx.as_of_month))
+        by_attribute = attribute_rows(customers.merge(attributes, on="customer_id", how="left"),
+                                      as_of_year=ctx.as_of_month.year, tag_names=tag_names)
+        lap("cube_filters")
     cohorts = lifecycle.load_cohort_retention(ctx.engine, ctx.as_of_month)
     lap("cohorts")
     with ctx.engine.begin() as conn:
         if summary is not None:
             bulk_insert(ctx.engine, segment_summary, summary.assign(run_id=ctx.run_id), conn=conn)
             bulk_insert(ctx.engine, segment_cube, cube.assign(run_id=ctx.run_id), conn=conn)
+            bulk_insert(ctx.engine, segment_cube_filters, by_attribute.assign(run_id=ctx.run_id), conn=conn)
         if not cohorts.empty:
             bulk_insert(ctx.engine, cohort_retention, cohorts.assign(run_id=ctx.run_id), conn=conn)
     lap("write")
@@ -207,7 +220,8 @@ def aggregates_stage(ctx: RefreshContext) -> None:
         ctx.metrics[f"aggregates_seconds.{name}"] = seconds
     if summary is None:
         return
-    ctx.row_counts.update({"segment_summary": len(summary), "segment_cube": len(cube)})
+    ctx.row_counts.update({"segment_summary": len(summary), "segment_cube": len(cube),
+                           "segment_cube_filters": len(by_attribute)})
     headline_years = lifecycle.clv_horizon_years()
     metrics: dict[str, float | str | None] = {
         "annual_margin_total": float(customers["annual_margin"].sum()),

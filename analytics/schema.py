@@ -1132,3 +1132,29 @@ customer_feature_products = Table(
     Column("product_column", String(80), primary_key=True),  # products_<category>
     Column("open_count", Float, nullable=False),
 )
+
+# --- Segments' risk and demographic filters (issue 14) ---
+# Written by the refresh's "aggregates" stage with segment_cube: the same counts and totals, split
+# further by ONE customer attribute at a time (filter_key: risk_tolerance, credit_grade,
+# risk_level_held, gender, income_band, occupation or customer_type; filter_value: its value,
+# "unknown" when missing, "none" for no open product held). Summing a filter_key's rows over every
+# filter_value gives segment_cube back. Only non-empty cells are stored
+# (analytics/segment_explorer.py::attribute_rows says why one attribute at a time).
+segment_cube_filters = Table(
+    "segment_cube_filters",
+    metadata,
+    Column("run_id", Integer, ForeignKey("refresh_runs.run_id"), primary_key=True),
+    Column("filter_key", String(20), primary_key=True),
+    Column("filter_value", String(50), primary_key=True),
+    Column("dimension", String(30), primary_key=True),
+    Column("value", String(100), primary_key=True),
+    Column("branch_id", String(16), primary_key=True),
+    Column("age_band", String(10), primary_key=True),
+    Column("value_tier", String(10), primary_key=True),
+    Column("customers", BigInteger, nullable=False),
+    Column("aum_total", Float, nullable=False),
+    Column("annual_margin_total", Float, nullable=False),
+    Column("clv_margin_1y_total", Float, nullable=False),
+    Column("clv_margin_3y_total", Float, nullable=False),
+    Column("clv_margin_5y_total", Float, nullable=False),
+)

@@ -17,12 +17,29 @@ on the page follows. At a million customers the pages cannot hold one row per cu
 
 Age bands are whole years at the run's year: ``as_of_year - birth year`` (the birth date never
 leaves the store: the cube holds bands, and SQL compares birth dates with year boundaries).
+
+Risk and demographic filters (risk tolerance, credit grade, highest product risk level held, gender,
+income band, occupation, customer type: :data:`ATTRIBUTE_FILTERS`) come from a second table,
+``segment_cube_filters`` (:func:`attribute_rows`): the cube of the Segments page's dimensions split
+by one attribute at a time, so a page may narrow by one of them on top of branch, city, age band and
+tier. The small-cell rule, and differencing, under these filters:
+
+* every figure is hidden from aggregate-only roles as today: a value of fewer than
+  ``MIN_CELL_CUSTOMERS`` customers, with a second one when it would be hidden alone;
+* a new way to difference: every filtered figure has an unfiltered twin on the same page, so
+  "without the filter" minus "with it" would count the customers the filter leaves out. A figure
+  (:func:`_small_rest`), a tag count, a tag-builder count or the whole page (the headline) is hidden
+  when that difference is under ``MIN_CELL_CUSTOMERS`` but not zero;
+* summing every other value of the attribute (several values may be picked at once) is the same
+  differencing the branch filter already allows (the branches of a cell add up to it), and is
+  bounded the same way: each sum is itself a figure under the rule;
+* two attributes at once, whose intersections are the cells that single people out, are not offered.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from functools import lru_cache
 
@@ -32,12 +49,18 @@ from sqlalchemy import Engine, and_, case, func, or_, select
 
 from analytics import access, lifecycle, tags
 from analytics.consent import live_consent_condition
+from analytics.features import month_end
 from analytics.schema import (
+    CREDIT_GRADES,
+    RISK_LEVELS,
+    RISK_TOLERANCES,
     branches,
     cluster_cube,
     customer_clv_margin,
     customer_segments,
     customers,
+    holdings,
+    products,
     segment_cube,
     segment_summary,
 )
@@ -71,33 +94,73 @@ TOP_CUSTOMER_COLUMNS = ("customer_id", "name", "branch_id", "value_tier", "rfm_s
                         "aum", "clv_margin_1y", "clv_margin_3y", "clv_margin_5y")
 #: Columns :func:`top_customers` may rank by.
 RANK_COLUMNS = ("aum", "clv_margin_1y", "clv_margin_3y", "clv_margin_5y")
+#: The risk and demographic filters, one at a time (``segment_cube_filters``; see :func:`attribute_rows`).
+ATTRIBUTE_FILTERS = ("risk_tolerance", "credit_grade", "risk_level_held", "gender", "income_band", "occupation",
+                     "customer_type")
+#: The dimensions ``segment_cube_filters`` splits by an attribute: those the Segments page draws.
+ATTRIBUTE_DIMENSIONS = ("rfm_rf", "rfm_segment", "value_tier", "cluster_name", "tag")
+#: The value of a customer whose attribute is missing in the store.
+UNKNOWN = "unknown"
+#: The held risk level of a customer with no product open at the end of the run's month.
+NONE_HELD = "none"
+#: Each filter's values in display order (values outside come after, sorted; ``unknown`` last).
+ATTRIBUTE_ORDER: dict[str, tuple[str, ...]] = {
+    "risk_tolerance": RISK_TOLERANCES, "credit_grade": CREDIT_GRADES, "risk_level_held": (NONE_HELD, *RISK_LEVELS),
+    "gender": ("M", "F"),
+    "income_band": ("lt_50k", "50k_100k", "100k_200k", "200k_500k", "500k_1m", "ge_1m"),
+    "customer_type": ("individual", "private_banking", "small_business_owner"),
+}
 #: Most rows one SQL customer list returns (a page shows far fewer; exports are capped lower).
 MAX_LIST_ROWS = 1_000_000
 
 
 @dataclass(frozen=True)
 class Filters:
-    """What the user picked; an empty tuple means "all"."""
+    """What the user picked; an empty tuple means "all".
+
+    ``attribute`` is at most one of :data:`ATTRIBUTE_FILTERS` (risk tolerance, credit grade, ...)
+    and ``attribute_values`` the values of it kept (empty: all); see :func:`attribute_rows` for why
+    only one at a time.
+    """
 
     branches: tuple[str, ...] = ()
     cities: tuple[str, ...] = ()
     age_bands: tuple[str, ...] = ()
     tiers: tuple[str, ...] = ()
+    attribute: str = ""
+    attribute_values: tuple[str, ...] = ()
 
     def __post_init__(self):
         unknown = [b for b in self.age_bands if b not in AGE_BANDS]
         if unknown:
             raise ValueError(f"Unknown age band(s) {unknown}; expected some of {', '.join(AGE_BANDS)}")
+        if self.attribute and self.attribute not in ATTRIBUTE_FILTERS:
+            raise ValueError(f"Unknown filter {self.attribute!r}; expected one of {', '.join(ATTRIBUTE_FILTERS)}")
+        if self.attribute_values and not self.attribute:
+            raise ValueError("attribute_values need an attribute")
 
     def as_params(self) -> dict:
         """The filters as plain data, for the audit log."""
-        return {"branches": list(self.branches), "cities": list(self.cities),
-                "age_bands": list(self.age_bands), "tiers": list(self.tiers)}
+        params = {"branches": list(self.branches), "cities": list(self.cities),
+                  "age_bands": list(self.age_bands), "tiers": list(self.tiers)}
+        if self.attribute_values:
+            params[self.attribute] = list(self.attribute_values)
+        return params
 
     @property
     def any(self) -> bool:
         """Whether any filter narrows the customers."""
-        return bool(self.branches or self.cities or self.age_bands or self.tiers)
+        return bool(self.branches or self.cities or self.age_bands or self.tiers or self.attribute_values)
+
+    @property
+    def by_attribute(self) -> bool:
+        """Whether a risk or demographic filter narrows the customers."""
+        return bool(self.attribute_values)
+
+    @property
+    def base(self) -> Filters:
+        """The same filters without the risk or demographic one."""
+        return replace(self, attribute="", attribute_values=())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,21 +216,31 @@ def _group(cells: np.ndarray, values: np.ndarray, money: np.ndarray, labels: np.
     return pd.DataFrame(out)
 
 
-def _cells(frame: pd.DataFrame, as_of_year: int):
-    """Each customer's filter cell (a (branch, age band, tier) code), the cells' keys, and each
-    key's codes and labels."""
+def _cells(frame: pd.DataFrame, as_of_year: int, by: str | None = None):
+    """Each customer's filter cell (a (branch, age band, tier) code, times a ``by`` value code when
+    given), the cells' keys (``by``'s as ``filter_value``), and each key's codes and labels."""
     branch = frame["branch_id"].astype(object).where(frame["branch_id"].notna(), "(missing)").astype(str)
     # A cell is a (branch, age band, tier) code; factorising each key alone and combining the codes
     # is much faster than factorising a MultiIndex of text at a million rows.
     key_codes, key_labels = zip(*(pd.factorize(pd.Series(v).reset_index(drop=True)) for v in (
         branch, age_bands(frame["birth_year"], as_of_year), frame["value_tier"].astype(str))), strict=True)
     sizes = [len(labels) for labels in key_labels]
-    cells, present = pd.factorize((key_codes[0] * sizes[1] + key_codes[1]) * sizes[2] + key_codes[2])
+    code = (key_codes[0] * sizes[1] + key_codes[1]) * sizes[2] + key_codes[2]
+    extra_codes = extra_labels = None
+    if by is not None:
+        extra = frame[by].astype(object).where(frame[by].notna(), UNKNOWN).astype(str).reset_index(drop=True)
+        extra_codes, extra_labels = pd.factorize(extra)
+        code = code.astype(np.int64) * len(extra_labels) + extra_codes
+    cells, present = pd.factorize(code)
+    if by is not None:
+        extra_at, present = present % len(extra_labels), present // len(extra_labels)
     cell_keys = pd.DataFrame({
         "branch_id": np.asarray(key_labels[0], dtype=object)[present // (sizes[1] * sizes[2])],
         "age_band": np.asarray(key_labels[1], dtype=object)[(present // sizes[2]) % sizes[1]],
         "value_tier": np.asarray(key_labels[2], dtype=object)[present % sizes[2]],
     })
+    if by is not None:
+        cell_keys["filter_value"] = np.asarray(extra_labels, dtype=object)[extra_at]
     return cells, cell_keys, key_codes, key_labels
 
 
@@ -240,7 +313,8 @@ def cluster_profiles(rows: pd.DataFrame, cube: Cube, filters: Filters = Filters(
 
 
 def cube_rows(frame: pd.DataFrame, *, as_of_year: int, tag_names: Sequence[str] = (),
-              tag_flags: pd.DataFrame | None = None) -> pd.DataFrame:
+              tag_flags: pd.DataFrame | None = None, by: str | None = None,
+              dimensions: Sequence[str] | None = None) -> pd.DataFrame:
     """The ``segment_cube`` rows of one run from its per-customer results.
 
     Parameters
@@ -255,22 +329,29 @@ def cube_rows(frame: pd.DataFrame, *, as_of_year: int, tag_names: Sequence[str] 
     tag_flags : pandas.DataFrame, optional
         Boolean tag columns in ``frame``'s row order (from :func:`analytics.tags.evaluate_tags`);
         read from ``frame["tags"]`` when absent.
+    by : str, optional
+        A column of ``frame`` that splits every cell further (missing -> ``unknown``); its value
+        is the rows' ``filter_value`` (:func:`attribute_rows`).
+    dimensions : sequence of str, optional
+        The dimensions to count (default: every one of :data:`CUBE_DIMENSIONS`).
 
     Returns
     -------
     pandas.DataFrame
-        ``dimension``, ``value``, :data:`CUBE_KEYS` and :data:`SUMMARY_COLUMNS`: one row per
-        dimension value per non-empty cell. CLV bands use one set of edges for the whole run
+        ``dimension``, ``value``, :data:`CUBE_KEYS` (and ``filter_value`` with ``by``) and
+        :data:`SUMMARY_COLUMNS`: one row per dimension value per non-empty cell. CLV bands use one set of edges for the whole run
         (:func:`analytics.lifecycle.band_edges` of every customer's value), so they add up across
         cells like every other dimension.
     """
     missing = [c for c in CUBE_INPUT_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"Required column {missing[0]} missing")
-    columns = ["dimension", "value", *CUBE_KEYS, *SUMMARY_COLUMNS]
+    columns = ["dimension", "value", *CUBE_KEYS, *(["filter_value"] if by else []), *SUMMARY_COLUMNS]
+    if by is not None and by not in frame.columns:
+        raise ValueError(f"Required column {by} missing")
     if frame.empty:
         return pd.DataFrame(columns=columns)
-    cells, cell_keys, key_codes, key_labels = _cells(frame, as_of_year)
+    cells, cell_keys, key_codes, key_labels = _cells(frame, as_of_year, by)
     money = np.column_stack([pd.to_numeric(frame[c], errors="coerce").fillna(0.0).to_numpy(dtype=float)
                              for c in MONEY_COLUMNS])
 
@@ -281,19 +362,25 @@ def cube_rows(frame: pd.DataFrame, *, as_of_year: int, tag_names: Sequence[str] 
         codes, labels = pd.factorize(pd.Series(values).reset_index(drop=True))
         return by_codes(dimension, codes, [str(v) for v in labels])
 
+    wanted = set(CUBE_DIMENSIONS if dimensions is None else dimensions)
     rf = frame["rfm_r"].to_numpy(dtype=np.int64) * 10 + frame["rfm_f"].to_numpy(dtype=np.int64)
-    parts = [
-        by_values("rfm_rf", rf),
-        by_values("rfm_segment", frame["rfm_segment"].astype(str)),
-        by_codes("value_tier", key_codes[2], [str(v) for v in key_labels[2]]),
-        by_values("cluster_name", frame["cluster_name"].astype(str)),
-        by_values("lifecycle_stage", frame["lifecycle_stage"].astype(str)),
-        by_codes("branch_id", key_codes[0], [str(v) for v in key_labels[0]]),
-    ]
+    builders = {
+        "rfm_rf": lambda: by_values("rfm_rf", rf),
+        "rfm_segment": lambda: by_values("rfm_segment", frame["rfm_segment"].astype(str)),
+        "value_tier": lambda: by_codes("value_tier", key_codes[2], [str(v) for v in key_labels[2]]),
+        "cluster_name": lambda: by_values("cluster_name", frame["cluster_name"].astype(str)),
+        "lifecycle_stage": lambda: by_values("lifecycle_stage", frame["lifecycle_stage"].astype(str)),
+        "branch_id": lambda: by_codes("branch_id", key_codes[0], [str(v) for v in key_labels[0]]),
+    }
+    parts = [build() for dimension, build in builders.items() if dimension in wanted]
     for years in lifecycle.CLV_HORIZONS_YEARS:
+        if f"clv_band_{years}y" not in wanted:
+            continue
         values = money[:, MONEY_COLUMNS.index(f"clv_margin_{years}y")]
         position, labels = lifecycle.assign_bands(values, lifecycle.band_edges(values))
         parts.append(by_codes(f"clv_band_{years}y", position, labels))
+    if "tag" not in wanted:
+        tag_names, tag_flags = (), pd.DataFrame(index=frame.index)
     if tag_flags is None:
         names = list(tag_names)
         # Customers share few tag combinations: test each distinct text once, then spread.
@@ -312,6 +399,117 @@ def cube_rows(frame: pd.DataFrame, *, as_of_year: int, tag_names: Sequence[str] 
     out = pd.concat(parts, ignore_index=True)
     out = out.join(cell_keys, on="cell").drop(columns="cell")
     return out[columns]
+
+
+_STACKED_ROWS = 250_000  # at most this many customer rows per cube_rows call of attribute_rows
+_SEP = "\x1f"
+
+
+def attribute_rows(frame: pd.DataFrame, *, as_of_year: int, tag_names: Sequence[str] = (),
+                   tag_flags: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The ``segment_cube_filters`` rows of one run: :func:`cube_rows` split further by each of
+    :data:`ATTRIBUTE_FILTERS` in turn (``filter_key``), one attribute at a time.
+
+    ``frame`` is :func:`cube_rows`' input plus one column per attribute (:func:`customer_attributes`).
+
+    Why one attribute at a time, and not all seven in the cell key: the cells would multiply
+    (branch × age band × tier × 5 tolerances × 7 grades × 6 held levels × 3 genders × 7 income
+    bands × 13 occupations × 3 types) until nearly every customer is a cell of their own (18,990
+    cells for 20,000 demo customers). Stored one at a time, the rows grow with the *sum* of the
+    attributes' sizes, not their product: each attribute splits a cell into at most its number of
+    values, and never more rows than the customers in it. Two attributes at once are not offered:
+    an intersection like "women, CCC, 60+, branch X" is the kind of cell that names a person, and a
+    page computing it from customer rows would hand customer rows to aggregate-only roles. The
+    Segments page says so, and offers one risk or demographic filter at a time (several values of
+    it may be kept: their rows add up).
+
+    Only the dimensions the Segments page draws are split (:data:`ATTRIBUTE_DIMENSIONS`: the R×F
+    grid, RFM segments, value tiers, clusters and tags), not the Lifecycle page's stages, branches
+    and CLV bands: 249,594 rows for the 20,000-customer demo (``segment_cube``: 25,945), where all
+    dimensions would take 445,947. The rows are bounded by cells × values × attribute values,
+    whatever the number of customers.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``filter_key``, ``filter_value``, ``dimension``, ``value``, :data:`CUBE_KEYS` and
+        :data:`SUMMARY_COLUMNS`. For each ``filter_key`` the rows add up, over its values, to
+        :func:`cube_rows` of the same customers (one set of CLV band edges for the whole run).
+    """
+    columns = ["filter_key", "filter_value", "dimension", "value", *CUBE_KEYS, *SUMMARY_COLUMNS]
+    missing = [c for c in ATTRIBUTE_FILTERS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"Required column {missing[0]} missing")
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    if tag_flags is None:  # read the tags once, not once per attribute
+        names = list(tag_names)
+        combos, texts = pd.factorize(frame["tags"].fillna("").astype(str))
+        fenced = pd.Series("," + texts.astype(str) + ",")
+        tag_flags = pd.DataFrame({n: fenced.str.contains(f",{n},", regex=False).to_numpy(dtype=bool)[combos]
+                                  for n in names})
+    # A cube_rows call costs a fixed ~25 ms of pandas overhead on top of its per-row work: on a small
+    # store, stacking the frame once per attribute and splitting by "attribute<US>value" in one call
+    # is several times faster than seven calls; a large store goes one attribute at a time (memory).
+    needed = [c for c in CUBE_INPUT_COLUMNS if c in frame.columns]
+    per_call = max(1, _STACKED_ROWS // len(frame))
+    parts = []
+    for i in range(0, len(ATTRIBUTE_FILTERS), per_call):
+        keys = ATTRIBUTE_FILTERS[i:i + per_call]
+        stacked = pd.concat([frame[needed].assign(_split=key + _SEP + frame[key].astype(object)
+                                                  .where(frame[key].notna(), UNKNOWN).astype(str))
+                             for key in keys], ignore_index=True)
+        flags = pd.concat([tag_flags.reset_index(drop=True)] * len(keys), ignore_index=True)
+        rows = cube_rows(stacked, as_of_year=as_of_year, tag_names=tag_names, tag_flags=flags, by="_split",
+                         dimensions=ATTRIBUTE_DIMENSIONS)
+        split = rows["filter_value"].str.split(_SEP, n=1, expand=True)
+        parts.append(rows.assign(filter_key=split[0], filter_value=split[1]))
+    return pd.concat(parts, ignore_index=True)[columns]
+
+
+def customer_attributes(engine: Engine, as_of_end: date, viewer: access.Viewer | None = None) -> pd.DataFrame:
+    """Each customer's :data:`ATTRIBUTE_FILTERS` values (in ``viewer``'s scope when given), by
+    ``customer_id``: the store's columns, missing -> ``unknown``, and ``risk_level_held``, the
+    highest risk level (``R1`` .. ``R5``) of the products the customer holds open at ``as_of_end``
+    (opened on or before it, not closed by then), ``none`` for a customer holding none.
+
+    Aggregates only leave this module: the frame feeds :func:`attribute_rows` in the refresh.
+    """
+    c, h, p = customers.c, holdings.c, products.c
+    held = (select(func.max(p.risk_level)).select_from(holdings.join(products, p.product_id == h.product_id))
+            .where(h.customer_id == c.customer_id, h.opened_on <= as_of_end,
+                   or_(h.closed_on.is_(None), h.closed_on > as_of_end))
+            .scalar_subquery())
+    stmt = select(c.customer_id, *(func.coalesce(c[k], UNKNOWN).label(k) for k in ATTRIBUTE_FILTERS
+                                   if k != "risk_level_held"),
+                  func.coalesce(held, NONE_HELD).label("risk_level_held"))
+    if viewer is not None:
+        stmt = stmt.where(viewer.scope_condition(customers))
+    return read_frame(engine, stmt)
+
+
+#: The catalog family naming each filter's values (``data/i18n.yaml``; credit grades are shown as their codes).
+ATTRIBUTE_FAMILIES = {"risk_tolerance": "seg_tolerance", "risk_level_held": "seg_risk_level", "gender": "gender",
+                      "income_band": "income_band", "occupation": "occupation", "customer_type": "customer_type"}
+
+
+def attribute_label(key: str, value, lang: str) -> str:
+    """Filter ``key``'s ``value`` in the catalog's words (``unknown``, ``none`` included)."""
+    from analytics import i18n
+
+    if value == UNKNOWN:
+        return i18n.tr("seg_filter.unknown", lang)
+    if key == "risk_level_held" and value == NONE_HELD:
+        return i18n.tr("seg_filter.none_held", lang)
+    family = ATTRIBUTE_FAMILIES.get(key)
+    return i18n.label(family, value, lang) if family else str(value)
+
+
+def attribute_values(key: str, present) -> list[str]:
+    """``present`` values of filter ``key`` in display order (:data:`ATTRIBUTE_ORDER`, others
+    sorted, ``unknown`` last)."""
+    order = {v: i for i, v in enumerate(ATTRIBUTE_ORDER.get(key, ()))}
+    return sorted({str(v) for v in present}, key=lambda v: (v == UNKNOWN, order.get(v, len(order)), v))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -348,6 +546,18 @@ class Cube:
     branches: tuple[str, ...] = ()
     tiers: tuple[str, ...] = ()
     branch_cities: Mapping[str, str] = field(default_factory=dict, repr=False)
+    #: The risk or demographic filter ``by_value`` splits the cube by (one of :data:`ATTRIBUTE_FILTERS`).
+    attribute: str = ""
+    #: Per value of ``attribute``, the cube of its customers (``segment_cube_filters``).
+    by_value: Mapping[str, Cube] = field(default_factory=dict, repr=False)
+
+    def with_attribute(self, attribute: str, by_value: Mapping[str, Cube]) -> Cube:
+        """This cube with its split by ``attribute`` (:func:`read_attribute_cubes`)."""
+        return replace(self, attribute=attribute, by_value=dict(by_value))
+
+    def attribute_values(self) -> list[str]:
+        """The values of ``attribute`` some customer has, in display order."""
+        return attribute_values(self.attribute, self.by_value)
 
     @property
     def empty(self) -> bool:
@@ -456,6 +666,36 @@ def read_cube(engine: Engine, run_id: int, viewer: access.Viewer | None = None) 
                           run_id)
 
 
+def read_attribute_cubes(engine: Engine, run_id: int, attribute: str,
+                         viewer: access.Viewer | None = None) -> dict[str, Cube]:
+    """Per value of ``attribute`` (one of :data:`ATTRIBUTE_FILTERS`), the cube of the run's
+    customers with that value: the run's ``segment_cube_filters`` rows of that filter (aggregates
+    only), over ``viewer``'s scope like :func:`read_cube` (a portfolio's built from its customers).
+    Empty for a run refreshed before the table existed."""
+    from analytics.runs import get_run_metrics
+    from analytics.schema import segment_cube_filters as f
+
+    if attribute not in ATTRIBUTE_FILTERS:
+        raise ValueError(f"Unknown filter {attribute!r}; expected one of {', '.join(ATTRIBUTE_FILTERS)}")
+    if viewer is not None and viewer.scope is not None and viewer.scope.portfolios:
+        metrics = get_run_metrics(engine, run_id)
+        month = date.fromisoformat(str(metrics.get("as_of_month") or date.today())[:10])
+        people = segmented_customers(engine, run_id, viewer)
+        people = people.merge(customer_attributes(engine, month_end(month), viewer), on="customer_id", how="left")
+        rows = cube_rows(people, as_of_year=month.year, tag_names=tag_names_of(metrics), by=attribute)
+    else:
+        stmt = (select(f.c.filter_value, f.c.dimension, f.c.value, *(f.c[k] for k in CUBE_KEYS),
+                       *(f.c[c] for c in SUMMARY_COLUMNS))
+                .where(f.c.run_id == int(run_id), f.c.filter_key == attribute))
+        if viewer is not None and viewer.scope is not None:
+            stmt = stmt.where(f.c.branch_id.in_(sorted(viewer.scope.branches)))
+        rows = read_frame(engine, stmt)
+    cities = read_frame(engine, select(branches.c.branch_id, branches.c.city))
+    cities = dict(zip(cities["branch_id"].astype(str), cities["city"].astype(str), strict=True))
+    return {str(value): Cube.from_rows(part.drop(columns="filter_value"), cities, run_id)
+            for value, part in rows.groupby("filter_value", sort=True)}
+
+
 def _allowed(labels, wanted) -> np.ndarray:
     return np.isin(np.asarray(labels, dtype=object), np.asarray(list(wanted), dtype=object))
 
@@ -486,7 +726,23 @@ def _part(cube: Cube, dimension: str) -> CubePart:
 
 
 def _sums(cube: Cube, dimension: str, filters: Filters) -> tuple[np.ndarray, np.ndarray]:
-    """The dimension's values and their :data:`SUMMARY_COLUMNS` sums over the kept cells."""
+    """The dimension's values and their :data:`SUMMARY_COLUMNS` sums over the kept cells (and,
+    with a risk or demographic filter, the kept values' cubes)."""
+    if filters.by_attribute:
+        if dimension not in ATTRIBUTE_DIMENSIONS:
+            raise ValueError(f"{dimension!r} is not split by risk or demographic filters; "
+                             f"those are {', '.join(ATTRIBUTE_DIMENSIONS)}")
+        if cube.attribute != filters.attribute:
+            raise ValueError(f"This cube is not split by {filters.attribute!r}; read it with read_attribute_cubes")
+        base = filters.base
+        found = [_sums(cube.by_value[v], dimension, base) for v in filters.attribute_values if v in cube.by_value]
+        if not found:
+            return _part(cube, dimension).values[:0], np.zeros((0, len(SUMMARY_COLUMNS)))
+        values = np.unique(np.concatenate([v for v, _ in found]).astype(str)).astype(object)
+        totals = np.zeros((len(values), len(SUMMARY_COLUMNS)))
+        for v, t in found:
+            totals[np.searchsorted(values, v.astype(str))] += t
+        return values, totals
     part = _part(cube, dimension)
     mask = _cell_mask(part, cube, filters)
     codes, sums = part.value[mask], part.sums[mask]
@@ -496,11 +752,32 @@ def _sums(cube: Cube, dimension: str, filters: Filters) -> tuple[np.ndarray, np.
     return part.values, totals
 
 
-def _hide_small(frame: pd.DataFrame, min_cell: int, sums=()) -> pd.DataFrame:
-    """``frame`` as an aggregate-only role may see it: counts under ``min_cell`` hidden (0: as is)."""
+def _hide_small(frame: pd.DataFrame, min_cell: int, sums=(), also=None) -> pd.DataFrame:
+    """``frame`` as an aggregate-only role may see it: counts under ``min_cell`` hidden (0: as is),
+    and the rows ``also`` marks (:func:`_small_rest`) hidden like them, secondary suppression included."""
     if not min_cell or frame.empty:
         return frame
+    if also is not None and np.asarray(also).any():
+        frame = frame.copy()
+        # Marked as a small cell so that suppress_small_cells hides it (and, when it is the lone
+        # hidden row, a second one); the stand-in count is hidden with it, never shown.
+        frame.loc[np.asarray(also, dtype=bool), "customers"] = 1
     return access.suppress_small_cells(frame, sums=[c for c in sums if c in frame.columns], k=min_cell)
+
+
+def _small_rest(base: pd.DataFrame, frame: pd.DataFrame, key: str, min_cell: int) -> np.ndarray:
+    """Which rows of ``frame`` (a figure under a risk or demographic filter) leave fewer than
+    ``min_cell`` customers, but some, outside the filter: ``base`` is the same figure without it.
+
+    Without this, the figure without the filter minus the figure with it would show the few
+    customers the filter leaves out (a difference of two shown figures), a cell the small-cell
+    rule hides when asked for directly.
+    """
+    if not min_cell or frame.empty:
+        return np.zeros(len(frame), dtype=bool)
+    before = base.set_index(key)["customers"]
+    rest = frame[key].map(before).fillna(0).to_numpy(dtype=float) - frame["customers"].to_numpy(dtype=float)
+    return (frame["customers"].to_numpy(dtype=float) > 0) & (rest > 0) & (rest < min_cell)
 
 
 def summary(cube: Cube, dimension: str, filters: Filters = Filters(), *, min_cell: int = 0) -> pd.DataFrame:
@@ -519,12 +796,20 @@ def summary(cube: Cube, dimension: str, filters: Filters = Filters(), *, min_cel
     for i, col in enumerate(SUMMARY_COLUMNS):
         columns[col] = np.rint(totals[present, i]).astype(np.int64) if col == "customers" else totals[present, i]
     columns["sort_order"] = np.arange(n)
-    return _hide_small(pd.DataFrame(columns), min_cell, SUMMARY_COLUMNS[1:])
+    frame = pd.DataFrame(columns)
+    also = None
+    if min_cell and filters.by_attribute:
+        also = _small_rest(summary(cube, dimension, filters.base), frame, "value", min_cell)
+    return _hide_small(frame, min_cell, SUMMARY_COLUMNS[1:], also)
 
 
 def headline(cube: Cube, filters: Filters = Filters()) -> dict[str, float]:
     """Customers and money totals of the customers ``filters`` keep (every customer has one value
-    tier, so the value-tier rows count each customer once)."""
+    tier, so the value-tier rows count each customer once).
+
+    Under a risk or demographic filter an aggregate-only page also checks the customers the filter
+    leaves out (``headline(cube, filters.base)`` minus this) against the small-cell rule, for the
+    reason :func:`_small_rest` gives."""
     _, totals = _sums(cube, "value_tier", filters)
     out = {c: float(totals[:, i].sum()) for i, c in enumerate(SUMMARY_COLUMNS)}
     out["customers"] = int(round(out["customers"]))
@@ -560,6 +845,8 @@ def tag_counts(cube: Cube, tag_names: Sequence[str], filters: Filters = Filters(
     frame = pd.DataFrame({"tag": list(tag_names), "customers": [int(counts.get(n, 0)) for n in tag_names]})
     if min_cell:
         small = (frame["customers"] > 0) & (frame["customers"] < min_cell)
+        if filters.by_attribute:
+            small |= _small_rest(tag_counts(cube, tag_names, filters.base), frame, "tag", min_cell)
         frame["customers_suppressed"] = small.to_numpy()
         frame["customers"] = frame["customers"].astype(float).where(~small)
     return frame
@@ -569,10 +856,30 @@ def tag_counts(cube: Cube, tag_names: Sequence[str], filters: Filters = Filters(
 # Customer lists in SQL (bound parameters, limits)
 # ---------------------------------------------------------------------------------------------
 
-def filter_conditions(filters: Filters, *, as_of_year: int) -> list:
+def attribute_condition(attribute: str, values: Sequence[str], *, as_of_end: date | None = None):
+    """SQL: the customer's ``attribute`` is one of ``values`` (bound), by the rule of
+    :func:`customer_attributes` (``risk_level_held`` needs the run's ``as_of_end``)."""
+    c, h, p = customers.c, holdings.c, products.c
+    if attribute == "risk_level_held":
+        if as_of_end is None:
+            raise ValueError("the risk level held needs the run's as_of_end")
+        held = (select(func.max(p.risk_level)).select_from(holdings.join(products, p.product_id == h.product_id))
+                .where(h.customer_id == c.customer_id, h.opened_on <= as_of_end,
+                       or_(h.closed_on.is_(None), h.closed_on > as_of_end))
+                .scalar_subquery())
+        return func.coalesce(held, NONE_HELD).in_(list(values))
+    if attribute not in ATTRIBUTE_FILTERS:
+        raise ValueError(f"Unknown filter {attribute!r}; expected one of {', '.join(ATTRIBUTE_FILTERS)}")
+    return func.coalesce(c[attribute], UNKNOWN).in_(list(values))
+
+
+def filter_conditions(filters: Filters, *, as_of_year: int, as_of_end: date | None = None) -> list:
     """The filters as SQL conditions on ``customers`` and ``customer_segments`` (values bound,
-    never spliced): the customer-level twin of :func:`_cell_mask`."""
+    never spliced): the customer-level twin of :func:`_cell_mask`. A filter by the risk level held
+    needs ``as_of_end`` (:func:`run_month_end`)."""
     conditions = []
+    if filters.by_attribute:
+        conditions.append(attribute_condition(filters.attribute, filters.attribute_values, as_of_end=as_of_end))
     if filters.branches:
         conditions.append(customers.c.branch_id.in_(list(filters.branches)))
     if filters.cities:
@@ -585,8 +892,21 @@ def filter_conditions(filters: Filters, *, as_of_year: int) -> list:
     return conditions
 
 
-def _where(run_id: int, filters: Filters, as_of_year: int, expression: str | None, tag_names) -> list:
-    conditions = [customer_segments.c.run_id == int(run_id), *filter_conditions(filters, as_of_year=as_of_year)]
+def run_month_end(engine: Engine, run_id: int) -> date | None:
+    """The last day of the run's month (``as_of_month``), when it has one."""
+    from analytics.runs import get_run_metrics
+
+    month = get_run_metrics(engine, run_id).get("as_of_month")
+    return month_end(date.fromisoformat(str(month)[:10])) if month else None
+
+
+def _where(run_id: int, filters: Filters, as_of_year: int, expression: str | None, tag_names,
+           engine: Engine | None = None) -> list:
+    as_of_end = None
+    if filters.attribute == "risk_level_held" and filters.by_attribute and engine is not None:
+        as_of_end = run_month_end(engine, run_id)
+    conditions = [customer_segments.c.run_id == int(run_id),
+                  *filter_conditions(filters, as_of_year=as_of_year, as_of_end=as_of_end)]
     if expression is not None:
         conditions.append(tags.selection_clause(expression, tag_names, customer_segments.c.tags))
     return conditions
@@ -612,14 +932,16 @@ def tag_selection_counts(engine: Engine, run_id: int, filters: Filters, expressi
     purpose the list is filtered by (:func:`analytics.access.segment_list_purpose`: ``"marketing"``,
     or None for a risk manager, whose list holds every selected customer); ``listed`` is
     ``consenting`` or ``selected`` accordingly. For an aggregate-only viewer a selection of fewer
-    than ``MIN_CELL_CUSTOMERS`` is not counted: the counts are -1 (the page shows "<K").
+    than ``MIN_CELL_CUSTOMERS`` is not counted: the counts are -1 (the page shows "<K"); so is one
+    that a risk or demographic filter (``filters.attribute``) narrows by fewer than that many, which
+    the count without the filter would give away (:func:`_small_rest`).
 
     Raises
     ------
     analytics.tags.TagRuleError
         For an invalid expression (checked before any SQL runs).
     """
-    where = _where(run_id, filters, as_of_year, expression, tag_names)
+    where = _where(run_id, filters, as_of_year, expression, tag_names, engine)
     consenting_now = live_consent_condition(customers.c.customer_id, "marketing")
     stmt = (select(func.count().label("selected"),
                    func.coalesce(func.sum(case((consenting_now, 1), else_=0)), 0).label("consenting"))
@@ -628,7 +950,14 @@ def tag_selection_counts(engine: Engine, run_id: int, filters: Filters, expressi
         selected, consenting = conn.execute(stmt).one()
     selected, consenting = int(selected or 0), int(consenting or 0)
     purpose = _list_consent(viewer)
-    if viewer.aggregate_only and 0 < selected < access.min_cell_customers():
+    left_out = 0
+    if viewer.aggregate_only and filters.by_attribute:  # the few a risk or demographic filter leaves out
+        without = select(func.count()).select_from(_joined()).where(
+            *_where(run_id, filters.base, as_of_year, expression, tag_names, engine), viewer.scope_condition(customers))
+        with engine.connect() as conn:
+            left_out = int(conn.execute(without).scalar() or 0) - selected
+    if viewer.aggregate_only and (0 < selected < access.min_cell_customers()
+                                  or 0 < left_out < access.min_cell_customers()):
         counts = {"selected": -1, "consenting": -1, "no_consent": -1}
     elif viewer.aggregate_only and 0 < min(consenting, selected - consenting) < access.min_cell_customers():
         counts = {"selected": selected, "consenting": -1, "no_consent": -1}
@@ -665,7 +994,7 @@ def campaign_page(engine: Engine, run_id: int, filters: Filters, expression: str
     """
     access.require_rows(viewer)
     limit, offset = _check_page(limit, offset)
-    where = _where(run_id, filters, as_of_year, expression, tag_names)
+    where = _where(run_id, filters, as_of_year, expression, tag_names, engine)
     s, c, m = customer_segments.c, customers.c, customer_clv_margin.c
     stmt = (select(s.customer_id, c.branch_id, c.relationship_manager, s.rfm_segment, s.value_tier,
                    s.lifecycle_stage, m.clv_margin_3y)
@@ -697,7 +1026,7 @@ def top_customers(engine: Engine, run_id: int, filters: Filters, *, viewer: acce
         raise ValueError(f"by must be one of {', '.join(RANK_COLUMNS)}, got {by!r}")
     n, _ = _check_page(n, 0)
     s, c, m = customer_segments.c, customers.c, customer_clv_margin.c
-    where = [*_where(run_id, filters, as_of_year, None, ()), viewer.scope_condition(customers)]
+    where = [*_where(run_id, filters, as_of_year, None, (), engine), viewer.scope_condition(customers)]
     consenting = live_consent_condition(c.customer_id, "marketing")
     stmt = (select(s.customer_id, c.name, c.branch_id, s.value_tier, s.rfm_segment, s.lifecycle_stage, s.aum,
                    m.clv_margin_1y, m.clv_margin_3y, m.clv_margin_5y)
@@ -735,6 +1064,9 @@ def filter_choices(engine: Engine, run_id: int, viewer: access.Viewer | None = N
 
 
 __all__ = [
+    "ATTRIBUTE_DIMENSIONS", "ATTRIBUTE_FAMILIES", "ATTRIBUTE_FILTERS", "ATTRIBUTE_ORDER", "NONE_HELD", "UNKNOWN", "attribute_condition",
+    "attribute_label", "attribute_rows",
+    "attribute_values", "customer_attributes", "read_attribute_cubes", "run_month_end",
     "AGE_BANDS", "AGE_BAND_AGES", "CAMPAIGN_COLUMNS", "CUBE_DIMENSIONS", "CUBE_KEYS", "Cube", "CubePart", "Filters",
     "RANK_COLUMNS", "SUMMARY_COLUMNS", "age_band_clause", "age_bands", "campaign_page", "clv_bands", "cube_rows",
     "filter_choices", "filter_conditions", "headline", "read_cube", "summary", "tag_counts",

@@ -160,9 +160,24 @@ def _cube(url: str, run_id: int, scope: tuple | None, _viewer: access.Viewer) ->
     return sx.read_cube(engine_for(url), run_id, _viewer if scope is not None else None)
 
 
-def explorer_cube(run_id: int, viewer: access.Viewer) -> sx.Cube:
-    """The run's segment cube over ``viewer``'s scope: counts and totals by filter cell, no customer rows."""
-    return _cube(resolve_url(), run_id, _scope_key(viewer), viewer)
+@st.cache_data(ttl=600, show_spinner=False, max_entries=40)
+def _attribute_cubes(url: str, run_id: int, attribute: str, scope: tuple | None,
+                     _viewer: access.Viewer) -> dict[str, sx.Cube]:
+    return sx.read_attribute_cubes(engine_for(url), run_id, attribute, _viewer if scope is not None else None)
+
+
+def _with_attribute(url: str, run_id: int, cube: sx.Cube, attribute: str, scope: tuple | None,
+                    viewer: access.Viewer) -> sx.Cube:
+    return cube.with_attribute(attribute, _attribute_cubes(url, run_id, attribute, scope, viewer))
+
+
+def explorer_cube(run_id: int, viewer: access.Viewer, attribute: str = "") -> sx.Cube:
+    """The run's segment cube over ``viewer``'s scope: counts and totals by filter cell, no customer
+    rows; with ``attribute`` (one of :data:`analytics.segment_explorer.ATTRIBUTE_FILTERS`), split by
+    it too (``segment_cube_filters``), so that a ``Filters`` on it can be summed."""
+    url, scope = resolve_url(), _scope_key(viewer)
+    cube = _cube(url, run_id, scope, viewer)
+    return _with_attribute(url, run_id, cube, attribute, scope, viewer) if attribute else cube
 
 
 @st.cache_data(ttl=600, show_spinner=False, max_entries=200)
@@ -380,6 +395,8 @@ def _cluster_rows(url: str, run_id: int):
 def _cube_chart(url: str, run_id: int, filters: sx.Filters, kind: str, metric: str, lang: str, horizon: int,
                 scope: tuple | None, small: int, _viewer: access.Viewer):
     cube = _cube(url, run_id, scope, _viewer)
+    if filters.by_attribute:
+        cube = _with_attribute(url, run_id, cube, filters.attribute, scope, _viewer)
     if kind == "cluster_profiles":
         from analytics import charts_segments
 

@@ -26,7 +26,11 @@ c2.plotly_chart(loaders.cube_chart(run_id, filters, "segment_bar", viewer=user["
 c1, c2 = st.columns(2)
 c1.plotly_chart(loaders.cube_chart(run_id, filters, "value_tier_bar", viewer=user["viewer"], lang=lang, metric=metric), width="stretch")
 c2.plotly_chart(loaders.cube_chart(run_id, filters, "cluster_bar", viewer=user["viewer"], lang=lang, metric=metric), width="stretch")
-st.plotly_chart(loaders.cube_chart(run_id, filters, "cluster_profiles", viewer=user["viewer"], lang=lang), width="stretch")
+if filters.by_attribute:  # the cluster profiles are split by branch, age band and tier only
+    st.info(session.t("seg_filter.profiles_not_split"))
+else:
+    st.plotly_chart(loaders.cube_chart(run_id, filters, "cluster_profiles", viewer=user["viewer"], lang=lang),
+                    width="stretch")
 
 with st.expander(session.t("campaigns.playbooks")):  # the recommended treatment per tier and segment
     widgets.show_table(playbook_table(lang), width="stretch")

@@ -34,10 +34,12 @@ CAMPAIGN_PAGE_ROWS = 200
 # Segment filters
 # --------------------------------------------------------------------------------------------
 
-def segment_filters(cube: sx.Cube, key: str) -> sx.Filters:
+def segment_filters(cube: sx.Cube, key: str, split=None) -> sx.Filters:
     """Branch, city, age band and value-tier filters; returns a ``Filters`` that every chart follows.
 
-    A city is the city of the customer's branch (``branches.city``).
+    A city is the city of the customer's branch (``branches.city``). With ``split`` (a function
+    returning the cube split by one risk or demographic attribute), one such filter more: the
+    attribute, then its values (:func:`attribute_filter`).
     """
     with st.expander(t("explorer.filters"), expanded=True):
         c1, c2, c3, c4 = st.columns(4)
@@ -46,7 +48,23 @@ def segment_filters(cube: sx.Cube, key: str) -> sx.Filters:
         ages = c3.multiselect(t("explorer.age_band"), list(sx.AGE_BANDS), key=f"{key}_a", placeholder=t("common.all"))
         tiers = c4.multiselect(t("explorer.value_tier"), list(VALUE_TIERS), key=f"{key}_t", placeholder=t("common.all"),
                                format_func=lambda v: i18n.label("tier", v, lang()))
-    return sx.Filters(tuple(branches), tuple(cities), tuple(ages), tuple(tiers))
+        attribute, values = attribute_filter(key, split) if split is not None else ("", ())
+    return sx.Filters(tuple(branches), tuple(cities), tuple(ages), tuple(tiers), attribute, tuple(values))
+
+
+def attribute_filter(key: str, split) -> tuple[str, list[str]]:
+    """One risk or demographic filter (:data:`analytics.segment_explorer.ATTRIBUTE_FILTERS`) and the
+    values kept; ``split(attribute)`` gives the cube split by it, whose values are offered."""
+    c1, c2 = st.columns([1, 3])
+    attribute = c1.selectbox(t("seg_filter.attribute"), ["", *sx.ATTRIBUTE_FILTERS], key=f"{key}_attr",
+                             format_func=lambda k: t(f"seg_attr.{k}") if k else t("seg_filter.no_attribute"),
+                             help=t("seg_filter.attribute_help"))
+    if not attribute:
+        return "", []
+    values = c2.multiselect(t(f"seg_attr.{attribute}"), split(attribute).attribute_values(),
+                            key=f"{key}_attr_{attribute}", placeholder=t("common.all"),
+                            format_func=lambda v: sx.attribute_label(attribute, v, lang()))
+    return attribute, values
 
 
 def filtered_customers(engine, user: dict, run_id: int, page: str) -> tuple[sx.Cube, sx.Filters]:
@@ -62,7 +80,10 @@ def filtered_customers(engine, user: dict, run_id: int, page: str) -> tuple[sx.C
     if cube.empty:
         st.warning(t("explorer.this_run_has_no_segmentation"))
         st.stop()
-    filters = segment_filters(cube, page)
+    split = (lambda attribute: loaders.explorer_cube(run_id, viewer, attribute)) if page == "segments" else None
+    filters = segment_filters(cube, page, split)
+    if filters.by_attribute:
+        cube = loaders.explorer_cube(run_id, viewer, filters.attribute)
     total = sx.headline(cube)["customers"]
     shown = sx.headline(cube, filters)["customers"] if filters.any else total
     if filters.any:
@@ -71,6 +92,10 @@ def filtered_customers(engine, user: dict, run_id: int, page: str) -> tuple[sx.C
     if small and 0 < shown < small:
         # An aggregate-only role sees no figure of fewer than MIN_CELL_CUSTOMERS customers.
         st.info(t("explorer.too_few_customers", k=fmt_count(small)))
+        st.stop()
+    if small and filters.by_attribute and 0 < sx.headline(cube, filters.base)["customers"] - shown < small:
+        # Nor the few a risk or demographic filter leaves out, as the page without it minus the page with it.
+        st.info(t("seg_filter.too_few_left_out", k=fmt_count(small)))
         st.stop()
     st.caption(t("explorer.n_of_total_customers", n=fmt_count(shown), total=fmt_count(total)))
     if not shown:

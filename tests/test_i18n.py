@@ -22,7 +22,15 @@ from analytics.demo.reference import (
 )
 from analytics.features import FEATURE_COLUMNS
 from analytics.lifecycle import LIFECYCLE_STAGES
-from analytics.schema import ALERT_KINDS, ALERT_STATUSES, CUSTOMER_STATUSES, RUN_STATUSES
+from analytics.schema import (
+    ALERT_KINDS,
+    ALERT_STATUSES,
+    CUSTOMER_STATUSES,
+    RISK_LEVELS,
+    RISK_TOLERANCES,
+    RUN_STATUSES,
+)
+from analytics.segment_explorer import ATTRIBUTE_FILTERS
 from analytics.segmentation import CLUSTER_FEATURES, RFM_SEGMENTS, VALUE_TIERS
 from analytics.segmentation.clusters import NAME_WORDS
 
@@ -91,6 +99,10 @@ FAMILIES = {
     "income_band": list(INCOME_BANDS),
     "dq_kind": sorted(quality.ROW_KINDS | quality.SQL_QUERY_KINDS | quality.PYTHON_KINDS),
     "mfa": ["enrolled", "none", "pending"],
+    # the Segments page's risk and demographic filters (analytics.segment_explorer.attribute_label)
+    "seg_attr": list(ATTRIBUTE_FILTERS),
+    "seg_tolerance": list(RISK_TOLERANCES),
+    "seg_risk_level": list(RISK_LEVELS),
 }
 
 

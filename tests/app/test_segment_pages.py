@@ -187,3 +187,83 @@ def test_risk_managers_tag_list_holds_customers_without_marketing_consent(monkey
     assert int(counts["yes"]) < int(counts["n"])  # the demo holds customers without consent
     assert len(offered[-1]) == int(counts["n"])
     assert any("risk review" in c.value for c in at.caption)
+
+
+# ---------------------------------------------------------------------------------------------
+# Risk and demographic filters (issue 14)
+# ---------------------------------------------------------------------------------------------
+
+def _segmented(engine, where: str, params: dict) -> int:
+    return int(read_frame(engine, "SELECT COUNT(*) AS n FROM customer_segments s JOIN customers c "
+                                  f"ON c.customer_id = s.customer_id WHERE s.run_id = :r AND {where}",
+                          {"r": runs.current_run_id(engine), **params})["n"].iloc[0])
+
+
+def test_marketing_filters_by_credit_grade_and_every_figure_follows(monkeypatch, demo_store_url):
+    engine = make_engine(demo_store_url)
+    at = _open(monkeypatch, demo_store_url, "marketing", "segments")
+    at.selectbox(key="segments_attr").set_value("credit_grade").run()
+    assert not at.exception
+    choice = at.multiselect(key="segments_attr_credit_grade")
+    assert choice.options[0] == "AAA" and choice.label == "Credit grade"
+    choice.select("AAA").select("AA").run()
+    assert not at.exception
+    n = _segmented(engine, "c.credit_grade IN ('AAA', 'AA')", {})
+    heat = _arr(json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]["z"])
+    tiers = json.loads(at.get("plotly_chart")[2].proto.spec)["data"][0]
+    assert heat.sum() == n == _arr(tiers["y"]).sum() > 0
+    assert any(f"{n:,} of" in c.value for c in at.caption)
+    # The cluster profiles are not split by these filters: the page says so instead of drawing them.
+    assert len(at.get("plotly_chart")) == 4 and any("cluster profiles" in i.value for i in at.info)
+    at.text_input(key="tag_expr").input("mortgage_holder or not mortgage_holder").run()
+    assert int(at.metric[0].value.replace(",", "")) == n
+    events = audit.query(engine, event="filter")
+    assert any(json.loads(p or "{}").get("credit_grade") == ["AAA", "AA"] for p in events["parameters"])
+
+
+def test_risk_filters_by_highest_product_risk_held_in_the_catalogs_words(monkeypatch, demo_store_url):
+    engine = make_engine(demo_store_url)
+    at = _open(monkeypatch, demo_store_url, "risk", "segments")
+    at.selectbox(key="segments_attr").set_value("risk_level_held").run()
+    choice = at.multiselect(key="segments_attr_risk_level_held")
+    assert choice.options[0] == "No open product" and "R5 high" in choice.options
+    choice.select("R5").run()
+    assert not at.exception
+    month = str(runs.get_run_metrics(engine, runs.current_run_id(engine))["as_of_month"])[:7]
+    end = read_frame(engine, "SELECT DATE(:m || '-01', '+1 month', '-1 day') AS d", {"m": month})["d"].iloc[0]
+    n = _segmented(engine, "c.customer_id IN (SELECT h.customer_id FROM holdings h JOIN products p "
+                           "ON p.product_id = h.product_id WHERE p.risk_level = 'R5' AND h.opened_on <= :end "
+                           "AND (h.closed_on IS NULL OR h.closed_on > :end))", {"end": end})
+    heat = _arr(json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]["z"])
+    assert heat.sum() == n > 0
+
+
+def test_executive_sees_no_figure_a_filter_narrows_by_a_few(monkeypatch, demo_store_url):
+    monkeypatch.setenv("MIN_CELL_CUSTOMERS", "5")
+    engine = make_engine(demo_store_url)
+    people = read_frame(engine, "SELECT c.credit_grade, c.risk_tolerance, c.occupation, c.income_band, "
+                                "c.customer_type, c.gender FROM customer_segments s JOIN customers c "
+                                "ON c.customer_id = s.customer_id WHERE s.run_id = :r",
+                        {"r": runs.current_run_id(engine)})
+    for attribute in people.columns:  # an attribute value held by a few customers (fewer than 5)
+        counts = people[attribute].fillna("unknown").value_counts()
+        if (counts < 5).any():
+            break
+    else:
+        pytest.fail("the demo store has no attribute value held by fewer than 5 customers")
+    few = counts[counts < 5].index[0]
+    at = _open(monkeypatch, demo_store_url, "executive", "segments")
+    at.selectbox(key="segments_attr").set_value(attribute).run()
+    choice = at.multiselect(key=f"segments_attr_{attribute}")
+    for value in counts.index.drop(few):  # everyone but the few
+        choice = choice.select(value)
+    choice.run()
+    assert not at.exception and not at.get("plotly_chart")
+    assert any("leaves out fewer than 5" in i.value for i in at.info)
+    at = _open(monkeypatch, demo_store_url, "marketing", "segments")  # a role that sees rows sees them
+    at.selectbox(key="segments_attr").set_value(attribute).run()
+    choice = at.multiselect(key=f"segments_attr_{attribute}")
+    for value in counts.index.drop(few):
+        choice = choice.select(value)
+    choice.run()
+    assert not at.exception and len(at.get("plotly_chart")) == 4
