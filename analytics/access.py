@@ -351,13 +351,19 @@ def _admin_level_end(value: str, start: int, markers: tuple[str, ...], stops: fr
     The name is at least two characters; a stop character or a digit before the marker, or no
     marker within ``max_chars``, means there is no such level here.
     """
+    if start >= len(value) or not _is_han(value[start]):
+        return None
     for j in range(start + 1, min(len(value), start + max_chars)):
         for marker in markers:
             if value.startswith(marker, j):
                 return j + len(marker)
-        if value[j] in stops or value[j].isdigit():
+        if value[j] in stops or not _is_han(value[j]):  # a digit, space or letter: not an admin name
             return None
     return None
+
+
+def _is_han(ch: str) -> bool:
+    return "\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf"
 
 
 def _address_prefix(value: str) -> str | None:
@@ -379,16 +385,14 @@ def mask_address(value: str | None) -> str | None:
     ``北京市朝阳区建国路88号`` -> ``北京市朝阳区****``; ``广东省深圳市南山区科技园`` ->
     ``广东省深圳市南山区****``. The district is the first ``区``/``县``/``市``/``旗`` after the city
     (or after the province, or at the start), provided no street-level character (镇, 路, 号, a
-    digit, ...) comes first; otherwise the prefix ends with the city (or province). Without any
-    of these the first 6 characters are kept, or none if the address is 6 characters or fewer.
-    The hidden part is always ``****``, whatever its length.
+    digit, ...) comes first; otherwise the prefix ends with the city (or province). An
+    administrative name is Chinese characters only, so text before it (``张三收 北京市...``, a
+    recipient's name) means there is no such prefix. Without one, nothing is kept: the first
+    characters of free text may be a name. The hidden part is always ``****``, whatever its length.
     """
     if not value:
         return value
-    prefix = _address_prefix(value)
-    if prefix is None:
-        prefix = value[:6] if len(value) > 6 else ""
-    return prefix + "****"
+    return (_address_prefix(value) or "") + "****"
 
 
 _YEAR_FIRST = re.compile(r"^(\d{4})(\D?)\d{1,2}(\D?)\d{1,2}")

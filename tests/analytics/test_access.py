@@ -204,7 +204,10 @@ MASK_CASES = [
     (mask_address, "河北省唐山市路北区新华道", "河北省唐山市路北区****"),
     (mask_address, "广东省东莞市长安镇沙头社区", "广东省东莞市****"),
     (mask_address, "朝阳区建国路88号城市花园", "朝阳区****"),
-    (mask_address, "Flat 3, 12 High Street", "Flat 3****"),
+    (mask_address, "Flat 3, 12 High Street", "****"),  # no Chinese administrative prefix: nothing kept
+    (mask_address, "John Smith, 12 High Street", "****"),
+    (mask_address, "张三收 北京市东城区建国路1号", "****"),  # a name before the city is not a prefix
+    (mask_address, "张三家楼下小卖部旁边", "****"),
     (mask_address, "短地址", "****"),
     # birth dates: year kept
     (mask_birth_date, None, None),
