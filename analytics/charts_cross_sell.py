@@ -176,6 +176,7 @@ def first_offer_mix_bar(mix: pd.DataFrame, lang: str = "en") -> go.Figure:
 
     ``mix`` is :func:`analytics.cross_sell.first_offer_mix`'s frame; a category hidden by the
     small-cell rule is drawn as an empty bar labelled "< MIN_CELL_CUSTOMERS" (never its count).
+    The up-sell first offers of a category (``up_sell_customers``) are a narrower bar over its bar.
     """
     title = tr("charts.cross_sell.first_offer_mix", lang)
     if mix is None or mix.empty:
@@ -186,13 +187,27 @@ def first_offer_mix_bar(mix: pd.DataFrame, lang: str = "en") -> go.Figure:
     k = min_cell_customers()
     text = [tr("charts.cross_sell.suppressed", lang, k=k) if h else f"{int(c):,} ({sh:.0%})"
             for h, c, sh in zip(hidden, counts, shares, strict=True)]
+    x = [category_label(c, lang) for c in mix["category"]]
     fig = go.Figure(go.Bar(
-        x=[category_label(c, lang) for c in mix["category"]],
-        y=[0.0 if h else float(c) for h, c in zip(hidden, counts, strict=True)], text=text,
+        x=x, y=[0.0 if h else float(c) for h, c in zip(hidden, counts, strict=True)], text=text,
         textposition="outside", cliponaxis=False, marker_color=ACCENT, hoverinfo="skip",
-        name=tr("charts.cross_sell.customers", lang),
+        name=tr("charts.cross_sell.all_first_offers", lang),
     ))
-    fig.update_layout(title=title, yaxis_title=tr("charts.cross_sell.customers", lang), showlegend=False)
+    # Of each bar, the customers whose first offer is an up-sell: a narrower bar over it (none drawn
+    # where the small-cell rule hides the count).
+    if "up_sell_customers" in mix.columns:
+        up_hidden = hidden | mix.get("up_sell_customers_suppressed", pd.Series(False, index=mix.index)).fillna(
+            False).to_numpy(dtype=bool)
+        up = pd.to_numeric(mix["up_sell_customers"], errors="coerce").fillna(0).to_numpy(dtype=float)
+        fig.add_trace(go.Bar(
+            x=x, y=[0.0 if h else float(u) for h, u in zip(up_hidden, up, strict=True)], width=0.4,
+            text=[tr("charts.cross_sell.suppressed", lang, k=k) if h and not hh else ("" if hh or u == 0 else f"{int(u):,}")
+                  for h, hh, u in zip(up_hidden, hidden, up, strict=True)],
+            textposition="inside", marker_color=WARN, hoverinfo="skip",
+            name=tr("charts.cross_sell.up_sell_first_offers", lang),
+        ))
+    fig.update_layout(title=title, yaxis_title=tr("charts.cross_sell.customers", lang), barmode="overlay",
+                      showlegend="up_sell_customers" in mix.columns)
     return fig
 
 

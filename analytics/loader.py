@@ -311,8 +311,9 @@ def _column_rule(table: Table, col, allowed: dict[str, tuple[str, ...]]) -> _Col
         parse = _parse_date
     elif isinstance(t, Integer):
         parse = _parse_integer
-    elif isinstance(t, Numeric):
-        # Float is a Numeric without a fixed scale: no rounding, no range.
+    elif isinstance(t, (Numeric, Float)):
+        # Float is a number without a fixed scale: no rounding, no range. (SQLAlchemy 2.1's Float is
+        # no Numeric subclass: without it a products file, whose annual_margin is a Float, was refused.)
         is_float = isinstance(t, Float) or getattr(t, "scale", None) is None
         parse = _number_parser(None if is_float else t.scale, None if is_float else t.precision)
     elif isinstance(t, String):

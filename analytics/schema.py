@@ -124,6 +124,9 @@ products = Table(
     # asset: a balance the customer holds with the bank (counts toward AUM);
     # liability: a balance the customer owes (loans, cards).
     Column("balance_side", String(10), nullable=False),
+    # The product's tier within its category (cards: 1 classic, 2 gold, 3 platinum): a higher rank is
+    # the better tier, the card up-sell's next step. NULL: a product without tiers.
+    Column("tier_rank", SmallInteger),
     CheckConstraint("risk_level IN ('R1', 'R2', 'R3', 'R4', 'R5')", name="ck_products_risk_level"),
     CheckConstraint("balance_side IN ('asset', 'liability')", name="ck_products_balance_side"),
 )
@@ -185,6 +188,15 @@ consents = Table(
     Index("ix_consents_customer_purpose", "customer_id", "purpose"),
 )
 
+# Columns added to existing tables after their first release: nullable or with a server default, so
+# :func:`analytics.store.init_schema` adds them to an older store (ALTER TABLE ... ADD COLUMN) and its
+# rows stay valid. A new column of an existing table is appended here.
+ADDED_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("cross_sell_categories", "excluded_credit_grade"), ("cross_sell_categories", "excluded_credit_complaint"),
+    ("cross_sell_funnel_cells", "excluded_credit_grade"), ("cross_sell_funnel_cells", "excluded_credit_complaint"),
+    ("products", "tier_rank"), ("next_best_product", "offer_kind"), ("cross_sell_customer", "next_best_offer_kind"),
+    ("cross_sell_categories", "upsell_candidates"), ("cross_sell_categories", "upsell_eligible"),
+)
 STORE_TABLES = ("branches", "products", "customers", "holdings", "customer_monthly", "contacts", "consents")
 
 # ---------------------------------------------------------------------------------------------
@@ -621,6 +633,9 @@ next_best_product = Table(
     Column("propensity", Float, nullable=False),  # P(acquires the category within the horizon)
     Column("expected_value", Float, nullable=False),  # propensity * annual margin * expected balance, CNY
     Column("marketing_consent", Boolean, nullable=False),  # at the run
+    # cross_sell (a category the customer lacks) or up_sell (a better tier of a held category, or
+    # wealth management to a time-deposit holder); NULL in runs before up-sell: cross_sell
+    Column("offer_kind", String(10)),
     Index("ix_next_best_product_category", "run_id", "category", "expected_value"),
 )
 
@@ -635,6 +650,7 @@ cross_sell_customer = Table(
     Column("next_best_category", String(30)),  # NULL when no offer
     Column("next_best_product_id", String(20)),
     Column("next_best_expected_value", Float),  # CNY
+    Column("next_best_offer_kind", String(10)),  # cross_sell or up_sell; NULL when no offer (or before up-sell)
     # NULL when there is an offer; else holds_everything, expired_assessment, suitability, credit_grade,
     # credit_complaint, closed
     Column("no_offer_reason", String(30)),
@@ -660,6 +676,10 @@ cross_sell_categories = Table(
     Column("eligible", BigInteger, nullable=False),
     Column("excluded_no_consent", BigInteger, nullable=False),
     Column("campaign_pool", BigInteger, nullable=False),
+    # Tier up-sell (holders of a lower tier of the category): candidates and those past every guard.
+    # They are not in the columns above, which count the category's non-holders.
+    Column("upsell_candidates", BigInteger, nullable=False, server_default="0"),
+    Column("upsell_eligible", BigInteger, nullable=False, server_default="0"),
     Column("expected_value_total", Float, nullable=False),  # over eligible customers, CNY
     Column("mean_propensity", Float),  # over eligible customers
     Column("expected_balance", Float),  # median balance of holders, all tiers, CNY
@@ -1072,6 +1092,7 @@ APP_TABLES = (
 )
 
 __all__ = [
+    "ADDED_COLUMNS",
     "APP_TABLES", "CREDIT_GRADES", "approval_requests", "CUSTOMER_STATUSES", "RISK_LEVELS", "RISK_TOLERANCES",
     "RUN_STATUSES", "STORE_TABLES", "audit_log", "branches", "consents", "contacts", "export_manifest_customers",
     "export_manifests", "user_scopes",

@@ -20,7 +20,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, S
 
 from analytics import settings
 from analytics.errors import StoreError, StoreNotInitialisedError, UnstorableTextError
-from analytics.schema import STORE_TABLES, metadata
+from analytics.schema import ADDED_COLUMNS, STORE_TABLES, metadata
 
 log = logging.getLogger(__name__)
 
@@ -166,8 +166,33 @@ def init_schema(engine: Engine) -> None:
         if set(inspect(engine).get_table_names()) & set(STORE_TABLES):
             tables = [t for t in metadata.sorted_tables if t.name not in STORE_TABLES]
         metadata.create_all(engine, tables=tables)
+        add_missing_columns(engine)
     except OperationalError as exc:
         raise StoreError(f"Cannot create the schema in {redact_url(str(engine.url))}: {exc.orig}") from None
+
+
+def add_missing_columns(engine: Engine) -> list[str]:
+    """Add every column of :data:`~analytics.schema.ADDED_COLUMNS` an existing table lacks; returns
+    them as ``table.column``. Each is nullable or has a server default, so old rows stay valid."""
+    inspector = inspect(engine)
+    present = set(inspector.get_table_names())
+    added = []
+    for table_name, column_name in ADDED_COLUMNS:
+        if table_name not in present:
+            continue
+        if column_name in {c["name"] for c in inspector.get_columns(table_name)}:
+            continue
+        column = metadata.tables[table_name].c[column_name]
+        ddl = f'ALTER TABLE "{table_name}" ADD COLUMN "{column_name}" {column.type.compile(dialect=engine.dialect)}'
+        if column.server_default is not None:
+            ddl += f" DEFAULT {column.server_default.arg}"
+            if not column.nullable:
+                ddl += " NOT NULL"
+        with engine.begin() as conn:
+            conn.execute(text(ddl))
+        added.append(f"{table_name}.{column_name}")
+        log.info("store: added column %s.%s", table_name, column_name)
+    return added
 
 
 def drop_all(engine: Engine) -> None:

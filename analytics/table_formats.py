@@ -82,6 +82,8 @@ ENUM: dict[str, tuple[str, ...]] = {
     "severity": ("severity",),
     "dimension": ("dq_dimension", "dimension"),
     "mfa": ("mfa",),
+    "offer_kind": ("offer_kind",),
+    "next_best_offer_kind": ("offer_kind",),
 }
 # Two-column tables of (name, value): the value's kind is that of the column the name names.
 PAIRS = (("field", "value"), ("dimension", "value"))

@@ -49,6 +49,7 @@ st.subheader(session.t("cross_sell.first_offer_mix"))
 st.plotly_chart(charts_cross_sell.first_offer_mix_bar(loaders.cross_sell_offer_mix(run_id, user["viewer"]), lang=lang),
                 width="stretch")
 st.caption(session.t("cross_sell.expected_value_formula", months=m.get("cross_sell.horizon_months") or "?"))
+st.caption(session.t("cross_sell.up_sell_explained"))
 
 st.subheader(session.t("cross_sell.campaign_list"))
 category = st.selectbox(session.t("cross_sell.product_category"), categories["category"].tolist(),

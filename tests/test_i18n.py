@@ -13,6 +13,7 @@ import yaml
 from analytics import access, i18n, metrics, quality
 from analytics.approvals import STATUSES as APPROVAL_STATUSES
 from analytics.cross_sell import EXCLUSION_REASONS
+from analytics.cross_sell.recommend import OFFER_KINDS
 from analytics.demo.reference import (
     CONTACT_CHANNELS,
     INCOME_BANDS,
@@ -77,6 +78,7 @@ FAMILIES = {
     "stage": list(LIFECYCLE_STAGES),
     "dq_dimension": ["overall", *quality.DIMENSIONS],
     "exclusion": [*EXCLUSION_REASONS, "listed"],
+    "offer_kind": list(OFFER_KINDS),  # shown in words in the campaign list
     "feature": [*CLUSTER_FEATURES, *FEATURE_COLUMNS],  # the cluster heat map and the churn importance chart
     # Stored cluster names are word codes (analytics.segmentation.cluster_label renders them).
     "cluster.word": list(NAME_WORDS),

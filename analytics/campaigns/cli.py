@@ -54,8 +54,8 @@ def cmd_campaign(args, engine) -> int:
               f"left out: {left_out}")
         if made["expected_conversions"] is not None:
             print(f"expected: {made['expected_conversions']:.1f} conversions and {made['expected_margin']:,.0f} CNY "
-                  "yearly margin in the treatment arm (run propensities; the campaign's own effect is measured "
-                  "against the control group)")
+                  "margin over the propensity horizon in the treatment arm (run propensities; the campaign's own "
+                  "effect is measured against the control group)")
         return 0
     if args.action == "list":
         frame = list_campaigns(engine, viewer=viewer)

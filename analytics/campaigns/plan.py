@@ -26,9 +26,15 @@ eligible):
 run's cross-sell propensity for the category (``cross_sell_customer.propensities``: the model's
 probability of acquiring it within ``CROSS_SELL_HORIZON_MONTHS``, fitted on past behaviour, so it
 is the rate *without* this campaign's effect: the campaign's own effect is what the control group
-measures). One conversion is worth the category's expected balance (median balance of its holders
-at the run) times the yearly margin of the best product within the customer's tolerance.
-Expected conversions and margin are over the treatment arm.
+measures). One conversion is worth (``value_if_converted``) a year's margin: the category's expected
+balance (median balance of its holders at the run) times the yearly margin rate of the best product
+within the customer's tolerance. A member's ``expected_value`` is on the recommendations' basis, the
+margin expected over the propensity horizon (:mod:`analytics.cross_sell.recommend`)::
+
+    expected_value = propensity * value_if_converted * horizon_months / 12
+
+with the run's horizon (``cross_sell.horizon_months``). Expected conversions and margin (the sum of
+the ``expected_value``) are over the treatment arm.
 
 **Control group.** ``CONTROL_SHARE`` of the eligible customers (``round(share * eligible)``) are
 held out: the eligible ids, sorted, are permuted by ``numpy.random.default_rng(seed)``, and the
@@ -315,7 +321,9 @@ def plan(engine: Engine, definition: Definition, *, viewer: access.Viewer, run_i
         eligible["propensity"] = [float(json.loads(v or "{}").get(definition.product, fallback))
                                   if isinstance(v, str) else fallback for v in eligible["propensities"]]
         eligible["value_if_converted"] = balance * margin[~taken]
-        eligible["expected_value"] = eligible["propensity"] * eligible["value_if_converted"]
+        horizon = get_run_metrics(engine, int(run_id)).get("cross_sell.horizon_months")
+        horizon = float(horizon) if horizon is not None else float(settings.get("CROSS_SELL_HORIZON_MONTHS"))
+        eligible["expected_value"] = eligible["propensity"] * eligible["value_if_converted"] * horizon / 12.0
         treated = 1.0 - share  # the expected treatment arm: a random share of the eligible
         expected_conversions = float(eligible["propensity"].sum() * treated)
         expected_margin = float(eligible["expected_value"].sum() * treated)

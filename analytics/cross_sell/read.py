@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, select
 
-from analytics.access import Viewer, release, require_rows, suppress_small_cells
+from analytics.access import Viewer, min_cell_customers, release, require_rows, suppress_small_cells
 from analytics.consent import live_consent_condition
 from analytics.cross_sell.config import credit_min_grade, setting_positive_int
 from analytics.cross_sell.errors import CrossSellError
@@ -104,30 +104,45 @@ def first_offer_mix(engine: Engine, run_id: int | None = None, *, viewer: Viewer
     -------
     pandas.DataFrame
         One row per category that is some in-scope customer's next-best offer: ``category``,
-        ``customers`` (whose first offer is of it), ``share`` (of the in-scope customers with an
-        offer) and ``expected_value_total`` (CNY), most customers first (ties: category). For an
+        ``customers`` (whose first offer is of it), ``up_sell_customers`` (of them, those whose first
+        offer is an up-sell), ``share`` (of the in-scope customers with an offer) and
+        ``expected_value_total`` (CNY), most customers first (ties: category). For an
         aggregate-only viewer a category of fewer than ``MIN_CELL_CUSTOMERS`` customers is hidden
-        (its count, share and sum missing, ``customers_suppressed`` True) by the small-cell rule.
+        (its count, up-sell count, share and sum missing, ``customers_suppressed`` True) by the
+        small-cell rule, and so is an up-sell count below it (``up_sell_customers_suppressed``; the
+        category's own count stays, it does not give the hidden one away without its cross-sell part).
     """
     where, params = run_clause("x", run_id)
     scope, scope_params = viewer.scope_sql("c")
     params.update(scope_params)
     frame = read_frame(engine, f"""
         SELECT x.next_best_category AS category, COUNT(*) AS customers,
+               SUM(CASE WHEN x.next_best_offer_kind = 'up_sell' THEN 1 ELSE 0 END) AS up_sell_customers,
                SUM(x.next_best_expected_value) AS expected_value_total
         FROM cross_sell_customer x JOIN customers c ON c.customer_id = x.customer_id
         WHERE {where} AND {scope} AND x.next_best_category IS NOT NULL
         GROUP BY x.next_best_category""", params)
     frame["customers"] = pd.to_numeric(frame["customers"]).astype(np.int64)
+    frame["up_sell_customers"] = pd.to_numeric(frame["up_sell_customers"]).fillna(0).astype(np.int64)
     frame["expected_value_total"] = pd.to_numeric(frame["expected_value_total"]).astype(float)
     frame = frame.sort_values(["customers", "category"], ascending=[False, True], kind="stable")
     total = int(frame["customers"].sum())
     frame["share"] = frame["customers"] / total if total else np.nan
-    frame = frame[["category", "customers", "share", "expected_value_total"]].reset_index(drop=True)
+    frame = frame[["category", "customers", "up_sell_customers", "share",
+                   "expected_value_total"]].reset_index(drop=True)
     if viewer.aggregate_only:
-        frame = suppress_small_cells(frame, count="customers", sums=("share", "expected_value_total"))
+        frame = suppress_small_cells(frame, count="customers", sums=("share", "expected_value_total",
+                                                                     "up_sell_customers"))
+        # An up-sell count under the cell size is hidden on its own; each category is its own group
+        # (its cross-sell part is never shown, so the hidden count cannot be worked back).
+        up = pd.to_numeric(frame["up_sell_customers"], errors="coerce")
+        k = min_cell_customers()
+        hide = (up > 0) & (up < k)
+        frame["up_sell_customers"] = up.astype(float).where(~hide)
+        frame["up_sell_customers_suppressed"] = hide.to_numpy(dtype=bool) | frame["customers_suppressed"].to_numpy(dtype=bool)
     else:
         frame["customers_suppressed"] = False
+        frame["up_sell_customers_suppressed"] = False
     return frame
 
 
@@ -138,13 +153,15 @@ def read_customer_offers(engine: Engine, run_id: int | None, customer_id: str) -
     -------
     dict or None
         ``customer_id``, ``next_best_category``, ``next_best_product_id``, ``next_best_product_name``,
-        ``next_best_expected_value``, ``no_offer_reason`` and ``propensities`` (a dict
+        ``next_best_expected_value``, ``next_best_offer_kind`` (``cross_sell`` or ``up_sell``),
+        ``no_offer_reason`` and ``propensities`` (a dict
         ``{category: probability}``, highest first); None when the run has no row for the customer.
     """
     where, params = run_clause("cross_sell_customer", run_id)
     frame = read_frame(engine, f"""
         SELECT cross_sell_customer.customer_id, next_best_category, next_best_product_id,
-               p.name AS next_best_product_name, next_best_expected_value, no_offer_reason, propensities
+               p.name AS next_best_product_name, next_best_expected_value, next_best_offer_kind, no_offer_reason,
+               propensities
         FROM cross_sell_customer
         LEFT JOIN products p ON p.product_id = cross_sell_customer.next_best_product_id
         WHERE {where} AND cross_sell_customer.customer_id = :customer_id
@@ -186,7 +203,8 @@ def campaign_list(engine: Engine, run_id: int | None, category: str, *, viewer: 
     -------
     (pandas.DataFrame, dict)
         The list: ``customer_id``, ``branch_id``, ``relationship_manager``, ``category``,
-        ``product_id``, ``product_name``, ``risk_level``, ``rank``, ``propensity``,
+        ``product_id``, ``product_name``, ``risk_level``, ``offer_kind`` (``cross_sell`` or
+        ``up_sell``; a run before up-sell: ``cross_sell``), ``rank``, ``propensity``,
         ``expected_value``. And the customers excluded, by reason: ``expired_assessment``,
         ``suitability``, ``credit_grade``, ``credit_complaint`` (credit categories only) and
         ``consent`` (the run's funnel counts plus the stored offers that fail against the current
@@ -221,7 +239,8 @@ def campaign_list(engine: Engine, run_id: int | None, category: str, *, viewer: 
     pool = meta.get("cross_sell.campaign_size")
     n, c, p = next_best_product.c, customers.c, products.c
     stmt = (select(n.customer_id, c.branch_id, c.relationship_manager, n.category, n.product_id,
-                   p.name.label("product_name"), p.risk_level, n.rank, n.propensity, n.expected_value,
+                   p.name.label("product_name"), p.risk_level, n.offer_kind, n.rank, n.propensity,
+                   n.expected_value,
                    live_consent_condition(n.customer_id, "marketing").label("consent_now"),
                    c.risk_tolerance.label("tolerance_now"), c.credit_grade.label("grade_now"),
                    c.risk_assessed_at.label("assessed_now"))
@@ -246,8 +265,9 @@ def campaign_list(engine: Engine, run_id: int | None, category: str, *, viewer: 
     exclusions["credit_grade"] += int(grade_now.sum())
     exclusions["consent"] += int(no_consent_now.sum())
     ok = ~(expired_now | unsuitable_now | grade_now | no_consent_now)
+    frame["offer_kind"] = frame["offer_kind"].astype(object).where(frame["offer_kind"].notna(), "cross_sell")
     out = frame.loc[ok, ["customer_id", "branch_id", "relationship_manager", "category", "product_id", "product_name",
-                         "risk_level", "rank", "propensity", "expected_value"]].head(int(limit))
+                         "risk_level", "offer_kind", "rank", "propensity", "expected_value"]].head(int(limit))
     return release(out.reset_index(drop=True), viewer), exclusions
 
 

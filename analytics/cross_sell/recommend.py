@@ -39,6 +39,25 @@ Every non-holder of a category is a candidate; the first rule it fails, in this 
 5. ``consent``: the customer has not agreed to marketing. They keep their next-best product (an
    adviser may discuss it when the customer comes in) but are never on a campaign list.
 
+Up-sell
+-------
+An up-sell (向上销售) offer stays within what the customer already holds; it is ranked with the
+cross-sell offers by the same expected value and passes the same guards, and is stored with
+``offer_kind = 'up_sell'`` (else ``'cross_sell'``):
+
+* **A better tier of a held category** (cards: classic -> gold -> platinum, ``products.tier_rank``):
+  a holder whose highest held tier is below the category's top one is offered the next tier's
+  product within their tolerance (lowest rank above the held one; ties: the higher margin, then the
+  product id). Its propensity is the probability of moving up within the horizon
+  (``upgrade_propensity``; the stage uses the observed rate, see
+  :func:`analytics.cross_sell.stage.upgrade_rates`) and its expected value is
+  ``propensity * annual_margin * expected_balance * horizon_months / 12`` with the category's
+  expected balance, as for cross-sell. These candidates are counted apart in the funnel
+  (``upsell_candidates``, ``upsell_eligible``); the funnel's other columns count non-holders.
+* **Up a ladder of categories** (:data:`UPSELL_LADDERS`): wealth management offered to a customer
+  holding a time deposit is an up-sell of the deposit. It is the same offer as the cross-sell one
+  (the highest-margin wealth product at or below the tolerance), only labelled up-sell.
+
 Closed customers are not candidates at all. :func:`~analytics.cross_sell.read.campaign_list`
 checks the guards again against the customer's *current* record (a consent withdrawn or a tolerance
 lowered after the run removes the customer) and reports every exclusion by reason.
@@ -66,6 +85,9 @@ CREDIT_CATEGORIES = ("consumer_loan", "credit_card", "mortgage")
 # guard excludes nobody; a bank's own contact categories should be mapped to these names on import.
 CREDIT_COMPLAINT_CATEGORIES = ("credit", "credit_card", "consumer_loan", "loan", "mortgage")
 CREDIT_COMPLAINT_MONTHS = 6
+OFFER_KINDS = ("cross_sell", "up_sell")
+# Category offered -> the held categories it up-sells (a customer holding one of them).
+UPSELL_LADDERS = {"wealth_management": ("time_deposit",)}
 
 
 def credit_grade_ok(credit_grade, min_grade: str) -> np.ndarray:
@@ -178,7 +200,9 @@ class Recommendations:
 def recommend(propensity: pd.DataFrame, customer_frame: pd.DataFrame, products_frame: pd.DataFrame,
               balance_by_tier: pd.DataFrame, *, top_n: int = 3, campaign_size: int = 20_000,
               owners: pd.DataFrame | None = None, horizon_months: int = 12,
-              credit_min_grade: str = "BBB") -> Recommendations:
+              credit_min_grade: str = "BBB", held: pd.DataFrame | None = None,
+              held_tier: pd.DataFrame | None = None,
+              upgrade_propensity: pd.DataFrame | None = None) -> Recommendations:
     """Next-best products with expected value, under the guards of the module docstring.
 
     Parameters
@@ -205,6 +229,14 @@ def recommend(propensity: pd.DataFrame, customer_frame: pd.DataFrame, products_f
         The propensity horizon: the expected value is the margin over this many months.
     credit_min_grade : str
         Lowest credit grade offered a credit product (``CREDIT_OFFER_MIN_GRADE``).
+    held : pandas.DataFrame, optional
+        Customers x categories, True where the customer holds the category: labels the ladder
+        up-sells (:data:`UPSELL_LADDERS`). Without it no offer is a ladder up-sell.
+    held_tier : pandas.DataFrame, optional
+        Customers x categories, the highest ``tier_rank`` the customer holds (NaN: none or untiered).
+    upgrade_propensity : pandas.DataFrame, optional
+        Customers x categories, P(moving to a better tier within the horizon) for tier up-sell
+        candidates (NaN elsewhere). Both it and ``held_tier`` are needed for tier up-sells.
 
     Returns
     -------
@@ -229,19 +261,38 @@ def recommend(propensity: pd.DataFrame, customer_frame: pd.DataFrame, products_f
     complaint = (cust["credit_complaint"].astype("boolean").fillna(False).to_numpy(dtype=bool)
                  if "credit_complaint" in cust.columns else np.zeros(n, dtype=bool))
     is_credit = np.isin(np.asarray(categories, dtype=object), CREDIT_CATEGORIES)
-    offer_index, offer_margin = best_products(products_frame, categories)
+    offer_index, _ = best_products(products_frame, categories)
+    up_row = _next_tier_rows(products_frame, categories, held_tier, propensity.index, tol)
+    p_up = (upgrade_propensity.reindex(index=propensity.index, columns=categories).to_numpy(dtype=float)
+            if upgrade_propensity is not None else np.full((n, k_count), np.nan))
     eb = balance_by_tier.reindex(index=list(VALUE_TIERS), columns=categories).fillna(0.0).to_numpy(dtype=float)
 
     non_holder = ~np.isnan(p)
-    product_row = offer_index[np.arange(k_count)[None, :], tol[:, None]]  # (n, K), -1 = none allowed
-    expired = non_holder & ~valid[:, None]
-    unsuitable = non_holder & valid[:, None] & (product_row < 0)
-    suitable = non_holder & valid[:, None] & (product_row >= 0)
+    # Tier up-sell candidates: holders of a tier below the category's top one, with a propensity.
+    up_cand = ~non_holder & (up_row > -2) & ~np.isnan(p_up)
+    candidate = non_holder | up_cand
+    product_row = np.where(non_holder, offer_index[np.arange(k_count)[None, :], tol[:, None]],
+                           np.where(up_cand, up_row, -1))  # (n, K), -1 = none allowed
+    p = np.where(non_holder, p, np.where(up_cand, p_up, np.nan))
+    expired = candidate & ~valid[:, None]
+    unsuitable = candidate & valid[:, None] & (product_row < 0)
+    suitable = candidate & valid[:, None] & (product_row >= 0)
     bad_grade = suitable & is_credit[None, :] & ~grade_ok[:, None]
     credit_complaint = suitable & is_credit[None, :] & grade_ok[:, None] & complaint[:, None]
     eligible = suitable & ~bad_grade & ~credit_complaint
     campaign = eligible & consent[:, None]
-    margin = offer_margin[np.arange(k_count)[None, :], tol[:, None]]
+    product_margin = products_frame["annual_margin"].astype(float).to_numpy()
+    margin = np.where(product_row >= 0, product_margin[np.maximum(product_row, 0)] if len(product_margin) else 0.0, 0.0)
+    up_sell = up_cand.copy()
+    if held is not None:
+        held_now = held.reindex(index=propensity.index, columns=categories, fill_value=False).fillna(False)
+        for offered, sources in UPSELL_LADDERS.items():
+            if offered in categories:
+                src = [c for c in sources if c in held_now.columns]
+                holds_src = held_now[src].to_numpy(dtype=bool).any(axis=1) if src else np.zeros(n, dtype=bool)
+                k = categories.index(offered)
+                up_sell[:, k] |= non_holder[:, k] & holds_src
+    kind = np.where(up_sell, "up_sell", "cross_sell").astype(object)
     ev = np.where(eligible, np.nan_to_num(p) * margin * eb[tier] * (float(horizon_months) / 12.0), 0.0)
 
     # Rank each customer's eligible offers by expected value; a stable sort leaves ties in category order.
@@ -267,21 +318,25 @@ def recommend(propensity: pd.DataFrame, customer_frame: pd.DataFrame, products_f
         "propensity": p[r_i, r_k],
         "expected_value": ev[r_i, r_k],
         "marketing_consent": consent[r_i],
+        "offer_kind": kind[r_i, r_k],
     })
 
     with np.errstate(invalid="ignore"):
         mean_p = [float(np.nanmean(np.where(eligible[:, k], p[:, k], np.nan))) if eligible[:, k].any() else None
                   for k in range(k_count)]
+    nh = non_holder  # the funnel's columns count non-holders; tier up-sells apart
     funnel = pd.DataFrame({
         "category": categories,
         "non_holders": non_holder.sum(axis=0),
-        "excluded_expired_assessment": expired.sum(axis=0),
-        "excluded_suitability": unsuitable.sum(axis=0),
-        "excluded_credit_grade": bad_grade.sum(axis=0),
-        "excluded_credit_complaint": credit_complaint.sum(axis=0),
-        "eligible": eligible.sum(axis=0),
-        "excluded_no_consent": (eligible & ~consent[:, None]).sum(axis=0),
-        "campaign_pool": campaign.sum(axis=0),
+        "excluded_expired_assessment": (expired & nh).sum(axis=0),
+        "excluded_suitability": (unsuitable & nh).sum(axis=0),
+        "excluded_credit_grade": (bad_grade & nh).sum(axis=0),
+        "excluded_credit_complaint": (credit_complaint & nh).sum(axis=0),
+        "eligible": (eligible & nh).sum(axis=0),
+        "excluded_no_consent": (eligible & nh & ~consent[:, None]).sum(axis=0),
+        "campaign_pool": (campaign & nh).sum(axis=0),
+        "upsell_candidates": up_cand.sum(axis=0),
+        "upsell_eligible": (eligible & up_cand).sum(axis=0),
         "expected_value_total": ev.sum(axis=0),
         "mean_propensity": mean_p,
     })
@@ -304,7 +359,7 @@ def recommend(propensity: pd.DataFrame, customer_frame: pd.DataFrame, products_f
                      .reset_index())
 
     has_offer = eligible.any(axis=1)
-    lacks_some = non_holder.any(axis=1)
+    lacks_some = candidate.any(axis=1)  # something to offer: a category lacked or a better tier
     # No offer though assessed: the last guard that stopped any of the customer's categories.
     stopped = lacks_some & valid & ~has_offer
     by_complaint = stopped & credit_complaint.any(axis=1)
@@ -330,15 +385,55 @@ def recommend(propensity: pd.DataFrame, customer_frame: pd.DataFrame, products_f
                                        else None, None),
         "next_best_product_id": np.where(has_offer, pids[np.maximum(best_row, 0)] if len(pids) else None, None),
         "next_best_expected_value": np.where(has_offer, ev[rows_all, best_k] if k_count else np.nan, np.nan),
+        "next_best_offer_kind": np.where(has_offer, kind[rows_all, best_k] if k_count else None, None),
         "no_offer_reason": reason,
     }, index=propensity.index)
     cells = None
     if owners is not None:
         cells = _funnel_cells(owners.reindex(propensity.index), categories, {
-            "non_holders": non_holder, "excluded_expired_assessment": expired, "excluded_suitability": unsuitable,
-            "excluded_credit_grade": bad_grade, "excluded_credit_complaint": credit_complaint, "eligible": eligible, "excluded_no_consent": eligible & ~consent[:, None]})
+            "non_holders": non_holder, "excluded_expired_assessment": expired & nh,
+            "excluded_suitability": unsuitable & nh, "excluded_credit_grade": bad_grade & nh,
+            "excluded_credit_complaint": credit_complaint & nh, "eligible": eligible & nh,
+            "excluded_no_consent": eligible & nh & ~consent[:, None]})
     return Recommendations(offers=offers, funnel=funnel, opportunities=opportunities, no_offer=no_offer,
                            customers=customers_out, funnel_cells=cells)
+
+
+def _next_tier_rows(products_frame: pd.DataFrame, categories: list[str], held_tier: pd.DataFrame | None,
+                    index: pd.Index, tol: np.ndarray) -> np.ndarray:
+    """The row of ``products_frame`` a tier up-sell offers per customer and category.
+
+    -2 where there is no tier up-sell to make (no tier held, or nothing ranked above it), -1 where
+    a better tier exists but none within the customer's tolerance, else the next tier's row: the
+    lowest ``tier_rank`` above the held one at or below the tolerance (ties: higher margin, product id).
+    """
+    n, k_count = len(index), len(categories)
+    out = np.full((n, k_count), -2, dtype=np.int64)
+    if held_tier is None or "tier_rank" not in products_frame.columns:
+        return out
+    ranks = pd.to_numeric(products_frame["tier_rank"], errors="coerce").to_numpy(dtype=float)
+    risk = risk_number(products_frame["risk_level"], "R")
+    margin = products_frame["annual_margin"].astype(float).to_numpy()
+    cats = products_frame["category"].astype(str).to_numpy()
+    pids = products_frame["product_id"].astype(str).to_numpy()
+    held = held_tier.reindex(index=index, columns=categories).to_numpy(dtype=float)
+    for k, category in enumerate(categories):
+        rows = [r for r in np.flatnonzero(cats == category) if not np.isnan(ranks[r]) and risk[r] > 0]
+        if not rows:
+            continue
+        rows.sort(key=lambda r: (ranks[r], -margin[r], pids[r]))
+        have = held[:, k]
+        for t in np.unique(have[~np.isnan(have)]):
+            above = [r for r in rows if ranks[r] > t]
+            if not above:
+                continue
+            at = have == t
+            out[at, k] = -1
+            for c in range(1, len(RISK_TOLERANCES) + 1):
+                allowed = [r for r in above if risk[r] <= c]
+                if allowed:
+                    out[at & (tol == c), k] = allowed[0]
+    return out
 
 
 def _funnel_cells(owners: pd.DataFrame, categories: list[str], masks: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -388,5 +483,6 @@ def propensity_json(propensity: pd.DataFrame, decimals: int = 4) -> np.ndarray:
 
 
 __all__ = ["CREDIT_CATEGORIES", "CREDIT_COMPLAINT_CATEGORIES", "CREDIT_COMPLAINT_MONTHS", "EXCLUSION_REASONS",
+           "OFFER_KINDS", "UPSELL_LADDERS",
            "Recommendations", "assessment_valid", "credit_grade_ok", "best_products", "expected_balances",
            "propensity_json", "recommend"]

@@ -7,12 +7,13 @@ from datetime import date, datetime, time
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import Date, bindparam, select, text
 
 from analytics import settings
 from analytics.cross_sell.association import association_rules, cooccurrence, itemset_text
 from analytics.cross_sell.config import cross_sell_settings
 from analytics.cross_sell.holdings import (
+    _as_date,
     acquisitions,
     holding_balances,
     holding_matrix,
@@ -60,6 +61,7 @@ def _customer_rows(per_customer: pd.DataFrame, propensity: pd.DataFrame, closed_
         "next_best_category": scored["next_best_category"].to_numpy(dtype=object),
         "next_best_product_id": scored["next_best_product_id"].to_numpy(dtype=object),
         "next_best_expected_value": scored["next_best_expected_value"].to_numpy(dtype=float),
+        "next_best_offer_kind": scored["next_best_offer_kind"].to_numpy(dtype=object),
         "no_offer_reason": scored["no_offer_reason"].to_numpy(dtype=object),
         "propensities": propensity_json(propensity),
     })
@@ -68,6 +70,7 @@ def _customer_rows(per_customer: pd.DataFrame, propensity: pd.DataFrame, closed_
     closed = pd.DataFrame({
         "customer_id": closed_ids.to_numpy(dtype=object),
         "next_best_category": None, "next_best_product_id": None, "next_best_expected_value": np.nan,
+        "next_best_offer_kind": None,
         "no_offer_reason": "closed", "propensities": "{}",
     })
     return pd.concat([rows, closed], ignore_index=True)
@@ -90,6 +93,81 @@ def feature_cutoffs(as_of_month: date) -> list[date]:
     (``CROSS_SELL_HORIZON_MONTHS`` before the run's month) and the run's month, in that order."""
     m0 = date(as_of_month.year, as_of_month.month, 1)
     return [add_months(m0, -cross_sell_settings()["horizon_months"]), m0]
+
+
+def held_tiers(engine, as_of, categories: list[str]) -> pd.DataFrame:
+    """Customer x category: the highest ``tier_rank`` among the customer's holdings open at the end
+    of ``as_of`` (tiered products only; NaN where the customer holds no tiered product of it)."""
+    sql = text("""
+        SELECT h.customer_id, p.category, MAX(p.tier_rank) AS tier_rank
+        FROM holdings h JOIN products p ON p.product_id = h.product_id
+        WHERE p.tier_rank IS NOT NULL AND h.opened_on <= :as_of AND (h.closed_on IS NULL OR h.closed_on > :as_of)
+        GROUP BY h.customer_id, p.category
+    """).bindparams(bindparam("as_of", type_=Date))
+    frame = read_frame(engine, sql, {"as_of": _as_date(as_of)})
+    frame["customer_id"] = frame["customer_id"].astype(str)
+    wide = frame.pivot(index="customer_id", columns="category", values="tier_rank") if len(frame) else pd.DataFrame()
+    return wide.reindex(columns=categories).astype(float)
+
+
+def tier_upgrades(engine, after, until, categories: list[str]) -> pd.DataFrame:
+    """Customer x category: the highest ``tier_rank`` opened in ``(after, until]`` (NaN: none)."""
+    sql = text("""
+        SELECT h.customer_id, p.category, MAX(p.tier_rank) AS tier_rank
+        FROM holdings h JOIN products p ON p.product_id = h.product_id
+        WHERE p.tier_rank IS NOT NULL AND h.opened_on > :after AND h.opened_on <= :until
+        GROUP BY h.customer_id, p.category
+    """).bindparams(bindparam("after", type_=Date), bindparam("until", type_=Date))
+    frame = read_frame(engine, sql, {"after": _as_date(after), "until": _as_date(until)})
+    frame["customer_id"] = frame["customer_id"].astype(str)
+    wide = frame.pivot(index="customer_id", columns="category", values="tier_rank") if len(frame) else pd.DataFrame()
+    return wide.reindex(columns=categories).astype(float)
+
+
+def upgrade_rates(tiers_then: pd.DataFrame, opened: pd.DataFrame, value_tier: pd.Series) -> pd.DataFrame:
+    """The observed tier-upgrade rate over the last horizon, the tier up-sell's propensity.
+
+    Among customers whose highest held tier of a category was ``t`` at the training cut-off, the
+    share who opened a better tier of it (rank above ``t``) by the as-of day: per category, held
+    tier and value tier (at the cut-off). Returns rows ``category``, ``tier_rank``, ``value_tier``,
+    ``holders``, ``upgraded`` and ``rate``, plus one row per (category, tier) over all value tiers
+    (``value_tier`` ``None``) for a value tier without holders.
+    """
+    rows = []
+    for category in tiers_then.columns:
+        held = tiers_then[category].dropna()
+        if held.empty:
+            continue
+        later = opened[category].reindex(held.index) if category in opened.columns else pd.Series(np.nan, held.index)
+        up = later.to_numpy(dtype=float) > held.to_numpy(dtype=float)
+        vt = value_tier.reindex(held.index).astype(object).to_numpy()
+        frame = pd.DataFrame({"tier_rank": held.to_numpy(), "value_tier": vt, "up": up})
+        for (t, v), g in frame.groupby(["tier_rank", "value_tier"], dropna=True):
+            rows.append((category, float(t), v, len(g), int(g["up"].sum())))
+        for t, g in frame.groupby("tier_rank"):
+            rows.append((category, float(t), None, len(g), int(g["up"].sum())))
+    out = pd.DataFrame(rows, columns=["category", "tier_rank", "value_tier", "holders", "upgraded"])
+    out["rate"] = out["upgraded"] / out["holders"]
+    return out
+
+
+def upgrade_propensity(tiers_now: pd.DataFrame, value_tier: pd.Series, rates: pd.DataFrame) -> pd.DataFrame:
+    """Customer x category: the upgrade rate of the customer's held tier and value tier (:func:`upgrade_rates`;
+    the tier's rate over all value tiers when theirs had no holders); NaN where no tier is held or
+    no rate was observed for it."""
+    out = pd.DataFrame(np.nan, index=tiers_now.index, columns=tiers_now.columns)
+    vt = value_tier.reindex(tiers_now.index).astype(object)
+    for category in tiers_now.columns:
+        part = rates[rates["category"] == category]
+        if part.empty:
+            continue
+        by_cell = {(r.tier_rank, r.value_tier): r.rate for r in part.itertuples() if not pd.isna(r.value_tier)}
+        by_tier = {r.tier_rank: r.rate for r in part.itertuples() if pd.isna(r.value_tier)}
+        held = tiers_now[category].to_numpy(dtype=float)
+        values = [by_cell.get((t, v), by_tier.get(t, np.nan)) if not np.isnan(t) else np.nan
+                  for t, v in zip(held, vt.to_numpy(), strict=True)]
+        out[category] = np.asarray(values, dtype=float)
+    return out
 
 
 def cross_sell_stage(ctx: RefreshContext) -> None:
@@ -119,7 +197,8 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
         ctx.put_metrics({"cross_sell.customers_scored": 0})
         return
     products_frame = read_frame(engine, select(products.c.product_id, products.c.category, products.c.risk_level,
-                                               products.c.annual_margin).order_by(products.c.product_id))
+                                               products.c.annual_margin, products.c.tier_rank)
+                                .order_by(products.c.product_id))
 
     balances = holding_balances(engine, as_of)
     held = pivot_holdings(balances, categories)
@@ -131,6 +210,8 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
     # at a million customers) are never held together.
     train_features = stage_features(ctx, train_month)
     held_then = holding_matrix(engine, train_end, categories).reindex(train_features.index, fill_value=False)
+    rates = upgrade_rates(held_tiers(engine, train_end, categories), tier_upgrades(engine, train_end, as_of, categories),
+                          value_tiers(train_features["aum_latest"]).astype(str))
     acquired = acquisitions(engine, train_end, as_of, categories).reindex(train_features.index, fill_value=False)
     lap("training_data")
     model = CrossSellPropensity(sample_size=conf["sample_size"], random_state=0)
@@ -161,9 +242,11 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
     balance_by_tier = expected_balances(balances, tiers, categories)
     owners = read_frame(engine, select(customers.c.customer_id, customers.c.branch_id,
                                        customers.c.relationship_manager)).set_index("customer_id")
+    tiers_now = held_tiers(engine, as_of, categories).reindex(population.index)
     result = recommend(propensity, customer_frame, products_frame, balance_by_tier, top_n=conf["top_n"],
                        campaign_size=conf["campaign_size"], owners=owners, horizon_months=conf["horizon_months"],
-                       credit_min_grade=conf["credit_min_grade"])
+                       credit_min_grade=conf["credit_min_grade"], held=held_now, held_tier=tiers_now,
+                       upgrade_propensity=upgrade_propensity(tiers_now, customer_frame["value_tier"], rates))
     del owners
     lap("recommend")
 
@@ -177,7 +260,8 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
         **{col: funnel[col].reindex(categories).to_numpy() for col in
            ("non_holders", "excluded_expired_assessment", "excluded_suitability", "excluded_credit_grade",
             "excluded_credit_complaint", "eligible",
-            "excluded_no_consent", "campaign_pool", "expected_value_total", "mean_propensity")},
+            "excluded_no_consent", "campaign_pool", "upsell_candidates", "upsell_eligible", "expected_value_total",
+            "mean_propensity")},
         "expected_balance": [float(overall_balance[c]) if c in overall_balance.index else None for c in categories],
         "model": report["model"].fillna("none").to_numpy(),
         **{col: report[col].fillna(0).astype(int).to_numpy() for col in
@@ -238,6 +322,8 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
         "cross_sell.top_n": conf["top_n"],
         "cross_sell.customers_scored": len(population),
         "cross_sell.customers_with_offer": int(best["customer_id"].nunique()),
+        "cross_sell.up_sell_offers": int((offers["offer_kind"] == "up_sell").sum()),
+        "cross_sell.up_sell_first_offers": int((best["offer_kind"] == "up_sell").sum()),
         "cross_sell.next_best_expected_value_total": float(best["expected_value"].sum()),
         "cross_sell.top_rule_lift": float(rules["lift"].iloc[0]) if len(rules) else None,
     }
@@ -253,4 +339,4 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
              len(offers), timings)
 
 
-__all__ = ["cross_sell_stage", "feature_cutoffs"]
+__all__ = ["cross_sell_stage", "feature_cutoffs", "held_tiers", "tier_upgrades", "upgrade_propensity", "upgrade_rates"]

@@ -39,6 +39,9 @@ CARD_PRODUCT = "P021"
 CATEGORY = "credit_card"
 #: A conversion's yearly margin at planning: the card's 8 % margin on a 10,000 CNY balance.
 VALUE_IF_CONVERTED = 800.0
+#: The planner's expected value is the margin over the propensity horizon (3 months, the default
+#: CROSS_SELL_HORIZON_MONTHS), as for the cross-sell offers: a quarter of the yearly value.
+HORIZON_SHARE = 3 / 12
 CONVERSION_DAYS = 60
 DEMO_CAMPAIGNS: tuple[dict, ...] = (
     {"name": "Credit card welcome offer · 信用卡迎新礼", "months_before": 9, "control_rate": 0.06,
@@ -107,11 +110,11 @@ def add_demo_campaigns(engine: Engine, *, seed: int, as_of: date, account_number
                     "created_at": datetime.combine(start, datetime.min.time()), "starts_on": start,
                     "control_share": CONTROL_SHARE, "seed": assignment_seed, "eligible": len(arms),
                     "excluded": json.dumps({}), "expected_conversions": spec["control_rate"] * treated,
-                    "expected_margin": spec["control_rate"] * treated * VALUE_IF_CONVERTED}
+                    "expected_margin": spec["control_rate"] * treated * VALUE_IF_CONVERTED * HORIZON_SHARE}
         bulk_insert(engine, schema.campaigns, pd.DataFrame([campaign]))
         members = pd.DataFrame({"campaign_id": number, "customer_id": arms.index, "arm": arms.to_numpy(),
                                 "propensity": spec["control_rate"], "value_if_converted": VALUE_IF_CONVERTED,
-                                "expected_value": spec["control_rate"] * VALUE_IF_CONVERTED,
+                                "expected_value": spec["control_rate"] * VALUE_IF_CONVERTED * HORIZON_SHARE,
                                 "value_tier": tiers.to_numpy(), "rfm_segment": None})
         bulk_insert(engine, schema.campaign_members, members)
         buyers = arms.index[converted]

@@ -20,6 +20,7 @@ from analytics import schema, settings
 from analytics.demo.reference import (
     BEHAVIOUR_RATES,
     BRANCHES,
+    CARD_UPGRADE_PROB,
     COMPLAINT_CATEGORIES,
     CONTACT_CHANNELS,
     CREDIT_CARD_BINS,
@@ -38,6 +39,7 @@ from analytics.demo.reference import (
     ONBOARDING_CHANNELS,
     PRODUCT_INDEX,
     PRODUCT_RISK_LEVEL,
+    PRODUCT_TIERS,
     PRODUCTS,
     REGIONS,
     RISK_ASSESSMENT_VALID_DAYS,
@@ -263,8 +265,10 @@ class _Generator:
 
     @staticmethod
     def products() -> pd.DataFrame:
-        return pd.DataFrame(list(PRODUCTS), columns=["product_id", "name", "category", "risk_level",
-                                                     "annual_margin", "balance_side"])
+        frame = pd.DataFrame(list(PRODUCTS), columns=["product_id", "name", "category", "risk_level",
+                                                      "annual_margin", "balance_side"])
+        frame["tier_rank"] = frame["product_id"].map(PRODUCT_TIERS).astype("Int64")
+        return frame
 
     # ------------------------------------------------------------------ one chunk
 
@@ -276,6 +280,9 @@ class _Generator:
         self._profile(rng, c, m)
         self._churn_plan(rng, c, m)
         hold = self._holdings(rng, c, m)
+        # Card upgrades draw from a stream of their own: every other row stays what it was.
+        hold["upgrade"] = self._card_upgrades(np.random.default_rng(np.random.SeedSequence([self.seed, 7, index])),
+                                              c, hold, m)
         stats.update(self._suitability(rng, c, hold))
         monthly = self._monthly(rng, c, hold, m)
         stats.update(self._record_dates(rng, c, m, quota))
@@ -571,7 +578,10 @@ class _Generator:
             arr = np.full(m, -1)
             arr[has[key]] = choose(plist, w, has[key])
             prod[key] = arr
-        prod["card"] = np.where((tier >= 1) & (u() < 0.7), PRODUCT_INDEX["P022"], PRODUCT_INDEX["P021"])
+        # Card tiers: classic for the mass tier; above it, gold or platinum for most (one draw, as before).
+        card_u = u()
+        prod["card"] = np.where((tier >= 1) & (card_u < 0.35), PRODUCT_INDEX["P022"],
+                                np.where((tier >= 1) & (card_u < 0.7), PRODUCT_INDEX["P026"], PRODUCT_INDEX["P021"]))
         has["dd"] = np.ones(m, dtype=bool)
 
         # Shares of AUM across the customer's asset products (mass customers: mostly demand deposit).
@@ -615,6 +625,26 @@ class _Generator:
         return {"has": has, "prod": prod, "share": share, "opened": opened, "loans": loans, "prob": prob,
                 "window": {"lo": lo, "hi": hi, "consumer_loan_lo": cl_lo},
                 "hist": hist, "hist_prod": hist_prod, "hist_open": hist_open, "hist_close": hist_close}
+
+    @staticmethod
+    def _card_upgrades(rng, c: dict, hold: dict, m: int) -> dict:
+        """Which classic or gold card holders upgrade to the next tier, and when (own random stream).
+
+        A holder upgrades with :data:`CARD_UPGRADE_PROB` of their value tier, on a day uniform between
+        the card's opening and the last day they could open products. ``prob`` is that probability per
+        customer (0 where the card cannot be upgraded), the demo's truth for the card up-sell.
+        """
+        card = hold["prod"]["card"]
+        next_tier = {PRODUCT_INDEX["P021"]: PRODUCT_INDEX["P026"], PRODUCT_INDEX["P026"]: PRODUCT_INDEX["P022"]}
+        target = np.array([next_tier.get(int(p), -1) for p in range(len(PRODUCTS))])[card]
+        can = hold["has"]["card"] & (target >= 0)
+        prob = np.where(can, np.asarray(CARD_UPGRADE_PROB)[c["tier"]], 0.0)
+        upgraded = rng.random(m) < prob
+        lo = hold["opened"]["card"]
+        hi = np.maximum(c["last_open_day"], lo)
+        day = _uniform_day(rng, lo, hi)
+        return {"upgraded": upgraded, "product": target, "day": day, "prob": prob, "lo": lo, "hi": hi,
+                "rng": rng}
 
     def _suitability(self, rng, c: dict, hold: dict) -> dict:
         """Lower the tolerance of a few R4/R5 holders (reassessed lower, product still held)."""
@@ -823,7 +853,11 @@ class _Generator:
         for key in ("call", "td", "wm", "fund", "insurance", "gold"):
             add(has[key], prod[key], opened[key], churn_close, np.where(churned, 0.0, last_aum * share[key]))
         add(has["mortgage"], prod["mortgage"], opened["mortgage"], churn_close, mo["mortgage"][:, -1])
-        add(has["card"], prod["card"], opened["card"], churn_close, mo["card"][:, -1])
+        up = hold["upgrade"]
+        # An upgraded card closes on the upgrade day; the new tier's card (below) carries the balance.
+        add(has["card"], prod["card"], opened["card"],
+            np.where(up["upgraded"], np.minimum(up["day"], churn_close), churn_close),
+            np.where(up["upgraded"], 0.0, mo["card"][:, -1]))
         matured = opened["consumer_loan"] + 1096
         cl_close = np.where(matured <= self.as_of_d, np.minimum(matured, churn_close), churn_close)
         add(has["consumer_loan"], prod["consumer_loan"], opened["consumer_loan"], cl_close, mo["consumer"][:, -1])
@@ -839,6 +873,16 @@ class _Generator:
         hid = self.next_holding_id + np.arange(len(cust), dtype=np.int64)
         self.next_holding_id += len(cust)
 
+        frame = self._rows_frame(rng, c, cust, pid, o, cl, bal, hid, never)
+        # The upgraded cards: rows after the chunk's others, numbered from the upgrades' own stream.
+        ui = np.flatnonzero(up["upgraded"])
+        u_hid = self.next_holding_id + np.arange(len(ui), dtype=np.int64)
+        self.next_holding_id += len(ui)
+        upgraded = self._rows_frame(up["rng"], c, ui, up["product"][ui], up["day"][ui], churn_close[ui],
+                                    mo["card"][ui, -1], u_hid, never)
+        return pd.concat([frame, upgraded], ignore_index=True)
+
+    def _rows_frame(self, rng, c, cust, pid, o, cl, bal, hid, never) -> pd.DataFrame:
         closed_on = _dates(np.where(cl == never, 0, cl))
         closed_on[cl == never] = np.datetime64("NaT")
         return pd.DataFrame({
@@ -865,7 +909,7 @@ class _Generator:
         credit_no = np.strings.add(credit.astype(str), luhn_check_digits(credit))
         internal = np.strings.add(np.strings.zfill((branch + 1).astype(str), 4),
                                   np.strings.zfill(serial14.astype(str), 14))
-        is_card = np.isin(pid, [PRODUCT_INDEX["P021"], PRODUCT_INDEX["P022"]])
+        is_card = np.isin(pid, [PRODUCT_INDEX["P021"], PRODUCT_INDEX["P022"], PRODUCT_INDEX["P026"]])
         return np.where(pid == PRODUCT_INDEX["P001"], debit_no, np.where(is_card, credit_no, internal))
 
     # ------------------------------------------------------------------ contacts

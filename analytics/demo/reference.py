@@ -191,7 +191,15 @@ PRODUCTS: tuple[tuple[str, str, str, str, float, str], ...] = (
     ("P023", "个人住房贷款", "mortgage", "R1", 0.012, "liability"),
     ("P024", "个人消费贷款", "consumer_loan", "R1", 0.040, "liability"),
     ("P025", "积存金", "precious_metal", "R3", 0.010, "asset"),
+    ("P026", "金卡信用卡", "credit_card", "R1", 0.080, "liability"),
 )
+# The card tiers (products.tier_rank): 1 the entry tier; a higher rank is the better tier of the same
+# category. Products without tiers are missing here (NULL in the store).
+PRODUCT_TIERS = {"P021": 1, "P026": 2, "P022": 3}
+# The demo's card upgrades: the probability, by value tier (mass .. private), that a holder of a
+# classic or gold card upgrades it to the next tier at some day between the card's opening and the
+# last day they could open products (the old card closes that day, the new one carries the balance).
+CARD_UPGRADE_PROB = (0.04, 0.12, 0.18, 0.22)
 PRODUCT_INDEX = {p[0]: i for i, p in enumerate(PRODUCTS)}
 PRODUCT_RISK_LEVEL = np.array([int(p[3][1]) - 1 for p in PRODUCTS])  # R1 -> 0 .. R5 -> 4
 

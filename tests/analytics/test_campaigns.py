@@ -60,14 +60,16 @@ def test_filters_and_scope_narrow_the_audience(store):
     assert scoped.audience == 2 and sorted(scoped.eligible["customer_id"]) == ["C06", "C10"]
 
 
-def test_expected_value_of_a_conversion_is_the_expected_balance_times_the_margin(store):
+def test_expected_value_of_a_conversion_is_the_expected_balance_times_the_margin_over_the_horizon(store):
     planned = campaigns.plan(store, Definition("Funds", product="fund", control_share=0.0), viewer=MARKETING)
     # the fund's only holder holds 20,000; margin 1 %: 200 CNY a year per conversion
     assert planned.eligible["value_if_converted"].tolist() == pytest.approx([200.0] * 3)
     p = planned.eligible["propensity"]
     assert ((p >= 0) & (p <= 1)).all()
     assert planned.expected_conversions == pytest.approx(p.sum())
-    assert planned.expected_margin == pytest.approx(200.0 * p.sum())
+    # a member's expected value is on the recommendations' basis: the margin over the 3-month horizon
+    assert planned.eligible["expected_value"].tolist() == pytest.approx((p * 200.0 * 3 / 12).tolist())
+    assert planned.expected_margin == pytest.approx(200.0 * p.sum() * 3 / 12)
 
 
 def test_create_stores_definition_members_and_a_rederivable_assignment(store):

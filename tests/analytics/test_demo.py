@@ -289,11 +289,11 @@ def test_phones_are_valid_unique_mobiles_except_the_injected_ones(store):
 
 def test_card_numbers_pass_luhn_and_accounts_are_unique(store):
     h = store["holdings"]
-    cards = h[h["product_id"].isin(["P001", "P021", "P022"])]["account_number"]
+    cards = h[h["product_id"].isin(["P001", "P021", "P022", "P026"])]["account_number"]
     assert cards.str.fullmatch(r"[0-9]{16}|[0-9]{19}").all()
     assert cards.map(luhn_ok).all()
     assert h.loc[h["product_id"] == "P001", "account_number"].str.len().eq(19).all()
-    assert h.loc[h["product_id"].isin(["P021", "P022"]), "account_number"].str.len().eq(16).all()
+    assert h.loc[h["product_id"].isin(["P021", "P022", "P026"]), "account_number"].str.len().eq(16).all()
     if validators is not None:
         assert cards.map(validators.is_valid_bank_card).all()
     assert h["account_number"].is_unique
