@@ -127,7 +127,7 @@ def test_the_kiosk_wall_at_3840x2160(app_server, with_targets, browser, lang):
     username = _user(engine, "display", lang)
     ctx = browser.new_context(viewport={"width": 3840, "height": 2160})
     page = ctx.new_page()
-    log_in(page, app_server, username, expect=_title("kpi_wall", lang), path="/kpi_wall?kiosk=1")
+    log_in(page, app_server, username, expect=_title("kpi_wall", lang))
     page.goto(f"{app_server}/kpi_wall?kiosk=1")
     page.get_by_text(_title("kpi_wall", lang)).first.wait_for(timeout=180000)
     wait_idle(page, timeout_ms=180000)
