@@ -340,13 +340,23 @@ def create_demo_users(engine) -> dict[str, str]:
     return created
 
 
-def load_demo_targets(engine) -> None:
-    """Load the demo's KPI targets (data/kpi_targets.csv, set for the default demo store) through
-    the loader, as a bank would load its own: ``load FILE --table kpi_targets``."""
-    from analytics import loader, targets
+# The demo's KPI targets, set from the demo store's own figures (git-ignored; edit and `load` it again).
+DEMO_TARGETS_FILE = settings.PROJECT_ROOT / "data" / "demo-kpi-targets.csv"
 
-    report = loader.load_files(engine, [targets.DEMO_FILE], "kpi_targets")
-    print(f"KPI targets: {report.rows_loaded} loaded from {_shown_path(targets.DEMO_FILE)}"
+
+def load_demo_targets(engine, seed: int = 42) -> None:
+    """Set the demo's KPI targets from the new demo store's own figures, whatever its size
+    (:mod:`analytics.demo.targets`), write them to DEMO_TARGETS_FILE and load that file through the
+    loader, as a bank would load its own: ``load FILE --table kpi_targets``."""
+    from analytics import loader
+    from analytics.demo.targets import demo_targets, write_targets_file
+    from analytics.refresh import latest_activity_month
+
+    frame = demo_targets(engine, latest_activity_month(engine), seed=seed)
+    path = write_targets_file(frame, DEMO_TARGETS_FILE)
+    report = loader.load_files(engine, [path], "kpi_targets")
+    print(f"KPI targets: {report.rows_loaded} loaded from {_shown_path(path)}, set from this demo store's own "
+          "figures (edit the file and load it again: python -m analytics load FILE --table kpi_targets)"
           + (f", {report.rows_rejected} rejected (see load_rejects)" if report.rows_rejected else ""))
 
 
@@ -364,7 +374,7 @@ def cmd_setup_demo(args) -> int:
     except StoreNotInitialisedError:
         args.months, args.seed = 24, 42
         cmd_demo(args)
-        load_demo_targets(engine)
+        load_demo_targets(engine, seed=args.seed)
     if current_run_id(engine) is None:
         cmd_refresh(args)
     if not create_demo_users(engine) and DEMO_LOGINS_FILE.exists():

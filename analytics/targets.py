@@ -1,8 +1,10 @@
 """Targets of the KPI wall's monthly series, and how much of a target a figure reached.
 
 A bank states its targets in the ``kpi_targets`` table, loaded like any store table:
-``python -m analytics load targets.csv --table kpi_targets`` (the demo's are in
-``data/kpi_targets.csv``, loaded by ``setup-demo``). One row per KPI, period and branch:
+``python -m analytics load targets.csv --table kpi_targets``. ``data/kpi_targets.csv`` is an example
+set for the 3,000-customer demo; ``setup-demo`` sets a new demo store's targets from its own figures,
+whatever its size (:mod:`analytics.demo.targets`), and loads them the same way. One row per KPI,
+period and branch:
 
 ``kpi``        one of :data:`TARGET_KPIS` (the wall's monthly series)
 ``period``     a month ``YYYY-MM`` or a year ``YYYY``
@@ -38,7 +40,8 @@ from analytics.store import read_frame
 TARGET_KPIS = ("customers", "active", "new", "churned", "aum", "deposits", "loans")
 FLOWS = ("new", "churned")  # a year's target is for the sum of its months
 BANK = "ALL"
-DEMO_FILE = Path(__file__).resolve().parents[1] / "data" / "kpi_targets.csv"  # setup-demo loads it
+# An example targets file, set for the 3,000-customer demo (seed 7 or 42); setup-demo derives its own.
+DEMO_FILE = Path(__file__).resolve().parents[1] / "data" / "kpi_targets.csv"
 _PERIOD_RE = re.compile(r"\d{4}(?:-(?:0[1-9]|1[0-2]))?")
 
 

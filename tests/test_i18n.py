@@ -73,6 +73,7 @@ USED = _literal_keys()
 # Domain values the UI names through i18n.label(family, value): every one needs both languages.
 FAMILIES = {
     "page": list(access.PAGES),
+    "role": list(access.ROLES),  # under the user name in the sidebar
     "segment": list(RFM_SEGMENTS),
     "tier": list(VALUE_TIERS),
     "stage": list(LIFECYCLE_STAGES),

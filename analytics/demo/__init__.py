@@ -76,7 +76,13 @@ the cross-field mismatches are measured on valid IDs only. A stale record is als
 risk assessment (the record was last touched before the assessment could have been renewed):
 the 10 % of old assessments contain the 8 % of stale records. Stale records are never closed
 or dormant customers (a closure updates the record). Dates keep a margin of at least 30 days
-from each threshold, so a rule that counts 24 months as 730 days finds the same rows.
+from each threshold, so a rule that counts 24 months as 730 days finds the same rows; the one
+exception is the assessments due soon below, 3 days or more from the one-year threshold.
+
+Assessments due soon: ``round(0.06 * customers)`` active customers (``BEHAVIOUR_RATES
+["risk_assessment_due"]``) have a current risk assessment that expires 4 to 30 days after as_of
+(assessed 336-362 days before it), so the risk page's "assessment due within 30 days" list has
+rows. The other current assessments are at most 335 days old.
 
 Behaviour rates (not defects) are in :data:`BEHAVIOUR_RATES`; the suitability mismatch rate is
 over customers with an open R4/R5 holding (its count is rounded per chunk of 50,000 customers).

@@ -56,6 +56,8 @@ from analytics.validators import luhn_check_digits, resident_id_check_digits
 log = logging.getLogger(__name__)
 
 DEFAULT_AS_OF = date(2026, 10, 31)
+# Ages (days before as_of) of the assessments made due soon: they expire 30 down to 4 days after as_of.
+_DUE_AGE_DAYS = (RISK_ASSESSMENT_VALID_DAYS - 29, RISK_ASSESSMENT_VALID_DAYS - 3)
 # Fixed, not a setting: the chunk is the unit of randomness, so changing it would change the data.
 CHUNK_CUSTOMERS = 50_000
 
@@ -286,6 +288,7 @@ class _Generator:
         stats.update(self._suitability(rng, c, hold))
         monthly = self._monthly(rng, c, hold, m)
         stats.update(self._record_dates(rng, c, m, quota))
+        stats.update(self._assessments_due(index, c, quota))
         hold_df = self._holding_frame(rng, c, hold, monthly)
         contacts = self._contacts(rng, c, m)
         stats.update(self._inject_field_defects(rng, c, m, quota))
@@ -748,6 +751,26 @@ class _Generator:
         return {"stale_record": len(stale), "risk_assessment_over_a_year_old": int(is_old.sum()),
                 "expired_id_document": len(expired)}
 
+    def _assessments_due(self, index: int, c: dict, q: dict[str, int]) -> dict:
+        """Move the assessments of ``q["risk_assessment_due"]`` customers to 336-362 days before
+        as_of, so they fall due (expire) 4 to 30 days after it: the risk page's "due within 30 days"
+        list. A bank renewing yearly has about 30/365 of its assessments due in any 30 days.
+
+        Only customers whose assessment is current (not an old or stale one), who opened at least
+        362 days before as_of (an assessment is never before the opening) and who have not churned
+        (a closed or dormant customer is not reassessed). The record's ``updated_at`` stays, later
+        than the earlier assessment. A random stream of its own (``SeedSequence([seed, 2, chunk])``)
+        leaves every other draw of the chunk as it was. The window keeps 3 days from the one-year
+        threshold, so a rule counting a year as 365 days or as 12 months finds the same rows.
+        """
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, 2, index]))
+        as_of, assessed = self.as_of_d, c["assessed"]
+        current = assessed > as_of - RISK_ASSESSMENT_VALID_DAYS + 29  # not one of the old assessments
+        eligible = current & ~c["churned"] & (c["open"] <= as_of - _DUE_AGE_DAYS[1])
+        due = _pick(rng, eligible, q["risk_assessment_due"])
+        assessed[due] = as_of - rng.integers(_DUE_AGE_DAYS[0], _DUE_AGE_DAYS[1] + 1, len(due))
+        return {"risk_assessment_due": len(due)}
+
     def _inject_field_defects(self, rng, c: dict, m: int, q: dict[str, int]) -> dict:
         rows = np.ones(m, dtype=bool)
         out = {}
@@ -999,6 +1022,8 @@ def chunk_plan(customers: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         sizes = np.append(sizes, customers % CHUNK_CUSTOMERS)
     totals = expected_defect_counts(customers)
     quotas = {name: _allocate(total, sizes) for name, total in totals.items()}
+    quotas["risk_assessment_due"] = _allocate(
+        int(round(BEHAVIOUR_RATES["risk_assessment_due"] * customers)), sizes)
     quotas["risk_old_extra"] = _allocate(
         totals["risk_assessment_over_a_year_old"] - totals["stale_record"], sizes)
     return sizes, quotas

@@ -40,6 +40,9 @@ BEHAVIOUR_RATES: dict[str, float] = {
     "marketing_consent": 0.75,
     "suitability_mismatch": 0.02,  # of customers with an open R4/R5 holding: tolerance below it
     "insurance_lift_with_mortgage": 2.0,  # P(insurance | mortgage) / P(insurance | no mortgage), same tier
+    # of customer rows (exact count, like a defect): a current risk assessment that expires 4-30 days
+    # after as_of (yearly renewals spread over the year put about 30/365 = 8 % in any 30 days)
+    "risk_assessment_due": 0.06,
 }
 
 

@@ -101,6 +101,7 @@ def test_clv_histogram_from_bands():
     counts = dict(zip(fig.data[0].x, fig.data[0].y, strict=True))
     assert counts["0–10"] == 2 and counts["10–20"] == 1 and counts["1k–2k"] == 2
     assert sum(fig.data[0].y) == 5
+    assert fig.layout.xaxis.tickangle == -45  # the last band labels stay inside the chart
 
 
 @pytest.mark.parametrize("builder", [charts.rfm_heatmap, charts.segment_bar, charts.value_tier_bar,

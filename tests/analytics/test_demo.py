@@ -343,11 +343,28 @@ def test_defect_thresholds_keep_a_margin(store):
     as_of = pd.Timestamp(AS_OF)
     gap = (cu["updated_at"] - STALE_BEFORE).dt.days.abs()
     assert gap.min() >= 30
-    assert (cu["risk_assessed_at"] - RISK_BEFORE).dt.days.abs().min() >= 29
+    gap = (cu["risk_assessed_at"] - RISK_BEFORE).dt.days.abs()
+    due = gap.between(3, 28) & (cu["risk_assessed_at"] > RISK_BEFORE)  # the assessments due soon
+    assert gap.min() >= 3 and gap[~due].min() >= 29
     assert (cu["id_expiry_date"] - as_of).dt.days.abs().min() >= 30
     stale = cu["updated_at"] < STALE_BEFORE
     assert (cu.loc[stale, "risk_assessed_at"] < RISK_BEFORE).all()  # stale implies an old assessment
     assert (cu.loc[stale, "status"] == "active").all()
+
+
+def test_assessments_due_within_30_days_have_the_documented_count_and_window(store):
+    # Hand-computed: 6 % of 2,000 rows = 120 assessments that expire 4-30 days after as_of; an
+    # assessment dated d expires on d + 366 days (valid through d + 365).
+    cu = store["customers"]
+    expires = cu["risk_assessed_at"] + pd.Timedelta(days=366)
+    days_left = (expires - pd.Timestamp(AS_OF)).dt.days
+    due = cu[days_left.between(1, 30)]
+    assert len(due) == 120 == store["summary"]["behaviour"]["risk_assessment_due"]
+    assert days_left[due.index].between(4, 30).all()
+    assert (due["status"] == "active").all()
+    assert (due["risk_assessed_at"] >= due["open_date"]).all()
+    # every other current assessment is at most 335 days old: none expires within 31 days
+    assert (days_left[(days_left > 0) & ~days_left.between(1, 30)] >= 31).all()
 
 
 def test_defect_rates_are_documented_in_the_module_docstring():

@@ -1,6 +1,6 @@
 """Risk exploration (issue 14): alert counts per refresh run by kind, and the assessments falling due
-within 30 days of a run's as-of date, on a hand-built store (both dialects). (The demo generator
-keeps every valid assessment at least 30 days from its expiry, so the demo store has none due.)"""
+within 30 days of a run's as-of date, on a hand-built store (both dialects), and on the shared demo
+store, whose generator makes 6 % of its customers' assessments fall due within 30 days."""
 
 from datetime import date, timedelta
 
@@ -102,3 +102,14 @@ def test_alert_trend_chart_has_one_point_per_refresh_on_a_date_axis():
     assert fig.data[1].y == (7,)
     assert charts_risk.alert_trend(trend.iloc[0:0]).layout.title.text
 
+
+
+def test_demo_store_has_the_documented_assessments_due(demo_engine):
+    # The shared demo store: 3,000 rows, 6 % of them (180) with an assessment expiring 4-30 days after
+    # the run's as-of day (2026-10-31); every other current one is at least 31 days from expiry.
+    due = read_assessments_due(demo_engine, viewer=RISK)
+    assert len(due) == round(0.06 * 3000) == 180
+    assert due["days_left"].between(4, 30).all()
+    assert due["days_left"].is_monotonic_increasing  # soonest first
+    assert (pd.to_datetime(due["expires_on"]) - pd.Timestamp(date(2026, 10, 31))).dt.days.tolist() == \
+        due["days_left"].tolist()

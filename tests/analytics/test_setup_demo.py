@@ -14,6 +14,8 @@ def test_setup_demo_builds_a_store_and_keeps_the_logins_where_a_newcomer_finds_t
     logins = tmp_path / "demo-logins.txt"
     monkeypatch.setattr(cli.settings, "SECRETS_FILE", secrets)
     monkeypatch.setattr(cli, "DEMO_LOGINS_FILE", logins)
+    demo_targets = tmp_path / "demo-kpi-targets.csv"
+    monkeypatch.setattr(cli, "DEMO_TARGETS_FILE", demo_targets)
     url = f"sqlite:///{tmp_path}/bank.db"
     assert cli.main(["setup-demo", "--db", url, "--customers", "300", "--quiet"]) == 0
     first = capsys.readouterr().out
@@ -30,11 +32,22 @@ def test_setup_demo_builds_a_store_and_keeps_the_logins_where_a_newcomer_finds_t
         if name == "demo_marketing":  # a role without two-factor login: the password alone logs in
             assert users.authenticate(engine, name, password).ok
     assert "demo-logins.txt" in first
-    # The demo's KPI targets are loaded through the loader, every row accepted.
+    # The demo's KPI targets are set from this 300-customer store's own figures (a fixed file fits one
+    # size only), written to a file and loaded through the loader, every row accepted.
+    from datetime import date
+
+    from analytics import kpi, targets
     from analytics.store import read_frame
 
-    assert "KPI targets: 206 loaded from data/kpi_targets.csv" in first
-    assert int(read_frame(engine, "SELECT COUNT(*) AS n FROM kpi_targets")["n"].iloc[0]) == 206
+    rows = len(demo_targets.read_text().splitlines()) - 1
+    assert f"KPI targets: {rows} loaded from {demo_targets}" in first
+    branches = int(read_frame(engine, "SELECT COUNT(DISTINCT branch_id) AS n FROM customers")["n"].iloc[0])
+    assert rows == 14 + 4 * branches
+    assert int(read_frame(engine, "SELECT COUNT(*) AS n FROM kpi_targets")["n"].iloc[0]) == rows
+    oct_ = date(2026, 10, 1)
+    got = targets.attainment(kpi.monthly_series(engine, oct_), targets.read_targets(engine, oct_), oct_)
+    for name in ("customers", "aum", "deposits", "loans"):  # the month's target: 1.02 times the month
+        assert 0.97 < got[name].share < 0.99, (name, got[name])
     # A second run creates nobody and says where the logins are.
     assert cli.main(["setup-demo", "--db", url, "--quiet"]) == 0
     second = capsys.readouterr().out
