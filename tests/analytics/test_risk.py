@@ -106,7 +106,9 @@ def test_drop_rules_small_balances_pooled_tiers_and_missing_months():
     # "rich" is the only affluent customer: too few for its own threshold, it takes the pooled one.
     assert out.loc["rich", "value_tier"] == "affluent" and tiers.loc["affluent", "pooled"]
     assert out.loc["rich", "threshold"] == pytest.approx(tiers.loc["affluent", "threshold"])
-    assert out.loc["rich", "balance_drop"] and "all tiers pooled" in out.loc["rich", "reason"]
+    assert out.loc["rich", "balance_drop"] and out.loc["rich", "reason"].startswith("balance_drop_pooled ")
+    assert "all tiers pooled" in stored_text("balance_drop_reason", out.loc["rich", "reason"], "en")
+    assert "各层级合并计算" in stored_text("balance_drop_reason", out.loc["rich", "reason"], "zh")
 
 
 # ---------------------------------------------------------------------------------------------
