@@ -6,7 +6,7 @@ Streamlit serves any script in a folder named pages/ by URL, past the login gate
 
 import streamlit as st
 
-from analytics import access, i18n
+from analytics import access, table_formats
 from analytics.formatting import escape_md
 from app_pages import session, widgets
 
@@ -57,9 +57,9 @@ nav = [st.Page(home, title="Home", url_path="home", default=True, visibility="hi
 with st.sidebar:
     widgets.language_switch(engine, user)
     # The display name is stored text: escaped, so a name cannot carry a link or markup.
-    # Roles by their catalog name (a raw key such as "executive" read as English in Chinese mode).
-    roles = ", ".join(session.t(f"role.{r}") if i18n.has(f"role.{r}") else r for r in user["roles"])
-    st.markdown(f"**{escape_md(user['name'])}**  \n{escape_md(roles)}")
+    # Roles in words of the chosen language ("marketing" reads 营销人员 in Chinese).
+    st.markdown(f"**{escape_md(user['name'])}**  \n"
+                f"{escape_md(table_formats.roles_label(','.join(user['roles']), session.lang()))}")
     if st.button(session.t("app.log_out"), key="ci_logout_button"):
         session.logout(engine)
         st.rerun()

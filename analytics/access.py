@@ -202,7 +202,8 @@ def can_view_page(roles: str | Iterable[str] | None, page: str) -> bool:
 def require_page(roles: str | Iterable[str] | None, page: str) -> None:
     """Raise :class:`AccessDenied` unless the roles may see ``page`` (a guard for page scripts)."""
     if not can_view_page(roles, page):
-        raise AccessDenied(f"Your role may not open the page {page!r}. Hint: ask an admin for access.")
+        raise AccessDenied(f"Your role may not open the page {page!r}. Hint: ask an admin for access.",
+                           key="errors.page_denied")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -239,14 +240,16 @@ def check_unmask(roles: str | Iterable[str] | None, field: str, reason: str | No
         than :data:`MIN_UNMASK_REASON_CHARS` characters.
     """
     if not can_unmask(roles):
-        raise AccessDenied("Your role may not unmask personal data. Hint: ask a compliance officer.")
+        raise AccessDenied("Your role may not unmask personal data. Hint: ask a compliance officer.",
+                           key="errors.may_not_unmask")
     if field not in PERSONAL_FIELDS:
-        raise AccessDenied(f"{field!r} is not a masked field; nothing to unmask.")
+        raise AccessDenied(f"{field!r} is not a masked field; nothing to unmask.", key="errors.not_masked_field",
+                           field=field)
     cleaned = (reason or "").strip()
     if len(cleaned) < MIN_UNMASK_REASON_CHARS:
         raise AccessDenied(
             f"Give a reason of at least {MIN_UNMASK_REASON_CHARS} characters for unmasking "
-            "(it is written to the audit log)."
+            "(it is written to the audit log).", key="errors.reason_too_short", n=MIN_UNMASK_REASON_CHARS,
         )
     return cleaned
 
@@ -477,7 +480,7 @@ def mask_frame(df: pd.DataFrame, roles: str | Iterable[str] | None) -> pd.DataFr
         if personal or rows:
             raise AccessDenied(
                 "Your role sees aggregates only, not customer-level data"
-                f" (asked for: {', '.join(personal + rows)})."
+                f" (asked for: {', '.join(personal + rows)}).", key="errors.aggregates_only",
             )
         return df.copy()
     out = df.copy()
@@ -642,7 +645,7 @@ class Viewer:
 def require_rows(viewer: Viewer) -> None:
     """Raise :class:`AccessDenied` unless ``viewer`` may see customer-level rows."""
     if not viewer.sees_rows:
-        raise AccessDenied("Your role sees aggregates only, not customer-level data.")
+        raise AccessDenied("Your role sees aggregates only, not customer-level data.", key="errors.aggregates_only")
 
 
 def aum_band(value) -> str | None:

@@ -126,11 +126,11 @@ def _row(engine: Engine, request_id) -> dict:
     try:
         rid = int(request_id)
     except (TypeError, ValueError):
-        raise ApprovalRefused(f"{request_id!r} is not a request number.") from None
+        raise ApprovalRefused(f"{request_id!r} is not a request number.", key="errors.approval.not_a_number") from None
     with engine.connect() as conn:
         row = conn.execute(select(approval_requests).where(approval_requests.c.request_id == rid)).mappings().first()
     if row is None:
-        raise ApprovalRefused(f"No request #{rid}.")
+        raise ApprovalRefused(f"No request #{rid}.", key="errors.approval.no_request", id=rid)
     return dict(row)
 
 
@@ -145,7 +145,8 @@ def _clean_reason(reason: str | None) -> str:
     cleaned = (reason or "").strip()
     if len(cleaned) < access.MIN_UNMASK_REASON_CHARS:
         raise ApprovalRefused(f"Give a reason of at least {access.MIN_UNMASK_REASON_CHARS} characters "
-                              "(the approver reads it; it is written to the audit log).")
+                              "(the approver reads it; it is written to the audit log).", key="errors.reason_too_short",
+                              n=access.MIN_UNMASK_REASON_CHARS)
     # A reason is free text: an email, an ID or a phone number typed into it is masked.
     return audit.scrub_text(cleaned)
 
@@ -161,7 +162,7 @@ def _refuse(engine: Engine, viewer: Viewer, row: dict | None, problem: str, mess
     target = {"approval_id": int(row["request_id"]), "kind": row["kind"]} if row else {}
     _audit(engine, "approval_refused", viewer, session_id=session_id, client_address=client_address,
            target={**target, "problem": problem})
-    raise ApprovalRefused(message)
+    raise ApprovalRefused(message, key=f"errors.approval.{problem}", id=row["request_id"] if row else "")
 
 
 def _insert(engine: Engine, values: dict) -> int:
@@ -205,7 +206,7 @@ def request_export(engine: Engine, frame: pd.DataFrame, *, viewer: Viewer, stem:
     recorded now and named by the request. Returns the request number.
     """
     if fmt not in FORMATS:
-        raise ApprovalRefused(f"Unknown export format {fmt!r}; use csv or xlsx.")
+        raise ApprovalRefused(f"Unknown export format {fmt!r}; use csv or xlsx.", key="errors.approval.format")
     cleaned = _clean_reason(reason)
     export = (exports.to_excel if fmt == "xlsx" else exports.to_csv)(frame, stem)
     manifest_id = None
@@ -268,9 +269,11 @@ def _decide(engine: Engine, request_id, decision: str, *, approver: Viewer, comm
                 f"Request #{row['request_id']} is {row['status']}: only a pending request can be decided.", **ctx)
     cleaned = (comment or "").strip()
     if not cleaned:
-        raise ApprovalRefused("Write a comment for the decision (it is kept with the request and audited).")
+        raise ApprovalRefused("Write a comment for the decision (it is kept with the request and audited).",
+                              key="errors.approval.comment_required")
     if len(cleaned) > MAX_COMMENT_CHARS:
-        raise ApprovalRefused(f"The comment is longer than {MAX_COMMENT_CHARS} characters.")
+        raise ApprovalRefused(f"The comment is longer than {MAX_COMMENT_CHARS} characters.",
+                              key="errors.approval.comment_too_long", n=MAX_COMMENT_CHARS)
     cleaned = audit.scrub_text(cleaned)
     values = {"status": decision, "decided_by": approver.username, "decided_at": now, "comment": cleaned}
     if decision == "approved":
@@ -283,7 +286,8 @@ def _decide(engine: Engine, request_id, decision: str, *, approver: Viewer, comm
         done = conn.execute(update(approval_requests)
                             .where(r.request_id == row["request_id"], r.status == "pending").values(**values)).rowcount
     if done != 1:  # decided by someone else in between
-        raise ApprovalRefused(f"Request #{row['request_id']} was decided by someone else meanwhile.")
+        raise ApprovalRefused(f"Request #{row['request_id']} was decided by someone else meanwhile.",
+                              key="errors.approval.decided_meanwhile", id=row["request_id"])
     _audit(engine, "approval_decision", approver, target={"approval_id": int(row["request_id"]), "kind": row["kind"],
                                                           "decision": decision, "requested_by": row["requested_by"]},
            reason=cleaned, **ctx)

@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from analytics.charts_common import ACCENT, ALERT, GOOD, MISSING_COLOUR, WARN, colour_of, empty_figure
-from analytics.i18n import label, tr
+from analytics.i18n import has, label, tr
 from analytics.lifecycle import LIFECYCLE_STAGES
 from analytics.segmentation import RFM_SEGMENTS, VALUE_TIERS
 
@@ -145,6 +145,16 @@ def calibration_plot(calibration: pd.DataFrame, lang: str = "en") -> go.Figure:
     return fig
 
 
+def _feature_name(name: str, lang: str) -> str:
+    """A feature in words: ``feature.<name>``, or for ``products_<category>`` (one column per
+    product category, a bank's own included) the category's label."""
+    key = f"feature.{name}"
+    if not has(key) and name.startswith("products_"):
+        return tr("charts.churn.products_of_category", lang,
+                  category=label("category", name.removeprefix("products_"), lang))
+    return label("feature", name, lang)
+
+
 def importance_bar(importance: pd.DataFrame, top: int = 15, lang: str = "en") -> go.Figure:
     """The ``top`` features by permutation importance, as horizontal bars (most important on top),
     with their standard deviation over the repeats as error bars; each feature is named in
@@ -153,7 +163,7 @@ def importance_bar(importance: pd.DataFrame, top: int = 15, lang: str = "en") ->
     if importance.empty:
         return _empty(title, lang)
     frame = importance.sort_values("importance_mean", ascending=False).head(top).iloc[::-1]
-    names = [label("feature", name, lang) for name in frame["feature"]]  # the catalog's words
+    names = [_feature_name(name, lang) for name in frame["feature"]]  # the catalog's words
     # The stored description is English: the Chinese hover repeats the feature's name instead.
     hover = frame["description"].tolist() if "description" in frame.columns and lang == "en" else names
     fig = go.Figure(go.Bar(

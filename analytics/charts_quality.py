@@ -143,7 +143,8 @@ def score_trend(history: pd.DataFrame, *, dimensions: tuple[str, ...] | None = N
         fig.add_trace(go.Scatter(
             x=x, y=(100 * h["score"]).round(2), mode="lines+markers", name=dimension_label(dim, lang),
             customdata=h["run_id"], line={"width": 4 if dim == "overall" else 2},
-            hovertemplate="run %{customdata}: %{y:.2f}%<extra>" + dimension_label(dim, lang) + "</extra>",
+            hovertemplate=tr("charts.quality.run_n", lang) + ": %{y:.2f}%<extra>" + dimension_label(dim, lang)
+                          + "</extra>",
         ))
     xaxis = {"title": tr("charts.quality.refresh", lang)}
     times = history["finished_at"]

@@ -143,8 +143,8 @@ def cluster_profile_heatmap(profiles: pd.DataFrame, lang: str = "en") -> go.Figu
     fig = go.Figure(go.Heatmap(
         z=z, x=[label("feature", f, lang) for f in features], y=names, colorscale="RdBu", reversescale=True,
         zmin=-limit, zmax=limit, text=np.round(z, 1), texttemplate="%{text:+.1f}",
-        hovertemplate="%{y}<br>%{x}: %{z:+.2f} sd<extra></extra>",
-        colorbar={"title": "sd"},
+        hovertemplate="%{y}<br>%{x}: %{z:+.2f} " + tr("charts.segments.sd", lang) + "<extra></extra>",
+        colorbar={"title": tr("charts.segments.sd", lang)},
     ))
     fig.update_layout(title=title, xaxis_title=tr("charts.segments.cluster_axis", lang), yaxis={"autorange": "reversed"})
     return fig

@@ -47,7 +47,7 @@ class CustomerNotFound(AnalyticsError):
 def _check_id(customer_id: str) -> str:
     cid = (customer_id or "").strip()
     if not CUSTOMER_ID_PATTERN.match(cid):
-        raise CustomerNotFound("Enter a customer id (letters and digits, e.g. C100000123).")
+        raise CustomerNotFound("Enter a customer id (letters and digits, e.g. C100000123).", key="errors.enter_customer_id")
     return cid
 
 
@@ -68,7 +68,7 @@ def _visible(engine: Engine, customer_id: str, viewer: Viewer) -> str:
                      target={"customer_ids": [cid], "page": "customer_360"},
                      reason="customer outside the user's scope")
     if row is None or not row.in_scope:
-        raise CustomerNotFound(f"No customer {cid}.")
+        raise CustomerNotFound(f"No customer {cid}.", key="errors.no_customer", id=cid)
     return cid
 
 
@@ -239,7 +239,8 @@ def unmask_field(engine: Engine, customer_id: str, field: str, *, viewer: Viewer
     """
     cleaned = access.check_unmask(viewer.roles, field, reason)
     if field == "account_number":
-        raise access.AccessDenied("Unmask an account number from the holdings list, one account at a time.")
+        raise access.AccessDenied("Unmask an account number from the holdings list, one account at a time.",
+                                  key="errors.unmask_account_from_holdings")
     cid = _visible(engine, customer_id, viewer)
     target = {"customer_ids": [cid], "fields": [field]}
     if approval_id is not None:

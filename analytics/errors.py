@@ -1,11 +1,31 @@
 """Domain errors. Each carries a message a user can act on; the CLI prints it on one line and the
-app shows it with ``st.error``. None of them ever carries a customer's personal data."""
+app shows it with ``st.error``. None of them ever carries a customer's personal data.
+
+An error a user meets on a page also carries a catalog key and its fields
+(``AnalyticsError("No request #7.", key="errors.no_request", id=7)``): the page shows the catalog's
+text in the user's language (:func:`describe` with ``lang``), while the English message stays what
+the CLI prints and the log records. An error without a key is shown in its English words."""
 
 import re
 
 
 class AnalyticsError(Exception):
-    """Base of every error this package raises on purpose."""
+    """Base of every error this package raises on purpose.
+
+    Parameters
+    ----------
+    message : str
+        The English line (CLI, log).
+    key : str, optional
+        A key of ``data/i18n.yaml`` (``errors.*``) whose text says the same in each language.
+    **fields
+        The key's ``str.format`` fields (no personal data: ids, counts, names of columns).
+    """
+
+    def __init__(self, *args, key: str | None = None, **fields):
+        super().__init__(*args)
+        self.key = key
+        self.fields = fields
 
 
 class StoreError(AnalyticsError):
@@ -33,8 +53,11 @@ class UnstorableTextError(AnalyticsError, ValueError):
     quotes the text. Also a ValueError, which callers of input checks already catch."""
 
 
-def describe(exc: BaseException) -> str:
+def describe(exc: BaseException, lang: str | None = None) -> str:
     """One line about ``exc`` that is safe to show, store or log: never a customer's value.
+
+    With ``lang`` ("en" or "zh"), an error carrying a catalog key is said in that language (its
+    English message otherwise); without it, the English message (CLI and logs).
 
     Our own errors are written to be shown (the class docstring above). Anything else may quote
     data: a driver's message carries the SQL's bound parameters (names, ID numbers), pandas and
@@ -43,6 +66,16 @@ def describe(exc: BaseException) -> str:
     names a table or column ("no such column: aum"), never a row.
     """
     if isinstance(exc, AnalyticsError):
+        key = getattr(exc, "key", None)
+        if lang is not None and key:
+            from analytics import i18n  # here: i18n is above this module in the import order
+
+            # Only when every field the text names was given (else the English message, never "{id}").
+            if i18n.has(key) and i18n.fields(i18n.tr(key, lang)) <= set(exc.fields):
+                try:
+                    return i18n.tr(key, lang, **exc.fields)
+                except (IndexError, ValueError):  # a field of the wrong type for its format
+                    pass
         return str(exc)
     name = type(exc).__name__
     # SQLAlchemy wraps the driver's error; its own text appends the statement and the parameters.

@@ -100,7 +100,8 @@ def _check_size(frame: pd.DataFrame, max_rows: int | None) -> None:
     limit = int(max_rows if max_rows is not None else settings.get("EXPORT_MAX_ROWS"))
     if len(frame) > limit:
         raise ExportTooLarge(f"The export has {len(frame):,} rows, over the limit of {limit:,}. "
-                             "Narrow the filters and export again.")
+                             "Narrow the filters and export again.", key="errors.export_too_large",
+                             rows=f"{len(frame):,}", limit=f"{limit:,}")
 
 
 def to_csv(frame: pd.DataFrame, stem: str, *, max_rows: int | None = None) -> Export:

@@ -18,7 +18,9 @@ At run time a missing key does not break a page: :func:`tr` logs it once and sho
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import string
 from functools import lru_cache
 from pathlib import Path
@@ -33,6 +35,7 @@ CATALOG_FILE = Path(__file__).resolve().parent.parent / "data" / "i18n.yaml"
 LANGUAGE_NAMES = {"en": "English", "zh": "中文"}
 
 _reported: set[str] = set()
+CODE = re.compile(r"^[a-z][a-z0-9_]*( \{.*\})?$", re.S)
 
 
 @lru_cache(maxsize=1)
@@ -81,3 +84,45 @@ def label(family: str, value, lang: str) -> str:
 def fields(text: str) -> set[str]:
     """The ``str.format`` field names of ``text`` (``"{n:,} of {total}"`` → ``{"n", "total"}``)."""
     return {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+
+
+# --------------------------------------------------------------------------------------------
+# Stored texts as codes: a result table keeps a code and its parameters, a page says it in words
+# --------------------------------------------------------------------------------------------
+
+def coded(code: str, **params) -> str:
+    """A text to store as its code and parameters (``assessment_expired {"date": "2021-02-07"}``),
+    said in the reader's language by :func:`render_coded`."""
+    return f"{code} {json.dumps(params, ensure_ascii=False, sort_keys=True)}" if params else code
+
+
+def decode_coded(stored) -> tuple[str, dict] | None:
+    """``(code, params)`` of a stored coded text, or None for anything else (free text, an older
+    run's English words)."""
+    if not isinstance(stored, str) or not stored or not CODE.match(stored):
+        return None
+    code, _, params = stored.partition(" ")
+    if not params:
+        return code, {}
+    try:
+        values = json.loads(params)
+    except ValueError:
+        return None
+    return (code, values) if isinstance(values, dict) else None
+
+
+def render_coded(stored, family: str, lang: str, formats: dict | None = None):
+    """A stored coded text in words of ``lang``, through ``<family>.<code>`` in the catalog;
+    ``formats`` maps a parameter to ``f(value, lang)`` (an amount, a label). Text that is no known
+    code (an older run's words) is returned as it is, None as None."""
+    if stored is None or (isinstance(stored, float) and stored != stored):
+        return None
+    found = decode_coded(stored)
+    if found is None or f"{family}.{found[0]}" not in catalog():
+        return stored
+    code, params = found
+    fields_ = {k: (formats[k](v, lang) if formats and k in formats else v) for k, v in params.items()}
+    text = tr(f"{family}.{code}", lang)
+    if not fields(text) <= set(fields_):
+        return stored
+    return text.format(**fields_)

@@ -46,6 +46,7 @@ from analytics import settings
 from analytics.access import Viewer, release, require_rows, suppress_small_cells
 from analytics.errors import ConfigError, StoreNotInitialisedError
 from analytics.features import add_months, month_end, to_datetime
+from analytics.i18n import coded
 from analytics.runs import Laps, resolve_run
 from analytics.schema import CREDIT_GRADES, RISK_TOLERANCES, risk_branch_summary, risk_flags, risk_mismatches
 from analytics.segmentation import RFM_SEGMENTS, VALUE_TIERS, value_tier_thresholds, value_tiers
@@ -182,9 +183,10 @@ def balance_drops(aum_before: pd.Series, aum_now: pd.Series, *, z: float = 3.5, 
     reasons = np.full(len(now), None, dtype=object)
     for i in np.flatnonzero(flagged):
         t = tiers.loc[tier[i]]
-        reasons[i] = (f"AUM fell {-change[i]:.0%} month on month, from {before[i]:,.0f} to {now[i]:,.0f} CNY; "
-                      f"{tier[i]}-tier threshold {t['threshold']:+.1%} (median {t['median']:+.1%}, "
-                      f"MAD {t['mad']:.1%}{', all tiers pooled' if t['pooled'] else ''})")
+        # stored as a code and parameters, said in the reader's language (risk_reason.* in the catalog)
+        reasons[i] = coded("balance_drop_pooled" if t["pooled"] else "balance_drop", drop=f"{-change[i]:.0%}",
+                           before=round(float(before[i])), now=round(float(now[i])), tier=str(tier[i]),
+                           threshold=f"{t['threshold']:+.1%}", median=f"{t['median']:+.1%}", mad=f"{t['mad']:.1%}")
     out = pd.DataFrame({"checked": checked, "change": change, "value_tier": tier, "threshold": limit,
                         "balance_drop": flagged, "reason": reasons}, index=aum_now.index)
     return out, tiers

@@ -97,7 +97,7 @@ def resolve_run(engine: Engine, run_id: int | None, *, what: str = "results") ->
     current = current_run_id(engine)
     if current is None:
         raise StoreNotInitialisedError(f"No refresh has completed yet, so there are no {what}. "
-                                       "Hint: `python -m analytics refresh`.")
+                                       "Hint: `python -m analytics refresh`.", key="errors.no_refresh_yet")
     return int(current)
 
 

@@ -745,7 +745,7 @@ risk_flags = Table(
     Column("assessment_missing", Boolean, nullable=False),
     Column("balance_drop", Boolean, nullable=False),
     Column("aum_change_pct", Float),  # month on month, fraction; NULL when not assessed
-    Column("balance_drop_reason", Text),  # why it was flagged, in words; NULL when not flagged
+    Column("balance_drop_reason", Text),  # why it was flagged: a code and JSON parameters (risk_reason.*); NULL when not
 )
 
 # Open holdings whose product risk level is above the holder's tolerance.
@@ -804,7 +804,7 @@ churn_scores = Table(
     Column("churn_probability", Float, nullable=False),  # of churning within CHURN_HORIZON_MONTHS
     Column("clv", Float, nullable=False),  # the margin CLV the probability is applied to, CNY
     Column("value_at_risk", Float, nullable=False),  # churn_probability * clv, CNY
-    Column("reason_1", String(200)),  # the top reasons pushing the probability up, in words
+    Column("reason_1", String(200)),  # the top reasons pushing the probability up: a code and JSON parameters (analytics.churn.reasons)
     Column("reason_2", String(200)),
     Column("reason_3", String(200)),
     CheckConstraint("churn_state IN ('active', 'inactive', 'closed')", name="ck_churn_scores_state"),

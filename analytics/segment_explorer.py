@@ -837,12 +837,16 @@ def clv_bands(cube: Cube, years: int, filters: Filters = Filters(), *, min_cell:
 
 
 def tag_counts(cube: Cube, tag_names: Sequence[str], filters: Filters = Filters(), *,
-               min_cell: int = 0) -> pd.DataFrame:
+               min_cell: int = 0, labels: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Customers carrying each tag (``tag``, ``customers``, in ``tag_names`` order; 0 for none).
-    A customer may carry several tags, so tags are no partition: each small count is hidden on its own."""
+    A customer may carry several tags, so tags are no partition: each small count is hidden on its own.
+    With ``labels`` (name -> label in the reader's language), a ``tag_label`` column follows ``tag``
+    (the name stays: it is what a tag expression is written with)."""
     values, totals = _sums(cube, "tag", filters)
     counts = dict(zip(values, np.rint(totals[:, 0]).astype(np.int64), strict=True))
     frame = pd.DataFrame({"tag": list(tag_names), "customers": [int(counts.get(n, 0)) for n in tag_names]})
+    if labels is not None:
+        frame.insert(1, "tag_label", [labels.get(n, n) for n in tag_names])
     if min_cell:
         small = (frame["customers"] > 0) & (frame["customers"] < min_cell)
         if filters.by_attribute:

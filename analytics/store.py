@@ -210,13 +210,15 @@ def check_store(engine: Engine) -> None:
     if missing:
         raise StoreNotInitialisedError(
             f"The store has no {', '.join(missing)} table(s). Hint: `make run` builds the demo store, "
-            "or `python -m analytics demo --db URL`; load your own data with `python -m analytics load`."
+            "or `python -m analytics demo --db URL`; load your own data with `python -m analytics load`.",
+            key="errors.store_no_tables", tables=", ".join(missing),
         )
     with engine.connect() as conn:  # is there a customer (not how many: a count scans them all)
         any_customer = conn.execute(text("SELECT 1 FROM customers LIMIT 1")).first()
     if any_customer is None:
         raise StoreNotInitialisedError(
-            "The store has no customers. Hint: `python -m analytics demo` or `python -m analytics load`."
+            "The store has no customers. Hint: `python -m analytics demo` or `python -m analytics load`.",
+            key="errors.store_no_customers",
         )
 
 
@@ -236,7 +238,7 @@ def check_columns(engine: Engine) -> None:
         raise StoreError(
             f"The store lacks column(s) {', '.join(lacking)}. Hint: the store tables must have the columns of "
             "analytics/schema.py; rename the column back, or rebuild the table and reload it with "
-            "`python -m analytics load`."
+            "`python -m analytics load`.", key="errors.store_lacks_columns", columns=", ".join(lacking),
         )
 
 

@@ -12,6 +12,9 @@ The display copy is for the screen only: exports keep the raw frame. What it doe
 ``date``       a calendar date; ``datetime`` a date and time to the second
 ``code``       an identifier shown verbatim (customer id, rule name, user name): never translated
 ``enum``       a key of the catalog's families (``category.consumer_loan`` → "Consumer loan")
+``reason``     a stored churn reason, alert detail or balance-drop reason (a code and JSON
+               parameters), in words of the language
+``roles``      a comma-separated list of role names, each in words of the language
 
 A float column of no declared kind is rounded to 2 decimals. Columns in :data:`INTERNAL` are not
 shown. No streamlit here: the page helper turns :func:`column_formats` into ``st.column_config``.
@@ -22,6 +25,7 @@ from __future__ import annotations
 import pandas as pd
 
 from analytics import formatting, i18n
+from analytics.churn.reasons import reason_text
 
 MONEY = frozenset({
     "aum", "balance", "deposit_balance", "loan_balance", "txn_amount", "aum_prev", "aum_change", "clv",
@@ -50,7 +54,7 @@ DATETIME = frozenset({
     "updated_at",
 })
 CODE = frozenset({
-    "customer_id", "branch_id", "relationship_manager", "product_id", "holding_id", "account_number", "rule",
+    "customer_id", "branch_id", "relationship_manager", "product_id", "holding_id", "account_number",
     "table_name", "column_name", "record_id", "username", "display_name", "roles", "session_id", "owner",
     "subject", "changed_by", "requested_by", "decided_by", "event", "tag", "run_id", "alert_id", "seq",
     "request_id", "campaign_id", "client_address", "next_best_product_id", "email", "name", "phone",
@@ -84,21 +88,61 @@ ENUM: dict[str, tuple[str, ...]] = {
     "mfa": ("mfa",),
     "offer_kind": ("offer_kind",),
     "next_best_offer_kind": ("offer_kind",),
+    "rule": ("dq_rule",),  # a data-quality rule by its label (a bank's own rule without one: its name)
+    "note": ("alert_note",),  # the refresh's own notes in an alert's history ("detected"); a user's as typed
+    "scope": ("scope_word",),  # the access review's "whole bank"
 }
+# Stored churn reasons (analytics.churn.reasons), said in the reader's language.
+REASON = frozenset({"reason_1", "reason_2", "reason_3"})
+# Other texts stored as a code and parameters (analytics.i18n.coded): column -> catalog family.
+CODED = {"detail": "alert_detail", "balance_drop_reason": "risk_reason"}
+# Comma-separated role names (the audit log's and the access review's).
+ROLE_LISTS = frozenset({"roles", "roles_granted_since_review"})
 # Two-column tables of (name, value): the value's kind is that of the column the name names.
 PAIRS = (("field", "value"), ("dimension", "value"))
 # Columns of the app's own bookkeeping, never shown.
 INTERNAL = frozenset({"run"})
 
 
+def stored_text(column: str, value, lang: str):
+    """A text a result table stores as a code and parameters, in words of ``lang``."""
+    if column in CODED:
+        return i18n.render_coded(value, CODED[column], lang, _CODED_FORMATS)
+    return reason_text(value, lang)
+
+
+def _tier(value, lang: str) -> str:
+    return i18n.label("tier", value, lang)
+
+
+_CODED_FORMATS = {"before": formatting.amount, "now": formatting.amount, "tier": _tier}
+
+
+def yes_no(value, lang: str) -> str:
+    """A true/false value in words ("Yes"/"是")."""
+    return i18n.tr("common.yes" if value in (True, "True") else "common.no", lang)
+
+
+def roles_label(value, lang: str) -> object:
+    """``"marketing,risk"`` as "Marketing, Risk manager" (a name the catalog lacks as it is)."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return formatting.MISSING
+    names = [n.strip() for n in str(value).split(",") if n.strip()]
+    return i18n.tr("cluster.list_separator", lang).join(i18n.label("role", n, lang) for n in names)
+
+
 def kind_of(column: str) -> str | None:
     """The declared kind of ``column`` (None: not declared)."""
+    if column in ROLE_LISTS:
+        return "roles"
     for kind, names in (("money", MONEY), ("rate", RATE), ("points", POINTS), ("ratio", RATIO),
                         ("count", COUNT), ("date", DATE), ("datetime", DATETIME), ("code", CODE)):
         if column in names:
             return kind
     if column in ENUM:
         return "enum"
+    if column in REASON or column in CODED:
+        return "reason"
     return None
 
 
@@ -118,8 +162,14 @@ def _pair_value(name: str, value, lang: str) -> object:
     kind = kind_of(name)
     if kind == "enum":
         return enum_label(name, value, lang)
+    if kind == "reason":
+        return stored_text(name, value, lang) or formatting.MISSING
+    if kind == "roles":
+        return roles_label(value, lang)
     if value in (None, "None", "nan", "NaT"):
         return formatting.MISSING
+    if isinstance(value, bool) or value in ("True", "False"):
+        return yes_no(value, lang)
     if kind == "money":
         return formatting.amount(value, lang, digits=2)
     if kind == "rate":
@@ -145,12 +195,19 @@ def display_frame(frame: pd.DataFrame, lang: str) -> pd.DataFrame:
             out[value] = [_pair_value(n, v, lang) for n, v in zip(names, out[value], strict=True)]
             out[key] = [_pair_name(n, lang) for n in names]
             return out
+    if "rule" in out.columns and "description" in out.columns:  # a built-in rule's description in the language
+        out["description"] = [i18n.tr(f"dq_rule_description.{r}", lang) if i18n.has(f"dq_rule_description.{r}")
+                              else d for r, d in zip(out["rule"], out["description"], strict=True)]
     for column in out.columns:
         name = str(column)
         kind = kind_of(name)
         series = out[column]
         if kind == "enum":
             out[column] = series.map(lambda v, n=name: enum_label(n, v, lang))
+        elif kind == "reason":
+            out[column] = series.map(lambda v, n=name: stored_text(n, v, lang))
+        elif kind == "roles":
+            out[column] = series.map(lambda v: roles_label(v, lang))
         elif kind == "money":
             numbers = pd.to_numeric(series, errors="coerce").round(2)
             out[column] = numbers if lang == "en" else numbers.map(lambda v: formatting.amount(v, lang, digits=2))
@@ -172,6 +229,9 @@ def display_frame(frame: pd.DataFrame, lang: str) -> pd.DataFrame:
                 out[column] = times.dt.floor("s")
         elif pd.api.types.is_float_dtype(series):
             out[column] = series.round(2)
+        elif pd.api.types.is_bool_dtype(series) or (series.dtype == object and len(series.dropna())
+                                                    and series.dropna().map(type).eq(bool).all()):
+            out[column] = series.map(lambda v: formatting.MISSING if v is None or v != v else yes_no(v, lang))
     return out
 
 
@@ -200,4 +260,5 @@ def column_formats(frame: pd.DataFrame, lang: str) -> dict[str, tuple[str, str |
     return out
 
 
-__all__ = ["CODE", "ENUM", "INTERNAL", "PAIRS", "column_formats", "display_frame", "enum_label", "kind_of"]
+__all__ = ["CODE", "CODED", "ENUM", "INTERNAL", "PAIRS", "REASON", "ROLE_LISTS", "column_formats", "display_frame",
+           "enum_label", "kind_of", "roles_label", "stored_text"]

@@ -101,6 +101,13 @@ class TagRule:
         return {n.id for n in ast.walk(self.tree) if isinstance(n, ast.Name)}
 
 
+def tag_label(rule: TagRule, lang: str) -> str:
+    """The tag's label in ``lang`` ("en" or "zh") from the tag file (``label``, ``label_zh``); the
+    other language's label, then the name, when the file gives none."""
+    first, second = (rule.label_zh, rule.label) if lang == "zh" else (rule.label, rule.label_zh)
+    return (first or second or rule.name).strip()
+
+
 def known_column(name: str) -> bool:
     """Whether ``name`` is a feature column a rule may use."""
     return name in FEATURE_COLUMNS or name in EXTRA_COLUMNS or bool(PRODUCT_COLUMN.match(name))
@@ -108,17 +115,21 @@ def known_column(name: str) -> bool:
 
 def _parse(expression: str, what: str) -> ast.Expression:
     if not isinstance(expression, str) or not expression.strip():
-        raise TagRuleError(f"{what}: the expression is empty")
+        raise TagRuleError(f"{what}: the expression is empty", key="errors.tag.empty")
     if len(expression) > MAX_EXPRESSION_CHARS:
-        raise TagRuleError(f"{what}: the expression is longer than {MAX_EXPRESSION_CHARS} characters")
+        raise TagRuleError(f"{what}: the expression is longer than {MAX_EXPRESSION_CHARS} characters",
+                          key="errors.tag.too_long", n=MAX_EXPRESSION_CHARS)
     try:
         tree = ast.parse(expression.strip(), mode="eval")
     except SyntaxError as exc:
-        raise TagRuleError(f"{what}: not a valid expression ({exc.msg}, column {exc.offset})") from None
+        raise TagRuleError(f"{what}: not a valid expression ({exc.msg}, column {exc.offset})",
+                          key="errors.tag.syntax", column=exc.offset) from None
     except (RecursionError, MemoryError, ValueError):
-        raise TagRuleError(f"{what}: the expression is too deeply nested or malformed") from None
+        raise TagRuleError(f"{what}: the expression is too deeply nested or malformed",
+                          key="errors.tag.malformed") from None
     if sum(1 for _ in ast.walk(tree)) > MAX_EXPRESSION_NODES:
-        raise TagRuleError(f"{what}: the expression is too long ({MAX_EXPRESSION_NODES} terms at most)")
+        raise TagRuleError(f"{what}: the expression is too long ({MAX_EXPRESSION_NODES} terms at most)",
+                          key="errors.tag.too_many_terms", n=MAX_EXPRESSION_NODES)
     return tree
 
 
@@ -385,9 +396,10 @@ def _check_selection_node(node: ast.AST, what: str, tags: set[str]) -> None:
         _check_selection_node(node.operand, what, tags)
     elif isinstance(node, ast.Name):
         if node.id not in tags:
-            raise TagRuleError(f"{what}: unknown tag {node.id!r}")
+            raise TagRuleError(f"{what}: unknown tag {node.id!r}", key="errors.tag.unknown_tag", tag=node.id)
     else:
-        raise TagRuleError(f"{what}: {_describe(node)} not allowed; combine tag names with and/or/not")
+        raise TagRuleError(f"{what}: {_describe(node)} not allowed; combine tag names with and/or/not",
+                          key="errors.tag.not_allowed")
 
 
 def parse_selection(expression: str, tag_names: Iterable[str]) -> ast.Expression:

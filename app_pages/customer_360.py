@@ -8,7 +8,17 @@ name or an address may hold Markdown."""
 
 import streamlit as st
 
-from analytics import access, approvals, charts_customer360, customer360, formatting, i18n, runs, segmentation
+from analytics import (
+    access,
+    approvals,
+    charts_customer360,
+    customer360,
+    formatting,
+    i18n,
+    runs,
+    segmentation,
+    table_formats,
+)
 from analytics.errors import AnalyticsError
 from analytics.formatting import escape_md
 from app_pages import session, widgets
@@ -20,7 +30,7 @@ lang = session.lang()
 AMOUNTS = {"clv_margin_3y", "value_at_risk", "next_best_expected_value", "clv_txn_12m"}
 RATES = {"churn_probability", "p_alive"}
 FAMILIES = {"rfm_segment": "segment", "value_tier": "tier", "lifecycle_stage": "stage",
-            "next_best_category": "category"}
+            "next_best_category": "category", "no_offer_reason": "exclusion"}
 
 
 def score_text(key: str, value) -> str:
@@ -33,6 +43,8 @@ def score_text(key: str, value) -> str:
         return escape_md(i18n.label(FAMILIES[key], value, lang))
     if key == "cluster_name":  # stored as word codes
         return escape_md(segmentation.cluster_label(value, lang))
+    if key in table_formats.REASON:  # stored as a code and parameters
+        return escape_md(table_formats.reason_text(value, lang) or "—")
     return escape_md(value)
 
 
@@ -92,7 +104,7 @@ session.audit_filter(engine, user, "customer_360", customer_ids=[cid])
 p = profile.iloc[0]
 st.subheader(f"{escape_md(p['name']) or '—'} · {escape_md(cid)}")
 c1, c2, c3, c4 = st.columns(4)
-c1.metric(session.t("customer_360.status"), escape_md(p["status"]))
+c1.metric(session.t("customer_360.status"), escape_md(i18n.label("status", p["status"], lang)))
 c2.metric(session.t("customer_360.risk_tolerance"), escape_md(p["risk_tolerance"]) or "—")
 c3.metric(session.t("customer_360.credit_grade"), escape_md(p["credit_grade"]) or "—")
 c4.metric(session.t("customer_360.branch"), escape_md(p["branch_id"]))

@@ -3,7 +3,7 @@ and channel, and (for roles that may see customer rows) the failing records and 
 
 import streamlit as st
 
-from analytics import charts_quality, quality
+from analytics import charts_quality, i18n, quality
 from analytics.errors import AnalyticsError
 from app_pages import loaders, session, widgets
 
@@ -47,7 +47,8 @@ if not user["viewer"].sees_rows:
 widgets.scope_notice(user["viewer"])
 
 st.subheader(session.t("data_quality.failing_records"))
-rule = st.selectbox(session.t("data_quality.rule"), dq["failing_rules"])
+rule = st.selectbox(session.t("data_quality.rule"), dq["failing_rules"],
+                    format_func=lambda name: i18n.label("dq_rule", name, session.lang()))
 if rule:
     try:
         records = quality.failing_records(engine, run_id, rule, viewer=user["viewer"], limit=1000)

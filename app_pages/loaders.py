@@ -343,6 +343,21 @@ def tag_names() -> list[str]:
     return _tag_names(str(path), modified)
 
 
+@st.cache_data(ttl=600, show_spinner=False, max_entries=8)
+def _tag_labels(path: str, modified: float, lang: str) -> dict[str, str]:
+    return {rule.name: tags.tag_label(rule, lang) for rule in tags.load_tag_rules(path)}
+
+
+def tag_labels(lang: str) -> dict[str, str]:
+    """Each configured tag's label in ``lang`` (the tag file's ``label`` / ``label_zh``)."""
+    path = tags.tags_file()
+    try:
+        modified = path.stat().st_mtime
+    except OSError:
+        modified = -1.0
+    return _tag_labels(str(path), modified, lang)
+
+
 @st.cache_data(ttl=600, show_spinner=False, max_entries=20)
 def _choices(url: str, run_id: int, scope: tuple | None, _viewer: access.Viewer) -> dict:
     return sx.filter_choices(engine_for(url), run_id, _viewer)

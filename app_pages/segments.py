@@ -39,7 +39,8 @@ st.subheader(session.t("segments.tag_builder"))
 names = loaders.tag_names()
 st.caption(session.t("segments.combine_tags_with_and_or") + "`mortgage_holder and not frequent_complainer`")
 with st.expander(session.t("segments.available_tags")):
-    widgets.show_table(sx.tag_counts(cube, names, filters, min_cell=loaders.min_cell(user["viewer"])))
+    widgets.show_table(sx.tag_counts(cube, names, filters, min_cell=loaders.min_cell(user["viewer"]),
+                                     labels=loaders.tag_labels(lang)))
 expression = st.text_input(session.t("segments.tag_expression"), key="tag_expr")
 if expression.strip():
     try:

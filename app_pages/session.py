@@ -33,7 +33,7 @@ import streamlit_authenticator as stauth
 from sqlalchemy.exc import SQLAlchemyError
 
 from analytics import access, audit, formatting, i18n, mfa, runs, scopes, settings, users
-from analytics.errors import AnalyticsError, StoreError, StoreNotInitialisedError
+from analytics.errors import AnalyticsError, StoreError, StoreNotInitialisedError, describe
 from analytics.formatting import escape_md
 from analytics.store import check_store, redact_url, resolve_url
 from app_pages import loaders
@@ -122,7 +122,7 @@ def engine_or_stop():
     try:
         return engine()
     except StoreError as exc:
-        st.error(t("common.store_cannot_open", error=escape_md(exc)) + "\n\n" + how_to_create())
+        st.error(t("common.store_cannot_open", error=escape_md(describe(exc, lang()))) + "\n\n" + how_to_create())
     except SQLAlchemyError as exc:
         log.warning("store unreachable: %s", type(exc).__name__)
         st.error(t("common.store_unreachable", url=escape_md(redact_url(resolve_url()))) + " " + how_to_create())
@@ -136,10 +136,10 @@ def current_run_or_stop() -> int:
         check_store(eng)
         run_id = runs.current_run_id(eng)
     except StoreNotInitialisedError as exc:
-        st.warning(f"{escape_md(exc)}\n\n{how_to_create()}")
+        st.warning(f"{escape_md(describe(exc, lang()))}\n\n{how_to_create()}")
         st.stop()
     except StoreError as exc:
-        st.error(t("common.store_cannot_open", error=escape_md(exc)) + "\n\n" + how_to_create())
+        st.error(t("common.store_cannot_open", error=escape_md(describe(exc, lang()))) + "\n\n" + how_to_create())
         st.stop()
     except SQLAlchemyError as exc:
         log.warning("store unreachable: %s", type(exc).__name__)
@@ -172,7 +172,7 @@ def freshness_notices() -> None:
 def show_error(exc: Exception, kind=None) -> None:
     """Render a domain error as a message the user can act on (never a traceback); its text may
     echo stored or typed input, so it is shown escaped."""
-    (kind or st.error)(escape_md(exc))
+    (kind or st.error)(escape_md(describe(exc, lang()) if isinstance(exc, AnalyticsError) else exc))
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import yaml
 
 from analytics import access, i18n, metrics, quality
 from analytics.approvals import STATUSES as APPROVAL_STATUSES
+from analytics.churn.reasons import REASON_CODES, REASON_PARTS
 from analytics.cross_sell import EXCLUSION_REASONS
 from analytics.cross_sell.recommend import OFFER_KINDS
 from analytics.demo.reference import (
@@ -23,6 +24,7 @@ from analytics.demo.reference import (
 )
 from analytics.features import FEATURE_COLUMNS
 from analytics.lifecycle import LIFECYCLE_STAGES
+from analytics.quality.rules import load_rules
 from analytics.schema import (
     ALERT_KINDS,
     ALERT_STATUSES,
@@ -70,10 +72,40 @@ def _literal_keys() -> dict[str, list[str]]:
 
 USED = _literal_keys()
 
+
+def _error_keys() -> dict[str, list[str]]:
+    """Catalog keys errors carry (``key="errors.…"`` in a raise, or built from a literal prefix
+    such as ``f"errors.approval.{problem}"`` with the problems passed to it)."""
+    found: dict[str, list[str]] = {}
+    for path in SOURCES:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.keyword) and node.arg == "key" and isinstance(node.value, ast.Constant) \
+                    and str(node.value.value).startswith("errors."):
+                found.setdefault(node.value.value, []).append(path.name)
+    return found
+
+
+ERROR_KEYS = _error_keys()
+
+
+def _coded(path: Path) -> list[str]:
+    """Codes a module stores with ``coded("code", ...)`` (and ``coded("a" if x else "b", ...)``)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "coded" and node.args:
+            found += _key_literals(node.args[0])
+    return found
+
+
+ALERT_DETAILS = _coded(ROOT / "analytics" / "alerts" / "detect.py") + ["id_expired", "id_expires"]
+RISK_REASONS = _coded(ROOT / "analytics" / "risk.py")
+# analytics.approvals._refuse raises errors.approval.<problem>: every problem it is called with.
+APPROVAL_PROBLEMS = sorted(set(re.findall(r'_refuse\(engine, \w+, row, "(\w+)"',
+                                          (ROOT / "analytics" / "approvals.py").read_text(encoding="utf-8"))))
+
 # Domain values the UI names through i18n.label(family, value): every one needs both languages.
 FAMILIES = {
     "page": list(access.PAGES),
-    "role": list(access.ROLES),  # under the user name in the sidebar
     "segment": list(RFM_SEGMENTS),
     "tier": list(VALUE_TIERS),
     "stage": list(LIFECYCLE_STAGES),
@@ -106,6 +138,18 @@ FAMILIES = {
     "seg_attr": list(ATTRIBUTE_FILTERS),
     "seg_tolerance": list(RISK_TOLERANCES),
     "seg_risk_level": list(RISK_LEVELS),
+    # Stored values said in the reader's language (#15): churn reason codes and their parts, errors.
+    "churn_reason": list(REASON_CODES),
+    "churn_reason.part": [p for p in REASON_PARTS if p != "customer_type"],
+    "errors": sorted(k.removeprefix("errors.") for k in ERROR_KEYS),
+    "role": list(access.ROLES),  # the sidebar and the audit log name roles in words
+    "dq_rule": [rule.name for rule in load_rules().rules],  # the Data quality page names rules in words
+    "dq_rule_description": [rule.name for rule in load_rules().rules if rule.description],
+    "errors.approval": APPROVAL_PROBLEMS,
+    "alert_detail": ALERT_DETAILS,  # the worklist's and the digest's "why"
+    "risk_reason": RISK_REASONS,  # the Risk page's balance-drop reasons
+    "alert_note": ["detected", "no longer detected"],  # the refresh's notes in an alert's history
+    "scope_word": ["whole bank"],
 }
 
 
@@ -159,7 +203,7 @@ def test_chinese_texts_are_chinese():
 def test_keys_in_the_catalog_are_used():
     families = tuple(f"{f}." for f in (*FAMILIES, "category", "xsell_metric", "dq_scope", "severity",
                                        "risk_metric", "score", "column"))
-    unused = [k for k in CATALOG if k not in USED and not k.startswith(families)]
+    unused = [k for k in CATALOG if k not in USED and k not in ERROR_KEYS and not k.startswith(families)]
     assert not unused, f"unused keys (delete them or use them): {unused}"
 
 
@@ -238,3 +282,58 @@ def test_every_cluster_name_part_renders_in_both_languages(lang):
     assert cluster_label("high:aum_avg_3m low:txn_count_3m", "zh") == "高资产规模、低交易笔数"
     assert cluster_label("new everyday (low:age) #2", "zh") == "新开户普通客户（低年龄）（第2组）"
     assert cluster_label("a name from an older run", lang) == "a name from an older run"
+
+
+def test_errors_users_meet_carry_a_key_of_the_catalog():
+    # The scan finds the keyed raises (a broken scan would pass vacuously), and every problem of a
+    # refused approval has its text.
+    assert len(ERROR_KEYS) > 30 and {"errors.no_customer", "errors.tag.unknown_tag"} <= set(ERROR_KEYS)
+    assert {"self_approval", "expired", "used", "tampered"} <= set(APPROVAL_PROBLEMS)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_an_error_with_a_key_reads_in_the_users_language(lang):
+    from analytics.customer360 import CustomerNotFound
+    from analytics.errors import AnalyticsError, describe
+
+    exc = CustomerNotFound("No customer C42.", key="errors.no_customer", id="C42")
+    assert str(exc) == "No customer C42." and describe(exc) == "No customer C42."  # the CLI and the log
+    assert describe(exc, lang) == {"en": "No customer C42.", "zh": "没有客户 C42。"}[lang]
+    # no key, an unknown key or a missing field: the English message, never a raw key
+    assert describe(AnalyticsError("plain"), lang) == "plain"
+    assert describe(AnalyticsError("plain", key="errors.no_such_key"), lang) == "plain"
+    assert describe(AnalyticsError("plain", key="errors.no_customer"), lang) == "plain"
+
+
+def test_a_tag_expression_error_reads_in_chinese():
+    from analytics import tags
+    from analytics.errors import describe
+
+    with pytest.raises(tags.TagRuleError) as caught:
+        tags.parse_selection("mortgage_holder and nosuch", ["mortgage_holder"])
+    assert "unknown tag 'nosuch'" in str(caught.value)
+    assert describe(caught.value, "zh") == "未知标签 'nosuch'：请从可用标签列表中选择标签名。"
+
+
+def test_every_built_in_tag_has_a_label_in_both_languages():
+    from analytics import tags
+
+    rules = tags.load_tag_rules()
+    assert len(rules) >= 10
+    for rule in rules:
+        assert rule.label.strip() and rule.label_zh.strip(), rule.name
+        assert tags.tag_label(rule, "en") == rule.label and tags.tag_label(rule, "zh") == rule.label_zh
+    bare = tags.TagRule(name="my_own_tag", rule="age > 30")
+    assert tags.tag_label(bare, "zh") == "my_own_tag"  # a bank's tag without labels: its name
+
+
+def test_stored_codes_are_found_and_older_words_pass_through():
+    assert len(ALERT_DETAILS) >= 10 and set(RISK_REASONS) == {"balance_drop", "balance_drop_pooled"}
+    stored = i18n.coded("assessment_expired", date="2021-02-07")
+    assert i18n.render_coded(stored, "alert_detail", "zh") == "风险测评已于 2021-02-07 过期"
+    assert i18n.render_coded(stored, "alert_detail", "en") == "risk assessment expired on 2021-02-07"
+    # an older run's English words, a code the family lacks, a missing field: shown as stored
+    assert i18n.render_coded("risk assessment missing", "alert_detail", "zh") == "risk assessment missing"
+    assert i18n.render_coded("no_such_code", "alert_detail", "zh") == "no_such_code"
+    assert i18n.render_coded("assessment_expired", "alert_detail", "zh") == "assessment_expired"
+    assert i18n.render_coded(None, "alert_detail", "zh") is None

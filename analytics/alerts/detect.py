@@ -31,8 +31,9 @@ Kinds (:data:`analytics.schema.ALERT_KINDS`)
                           ``ALERT_DUE_DAYS`` after the reference day.
 
 The population is every customer not ``closed`` whose account was opened by the reference day. A
-``detail`` says why, in words, with no personal value and no exact amount (the digest shows it to
-roles that see balances only as bands).
+``detail`` says why, with no personal value and no exact amount (the digest shows it to roles that
+see balances only as bands): stored as a code and its parameters (:func:`analytics.i18n.coded`),
+said in the reader's language through ``alert_detail.<code>`` (:func:`detail_text`).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from sqlalchemy import Engine
 
 from analytics import settings
 from analytics.consent import live_consent_sql
+from analytics.i18n import coded, render_coded
 from analytics.store import read_frame
 
 EXPIRY_WINDOW_DAYS = 30
@@ -97,7 +99,7 @@ def churn_candidates(engine: Engine, run_id: int, owners: pd.Series, due: date, 
         WHERE run_id = :run_id AND churn_state = 'active' AND value_at_risk >= :min_value
         ORDER BY customer_id""", {"run_id": run_id, "min_value": float(min_value)})
     rows = [{"customer_id": c, "kind": "churn_value_at_risk", "due_date": due,
-             "detail": f"churn probability {p:.0%}; value at risk at least the alert threshold"}
+             "detail": coded("churn_value_at_risk", probability=f"{p:.0%}")}
             for c, p in zip(scores["customer_id"], scores["churn_probability"], strict=True) if c in owners.index]
     return _frame(rows)
 
@@ -113,13 +115,18 @@ def risk_candidates(engine: Engine, run_id: int, owners: pd.Series, due: date) -
             continue
         if bool(r.suitability_mismatch):
             rows.append({"customer_id": r.customer_id, "kind": "suitability_mismatch", "due_date": due,
-                         "detail": f"{int(r.mismatch_holdings)} open holding(s) above risk tolerance "
-                                   f"{r.risk_tolerance}"})
+                         "detail": coded("suitability_mismatch", n=int(r.mismatch_holdings),
+                                         tolerance=str(r.risk_tolerance))})
         if bool(r.balance_drop):
-            change = "" if pd.isna(r.aum_change_pct) else f" ({r.aum_change_pct:+.0%} month on month)"
-            rows.append({"customer_id": r.customer_id, "kind": "balance_drop", "due_date": due,
-                         "detail": f"abnormal AUM drop{change}"})
+            detail = (coded("balance_drop") if pd.isna(r.aum_change_pct)
+                      else coded("balance_drop_change", change=f"{r.aum_change_pct:+.0%}"))
+            rows.append({"customer_id": r.customer_id, "kind": "balance_drop", "due_date": due, "detail": detail})
     return _frame(rows)
+
+
+def detail_text(stored, lang: str = "en"):
+    """A stored alert detail in words of ``lang`` (an older run's English words as they are)."""
+    return render_coded(stored, "alert_detail", lang)
 
 
 def assessment_candidates(people: pd.DataFrame, as_of: date, valid_days: int) -> pd.DataFrame:
@@ -130,16 +137,16 @@ def assessment_candidates(people: pd.DataFrame, as_of: date, valid_days: int) ->
                                                 _dates(people["risk_assessed_at"]), strict=True):
         if tolerance is None or pd.isna(tolerance) or assessed is None:
             rows.append({"customer_id": customer_id, "kind": "assessment_expiring", "due_date": as_of,
-                         "detail": "risk assessment missing"})
+                         "detail": coded("assessment_missing")})
             continue
         # valid through assessed + valid_days (exactly that many days old is still valid, as in risk.py)
         expires = assessed + timedelta(days=valid_days + 1)
         if expires <= as_of:
             rows.append({"customer_id": customer_id, "kind": "assessment_expiring", "due_date": as_of,
-                         "detail": f"risk assessment expired on {expires.isoformat()}"})
+                         "detail": coded("assessment_expired", date=expires.isoformat())})
         elif expires <= horizon:
             rows.append({"customer_id": customer_id, "kind": "assessment_expiring", "due_date": expires,
-                         "detail": f"risk assessment expires on {expires.isoformat()}"})
+                         "detail": coded("assessment_expires", date=expires.isoformat())})
     return _frame(rows)
 
 
@@ -150,9 +157,9 @@ def id_expiry_candidates(people: pd.DataFrame, as_of: date) -> pd.DataFrame:
     for customer_id, expiry in zip(people.index, _dates(people["id_expiry_date"]), strict=True):
         if expiry is None or expiry > horizon:
             continue
-        word = "expired" if expiry < as_of else "expires"
+        code = "id_expired" if expiry < as_of else "id_expires"
         rows.append({"customer_id": customer_id, "kind": "id_expiring", "due_date": max(expiry, as_of),
-                     "detail": f"ID document {word} on {expiry.isoformat()}"})
+                     "detail": coded(code, date=expiry.isoformat())})
     return _frame(rows)
 
 
@@ -166,7 +173,7 @@ def birthday_candidates(people: pd.DataFrame, consenting: set[str], as_of: date)
         days = (day - as_of).days
         if days <= BIRTHDAY_WINDOW_DAYS:
             rows.append({"customer_id": customer_id, "kind": "birthday", "due_date": day,
-                         "detail": "birthday today" if days == 0 else f"birthday in {days} day(s)"})
+                         "detail": coded("birthday_today") if days == 0 else coded("birthday_in", days=days)})
     return _frame(rows)
 
 
@@ -183,7 +190,7 @@ def complaint_candidates(engine: Engine, owners: pd.Series, as_of: date, due: da
     for customer_id, n, oldest in zip(frame["customer_id"], frame["n"], _dates(frame["oldest"]), strict=True):
         if customer_id in owners.index:
             rows.append({"customer_id": customer_id, "kind": "complaint_unresolved", "due_date": due,
-                         "detail": f"{int(n)} unresolved complaint(s), the oldest from {oldest.isoformat()}"})
+                         "detail": coded("complaints_unresolved", n=int(n), oldest=oldest.isoformat())})
     return _frame(rows)
 
 

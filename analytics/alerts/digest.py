@@ -42,6 +42,7 @@ from sqlalchemy import Engine
 
 from analytics import exports, settings
 from analytics.access import Scope, Viewer
+from analytics.alerts.detect import detail_text
 from analytics.alerts.read import worklist
 from analytics.errors import AnalyticsError
 from analytics.runs import utcnow
@@ -111,6 +112,7 @@ def build(engine: Engine, *, today: date | None = None) -> list[ManagerDigest]:
     for owner in owners_with_open_alerts(engine):
         rows, left = worklist(engine, viewer=manager_viewer(owner), owner=owner, today=today, overdue_only=True,
                               new_in_run=run_id if run_id is not None else -1, limit=MAX_ROWS_PER_MANAGER)
+        rows = rows.assign(detail=rows["detail"].map(detail_text))  # the stored code in words (English)
         out.append(ManagerDigest(owner=owner, rows=rows[list(DIGEST_COLUMNS)].reset_index(drop=True),
                                  open_alerts=int(open_counts.get(owner, 0)), new=int(new_counts.get(owner, 0)),
                                  overdue=int(rows["overdue"].sum()), left_out_consent=left["consent"]))

@@ -217,7 +217,7 @@ def _visible(engine: Engine, alert_id: int, viewer: Viewer) -> dict:
                      {**params, "a": alert_id})
     if row.empty:
         # the same answer for "no such alert" and "not yours": the id reveals nothing
-        raise AlertError(f"Alert {alert_id} is not on your worklist.")
+        raise AlertError(f"Alert {alert_id} is not on your worklist.", key="errors.alert.not_yours", id=alert_id)
     return row.iloc[0].to_dict()
 
 
@@ -239,17 +239,21 @@ def change_status(engine: Engine, alert_id: int, to_status: str, note: str | Non
     """
     alert_id = int(alert_id)
     if to_status not in ALERT_STATUSES:
-        raise AlertError(f"Unknown alert status {to_status!r}. Known: {', '.join(ALERT_STATUSES)}.")
+        raise AlertError(f"Unknown alert status {to_status!r}. Known: {', '.join(ALERT_STATUSES)}.",
+                         key="errors.alert.unknown_status")
     note = (note or "").strip()
     if len(note) > MAX_NOTE_CHARS:
-        raise AlertError(f"The outcome note has {len(note)} characters; at most {MAX_NOTE_CHARS}.")
+        raise AlertError(f"The outcome note has {len(note)} characters; at most {MAX_NOTE_CHARS}.",
+                         key="errors.alert.note_too_long", n=len(note), max=MAX_NOTE_CHARS)
     if to_status in ("resolved", "dismissed") and not note:
-        raise AlertError(f"Say what happened: an outcome note is required to mark an alert {to_status}.")
+        raise AlertError(f"Say what happened: an outcome note is required to mark an alert {to_status}.",
+                         key="errors.alert.note_required")
     note = audit.scrub_text(note) if note else None
     row = _visible(engine, alert_id, viewer)
     from_status = row["status"]
     if to_status not in TRANSITIONS[from_status]:
-        raise AlertError(f"Alert {alert_id} is {from_status}; it cannot become {to_status}.")
+        raise AlertError(f"Alert {alert_id} is {from_status}; it cannot become {to_status}.",
+                         key="errors.alert.bad_transition", id=alert_id)
     with engine.connect() as conn:
         run_id = conn.execute(select(current_run.c.run_id).where(current_run.c.id == 1)).scalar()
     audit.append(engine, "alert_change", username=viewer.username, roles=viewer.roles, session_id=session_id,
@@ -263,7 +267,8 @@ def change_status(engine: Engine, alert_id: int, to_status: str, note: str | Non
                                .values(status=to_status, updated_at=now, closed_at=now if closing else None,
                                        **({"outcome_note": note} if note else {}))).rowcount
         if not changed:
-            raise AlertError(f"Alert {alert_id} was changed by someone else meanwhile; reload the worklist.")
+            raise AlertError(f"Alert {alert_id} was changed by someone else meanwhile; reload the worklist.",
+                             key="errors.alert.changed_meanwhile", id=alert_id)
         conn.execute(insert(alert_history).values(alert_id=alert_id, changed_at=now, changed_by=viewer.username,
                                                   from_status=from_status, to_status=to_status, note=note,
                                                   during_run=run_id))

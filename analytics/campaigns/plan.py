@@ -151,9 +151,11 @@ def control_share(value: float | None = None) -> float:
     try:
         share = float(raw)
     except (TypeError, ValueError):
-        raise CampaignError(f"control share must be a number from 0 to {MAX_CONTROL_SHARE}, got {raw!r}") from None
+        raise CampaignError(f"control share must be a number from 0 to {MAX_CONTROL_SHARE}, got {raw!r}",
+                            key="errors.campaign.control_share", max=MAX_CONTROL_SHARE) from None
     if math.isnan(share) or not 0.0 <= share <= MAX_CONTROL_SHARE:
-        raise CampaignError(f"control share must be from 0 to {MAX_CONTROL_SHARE}, got {raw!r}")
+        raise CampaignError(f"control share must be from 0 to {MAX_CONTROL_SHARE}, got {raw!r}",
+                            key="errors.campaign.control_share", max=MAX_CONTROL_SHARE)
     return share
 
 
@@ -194,14 +196,16 @@ def check_definition(engine: Engine, definition: Definition, tag_names) -> float
     """Refuse a bad definition in one line; return its control share."""
     name = (definition.name or "").strip()
     if not name:
-        raise CampaignError("a campaign needs a name")
+        raise CampaignError("a campaign needs a name", key="errors.campaign.name_required")
     if len(name) > NAME_MAX:
-        raise CampaignError(f"campaign name is too long ({len(name)} characters, at most {NAME_MAX})")
+        raise CampaignError(f"campaign name is too long ({len(name)} characters, at most {NAME_MAX})",
+                            key="errors.campaign.name_too_long", max=NAME_MAX)
     share = control_share(definition.control_share)
     if definition.product is not None:
         known = product_categories(engine)
         if definition.product not in known:
-            raise CampaignError(f"unknown product category {definition.product!r}; known: {', '.join(known)}")
+            raise CampaignError(f"unknown product category {definition.product!r}; known: {', '.join(known)}",
+                                key="errors.campaign.unknown_product")
     if definition.tags:
         tags.parse_selection(definition.tags, tag_names)
     return share
@@ -274,7 +278,8 @@ def plan(engine: Engine, definition: Definition, *, viewer: access.Viewer, run_i
     share = check_definition(engine, definition, tag_names)
     run_id = run_id if run_id is not None else current_run_id(engine)
     if run_id is None:
-        raise CampaignError("no published refresh run: run `python -m analytics refresh` first")
+        raise CampaignError("no published refresh run: run `python -m analytics refresh` first",
+                            key="errors.no_refresh_yet")
     as_of = _as_of(engine, run_id)
     rows = _audience_rows(engine, run_id, definition, viewer, tag_names, as_of)
     reasons: dict[str, np.ndarray] = {
@@ -366,11 +371,13 @@ def create_campaign(engine: Engine, definition: Definition, *, viewer: access.Vi
         taken = conn.execute(select(campaigns.c.campaign_id)
                              .where(func.lower(campaigns.c.name) == name.lower())).first()
     if name and taken is not None:
-        raise CampaignError(f"a campaign named {name!r} already exists (campaign {taken[0]})")
+        raise CampaignError(f"a campaign named {name!r} already exists (campaign {taken[0]})",
+                            key="errors.campaign.name_taken", id=taken[0])
     planned = plan(engine, definition, viewer=viewer)
     if planned.eligible_count == 0:
         raise CampaignError(f"empty audience: none of the {planned.audience} selected customers is eligible "
-                            f"(left out: {_reasons_words(planned.excluded)})")
+                            f"(left out: {_reasons_words(planned.excluded)})", key="errors.campaign.empty_audience",
+                            n=f"{planned.audience:,}")
     seed = secrets.randbits(32) if seed is None else int(seed)
     arms = assign_arms(planned.eligible["customer_id"], planned.control_share, seed)
     members = planned.eligible.set_index("customer_id").join(arms).reset_index()

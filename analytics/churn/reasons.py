@@ -1,10 +1,16 @@
-"""Reason codes in words: :class:`ReasonCoder` explains each row's churn probability by group
-replacement over :data:`REASON_GROUPS` (see :mod:`analytics.churn`, *Reason codes*); the phrase
-helpers turn a group's columns into words from the customer's own values.
+"""Reason codes: :class:`ReasonCoder` explains each row's churn probability by group replacement
+over :data:`REASON_GROUPS` (see :mod:`analytics.churn`, *Reason codes*); the phrase helpers turn a
+group's columns into a stored reason from the customer's own values: a code and its parameters as
+JSON (``aum_down {"months": 3, "pct": 12}``), which :func:`reason_text` says in the reader's
+language through ``churn_reason.<code>`` in ``data/i18n.yaml``.
+
+Runs stored before reasons were codes hold English phrases; :func:`reason_text` shows those as they
+are (the next refresh stores codes).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -21,15 +27,6 @@ def _number(row, col, default=0.0) -> float:
     return default if np.isnan(value) else value
 
 
-def _money(value: float) -> str:
-    value = float(value)
-    if abs(value) >= 1e6:
-        return f"{value / 1e6:,.1f}M"
-    if abs(value) >= 1e4:
-        return f"{value / 1e3:,.0f}k"
-    return f"{value:,.0f}"
-
-
 def _prior_months(row) -> float:
     """Months of the 12-month window before the last 3 the customer had (at most 9, at least 1)."""
     return float(np.clip(_number(row, "tenure_months", 12.0) + 1 - 3, 1, 9))
@@ -41,41 +38,51 @@ def _monthly_rates(row, now_col: str, year_col: str) -> tuple[float, float]:
     return before, now
 
 
+def encode(code: str, **params) -> str:
+    """A stored reason: its code, then its parameters as JSON (``aum_down {"pct": 12, "months": 3}``),
+    rendered in the reader's language by :func:`reason_text`."""
+    return f"{code} {json.dumps(params, ensure_ascii=False, sort_keys=True)}" if params else code
+
+
+def _whole(value: float) -> int:
+    return int(round(value))
+
+
 def _phrase_aum(row) -> str:
     for k in (3, 6, 12):
         change = _number(row, f"aum_change_pct_{k}m", np.nan)
         if not np.isnan(change) and change <= -0.05:
-            return f"AUM down {abs(change) * 100:.0f} % in {k} months"
+            return encode("aum_down", pct=_whole(abs(change) * 100), months=k)
     change = _number(row, "aum_change_pct_3m")
-    return f"AUM {change * 100:+.0f} % in 3 months"
+    return encode("aum_change", pct=_whole(change * 100))
 
 
 def _phrase_balance(row) -> str:
-    return f"AUM of {_money(_number(row, 'aum_latest'))} CNY"
+    return encode("aum_balance", amount=round(_number(row, "aum_latest"), 2))
 
 
 def _phrase_loans(row) -> str:
     change = _number(row, "loan_change_6m")
     if change < 0:
-        return f"loans down {_money(-change)} CNY in 6 months"
-    return f"loan balance {_money(_number(row, 'loan_balance_latest'))} CNY"
+        return encode("loans_down", amount=round(-change, 2))
+    return encode("loan_balance", amount=round(_number(row, "loan_balance_latest"), 2))
 
 
 def _phrase_transactions(row) -> str:
     inactive = _number(row, "months_since_last_txn")
     if inactive >= 2:
-        return f"no transactions for {inactive:.0f} months"
+        return encode("no_transactions", months=_whole(inactive))
     before, now = _monthly_rates(row, "txn_count_3m", "txn_count_12m")
     if before > now and round(before) != round(now):
-        return f"transactions fell from {before:.0f} to {now:.0f} a month"
-    return f"{now:.0f} transactions a month"
+        return encode("transactions_fell", before=_whole(before), now=_whole(now))
+    return encode("transactions", n=_whole(now))
 
 
 def _phrase_logins(row) -> str:
     before, now = _monthly_rates(row, "digital_logins_3m", "digital_logins_12m")
     if before > now and round(before) != round(now):
-        return f"logins fell from {before:.0f} to {now:.0f} a month"
-    return f"{now:.0f} digital logins a month"
+        return encode("logins_fell", before=_whole(before), now=_whole(now))
+    return encode("logins", n=_whole(now))
 
 
 def _phrase_complaints(row) -> str:
@@ -83,67 +90,130 @@ def _phrase_complaints(row) -> str:
     recent = _number(row, "complaints_6m")
     if recent > 0:
         unresolved = _number(row, "unresolved_complaints_6m")
-        extra = f" ({unresolved:.0f} unresolved)" if unresolved > 0 else ""
-        return f"{recent:.0f} complaint{'s' if recent != 1 else ''} in 6 months{extra}"
+        if unresolved > 0:
+            return encode("complaints_6m_unresolved", n=_whole(recent), unresolved=_whole(unresolved))
+        return encode("complaints_6m", n=_whole(recent))
     year = _number(row, "complaints_12m")
     if year > 0:
-        return f"{year:.0f} complaint{'s' if year != 1 else ''} in 12 months"
-    return "no complaints in 12 months"
+        return encode("complaints_12m", n=_whole(year))
+    return encode("no_complaints")
 
 
 def _phrase_contacts(row) -> str:
     marketing = _number(row, "marketing_contacts_6m")
     if marketing > 0:
-        return f"{marketing:.0f} marketing contacts in 6 months"
-    return f"{_number(row, 'contacts_6m'):.0f} contacts in 6 months"
+        return encode("marketing_contacts", n=_whole(marketing))
+    return encode("contacts", n=_whole(_number(row, "contacts_6m")))
 
 
 def _phrase_products(row) -> str:
     n = _number(row, "open_products")
-    return f"holds only {n:.0f} product" if n == 1 else f"holds {n:.0f} products"
+    return encode("one_product") if n == 1 else encode("products", n=_whole(n))
 
 
 def _phrase_tenure(row) -> str:
-    return f"customer for {_number(row, 'tenure_months'):.0f} months"
+    return encode("tenure", months=_whole(_number(row, "tenure_months")))
 
 
 def _phrase_profile(row) -> str:
-    parts = []
+    parts = {}
     age = _number(row, "age", np.nan)
     if not np.isnan(age):
-        parts.append(f"age {age:.0f}")
-    for col, template in (("customer_type", "{}"), ("income_band", "income {}"),
-                          ("onboarding_channel", "joined via {}")):
+        parts["age"] = _whole(age)
+    for col in ("customer_type", "income_band", "onboarding_channel"):
         value = row.get(col)
         if value is not None and not pd.isna(value):
-            value = str(value)
-            if col == "income_band":  # lt_50k, 50k_100k, ge_1m -> <50k, 50k-100k, >=1m
-                value = value.replace("lt_", "<").replace("ge_", ">=").replace("_", "-")
-            parts.append(template.format(value.replace("_", " ")))
-    return "profile: " + ", ".join(parts) if parts else "customer profile"
+            parts[col] = str(value)
+    return encode("profile", **parts) if parts else encode("profile_none")
 
 
 def _phrase_branch(row) -> str:
-    return f"branch {row.get('branch_id')}"
+    return encode("branch", branch=str(row.get("branch_id")))
 
 
 def _phrase_risk(row) -> str:
-    parts = [f"{label} {row.get(col)}" for col, label in (("risk_tolerance", "risk tolerance"),
-                                                            ("credit_grade", "credit grade"))
-             if row.get(col) is not None and not pd.isna(row.get(col))]
-    return ", ".join(parts) or "risk profile"
+    parts = {col: str(row.get(col)) for col in ("risk_tolerance", "credit_grade")
+             if row.get(col) is not None and not pd.isna(row.get(col))}
+    return encode("risk", **parts) if parts else encode("risk_none")
 
 
 def _phrase_records(row) -> str:
     days = _number(row, "days_to_id_expiry", np.nan)
     if not np.isnan(days) and days < 0:
-        return "ID document expired"
+        return encode("id_expired")
     age = _number(row, "risk_assessment_age_days", np.nan)
     if not np.isnan(age) and age > 365:
-        return f"risk assessment {age / 365:.1f} years old"
+        return encode("assessment_old", years=round(age / 365, 1))
     if not np.isnan(days):
-        return f"ID document expires in {days:.0f} days"
-    return "record details"
+        return encode("id_expires", days=_whole(days))
+    return encode("records")
+
+
+# Every code a stored reason may have; each is ``churn_reason.<code>`` in data/i18n.yaml.
+REASON_CODES = (
+    "aum_down", "aum_change", "aum_balance", "loans_down", "loan_balance", "no_transactions", "transactions_fell",
+    "transactions", "logins_fell", "logins", "complaints_6m_unresolved", "complaints_6m", "complaints_12m",
+    "no_complaints", "marketing_contacts", "contacts", "one_product", "products", "tenure", "profile",
+    "profile_none", "branch", "risk", "risk_none", "id_expired", "assessment_old", "id_expires", "records",
+    "feature", "all_products_closed",
+)
+# The parts of a ``profile`` or ``risk`` reason, each ``churn_reason.part.<name>`` but the customer type.
+REASON_PARTS = ("age", "customer_type", "income_band", "onboarding_channel", "risk_tolerance", "credit_grade")
+# Parameters that are amounts of money, written in the reader's language (CNY 1,234 / ¥12.34万).
+_MONEY_PARAMS = frozenset({"amount"})
+# Parameters that are keys of a catalog family (their label is shown).
+_PART_FAMILIES = {"customer_type": "customer_type", "income_band": "income_band", "onboarding_channel": "channel"}
+
+
+def decode(stored) -> tuple[str, dict] | None:
+    """``(code, params)`` of a stored reason, or None for text that is not a code (a run from before
+    reasons were stored as codes kept its English phrases; they are shown as they are)."""
+    if not isinstance(stored, str) or not stored:
+        return None
+    code, _, params = stored.partition(" ")
+    if code not in REASON_CODES:
+        return None
+    if not params:
+        return code, {}
+    try:
+        values = json.loads(params)
+    except ValueError:
+        return None
+    return (code, values) if isinstance(values, dict) else None
+
+
+def reason_text(stored, lang: str) -> str | None:
+    """A stored reason in words of ``lang`` ("en" or "zh"); text that is no code as it is; None
+    for none."""
+    from analytics import formatting, i18n  # here: the stage imports this module before the catalog is needed
+
+    if stored is None or (not isinstance(stored, str) and pd.isna(stored)):
+        return None
+    found = decode(stored)
+    if found is None:
+        return str(stored)
+    code, params = found
+    fields = {k: formatting.amount(v, lang) if k in _MONEY_PARAMS else v for k, v in params.items()}
+    if code == "feature":
+        value = params.get("value")
+        if isinstance(value, float):
+            value = f"{value:,.4g}"
+        fields = {"feature": i18n.label("feature", params.get("column"), lang), "value": value}
+    elif code in ("profile", "risk"):
+        parts = []
+        for part in REASON_PARTS:
+            if part in params:
+                value = params[part]
+                if part in _PART_FAMILIES:
+                    value = i18n.label(_PART_FAMILIES[part], value, lang)
+                # a customer type reads as itself ("Individual"); the other parts name what they are
+                parts.append(value if part == "customer_type" else i18n.tr(f"churn_reason.part.{part}", lang,
+                                                                          value=value))
+        fields = {"parts": i18n.tr("cluster.list_separator", lang).join(parts)}
+    try:
+        return i18n.tr(f"churn_reason.{code}", lang, **fields)
+    except (KeyError, IndexError, ValueError):  # a stored reason without a field its text names
+        return str(stored)
 
 
 @dataclass(frozen=True)
@@ -185,9 +255,13 @@ MIN_REASON_CONTRIBUTION = 0.001
 def _generic_phrase(col: str) -> Callable[[dict], str]:
     def phrase(row) -> str:
         value = row.get(col)
-        if isinstance(value, float | np.floating):
-            return f"{col} = {value:,.4g}"
-        return f"{col} = {value}"
+        if isinstance(value, float | np.floating | int | np.integer) and not isinstance(value, bool | np.bool_):
+            value = None if np.isnan(float(value)) else float(value)
+        elif isinstance(value, bool | np.bool_):
+            value = bool(value)
+        elif value is not None:
+            value = str(value)
+        return encode("feature", column=col, value=value)
     return phrase
 
 
@@ -266,7 +340,7 @@ class ReasonCoder:
         Returns
         -------
         pandas.DataFrame
-            Same index: ``reason_1`` .. ``reason_<top>`` (phrases, None when fewer groups push the
+            Same index: ``reason_1`` .. ``reason_<top>`` (stored reasons: :func:`encode`; None when fewer groups push the
             probability up by at least ``min_contribution``) and ``group_1`` .. (the group names).
         """
         contrib = self.contributions(predict, X)
@@ -288,4 +362,5 @@ class ReasonCoder:
         return pd.DataFrame(out, index=X.index)
 
 
-__all__ = ["MIN_REASON_CONTRIBUTION", "REASON_GROUPS", "ReasonCoder", "ReasonGroup"]
+__all__ = ["MIN_REASON_CONTRIBUTION", "REASON_CODES", "REASON_GROUPS", "REASON_PARTS", "ReasonCoder", "ReasonGroup",
+           "decode", "encode", "reason_text"]

@@ -23,7 +23,7 @@ from analytics.churn.labels import (
     feature_cutoffs,
 )
 from analytics.churn.model import ChurnModel
-from analytics.churn.reasons import ReasonCoder
+from analytics.churn.reasons import ReasonCoder, encode
 from analytics.evaluation import calibration_table, holdout_metrics, lift_table, permutation_importance_table
 from analytics.features import FEATURE_COLUMNS, add_months, to_datetime
 from analytics.features_stage import stage_features
@@ -253,8 +253,8 @@ def churn_stage(ctx: RefreshContext) -> None:
     probability.loc[inactive] = inactive_rate
     probability.loc[closed] = 1.0
     idle = features_now.loc[inactive, "months_since_last_txn"].astype(float)
-    reasons.loc[inactive, "reason_1"] = [f"no transactions for {m:.0f} months" for m in idle]
-    reasons.loc[closed, "reason_1"] = "all products closed"
+    reasons.loc[inactive, "reason_1"] = [encode("no_transactions", months=int(round(m))) for m in idle]
+    reasons.loc[closed, "reason_1"] = encode("all_products_closed")
     lap("score")
 
     value = customer_value(ctx.engine, ctx.run_id, features_now.index)

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from analytics import audit, consent
 from analytics.access import AccessDenied, Scope, Viewer
 from analytics.alerts import AlertError, change_status, history, merge, trend, worklist
-from analytics.alerts.detect import detect, next_birthday
+from analytics.alerts.detect import detail_text, detect, next_birthday
 from analytics.schema import (
     alert_history,
     alerts,
@@ -142,8 +142,12 @@ def test_detection_known_answers(store):
     owners = dict(zip(found["customer_id"], found["owner"], strict=False))
     assert owners["C0001"] == "RM_A" and owners["C0005"] == "RM_B"
     # detail says why without a personal value or an amount
-    assert set(found.loc[found["kind"] == "birthday", "detail"]) == {"birthday in 3 day(s)"}
-    assert "2 unresolved" not in " ".join(found["detail"])  # the 15-day-old complaint is not counted
+    # (stored as a code and parameters, said in the reader's language)
+    assert set(found.loc[found["kind"] == "birthday", "detail"]) == {'birthday_in {"days": 3}'}
+    assert {detail_text(d, "en") for d in found.loc[found["kind"] == "birthday", "detail"]} == {"birthday in 3 day(s)"}
+    assert {detail_text(d, "zh") for d in found.loc[found["kind"] == "birthday", "detail"]} == {"3 天后生日"}
+    complaints = " ".join(found.loc[found["kind"] == "complaint_unresolved", "detail"])
+    assert '"n": 1' in complaints and '"n": 2' not in complaints  # the 15-day-old complaint is not counted
     assert not found["detail"].str.contains("CNY|1980|客户").any()
 
 

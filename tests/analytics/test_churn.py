@@ -36,6 +36,7 @@ from analytics.churn import (
     read_churn_lift,
     read_churn_metrics,
     read_churn_rates,
+    reasons,
 )
 from analytics.errors import ConfigError
 from analytics.features import add_months
@@ -490,19 +491,50 @@ ROW = {"tenure_months": 24, "aum_change_pct_3m": -0.45, "aum_change_pct_6m": -0.
     ("logins", ROW | {"tenure_months": 5}, "logins fell from 36 to 2 a month"),  # only 3 earlier months
     ("transactions", ROW, "transactions fell from 10 to 3 a month"),
     ("transactions", ROW | {"months_since_last_txn": 3}, "no transactions for 3 months"),
-    ("complaints", ROW, "3 complaints in 6 months (2 unresolved)"),
-    ("complaints", ROW | {"complaints_6m": 0, "complaints_3m": 0}, "4 complaints in 12 months"),
+    ("complaints", ROW, "complaints in 6 months: 3 (2 unresolved)"),
+    ("complaints", ROW | {"complaints_6m": 0, "complaints_3m": 0}, "complaints in 12 months: 4"),
     ("products", ROW, "holds only 1 product"),
-    ("loans", ROW, "loans down 250k CNY in 6 months"),
-    ("balance", ROW, "AUM of 3,200 CNY"),
+    ("loans", ROW, "loans down CNY 250,000 in 6 months"),
+    ("balance", ROW, "AUM of CNY 3,200"),
     ("contacts", ROW, "7 marketing contacts in 6 months"),
-    ("profile", ROW, "profile: age 24, individual, income 50k-100k, joined via mobile app"),
-    ("profile", {"income_band": "ge_1m"}, "profile: income >=1m"),
+    ("profile", ROW, "profile: age 24, Individual, income CNY 50k–100k, joined via Mobile app"),
+    ("profile", {"income_band": "ge_1m"}, "profile: income CNY 1m and more"),
     ("records", ROW, "ID document expired"),
     ("tenure", ROW, "customer for 24 months"),
 ])
 def test_reason_phrases(group, row, expected):
-    assert churn.REASON_GROUPS[group].phrase(row) == expected
+    # Stored as a code and parameters, said in words when read.
+    stored = churn.REASON_GROUPS[group].phrase(row)
+    assert reasons.decode(stored) is not None, stored
+    assert reasons.reason_text(stored, "en") == expected
+
+
+@pytest.mark.parametrize(("group", "row", "stored", "expected"), [
+    ("aum_decline", ROW, 'aum_down {"months": 3, "pct": 45}', "资产规模 3 个月内下降 45%"),
+    ("aum_decline", ROW | {"aum_change_pct_3m": 0.2, "aum_change_pct_6m": 0.0}, 'aum_change {"pct": 20}',
+     "资产规模 3 个月内变动 +20%"),
+    ("complaints", ROW, 'complaints_6m_unresolved {"n": 3, "unresolved": 2}', "6 个月内投诉 3 次（2 次未解决）"),
+    ("loans", ROW, 'loans_down {"amount": 250000.0}', "贷款 6 个月内减少 ¥25.00万"),
+    ("profile", ROW, 'profile {"age": 24, "customer_type": "individual", "income_band": "50k_100k", '
+                     '"onboarding_channel": "mobile_app"}', "客户画像：24 岁、个人客户、收入 5万–10万元、经手机银行开户"),
+    ("risk_profile", {"risk_tolerance": "C3", "credit_grade": "BBB"},
+     'risk {"credit_grade": "BBB", "risk_tolerance": "C3"}', "风险画像：风险承受能力 C3、信用等级 BBB"),
+    ("records", ROW, "id_expired", "身份证件已过期"),
+])
+def test_reasons_are_stored_as_codes_and_read_in_chinese(group, row, stored, expected):
+    assert churn.REASON_GROUPS[group].phrase(row) == stored
+    assert reasons.reason_text(stored, "zh") == expected
+
+
+def test_a_feature_without_a_group_and_an_older_runs_phrase():
+    stored = reasons._generic_phrase("age")({"age": 45.0})
+    assert stored == 'feature {"column": "age", "value": 45.0}'
+    assert reasons.reason_text(stored, "en") == "age = 45"
+    assert reasons.reason_text(stored, "zh") == "年龄：45"
+    # A run stored before codes kept English phrases: shown as they are; nothing stays nothing.
+    assert reasons.reason_text("AUM down 12 % in 3 months", "zh") == "AUM down 12 % in 3 months"
+    assert reasons.reason_text("aum_down {not json", "zh") == "aum_down {not json"
+    assert reasons.reason_text(None, "zh") is None
 
 
 def test_default_groups_cover_every_feature_column(fitted):
@@ -537,13 +569,14 @@ def test_every_demo_customer_has_a_probability(demo_scores):
     np.testing.assert_allclose(scores["value_at_risk"], scores["churn_probability"] * scores["clv"])
     assert set(scores["churn_state"]) <= {"active", "inactive", "closed"}
     closed = scores[scores["churn_state"] == "closed"]
-    assert (closed["churn_probability"] == 1).all() and (closed["reason_1"] == "all products closed").all()
+    assert (closed["churn_probability"] == 1).all() and (closed["reason_1"] == "all_products_closed").all()
     active = scores[scores["churn_state"] == "active"]
     assert len(active) > 0.8 * len(scores)
     # The riskiest active customers are explained in words.
     top = active.nlargest(50, "churn_probability")
     assert top["reason_1"].notna().all()
-    assert top["reason_1"].str.contains("AUM|transactions|logins|complaint").mean() > 0.5
+    assert top["reason_1"].str.match(r"(aum|transactions|logins|complaints|no_transactions)").mean() > 0.5
+    assert all(reasons.decode(r) is not None for r in top["reason_1"])  # stored as codes
 
 
 def test_demo_holdout_metrics_are_recorded_and_good(demo_scores):

@@ -27,6 +27,7 @@ from analytics.runs import current_run_id, get_run_metrics
 from analytics.schema import CREDIT_GRADES, RISK_TOLERANCES, holdings, products
 from analytics.segmentation import RFM_SEGMENTS
 from analytics.store import bulk_insert, read_frame
+from analytics.table_formats import stored_text
 from tests.analytics import store_rows
 
 RISK = Viewer("tester", ("risk",))  # bank-wide, exact balances
@@ -80,8 +81,14 @@ def test_drop_threshold_worked_out_by_hand():
     assert tiers.loc["mass", "threshold"] == pytest.approx(-3.5 * 1.4826 * 0.01)
     assert not tiers.loc["mass", "pooled"] and tiers.loc["affluent", "pooled"]
     assert out["balance_drop"].sum() == 1 and out.loc["m00", "balance_drop"]
-    assert out.loc["m00", "reason"] == ("AUM fell 50% month on month, from 20,000 to 10,000 CNY; mass-tier "
-                                        "threshold -5.2% (median +0.0%, MAD 1.0%)")
+    # stored as a code and parameters, said in the reader's language
+    assert out.loc["m00", "reason"] == ('balance_drop {"before": 20000, "drop": "50%", "mad": "1.0%", '
+                                        '"median": "+0.0%", "now": 10000, "threshold": "-5.2%", "tier": "mass"}')
+    assert stored_text("balance_drop_reason", out.loc["m00", "reason"], "en") == (
+        "AUM fell 50% month on month, from CNY 20,000 to CNY 10,000; Mass tier threshold -5.2% "
+        "(median +0.0%, MAD 1.0%)")
+    assert stored_text("balance_drop_reason", out.loc["m00", "reason"], "zh") == (
+        "资产规模环比下降 50%，从 ¥2.00万 降至 ¥1.00万；大众客户阈值 -5.2%（中位数 +0.0%，中位绝对偏差 1.0%）")
     assert pd.isna(out.loc["m01", "reason"]) and out.loc["m01", "change"] == pytest.approx(-0.02)
     # The same drop short of the minimum fall is not flagged; a lower z flags the -2 % too (min 0).
     assert not balance_drops(before, now, z=3.5, min_pct=0.6)[0]["balance_drop"].any()
@@ -99,7 +106,9 @@ def test_drop_rules_small_balances_pooled_tiers_and_missing_months():
     # "rich" is the only affluent customer: too few for its own threshold, it takes the pooled one.
     assert out.loc["rich", "value_tier"] == "affluent" and tiers.loc["affluent", "pooled"]
     assert out.loc["rich", "threshold"] == pytest.approx(tiers.loc["affluent", "threshold"])
-    assert out.loc["rich", "balance_drop"] and "all tiers pooled" in out.loc["rich", "reason"]
+    assert out.loc["rich", "balance_drop"] and out.loc["rich", "reason"].startswith("balance_drop_pooled ")
+    assert "all tiers pooled" in stored_text("balance_drop_reason", out.loc["rich", "reason"], "en")
+    assert "各层级合并计算" in stored_text("balance_drop_reason", out.loc["rich", "reason"], "zh")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -190,7 +199,7 @@ def test_demo_expired_assessments_match_the_injected_rate(demo_engine):
 def test_demo_balance_drops_find_declining_customers(demo_engine):
     drops = read_balance_drops(demo_engine, viewer=RISK)
     assert len(drops) > 0
-    assert (drops["aum_change_pct"] <= -0.3).all() and drops["balance_drop_reason"].str.startswith("AUM fell").all()
+    assert (drops["aum_change_pct"] <= -0.3).all() and drops["balance_drop_reason"].str.startswith("balance_drop").all()
     stages = read_frame(demo_engine, """
         SELECT f.balance_drop, s.lifecycle_stage FROM risk_flags f
         JOIN customer_segments s ON s.run_id = f.run_id AND s.customer_id = f.customer_id

@@ -21,7 +21,7 @@ def test_a_chosen_language_is_remembered_at_the_next_login(monkeypatch, store_ur
     assert second.title[0].value == "概览"
     assert {m.label for m in second.metric} >= {"在册客户数", "管理资产"}
     # The role under the user's name is named in the language too, not shown as its key.
-    assert any(m.value.endswith("市场营销") for m in second.sidebar.markdown), [m.value for m in second.sidebar.markdown]
+    assert any(m.value.endswith("营销人员") for m in second.sidebar.markdown), [m.value for m in second.sidebar.markdown]
 
     # Another user is not affected.
     other = login(new_app(monkeypatch, store_url), ROLE_USERS["risk"])

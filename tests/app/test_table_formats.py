@@ -17,6 +17,7 @@ import pytest
 
 from analytics import access, i18n, table_formats
 from tests.app import pagekit
+from tests.app import test_zh_values as zh_values
 
 pages = pagekit.pages_fixture("tbl")
 
@@ -121,4 +122,6 @@ def test_every_table_reads_like_the_charts(pages, page, role, lang):
     found = []
     for i, table in enumerate(at.dataframe):
         found += [f"table {i}: {p}" for p in problems(table.value, lang)]
+    if lang == "zh":  # and no English word anywhere on the page (tests/app/test_zh_values.py)
+        found += zh_values.problems(at, pages.username(role))
     assert not found, f"{role} on {page} ({lang}): {found[:8]}"
