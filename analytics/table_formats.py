@@ -184,6 +184,21 @@ def _pair_name(name: str, lang: str) -> str:
     return name
 
 
+def export_frame(frame: pd.DataFrame, lang: str) -> pd.DataFrame:
+    """``frame`` for a file export: the values stay raw (numbers stay numbers), except the texts a
+    result table stores as codes (:data:`REASON`, :data:`CODED`), which a file's reader could not
+    read otherwise; they are written in words of ``lang``. The frame given is not changed."""
+    i18n.check_lang(lang)
+    coded = [c for c in frame.columns if str(c) in REASON or str(c) in CODED]
+    if not coded:
+        return frame
+    out = frame.copy()
+    for column in coded:
+        out[column] = [None if v is None or (not isinstance(v, str) and pd.isna(v)) else stored_text(str(column), v, lang)
+                       for v in out[column]]
+    return out
+
+
 def display_frame(frame: pd.DataFrame, lang: str) -> pd.DataFrame:
     """A copy of ``frame`` for the screen in ``lang``: internal columns dropped, every column
     formatted by its kind (see the module's docstring). The frame given is not changed."""

@@ -192,6 +192,7 @@ def audited_export(engine, user: dict, frame, stem: str, fmt: str, context: dict
 def export_buttons(engine, user: dict, frame, stem: str, context: dict, key: str) -> None:
     """CSV and Excel download buttons for ``frame``; the file is built and audited on click. Above
     ``EXPORT_APPROVAL_ROWS`` rows, a form to request the export instead (four eyes)."""
+    frame = table_formats.export_frame(frame, lang())  # stored reason codes in words
     limit = int(settings.get("EXPORT_MAX_ROWS"))
     if len(frame) > limit:
         st.info(t("common.export_limited", rows=fmt_count(len(frame)), limit=fmt_count(limit)))

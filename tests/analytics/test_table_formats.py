@@ -78,3 +78,18 @@ def test_a_masked_date_is_left_as_it_is():
 def test_bad_language_is_refused():
     with pytest.raises(ValueError):
         tf.display_frame(frame(), "fr")
+
+
+def test_an_export_says_stored_reason_codes_in_words_and_keeps_numbers_raw():
+    from analytics.churn.reasons import encode
+
+    frame = pd.DataFrame({"customer_id": ["C1", "C2"], "churn_probability": [0.4123, 0.1],
+                          "reason_1": [encode("no_transactions", months=6), None]})
+    en = tf.export_frame(frame, "en")
+    zh = tf.export_frame(frame, "zh")
+    assert en["churn_probability"].tolist() == [0.4123, 0.1]  # a file keeps its numbers
+    assert en.loc[0, "reason_1"] != frame.loc[0, "reason_1"] and "no_transactions" not in en.loc[0, "reason_1"]
+    assert en.loc[0, "reason_1"] != zh.loc[0, "reason_1"] and pd.isna(en.loc[1, "reason_1"])
+    assert frame.loc[0, "reason_1"] == encode("no_transactions", months=6)  # the frame given is not changed
+    plain = pd.DataFrame({"aum": [1.0]})
+    assert tf.export_frame(plain, "en") is plain
