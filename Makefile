@@ -29,9 +29,10 @@ test: $(VENV)/.dev-deps
 	$(BIN)/python -m pytest
 
 ## reliability: the long checks: crash tests (SIGKILL of `python -m analytics refresh` at every pause point, on
-## SQLite and, with CUSTOMER_STORE_TEST_PG_URL, PostgreSQL); their fast cases also run in `make test`
+## SQLite and, with CUSTOMER_STORE_TEST_PG_URL, PostgreSQL; a killed partition worker; churn scoring on a Dask
+## LocalCluster of 2 worker processes); their fast cases also run in `make test`
 reliability: $(VENV)/.dev-deps
-	$(BIN)/python -m pytest tests/reliability tests/analytics/test_churn_public.py -m "reliability_long or not reliability_long" -v
+	$(BIN)/python -m pytest tests/reliability tests/analytics/test_churn_public.py tests/analytics/test_partitions.py -m "reliability_long or not reliability_long" -v
 
 ## bench: speed and memory benchmarks, written to benchmarks/results.json (not run by CI)
 bench: $(VENV)/.dev-deps
