@@ -163,6 +163,15 @@ def relative_change(now, before) -> np.ndarray:
     return np.clip(change, -1.0, PCT_CAP)
 
 
+def _restriction(customers, column: str, engine: Engine) -> tuple[str, dict]:
+    """``AND <condition>`` keeping the customers a filter selects (see :func:`customer_features`), or
+    nothing without one."""
+    if customers is None:
+        return "", {}
+    condition, params = customers.sql(column, engine)
+    return f" AND {condition}", params
+
+
 def _column_name(category: str) -> str:
     slug = re.sub(r"[^0-9a-z]+", "_", str(category).strip().lower()).strip("_")
     return f"products_{slug or 'other'}"
@@ -198,7 +207,7 @@ MONTHLY_AGGREGATES: dict[str, str] = {
 
 
 def _monthly_aggregates(engine: Engine, m0: date, months_back: int,
-                        names: list[str] | None = None) -> pd.DataFrame:
+                        names: list[str] | None = None, customers=None) -> pd.DataFrame:
     """One row per customer with the raw sums behind the balance and activity features.
 
     ``names`` picks a subset of :data:`MONTHLY_AGGREGATES` (each costs work on every row read; at a
@@ -210,27 +219,30 @@ def _monthly_aggregates(engine: Engine, m0: date, months_back: int,
     # The window is about half the rows of a 24-month store: on SQLite a straight scan beats
     # fetching them row by row through the month index (22 s instead of 31 s at a million
     # customers). NOT INDEXED is SQLite syntax; PostgreSQL's planner makes that choice itself.
-    hint = " NOT INDEXED" if engine.dialect.name == "sqlite" else ""
+    # A partition (customers=) is a small share of the rows: there the customer_id index is used.
+    hint = " NOT INDEXED" if engine.dialect.name == "sqlite" and customers is None else ""
+    only, only_params = _restriction(customers, "customer_id", engine)
     sql = text(f"""
         SELECT customer_id,
           {columns}
         FROM customer_monthly{hint}
-        WHERE month >= :mfirst AND month <= :m0
+        WHERE month >= :mfirst AND month <= :m0{only}
         GROUP BY customer_id
     """)
     params = {"m0": m0, "m2": m[2], "m3": m[3], "m5": m[5], "m6": m[6], "m11": m[11], "m12": m[12],
               "mback": add_months(m0, -(months_back - 1)), "mfirst": m[max(months_back, LONG_WINDOW)]}
     used = {p: v for p, v in params.items() if re.search(rf":{p}\b", str(sql))}
     sql = sql.bindparams(*(bindparam(p, type_=Date) for p in used))
-    return read_frame(engine, sql, used).set_index("customer_id")
+    return read_frame(engine, sql, used | only_params).set_index("customer_id")
 
 
-def _holding_counts(engine: Engine, as_of_end: date) -> pd.DataFrame:
+def _holding_counts(engine: Engine, as_of_end: date, customers=None) -> pd.DataFrame:
     """Open holdings per customer at the end of the month: totals, by side and by category."""
     categories = read_frame(engine, "SELECT DISTINCT category FROM products ORDER BY category")["category"].tolist()
     # Category names become bound parameters (never SQL text); the output columns are renamed after.
     arms = ",\n".join(f"SUM(CASE WHEN p.category = :cat{i} THEN 1 ELSE 0 END) AS cat{i}"
                       for i in range(len(categories)))
+    only, only_params = _restriction(customers, "h.customer_id", engine)
     sql = text(f"""
         SELECT h.customer_id,
           COUNT(*) AS open_products,
@@ -239,18 +251,19 @@ def _holding_counts(engine: Engine, as_of_end: date) -> pd.DataFrame:
           COUNT(DISTINCT p.category) AS open_product_categories{"," if arms else ""}
           {arms}
         FROM holdings h JOIN products p ON p.product_id = h.product_id
-        WHERE h.opened_on <= :as_of_end AND (h.closed_on IS NULL OR h.closed_on > :as_of_end)
+        WHERE h.opened_on <= :as_of_end AND (h.closed_on IS NULL OR h.closed_on > :as_of_end){only}
         GROUP BY h.customer_id
     """).bindparams(bindparam("as_of_end", type_=Date))
-    params = {"as_of_end": as_of_end} | {f"cat{i}": c for i, c in enumerate(categories)}
+    params = {"as_of_end": as_of_end} | {f"cat{i}": c for i, c in enumerate(categories)} | only_params
     frame = read_frame(engine, sql, params).set_index("customer_id")
     return frame.rename(columns={f"cat{i}": _column_name(c) for i, c in enumerate(categories)})
 
 
-def _contact_counts(engine: Engine, m0: date) -> pd.DataFrame:
+def _contact_counts(engine: Engine, m0: date, customers=None) -> pd.DataFrame:
     until = datetime.combine(add_months(m0, 1), datetime.min.time())
     since = {k: datetime.combine(add_months(m0, -(k - 1)), datetime.min.time()) for k in (3, 6, 12)}
-    sql = text("""
+    only, only_params = _restriction(customers, "customer_id", engine)
+    sql = text(f"""
         SELECT customer_id,
           SUM(CASE WHEN kind = 'complaint' AND contacted_at >= :s3 THEN 1 ELSE 0 END) AS complaints_3m,
           SUM(CASE WHEN kind = 'complaint' AND contacted_at >= :s6 THEN 1 ELSE 0 END) AS complaints_6m,
@@ -260,27 +273,28 @@ def _contact_counts(engine: Engine, m0: date) -> pd.DataFrame:
           SUM(CASE WHEN contacted_at >= :s6 THEN 1 ELSE 0 END) AS contacts_6m,
           SUM(CASE WHEN kind = 'marketing' AND contacted_at >= :s6 THEN 1 ELSE 0 END) AS marketing_contacts_6m
         FROM contacts
-        WHERE contacted_at >= :s12 AND contacted_at < :until
+        WHERE contacted_at >= :s12 AND contacted_at < :until{only}
         GROUP BY customer_id
     """).bindparams(*(bindparam(n, type_=DateTime) for n in ("s3", "s6", "s12", "until")))
-    params = {"s3": since[3], "s6": since[6], "s12": since[12], "until": until}
+    params = {"s3": since[3], "s6": since[6], "s12": since[12], "until": until} | only_params
     return read_frame(engine, sql, params).set_index("customer_id")
 
 
-def _customer_records(engine: Engine, as_of_end: date, with_status: bool) -> pd.DataFrame:
+def _customer_records(engine: Engine, as_of_end: date, with_status: bool, customers=None) -> pd.DataFrame:
     from analytics.consent import live_consent_sql
 
     status = ", status" if with_status else ""
     # Marketing consent is a live consent in `consents` (the legacy customers.marketing_consent
     # flag only feeds that table when customers are loaded).
     consent, params = live_consent_sql("c.customer_id", "marketing")
+    only, only_params = _restriction(customers, "c.customer_id", engine)
     sql = text(f"""
         SELECT customer_id, gender, birth_date, branch_id, customer_type, income_band,
                onboarding_channel, open_date, id_expiry_date, risk_tolerance, risk_assessed_at,
                credit_grade, CASE WHEN {consent} THEN 1 ELSE 0 END AS marketing_consent{status}
-        FROM customers c WHERE open_date <= :as_of_end
+        FROM customers c WHERE open_date <= :as_of_end{only}
     """).bindparams(bindparam("as_of_end", type_=Date))
-    return read_frame(engine, sql, {**params, "as_of_end": as_of_end}).set_index("customer_id")
+    return read_frame(engine, sql, {**params, **only_params, "as_of_end": as_of_end}).set_index("customer_id")
 
 
 def _tenure_months(open_date: pd.Series, m0: date) -> pd.Series:
@@ -322,7 +336,7 @@ def lifecycle_inputs(engine: Engine, as_of_month, *, months_back: int = LONG_WIN
 
 
 def customer_features(engine: Engine, as_of_month, *, months_back: int = LONG_WINDOW,
-                      with_status: bool = False) -> pd.DataFrame:
+                      with_status: bool = False, customers=None) -> pd.DataFrame:
     """Features of every customer open by the end of ``as_of_month``, from data up to that month.
 
     Parameters
@@ -337,6 +351,10 @@ def customer_features(engine: Engine, as_of_month, *, months_back: int = LONG_WI
     with_status : bool
         Add the customer's current ``status`` column (active/dormant/closed). Leave it off for
         features at a past cut-off: it is the outcome, not a predictor.
+    customers : optional
+        Only these customers: a filter with a ``sql(column, engine) -> (condition, params)`` method,
+        such as :class:`analytics.partitions.Partition`. Its condition is added to every query, so
+        the database reads only their rows. Each customer's row is the one they have without it.
 
     Returns
     -------
@@ -355,10 +373,10 @@ def customer_features(engine: Engine, as_of_month, *, months_back: int = LONG_WI
     m0 = _as_month(as_of_month)
     as_of_end = month_end(m0)
 
-    records = _customer_records(engine, as_of_end, with_status)
-    monthly = _monthly_aggregates(engine, m0, months_back)
-    holdings = _holding_counts(engine, as_of_end)
-    contacts = _contact_counts(engine, m0)
+    records = _customer_records(engine, as_of_end, with_status, customers)
+    monthly = _monthly_aggregates(engine, m0, months_back, customers=customers)
+    holdings = _holding_counts(engine, as_of_end, customers)
+    contacts = _contact_counts(engine, m0, customers)
     log.info("features for %s: %d customers, %d with activity", m0, len(records), len(monthly))
 
     frame = records.join(monthly, how="left").join(holdings, how="left").join(contacts, how="left")

@@ -41,7 +41,7 @@ from pathlib import Path
 from sqlalchemy import Engine, delete, event, func, insert, select, update
 from sqlalchemy.exc import DBAPIError
 
-from analytics import churn, clv_refresh, cross_sell, quality, risk, settings
+from analytics import churn, clv_refresh, cross_sell, partitions, quality, risk, settings
 from analytics.aggregates import aggregates_stage
 from analytics.alerts.stage import alerts_stage
 from analytics.campaigns.stage import campaigns_stage
@@ -105,7 +105,8 @@ PAUSE_SECONDS = 600
 def pause_points() -> list[str]:
     """Every point ``REFRESH_PAUSE_AT`` may name, in the order a refresh passes them."""
     points = [p for stage in STAGES for p in (f"stage:{stage.name}:writing", f"stage:{stage.name}:after")]
-    return [*points, "publish:before-commit", "publish:after-commit"]
+    # Inside a partition's write (analytics.partitions), in whichever process or worker runs partition 0.
+    return [*points, *partitions.PAUSE_POINTS, "publish:before-commit", "publish:after-commit"]
 
 
 def _pause_point() -> str | None:

@@ -40,6 +40,15 @@ SETTINGS: dict[str, Setting] = {
         Setting("REFRESH_KEEP_RUNS", 10,
                 "How many completed refresh runs keep their result rows; older runs keep only their record.",
                 int),
+        # Partitioned per-customer work (issue 16, analytics/partitions.py)
+        Setting("REFRESH_PARTITIONS", 1,
+                "Customer partitions the refresh scores churn in, one after another or in parallel; each is "
+                "read, scored and written on its own, so more partitions hold fewer rows in memory at once.", int),
+        Setting("REFRESH_WORKERS", 0,
+                "Local worker processes the partitions run on; 0 runs them in the refresh's own process.", int),
+        Setting("DASK_SCHEDULER_ADDRESS", "",
+                "Address of a Dask scheduler (e.g. tcp://10.0.0.5:8786); when set, the partitions run on that "
+                "cluster, whose workers need the project and must reach the store."),
         Setting("LOAD_CHUNK_ROWS", 50000, "Rows per chunk when importing or writing large tables.", int),
         Setting("LOAD_MAX_COLUMNS", 1000,
                 "`load` refuses a file whose header has more columns than this, before reading any row.", int),

@@ -80,37 +80,48 @@ def _float_column(frame: pd.DataFrame, col: str) -> pd.Series:
     return pd.to_numeric(frame[col], errors="coerce").astype(float).fillna(0.0)
 
 
-def _open_holdings(engine: Engine, day: date, column: str) -> pd.DataFrame:
+def _only(customers, column: str, engine: Engine) -> tuple[str, dict]:
+    """``AND <condition>`` of a customer filter (``customers=`` of :func:`cutoff_states`), or nothing."""
+    if customers is None:
+        return "", {}
+    condition, params = customers.sql(column, engine)
+    return f" AND {condition}", params
+
+
+def _open_holdings(engine: Engine, day: date, column: str, customers=None) -> pd.DataFrame:
     """Open holdings per customer at the end of ``day`` (opened by then, not yet closed), as ``column``."""
+    only, params = _only(customers, "customer_id", engine)
     return read_frame(engine, text(f"""
         SELECT customer_id, COUNT(*) AS {column} FROM holdings
-        WHERE opened_on <= :day AND (closed_on IS NULL OR closed_on > :day)
+        WHERE opened_on <= :day AND (closed_on IS NULL OR closed_on > :day){only}
         GROUP BY customer_id
-    """).bindparams(bindparam("day", type_=Date)), {"day": day}).set_index("customer_id")
+    """).bindparams(bindparam("day", type_=Date)), {"day": day, **params}).set_index("customer_id")
 
 
-def cutoff_states(engine: Engine, cutoff_month, horizon_months: int = 3) -> pd.Series:
+def cutoff_states(engine: Engine, cutoff_month, horizon_months: int = 3, *, customers=None) -> pd.Series:
     """Each customer's state at a cut-off: ``active`` (the label's population), ``inactive`` or ``closed``.
 
     Uses data up to the end of ``cutoff_month`` only. ``closed``: no holding open at the end of
     the month; ``inactive``: holdings open but no customer-initiated transaction in the
     ``horizon_months`` months up to and including it; ``active``: the rest. Indexed by
-    ``customer_id`` (customers opened by the end of the month), named ``churn_state``.
+    ``customer_id`` (customers opened by the end of the month), named ``churn_state``. ``customers``:
+    only these (a filter as in :func:`analytics.features.customer_features`, e.g. a partition).
     """
     if horizon_months < 1:
         raise ChurnError(f"horizon_months must be at least 1, got {horizon_months}")
     m0 = first_of_month(cutoff_month)
     end0 = month_end(m0)
     first = add_months(m0, -(horizon_months - 1))
-    records = read_frame(engine, text("SELECT customer_id FROM customers WHERE open_date <= :e0")
-                         .bindparams(bindparam("e0", type_=Date)), {"e0": end0}).set_index("customer_id")
-    activity = read_frame(engine, text("""
+    only, params = _only(customers, "customer_id", engine)
+    records = read_frame(engine, text(f"SELECT customer_id FROM customers WHERE open_date <= :e0{only}")
+                         .bindparams(bindparam("e0", type_=Date)), {"e0": end0, **params}).set_index("customer_id")
+    activity = read_frame(engine, text(f"""
         SELECT customer_id, SUM(txn_count) AS txn_before
-        FROM customer_monthly WHERE month >= :first AND month <= :m0
+        FROM customer_monthly WHERE month >= :first AND month <= :m0{only}
         GROUP BY customer_id
     """).bindparams(bindparam("first", type_=Date), bindparam("m0", type_=Date)),
-        {"first": first, "m0": m0}).set_index("customer_id")
-    holdings = _open_holdings(engine, end0, "open_cutoff")
+        {"first": first, "m0": m0, **params}).set_index("customer_id")
+    holdings = _open_holdings(engine, end0, "open_cutoff", customers)
     frame = records.join(activity, how="left").join(holdings, how="left").sort_index()
     has_open = _float_column(frame, "open_cutoff") > 0
     transacted = _float_column(frame, "txn_before") > 0

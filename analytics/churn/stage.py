@@ -23,10 +23,12 @@ from analytics.churn.labels import (
     feature_cutoffs,
 )
 from analytics.churn.model import ChurnModel
-from analytics.churn.reasons import ReasonCoder, encode
+from analytics.churn.reasons import ReasonCoder
+from analytics.churn.scoring import ScoringJob, score_partitions
 from analytics.evaluation import calibration_table, holdout_metrics, lift_table, permutation_importance_table
 from analytics.features import FEATURE_COLUMNS, add_months, to_datetime
 from analytics.features_stage import stage_features
+from analytics.partitions import partition_count
 from analytics.runs import Laps, RefreshContext
 from analytics.store import bulk_insert, read_frame
 
@@ -35,7 +37,6 @@ log = logging.getLogger(__name__)
 RANDOM_STATE = 20240501
 # Fewer churners (or non-churners) than this in the training period: no model is fitted.
 MIN_CLASS_ROWS = 10
-SCORE_CHUNK_ROWS = 100_000
 IMPORTANCE_TOP = 20
 # Rows of the hold-out the permutation importance is measured on: enough to rank the top features
 # (the AUC of 10,000 rows moves by ~0.005 between samples), and a 20k sample cost 25 s at 100k customers.
@@ -154,7 +155,6 @@ def churn_stage(ctx: RefreshContext) -> None:
         churn_importance,
         churn_lift,
         churn_rate_cells,
-        churn_scores,
     )
     from analytics.schema import churn_rates as rates_table
 
@@ -237,41 +237,24 @@ def churn_stage(ctx: RefreshContext) -> None:
     dims_now = _rate_dimensions(features_now).reindex(active_now)
     lap("score_data")
 
-    def predict(frame: pd.DataFrame) -> np.ndarray:
-        return final.predict_proba(frame)[:, 1]
-
-    probability = pd.Series(np.nan, index=features_now.index)
-    reasons = pd.DataFrame(index=features_now.index, columns=["reason_1", "reason_2", "reason_3"], dtype=object)
-    for start in range(0, len(active_now), SCORE_CHUNK_ROWS):
-        ids = active_now[start:start + SCORE_CHUNK_ROWS]
-        part = features_now.loc[ids]
-        probability.loc[ids] = predict(part)
-        explained = coder.explain(predict, part)
-        reasons.loc[ids, ["reason_1", "reason_2", "reason_3"]] = explained[["reason_1", "reason_2", "reason_3"]]
-    inactive = states.index[states.to_numpy() == "inactive"]
-    closed = states.index[states.to_numpy() == "closed"]
-    probability.loc[inactive] = inactive_rate
-    probability.loc[closed] = 1.0
-    idle = features_now.loc[inactive, "months_since_last_txn"].astype(float)
-    reasons.loc[inactive, "reason_1"] = [encode("no_transactions", months=int(round(m))) for m in idle]
-    reasons.loc[closed, "reason_1"] = encode("all_products_closed")
+    del features_now
+    # Score and write every customer partition by partition (analytics/churn/scoring.py): the
+    # churn_scores rows are written there, under this unpublished run.
+    job = ScoringJob(url=ctx.engine.url.render_as_string(hide_password=False), run_id=ctx.run_id, as_of=as_of,
+                     horizon_months=horizon, inactive_rate=inactive_rate, model=final,
+                     reference=coder.reference_, reference_columns=tuple(coder.columns_),
+                     partitions=partition_count(), chunk_rows=chunk_rows)
+    scores = score_partitions(job)
+    probability = scores["churn_probability"].astype(float)
+    inactive = scores.index[scores["churn_state"].to_numpy() == "inactive"]
+    closed = scores.index[scores["churn_state"].to_numpy() == "closed"]
     lap("score")
 
-    value = customer_value(ctx.engine, ctx.run_id, features_now.index)
-    scores = pd.DataFrame({
-        "run_id": ctx.run_id, "customer_id": features_now.index.to_numpy(),
-        "churn_state": states.to_numpy(), "churn_probability": probability.to_numpy(dtype=float),
-        "clv": value.to_numpy(dtype=float), "value_at_risk": (probability * value).to_numpy(dtype=float),
-        "reason_1": reasons["reason_1"].to_numpy(), "reason_2": reasons["reason_2"].to_numpy(),
-        "reason_3": reasons["reason_3"].to_numpy(),
-    })
     rates = churn_rates(dims_now, probability.loc[active_now], dims_then, churned_then)
     owners = read_frame(ctx.engine, text("SELECT customer_id, branch_id, relationship_manager FROM customers")
                         ).set_index("customer_id")
-    cells = rate_cells(dims_now, probability, scores.set_index("customer_id")["value_at_risk"], owners)
+    cells = rate_cells(dims_now, probability, scores["value_at_risk"], owners)
     with ctx.engine.begin() as conn:
-        for start in range(0, len(scores), chunk_rows):
-            bulk_insert(ctx.engine, churn_scores, scores.iloc[start:start + chunk_rows], conn=conn)
         bulk_insert(ctx.engine, churn_lift, lift.assign(run_id=ctx.run_id), conn=conn)
         bulk_insert(ctx.engine, churn_calibration, calibration.assign(run_id=ctx.run_id), conn=conn)
         bulk_insert(ctx.engine, churn_importance, importance.assign(run_id=ctx.run_id), conn=conn)
@@ -313,6 +296,7 @@ def churn_stage(ctx: RefreshContext) -> None:
         "churn.customers_closed": len(closed),
         "churn.expected_churners": float(probability.loc[active_now].sum()),
         "churn.value_at_risk_total": float(scores.loc[scores["churn_state"] == "active", "value_at_risk"].sum()),
+        "churn.partitions": job.partitions,
     }
     ctx.put_metrics(values)
     log.info("churn: %d customers scored, hold-out AUC %.3f, timings %s", len(scores), metrics["roc_auc"], timings)

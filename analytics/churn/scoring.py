@@ -1,0 +1,172 @@
+"""Scoring today's customers, partition by partition (:mod:`analytics.partitions`).
+
+After :func:`analytics.churn.stage.churn_stage` has fitted the final model on its bounded sample and
+the reason coder's reference values, :func:`score_partitions` scores every customer open at the run's
+month: each partition reads its own customers' features and states, computes their probability,
+reasons and value at risk, and writes its ``churn_scores`` rows under the (unpublished) run id in one
+transaction. What a partition computes for a customer does not depend on which other customers are
+in it, so the rows are the same whatever the partition count or the executor (tested).
+
+A :class:`ScoringJob` holds everything a partition needs and is picklable (the store URL, never an
+engine; the reason coder's reference values, not the coder), so it runs on a process pool or a Dask
+worker as well as in the refresh's process.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import delete, text
+
+from analytics.churn.labels import cutoff_states
+from analytics.churn.model import ChurnModel
+from analytics.churn.reasons import ReasonCoder, encode
+from analytics.features import customer_features
+from analytics.partitions import Partition, pause_if_asked, run_partitions
+from analytics.store import bulk_insert, make_engine, read_frame
+
+log = logging.getLogger(__name__)
+
+# Rows explained at once: the reason coder predicts every row once per reason group (13 copies).
+SCORE_CHUNK_ROWS = 100_000
+REASONS = ["reason_1", "reason_2", "reason_3"]
+PAUSE_POINT = "partition:churn:writing"
+
+
+@dataclass(frozen=True)
+class ScoringJob:
+    """What every partition of one run's scoring needs (picklable)."""
+
+    url: str
+    run_id: int
+    as_of: date
+    horizon_months: int
+    inactive_rate: float
+    model: ChurnModel
+    reference: dict
+    reference_columns: tuple[str, ...]
+    partitions: int
+    chunk_rows: int = 50_000
+
+    def coder(self) -> ReasonCoder:
+        """The fitted reason coder, rebuilt from its reference values."""
+        coder = ReasonCoder()
+        coder.reference_ = dict(self.reference)
+        coder.columns_ = list(self.reference_columns)
+        coder.groups_ = coder._resolve(coder.columns_)
+        return coder
+
+
+def _values(engine, run_id: int, ids: pd.Index, part: Partition) -> pd.Series:
+    """:func:`analytics.churn.stage.customer_value` for one partition's customers: the run's margin CLV
+    when the run has segments, else the margin of the open holdings over the horizon."""
+    from analytics import lifecycle
+
+    column = f"clv_margin_{lifecycle.clv_horizon_years()}y"
+    has_segments = read_frame(engine, text("SELECT 1 AS x FROM customer_segments WHERE run_id = :run_id LIMIT 1"),
+                              {"run_id": int(run_id)})
+    if not has_segments.empty:
+        only, params = part.sql("customer_id", engine)
+        frame = read_frame(engine, text(f"SELECT customer_id, {column} AS clv FROM customer_segments "
+                                        f"WHERE run_id = :run_id AND {only}"), {"run_id": int(run_id), **params})
+        return pd.to_numeric(frame.set_index("customer_id")["clv"], errors="coerce").reindex(ids).fillna(0.0)
+    margin = lifecycle.customer_annual_margin(engine).reindex(ids).fillna(0.0)
+    return pd.Series(lifecycle.margin_clv(margin, 1.0, discount_rate=lifecycle.clv_discount_rate(),
+                                          years=lifecycle.clv_horizon_years()), index=ids)
+
+
+def score_partition(job: ScoringJob, partition: int) -> dict:
+    """Score and write one partition's ``churn_scores`` rows; return its counts by state."""
+    from analytics.schema import churn_scores
+
+    part = Partition(partition, job.partitions)
+    engine = make_engine(job.url)
+    try:
+        features = customer_features(engine, job.as_of, customers=part)
+        states = cutoff_states(engine, job.as_of, job.horizon_months, customers=part)
+        states = states.reindex(features.index).fillna("closed")
+        active = features.index[states.to_numpy() == "active"]
+        coder = job.coder()
+
+        def predict(frame: pd.DataFrame) -> np.ndarray:
+            return job.model.predict_proba(frame)[:, 1]
+
+        probability = pd.Series(np.nan, index=features.index)
+        reasons = pd.DataFrame(index=features.index, columns=REASONS, dtype=object)
+        for start in range(0, len(active), SCORE_CHUNK_ROWS):
+            ids = active[start:start + SCORE_CHUNK_ROWS]
+            chunk = features.loc[ids]
+            probability.loc[ids] = predict(chunk)
+            reasons.loc[ids, REASONS] = coder.explain(predict, chunk)[REASONS]
+        inactive = states.index[states.to_numpy() == "inactive"]
+        closed = states.index[states.to_numpy() == "closed"]
+        probability.loc[inactive] = job.inactive_rate
+        probability.loc[closed] = 1.0
+        idle = features.loc[inactive, "months_since_last_txn"].astype(float)
+        reasons.loc[inactive, "reason_1"] = [encode("no_transactions", months=int(round(m))) for m in idle]
+        reasons.loc[closed, "reason_1"] = encode("all_products_closed")
+
+        value = _values(engine, job.run_id, features.index, part)
+        scores = pd.DataFrame({
+            "run_id": job.run_id, "customer_id": features.index.to_numpy(),
+            "churn_state": states.to_numpy(), "churn_probability": probability.to_numpy(dtype=float),
+            "clv": value.to_numpy(dtype=float), "value_at_risk": (probability * value).to_numpy(dtype=float),
+            "reason_1": reasons["reason_1"].to_numpy(), "reason_2": reasons["reason_2"].to_numpy(),
+            "reason_3": reasons["reason_3"].to_numpy(),
+        })
+        del features
+        only, params = part.sql("customer_id", engine)
+        with engine.begin() as conn:
+            # A rerun of this partition (a Dask worker died after its commit) replaces its own rows.
+            conn.execute(delete(churn_scores).where(churn_scores.c.run_id == job.run_id)
+                         .where(text(only).bindparams(**params)))
+            for start in range(0, len(scores), job.chunk_rows):
+                bulk_insert(engine, churn_scores, scores.iloc[start:start + job.chunk_rows], conn=conn)
+            pause_if_asked(PAUSE_POINT, partition)
+        log.info("churn: partition %d of %d scored, %d customers", partition, job.partitions, len(scores))
+        return {"partition": partition, "customers": len(scores), "active": len(active),
+                "inactive": len(inactive), "closed": len(closed)}
+    finally:
+        engine.dispose()
+
+
+@dataclass(frozen=True)
+class _Task:
+    """``job`` bound as a picklable callable of the partition number (a lambda does not pickle)."""
+
+    job: ScoringJob
+
+    def __call__(self, partition: int) -> dict:
+        return score_partition(self.job, partition)
+
+
+def score_partitions(job: ScoringJob, executor=None) -> pd.DataFrame:
+    """Score every partition of ``job`` on ``executor`` (default: the settings'), then read back what
+    the run's aggregates need: ``churn_state``, ``churn_probability`` and ``value_at_risk`` by
+    ``customer_id`` (sorted).
+
+    Raises
+    ------
+    analytics.partitions.PartitionError
+        When a partition fails (the refresh then fails the run; nothing is published).
+    """
+    counts = run_partitions(_Task(job), job.partitions, executor)
+    engine = make_engine(job.url)
+    try:
+        scored = read_frame(engine, text("SELECT customer_id, churn_state, churn_probability, value_at_risk "
+                                         "FROM churn_scores WHERE run_id = :run_id ORDER BY customer_id"),
+                            {"run_id": int(job.run_id)}).set_index("customer_id")
+    finally:
+        engine.dispose()
+    expected = sum(c["customers"] for c in counts)
+    if len(scored) != expected:  # a partition's rows went missing or were doubled: never publish that
+        raise RuntimeError(f"churn_scores holds {len(scored)} rows of run {job.run_id}; the partitions wrote "
+                           f"{expected}")
+    return scored
+
+
+__all__ = ["SCORE_CHUNK_ROWS", "ScoringJob", "score_partition", "score_partitions"]

@@ -1,0 +1,83 @@
+"""Crash safety of the partitioned refresh (issues 16 and 17): SIGKILL a process-pool worker while it
+is inside its partition's write transaction (``REFRESH_PAUSE_AT=partition:churn:writing``: partition 0
+has written its ``churn_scores`` rows, ``COMMIT`` not sent). Then
+
+* the refresh itself sees the broken pool, marks its run failed and deletes the run's rows;
+* the previous run is fully readable, unchanged and still current;
+* the next refresh succeeds and is published.
+
+Long (two refreshes of the demo store): ``make reliability``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from analytics.refresh import PAUSE_ENV, PAUSE_MARKER_ENV, run_refresh
+from analytics.store import make_engine
+from tests.conftest import copy_store
+from tests.reliability.harness import (
+    MARKER_WAIT_SECONDS,
+    ROOT,
+    current,
+    newest_run,
+    rows_of,
+    run_row,
+    snapshot,
+)
+
+POINT = "partition:churn:writing"
+
+
+@pytest.mark.reliability_long
+def test_sigkill_of_a_pool_worker_fails_the_run_and_the_next_refresh_succeeds(demo_store_url, tmp_path):
+    url = copy_store(demo_store_url, tmp_path / "store.db")
+    engine = make_engine(url)
+    try:
+        previous = current(engine)
+        assert previous is not None
+        before = snapshot(engine, previous)
+
+        marker = tmp_path / "paused"
+        env = {**os.environ, PAUSE_ENV: POINT, PAUSE_MARKER_ENV: str(marker),
+               "REFRESH_PARTITIONS": "3", "REFRESH_WORKERS": "2"}
+        env.pop("DASK_SCHEDULER_ADDRESS", None)
+        with (tmp_path / "refresh.log").open("w") as log:
+            refresh = subprocess.Popen([sys.executable, "-m", "analytics", "refresh", "--quiet", "--db", url],
+                                       cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            deadline = time.monotonic() + MARKER_WAIT_SECONDS
+            while not marker.exists():
+                assert refresh.poll() is None, "the refresh ended before a worker reached the pause point"
+                if time.monotonic() > deadline:
+                    refresh.kill()
+                    raise AssertionError(f"no worker reached {POINT}")
+                time.sleep(0.05)
+            worker_pid, point = marker.read_text().split()
+            assert point == POINT and int(worker_pid) != refresh.pid  # the pause is in a pool worker
+            killed_run = newest_run(engine)
+            assert rows_of(engine, killed_run) > 0  # earlier stages staged their rows
+            os.kill(int(worker_pid), signal.SIGKILL)
+            code = refresh.wait(timeout=MARKER_WAIT_SECONDS)
+        output = (tmp_path / "refresh.log").read_text()
+        assert code != 0, output
+        assert "Partition" in output and "failed" in output, output
+
+        # The refresh marked its own run failed (not left for the next start) and deleted its rows.
+        row = run_row(engine, killed_run)
+        assert row["status"] == "failed" and not row["error"].startswith("abandoned"), row
+        assert rows_of(engine, killed_run) == 0
+        assert current(engine) == previous
+        assert snapshot(engine, previous) == before
+
+        new = run_refresh(engine)
+        assert new > killed_run and current(engine) == new
+        assert run_row(engine, new)["status"] == "succeeded" and rows_of(engine, new) > 0
+        assert snapshot(engine, previous) == before
+    finally:
+        engine.dispose()
