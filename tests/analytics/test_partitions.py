@@ -199,7 +199,7 @@ def baseline(scoring_store):
 
 @pytest.mark.parametrize(("count", "executor"), [
     (7, InProcess()),
-    (3, ProcessPool(2)),
+    pytest.param(3, ProcessPool(2), marks=pytest.mark.reliability_long),  # the pool: make reliability
 ])
 def test_scores_are_the_same_whatever_the_partitions_and_executor(scoring_store, baseline, count, executor):
     run_id = _new_run(scoring_store["url"])
@@ -218,18 +218,20 @@ def _on_dask(store: dict, count: int, **cluster_args) -> pd.DataFrame:
     return _rows(store["url"], run_id)
 
 
+@pytest.mark.reliability_long
 def test_scores_on_a_dask_cluster_are_the_same(scoring_store, baseline):
     # The quick form: the scheduler and one worker thread in this process, through the same Client.
     rows = _on_dask(scoring_store, 3, n_workers=1, processes=False, threads_per_worker=1)
     _same(rows, baseline)
 
 
-@pytest.mark.reliability_long
 def test_scores_on_a_dask_local_cluster_of_two_processes_are_the_same(scoring_store, baseline):
+    # CI's Dask check (issue 16): a LocalCluster of 2 worker processes, 7 partitions.
     rows = _on_dask(scoring_store, 7, n_workers=2, processes=True, threads_per_worker=1)
     _same(rows, baseline)
 
 
+@pytest.mark.reliability_long
 def test_rescoring_a_partition_replaces_its_rows(scoring_store, baseline):
     # What Dask does when a worker dies after its commit: the partition runs again.
     from analytics.churn.scoring import score_partition

@@ -27,7 +27,7 @@ def test_a_chosen_language_is_remembered_at_the_next_login(monkeypatch, store_ur
     other = login(new_app(monkeypatch, store_url), ROLE_USERS["risk"])
     assert other.radio(key="ui_lang").value == "English"
     assert other.title[0].value == "Overview"
-    assert any(m.value.endswith("risk") for m in other.sidebar.markdown)
+    assert any(m.value.endswith("Risk manager") for m in other.sidebar.markdown)
 
 
 def test_switching_back_is_remembered_too(monkeypatch, store_url):
