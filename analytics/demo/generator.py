@@ -899,6 +899,8 @@ class _Generator:
         frame = self._rows_frame(rng, c, cust, pid, o, cl, bal, hid, never)
         # The upgraded cards: rows after the chunk's others, numbered from the upgrades' own stream.
         ui = np.flatnonzero(up["upgraded"])
+        if not len(ui):  # a small chunk may have no upgrade
+            return frame
         u_hid = self.next_holding_id + np.arange(len(ui), dtype=np.int64)
         self.next_holding_id += len(ui)
         upgraded = self._rows_frame(up["rng"], c, ui, up["product"][ui], up["day"][ui], churn_close[ui],

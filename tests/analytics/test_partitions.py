@@ -209,6 +209,17 @@ def test_scores_are_the_same_whatever_the_partitions_and_executor(scoring_store,
     assert list(scored.index) == list(rows["customer_id"])
 
 
+@pytest.fixture(autouse=True)
+def _plain_main(monkeypatch):
+    """A spawned worker re-runs the parent's ``__main__`` from its file; after an AppTest in this
+    session that is app.py, which cannot run outside Streamlit. A worker needs nothing from the
+    parent's main module, so the tests give it a bare one (no file, no spec: nothing to re-run)."""
+    import sys
+    import types
+
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
+
+
 def _on_dask(store: dict, count: int, **cluster_args) -> pd.DataFrame:
     from dask.distributed import LocalCluster
 
