@@ -361,9 +361,11 @@ def _publish(engine: Engine, ctx: RefreshContext, at: Callable[[str], None] = la
 def _fail(engine: Engine, run_id: int, exc: BaseException) -> None:
     try:
         _delete_results(engine, run_id)
+        full = _disk_full(exc) if isinstance(exc, Exception) else None
+        error = f"the store's disk is full ({full})" if full else describe(exc)
         with engine.begin() as conn:
             conn.execute(update(refresh_runs).where(refresh_runs.c.run_id == run_id).values(
-                status="failed", finished_at=utcnow(), error=describe(exc)[:2000]))
+                status="failed", finished_at=utcnow(), error=error[:2000]))
     except Exception as again:  # the store itself may be what failed; the next refresh marks the run then
         log.error("could not mark refresh run %s failed: %s", run_id, describe(again))
 

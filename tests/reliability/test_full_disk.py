@@ -102,6 +102,10 @@ def test_full_disk_during_refresh(small_sqlite_store, small_disk, mode, capfd):
         assert published > runs and current(engine) == published
         for failed in range(runs + 1, published):
             assert run_row(engine, failed)["status"] == "failed"
+            # the run's record says why, as the command did (or, if even that write failed, that
+            # the next refresh found it abandoned)
+            error = run_row(engine, failed)["error"]
+            assert "disk is full" in error or error.startswith("abandoned"), error
         assert sum(count for count, _ in snapshot(engine, published).values()) > 0
     finally:
         engine.dispose()
