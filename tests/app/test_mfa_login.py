@@ -152,7 +152,7 @@ def test_admin_page_lists_the_access_review_and_signs_it_off(monkeypatch, store_
     by_user = review.set_index("username")
     # Shown in the catalog's words (mfa.enrolled, mfa.none), like every key in a table.
     assert by_user.loc["user_admin", "mfa"] == "Enrolled" and by_user.loc["user_marketing", "mfa"] == "Not enrolled"
-    assert by_user.loc["user_compliance", "roles_granted_since_review"] == "compliance"  # never reviewed
+    assert by_user.loc["user_compliance", "roles_granted_since_review"] == "Compliance"  # never reviewed (in words)
     assert any("No access review has been signed off yet" in c.value for c in at.caption)
     at.button(key="ci_access_review_sign_off").click()
     at.run()
