@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
-from analytics import access, quality
+from analytics import access, i18n, quality
 from analytics.access import Viewer
 from tests.app import pagekit as kit
 from tests.app.figures import find_all
@@ -364,6 +364,8 @@ def test_failing_records_and_fix_list_follow_their_pickers(pages, role):
     rule = [r for r in rule_picker.options if r != rule_picker.value][-1]
     kit.choose(rule_picker, rule)
     assert not at.exception, at.exception
+    names = kit.frame(engine, "SELECT rule FROM dq_rule_results WHERE run_id = :r", r=run)["rule"]
+    rule = {i18n.label("dq_rule", n, "en"): n for n in names}.get(rule, rule)  # the picker shows labels
     records = quality.failing_records(engine, run, rule, viewer=Viewer("t", (role,)), limit=1000)
     caption = kit.text_with(at, r"failing|不合格", "caption")
     assert find_all(caption)[0].shows(len(records)), caption
