@@ -34,17 +34,6 @@ COLUMNS = ["username", "display_name", "roles", "scope", "disabled", "mfa", "mfa
 _utc = naive_utc  # now as naive UTC (analytics.clock)
 
 
-def _scope_text(scope) -> str:
-    if scope is None:
-        return "whole bank"
-    parts = []
-    if scope.branches:
-        parts.append("branches " + ", ".join(sorted(scope.branches)))
-    if scope.portfolios:
-        parts.append("portfolios " + ", ".join(sorted(scope.portfolios)))
-    return "; ".join(parts) or "nothing (empty scope)"
-
-
 def last_review(engine: Engine) -> dict | None:
     """The last sign-off: ``{"at", "reviewer", "roles": {username: [roles]}}``, or None."""
     entries = audit.query(engine, event="access_review", limit=1)
@@ -56,11 +45,12 @@ def last_review(engine: Engine) -> dict | None:
     return {"at": entry["at_utc"], "reviewer": entry["username"], "roles": roles}
 
 
-def report(engine: Engine, now: dt.datetime | None = None) -> pd.DataFrame:
+def report(engine: Engine, now: dt.datetime | None = None, lang: str = "en") -> pd.DataFrame:
     """One row per account (disabled ones too: they still hold roles), sorted by username.
 
     Columns: :data:`COLUMNS`. ``mfa`` is ``enrolled``, ``pending`` or ``none``; ``last_login`` and
-    ``last_activity`` are naive UTC or None; ``roles_granted_since_review`` is comma-separated.
+    ``last_activity`` are naive UTC or None; ``roles_granted_since_review`` is comma-separated;
+    ``scope`` is in words of ``lang`` (:func:`analytics.scopes.scope_words`).
     """
     now = _utc(now)
     dormant_days = int(settings.get("ACCESS_REVIEW_DORMANT_DAYS"))
@@ -81,7 +71,7 @@ def report(engine: Engine, now: dt.datetime | None = None) -> pd.DataFrame:
         previous = set(review["roles"].get(row.username, [])) if review else set()
         records.append({
             "username": row.username, "display_name": row.display_name, "roles": row.roles,
-            "scope": _scope_text(scopes.get_scope(engine, row.username)), "disabled": bool(row.disabled),
+            "scope": scopes.scope_words(scopes.get_scope(engine, row.username), lang), "disabled": bool(row.disabled),
             "mfa": states.get(row.username, "none"), "mfa_required": users.mfa_required(roles),
             "last_login": last_login, "last_activity": last_activity,
             "failed_logins": int(row.failed_attempts),

@@ -161,7 +161,7 @@ def cmd_users(args) -> int:
                          bank_wide=args.all)
         event = "scope_change"
         done = (f"set the scope of {args.username} to "
-                + ("the whole bank" if args.all else _scope_words(args.branch, args.portfolio))
+                + ("the " + scopes.scope_words(None) if args.all else _scope_words(args.branch, args.portfolio))
                 + " and ended their sessions")
     elif args.action == "disable":
         users.disable_user(engine, args.username)
@@ -184,12 +184,10 @@ def cmd_users(args) -> int:
 
 
 def _scope_words(branches, portfolios) -> str:
-    parts = []
-    if branches:
-        parts.append("branches " + ", ".join(branches))
-    if portfolios:
-        parts.append("portfolios " + ", ".join(portfolios))
-    return "; ".join(parts)
+    from analytics import scopes
+    from analytics.access import Scope
+
+    return scopes.scope_words(Scope(branches=frozenset(branches or ()), portfolios=frozenset(portfolios or ())))
 
 
 def cmd_audit(args) -> int:

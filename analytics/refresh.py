@@ -52,8 +52,15 @@ from analytics.errors import RefreshError, StoreError, StoreNotInitialisedError,
 from analytics.features_stage import features_stage_for
 from analytics.run_status import Freshness, freshness, status
 from analytics.runs import RefreshContext, Stage, utcnow
-from analytics.schema import (current_run, customer_feature_products, customer_feature_sets, customer_features,
-                              customer_monthly, metadata, refresh_runs)
+from analytics.schema import (
+    current_run,
+    customer_feature_products,
+    customer_feature_sets,
+    customer_features,
+    customer_monthly,
+    metadata,
+    refresh_runs,
+)
 from analytics.segmentation.stage import feature_cutoffs as segments_feature_cutoffs
 from analytics.segmentation.stage import segments_stage
 from analytics.store import check_columns, check_store, init_schema

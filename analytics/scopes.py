@@ -18,6 +18,7 @@ from collections.abc import Iterable
 
 from sqlalchemy import Engine, delete, insert, select, text
 
+from analytics import i18n
 from analytics.access import SCOPE_REQUIRED_ROLES, Scope, Viewer, normalise_roles
 from analytics.errors import AnalyticsError
 from analytics.schema import user_scopes, users
@@ -25,6 +26,19 @@ from analytics.schema import user_scopes, users
 
 class ScopeError(AnalyticsError, ValueError):
     """A scope that names an unknown branch or portfolio, or a role that needs a scope without one."""
+
+
+def scope_words(scope: Scope | None, lang: str = "en", quote=str) -> str:
+    """A scope in words of ``lang``: "whole bank", "branches BR001, BR006; portfolios RM0101", or
+    "no customers" for an empty scope. ``quote`` escapes the branch and portfolio names (markdown)."""
+    if scope is None:
+        return i18n.tr("scope_word.whole bank", lang)
+    parts = []
+    if scope.branches:
+        parts.append(i18n.tr("scope.branches", lang, names=quote(", ".join(sorted(scope.branches)))))
+    if scope.portfolios:
+        parts.append(i18n.tr("scope.portfolios", lang, names=quote(", ".join(sorted(scope.portfolios)))))
+    return "; ".join(parts) or i18n.tr("scope.nothing", lang)
 
 
 def _clean(values: Iterable[str] | None) -> list[str]:

@@ -17,7 +17,7 @@ st.caption(session.t("admin.manage_users_hint"))
 widgets.show_table(users.list_users(engine), width="stretch")
 
 st.subheader(session.t("admin.access_review"))
-review = access_review.report(engine)
+review = access_review.report(engine, lang=session.lang())
 last = access_review.last_review(engine)
 st.caption(session.t("admin.access_review_last", at=f"{last['at']:%Y-%m-%d %H:%M}", reviewer=escape_md(last["reviewer"]))
            if last else session.t("admin.access_review_never"))

@@ -12,7 +12,17 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 
-from analytics import approvals, export_manifests, exports, i18n, metrics, settings, table_formats, users
+from analytics import (
+    approvals,
+    export_manifests,
+    exports,
+    i18n,
+    metrics,
+    scopes,
+    settings,
+    table_formats,
+    users,
+)
 from analytics import segment_explorer as sx
 from analytics.errors import AnalyticsError
 from analytics.formatting import escape_md
@@ -108,12 +118,7 @@ def scope_notice(viewer) -> None:
     """Say on screen when the figures are those of the user's scope, not the whole bank's."""
     if viewer.scope is None:
         return
-    parts = []
-    if viewer.scope.branches:
-        parts.append(t("scope.branches", names=escape_md(", ".join(sorted(viewer.scope.branches)))))
-    if viewer.scope.portfolios:
-        parts.append(t("scope.portfolios", names=escape_md(", ".join(sorted(viewer.scope.portfolios)))))
-    st.info(t("scope.figures_of_your_scope", scope="; ".join(parts) or t("scope.nothing")),
+    st.info(t("scope.figures_of_your_scope", scope=scopes.scope_words(viewer.scope, lang(), escape_md)),
             icon=":material/filter_alt:")
 
 

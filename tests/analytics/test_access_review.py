@@ -71,6 +71,9 @@ def test_the_report_lists_every_account_with_hand_computed_values(engine):
     # were created 101 days ago; carol was created 51 days ago.
     assert frame["dormant"].to_dict() == {"alice": True, "bob": True, "carol": False, "wall": True}
     assert frame.loc["alice", "scope"] == "whole bank" and frame.loc["bob", "scope"] == "branches B01"
+    # The Chinese page reads the scopes in Chinese (the kinds are words, the ids stay ids).
+    zh = access_review.report(engine, now=now, lang="zh").set_index("username")["scope"]
+    assert zh["alice"] == "全行" and zh["bob"] == "网点 B01"
     # No review yet: every role is new.
     assert frame["roles_granted_since_review"].to_dict() == {
         "alice": "compliance", "bob": "marketing", "carol": "admin", "wall": "display"}
