@@ -4,11 +4,27 @@ Each benchmark runs in its own subprocess so its peak memory (max RSS) is its ow
 merged into results.json by name, so one benchmark can be re-run alone:
 
     .venv/bin/python benchmarks/run.py demo_100k
+
+Scaling runs (issue 16): ``refresh_<size>_<database>`` refreshes a cached demo store of that size
+once and records the time and the peak RSS of the whole refresh and of each stage; ``_dask`` runs
+the refresh's partitions on a Dask ``LocalCluster`` of ``BENCH_DASK_WORKERS`` (default 2) worker
+processes. Which run is set by
+
+* ``BENCH_SIZES`` (default ``100k,1m``; ``3m`` or any number of customers also works),
+* ``BENCH_DBS`` (default ``sqlite``; ``postgresql`` needs ``CUSTOMER_STORE_BENCH_PG_URL``, a server
+  where the benchmark may create its databases ``bench_<customers>``),
+* ``BENCH_DASK`` (``1``: also the Dask run of each size on each database).
+
+The stores are kept between runs (SQLite in ``benchmarks/stores/``, git-ignored; PostgreSQL in the
+``bench_<customers>`` databases) and built only when absent or of another size, so a second
+``make bench`` measures the refresh without rebuilding; ``BENCH_REBUILD=1`` rebuilds them. A store is
+refreshed again on every run, as a bank's store is night after night.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -55,6 +71,98 @@ def bench_demo(customers: int) -> dict:
             "refresh_stage_seconds": stages, "refresh_stage_peak_rss_mib": stage_rss}
 
 
+STORES = ROOT / "benchmarks" / "stores"
+SIZE_WORDS = {"100k": 100_000, "1m": 1_000_000, "3m": 3_000_000}
+
+
+def _customers(word: str) -> int:
+    word = word.strip().lower()
+    return SIZE_WORDS.get(word) or int(word.replace("_", ""))
+
+
+def _size_word(customers: int) -> str:
+    return next((w for w, n in SIZE_WORDS.items() if n == customers), str(customers))
+
+
+def _store_url(customers: int, database: str) -> str:
+    """The cached store's URL (its PostgreSQL database is created when absent)."""
+    if database == "sqlite":
+        STORES.mkdir(exist_ok=True)
+        return f"sqlite:///{STORES}/bench_{customers}.db"
+    if database != "postgresql":
+        raise SystemExit(f"BENCH_DBS: unknown database {database!r} (sqlite or postgresql)")
+    base = os.environ.get("CUSTOMER_STORE_BENCH_PG_URL")
+    if not base:
+        raise SystemExit("BENCH_DBS names postgresql: set CUSTOMER_STORE_BENCH_PG_URL to a server where the "
+                         "benchmark may create databases (postgresql+psycopg://USER@HOST:PORT/postgres)")
+    from sqlalchemy import create_engine, make_url, text
+
+    url = make_url(base)
+    name = f"bench_{customers}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            if conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first() is None:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+def _store_customers(url: str) -> int:
+    """Customers in the store at ``url`` (0: no store there yet)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT count(*) FROM customers")).scalar() or 0)
+    except SQLAlchemyError:
+        return 0
+    finally:
+        engine.dispose()
+
+
+def bench_scaling(customers: int, database: str, dask: bool = False) -> dict:
+    """One refresh of the cached ``customers`` store on ``database`` (built first when absent)."""
+    url = _store_url(customers, database)
+    out: dict = {"customers": customers, "database": database,
+                 "executor": f"dask LocalCluster ({os.environ.get('BENCH_DASK_WORKERS', '2')} workers)" if dask
+                 else "in-process"}
+    if os.environ.get("BENCH_REBUILD") == "1" or _store_customers(url) != customers:
+        timing, rss = _peak_rss_mib([PY, "-m", "analytics", "demo", "--customers", str(customers),
+                                     "--db", url, "--quiet"])
+        out |= {"generate_seconds": timing["seconds"], "generate_peak_rss_mib": rss}
+    else:
+        out["store"] = "cached (built by an earlier run)"
+    cmd = [PY, str(ROOT / "benchmarks" / "refresh_measured.py"), "--db", url]
+    if dask:
+        cmd += ["--dask-workers", os.environ.get("BENCH_DASK_WORKERS", "2")]
+    refresh, refresh_rss = _peak_rss_mib(cmd)
+    out |= {"refresh_seconds": refresh["seconds"], "refresh_peak_rss_mib": refresh_rss,
+            "refresh_stage_seconds": refresh.get("stage_seconds", {}),
+            "refresh_stage_peak_rss_mib": refresh.get("stage_peak_rss_mib", {})}
+    if dask:
+        out["dask_worker_peak_rss_mib"] = refresh.get("dask_worker_peak_rss_mib")
+    return _whole_refresh_peak(out)
+
+
+def scaling_benchmarks() -> dict:
+    """``refresh_<size>_<database>[_dask]`` for the sizes and databases the settings name."""
+    sizes = [_customers(w) for w in os.environ.get("BENCH_SIZES", "100k,1m").split(",") if w.strip()]
+    databases = [d.strip().lower() for d in os.environ.get("BENCH_DBS", "sqlite").split(",") if d.strip()]
+    dask_too = os.environ.get("BENCH_DASK") == "1"
+    out = {}
+    for customers in sizes:
+        for database in databases:
+            name = f"refresh_{_size_word(customers)}_{database}"
+            out[name] = lambda c=customers, d=database: bench_scaling(c, d)
+            if dask_too:
+                out[name + "_dask"] = lambda c=customers, d=database: bench_scaling(c, d, dask=True)
+    return out
+
+
 def _whole_refresh_peak(result: dict) -> dict:
     # The refresh resets its memory high-water mark before each stage (to measure stages), so the
     # child's ru_maxrss may miss an earlier stage's peak: the refresh's peak is the largest stage peak.
@@ -83,6 +191,7 @@ BENCHMARKS = {
     # It removes data/bank.db and the demo's other files first, as a clean checkout has none.
     "first_page": lambda: bench_script("first_page.py"),
 }
+BENCHMARKS |= scaling_benchmarks()
 
 
 def main(names: list[str]) -> None:
