@@ -168,8 +168,12 @@ class Session:
         self.timed("filter", await self.settle(lambda: box.press("Enter")), self.path())
 
     async def change_filter(self) -> bool:
-        radios = self.page.locator(f'{MAIN} [data-testid="stRadio"] label:not(:has(input:checked))')
-        selects = self.page.locator(f'{MAIN} [data-testid="stSelectbox"]')
+        # Not a widget inside a form (the export-approval request, the Customer 360 lookup): changing
+        # it starts no script run until the form is submitted, so there is nothing to time. An option is
+        # a label holding an input: the group's own caption ("Break down by") is a label too.
+        radios = self.page.locator(f'{MAIN} [data-testid="stRadio"]:not([data-testid="stForm"] *) '
+                                   'label:has(input):not(:has(input:checked))')
+        selects = self.page.locator(f'{MAIN} [data-testid="stSelectbox"]:not([data-testid="stForm"] *)')
         n_radio, n_select = await radios.count(), await selects.count()
         if not n_radio + n_select:
             return False
@@ -271,12 +275,24 @@ def _percentile(values: list[float], q: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))], 3)
 
 
-async def _sample(pid: int, samples: list, stop: asyncio.Event, t0: float) -> None:
+def _busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (every core), since boot."""
+    import psutil
+
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+
+async def _sample(pid: int, samples: list, stop: asyncio.Event, t0: float, cpu: list | None = None) -> None:
     import psutil
 
     proc = psutil.Process(pid)
     while not stop.is_set():
-        samples.append((round(time.monotonic() - t0, 1), round(proc.memory_info().rss / 2**20, 1)))
+        now = round(time.monotonic() - t0, 1)
+        samples.append((now, round(proc.memory_info().rss / 2**20, 1)))
+        if cpu is not None:  # (t, the server's CPU seconds, the machine's busy CPU seconds)
+            used = proc.cpu_times()
+            cpu.append((now, used.user + used.system, _busy_seconds()))
         try:
             await asyncio.wait_for(stop.wait(), SAMPLE_SECONDS)
         except TimeoutError:
@@ -299,9 +315,10 @@ async def _run(base: str, store_url: str, pid: int, accounts: list[tuple[str, st
 
     log = {"actions": [], "errors": [], "wall_ticks": []}
     samples: list = []
+    cpu: list = []
     stop = asyncio.Event()
     t0 = time.monotonic()
-    sampler = asyncio.create_task(_sample(pid, samples, stop, t0))
+    sampler = asyncio.create_task(_sample(pid, samples, stop, t0, cpu))
     reporter = asyncio.create_task(_progress(log, samples, stop, t0))
     async with async_playwright() as p:
         browser = await p.chromium.launch(
@@ -329,7 +346,7 @@ async def _run(base: str, store_url: str, pid: int, accounts: list[tuple[str, st
     stop.set()
     await sampler
     await reporter
-    return {"log": log, "samples": samples, "login_seconds": round(logged_in - t0, 1),
+    return {"log": log, "samples": samples, "cpu": cpu, "login_seconds": round(logged_in - t0, 1),
             "window": (round(logged_in - t0, 1), round(ended - t0, 1)),
             "sessions_working": sum(s.page is not None for s in sessions)}
 
@@ -365,9 +382,23 @@ def summarise(run: dict, sessions: int) -> dict:
         },
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "cpus": os.cpu_count(),
+        **_cpu_shares(run.get("cpu") or [], start, end),
         "machine": f"{platform.machine()}, Python {platform.python_version()}",
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def _cpu_shares(cpu: list, start: float, end: float) -> dict:
+    """Where the machine's CPU went during the measured window: the server's share of the busy time,
+    the rest being the load generator (the browsers) and anything else on the machine."""
+    window = [c for c in cpu if start <= c[0] <= end]
+    if len(window) < 2:
+        return {}
+    (t_a, server_a, busy_a), (t_b, server_b, busy_b) = window[0], window[-1]
+    busy = busy_b - busy_a
+    return {"cpu_window_seconds": round(t_b - t_a, 1), "server_cpu_seconds": round(server_b - server_a, 1),
+            "machine_busy_cpu_seconds": round(busy, 1),
+            "server_share_of_busy_cpu": round((server_b - server_a) / busy, 3) if busy > 0 else None}
 
 
 def write_results(figures: dict) -> None:
