@@ -66,8 +66,14 @@ def cooccurrence_heatmap(counts: pd.DataFrame, customers_total: int | None = Non
                 raise ValueError("customers_total is needed for the lift")
             z = customers_total * both / np.outer(holders, holders)
             np.fill_diagonal(z, np.nan)
-            colorscale, text = "RdBu", np.where(np.isfinite(z), np.char.mod("%.2f", np.nan_to_num(z)), "")
-            extra = {"zmid": 1.0}
+            text = np.where(np.isfinite(z), np.char.mod("%.2f", np.nan_to_num(z)), "")
+            # A lift is never negative: the scale runs from 0, blue below 1 (held together less than
+            # chance), white at 1 (independent), red above (a diverging scale centred on 1 would
+            # otherwise stretch to -1 to stay symmetric).
+            finite = z[np.isfinite(z)]
+            top = max(2.0, float(finite.max()) if finite.size else 2.0)
+            colorscale = [[0.0, "#2166ac"], [1.0 / top, "#f7f7f7"], [1.0, "#b2182b"]]
+            extra = {"zmin": 0.0, "zmax": top}
         elif metric == "share":
             z = both / holders[:, None]
             colorscale, text = "Blues", np.where(np.isfinite(z), np.char.mod("%.0f%%", np.nan_to_num(z) * 100), "")
@@ -79,7 +85,7 @@ def cooccurrence_heatmap(counts: pd.DataFrame, customers_total: int | None = Non
     z = np.where(np.isfinite(z), z, np.nan)
     labels = [category_label(c, lang) for c in counts.index]
     fig = go.Figure(go.Heatmap(
-        z=z, x=labels, y=labels, colorscale=colorscale, reversescale=metric == "lift", text=text,
+        z=z, x=labels, y=labels, colorscale=colorscale, text=text,
         texttemplate="%{text}", hovertemplate="%{y} × %{x}: %{z:.3g}<extra></extra>",
         colorbar={"title": _metric(metric, lang)}, **extra,
     ))

@@ -26,10 +26,11 @@ if viewer.sees_rows:
     choices = loaders.filter_choices(run_id, marketing)
     c1, c2, c3 = st.columns(3)
     name = c1.text_input(session.t("campaigns.name"), key="camp_name", max_chars=campaigns.NAME_MAX)
-    branches = c2.multiselect(session.t("campaigns.branches"), choices["branch_id"], key="camp_branches")
+    branches = c2.multiselect(session.t("campaigns.branches"), choices["branch_id"], key="camp_branches",
+                              placeholder=session.t("common.all"))
     tier_names = {v: session.t(f"tier.{v}") for v in VALUE_TIERS}  # labels fixed for this run
     tiers = c3.multiselect(session.t("campaigns.tiers"), list(VALUE_TIERS), key="camp_tiers",
-                           format_func=tier_names.get)
+                           format_func=tier_names.get, placeholder=session.t("common.all"))
     c1, c2, c3 = st.columns(3)
     expression = c1.text_input(session.t("campaigns.tags"), key="camp_tags",
                                placeholder=session.t("campaigns.tags_placeholder")).strip()

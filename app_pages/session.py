@@ -166,7 +166,8 @@ def freshness_notices() -> None:
         st.warning(t("common.figures_are_stale", finished=f"{fresh.finished_at:%Y-%m-%d %H:%M}",
                      hours=fmt_count(fresh.age_hours)))
     if fresh.loads_since:
-        st.info(t("common.loads_since_refresh", n=fmt_count(fresh.loads_since)))
+        st.info(t("common.load_since_refresh") if fresh.loads_since == 1
+                else t("common.loads_since_refresh", n=fmt_count(fresh.loads_since)))
 
 
 def show_error(exc: Exception, kind=None) -> None:

@@ -29,7 +29,8 @@ if flash:
 
 c1, c2, c3 = st.columns([2, 3, 1])
 statuses = c1.multiselect(session.t("worklist.status"), list(ALERT_STATUSES), default=list(OPEN_ALERT_STATUSES),
-                          format_func=lambda s: session.t(f"alert_status.{s}"), key="wl_status")
+                          format_func=lambda s: session.t(f"alert_status.{s}"), key="wl_status",
+                          placeholder=session.t("common.all"))
 chosen = c2.multiselect(session.t("worklist.kind"), list(kinds), format_func=lambda k: session.t(f"alert_kind.{k}"),
                         placeholder=session.t("common.all"), key="wl_kind")
 overdue_only = c3.toggle(session.t("worklist.overdue_only"), key="wl_overdue")

@@ -35,7 +35,10 @@ def test_cooccurrence_lift_by_hand():
     assert z[0, 1] == pytest.approx(5.0) and z[1, 0] == pytest.approx(5.0)
     assert z[0, 2] == pytest.approx(5.0) and z[1, 2] == pytest.approx(5.0)
     assert np.isnan(np.diag(z)).all()
-    assert heat.zmid == 1.0
+    # From 0 (a lift is never negative) to the largest lift, white exactly at 1 (independence).
+    assert heat.zmin == 0.0 and heat.zmax == pytest.approx(np.nanmax(z))
+    white = [c for pos, c in heat.colorscale if c == "#f7f7f7"]
+    assert white and [pos for pos, c in heat.colorscale if c == "#f7f7f7"][0] * heat.zmax == pytest.approx(1.0)
 
 
 def test_cooccurrence_counts_share_and_chinese():

@@ -72,3 +72,34 @@ def test_stale_figures_and_a_failed_refresh_are_announced(monkeypatch, store_url
     assert "run 999" in text and "churn" in text
     assert "hours ago" in text
     assert at.metric  # the figures are still shown
+
+
+def test_imports_after_the_refresh_are_announced_in_the_right_number(monkeypatch, store_url):
+    import datetime as dt
+
+    import streamlit
+    from sqlalchemy import delete, insert
+
+    from analytics.schema import load_batches
+    from analytics.store import make_engine
+
+    engine = make_engine(store_url)
+    later = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(minutes=1)
+    batch = {"loaded_at": later, "table_name": "customers", "source_file": "c.csv", "file_sha256": "0" * 64,
+             "rows_read": 1, "rows_loaded": 1, "rows_rejected": 0}
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(load_batches).values(**batch))
+        streamlit.cache_data.clear()  # the notice is cached for a minute, like the run's figures
+        at = login(new_app(monkeypatch, store_url), ROLE_USERS["marketing"])
+        assert "One import batch was loaded after this refresh" in " ".join(i.value for i in at.info)
+        with engine.begin() as conn:
+            conn.execute(insert(load_batches).values(**{**batch, "source_file": "d.csv"}))
+        streamlit.cache_data.clear()
+        at = login(new_app(monkeypatch, store_url), ROLE_USERS["marketing"])
+        assert "2 import batches were loaded after this refresh" in " ".join(i.value for i in at.info)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(delete(load_batches).where(load_batches.c.loaded_at == later))
+        streamlit.cache_data.clear()
+        engine.dispose()

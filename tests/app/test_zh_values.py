@@ -134,6 +134,10 @@ def texts_of(at) -> list[tuple[str, str]]:
             out += [(f"table {i} {column}", str(v)) for v in frame[column].dropna().unique()]
     for i, spec in enumerate(pagekit.charts(at)):
         out += [(f"chart {i}", s) for s in _chart_texts(spec)]
+    for box in at.multiselect:
+        out.append(("multiselect label", box.label))
+        # Without a placeholder of the page's own, the browser shows Streamlit's "Choose options".
+        out.append(("multiselect placeholder", box.proto.placeholder or "Choose options"))
     return out
 
 
