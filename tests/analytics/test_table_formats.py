@@ -21,6 +21,7 @@ def frame():
         "customers": [1234.0, 5.0],
         "opened_on": ["2019-01-01", "2023-07-02"],
         "score": [0.33333, 2.0],                          # no declared kind: two decimals
+        "outcome": ["called back", None],                 # free text, not yet written for the second
     })
 
 
@@ -37,6 +38,7 @@ def test_english_display_copy():
     assert shown["customers"].tolist() == [1234, 5]
     assert shown["opened_on"].tolist() == [dt.date(2019, 1, 1), dt.date(2023, 7, 2)]
     assert shown["score"].tolist() == [0.33, 2.0]
+    assert shown["outcome"].tolist() == ["called back", "—"]  # not Streamlit's grey "None"
 
 
 def test_chinese_display_copy_counts_money_in_wan():
