@@ -13,7 +13,8 @@ processes. Which run is set by
 * ``BENCH_SIZES`` (default ``100k,1m``; ``3m`` or any number of customers also works),
 * ``BENCH_DBS`` (default ``sqlite``; ``postgresql`` needs ``CUSTOMER_STORE_BENCH_PG_URL``, a server
   where the benchmark may create its databases ``bench_<customers>``),
-* ``BENCH_DASK`` (``1``: also the Dask run of each size on each database).
+* ``BENCH_DASK`` (``1``: also the Dask run of each size on each database, its work split in
+  ``BENCH_DASK_PARTITIONS`` partitions, default 8).
 
 The stores are kept between runs (SQLite in ``benchmarks/stores/``, git-ignored; PostgreSQL in the
 ``bench_<customers>`` databases) and built only when absent or of another size, so a second
@@ -97,6 +98,15 @@ def _store_url(customers: int, database: str) -> str:
                          "benchmark may create databases (postgresql+psycopg://USER@HOST:PORT/postgres)")
     from sqlalchemy import create_engine, make_url, text
 
+    if not os.environ.get("AUDIT_HMAC_KEY"):  # a shared database needs one: the bench keeps its own
+        STORES.mkdir(exist_ok=True)
+        key_file = STORES / "bench-audit-hmac.key"
+        if not key_file.exists():
+            import secrets
+
+            key_file.touch(mode=0o600)
+            key_file.write_text(secrets.token_urlsafe(48))
+        os.environ["AUDIT_HMAC_KEY"] = key_file.read_text().strip()
     url = make_url(base)
     name = f"bench_{customers}"
     admin = create_engine(url, isolation_level="AUTOCOMMIT")
@@ -137,9 +147,19 @@ def bench_scaling(customers: int, database: str, dask: bool = False) -> dict:
     else:
         out["store"] = "cached (built by an earlier run)"
     cmd = [PY, str(ROOT / "benchmarks" / "refresh_measured.py"), "--db", url]
+    partitions = os.environ.get("REFRESH_PARTITIONS")
     if dask:
         cmd += ["--dask-workers", os.environ.get("BENCH_DASK_WORKERS", "2")]
-    refresh, refresh_rss = _peak_rss_mib(cmd)
+        # One partition would leave every worker but one idle: the Dask run splits the work.
+        os.environ["REFRESH_PARTITIONS"] = os.environ.get("BENCH_DASK_PARTITIONS", "8")
+    try:
+        refresh, refresh_rss = _peak_rss_mib(cmd)
+    finally:
+        if partitions is None:
+            os.environ.pop("REFRESH_PARTITIONS", None)
+        else:
+            os.environ["REFRESH_PARTITIONS"] = partitions
+    out["partitions"] = int(os.environ.get("BENCH_DASK_PARTITIONS", "8") if dask else partitions or 1)
     out |= {"refresh_seconds": refresh["seconds"], "refresh_peak_rss_mib": refresh_rss,
             "refresh_stage_seconds": refresh.get("stage_seconds", {}),
             "refresh_stage_peak_rss_mib": refresh.get("stage_peak_rss_mib", {})}
