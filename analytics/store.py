@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Boolean, Date, DateTime, Engine, Table, create_engine, event, inspect, text
+from sqlalchemy import Boolean, Date, DateTime, Engine, Integer, Table, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 
@@ -256,6 +256,14 @@ def _column_values(s: pd.Series, coltype) -> np.ndarray:
     elif isinstance(coltype, Boolean):
         arr = np.array(s.astype(object), dtype=object)
         arr[~missing] = arr[~missing].astype(bool)
+    elif isinstance(coltype, Integer) and pd.api.types.is_float_dtype(s):
+        # A count that became float (a NaN in its frame once) is written as the integer it is:
+        # PostgreSQL's COPY refuses "82.0" for a bigint. A fraction is left as it is, for the
+        # database to refuse, never truncated.
+        values = s.to_numpy(dtype=float, na_value=np.nan)
+        arr = np.array(s.astype(object), dtype=object)
+        whole = ~missing & np.isfinite(values) & (values == np.round(values))
+        arr[whole] = [int(v) for v in values[whole]]
     else:
         arr = np.array(s.astype(object), dtype=object)
     arr[missing] = None

@@ -3,13 +3,14 @@ page answering HTTP 200, to the login form drawn, and to the first page after lo
 
     .venv/bin/python benchmarks/first_page.py [--port 8617] [--customers 3000] [--keep]
 
-It removes the demo's artefacts first (data/bank.db and its journal files, data/demo-logins.txt,
-data/demo-kpi-targets.csv, data/audit.*, .streamlit/secrets.toml: everything `make run` makes), runs
-`make -o .venv/.run-deps run` (the venv counts as installed), logs in as ``demo_marketing`` with the
+It works in a fresh clone of this checkout's committed HEAD, in a temporary folder, with this
+checkout's .venv linked in (the packages count as installed): nothing of this checkout, its store or
+its demo logins is touched. There it runs `make -o .venv/.run-deps run`, logs in as ``demo_marketing`` with the
 password `make run` printed, in headless Chromium (Debian's /usr/bin/chromium), and prints each
 phase's seconds and each line `make run` printed with the second it appeared. Then it runs
-`setup-demo` a second time and prints what it says about the logins. It stops the server it started,
-and removes the artefacts again unless ``--keep``. Not a test: the numbers depend on the machine.
+`setup-demo` a second time and prints what it says about the logins. It stops the server it started
+and removes the clone unless ``--keep`` (then it says where it is). Not a test: the numbers depend on
+the machine.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -27,21 +30,19 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
-ARTEFACTS = ["data/bank.db", "data/bank.db-journal", "data/bank.db-wal", "data/bank.db-shm",
-             "data/demo-logins.txt", "data/demo-kpi-targets.csv", ".streamlit/secrets.toml"]
+WORK = ROOT  # the fresh clone main() works in
 
 
-def clean() -> None:
-    for name in ARTEFACTS:
-        (ROOT / name).unlink(missing_ok=True)
-    for path in (ROOT / "data").glob("audit.*"):
-        path.unlink()
-    for path in (ROOT / "data").glob("*.checkpoint"):
-        path.unlink()
+def fresh_clone() -> Path:
+    """A clone of HEAD in a new temporary folder, with this checkout's .venv linked in."""
+    work = Path(tempfile.mkdtemp(prefix="first-page-")) / "repo"
+    subprocess.run(["git", "clone", "-q", "--local", str(ROOT), str(work)], check=True)
+    (work / ".venv").symlink_to(ROOT / ".venv")
+    return work
 
 
 def password(username: str) -> str:
-    for line in (ROOT / "data" / "demo-logins.txt").read_text().splitlines():
+    for line in (WORK / "data" / "demo-logins.txt").read_text().splitlines():
         parts = line.split()
         if parts[:1] == [username]:
             return parts[1]
@@ -53,15 +54,16 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=8617)
     parser.add_argument("--customers", type=int, default=None, help="DEMO_CUSTOMERS (default: the Makefile's)")
     parser.add_argument("--user", default="demo_marketing")
-    parser.add_argument("--keep", action="store_true", help="leave the store and its files in place")
+    parser.add_argument("--keep", action="store_true", help="leave the clone (its store and files) in place")
     args = parser.parse_args()
 
-    clean()
+    global WORK
+    WORK = fresh_clone()
     cmd = ["make", "-o", ".venv/.run-deps", "run", f"PORT={args.port}"]
     if args.customers:
         cmd.append(f"DEMO_CUSTOMERS={args.customers}")
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    proc = subprocess.Popen(cmd, cwd=WORK, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     lines: list[tuple[float, str]] = []
 
@@ -105,7 +107,7 @@ def main() -> int:
         os.killpg(proc.pid, signal.SIGTERM)  # the make process group this script started
         proc.wait(timeout=30)
     ready = next((t for t, line in lines if line.strip() == "store ready"), None)
-    second = subprocess.run([sys.executable, "-m", "analytics", "setup-demo", "--quiet"], cwd=ROOT,
+    second = subprocess.run([sys.executable, "-m", "analytics", "setup-demo", "--quiet"], cwd=WORK,
                             capture_output=True, text=True)
     print(json.dumps({"command": " ".join(cmd), "seconds": {k: round(v, 1) for k, v in marks.items()},
                       "first_page_title": title}, ensure_ascii=False, indent=1))
@@ -114,8 +116,10 @@ def main() -> int:
         print(f"  {t:6.1f}  {line}")
     print("second setup-demo run says:")
     print("  " + "\n  ".join(second.stdout.strip().splitlines()))
-    if not args.keep:
-        clean()
+    if args.keep:
+        print(f"the clone is kept in {WORK}")
+    else:
+        shutil.rmtree(WORK.parent, ignore_errors=True)
     # Last line: one compact object for `benchmarks/run.py first_page` (results.json).
     print(json.dumps({"customers": args.customers or "Makefile default", "demo_and_first_refresh_seconds": ready,
                       **{k.replace(" ", "_"): round(v, 1) for k, v in marks.items()},

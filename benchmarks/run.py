@@ -208,7 +208,7 @@ BENCHMARKS = {
     "pages_1m": lambda: bench_script("bench_pages.py"),
     # A newcomer's wait: `make run` on a clean checkout (packages installed) to the first page after
     # login in Chromium (issues 14 and 16: within 60 s; demo store plus first refresh within 30 s).
-    # It removes data/bank.db and the demo's other files first, as a clean checkout has none.
+    # It works in a fresh clone of HEAD (this checkout's store and files are left alone).
     "first_page": lambda: bench_script("first_page.py"),
 }
 BENCHMARKS |= scaling_benchmarks()

@@ -86,6 +86,29 @@ def test_bulk_insert_with_explicit_ids_leaves_autoincrement_usable(engine):
     assert new_id == 4
 
 
+def test_bulk_insert_writes_whole_floats_into_integer_columns(engine):
+    # A count column that held a NaN once is float ("82.0"); PostgreSQL's COPY refused it for a
+    # bigint and failed a 100k refresh's churn stage.
+    import datetime as dt
+
+    import pandas as pd
+
+    from analytics.schema import load_batches
+    from analytics.store import bulk_insert, init_schema
+
+    init_schema(engine)
+    frame = pd.DataFrame({"loaded_at": [dt.datetime(2026, 1, 1)] * 2, "table_name": ["customers"] * 2,
+                          "source_file": ["a.csv", "b.csv"], "file_sha256": ["0" * 64] * 2,
+                          "rows_read": [82.0, 3.0], "rows_loaded": [82.0, 3.0], "rows_rejected": [0.0, float("nan")]})
+    frame["rows_rejected"] = frame["rows_rejected"].fillna(0.0)
+    assert bulk_insert(engine, load_batches, frame) == 2
+    with engine.connect() as conn:
+        rows = conn.execute(select(load_batches.c.source_file, load_batches.c.rows_read)
+                            .order_by(load_batches.c.source_file)).all()
+    assert [(f, n) for f, n in rows] == [("a.csv", 82), ("b.csv", 3)]
+    assert all(type(n) is int for _, n in rows)
+
+
 def _mode(path) -> int:
     import stat
 
