@@ -38,7 +38,7 @@ widgets.metric(c3, "value_at_risk", session.fmt_amount(head["value_at_risk_total
 widgets.metric(c4, "holdout_roc_auc", formatting.decimal(num("churn.holdout_roc_auc"), lang))
 
 dimension = st.radio(session.t("churn.churn_by"), ["rfm_segment", "branch_id", "value_tier", "lifecycle_stage"],
-                     horizontal=True, format_func=lambda d: i18n.label("dimension", d, session.lang()))
+                     horizontal=True, format_func=lambda d: session.option_label(i18n.label("dimension", d, session.lang())))
 st.plotly_chart(loaders.run_chart(run_id, "churn_rates", viewer=user["viewer"], lang=lang, dimension=dimension), width="stretch")
 
 st.subheader(session.t("churn.model_card_hold_out_period"))

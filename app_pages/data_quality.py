@@ -31,8 +31,9 @@ c1.plotly_chart(charts_quality.dimension_bars(dq["overall"], lang=lang), width="
 c2.plotly_chart(charts_quality.score_trend(dq["history"], lang=lang), width="stretch")
 
 scope = st.radio(session.t("data_quality.breakdown_by"), ["branch"] if viewer.scoped else ["branch", "channel"],
-                 horizontal=True, format_func=lambda s: {"branch": session.t("data_quality.branch_2"),
-                                                         "channel": session.t("data_quality.onboarding_channel")}[s])
+                 horizontal=True, format_func=lambda s: session.option_label({
+                     "branch": session.t("data_quality.branch_2"),
+                     "channel": session.t("data_quality.onboarding_channel")}[s]))
 st.plotly_chart(charts_quality.breakdown_bars(loaders.dq_breakdown(run_id, scope, viewer), scope=scope,
                                               average=dq["overall_score"], lang=lang), width="stretch")
 if viewer.aggregate_only:

@@ -28,8 +28,9 @@ widgets.metric(c3, "assessments_expired_or_missing", session.fmt_count(head["exp
 widgets.metric(c4, "balance_drops", session.fmt_count(head["balance_drops"]))
 
 by = st.radio(session.t("risk.break_down_by"), ["branch_id", "value_tier", "rfm_segment"], horizontal=True,
-              format_func=lambda b: {"branch_id": session.t("risk.branch_2"), "value_tier": session.t("risk.value_tier"),
-                                     "rfm_segment": session.t("risk.rfm_segment")}[b])
+              format_func=lambda b: session.option_label({
+                  "branch_id": session.t("risk.branch_2"), "value_tier": session.t("risk.value_tier"),
+                  "rfm_segment": session.t("risk.rfm_segment")}[b]))
 share = st.toggle(session.t("risk.show_shares"))
 c1, c2 = st.columns(2)
 c1.plotly_chart(charts_risk.distribution_bars(risk.risk_crosstab(engine, run_id, by, "risk_tolerance", viewer=viewer,

@@ -89,6 +89,12 @@ def page_title(key: str) -> str:
     return i18n.label("page", key, lang())
 
 
+def option_label(text: str) -> str:
+    """A choice's words as an option of its own ("Branch"), not mid-sentence ("by branch"): the
+    first letter capitalised (Chinese is left as it is)."""
+    return text[:1].upper() + text[1:]
+
+
 def fmt_count(value) -> str:
     """A count in the chosen language's style (``1,234,567`` / ``123.46万``)."""
     return formatting.count(value, lang())

@@ -23,6 +23,8 @@ def test_churn_page_model_card(monkeypatch, demo_store_url, role):
     assert len(chosen) == 1 and any(w in chosen[0] for w in ("gradient boosting", "logistic regression")), chosen
     has_list = any("value_at_risk" in d.value.columns for d in at.dataframe)
     assert has_list == (role != "executive")
+    # The "Churn by" choices read as options, each capitalised (the same words are lower-case in titles).
+    assert at.radio[0].options == ["RFM segment", "Branch", "Value tier", "Lifecycle stage"]
 
 
 def test_early_warning_filters_and_export(monkeypatch, demo_store_url):
