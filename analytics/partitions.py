@@ -249,10 +249,15 @@ def run_partitions(fn: Task, partitions: int, executor=None) -> list:
 
 
 def pause_if_asked(point: str, partition: int) -> None:
-    """Test-only: wait at ``point`` in partition 0 when ``REFRESH_PAUSE_AT`` names it (see above)."""
+    """Test-only: wait at ``point`` in partition 0 when ``REFRESH_PAUSE_AT`` names it (see above).
+
+    Only the first attempt waits: once the marker file exists, a rerun of the partition (Dask
+    reruns a task whose worker was killed) goes on, so a test sees what the rerun leaves."""
     if partition != 0 or os.environ.get(PAUSE_ENV) != point:
         return
     marker = Path(os.environ.get(PAUSE_MARKER_ENV) or f"refresh-paused-{os.getpid()}")
+    if marker.exists():
+        return
     tmp = marker.with_name(marker.name + ".tmp")
     tmp.write_text(f"{os.getpid()} {point}\n", encoding="ascii")
     os.replace(tmp, marker)
