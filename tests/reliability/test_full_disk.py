@@ -109,3 +109,66 @@ def test_full_disk_during_refresh(small_sqlite_store, small_disk, mode, capfd):
         assert sum(count for count, _ in snapshot(engine, published).values()) > 0
     finally:
         engine.dispose()
+
+
+def _folder_kib(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) // 1024
+
+
+@pytest.mark.reliability_long
+def test_full_disk_during_refresh_on_postgresql(pg_engine, small_disk):
+    """The same on PostgreSQL: the result tables live in a tablespace on the small tmpfs (the server
+    must run on this machine, as .ci/start-postgres starts it), so the next refresh's rows cannot
+    fit; the server answers 53100 (DiskFull) and the refresh says so in one line."""
+    import pwd
+
+    from sqlalchemy import text
+
+    from analytics.refresh import result_tables
+    from tests.reliability.conftest import _fill
+
+    if pg_engine.url.host not in ("127.0.0.1", "localhost"):
+        pytest.skip("the PostgreSQL server is not on this machine: its tablespace cannot be a local tmpfs")
+    folder = small_disk.folder
+    small_disk(64 * 1024)
+    try:
+        owner = pwd.getpwnam("postgres")
+        os.chown(folder, owner.pw_uid, owner.pw_gid)
+    except KeyError:  # the server runs as this user
+        pass
+    _fill(pg_engine)
+    url = pg_engine.url.render_as_string(hide_password=False)
+    tables = [t.name for t in result_tables()]
+    with pg_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f"CREATE TABLESPACE small_disk LOCATION '{folder}'"))
+    try:
+        with pg_engine.begin() as conn:
+            for name in tables:
+                conn.execute(text(f'ALTER TABLE "{name}" SET TABLESPACE small_disk'))
+        run, runs = current(pg_engine), newest_run(pg_engine)
+        before = snapshot(pg_engine, run)
+        small_disk(_folder_kib(folder) + HEADROOM_KIB)
+
+        done = subprocess.run([sys.executable, "-m", "analytics", "refresh", "--quiet", "--db", url],
+                              cwd=ROOT, capture_output=True, text=True)
+
+        assert done.returncode == 1, done.stderr
+        assert "Traceback" not in done.stderr, done.stderr
+        lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+        assert len(lines) == 1, done.stderr
+        print("refresh said:", lines[0])
+        assert "disk is full" in lines[0] and "DiskFull" in lines[0], lines[0]
+        assert current(pg_engine) == run and snapshot(pg_engine, run) == before
+
+        small_disk(64 * 1024)  # space freed
+        published = run_refresh(pg_engine)
+        assert published > runs and current(pg_engine) == published
+        for failed in range(runs + 1, published):
+            error = run_row(pg_engine, failed)["error"]
+            assert run_row(pg_engine, failed)["status"] == "failed" and "disk is full" in error, error
+    finally:
+        with pg_engine.begin() as conn:
+            for name in tables:
+                conn.execute(text(f'ALTER TABLE "{name}" SET TABLESPACE pg_default'))
+        with pg_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("DROP TABLESPACE small_disk"))
