@@ -104,6 +104,12 @@ def snapshot(engine, run_id: int) -> dict[str, tuple[int, str]]:
     return out
 
 
+def results_only(shot: dict) -> dict:
+    """A :func:`snapshot` without the stored feature frames, which only the current run keeps: a
+    later refresh deletes an earlier run's (analytics/features_stage.py), its results stay."""
+    return {k: v for k, v in shot.items() if not k.startswith("customer_feature")}
+
+
 def rows_of(engine, run_id: int) -> int:
     with engine.connect() as conn:
         return sum(conn.execute(select(text("count(*)")).select_from(t).where(t.c.run_id == run_id)).scalar()
