@@ -247,8 +247,8 @@ def display_frame(frame: pd.DataFrame, lang: str) -> pd.DataFrame:
         elif pd.api.types.is_bool_dtype(series) or (series.dtype == object and len(series.dropna())
                                                     and series.dropna().map(type).eq(bool).all()):
             out[column] = series.map(lambda v: formatting.MISSING if v is None or v != v else yes_no(v, lang))
-        elif (pd.api.types.is_string_dtype(series) and series.isna().any()
-              and series.dropna().map(type).eq(str).all()):
+        elif ((pd.api.types.is_string_dtype(series) or series.dtype == object) and series.isna().any()
+              and series.dropna().map(type).eq(str).all()):  # (an all-empty column is object dtype)
             # A text column's missing value (an alert not yet resolved) reads as the em dash, not "None".
             out[column] = series.map(lambda v: formatting.MISSING if v is None or v != v else v)
     return out

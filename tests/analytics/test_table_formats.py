@@ -22,6 +22,7 @@ def frame():
         "opened_on": ["2019-01-01", "2023-07-02"],
         "score": [0.33333, 2.0],                          # no declared kind: two decimals
         "outcome": ["called back", None],                 # free text, not yet written for the second
+        "remark": [None, None],                            # free text written for none yet
     })
 
 
@@ -39,6 +40,7 @@ def test_english_display_copy():
     assert shown["opened_on"].tolist() == [dt.date(2019, 1, 1), dt.date(2023, 7, 2)]
     assert shown["score"].tolist() == [0.33, 2.0]
     assert shown["outcome"].tolist() == ["called back", "—"]  # not Streamlit's grey "None"
+    assert shown["remark"].tolist() == ["—", "—"]
 
 
 def test_chinese_display_copy_counts_money_in_wan():
