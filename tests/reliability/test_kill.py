@@ -17,6 +17,7 @@ import pytest
 
 from analytics.refresh import pause_points, run_refresh
 from analytics.store import make_engine
+from tests.conftest import copy_store
 from tests.reliability.harness import (
     current,
     kill_refresh_at,
@@ -124,5 +125,12 @@ def test_every_point_is_reachable_and_unknown_points_are_refused(monkeypatch, sq
 
 @pytest.mark.reliability_long
 @pytest.mark.parametrize("point", pause_points())
-def test_kill_at_every_point(small_url, tmp_path, point):
+def test_kill_at_every_point(small_url, tmp_path, point, request):
+    if point.startswith("partition:"):
+        # The small store's 300 customers are too few for the churn model (the stage skips, saying
+        # so), so no partition is ever scored: this point takes the demo store (SQLite).
+        if not small_url.startswith("sqlite"):
+            pytest.skip("the partition point needs a store large enough for the churn model; on PostgreSQL "
+                        "it is not built here (SQLite covers it, and test_partition_kills.py the workers)")
+        small_url = copy_store(request.getfixturevalue("demo_store_url"), tmp_path / "demo.db")
     kill_and_recover(small_url, point, tmp_path, mode="exec")
