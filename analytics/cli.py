@@ -161,7 +161,7 @@ def cmd_users(args) -> int:
                          bank_wide=args.all)
         event = "scope_change"
         done = (f"set the scope of {args.username} to "
-                + ("the " + scopes.scope_words(None) if args.all else _scope_words(args.branch, args.portfolio))
+                + ("the whole bank" if args.all else _scope_words(args.branch, args.portfolio))
                 + " and ended their sessions")
     elif args.action == "disable":
         users.disable_user(engine, args.username)

@@ -43,6 +43,23 @@ from tests.reliability.harness import (
 POINT = "partition:churn:writing"
 
 
+def _refresh_until_a_worker_pauses(url: str, env: dict, marker, log) -> tuple[subprocess.Popen, int]:
+    """Start ``python -m analytics refresh`` on ``url``; wait until a worker (not the refresh's own
+    process) pauses at :data:`POINT`; return the refresh and that worker's pid."""
+    refresh = subprocess.Popen([sys.executable, "-m", "analytics", "refresh", "--quiet", "--db", url],
+                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + MARKER_WAIT_SECONDS
+    while not marker.exists():
+        assert refresh.poll() is None, f"the refresh ended before a worker reached {POINT}"
+        if time.monotonic() > deadline:
+            refresh.kill()
+            raise AssertionError(f"no worker reached {POINT}")
+        time.sleep(0.05)
+    worker_pid, point = marker.read_text().split()
+    assert point == POINT and int(worker_pid) != refresh.pid  # the pause is in a worker
+    return refresh, int(worker_pid)
+
+
 @pytest.mark.reliability_long
 def test_sigkill_of_a_pool_worker_fails_the_run_and_the_next_refresh_succeeds(demo_store_url, tmp_path):
     url = copy_store(demo_store_url, tmp_path / "store.db")
@@ -57,20 +74,10 @@ def test_sigkill_of_a_pool_worker_fails_the_run_and_the_next_refresh_succeeds(de
                "REFRESH_PARTITIONS": "3", "REFRESH_WORKERS": "2"}
         env.pop("DASK_SCHEDULER_ADDRESS", None)
         with (tmp_path / "refresh.log").open("w") as log:
-            refresh = subprocess.Popen([sys.executable, "-m", "analytics", "refresh", "--quiet", "--db", url],
-                                       cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-            deadline = time.monotonic() + MARKER_WAIT_SECONDS
-            while not marker.exists():
-                assert refresh.poll() is None, "the refresh ended before a worker reached the pause point"
-                if time.monotonic() > deadline:
-                    refresh.kill()
-                    raise AssertionError(f"no worker reached {POINT}")
-                time.sleep(0.05)
-            worker_pid, point = marker.read_text().split()
-            assert point == POINT and int(worker_pid) != refresh.pid  # the pause is in a pool worker
+            refresh, worker_pid = _refresh_until_a_worker_pauses(url, env, marker, log)
             killed_run = newest_run(engine)
             assert rows_of(engine, killed_run) > 0  # earlier stages staged their rows
-            os.kill(int(worker_pid), signal.SIGKILL)
+            os.kill(worker_pid, signal.SIGKILL)
             code = refresh.wait(timeout=MARKER_WAIT_SECONDS)
         output = (tmp_path / "refresh.log").read_text()
         assert code != 0, output
@@ -111,19 +118,9 @@ def test_sigkill_of_a_dask_worker_reruns_its_partition_and_the_run_is_complete(d
             env = {**os.environ, "REFRESH_PARTITIONS": "3", "DASK_SCHEDULER_ADDRESS": cluster.scheduler_address}
             env.pop("REFRESH_WORKERS", None)
             with (tmp_path / "refresh.log").open("w") as log:
-                refresh = subprocess.Popen([sys.executable, "-m", "analytics", "refresh", "--quiet", "--db", url],
-                                           cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-                deadline = time.monotonic() + MARKER_WAIT_SECONDS
-                while not marker.exists():
-                    assert refresh.poll() is None, (tmp_path / "refresh.log").read_text()
-                    if time.monotonic() > deadline:
-                        refresh.kill()
-                        raise AssertionError(f"no Dask worker reached {POINT}")
-                    time.sleep(0.05)
-                worker_pid, point = marker.read_text().split()
-                assert point == POINT and int(worker_pid) != refresh.pid  # the pause is in a Dask worker
+                refresh, worker_pid = _refresh_until_a_worker_pauses(url, env, marker, log)
                 assert current(engine) == previous and snapshot(engine, previous) == before
-                os.kill(int(worker_pid), signal.SIGKILL)
+                os.kill(worker_pid, signal.SIGKILL)
                 code = refresh.wait(timeout=MARKER_WAIT_SECONDS)
         output = (tmp_path / "refresh.log").read_text()
         assert code == 0, output
