@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 
 from analytics import formatting, metrics
-from analytics.i18n import tr
+from analytics.i18n import has, tr
 
 DARK_CSS = """
 <style>
@@ -203,6 +203,15 @@ def tile_html(key: str, card, lang: str, *, small: bool = False, half: bool = Fa
             f'{target_html(card, lang)}{spark}</div>')
 
 
+def unit_name(unit, stored_name, level: str, lang: str) -> str:
+    """A ranked unit's name: a branch by the name the bank gave it; a region (its GB/T 2260
+    province code) by the province's name in ``lang`` where the catalog has it (the stored name is
+    the bank's, usually Chinese), else as stored."""
+    if level == "region" and lang != "zh" and has(f"region.{unit}"):
+        return tr(f"region.{unit}", lang)
+    return str(stored_name)
+
+
 def ranking_html(result: dict, kpi: str, level: str, lang: str, *, chosen: bool = False) -> str:
     """The ranking panel: top and bottom branches (or regions) on ``kpi``, from
     :func:`analytics.kpi.ranking`; says how many were too small to rank."""
@@ -222,7 +231,7 @@ def ranking_html(result: dict, kpi: str, level: str, lang: str, *, chosen: bool 
         out.append(f'<div class="kpi-rank-head">{html.escape(head)}</div>')
         for row in frame.itertuples(index=False):
             out.append(f'<div class="kpi-rank"><span class="n">{int(row.rank)}</span>'
-                       f'<span class="u">{html.escape(str(row.name))}</span>'
+                       f'<span class="u">{html.escape(unit_name(row.unit, row.name, level, lang))}</span>'
                        f'<span class="v">{html.escape(value_text(row.value, kind, lang))}</span></div>')
     if result["left_out"]:
         note = (tr("kpi_wall.left_out.branch", lang, n=result["left_out"]) if level == "branch"

@@ -56,7 +56,7 @@ DATETIME = frozenset({
 CODE = frozenset({
     "customer_id", "branch_id", "relationship_manager", "product_id", "holding_id", "account_number",
     "table_name", "column_name", "record_id", "username", "display_name", "roles", "session_id", "owner",
-    "subject", "changed_by", "requested_by", "decided_by", "event", "tag", "run_id", "alert_id", "seq",
+    "subject", "changed_by", "requested_by", "decided_by", "tag", "run_id", "alert_id", "seq",
     "request_id", "campaign_id", "client_address", "next_best_product_id", "email", "name", "phone",
     "id_number", "address", "target", "parameters", "row_counts", "roles_granted_since_review",
     "risk_level", "risk_tolerance", "credit_grade",
@@ -91,6 +91,7 @@ ENUM: dict[str, tuple[str, ...]] = {
     "rule": ("dq_rule",),  # a data-quality rule by its label (a bank's own rule without one: its name)
     "note": ("alert_note",),  # the refresh's own notes in an alert's history ("detected"); a user's as typed
     "scope": ("scope_word",),  # the access review's "whole bank"
+    "event": ("audit_event",),  # the audit log's event names (analytics.audit.EVENTS)
 }
 # Stored churn reasons (analytics.churn.reasons), said in the reader's language.
 REASON = frozenset({"reason_1", "reason_2", "reason_3"})
@@ -234,20 +235,21 @@ def display_frame(frame: pd.DataFrame, lang: str) -> pd.DataFrame:
             out[column] = pd.to_numeric(series, errors="coerce").round(2)
         elif kind == "count":
             out[column] = pd.to_numeric(series, errors="coerce").round(0)
-        elif kind == "date":
-            dates = pd.to_datetime(series, errors="coerce")
-            if dates.notna().sum() == series.notna().sum():  # a masked date (1949-**-**) stays as it is
-                out[column] = dates.dt.date
-        elif kind == "datetime":
+        elif kind in ("date", "datetime"):
             times = pd.to_datetime(series, errors="coerce")
-            if times.notna().sum() == series.notna().sum():
-                out[column] = times.dt.floor("s")
+            if times.notna().sum() == series.notna().sum():  # a masked date (1949-**-**) stays as it is
+                if times.isna().any():  # a date column cannot show the em dash: the dates as text
+                    fmt = "%Y-%m-%d" if kind == "date" else "%Y-%m-%d %H:%M:%S"
+                    out[column] = [formatting.MISSING if pd.isna(v) else v.strftime(fmt) for v in times]
+                else:
+                    out[column] = times.dt.date if kind == "date" else times.dt.floor("s")
         elif pd.api.types.is_float_dtype(series):
             out[column] = series.round(2)
         elif pd.api.types.is_bool_dtype(series) or (series.dtype == object and len(series.dropna())
                                                     and series.dropna().map(type).eq(bool).all()):
             out[column] = series.map(lambda v: formatting.MISSING if v is None or v != v else yes_no(v, lang))
-        elif ((pd.api.types.is_string_dtype(series) or series.dtype == object) and series.isna().any()
+        elif (kind in (None, "code") and (pd.api.types.is_string_dtype(series) or series.dtype == object)
+              and series.isna().any()
               and series.dropna().map(type).eq(str).all()):  # (an all-empty column is object dtype)
             # A text column's missing value (an alert not yet resolved) reads as the em dash, not "None".
             out[column] = series.map(lambda v: formatting.MISSING if v is None or v != v else v)
@@ -274,6 +276,8 @@ def column_formats(frame: pd.DataFrame, lang: str) -> dict[str, tuple[str, str |
         return out
     for column in frame.columns:
         kind = kind_of(str(column))
+        if kind in ("date", "datetime") and frame[column].map(lambda v: isinstance(v, str)).any():
+            continue  # dates shown as text (a masked date, or the em dash for a missing one)
         if kind in FORMATS and not (kind == "money" and lang != "en"):
             out[str(column)] = FORMATS[kind]
     return out

@@ -4,7 +4,7 @@ import datetime as dt
 
 import streamlit as st
 
-from analytics import audit, audit_signals, charts_audit_signals
+from analytics import audit, audit_signals, charts_audit_signals, i18n
 from analytics.errors import AnalyticsError
 from analytics.formatting import escape_md
 from app_pages import session, widgets
@@ -17,7 +17,8 @@ st.title(session.page_title("audit_log"))
 with st.form("audit_filters"):
     c1, c2, c3, c4 = st.columns(4)
     who = c1.text_input(session.t("audit_log.user"), help=session.t("audit_log.exact_username"))
-    events = c2.multiselect(session.t("audit_log.event"), sorted(audit.EVENTS), placeholder=session.t("common.all"))
+    events = c2.multiselect(session.t("audit_log.event"), sorted(audit.EVENTS), placeholder=session.t("common.all"),
+                            format_func=lambda e: i18n.label("audit_event", e, session.lang()))
     customer = c3.text_input(session.t("audit_log.customer_id"))
     today = dt.datetime.now(dt.UTC).date()
     dates = c4.date_input(session.t("audit_log.dates_utc"), value=(today - dt.timedelta(days=7), today))

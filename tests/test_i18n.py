@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from analytics import access, i18n, metrics, quality
+from analytics import access, audit, i18n, metrics, quality
 from analytics.approvals import STATUSES as APPROVAL_STATUSES
 from analytics.churn.reasons import REASON_CODES, REASON_PARTS
 from analytics.cross_sell import EXCLUSION_REASONS
@@ -36,6 +36,7 @@ from analytics.schema import (
 from analytics.segment_explorer import ATTRIBUTE_FILTERS
 from analytics.segmentation import CLUSTER_FEATURES, RFM_SEGMENTS, VALUE_TIERS
 from analytics.segmentation.clusters import NAME_WORDS
+from analytics.validators import PROVINCE_CODES
 
 ROOT = Path(__file__).resolve().parents[1]
 # rglob: a module split into a package keeps its keys in the scan.
@@ -134,6 +135,8 @@ FAMILIES = {
     "income_band": list(INCOME_BANDS),
     "dq_kind": sorted(quality.ROW_KINDS | quality.SQL_QUERY_KINDS | quality.PYTHON_KINDS),
     "mfa": ["enrolled", "none", "pending"],
+    "audit_event": list(audit.EVENTS),  # the Audit log's event column and filter
+    "region": sorted(PROVINCE_CODES),  # the KPI wall's region ranking, in English
     # the Segments page's risk and demographic filters (analytics.segment_explorer.attribute_label)
     "seg_attr": list(ATTRIBUTE_FILTERS),
     "seg_tolerance": list(RISK_TOLERANCES),

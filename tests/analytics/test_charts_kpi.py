@@ -45,3 +45,19 @@ def test_the_churn_tiles_definition_names_the_runs_horizon():
     assert "over the next 6 months" in charts_kpi.tile_html("churn_rate", card, "en", months=6)
     assert "over the next 3 months" in charts_kpi.tile_html("churn_rate", card, "en")
     assert "未来 6 个月内" in charts_kpi.tile_html("churn_rate", card, "zh", months=6)
+
+
+def test_a_region_is_named_in_the_readers_language_and_a_branch_as_the_bank_named_it():
+    import pandas as pd
+
+    from analytics.validators import PROVINCE_CODES
+
+    assert charts_kpi.unit_name("44", "广东省", "region", "en") == "Guangdong"
+    assert charts_kpi.unit_name("44", "广东", "region", "zh") == "广东"  # the bank's own name, as stored
+    assert charts_kpi.unit_name("99", "某地", "region", "en") == "某地"  # a code the catalog lacks: as stored
+    assert charts_kpi.unit_name("BR001", "北京朝阳支行", "branch", "en") == "北京朝阳支行"
+    assert all(charts_kpi.unit_name(code, "x", "region", "en").isascii() for code in PROVINCE_CODES)
+    top = pd.DataFrame({"rank": [1], "unit": ["31"], "name": ["上海市"], "value": [5.0]})
+    panel = charts_kpi.ranking_html({"top": top, "bottom": top.iloc[:0], "ranked": 1, "left_out": 0},
+                                    "customers", "region", "en")
+    assert "Shanghai" in panel and "上海" not in panel

@@ -97,3 +97,28 @@ def test_an_export_says_stored_reason_codes_in_words_and_keeps_numbers_raw():
     assert frame.loc[0, "reason_1"] == encode("no_transactions", months=6)  # the frame given is not changed
     plain = pd.DataFrame({"aum": [1.0]})
     assert tf.export_frame(plain, "en") is plain
+
+
+def test_a_missing_date_or_time_reads_as_the_em_dash():
+    shown = tf.display_frame(pd.DataFrame({"opened_on": ["2019-01-01", None],
+                                           "last_login": [pd.Timestamp("2026-12-01 08:30:15.25"), None],
+                                           "email": ["a@example.com", None]}), "en")
+    assert shown["opened_on"].tolist() == ["2019-01-01", "—"]
+    assert shown["last_login"].tolist() == ["2026-12-01 08:30:15", "—"]  # not Streamlit's grey "None"
+    assert shown["email"].tolist() == ["a@example.com", "—"]
+    formats = tf.column_formats(shown, "en")
+    assert "opened_on" not in formats and "last_login" not in formats  # text now, drawn as text
+    complete = tf.display_frame(pd.DataFrame({"last_login": [pd.Timestamp("2026-12-01 08:30:15.25")]}), "en")
+    assert complete["last_login"].tolist() == [pd.Timestamp("2026-12-01 08:30:15")]
+    assert tf.column_formats(complete, "en")["last_login"] == ("datetime", "YYYY-MM-DD HH:mm:ss")
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_every_audit_event_has_a_name_in_both_languages(lang):
+    from analytics import audit, i18n
+
+    names = [tf.enum_label("event", e, lang) for e in audit.EVENTS]
+    assert all(name != event for name, event in zip(names, audit.EVENTS, strict=True))
+    assert len(set(names)) == len(names)  # two events never read the same
+    assert tf.enum_label("event", "login_failed", "en") == "Login failed"
+    assert i18n.label("audit_event", "export", "zh") == "导出"

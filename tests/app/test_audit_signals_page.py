@@ -26,7 +26,7 @@ def test_compliance_sees_a_denied_burst_and_its_entries(monkeypatch, store_url):
     position = next(i for i, label in enumerate(pick.options) if label.startswith("Access-denied burst"))
     pick.set_value(position).run()
     behind = at.dataframe[-1].value
-    assert behind["seq"].tolist() == seqs and set(behind["event"]) == {"access_denied"}
+    assert behind["seq"].tolist() == seqs and set(behind["event"]) == {"Access denied"}
     assert at.get("plotly_chart")
 
 

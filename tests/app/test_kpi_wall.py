@@ -129,6 +129,8 @@ def test_the_wall_shows_targets_changes_on_a_named_basis_the_dq_rates_and_a_rank
         at.selectbox(key="kpi_rank_kpi").set_value("deposits")
         at.selectbox(key="kpi_rank_level").set_value("region").run()
         assert "Deposits by region (province)" in _panel(at) and "Top 5" in _panel(at)
+        # The English wall names provinces in English (the stored names are Chinese).
+        assert not any("\u4e00" <= ch <= "\u9fff" for ch in _panel(at)), _panel(at)
 
 
 def test_a_branch_scoped_executive_sees_its_branch_against_its_own_target(monkeypatch, demo_store_url, tmp_path):
