@@ -34,6 +34,8 @@ from analytics.cross_sell.recommend import (
     expected_balances,
     propensity_json,
     recommend,
+    rising_to_next_tier,
+    tier_categories,
 )
 from analytics.cross_sell.stage import cross_sell_stage
 from analytics.risk import risk_number
@@ -43,6 +45,7 @@ __all__ = [
     "acquisitions", "assessment_valid", "association_rules", "best_products", "campaign_list", "cooccurrence",
     "credit_grade_ok", "cross_sell_settings", "first_offer_mix", "cross_sell_stage", "expected_balances", "holding_balances", "holding_matrix",
     "itemset_text", "product_categories", "propensity_columns", "propensity_json", "read_categories",
-    "read_cooccurrence", "read_customer_offers", "read_opportunities", "read_rules", "recommend", "risk_number",
+    "read_cooccurrence", "read_customer_offers", "read_opportunities", "read_rules", "recommend", "rising_to_next_tier",
+    "risk_number", "tier_categories",
     "scope_offers",
 ]

@@ -57,6 +57,14 @@ cross-sell offers by the same expected value and passes the same guards, and is 
 * **Up a ladder of categories** (:data:`UPSELL_LADDERS`): wealth management offered to a customer
   holding a time deposit is an up-sell of the deposit. It is the same offer as the cross-sell one
   (the highest-margin wealth product at or below the tolerance), only labelled up-sell.
+* **A rising AUM into the next value tier's products**: a customer whose AUM grew by at least
+  :data:`RISING_AUM_MIN_CHANGE` over 3 months and has reached :data:`RISING_AUM_REACH` of the next
+  value tier's threshold (:func:`rising_to_next_tier`) is offered the next tier's products as an
+  up-sell. A tier's products are the asset categories (money to place, never a loan) its customers
+  hold markedly more than the tier below (:func:`tier_categories`: a holder rate of at least :data:`TIER_CATEGORY_MIN_RATE` and
+  :data:`TIER_CATEGORY_LIFT` times the lower tier's). Again the offer is the cross-sell one, with
+  the expected balance of the customer's *current* tier (the move is not yet made, so the expected
+  value is not raised by it), only labelled up-sell.
 
 Closed customers are not candidates at all. :func:`~analytics.cross_sell.read.campaign_list`
 checks the guards again against the customer's *current* record (a consent withdrawn or a tolerance
@@ -88,6 +96,50 @@ CREDIT_COMPLAINT_MONTHS = 6
 OFFER_KINDS = ("cross_sell", "up_sell")
 # Category offered -> the held categories it up-sells (a customer holding one of them).
 UPSELL_LADDERS = {"wealth_management": ("time_deposit",)}
+# A rising AUM (see the module docstring): grown by at least 10 % over 3 months, and at least 80 %
+# of the way to the next value tier's threshold.
+RISING_AUM_MIN_CHANGE = 0.10
+RISING_AUM_REACH = 0.80
+# A value tier's products: held by at least 10 % of the tier, and 1.5 times as often as in the tier below.
+TIER_CATEGORY_MIN_RATE = 0.10
+TIER_CATEGORY_LIFT = 1.5
+
+
+def rising_to_next_tier(aum_latest, aum_change_pct_3m, value_tier, thresholds) -> np.ndarray:
+    """True where a customer's AUM is rising into the next value tier: it grew by at least
+    :data:`RISING_AUM_MIN_CHANGE` over 3 months and is at least :data:`RISING_AUM_REACH` of the
+    threshold of the tier above the customer's (``thresholds``: the three of
+    :func:`analytics.segmentation.value_tier_thresholds`). The top tier has no tier above it; a
+    missing AUM or change is not rising."""
+    aum = pd.to_numeric(pd.Series(aum_latest), errors="coerce").to_numpy(dtype=float)
+    change = pd.to_numeric(pd.Series(aum_change_pct_3m), errors="coerce").to_numpy(dtype=float)
+    tier_pos = {t: i for i, t in enumerate(VALUE_TIERS)}
+    tier = pd.Series(value_tier, dtype=object).map(tier_pos).to_numpy(dtype=float)
+    below_top = ~np.isnan(tier) & (tier < len(VALUE_TIERS) - 1)
+    bounds = np.asarray(list(thresholds) + [np.inf], dtype=float)
+    next_threshold = bounds[np.where(below_top, tier, len(bounds) - 1).astype(np.int64)]
+    with np.errstate(invalid="ignore"):
+        return (below_top & (change >= RISING_AUM_MIN_CHANGE) & (aum >= RISING_AUM_REACH * next_threshold)
+                & (aum < next_threshold))
+
+
+def tier_categories(held: pd.DataFrame, value_tier: pd.Series) -> dict[str, tuple[str, ...]]:
+    """Each value tier above the lowest -> its products: the categories (columns of ``held``, a
+    customers x categories True/False frame) that at least :data:`TIER_CATEGORY_MIN_RATE` of the
+    tier's customers hold, and at least :data:`TIER_CATEGORY_LIFT` times the share of the tier
+    below (a category nobody in the tier below holds counts once the rate is met). A tier or the
+    tier below it without customers has none."""
+    vt = value_tier.reindex(held.index).astype(object)
+    rates = held.astype(float).groupby(vt.to_numpy()).mean()
+    out: dict[str, tuple[str, ...]] = {}
+    for lower, upper in zip(VALUE_TIERS, VALUE_TIERS[1:], strict=False):
+        if lower not in rates.index or upper not in rates.index:
+            out[upper] = ()
+            continue
+        low, up = rates.loc[lower], rates.loc[upper]
+        out[upper] = tuple(str(c) for c in held.columns
+                           if up[c] >= TIER_CATEGORY_MIN_RATE and up[c] >= TIER_CATEGORY_LIFT * low[c])
+    return out
 
 
 def credit_grade_ok(credit_grade, min_grade: str) -> np.ndarray:
@@ -202,7 +254,9 @@ def recommend(propensity: pd.DataFrame, customer_frame: pd.DataFrame, products_f
               owners: pd.DataFrame | None = None, horizon_months: int = 12,
               credit_min_grade: str = "BBB", held: pd.DataFrame | None = None,
               held_tier: pd.DataFrame | None = None,
-              upgrade_propensity: pd.DataFrame | None = None) -> Recommendations:
+              upgrade_propensity: pd.DataFrame | None = None,
+              rising: pd.Series | None = None,
+              next_tier_products: dict[str, tuple[str, ...]] | None = None) -> Recommendations:
     """Next-best products with expected value, under the guards of the module docstring.
 
     Parameters
@@ -237,6 +291,12 @@ def recommend(propensity: pd.DataFrame, customer_frame: pd.DataFrame, products_f
     upgrade_propensity : pandas.DataFrame, optional
         Customers x categories, P(moving to a better tier within the horizon) for tier up-sell
         candidates (NaN elsewhere). Both it and ``held_tier`` are needed for tier up-sells.
+    rising : pandas.Series, optional
+        True where the customer's AUM is rising into the next value tier
+        (:func:`rising_to_next_tier`); missing customers are not.
+    next_tier_products : dict, optional
+        Value tier -> its products (:func:`tier_categories`). With ``rising``, an offer of a
+        category of the tier above the customer's is labelled up-sell.
 
     Returns
     -------
@@ -292,6 +352,13 @@ def recommend(propensity: pd.DataFrame, customer_frame: pd.DataFrame, products_f
                 holds_src = held_now[src].to_numpy(dtype=bool).any(axis=1) if src else np.zeros(n, dtype=bool)
                 k = categories.index(offered)
                 up_sell[:, k] |= non_holder[:, k] & holds_src
+    if rising is not None and next_tier_products:
+        rises = rising.reindex(propensity.index).astype("boolean").fillna(False).to_numpy(dtype=bool)
+        for t, upper in enumerate(VALUE_TIERS[1:]):
+            cols = [categories.index(c) for c in next_tier_products.get(upper, ()) if c in categories]
+            if cols:
+                moving = rises & (tier == t)
+                up_sell[:, cols] |= non_holder[:, cols] & moving[:, None]
     kind = np.where(up_sell, "up_sell", "cross_sell").astype(object)
     ev = np.where(eligible, np.nan_to_num(p) * margin * eb[tier] * (float(horizon_months) / 12.0), 0.0)
 
@@ -483,6 +550,7 @@ def propensity_json(propensity: pd.DataFrame, decimals: int = 4) -> np.ndarray:
 
 
 __all__ = ["CREDIT_CATEGORIES", "CREDIT_COMPLAINT_CATEGORIES", "CREDIT_COMPLAINT_MONTHS", "EXCLUSION_REASONS",
-           "OFFER_KINDS", "UPSELL_LADDERS",
+           "OFFER_KINDS", "RISING_AUM_MIN_CHANGE", "RISING_AUM_REACH", "TIER_CATEGORY_LIFT", "TIER_CATEGORY_MIN_RATE",
+           "UPSELL_LADDERS",
            "Recommendations", "assessment_valid", "credit_grade_ok", "best_products", "expected_balances",
-           "propensity_json", "recommend"]
+           "propensity_json", "recommend", "rising_to_next_tier", "tier_categories"]

@@ -28,6 +28,8 @@ from analytics.cross_sell.recommend import (
     expected_balances,
     propensity_json,
     recommend,
+    rising_to_next_tier,
+    tier_categories,
 )
 from analytics.features import add_months, month_end
 from analytics.features_stage import stage_features
@@ -197,7 +199,8 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
         ctx.put_metrics({"cross_sell.customers_scored": 0})
         return
     products_frame = read_frame(engine, select(products.c.product_id, products.c.category, products.c.risk_level,
-                                               products.c.annual_margin, products.c.tier_rank)
+                                               products.c.annual_margin, products.c.tier_rank,
+                                               products.c.balance_side)
                                 .order_by(products.c.product_id))
 
     balances = holding_balances(engine, as_of)
@@ -243,10 +246,19 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
     owners = read_frame(engine, select(customers.c.customer_id, customers.c.branch_id,
                                        customers.c.relationship_manager)).set_index("customer_id")
     tiers_now = held_tiers(engine, as_of, categories).reindex(population.index)
+    # A rising AUM's up-sell: the next tier's products, for customers on their way into it.
+    rising = pd.Series(rising_to_next_tier(population["aum_latest"], population["aum_change_pct_3m"],
+                                           customer_frame["value_tier"], value_tier_thresholds()),
+                       index=population.index)
+    # A rising AUM is money to place: the next tier's asset products (savings, wealth, funds,
+    # insurance, gold), never its loans.
+    assets = sorted(set(products_frame.loc[products_frame["balance_side"] == "asset", "category"]) & set(categories))
+    next_tier_products = tier_categories(held_now[assets], customer_frame["value_tier"])
     result = recommend(propensity, customer_frame, products_frame, balance_by_tier, top_n=conf["top_n"],
                        campaign_size=conf["campaign_size"], owners=owners, horizon_months=conf["horizon_months"],
                        credit_min_grade=conf["credit_min_grade"], held=held_now, held_tier=tiers_now,
-                       upgrade_propensity=upgrade_propensity(tiers_now, customer_frame["value_tier"], rates))
+                       upgrade_propensity=upgrade_propensity(tiers_now, customer_frame["value_tier"], rates),
+                       rising=rising, next_tier_products=next_tier_products)
     del owners
     lap("recommend")
 
@@ -324,9 +336,12 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
         "cross_sell.customers_with_offer": int(best["customer_id"].nunique()),
         "cross_sell.up_sell_offers": int((offers["offer_kind"] == "up_sell").sum()),
         "cross_sell.up_sell_first_offers": int((best["offer_kind"] == "up_sell").sum()),
+        "cross_sell.rising_aum_customers": int(rising.sum()),
         "cross_sell.next_best_expected_value_total": float(best["expected_value"].sum()),
         "cross_sell.top_rule_lift": float(rules["lift"].iloc[0]) if len(rules) else None,
     }
+    for upper, cats in next_tier_products.items():  # what a rising AUM is offered as an up-sell, by tier
+        metrics[f"cross_sell.next_tier_products.{upper}"] = ",".join(cats)
     for reason, count in result.no_offer.items():
         metrics[f"cross_sell.no_offer.{reason}"] = count
     metrics["cross_sell.no_offer.closed"] = len(closed_ids)

@@ -11,11 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import inspect, text
 
-from analytics import access
+from analytics import access, cross_sell
 from analytics.cross_sell import CREDIT_CATEGORIES, credit_grade_ok, first_offer_mix, recommend
 from analytics.cross_sell.stage import upgrade_propensity, upgrade_rates
 from analytics.runs import current_run_id
 from analytics.schema import CREDIT_GRADES, metadata
+from analytics.segmentation import value_tier_thresholds, value_tiers
 from analytics.store import check_columns, init_schema, read_frame
 
 PRODUCTS = pd.DataFrame([
@@ -212,6 +213,71 @@ def test_an_older_store_gets_the_added_columns(engine):
     assert row["product_id"].tolist() == ["P1"] and row["tier_rank"].isna().all()
     init_schema(sqlite_engine)  # idempotent
 
+THRESHOLDS = (50_000.0, 500_000.0, 6_000_000.0)
+
+
+def test_a_rising_aum_is_one_near_the_next_tier_and_growing():
+    frame = pd.DataFrame([
+        # aum, 3-month change, tier, rising?
+        (45_000, 0.25, "mass", True),            # 90 % of 50,000 and up 25 %
+        (40_000, 0.10, "mass", True),            # exactly 80 % and exactly 10 %
+        (39_999, 0.50, "mass", False),           # not yet 80 % of the way
+        (45_000, 0.09, "mass", False),           # not growing enough
+        (45_000, np.nan, "mass", False),         # no change known
+        (450_000, 0.20, "affluent", True),       # 90 % of 500,000
+        (100_000, 0.90, "affluent", False),      # growing fast, far from the next tier
+        (5_000_000, 0.12, "wealth", True),       # 83 % of 6,000,000
+        (9_000_000, 0.50, "private", False),     # the top tier has nowhere to rise to
+        (np.nan, 0.50, "mass", False),
+    ], columns=["aum", "change", "tier", "rising"])
+    got = cross_sell.rising_to_next_tier(frame["aum"], frame["change"], frame["tier"], THRESHOLDS)
+    assert got.tolist() == frame["rising"].tolist()
+
+
+def test_a_tiers_products_are_what_it_holds_markedly_more_than_the_tier_below():
+    # mass: 10 customers, affluent: 10, wealth: 4, private: none.
+    tiers = pd.Series(["mass"] * 10 + ["affluent"] * 10 + ["wealth"] * 4, index=[f"c{i}" for i in range(24)])
+    held = pd.DataFrame(False, index=tiers.index, columns=["fund", "insurance", "time_deposit"])
+    held.loc[tiers.index[:2], "fund"] = True               # mass 20 %
+    held.loc[tiers.index[10:14], "fund"] = True            # affluent 40 %: 2x -> affluent's product
+    held.loc[tiers.index[10:11], "insurance"] = True       # affluent 10 % (mass 0 %) -> affluent's too
+    held.loc[tiers.index[:5], "time_deposit"] = True       # mass 50 %
+    held.loc[tiers.index[10:17], "time_deposit"] = True    # affluent 70 %: only 1.4x -> not
+    held.loc[tiers.index[20:22], "fund"] = True            # wealth 50 %: 1.25x affluent -> not
+    held.loc[tiers.index[20:24], "insurance"] = True       # wealth 100 %: 10x -> wealth's product
+    assert cross_sell.tier_categories(held, tiers) == {"affluent": ("fund", "insurance"), "wealth": ("insurance",),
+                                                       "private": ()}
+
+
+def test_a_rising_customer_is_offered_the_next_tiers_products_as_an_up_sell():
+    people = _people([
+        ("rising", "C3", True, True, "mass", "A"),
+        ("steady", "C3", True, True, "mass", "A"),
+        ("rising_c1", "C1", True, True, "mass", "A"),
+        ("rising_expired", "C3", False, True, "mass", "A"),
+    ])
+    ids = people.index
+    propensity = pd.DataFrame({"credit_card": 0.05, "time_deposit": 0.2, "wealth_management": 0.3}, index=ids)
+    held = pd.DataFrame(False, index=ids, columns=CATEGORIES)
+    rising = pd.Series([True, False, True, True], index=ids)
+    result = _run(people, propensity, held, None, None, rising=rising,
+                  next_tier_products={"affluent": ("wealth_management",), "wealth": (), "private": ()})
+    offers = result.offers.set_index(["customer_id", "category"])
+    assert offers.loc[("rising", "wealth_management"), "offer_kind"] == "up_sell"
+    assert offers.loc[("rising", "time_deposit"), "offer_kind"] == "cross_sell"  # not the next tier's product
+    assert offers.loc[("steady", "wealth_management"), "offer_kind"] == "cross_sell"
+    # The same product and expected value as without the label: 0.3 x 0.7 % (W3 at C3) x 1,000 x 3/12.
+    assert offers.loc[("rising", "wealth_management"), "product_id"] == "W3"
+    assert offers.loc[("rising", "wealth_management"), "expected_value"] == pytest.approx(0.525)
+    assert offers.loc[("rising", "wealth_management"), "expected_value"] == \
+        offers.loc[("steady", "wealth_management"), "expected_value"]
+    # The guards hold: nothing within C1, nothing at all on an expired assessment.
+    assert ("rising_c1", "wealth_management") not in offers.index
+    assert "rising_expired" not in offers.index.get_level_values(0)
+    # Without the tier's products no label changes.
+    plain = _run(people, propensity, held, None, None, rising=rising, next_tier_products={})
+    assert set(plain.offers["offer_kind"]) == {"cross_sell"}
+
 
 # -------------------------------------------------------------------------------------------------
 # On the session's demo store
@@ -225,7 +291,32 @@ def test_demo_up_sell_offers_follow_the_rules(demo_engine):
         JOIN products p ON p.product_id = n.product_id JOIN customers c ON c.customer_id = n.customer_id
         WHERE n.run_id = :r""", {"r": run})
     up = offers[offers["offer_kind"] == "up_sell"]
-    assert set(up["category"]) == {"credit_card", "wealth_management"}
+    assert {"credit_card", "wealth_management"} <= set(up["category"])
+    # Any other up-sell is a rising AUM's: a product of the next value tier (as the run recorded
+    # them: asset categories only) for a customer whose AUM is near that tier and rising.
+    metrics = read_frame(demo_engine, "SELECT name, text_value FROM run_metrics WHERE run_id = :r AND name LIKE "
+                                      "'cross_sell.next_tier_products.%'", {"r": run})
+    next_products = {row.name.rsplit(".", 1)[1]: set(filter(None, (row.text_value or "").split(",")))
+                     for row in metrics.itertuples()}
+    assert set(next_products) == {"affluent", "wealth", "private"}
+    assert not set().union(*next_products.values()) & set(CREDIT_CATEGORIES)
+    rising = up[~up["category"].isin(["credit_card", "wealth_management"])]
+    assert len(rising) > 0
+    aum = read_frame(demo_engine, """
+        SELECT cm.customer_id, cm.month, cm.aum FROM customer_monthly cm
+        WHERE cm.month IN (SELECT MAX(month) FROM customer_monthly)
+           OR cm.month IN (SELECT MAX(month) FROM customer_monthly WHERE month <= (
+                           SELECT DATE(MAX(month), '-3 months') FROM customer_monthly))""")
+    aum = aum.pivot(index="customer_id", columns="month", values="aum").sort_index(axis=1)
+    now, before = aum.iloc[:, -1].fillna(0.0), aum.iloc[:, 0].fillna(0.0)  # no row: zero (features.py)
+    tiers = value_tiers(now).astype(str)
+    thresholds = dict(zip(["mass", "affluent", "wealth"], value_tier_thresholds(), strict=True))
+    order = ["mass", "affluent", "wealth", "private"]
+    for row in rising.itertuples():
+        tier = tiers[row.customer_id]
+        assert tier != "private", row
+        assert row.category in next_products[order[order.index(tier) + 1]], row
+        assert now[row.customer_id] >= 0.8 * thresholds[tier] and now[row.customer_id] > before[row.customer_id], row
     cards = up[up["category"] == "credit_card"]
     held = read_frame(demo_engine, """
         SELECT h.customer_id, MAX(p.tier_rank) AS held FROM holdings h JOIN products p ON p.product_id = h.product_id
