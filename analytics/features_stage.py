@@ -69,10 +69,13 @@ def features_stage_for(declarations: Iterable[CutoffFunction]) -> Callable[[Refr
     return customer_features_stage
 
 
-def stage_features(ctx: RefreshContext, cutoff, *, with_status: bool = False, customer_ids=None) -> pd.DataFrame:
+def stage_features(ctx: RefreshContext, cutoff, *, with_status: bool = False, customer_ids=None,
+                   columns=None) -> pd.DataFrame:
     """The features of this run at ``cutoff``, as the ``customer_features`` stage stored them: what a
-    later stage reads instead of building them again (see :func:`analytics.features.read_features`)."""
-    return read_features(ctx.engine, ctx.run_id, cutoff, with_status=with_status, customer_ids=customer_ids)
+    later stage reads instead of building them again (see :func:`analytics.features.read_features`:
+    ``customer_ids`` and ``columns`` read a part of the frame)."""
+    return read_features(ctx.engine, ctx.run_id, cutoff, with_status=with_status, customer_ids=customer_ids,
+                         columns=columns)
 
 
 __all__ = ["CutoffFunction", "features_stage_for", "needed_cutoffs", "stage_features"]

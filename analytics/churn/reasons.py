@@ -304,6 +304,20 @@ class ReasonCoder:
         self.groups_ = self._resolve(self.columns_)
         return self
 
+    @classmethod
+    def from_reference(cls, reference: dict, columns: Sequence[str], **kwargs) -> ReasonCoder:
+        """A coder fitted already: ``reference`` holds the typical value of each of ``columns`` (as
+        :meth:`fit` learns them; a stage that reads its frame a block of columns at a time merges
+        the blocks' references)."""
+        coder = cls(**kwargs)
+        missing = [c for c in columns if c not in reference]
+        if missing:
+            raise ValueError(f"No reference value for {', '.join(missing)}")
+        coder.reference_ = {c: reference[c] for c in columns}
+        coder.columns_ = list(columns)
+        coder.groups_ = coder._resolve(coder.columns_)
+        return coder
+
     def _resolve(self, columns: Sequence[str]) -> dict[str, tuple[tuple[str, ...], Callable]]:
         resolved, used = {}, set()
         for name, group in self.groups.items():

@@ -50,6 +50,31 @@ def _sample(index: pd.Index, size: int, seed: int) -> pd.Index:
     return index[rows]
 
 
+def _rate_inputs() -> list[str]:
+    """The feature columns :func:`_rate_dimensions` reads (a narrow frame of every customer)."""
+    from analytics.segmentation.rfm import RFM_FREQUENCY, RFM_MONETARY, RFM_RECENCY, RFM_TIEBREAKS
+
+    return sorted({"branch_id", "aum_latest", "tenure_months", "months_since_last_txn", "aum_trend",
+                   RFM_RECENCY, RFM_FREQUENCY, RFM_MONETARY, *RFM_TIEBREAKS.values()})
+
+
+# Feature columns per read when the reason coder learns its reference over every active customer.
+REFERENCE_BLOCK_COLUMNS = 16
+
+
+def _fit_reason_coder(ctx: RefreshContext, cutoff, customer_ids: pd.Index) -> ReasonCoder:
+    """The reason coder fitted on ``customer_ids``' features at ``cutoff``, read a block of columns
+    at a time: the reference (a median or mode per column) is exactly the whole frame's, but no
+    more than :data:`REFERENCE_BLOCK_COLUMNS` columns of every customer are held at once."""
+    names = list(stage_features(ctx, cutoff, customer_ids=[]).columns)
+    reference: dict = {}
+    for start in range(0, len(names), REFERENCE_BLOCK_COLUMNS):
+        block = stage_features(ctx, cutoff, columns=names[start:start + REFERENCE_BLOCK_COLUMNS])
+        reference |= ReasonCoder().fit(block.reindex(customer_ids)).reference_
+        del block
+    return ReasonCoder.from_reference(reference, names)
+
+
 def _rate_dimensions(features: pd.DataFrame) -> pd.DataFrame:
     """Branch, value tier, lifecycle stage and RFM segment of every customer of a feature frame,
     by the same rules as the segments stage (computed here so a past cut-off gets them too)."""
@@ -180,7 +205,8 @@ def churn_stage(ctx: RefreshContext) -> None:
     outcome_train = churn_outcomes(ctx.engine, train_cut, horizon, drop)
     active_train = outcome_train.index[outcome_train["churn_state"] == "active"]
     rows_train = _sample(active_train, sample_size, RANDOM_STATE)
-    features_train = stage_features(ctx, train_cut).reindex(rows_train)
+    # Only the sample is read (every customer's frame is half a gigabyte at a million).
+    features_train = stage_features(ctx, train_cut, customer_ids=rows_train).reindex(rows_train)
     y_train = outcome_train.loc[rows_train, "churned"].to_numpy(dtype=int)
     lap("train_data")
     if min(y_train.sum(), len(y_train) - y_train.sum()) < MIN_CLASS_ROWS:
@@ -193,15 +219,14 @@ def churn_stage(ctx: RefreshContext) -> None:
 
     # --- hold-out period: features at A - H, outcome over A - H + 1 .. A ----------------------
     outcome_hold = churn_outcomes(ctx.engine, hold_cut, horizon, drop)
-    features_hold_all = stage_features(ctx, hold_cut)
     active_hold = outcome_hold.index[outcome_hold["churn_state"] == "active"]
-    dims_then = _rate_dimensions(features_hold_all).reindex(active_hold)
+    # The dimensions rank every customer (RFM quintiles): a narrow frame of the columns they need.
+    dims_then = _rate_dimensions(stage_features(ctx, hold_cut, columns=_rate_inputs())).reindex(active_hold)
     churned_then = outcome_hold.loc[active_hold, "churned"]
     inactive_hold = outcome_hold[outcome_hold["churn_state"] == "inactive"]
     inactive_rate = float(inactive_hold["churned"].mean()) if len(inactive_hold) else 1.0
     rows_hold = _sample(active_hold, sample_size, RANDOM_STATE + 1)
-    features_hold = features_hold_all.reindex(rows_hold)
-    del features_hold_all
+    features_hold = stage_features(ctx, hold_cut, customer_ids=rows_hold).reindex(rows_hold)
     y_hold = outcome_hold.loc[rows_hold, "churned"].to_numpy(dtype=int)
     lap("holdout_data")
 
@@ -230,14 +255,14 @@ def churn_stage(ctx: RefreshContext) -> None:
     del both
     lap("fit_final")
 
-    features_now = stage_features(ctx, as_of)
-    states = cutoff_states(ctx.engine, as_of, horizon).reindex(features_now.index).fillna("closed")
-    active_now = features_now.index[states.to_numpy() == "active"]
-    coder = ReasonCoder().fit(features_now.loc[active_now])
-    dims_now = _rate_dimensions(features_now).reindex(active_now)
+    narrow_now = stage_features(ctx, as_of, columns=_rate_inputs())
+    states = cutoff_states(ctx.engine, as_of, horizon).reindex(narrow_now.index).fillna("closed")
+    active_now = narrow_now.index[states.to_numpy() == "active"]
+    dims_now = _rate_dimensions(narrow_now).reindex(active_now)
+    del narrow_now
+    coder = _fit_reason_coder(ctx, as_of, active_now)
     lap("score_data")
 
-    del features_now
     # Score and write every customer partition by partition (analytics/churn/scoring.py): the
     # churn_scores rows are written there, under this unpublished run.
     job = ScoringJob(url=ctx.engine.url.render_as_string(hide_password=False), run_id=ctx.run_id, as_of=as_of,

@@ -87,6 +87,23 @@ def test_a_partition_reads_only_its_customers(demo_engine):
     assert read_features(demo_engine, run_id, as_of, customer_ids=[]).empty
 
 
+def test_a_narrow_read_is_the_whole_frames_columns(demo_engine):
+    run_id = current_run_id(demo_engine)
+    as_of = latest_activity_month(demo_engine)
+    whole = read_features(demo_engine, run_id, as_of, with_status=True)
+    product = next(c for c in whole.columns if c.startswith("products_") and whole[c].gt(0).any())
+    wanted = ["aum_latest", "branch_id", product, "marketing_consent"]
+    narrow = read_features(demo_engine, run_id, as_of, with_status=True, columns=wanted)
+    assert list(narrow.columns) == [c for c in whole.columns if c in wanted] + ["status"]
+    _assert_same(narrow, whole[list(narrow.columns)])
+    some = list(whole.index[::11])
+    _assert_same(read_features(demo_engine, run_id, as_of, customer_ids=some, columns=["aum_latest"]),
+                 whole.loc[some, ["aum_latest"]])
+    assert list(read_features(demo_engine, run_id, as_of, columns=[]).index) == list(whole.index)
+    with pytest.raises(FeatureError, match="No stored feature column no_such_column"):
+        read_features(demo_engine, run_id, as_of, columns=["no_such_column"])
+
+
 def test_a_cutoff_no_stage_declared_is_refused(demo_engine):
     run_id = current_run_id(demo_engine)
     with pytest.raises(FeatureError, match="stored no customer features at 2001-01"):

@@ -1,0 +1,47 @@
+"""The churn stage reads only what it needs (issue 16: memory that does not grow with the whole
+frame): the samples by id, a narrow frame for the rate dimensions, and the reason coder's reference a
+block of columns at a time. Each gives exactly what the whole frame gave."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analytics.churn import stage as churn_stage
+from analytics.churn.reasons import ReasonCoder
+from analytics.features import read_features
+from analytics.runs import current_run_id
+from analytics.store import read_frame
+
+
+def test_a_reference_merged_from_column_blocks_is_the_whole_frames():
+    frame = pd.DataFrame({"a": [1.0, 2.0, 10.0], "flag": [True, True, False], "kind": ["x", "y", "y"],
+                          "b": [np.nan, 4.0, 6.0]})
+    whole = ReasonCoder().fit(frame)
+    merged = ReasonCoder().fit(frame[["a", "flag"]]).reference_ | ReasonCoder().fit(frame[["kind", "b"]]).reference_
+    coder = ReasonCoder.from_reference(merged, list(frame.columns))
+    assert coder.reference_ == whole.reference_ == {"a": 2.0, "flag": True, "kind": "y", "b": 5.0}
+    assert coder.columns_ == whole.columns_ and coder.groups_.keys() == whole.groups_.keys()
+    with pytest.raises(ValueError, match="No reference value for c"):
+        ReasonCoder.from_reference(merged, ["a", "c"])
+
+
+def test_the_stage_reads_give_what_the_whole_frame_gives(demo_engine, monkeypatch):
+    run_id = current_run_id(demo_engine)
+    as_of = read_frame(demo_engine, "SELECT text_value FROM run_metrics WHERE run_id = :r AND "
+                                    "name = 'churn.as_of_month'", {"r": run_id})["text_value"].iloc[0]
+    ctx = SimpleNamespace(engine=demo_engine, run_id=run_id)
+    whole = read_features(demo_engine, run_id, as_of)
+    active = whole.index[::3]
+    monkeypatch.setattr(churn_stage, "REFERENCE_BLOCK_COLUMNS", 7)  # several blocks, the last one short
+    blocks = churn_stage._fit_reason_coder(ctx, as_of, active)
+    direct = ReasonCoder().fit(whole.loc[active])
+    assert blocks.columns_ == direct.columns_
+    assert blocks.reference_.keys() == direct.reference_.keys()
+    for col, value in direct.reference_.items():
+        assert (blocks.reference_[col] == value) or (pd.isna(value) and pd.isna(blocks.reference_[col])), col
+    narrow = read_features(demo_engine, run_id, as_of, columns=churn_stage._rate_inputs())
+    pd.testing.assert_frame_equal(churn_stage._rate_dimensions(narrow), churn_stage._rate_dimensions(whole))
