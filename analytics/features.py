@@ -539,7 +539,7 @@ def read_features(engine: Engine, run_id: int, cutoff, *, with_status: bool = Fa
     wanted = None
     if columns is not None:
         wanted = set(columns)
-        unknown = wanted - set(FEATURE_COLUMNS) - set(products)
+        unknown = wanted - set(FEATURE_COLUMNS) - set(products) - {"status"}  # status: with_status says
         if unknown:
             raise FeatureError(f"No stored feature column {', '.join(sorted(unknown))} at {m0:%Y-%m}")
         names = [n for n in names if n in wanted or n in ("customer_id", "status")]

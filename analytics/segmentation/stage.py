@@ -54,6 +54,22 @@ def feature_cutoffs(as_of_month: date) -> list[date]:
     return [date(as_of_month.year, as_of_month.month, 1)]
 
 
+def segment_columns(rules, stored: list[str]) -> list[str]:
+    """The feature columns the segments stage reads: RFM, value tier, clusters (with the loan
+    holdings a "borrowers" name is checked against), lifecycle stage, the cube's branch and every
+    column a tag rule reads. Of ``stored`` (the run's columns), in their order; a narrow frame of
+    every customer instead of the whole one."""
+    from analytics.segmentation.clusters import CLUSTER_FEATURES, LOAN_CATEGORIES
+    from analytics.segmentation.rfm import RFM_FREQUENCY, RFM_MONETARY, RFM_RECENCY, RFM_TIEBREAKS
+
+    wanted = {*CLUSTER_FEATURES, RFM_RECENCY, RFM_FREQUENCY, RFM_MONETARY, *RFM_TIEBREAKS.values(), "aum_latest",
+              "branch_id", "loan_balance_latest", "tenure_months", "months_since_last_txn", "aum_trend",
+              *(f"products_{c}" for c in LOAN_CATEGORIES)}
+    for rule in rules:
+        wanted |= rule.columns
+    return [c for c in stored if c in wanted]
+
+
 def segments_stage(ctx) -> None:
     """The refresh stage ``segments``: features at the run's month, RFM, value tiers, clusters,
     tags, lifecycle stages and the lifecycle-stage margin CLV, written under ``ctx.run_id``.
@@ -84,7 +100,8 @@ def segments_stage(ctx) -> None:
     chunk = int(settings.get("LOAD_CHUNK_ROWS"))
 
     (now,) = feature_cutoffs(ctx.as_of_month)
-    features = stage_features(ctx, now, with_status=True)
+    stored = list(stage_features(ctx, now, customer_ids=[]).columns)
+    features = stage_features(ctx, now, with_status=True, columns=segment_columns(rules, stored))
     lap("features")
     if features.empty:
         ctx.put_metrics({"segments.customers": 0})
@@ -163,4 +180,5 @@ def segments_stage(ctx) -> None:
     log.info("segments: %d customers, %d clusters, timings %s", len(out), clusterer.n_clusters_, timings)
 
 
-__all__ = ["CLUSTER_RANDOM_STATE", "TAG_NAMES_METRIC", "birth_years", "feature_cutoffs", "segments_stage"]
+__all__ = ["CLUSTER_RANDOM_STATE", "TAG_NAMES_METRIC", "birth_years", "feature_cutoffs", "segment_columns",
+           "segments_stage"]

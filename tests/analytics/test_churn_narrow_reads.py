@@ -45,3 +45,26 @@ def test_the_stage_reads_give_what_the_whole_frame_gives(demo_engine, monkeypatc
         assert (blocks.reference_[col] == value) or (pd.isna(value) and pd.isna(blocks.reference_[col])), col
     narrow = read_features(demo_engine, run_id, as_of, columns=churn_stage._rate_inputs())
     pd.testing.assert_frame_equal(churn_stage._rate_dimensions(narrow), churn_stage._rate_dimensions(whole))
+
+
+def test_the_segments_narrow_frame_gives_what_the_whole_frame_gives(demo_engine):
+    from analytics import lifecycle, tags
+    from analytics.segmentation import rfm_table
+    from analytics.segmentation.clusters import BehaviourClusterer
+    from analytics.segmentation.stage import CLUSTER_RANDOM_STATE, segment_columns
+
+    run_id = current_run_id(demo_engine)
+    as_of = read_frame(demo_engine, "SELECT text_value FROM run_metrics WHERE run_id = :r AND "
+                                    "name = 'churn.as_of_month'", {"r": run_id})["text_value"].iloc[0]
+    rules = tags.load_tag_rules() + [tags.make_rule("has_fund", "products_fund > 0 and age >= 30")]
+    whole = read_features(demo_engine, run_id, as_of, with_status=True)
+    columns = segment_columns(rules, list(whole.columns))
+    assert "products_fund" in columns and "products_mortgage" in columns and len(columns) < len(whole.columns) - 10
+    narrow = read_features(demo_engine, run_id, as_of, with_status=True, columns=columns)
+    pd.testing.assert_frame_equal(rfm_table(narrow), rfm_table(whole))
+    pd.testing.assert_frame_equal(tags.evaluate_tags(narrow, rules), tags.evaluate_tags(whole, rules))
+    pd.testing.assert_series_equal(lifecycle.lifecycle_stage(narrow), lifecycle.lifecycle_stage(whole))
+    fitted = [BehaviourClusterer(random_state=CLUSTER_RANDOM_STATE, affluent_aum=50_000.0).fit(frame)
+              for frame in (narrow, whole)]
+    assert (fitted[0].labels_ == fitted[1].labels_).all() and fitted[0].names_ == fitted[1].names_
+    pd.testing.assert_frame_equal(fitted[0].profiles_, fitted[1].profiles_)
