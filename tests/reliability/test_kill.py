@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import pytest
 
+from analytics import demo
 from analytics.refresh import pause_points, run_refresh
 from analytics.store import make_engine
-from tests.conftest import copy_store
+from tests.conftest import DEMO_CUSTOMERS, DEMO_MONTHS, copy_store
 from tests.reliability.harness import (
     current,
     kill_refresh_at,
@@ -128,9 +129,14 @@ def test_every_point_is_reachable_and_unknown_points_are_refused(monkeypatch, sq
 def test_kill_at_every_point(small_url, tmp_path, point, request):
     if point.startswith("partition:"):
         # The small store's 300 customers are too few for the churn model (the stage skips, saying
-        # so), so no partition is ever scored: this point takes the demo store (SQLite).
-        if not small_url.startswith("sqlite"):
-            pytest.skip("the partition point needs a store large enough for the churn model; on PostgreSQL "
-                        "it is not built here (SQLite covers it, and test_partition_kills.py the workers)")
-        small_url = copy_store(request.getfixturevalue("demo_store_url"), tmp_path / "demo.db")
+        # so), so no partition is ever scored: this point takes a store of the demo's size.
+        if small_url.startswith("sqlite"):
+            small_url = copy_store(request.getfixturevalue("demo_store_url"), tmp_path / "demo.db")
+        else:  # the same server's store, rebuilt at the demo's size and refreshed once
+            engine = make_engine(small_url)
+            try:
+                demo.generate(engine, customers=DEMO_CUSTOMERS, months=DEMO_MONTHS, seed=7, progress=False)
+                run_refresh(engine)
+            finally:
+                engine.dispose()
     kill_and_recover(small_url, point, tmp_path, mode="exec")
