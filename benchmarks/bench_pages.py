@@ -1,17 +1,19 @@
-"""Warm page times of Segments, Lifecycle and Churn at 1M customers against the floor of issue #7.
+"""Every page at 1M customers (issue 16, item 4): AppTest cold and warm against the in-app floor,
+a real-browser figure, and the KPI wall's tick.
 
 Run from the repository root::
 
     BENCH_1M_URL=sqlite:////path/to/bench.db .venv/bin/python benchmarks/bench_pages.py [--repeats 15]
 
-``BENCH_1M_URL`` (or ``--url``) names an existing 1M-customer store; without it a demo store is
-built in a temporary folder (``analytics demo --customers 1000000`` then a refresh, about half an
-hour). A store whose current run has no ``segment_cube`` rows (refreshed before the cube existed)
-is refreshed first.
+``BENCH_1M_URL`` (or ``--url``) names an existing 1M-customer store (SQLite or PostgreSQL); without
+it a demo store is built in a temporary folder (``analytics demo --customers 1000000`` then a
+refresh, about half an hour). A store whose current run has no ``segment_cube`` rows (refreshed
+before the cube existed) is refreshed first. ``--pages`` picks pages (default: every page of
+:data:`analytics.access.PAGES`); ``--no-browser`` leaves the browser figures out.
 
-Each page runs in its own process (so its peak memory is its own) under Streamlit's AppTest, logged
-in as a marketing user: the page is opened (``cold_seconds``, empty caches), run once more to warm
-up, then run ``--repeats`` times; ``warm_seconds`` is the median. The floor is
+**AppTest.** Each page runs in its own process (so its peak memory is its own), logged in as a user
+of the role in :data:`PAGE_ROLES`: the page is opened (``cold_seconds``, empty caches), run once
+more to warm up, then run ``--repeats`` times; ``warm_seconds`` is the median. The floor is
 ``benchmarks/floor_page.py`` (4 charts, 6 metrics, a 1,000-row table from constant in-memory data),
 served by the same app in place of the Overview page (the same login gate, navigation and sidebar
 as the real page, which a bare script does not pay) and run alternately with the page, so both see
@@ -24,6 +26,20 @@ Also timed, once each, first runs after a widget change (caches cold for the new
 ``filter_seconds`` (Segments and Lifecycle: a value tier; Churn: a branch) and, on Segments,
 ``tag_query_seconds`` (a tag expression: counts, the first campaign page and the export list in SQL) and
 ``tag_warm_seconds`` (the same page again).
+
+**Browser.** The dashboard is served (``streamlit run app.py``, file watcher off) on the same store;
+Chromium (Debian's, through Playwright, headless) logs in once per role, and for each page clicks its
+link in the navigation ``--browser-repeats`` times (5), each time from another page, timing from the
+click to the page settled (the app's script state idle, no placeholder left):
+``browser_seconds`` is the median, ``browser_runs`` every run; the first click's caches may be cold.
+
+**KPI tick.** The wall's fragment reruns every ``KPI_REFRESH_SECONDS``; its uncached work on the
+server is the tiles' figures (:func:`analytics.kpi.cards`) and the store's freshness
+(:func:`analytics.run_status.freshness`) for the viewer: ``kpi_tick_server_seconds`` is the median of
+``--repeats`` of those reads, done as the fragment does them.
+
+Two-factor login is left out of the bench users (``MFA_REQUIRED_ROLES=display``: the display role is
+always exempt, so no role needs it): it is a login cost, not a page's.
 
 Prints one JSON object (``benchmarks/run.py pages_1m`` merges it into results.json).
 """
@@ -40,14 +56,30 @@ import tempfile
 import time
 from pathlib import Path
 
+from sqlalchemy import make_url
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # a standalone script: make `analytics` importable
 
 PY = sys.executable
-USERNAME = "bench_marketing"
 PASSWORD = "bench pages password 1"
-PAGES = ("segments", "lifecycle", "churn")
+# The role each page is opened with: the one that uses it most (every page of access.PAGES).
+PAGE_ROLES = {
+    "overview": "executive", "kpi_wall": "executive", "segments": "marketing", "lifecycle": "marketing",
+    "churn": "marketing", "cross_sell": "marketing", "campaigns": "marketing", "risk": "risk",
+    "data_quality": "compliance", "customer_360": "marketing", "worklist": "risk", "approvals": "compliance",
+    "audit_log": "compliance", "admin": "admin",
+}
+PAGES = tuple(PAGE_ROLES)
 TARGET_RATIO = 1.5
+# The audit key and checkpoint are the store's own (as its refresh used them): a page whose audit
+# append is refused (a key or checkpoint of another store) would be timed on an error path.
+BENCH_ENV = {"AUTH_COOKIE_KEY": "bench-cookie-key-" + "k" * 32, "MFA_REQUIRED_ROLES": "display",
+             "KPI_REFRESH_SECONDS": "60"}
+
+
+def username(role: str) -> str:
+    return f"bench_{role}"
 
 
 
@@ -60,13 +92,13 @@ def _timed(at) -> float:
     return seconds
 
 
-def _logged_in(script: str):
-    """An AppTest of the app, logged in as the bench user, on ``script`` (run once: cold)."""
+def _logged_in(script: str, role: str = "marketing"):
+    """An AppTest of the app, logged in as the bench user of ``role``, on ``script`` (run once: cold)."""
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
     at.run()
-    at.text_input[0].input(USERNAME)
+    at.text_input[0].input(username(role))
     at.text_input[1].input(PASSWORD)
     at.button[0].click()
     at.run()
@@ -90,8 +122,10 @@ def _worker(page: str, url: str, repeats: int) -> dict:
         return {"cold_seconds": round(cold, 3), "warm_seconds": round(statistics.median(warm), 3),
                 "warm_runs": [round(s, 3) for s in warm], "peak_rss_mib": peak_rss_mib()}
 
-    at = _logged_in(f"app_pages/{page}.py")
+    role = PAGE_ROLES[page]
+    at = _logged_in(f"app_pages/{page}.py", role)
     cold = _timed(at)
+    _check_drawn(at, page)
     _timed(at)  # warm-up
     peak = peak_rss_mib()  # before the floor's app below adds its own few MiB
     # The floor page served by the same app in place of the Overview page (the same login gate,
@@ -101,7 +135,7 @@ def _worker(page: str, url: str, repeats: int) -> dict:
 
     real = session.page_script
     session.page_script = lambda key: floor if key == "overview" else real(key)
-    floor_at = _logged_in(str(floor.relative_to(ROOT)))
+    floor_at = _logged_in(str(floor.relative_to(ROOT)), role)
     _timed(floor_at)
     _timed(floor_at)  # warm-up
     warm, floor_warm = [], []
@@ -126,8 +160,147 @@ def _worker(page: str, url: str, repeats: int) -> dict:
         at.text_input(key="tag_expr").input("mortgage_holder and not frequent_complainer")
         out["tag_query_seconds"] = round(_timed(at), 3)
         out["tag_warm_seconds"] = round(_timed(at), 3)
+    if page == "kpi_wall":
+        out["kpi_tick_server_seconds"], out["kpi_tick_server_runs"] = _kpi_tick(url, repeats)
+    out["role"] = role
     out["peak_rss_mib"] = peak
     return out
+
+
+def _check_drawn(at, page: str) -> None:
+    """The page drew itself (its title; the title-less wall its tiles), not a refusal or an error."""
+    from analytics import access
+
+    if page == "kpi_wall":
+        drawn = any('class="kpi-value' in str(m.value) for m in at.markdown)
+    else:
+        drawn = any(access.PAGES[page][0] in str(t.value) for t in at.title)
+    if not drawn or at.error:
+        errors = "; ".join(str(e.value) for e in at.error)
+        raise RuntimeError(f"{page} did not draw as {PAGE_ROLES[page]}: {errors or 'no title'}")
+
+
+def _kpi_tick(url: str, repeats: int) -> tuple[float, list[float]]:
+    """The KPI fragment's uncached reads per tick, as it does them (see the module docstring)."""
+    from analytics import kpi, run_status, runs, scopes
+    from analytics.store import make_engine
+
+    engine = make_engine(url)
+    try:
+        viewer = scopes.viewer_for(engine, username("executive"), ["executive"])
+        runs_ = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            run_id = runs.current_run_id(engine)
+            kpi.cards(engine, run_id, viewer)
+            run_status.freshness(engine)
+            runs_.append(round(time.perf_counter() - t0, 3))
+        return round(statistics.median(runs_), 3), runs_
+    finally:
+        engine.dispose()
+
+
+def _browser(url: str, pages: list[str], repeats: int, env: dict, tmp: str) -> dict:
+    """Each page's browser figure (see the module docstring): {page: {browser_seconds, browser_runs}}."""
+    from playwright.sync_api import sync_playwright
+
+    from analytics import access
+
+    port = _free_port()
+    log = Path(tmp) / "streamlit.log"
+    server = subprocess.Popen(
+        [PY, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port), "--server.address",
+         "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none",
+         "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env={**env, "CUSTOMER_STORE_URL": url}, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    out: dict = {}
+    try:
+        _wait_healthy(base, server, log)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                        args=["--no-sandbox", "--disable-gpu", "--no-first-run",
+                                              "--disable-background-networking", "--disable-component-update"])
+            try:
+                for role in dict.fromkeys(PAGE_ROLES[p_] for p_ in pages):
+                    context = browser.new_context(viewport={"width": 1920, "height": 1080})
+                    page = context.new_page()
+                    _browser_login(page, base, username(role))
+                    mine = [p_ for p_ in pages if PAGE_ROLES[p_] == role]
+                    # Each click comes from another page the role sees (the Approvals page: light).
+                    other = "approvals" if "approvals" in access.pages_for(role) else "overview"
+                    for key in mine:
+                        runs_ = []
+                        for _ in range(repeats):
+                            start = other if key != other else "overview"
+                            _click_nav(page, access.PAGES[start][0])
+                            _settled(page)
+                            t0 = time.perf_counter()
+                            _click_nav(page, access.PAGES[key][0])
+                            _settled(page)
+                            runs_.append(round(time.perf_counter() - t0, 3))
+                            titles = page.locator("h1").all_inner_texts()
+                            if key != "kpi_wall" and not any(access.PAGES[key][0] in t for t in titles):
+                                raise RuntimeError(f"the browser did not reach {key}: headings {titles}")
+                        out[key] = {"browser_seconds": round(statistics.median(runs_), 3), "browser_runs": runs_}
+                        print(f"browser {key}: {out[key]['browser_seconds']} s", file=sys.stderr, flush=True)
+                    context.close()
+            finally:
+                browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return out
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_healthy(base: str, server, log: Path) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"streamlit exited: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError("streamlit did not become healthy within 120 s")
+
+
+def _settled(page, timeout_ms: int = 600_000) -> None:
+    """The app's script idle and no placeholder left (the state reads idle for a moment between runs)."""
+    idle = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+    page.wait_for_selector(idle, timeout=timeout_ms)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stSkeleton\"]')", timeout=timeout_ms)
+    page.wait_for_timeout(100)
+    page.wait_for_selector(idle, timeout=timeout_ms)
+
+
+def _click_nav(page, label: str) -> None:
+    page.locator('[data-testid="stSidebarNav"] a', has_text=label).first.click()
+
+
+def _browser_login(page, base: str, user: str) -> None:
+    page.goto(base + "/")
+    page.get_by_label("Username", exact=True).wait_for(timeout=600_000)
+    page.get_by_label("Username", exact=True).fill(user)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Log in", exact=True).click()
+    page.locator('[data-testid="stSidebarNav"]').wait_for(timeout=600_000)
+    _settled(page)
 
 
 def _run_worker(page: str, url: str, repeats: int, env: dict) -> dict:
@@ -166,8 +339,9 @@ def _prepare(url: str) -> dict:
         engine.dispose()
         _cli("refresh", "--db", url)
         run_id = current_run_id(engine)
-    if users.get_user(engine, USERNAME) is None:
-        users.add_user(engine, USERNAME, PASSWORD, ["marketing"])
+    for role in sorted(set(PAGE_ROLES.values())):
+        if users.get_user(engine, username(role)) is None:
+            users.add_user(engine, username(role), PASSWORD, [role])
     with engine.connect() as conn:
         customers = conn.execute(select(func.count()).select_from(customer_segments)
                                  .where(customer_segments.c.run_id == run_id)).scalar_one()
@@ -189,8 +363,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default=os.environ.get("BENCH_1M_URL"))
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--browser-repeats", type=int, default=5)
+    parser.add_argument("--pages", default=",".join(PAGES), help="comma-separated page keys (default: every page)")
+    parser.add_argument("--no-browser", action="store_true")
     parser.add_argument("--worker", choices=["floor", *PAGES])
     args = parser.parse_args()
+    pages_wanted = [p.strip() for p in args.pages.split(",") if p.strip()]
+    unknown = sorted(set(pages_wanted) - set(PAGES))
+    if unknown:
+        parser.error(f"unknown page(s) {', '.join(unknown)}: one of {', '.join(PAGES)}")
     if args.worker:
         print(json.dumps(_worker(args.worker, args.url, args.repeats)))
         return
@@ -202,17 +383,22 @@ def main() -> None:
             url = f"sqlite:///{tmp}/bench.db"
             _cli("demo", "--customers", "1000000", "--db", url)
             _cli("refresh", "--db", url)
+        env = {**os.environ, **BENCH_ENV}
+        os.environ.update(BENCH_ENV)
         facts = _prepare(url)
-        env = {**os.environ, "AUTH_COOKIE_KEY": "bench-cookie-key-" + "k" * 32, "AUDIT_HMAC_KEY": "b" * 40,
-               "AUDIT_CHECKPOINT_FILE": f"{tmp}/audit.checkpoint"}
         floor = _run_worker("floor", url, args.repeats, env)
         pages = {}
-        for page in PAGES:
+        for page in pages_wanted:
+            print(f"apptest {page} ...", file=sys.stderr, flush=True)
             result = _run_worker(page, url, args.repeats, env)
             result["ratio_to_bare_floor"] = round(result["warm_seconds"] / floor["warm_seconds"], 2)
             pages[page] = result
+        if not args.no_browser:
+            for page, figures in _browser(url, pages_wanted, args.browser_repeats, env, tmp).items():
+                pages[page].update(figures)
     print(json.dumps({
-        **facts, "store": "built by the benchmark" if built else "BENCH_1M_URL", "repeats": args.repeats,
+        **facts, "store": "built by the benchmark" if built else "BENCH_1M_URL", "database": make_url(url).get_backend_name(),
+        "repeats": args.repeats, "browser_repeats": None if args.no_browser else args.browser_repeats,
         "floor": floor, "pages": pages, "target_ratio": TARGET_RATIO,
         "worst_ratio": max(p["ratio"] for p in pages.values()),
     }))
