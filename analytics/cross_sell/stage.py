@@ -211,15 +211,20 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
 
     # The past cut-off first, and dropped once fitted: the two feature frames (half a gigabyte each
     # at a million customers) are never held together.
-    train_features = stage_features(ctx, train_month)
-    held_then = holding_matrix(engine, train_end, categories).reindex(train_features.index, fill_value=False)
-    rates = upgrade_rates(held_tiers(engine, train_end, categories), tier_upgrades(engine, train_end, as_of, categories),
-                          value_tiers(train_features["aum_latest"]).astype(str))
-    acquired = acquisitions(engine, train_end, as_of, categories).reindex(train_features.index, fill_value=False)
-    lap("training_data")
+    # Only the sample the model fits on is read whole; every customer's AUM (for the upgrade rates'
+    # value tiers) comes from a one-column frame.
     model = CrossSellPropensity(sample_size=conf["sample_size"], random_state=0)
-    model.fit(train_features, acquired, exclude=held_then)
-    del train_features, held_then, acquired
+    train_aum = stage_features(ctx, train_month, columns=["aum_latest"])["aum_latest"]
+    sample_ids = train_aum.index[model.training_rows(len(train_aum))]
+    train_features = (stage_features(ctx, train_month) if len(sample_ids) == len(train_aum)  # no sampling
+                      else stage_features(ctx, train_month, customer_ids=sample_ids)).reindex(sample_ids)
+    held_then = holding_matrix(engine, train_end, categories).reindex(sample_ids, fill_value=False)
+    rates = upgrade_rates(held_tiers(engine, train_end, categories), tier_upgrades(engine, train_end, as_of, categories),
+                          value_tiers(train_aum).astype(str))
+    acquired = acquisitions(engine, train_end, as_of, categories).reindex(sample_ids, fill_value=False)
+    lap("training_data")
+    model.fit(train_features, acquired, exclude=held_then, population=len(train_aum))
+    del train_features, held_then, acquired, train_aum
     lap("fit")
 
     features = stage_features(ctx, now, with_status=True)

@@ -281,6 +281,22 @@ def test_propensity_samples_and_is_deterministic():
     pd.testing.assert_frame_equal(a.predict_proba(X), b.predict_proba(X))
 
 
+def test_a_fit_on_the_presampled_rows_is_the_fit_on_the_whole_frame():
+    # The stage reads only the rows the model samples (training_rows), then fits with population=n.
+    X, Y, held = _synthetic(n=6000, seed=3)
+    whole = CrossSellPropensity(sample_size=2500, random_state=5).fit(X, Y, exclude=held)
+    model = CrossSellPropensity(sample_size=2500, random_state=5)
+    rows = model.training_rows(len(X))
+    assert len(rows) == 2500 and (np.diff(rows) > 0).all()
+    model.fit(X.iloc[rows], Y.iloc[rows], exclude=held.iloc[rows], population=len(X))
+    pd.testing.assert_frame_equal(model.report_, whole.report_)
+    pd.testing.assert_frame_equal(model.predict_proba(X, exclude=held), whole.predict_proba(X, exclude=held))
+    small = CrossSellPropensity(sample_size=9000, random_state=5)  # nothing to sample: every row
+    assert (small.training_rows(len(X)) == np.arange(len(X))).all()
+    with pytest.raises(CrossSellError, match="X has 100 rows"):
+        model.fit(X.iloc[:100], Y.iloc[:100], exclude=held.iloc[:100], population=len(X))
+
+
 def test_propensity_without_training_rows_predicts_zero():
     X, Y, _ = _synthetic(n=50)
     model = CrossSellPropensity().fit(X.iloc[:0], Y.iloc[:0])
