@@ -119,7 +119,14 @@ class Session:
         await self.page.evaluate("window.__ciSawRun = false")
         t0 = time.perf_counter()
         await act()
-        await self.page.wait_for_function(SETTLED_JS, timeout=ACTION_TIMEOUT * 1000)
+        try:
+            await self.page.wait_for_function(SETTLED_JS, timeout=ACTION_TIMEOUT * 1000)
+        except Exception as exc:  # noqa: BLE001 - say what the page was doing, then count it
+            state = await self.page.evaluate(
+                "() => [window.__ciSawRun, document.querySelector('[data-testid=\"stApp\"]')"
+                "?.getAttribute('data-test-script-state')]")
+            raise TimeoutError(f"no settled run after {ACTION_TIMEOUT:.0f} s (a run seen: {state[0]}, "
+                               f"script state now: {state[1]})") from exc
         return time.perf_counter() - t0
 
     async def check_page(self) -> None:
@@ -163,7 +170,9 @@ class Session:
 
     async def tag_expression(self) -> None:
         box = self.page.locator(f'{MAIN} [data-testid="stTextInput"] input').first
-        expression = self.rng.choice(TAG_EXPRESSIONS)
+        # A new expression: the box keeps the last one, and the same text again starts no run.
+        current = await box.input_value()
+        expression = self.rng.choice([e for e in TAG_EXPRESSIONS if e != current])
         await box.fill(expression)
         self.timed("filter", await self.settle(lambda: box.press("Enter")), self.path())
 
