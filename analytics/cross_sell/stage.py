@@ -172,6 +172,29 @@ def upgrade_propensity(tiers_now: pd.DataFrame, value_tier: pd.Series, rates: pd
     return out
 
 
+# The feature columns the guards, the value tiers and the rising-AUM up-sell read, for every customer.
+GUARD_COLUMNS = ("aum_latest", "aum_change_pct_3m", "risk_tolerance", "risk_assessment_age_days",
+                 "marketing_consent", "credit_grade")
+# Customers whose whole feature rows are read and scored at a time.
+SCORE_READ_ROWS = 100_000
+
+
+def score_in_blocks(ctx: RefreshContext, cutoff, model: CrossSellPropensity, ids: pd.Index,
+                    exclude: pd.DataFrame) -> pd.DataFrame:
+    """``model.predict_proba`` of ``ids``' features at ``cutoff`` (``exclude``: their holdings), read
+    and scored :data:`SCORE_READ_ROWS` customers at a time: each row's score is its own, so the frame
+    is the one a single call on every row gives, without every row's features in memory at once."""
+    parts = []
+    for start in range(0, len(ids), SCORE_READ_ROWS):
+        block = ids[start:start + SCORE_READ_ROWS]
+        rows = stage_features(ctx, cutoff, customer_ids=block).reindex(block)
+        parts.append(model.predict_proba(rows, exclude=exclude.reindex(block)))
+        del rows
+    if not parts:
+        return model.predict_proba(stage_features(ctx, cutoff, customer_ids=[]), exclude=exclude.iloc[:0])
+    return pd.concat(parts) if len(parts) > 1 else parts[0]
+
+
 def cross_sell_stage(ctx: RefreshContext) -> None:
     """The refresh stage ``cross_sell``: rules, propensities, next-best products, written per run.
 
@@ -227,15 +250,16 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
     del train_features, held_then, acquired, train_aum
     lap("fit")
 
-    features = stage_features(ctx, now, with_status=True)
+    # The guards' and tiers' columns of every customer (a narrow frame); the model's whole rows are
+    # read and scored a block of customers at a time (SCORE_READ_ROWS), never all at once.
+    features = stage_features(ctx, now, with_status=True, columns=GUARD_COLUMNS)
     lap("features")
     tiers = value_tiers(features["aum_latest"]).astype(str)
-    # Reassigned, not copied beside the full frame: closed customers are not candidates.
-    closed_ids = features.index[features["status"].astype(object) == "closed"]
+    closed_ids = features.index[features["status"].astype(object) == "closed"]  # not candidates
     population = features[features["status"].astype(object) != "closed"]
     del features
     held_now = held.reindex(index=population.index, columns=categories, fill_value=False)
-    propensity = model.predict_proba(population, exclude=held_now)
+    propensity = score_in_blocks(ctx, now, model, population.index, held_now)
     lap("score")
 
     customer_frame = pd.DataFrame({
@@ -359,4 +383,4 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
              len(offers), timings)
 
 
-__all__ = ["cross_sell_stage", "feature_cutoffs", "held_tiers", "tier_upgrades", "upgrade_propensity", "upgrade_rates"]
+__all__ = ["GUARD_COLUMNS", "SCORE_READ_ROWS", "cross_sell_stage", "feature_cutoffs", "score_in_blocks", "held_tiers", "tier_upgrades", "upgrade_propensity", "upgrade_rates"]

@@ -1,6 +1,7 @@
-"""The churn stage reads only what it needs (issue 16: memory that does not grow with the whole
-frame): the samples by id, a narrow frame for the rate dimensions, and the reason coder's reference a
-block of columns at a time. Each gives exactly what the whole frame gave."""
+"""The stages read only what they need (issue 16: memory that does not grow with the whole feature
+frame): churn its samples by id, a narrow frame for the rate dimensions and the reason coder's
+reference a block of columns at a time; segments a narrow frame; cross-sell its scores a block of
+customers at a time. Each gives exactly what the whole frame gave."""
 
 from __future__ import annotations
 
@@ -68,3 +69,26 @@ def test_the_segments_narrow_frame_gives_what_the_whole_frame_gives(demo_engine)
               for frame in (narrow, whole)]
     assert (fitted[0].labels_ == fitted[1].labels_).all() and fitted[0].names_ == fitted[1].names_
     pd.testing.assert_frame_equal(fitted[0].profiles_, fitted[1].profiles_)
+
+
+def test_cross_sell_scores_read_in_blocks_are_the_whole_frames(demo_engine, monkeypatch):
+    from analytics.cross_sell import holding_matrix, product_categories
+    from analytics.cross_sell import stage as xsell_stage
+    from analytics.cross_sell.propensity import CrossSellPropensity
+
+    run_id = current_run_id(demo_engine)
+    as_of = read_frame(demo_engine, "SELECT text_value FROM run_metrics WHERE run_id = :r AND "
+                                    "name = 'churn.as_of_month'", {"r": run_id})["text_value"].iloc[0]
+    ctx = SimpleNamespace(engine=demo_engine, run_id=run_id)
+    whole = read_features(demo_engine, run_id, as_of)
+    categories = product_categories(demo_engine)
+    held = holding_matrix(demo_engine, as_of, categories).reindex(whole.index, fill_value=False)
+    rng = np.random.default_rng(0)
+    acquired = pd.DataFrame(rng.random((len(whole), len(categories))) < 0.2, index=whole.index, columns=categories)
+    model = CrossSellPropensity(random_state=0).fit(whole, acquired, exclude=held)
+    monkeypatch.setattr(xsell_stage, "SCORE_READ_ROWS", 700)  # several blocks, the last one short
+    ids = whole.index[::2]
+    blocks = xsell_stage.score_in_blocks(ctx, as_of, model, ids, held.reindex(ids))
+    pd.testing.assert_frame_equal(blocks, model.predict_proba(whole.loc[ids], exclude=held.reindex(ids)))
+    narrow = read_features(demo_engine, run_id, as_of, columns=xsell_stage.GUARD_COLUMNS)
+    assert list(narrow.columns) == [c for c in whole.columns if c in xsell_stage.GUARD_COLUMNS]
