@@ -5,6 +5,8 @@ Run from the repository root::
 
     BENCH_1M_URL=sqlite:////path/to/bench.db .venv/bin/python benchmarks/bench_pages.py [--repeats 15]
 
+(``BENCH_PAGE_REPEATS`` sets ``--repeats`` when ``make bench`` runs it.)
+
 ``BENCH_1M_URL`` (or ``--url``) names an existing 1M-customer store (SQLite or PostgreSQL); without
 it a demo store is built in a temporary folder (``analytics demo --customers 1000000`` then a
 refresh, about half an hour). A store whose current run has no ``segment_cube`` rows (refreshed
@@ -362,7 +364,7 @@ def _prepare(url: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default=os.environ.get("BENCH_1M_URL"))
-    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=int(os.environ.get("BENCH_PAGE_REPEATS", "15")))
     parser.add_argument("--browser-repeats", type=int, default=5)
     parser.add_argument("--pages", default=",".join(PAGES), help="comma-separated page keys (default: every page)")
     parser.add_argument("--no-browser", action="store_true")
