@@ -64,7 +64,7 @@ st.subheader(session.t("data_quality.fix_list_by_branch"))
 branch = st.selectbox(session.t("data_quality.branch"), [b for b in dq["branches"] if not viewer.scoped
                                                          or b in viewer.scope.branches])
 if branch:
-    fixes = quality.fix_list(engine, run_id, branch, viewer=user["viewer"])
+    fixes = loaders.dq_fix_list(run_id, branch, user["viewer"])
     st.caption(session.t("data_quality.items_to_fix", n=session.fmt_count(len(fixes))))
     widgets.show_table(fixes.head(1000), width="stretch")
     widgets.export_buttons(engine, user, fixes, f"dq-fix-list-{branch}-run{run_id}",

@@ -141,6 +141,20 @@ def dq_breakdown(run_id: int, scope: str, viewer: access.Viewer):
     return _dq_breakdown(resolve_url(), run_id, scope, _scope_key(viewer), min_cell(viewer), viewer)
 
 
+@st.cache_data(ttl=600, show_spinner=False, max_entries=50)
+def _dq_fix_list(url: str, run_id: int, branch: str, key: tuple, _viewer: access.Viewer):
+    from analytics import quality
+
+    return quality.fix_list(engine_for(url), run_id, branch, viewer=_viewer)
+
+
+def dq_fix_list(run_id: int, branch: str, viewer: access.Viewer):
+    """A branch's data-quality fix list (record keys and rules, no personal values), released for
+    ``viewer`` and kept per viewer (its roles, scope and purpose): the whole-table rules make it take
+    seconds at a million customers."""
+    return _dq_fix_list(resolve_url(), run_id, branch, viewer.key(), viewer)
+
+
 # --------------------------------------------------------------------------------------------
 # The segment cube, tags and customer lists (Segments, Lifecycle, Churn)
 # --------------------------------------------------------------------------------------------

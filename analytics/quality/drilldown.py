@@ -9,12 +9,14 @@ Data-quality lists are compliance work, not contact lists: consent does not filt
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from datetime import date
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, Table, and_, select
+from sqlalchemy import Engine, Table, and_, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from analytics import settings
@@ -40,7 +42,7 @@ from analytics.quality.rules import (
     parse_rule,
 )
 from analytics.runs import resolve_run
-from analytics.schema import customers, dq_rule_results, metadata
+from analytics.schema import customers, dq_rule_results, load_batches, metadata, refresh_runs
 from analytics.store import read_frame
 
 
@@ -143,11 +145,28 @@ def _failing_frame(engine: Engine, rule: Rule, as_of: date, *, names: Sequence[s
 _IN_BATCH = 500  # primary keys per IN (...) list: well under every driver's parameter limit
 
 
-def _failing_duplicates(engine: Engine, rule: Rule, t: Table, as_of: date, names: Sequence[str],
-                        extra: ColumnElement | None, limit: int | None, chunk_rows: int) -> pd.DataFrame:
-    """Likely duplicates need the whole table: one pass hashes every checked row's normalised key
-    (keeping only hash and primary key), then the failing rows' fields are read by primary key."""
+# The whole-table pass of a likely-duplicate rule, kept per store state: (store, table, rule, as-of,
+# newest load batch, row count, newest refresh start) -> the failing primary keys and the key each
+# duplicates. Record keys only, never a personal value or its hash; a load, a refresh or a change in
+# the table's row count starts afresh.
+_DUPLICATE_PASSES: OrderedDict[tuple, tuple[list, dict]] = OrderedDict()
+_DUPLICATE_PASSES_KEPT = 8
+_DUPLICATE_PASSES_LOCK = threading.Lock()
+
+
+def _duplicate_pass(engine: Engine, rule: Rule, t: Table, as_of: date, chunk_rows: int) -> tuple[list, dict]:
+    """The failing primary keys of a likely-duplicate rule (in key order) and what each duplicates."""
     pk = _pk(t)
+    with engine.connect() as conn:
+        state = conn.execute(select(
+            select(func.max(load_batches.c.batch_id)).scalar_subquery(),
+            select(func.count()).select_from(t).scalar_subquery(),
+            select(func.max(refresh_runs.c.started_at)).scalar_subquery())).one()
+    key = (engine.url.render_as_string(hide_password=True), t.name, repr(rule), str(as_of), *map(str, state))
+    with _DUPLICATE_PASSES_LOCK:
+        if key in _DUPLICATE_PASSES:
+            _DUPLICATE_PASSES.move_to_end(key)
+            return _DUPLICATE_PASSES[key]
     hashes_parts: list[np.ndarray] = []
     pk_parts: list[np.ndarray] = []
     with engine.connect() as conn:
@@ -160,8 +179,21 @@ def _failing_duplicates(engine: Engine, rule: Rule, t: Table, as_of: date, names
     # Stream order is primary-key order, so "first" is the smallest key, as in the unique rule.
     keys["duplicate_of"] = keys.groupby("h", sort=False)["pk"].transform("first")
     failing = keys[keys["h"].duplicated(keep="first")]
-    lookup = dict(zip(failing["pk"], failing["duplicate_of"], strict=True))
-    wanted = failing["pk"].tolist()
+    result = (failing["pk"].tolist(), dict(zip(failing["pk"], failing["duplicate_of"], strict=True)))
+    with _DUPLICATE_PASSES_LOCK:
+        _DUPLICATE_PASSES[key] = result
+        while len(_DUPLICATE_PASSES) > _DUPLICATE_PASSES_KEPT:
+            _DUPLICATE_PASSES.popitem(last=False)
+    return result
+
+
+def _failing_duplicates(engine: Engine, rule: Rule, t: Table, as_of: date, names: Sequence[str],
+                        extra: ColumnElement | None, limit: int | None, chunk_rows: int) -> pd.DataFrame:
+    """Likely duplicates need the whole table: one pass hashes every checked row's normalised key
+    (keeping only hash and primary key; kept for the next call while the table is unchanged:
+    :func:`_duplicate_pass`), then the failing rows' fields are read by primary key."""
+    pk = _pk(t)
+    wanted, lookup = _duplicate_pass(engine, rule, t, as_of, chunk_rows)
     frames = []
     found = 0
     for start in range(0, len(wanted), _IN_BATCH):

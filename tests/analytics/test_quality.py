@@ -255,6 +255,26 @@ def test_drill_down_shows_the_relevant_fields_and_the_duplicate_it_repeats(store
         failing_records(store, None, "no_such_rule", viewer=COMPLIANCE)
 
 
+def test_a_likely_duplicate_pass_is_kept_until_the_store_changes(store, test_rules):
+    from analytics.quality import drilldown
+
+    drilldown._DUPLICATE_PASSES.clear()
+    run_refresh(store)
+    first = failing_records(store, None, "r18_likely_duplicate", viewer=COMPLIANCE)
+    assert len(drilldown._DUPLICATE_PASSES) == 1
+    kept = next(iter(drilldown._DUPLICATE_PASSES.values()))
+    assert kept == (["C06"], {"C06": "C01"})  # record keys only, no personal value
+    again = failing_records(store, None, "r18_likely_duplicate", viewer=COMPLIANCE)
+    pd.testing.assert_frame_equal(again, first)
+    assert len(drilldown._DUPLICATE_PASSES) == 1  # the same pass, read again
+    with store.begin() as conn:  # another customer with C01's name, birth date and phone
+        row = conn.execute(select(customers).where(customers.c.customer_id == "C01")).mappings().one()
+        conn.execute(customers.insert().values({**row, "customer_id": "C99", "id_number": None}))
+    later = failing_records(store, None, "r18_likely_duplicate", viewer=COMPLIANCE)
+    assert later[["customer_id", "duplicate_of"]].values.tolist() == [["C06", "C01"], ["C99", "C01"]]
+    assert len(drilldown._DUPLICATE_PASSES) == 2
+
+
 def test_breakdown_by_branch_and_channel(store, test_rules):
     run_refresh(store)
     email = rule_breakdown(store, rule="r02_not_null")
