@@ -141,6 +141,45 @@ def dq_breakdown(run_id: int, scope: str, viewer: access.Viewer):
     return _dq_breakdown(resolve_url(), run_id, scope, _scope_key(viewer), min_cell(viewer), viewer)
 
 
+@st.cache_data(ttl=600, show_spinner=False, max_entries=100)
+def _risk_crosstab(url: str, run_id: int, by: str, column: str, normalize: bool, key: tuple, small: int,
+                   _viewer: access.Viewer):
+    from analytics import risk
+
+    return risk.risk_crosstab(engine_for(url), run_id, by, column, viewer=_viewer, normalize=normalize)
+
+
+def risk_crosstab(run_id: int, by: str, column: str, viewer: access.Viewer, *, normalize: bool = False):
+    """Customers by ``by`` and a risk column (the Risk page's bars), as ``viewer`` may see them; kept per
+    viewer (roles, scope, purpose): a GROUP BY over every customer takes a second at a million."""
+    return _risk_crosstab(resolve_url(), run_id, by, column, bool(normalize), viewer.key(), min_cell(viewer), viewer)
+
+
+@st.cache_data(ttl=600, show_spinner=False, max_entries=50)
+def _risk_value_matrix(url: str, run_id: int, key: tuple, small: int, _viewer: access.Viewer):
+    from analytics import risk
+
+    return risk.risk_value_matrix(engine_for(url), run_id, viewer=_viewer)
+
+
+def risk_value_matrix(run_id: int, viewer: access.Viewer):
+    """The Risk page's tolerance x value-tier heat map, as ``viewer`` may see it; kept per viewer."""
+    return _risk_value_matrix(resolve_url(), run_id, viewer.key(), min_cell(viewer), viewer)
+
+
+@st.cache_data(ttl=600, show_spinner=False, max_entries=50)
+def _alert_trend(url: str, run_id: int, key: tuple, small: int, _viewer: access.Viewer):
+    from analytics import risk
+
+    return risk.alert_trend(engine_for(url), viewer=_viewer)
+
+
+def alert_trend(run_id: int, viewer: access.Viewer):
+    """Alerts across the recent runs up to ``run_id`` (the current one: a new run reads them again),
+    as ``viewer`` may see them; kept per viewer."""
+    return _alert_trend(resolve_url(), run_id, viewer.key(), min_cell(viewer), viewer)
+
+
 @st.cache_data(ttl=600, show_spinner=False, max_entries=50)
 def _dq_fix_list(url: str, run_id: int, branch: str, key: tuple, _viewer: access.Viewer):
     from analytics import quality

@@ -33,17 +33,17 @@ by = st.radio(session.t("risk.break_down_by"), ["branch_id", "value_tier", "rfm_
                   "rfm_segment": session.t("risk.rfm_segment")}[b]))
 share = st.toggle(session.t("risk.show_shares"))
 c1, c2 = st.columns(2)
-c1.plotly_chart(charts_risk.distribution_bars(risk.risk_crosstab(engine, run_id, by, "risk_tolerance", viewer=viewer,
-                                                                                 normalize=share),
+c1.plotly_chart(charts_risk.distribution_bars(loaders.risk_crosstab(run_id, by, "risk_tolerance", viewer,
+                                                                      normalize=share),
                                               lang=lang, normalize=share), width="stretch")
-c2.plotly_chart(charts_risk.distribution_bars(risk.risk_crosstab(engine, run_id, by, "credit_grade", viewer=viewer,
-                                                                                 normalize=share),
+c2.plotly_chart(charts_risk.distribution_bars(loaders.risk_crosstab(run_id, by, "credit_grade", viewer,
+                                                                      normalize=share),
                                               lang=lang, normalize=share), width="stretch")
 c1, c2 = st.columns(2)
-c1.plotly_chart(charts_risk.risk_value_heatmap(risk.risk_value_matrix(engine, run_id, viewer=viewer), lang=lang), width="stretch")
+c1.plotly_chart(charts_risk.risk_value_heatmap(loaders.risk_value_matrix(run_id, viewer), lang=lang), width="stretch")
 c2.plotly_chart(charts_risk.suitability_bar(summary, lang=lang), width="stretch")
 
-st.plotly_chart(charts_risk.alert_trend(risk.alert_trend(engine, viewer=viewer), lang=lang), width="stretch")
+st.plotly_chart(charts_risk.alert_trend(loaders.alert_trend(run_id, viewer), lang=lang), width="stretch")
 st.caption(session.t("risk.alert_trend_help"))
 
 if viewer.aggregate_only:
