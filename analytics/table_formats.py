@@ -276,7 +276,9 @@ def column_formats(frame: pd.DataFrame, lang: str) -> dict[str, tuple[str, str |
         return out
     for column in frame.columns:
         kind = kind_of(str(column))
-        if kind in ("date", "datetime") and frame[column].map(lambda v: isinstance(v, str)).any():
+        series = frame[column]
+        if (kind in ("date", "datetime") and not pd.api.types.is_datetime64_any_dtype(series)
+                and any(isinstance(v, str) for v in series)):
             continue  # dates shown as text (a masked date, or the em dash for a missing one)
         if kind in FORMATS and not (kind == "money" and lang != "en"):
             out[str(column)] = FORMATS[kind]

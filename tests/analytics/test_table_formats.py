@@ -122,3 +122,18 @@ def test_every_audit_event_has_a_name_in_both_languages(lang):
     assert len(set(names)) == len(names)  # two events never read the same
     assert tf.enum_label("event", "login_failed", "en") == "Login failed"
     assert i18n.label("audit_event", "export", "zh") == "导出"
+
+
+def test_formats_of_a_frame_with_timezone_aware_and_plain_datetime_columns():
+    shown = tf.display_frame(pd.DataFrame({"contacted_at": pd.to_datetime(["2026-01-02 10:00:00", "2026-01-03 00:00:00"]),
+                                           "created_at": pd.to_datetime(["2026-01-02"]).tz_localize("UTC").repeat(2)}),
+                             "en")
+    formats = tf.column_formats(shown, "en")
+    assert formats["contacted_at"] == formats["created_at"] == ("datetime", "YYYY-MM-DD HH:mm:ss")
+
+
+def test_formats_of_an_empty_frame_with_datetime_columns():
+    # A customer without contacts: an empty datetime column (its map is empty datetime64, not bool).
+    empty = pd.DataFrame({"contacted_at": pd.Series([], dtype="datetime64[ns]"), "kind": pd.Series([], dtype=object)})
+    shown = tf.display_frame(empty, "en")
+    assert tf.column_formats(shown, "en")["contacted_at"] == ("datetime", "YYYY-MM-DD HH:mm:ss")
