@@ -77,7 +77,7 @@ ENUM: dict[str, tuple[str, ...]] = {
     "status": ("status", "alert_status"),
     "from_status": ("alert_status", "status"),
     "to_status": ("alert_status", "status"),
-    "kind": ("dq_kind", "contact_kind"),
+    "kind": ("dq_kind", "contact_kind", "approval_kind"),
     "channel": ("channel",),
     "onboarding_channel": ("channel",),
     "customer_type": ("customer_type",),

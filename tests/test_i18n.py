@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from analytics import access, audit, i18n, metrics, quality
+from analytics.approvals import KINDS as APPROVAL_KINDS
 from analytics.approvals import STATUSES as APPROVAL_STATUSES
 from analytics.churn.reasons import REASON_CODES, REASON_PARTS
 from analytics.cross_sell import EXCLUSION_REASONS
@@ -136,6 +137,7 @@ FAMILIES = {
     "dq_kind": sorted(quality.ROW_KINDS | quality.SQL_QUERY_KINDS | quality.PYTHON_KINDS),
     "mfa": ["enrolled", "none", "pending"],
     "audit_event": list(audit.EVENTS),  # the Audit log's event column and filter
+    "approval_kind": list(APPROVAL_KINDS),  # the Approvals page's request kind
     "region": sorted(PROVINCE_CODES),  # the KPI wall's region ranking, in English
     # the Segments page's risk and demographic filters (analytics.segment_explorer.attribute_label)
     "seg_attr": list(ATTRIBUTE_FILTERS),

@@ -137,3 +137,9 @@ def test_formats_of_an_empty_frame_with_datetime_columns():
     empty = pd.DataFrame({"contacted_at": pd.Series([], dtype="datetime64[ns]"), "kind": pd.Series([], dtype=object)})
     shown = tf.display_frame(empty, "en")
     assert tf.column_formats(shown, "en")["contacted_at"] == ("datetime", "YYYY-MM-DD HH:mm:ss")
+
+
+def test_an_approval_requests_kind_reads_in_words():
+    shown = tf.display_frame(pd.DataFrame({"request_id": [1, 2], "kind": ["unmask", "export"]}), "en")
+    assert shown["kind"].tolist() == ["Unmask a field", "Large export"]
+    assert tf.display_frame(pd.DataFrame({"kind": ["unmask"]}), "zh")["kind"].tolist() == ["查看明文"]
