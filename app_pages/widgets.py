@@ -30,8 +30,8 @@ from analytics.segmentation import VALUE_TIERS
 from app_pages import loaders, session
 from app_pages.session import fmt_count, lang, t
 
-__all__ = ["metric", "CAMPAIGN_PAGE_ROWS", "audited_export", "escape_md", "export_buttons", "export_request_form",
-           "filtered_customers",
+__all__ = ["metric", "CAMPAIGN_PAGE_ROWS", "EXPORT_MIME", "audited_export", "escape_md", "export_buttons", "export_request_form",
+           "filtered_customers", "keep_until_fetched",
            "language_switch", "left_out_notice", "restore_language", "scope_notice", "segment_filters", "show_table"]
 
 log = logging.getLogger("app")
@@ -206,13 +206,35 @@ def export_buttons(engine, user: dict, frame, stem: str, context: dict, key: str
         export_request_form(engine, user, frame, stem, context, key)
         return
     c1, c2, _ = st.columns([1, 1, 6])
-    c1.download_button(t("common.csv"), data=lambda: audited_export(engine, user, frame, stem, "csv", context),
-                       file_name=f"{stem}.csv", mime="text/csv", key=f"{key}_csv", on_click="ignore",
-                       icon=":material/download:")
-    c2.download_button(t("common.excel"), data=lambda: audited_export(engine, user, frame, stem, "xlsx", context),
-                       file_name=f"{stem}.xlsx", key=f"{key}_xlsx", on_click="ignore",
-                       mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                       icon=":material/download:")
+    for column, fmt, label in ((c1, "csv", t("common.csv")), (c2, "xlsx", t("common.excel"))):
+        file_name, mime = f"{stem}.{fmt}", EXPORT_MIME[fmt]
+        column.download_button(
+            label, file_name=file_name, mime=mime, key=f"{key}_{fmt}", on_click="ignore", icon=":material/download:",
+            data=lambda fmt=fmt, file_name=file_name, mime=mime: keep_until_fetched(
+                audited_export(engine, user, frame, stem, fmt, context), mime, file_name, user["username"], fmt))
+
+
+EXPORT_MIME = {"csv": "text/csv", "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+
+
+def keep_until_fetched(data: bytes, mime: str, file_name: str, username: str, fmt: str, manager=None) -> bytes:
+    """Keep a deferred download's file on the server until the browser has fetched it.
+
+    Streamlit stores the bytes a deferred download's callable returns under a content-derived id
+    that no session references, and every session's script run ends by collecting unreferenced
+    downloads: the second collection deletes the file. With 20 sessions on two cores (the load
+    test), two other sessions' runs ended before the browser's GET and the export failed with a
+    404. Registering the same bytes (same id: data, type and name) under one slot per user and
+    format keeps the file until that user's next export in that format replaces it.
+    """
+    if manager is None:
+        from streamlit import runtime
+
+        if not runtime.exists():
+            return data
+        manager = runtime.get_instance().media_file_mgr
+    manager.add(data, mime, f"export:{username}:{fmt}", file_name=file_name, is_for_static_download=True)
+    return data
 
 
 def export_request_form(engine, user: dict, frame, stem: str, context: dict, key: str) -> None:
