@@ -55,7 +55,8 @@ The model
 columns and missing values. Its inner cross-validation, on the training data alone, chooses among
 a gradient-boosting model (``HistGradientBoostingClassifier`` with scikit-learn's defaults, native
 categorical splits for columns of up to 16 categories, cross-fitted target encoding for wider
-ones), regularised logistic regressions (imputed, standardised, skewed columns both raw and as a
+ones, and on small data the mean on the logit scale of those trees and trees on one-hot columns of
+the wide ones), regularised logistic regressions (imputed, standardised, skewed columns both raw and as a
 signed log, one-hot categories; C on half decades from 0.01 to 10) and their blends on the logit
 scale, by out-of-fold ROC AUC: the best single model, replaced by the best blend only when the
 blend's gain over it, fold by fold, exceeds two standard errors (``blend_gain_``); the choice is

@@ -309,6 +309,29 @@ def test_categories_unseen_missing_and_typed_columns(fitted):
     np.testing.assert_allclose(model.predict_proba(shuffled)[:, 1], p)
 
 
+def test_a_wide_category_is_seen_through_two_encodings_on_small_data_only():
+    """A categorical column wider than native splits take: on small data the trees are the mean of
+    trees on its target encoding and trees on its one-hot columns; on more rows the target encoding
+    alone. Both score unseen and missing values of it."""
+    X, y = synthetic(1500, 4)
+    rng = np.random.default_rng(4)
+    X["branch"] = rng.choice([f"b{k:02d}" for k in range(40)], len(X))
+    X.loc[X.index[:20], "branch"] = None
+    small = ChurnModel(random_state=0, blend=1.0).fit(X, y)
+    large = ChurnModel(random_state=0, blend=1.0, cv_max_rows=1000).fit(X, y)
+    assert (small.wide_encoding_, large.wide_encoding_) == ("target+onehot", "target")
+    assert len(small.gbm_.models_) == 2 and not hasattr(large.gbm_, "models_")
+    other = X.head(3).assign(branch=["b99", None, "b01"])  # unseen, missing, known
+    for model in (small, large):
+        p = model.predict_proba(other)[:, 1]
+        assert np.isfinite(p).all() and ((p > 0) & (p < 1)).all()
+    # The mean's members: their logit average is the small model's tree score.
+    Z = small._prepare(other)
+    members = [m.predict_proba(Z)[:, 1] for m in small.gbm_.models_]
+    logit = [np.log(q / (1 - q)) for q in members]
+    np.testing.assert_allclose(small.gbm_.predict_proba(Z)[:, 1], 1 / (1 + np.exp(-np.mean(logit, axis=0))))
+
+
 def test_missing_column_and_bad_targets_are_named(fitted):
     model, X, y = fitted
     with pytest.raises(ValueError, match="Required column logins missing"):
