@@ -31,7 +31,8 @@ test: $(VENV)/.dev-deps
 ## reliability: the long checks: crash tests (SIGKILL of `python -m analytics refresh` at every pause point, on
 ## SQLite and, with CUSTOMER_STORE_TEST_PG_URL, PostgreSQL; a killed partition worker; churn scoring on a Dask
 ## LocalCluster of 2 worker processes), a full disk, concurrent readers on both, the load run (LOAD_SESSIONS=20
-## browser sessions for LOAD_SECONDS=300; figures in benchmarks/results.json under "load"); their fast cases
+## sessions, 4 of them browsers and the rest websocket clients, for LOAD_SECONDS=300; figures in
+## benchmarks/results.json under "load"); their fast cases
 ## also run in `make test`; and the screenshot review: every page of every role in English and Chinese at
 ## 1920x1080 and the KPI wall at 3840x2160, saved to screenshots/review/ (git-ignored) to be looked at
 reliability: $(VENV)/.dev-deps

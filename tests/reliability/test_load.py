@@ -319,18 +319,8 @@ class WsUser:
         await self.page.connect()
 
     async def log_in(self) -> None:
-        s = self.page
         t0 = time.perf_counter()
-        await s.run()
-        await s.run(set_values={s.one("text_input", "Username"): self.username,
-                                s.one("text_input", "Password"): PASSWORD},
-                    trigger=s.one("button", "Log in"))
-        codes = [w for w in s.find("text_input") if w.label.startswith("Six-digit code")]
-        if codes:
-            await s.run(set_values={codes[0]: totp.next_code(self.store_url, self.username)},
-                        trigger=s.one("button", "Verify"))
-        if not s.find("button", "Log out"):
-            raise RuntimeError(f"not logged in: {sorted((w.kind, w.label) for w in s.widgets.values())}")
+        await self.page.log_in(self.username, PASSWORD, lambda: totp.next_code(self.store_url, self.username))
         self.timed("login", time.perf_counter() - t0, self.path())
 
     async def navigate(self) -> bool:

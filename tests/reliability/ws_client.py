@@ -205,6 +205,23 @@ class WsSession:
                 self.downloads = [w for w in elements.values() if w.kind == "download_button"]
             return seconds
 
+    # --- logging in ------------------------------------------------------------------------------
+
+    async def log_in(self, username: str, password: str, code=None) -> None:
+        """Fill in and submit the login form; ``code()`` answers the two-factor step when it comes.
+        Raises ``RunError`` when no "Log out" button follows (the login did not take)."""
+        await self.run()
+        await self.run(set_values={self.one("text_input", "Username"): username,
+                                   self.one("text_input", "Password"): password},
+                       trigger=self.one("button", "Log in"))
+        codes = [w for w in self.find("text_input") if w.label.startswith("Six-digit code")]
+        if codes:
+            if code is None:
+                raise RunError(f"{username} is asked for a two-factor code and none was given")
+            await self.run(set_values={codes[0]: code()}, trigger=self.one("button", "Verify"))
+        if not self.find("button", "Log out"):
+            raise RunError(f"not logged in: {sorted((w.kind, w.label) for w in self.widgets.values())}")
+
     # --- finding things --------------------------------------------------------------------------
 
     def find(self, kind: str, label: str | None = None) -> list[Widget]:
@@ -223,6 +240,13 @@ class WsSession:
     async def download(self, button: Widget) -> bytes:
         """Press a deferred download button as the frontend does: ask the server to build the
         file, then fetch it from the URL it answers with. Raises on an error answer or HTTP error."""
+        return await self.fetch(await self.request_file(button))
+
+    async def fetch(self, url: str) -> bytes:
+        return await asyncio.to_thread(_fetch, url, self.timeout)
+
+    async def request_file(self, button: Widget) -> str:
+        """Ask the server to build a deferred download's file; the URL it answers with."""
         file_id = button.proto.deferred_file_id
         if not file_id:
             raise RunError(f"download button {button.label!r} is not deferred")
@@ -241,8 +265,7 @@ class WsSession:
         response = msg.backend_operation_response
         if response.error_msg:
             raise RunError(f"download refused: {response.error_msg}")
-        url = self.base + response.deferred_file.url
-        return await asyncio.to_thread(_fetch, url, self.timeout)
+        return self.base + response.deferred_file.url
 
 
 def _fetch(url: str, timeout: float) -> bytes:
