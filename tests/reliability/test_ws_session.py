@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 import pytest
@@ -74,7 +75,10 @@ def test_every_page_of_the_role_opens_and_an_export_outlives_other_sessions_runs
             await a.close()
             await b.close()
 
-    opened, page, data = asyncio.run(scenario())
+    # A thread of its own: the browser tests' Playwright (sync API) keeps an event loop running in
+    # this one for the whole session, and asyncio.run refuses to start inside it.
+    with ThreadPoolExecutor(1) as pool:
+        opened, page, data = pool.submit(asyncio.run, scenario()).result()
     assert set(opened) == set(pages_for([ROLE])) - {"approvals"}
     frame = pd.read_csv(io.BytesIO(data))
     assert len(frame) > 0, f"the export of {page} is empty"
