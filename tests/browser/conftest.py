@@ -96,6 +96,15 @@ def wait_idle(page, timeout_ms: int = 30000) -> None:
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout_ms)
 
 
+def wait_quiet(page, quiet_ms: int = 1500, timeout_ms: int = 30000) -> None:
+    """Wait until the app is idle, then idle again ``quiet_ms`` later: after a page load, the login
+    cookie's component reports and reruns the page, and a click between two such runs was lost
+    (the Approvals "Use once" click in a CI run; the load test's login clicks)."""
+    wait_idle(page, timeout_ms)
+    page.wait_for_timeout(quiet_ms)
+    wait_idle(page, timeout_ms)
+
+
 PASSWORD = "browser test password"
 # The audit key and checkpoint are the test session's (tests/conftest.py), as the server appends to
 # the shared demo store's chain too.

@@ -8,7 +8,7 @@ from sqlalchemy import text
 
 from analytics import users
 from analytics.store import make_engine
-from tests.browser.conftest import PASSWORD, log_in, wait_idle
+from tests.browser.conftest import PASSWORD, log_in, wait_idle, wait_quiet
 
 pytestmark = pytest.mark.browser
 REASON = "identity check for complaint case 2026-77"
@@ -31,6 +31,8 @@ def test_four_eyes_unmask_in_the_browser(app_server, demo_store_url, browser):
     a = ctx_a.new_page()
     log_in(a, app_server, "bro_officer_a", expect="Overview")
     a.goto(f"{app_server}/customer_360")
+    a.get_by_role("textbox", name="Customer id", exact=True).wait_for(timeout=60000)
+    wait_quiet(a)
     a.get_by_role("textbox", name="Customer id", exact=True).fill(cid)  # the radio picking the key has the same name
     a.get_by_role("button", name="Look up").click()
     a.get_by_text("Unmask a field").first.wait_for(timeout=60000)
@@ -45,7 +47,7 @@ def test_four_eyes_unmask_in_the_browser(app_server, demo_store_url, browser):
     log_in(b, app_server, "bro_officer_b", expect="Overview")
     b.goto(f"{app_server}/approvals")
     b.get_by_text("Pending requests").first.wait_for(timeout=60000)
-    wait_idle(b)
+    wait_quiet(b)
     b.get_by_label("Comment (kept with the decision and audited)", exact=True).fill("approved for case 2026-77")
     b.get_by_role("button", name="Approve").click()
     b.get_by_text("approved.").first.wait_for(timeout=60000)
@@ -53,14 +55,14 @@ def test_four_eyes_unmask_in_the_browser(app_server, demo_store_url, browser):
 
     a.goto(f"{app_server}/approvals")
     a.get_by_text("My requests").first.wait_for(timeout=60000)
-    wait_idle(a)
+    wait_quiet(a)
     use = a.get_by_role("button", name="Use once (show the value or prepare the download)")
     use.click()
     a.get_by_text(f"{cid} · name:").first.wait_for(timeout=60000)
     assert name in a.inner_text("body")
     a.reload()
     a.get_by_text("My requests").first.wait_for(timeout=60000)
-    wait_idle(a)
+    wait_quiet(a)
     assert name not in a.inner_text("body")  # shown once
     a.get_by_role("button", name="Use once (show the value or prepare the download)").click()
     a.get_by_text("already used").first.wait_for(timeout=60000)
