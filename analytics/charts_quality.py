@@ -32,6 +32,16 @@ def dimension_label(dimension: str, lang: str = "en") -> str:
     return label("dq_dimension", dimension, lang)
 
 
+def score_pct(score: float) -> float:
+    """A score in [0, 1] as the percentage every figure shows: rounded once, to one decimal.
+
+    Every figure rounds through here, so a dimension reads the same number in the gauge, the named
+    rates, the bars, the trend and the breakdowns (rounding to 2 decimals and then printing 1 would
+    turn 99.648 into 99.65 and print 99.7 beside a 99.6).
+    """
+    return round(100 * float(score), 1)
+
+
 def _band(pct: float) -> str:
     return "bad" if pct < 80 else "watch" if pct < 95 else "good"
 
@@ -64,12 +74,12 @@ def overall_gauge(score: float | None, *, previous: float | None = None, lang: s
         return _empty(title, lang)
     mode = "gauge+number" + ("+delta" if previous is not None and not pd.isna(previous) else "")
     indicator = go.Indicator(
-        mode=mode, value=round(100 * float(score), 1), number={"suffix": "%", "valueformat": ".1f"},
-        gauge={"axis": {"range": [0, 100]}, "bar": {"color": BAR_COLOURS[_band(100 * float(score))]},
+        mode=mode, value=score_pct(score), number={"suffix": "%", "valueformat": ".1f"},
+        gauge={"axis": {"range": [0, 100]}, "bar": {"color": BAR_COLOURS[_band(score_pct(score))]},
                "steps": [{"range": [lo, hi], "color": c} for lo, hi, c in BANDS]},
     )
     if "delta" in mode:
-        indicator.delta = {"reference": round(100 * float(previous), 1), "valueformat": ".1f",
+        indicator.delta = {"reference": score_pct(previous), "valueformat": ".1f",
                            "suffix": tr("charts.quality.points", lang)}
     fig = go.Figure(indicator)
     fig.update_layout(title=title, margin={"t": 60, "b": 10})
@@ -92,7 +102,7 @@ def named_rates(scores: pd.DataFrame, *, lang: str = "en") -> go.Figure:
     fig = go.Figure()
     for i, dim in enumerate(present):
         fig.add_trace(go.Indicator(
-            mode="number", value=round(100 * overall[dim], 1), number={"suffix": "%", "valueformat": ".1f"},
+            mode="number", value=score_pct(overall[dim]), number={"suffix": "%", "valueformat": ".1f"},
             title={"text": dimension_label(dim, lang)},
             domain={"x": [i / len(present), (i + 1) / len(present)], "y": [0, 1]},
         ))
@@ -107,12 +117,12 @@ def dimension_bars(scores: pd.DataFrame, *, lang: str = "en") -> go.Figure:
     dims = [d for d in DIMENSIONS if d in overall.index]
     if not dims:
         return _empty(title, lang)
-    pct = [round(100 * overall[d], 2) for d in dims]
+    pct = [score_pct(overall[d]) for d in dims]
     fig = go.Figure(go.Bar(
         x=pct, y=[dimension_label(d, lang) for d in dims], orientation="h",
         text=[f"{p:.1f}%" for p in pct], textposition="auto",
         marker={"color": [BAR_COLOURS[_band(p)] for p in pct]},
-        customdata=dims, hovertemplate="%{y}: %{x:.2f}%<extra></extra>",
+        customdata=dims, hovertemplate="%{y}: %{x:.1f}%<extra></extra>",
     ))
     fig.update_layout(title=title, xaxis={"title": tr("charts.quality.score", lang), "range": [0, 100]},
                       yaxis={"autorange": "reversed"})
@@ -141,9 +151,9 @@ def score_trend(history: pd.DataFrame, *, dimensions: tuple[str, ...] | None = N
             continue
         x = h["finished_at"] if h["finished_at"].notna().all() else h["run_id"]
         fig.add_trace(go.Scatter(
-            x=x, y=(100 * h["score"]).round(2), mode="lines+markers", name=dimension_label(dim, lang),
+            x=x, y=[score_pct(v) for v in h["score"]], mode="lines+markers", name=dimension_label(dim, lang),
             customdata=h["run_id"], line={"width": 4 if dim == "overall" else 2},
-            hovertemplate=tr("charts.quality.run_n", lang) + ": %{y:.2f}%<extra>" + dimension_label(dim, lang)
+            hovertemplate=tr("charts.quality.run_n", lang) + ": %{y:.1f}%<extra>" + dimension_label(dim, lang)
                           + "</extra>",
         ))
     xaxis = {"title": tr("charts.quality.refresh", lang)}
@@ -194,19 +204,19 @@ def breakdown_bars(scores: pd.DataFrame, *, scope: str = "branch", dimension: st
     if top is not None:
         frame = frame.head(top)
     names = [(labels or {}).get(v, v) for v in frame["scope_value"]]
-    pct = (100 * frame["score"]).round(2).tolist()
+    pct = [score_pct(v) for v in frame["score"]]
     fig = go.Figure(go.Bar(
         x=names, y=pct, text=[f"{p:.1f}%" for p in pct], textposition="auto",
         marker={"color": [BAR_COLOURS[_band(p)] for p in pct]},
         customdata=frame[["scope_value", "checked", "failed"]].to_numpy(),
-        hovertemplate="%{x}: %{y:.2f}%<br>%{customdata[2]} / %{customdata[1]}<extra></extra>",
+        hovertemplate="%{x}: %{y:.1f}%<br>%{customdata[2]} / %{customdata[1]}<extra></extra>",
     ))
-    shown = pct + ([] if average is None or pd.isna(average) else [100 * float(average)])
+    shown = pct + ([] if average is None or pd.isna(average) else [score_pct(average)])
     pad = max(0.5, 0.25 * (max(shown) - min(shown)))
     low, high = max(0.0, math.floor(min(shown) - pad)), min(100.0, math.ceil(max(shown) + pad))
     if average is not None and not pd.isna(average):
-        fig.add_hline(y=100 * float(average), line_dash="dash", line_color="#555555",
-                      annotation_text=tr("charts.quality.bank_average", lang, score=f"{100 * float(average):.1f}%"),
+        fig.add_hline(y=score_pct(average), line_dash="dash", line_color="#555555",
+                      annotation_text=tr("charts.quality.bank_average", lang, score=f"{score_pct(average):.1f}%"),
                       annotation_position="top left")
     fig.update_layout(title=title, yaxis={"title": tr("charts.quality.score", lang), "range": [low, high]},
                       xaxis={"title": scope_label, "type": "category"})

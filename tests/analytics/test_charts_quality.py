@@ -140,3 +140,25 @@ def test_score_trend_ticks_dates_not_milliseconds_and_pads_a_single_run():
     assert high - low == pd.Timedelta(hours=24)
     two = pd.concat([history, history.assign(run_id=2, finished_at=pd.Timestamp("2026-12-10"))])
     assert score_trend(two).layout.xaxis.range is None
+
+
+@pytest.mark.parametrize("score", [0.99648, 0.99649, 0.99651, 0.996449, 0.8125, 0.12345])
+def test_a_dimension_reads_the_same_number_in_every_figure(score):
+    """The named rate, the bar, the trend, the breakdown and the gauge round once, to the same figure.
+
+    99.648 % used to read 99.6 % as a named rate and 99.7 % on its bar (rounded to 99.65, then
+    printed to one decimal).
+    """
+    scores = pd.DataFrame([("overall", "", "validity", score, 100, 1), ("branch", "BR1", "validity", score, 100, 1)],
+                          columns=["scope", "scope_value", "dimension", "score", "checked", "failed"])
+    shown = f"{100 * score:.1f}%"
+    named = cq.named_rates(scores).data[0]
+    assert f"{named.value:.1f}%" == shown
+    bar = cq.dimension_bars(scores).data[0]
+    assert list(bar.text) == [shown] and f"{bar.x[0]:.1f}%" == shown and ":.1f" in bar.hovertemplate
+    history = pd.DataFrame([(1, pd.Timestamp("2026-10-01"), "validity", score)],
+                           columns=["run_id", "finished_at", "dimension", "score"])
+    assert f"{cq.score_trend(history).data[0].y[0]:.1f}%" == shown
+    branch = cq.breakdown_bars(scores, scope="branch", dimension="validity").data[0]
+    assert list(branch.text) == [shown]
+    assert f"{cq.overall_gauge(score).data[0].value:.1f}%" == shown
