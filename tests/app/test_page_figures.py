@@ -477,9 +477,10 @@ def test_data_quality_figures(pages, role, lang):
     assert len(gauges) == 1 and abs(gauges[0]["value"] - 100 * scores["overall"]) <= 0.05, gauges
     named = [t["value"] for t in kit.traces(at, "indicator") if "gauge" not in t.get("mode", "")]
     assert named and all(any(abs(v - 100 * s) <= 0.05 for s in scores.values()) for v in named), named
-    dimensions = [100 * s for d, s in scores.items() if d != "overall"]
-    kit.bar_with_values(at, dimensions, tol=1e-4)
-    kit.bar_with_values(at, [100 * s for s in dq_scores(engine, "branch").values()], tol=1e-4)
+    # Bars show the percentage rounded once to one decimal, as the named rates do.
+    dimensions = [round(100 * s, 1) for d, s in scores.items() if d != "overall"]
+    kit.bar_with_values(at, dimensions)
+    kit.bar_with_values(at, [round(100 * s, 1) for s in dq_scores(engine, "branch").values()])
     assert_rules_table(at, engine)
 
 

@@ -349,10 +349,10 @@ def test_balance_drops_of_a_branch_beyond_the_first_thousand(tmp_path, monkeypat
 def test_data_quality_breakdown_by_channel(pages, role):
     engine = pages.engine
     at = pages.open(role, "data_quality")
-    kit.bar_with_values(at, [100 * s for s in dq_scores(engine, "branch").values()], tol=1e-4)
+    kit.bar_with_values(at, [round(100 * s, 1) for s in dq_scores(engine, "branch").values()])
     kit.choose(kit.widget(at, r"break.?down|细分", kinds=("radio", "selectbox", "segmented_control")), "channel")
     assert not at.exception, at.exception
-    kit.bar_with_values(at, [100 * s for s in dq_scores(engine, "channel").values()], tol=1e-4)
+    kit.bar_with_values(at, [round(100 * s, 1) for s in dq_scores(engine, "channel").values()])
 
 
 @pytest.mark.parametrize("role", row_roles("data_quality"))
