@@ -11,7 +11,9 @@ the library's parts are replaced on our instance, because a bank needs what it c
   audited);
 * the cookie carries the id of a server-side session (``user_sessions``) next to the username, and
   is honoured only while that session is live. Logout, idle timeout, disabling a user or changing
-  their roles ends the session, so a copied cookie stops working at once.
+  their roles ends the session, so a copied cookie stops working at once;
+* the browser-side cookie component is drawn only to write or delete the cookie
+  (:class:`_WriteOnlyCookieManager`); the cookie is read from the request.
 
 The library's ``send_email`` and ``two_factor_auth`` are never enabled: they send mail through a
 third-party server.
@@ -27,9 +29,12 @@ import logging
 import time
 from pathlib import Path
 
+import extra_streamlit_components as stx
 import jwt
 import streamlit as st
 import streamlit_authenticator as stauth
+from extra_streamlit_components.CookieManager import _component_func as _cookie_component
+from streamlit_authenticator.models import cookie_model as _auth_cookie_model
 from sqlalchemy.exc import SQLAlchemyError
 
 from analytics import access, audit, formatting, i18n, mfa, runs, scopes, settings, users
@@ -288,6 +293,25 @@ def _set_logged_in(login: users.Login) -> None:
     st.session_state["logout"] = False
     st.session_state[STATE_SESSION] = login.session_id
     st.session_state.pop(STATE_NOTICE, None)
+
+
+class _WriteOnlyCookieManager(stx.CookieManager):
+    """The authenticator's cookie manager, drawing its browser component only to write or delete.
+
+    The library's manager draws a "get all cookies" component on every run. A moment after each
+    page load that component reports the cookies, and the report reruns the page: a click made in
+    that moment started a run that the report's run interrupted, and the click was lost. Nothing
+    needs the report: the cookie is read from the request (``st.context.cookies``, as the library's
+    ``get_cookie`` does). Writing after a login and deleting at logout still draw the component.
+    """
+
+    def __init__(self, key: str = "init") -> None:  # noqa: ARG002 - the library's signature
+        self.cookie_manager = _cookie_component
+        self.cookies = dict(st.context.cookies)
+
+
+# The authenticator builds its cookie manager as ``stx.CookieManager()``; it gets ours.
+_auth_cookie_model.stx = type("_CookieComponents", (), {"CookieManager": _WriteOnlyCookieManager})
 
 
 def _clear_login() -> None:

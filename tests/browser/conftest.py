@@ -97,9 +97,10 @@ def wait_idle(page, timeout_ms: int = 30000) -> None:
 
 
 def wait_quiet(page, quiet_ms: int = 1500, timeout_ms: int = 30000) -> None:
-    """Wait until the app is idle, then idle again ``quiet_ms`` later: after a page load, the login
-    cookie's component reports and reruns the page, and a click between two such runs was lost
-    (the Approvals "Use once" click in a CI run; the load test's login clicks)."""
+    """Wait until the app is idle, then idle again ``quiet_ms`` later. The authenticator's cookie
+    component used to report a moment after each page load and rerun the page, and a click between
+    the two runs was lost (the Approvals "Use once" click in a CI run); the app no longer draws that
+    component (``test_a_page_load_runs_the_page_once``), and this stays as the tests' own guard."""
     wait_idle(page, timeout_ms)
     page.wait_for_timeout(quiet_ms)
     wait_idle(page, timeout_ms)
