@@ -28,6 +28,10 @@ def test_aggregate_roles_see_scores_but_no_records(monkeypatch, demo_store_url, 
 
 def test_compliance_drills_down_to_masked_records(monkeypatch, demo_store_url):
     at = _open(monkeypatch, demo_store_url, "compliance")
+    assert len(at.dataframe) == 2  # rules, failing records; the fix list waits for a branch
+    assert at.selectbox[1].value is None and any("Choose a branch" in c.value for c in at.caption)
+    at.selectbox[1].set_value(at.selectbox[1].options[0]).run()
+    assert not at.exception, at.exception
     assert len(at.dataframe) == 3  # rules, failing records, fix list
     rule = at.selectbox[0].value
     records = at.dataframe[1].value

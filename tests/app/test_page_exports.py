@@ -52,7 +52,9 @@ def _risk(at, engine):
 
 
 def _data_quality(at, engine):
-    branch = kit.widget(at, kit.BRANCH, kinds=("selectbox",)).value
+    picker = kit.widget(at, kit.BRANCH, kinds=("selectbox",))
+    branch = picker.options[0]
+    kit.choose(picker, branch)  # the fix list and its export wait for a branch
     return len(quality.fix_list(engine, kit.run_id(engine), branch, viewer=Viewer("t", ("compliance",))))
 
 

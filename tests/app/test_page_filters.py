@@ -10,6 +10,7 @@ age band, value tier) whatever the widgets become.
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -373,6 +374,11 @@ def test_failing_records_and_fix_list_follow_their_pickers(pages, role):
     assert any(key in t.columns and t[key].astype(str).tolist() == records[key].astype(str).tolist()
                for t in kit.tables(at)), "the failing records of the chosen rule are not listed"
 
+    branch_picker = kit.widget(at, kit.BRANCH, kinds=("selectbox",))
+    assert branch_picker.value is None, "a fix list is built before anyone chose a branch"
+    assert not any(re.search(r"to fix|整改", c) for c in kit.texts(at, "caption"))
+    kit.choose(branch_picker, branch_picker.options[0])
+    assert not at.exception, at.exception
     branch_picker = kit.widget(at, kit.BRANCH, kinds=("selectbox",))
     sizes = {b: len(quality.fix_list(engine, run, b, viewer=Viewer("t", (role,)))) for b in branch_picker.options[:4]}
     branch = next(b for b, n in sizes.items() if n != sizes[branch_picker.value])
