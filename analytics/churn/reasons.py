@@ -330,9 +330,16 @@ class ReasonCoder:
                 resolved[col] = ((col,), _generic_phrase(col))
         return resolved
 
-    def contributions(self, predict: Callable[[pd.DataFrame], np.ndarray], X: pd.DataFrame) -> pd.DataFrame:
-        """``p(X) - p(X with the group set to its reference)`` for every group: rows × groups."""
-        base = predict(X)
+    def contributions(self, predict: Callable[[pd.DataFrame], np.ndarray], X: pd.DataFrame, *,
+                      base: np.ndarray | None = None) -> pd.DataFrame:
+        """``p(X) - p(X with the group set to its reference)`` for every group: rows × groups.
+
+        ``base``, when given, is ``predict(X)`` already computed (scoring has it: one model call of
+        the fourteen a block of customers costs is saved).
+        """
+        base = predict(X) if base is None else np.asarray(base, dtype=float)
+        if base.shape != (len(X),):
+            raise ValueError(f"base holds {base.shape} probabilities for {len(X)} rows")
         out = {}
         for name, (cols, _) in self.groups_.items():
             replaced = X.copy()
@@ -341,7 +348,8 @@ class ReasonCoder:
             out[name] = base - predict(replaced)
         return pd.DataFrame(out, index=X.index)
 
-    def explain(self, predict: Callable[[pd.DataFrame], np.ndarray], X: pd.DataFrame) -> pd.DataFrame:
+    def explain(self, predict: Callable[[pd.DataFrame], np.ndarray], X: pd.DataFrame, *,
+                base: np.ndarray | None = None) -> pd.DataFrame:
         """The top reasons of each row, in words.
 
         Parameters
@@ -350,6 +358,8 @@ class ReasonCoder:
             Frame -> probability of churn per row (e.g. ``lambda f: model.predict_proba(f)[:, 1]``).
         X : pandas.DataFrame
             Rows to explain, with the columns seen in :meth:`fit`.
+        base : numpy.ndarray, optional
+            ``predict(X)``, when the caller has it already.
 
         Returns
         -------
@@ -357,7 +367,7 @@ class ReasonCoder:
             Same index: ``reason_1`` .. ``reason_<top>`` (stored reasons: :func:`encode`; None when fewer groups push the
             probability up by at least ``min_contribution``) and ``group_1`` .. (the group names).
         """
-        contrib = self.contributions(predict, X)
+        contrib = self.contributions(predict, X, base=base)
         names = np.asarray(contrib.columns, dtype=object)
         values = contrib.to_numpy()
         order = np.argsort(-values, axis=1, kind="stable")[:, : self.top]

@@ -100,8 +100,9 @@ def score_partition(job: ScoringJob, partition: int) -> dict:
         for start in range(0, len(active), SCORE_CHUNK_ROWS):
             ids = active[start:start + SCORE_CHUNK_ROWS]
             chunk = features.loc[ids]
-            probability.loc[ids] = predict(chunk)
-            reasons.loc[ids, REASONS] = coder.explain(predict, chunk)[REASONS]
+            p = predict(chunk)
+            probability.loc[ids] = p
+            reasons.loc[ids, REASONS] = coder.explain(predict, chunk, base=p)[REASONS]
         inactive = states.index[states.to_numpy() == "inactive"]
         closed = states.index[states.to_numpy() == "closed"]
         probability.loc[inactive] = job.inactive_rate

@@ -509,6 +509,17 @@ def test_reason_codes_name_the_groups_that_push_the_score_up():
     contributions = coder.contributions(predict, X)
     assert contributions.loc[1, "ga"] == pytest.approx(1 / (1 + np.exp(-6)) - 0.5)
     assert (contributions["b"] == 0).all()
+    # Scoring passes the probabilities it has already: the same reasons, one model call fewer.
+    calls = []
+
+    def counted(frame):
+        calls.append(len(frame))
+        return predict(frame)
+
+    pd.testing.assert_frame_equal(coder.explain(counted, X, base=predict(X)), reasons)
+    assert len(calls) == len(coder.groups_)
+    with pytest.raises(ValueError, match="probabilities for 5 rows"):
+        coder.contributions(predict, X, base=np.zeros(3))
 
 
 ROW = {"tenure_months": 24, "aum_change_pct_3m": -0.45, "aum_change_pct_6m": -0.5, "aum_change_pct_12m": 0.1,
