@@ -537,7 +537,7 @@ def run_chart(run_id: int, kind: str, *, viewer: access.Viewer, lang: str, dimen
 def _campaign_plan(url: str, run_id: int, definition, key: tuple, _viewer: access.Viewer) -> dict:
     from analytics import campaigns
 
-    return campaigns.plan(engine_for(url), definition, viewer=_viewer, run_id=run_id).summary()
+    return campaigns.plan_summary(engine_for(url), definition, viewer=_viewer, run_id=run_id)
 
 
 def campaign_plan(run_id: int, definition, viewer: access.Viewer) -> dict:

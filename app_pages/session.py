@@ -34,8 +34,8 @@ import jwt
 import streamlit as st
 import streamlit_authenticator as stauth
 from extra_streamlit_components.CookieManager import _component_func as _cookie_component
-from streamlit_authenticator.models import cookie_model as _auth_cookie_model
 from sqlalchemy.exc import SQLAlchemyError
+from streamlit_authenticator.models import cookie_model as _auth_cookie_model
 
 from analytics import access, audit, formatting, i18n, mfa, runs, scopes, settings, users
 from analytics.errors import AnalyticsError, StoreError, StoreNotInitialisedError, describe

@@ -19,6 +19,7 @@ from analytics.campaigns.plan import (
     control_size,
     create_campaign,
     plan,
+    plan_summary,
 )
 from analytics.campaigns.playbooks import default_message, playbook_table, playbooks
 from analytics.campaigns.results import (
@@ -34,5 +35,5 @@ from analytics.campaigns.stats import newcombe_interval, uplift, wilson_interval
 
 __all__ = ["EXCLUSION_REASONS", "MAX_CONTROL_SHARE", "NAME_MAX", "CampaignError", "Definition", "Plan", "assign_arms", "campaign_results",
            "campaigns_stage", "control_share", "control_size", "create_campaign", "default_message",
-           "get_campaign", "list_campaigns", "newcombe_interval", "plan", "playbook_table", "playbooks",
+           "get_campaign", "list_campaigns", "newcombe_interval", "plan", "plan_summary", "playbook_table", "playbooks",
            "results_json", "segment_uplift", "treatment_export", "uplift", "wilson_interval"]

@@ -117,6 +117,53 @@ def test_duplicate_names_and_bad_tags_are_refused(store):
 def test_an_aggregate_only_role_cannot_plan(store):
     with pytest.raises(access.AccessDenied):
         campaigns.plan(store, Definition("X"), viewer=EXECUTIVE)
+    with pytest.raises(access.AccessDenied):
+        campaigns.plan_summary(store, Definition("X"), viewer=EXECUTIVE)
+
+
+def assert_same_summary(engine, definition, viewer, run_id=None):
+    """:func:`campaigns.plan_summary` (counted in the database) says what :func:`campaigns.plan` says."""
+    rows = campaigns.plan(engine, definition, viewer=viewer, run_id=run_id).summary()
+    counted = campaigns.plan_summary(engine, definition, viewer=viewer, run_id=run_id)
+    for key in ("expected_conversions", "expected_margin"):
+        if rows[key] is None:
+            assert counted[key] is None, key
+        else:
+            assert counted[key] == pytest.approx(rows[key], rel=1e-9, abs=1e-9), key
+    assert {k: v for k, v in counted.items() if not k.startswith("expected")} == \
+        {k: v for k, v in rows.items() if not k.startswith("expected")}
+    return counted
+
+
+RM02 = access.Viewer("rm", ("relationship_manager",), scope=access.Scope(portfolios={"RM02"}))
+
+
+@pytest.mark.parametrize(("definition", "viewer"), [
+    (Definition("Funds", product="fund"), MARKETING),
+    (Definition("Care"), MARKETING),
+    (Definition("Deposits", product="demand_deposit", control_share=0.0), MARKETING),
+    (Definition("B2", sx.Filters(branches=("BR002",)), product="fund"), MARKETING),
+    (Definition("RM", product="fund", control_share=0.5), RM02),
+])
+def test_the_counted_summary_is_the_plans(store, definition, viewer):
+    counted = assert_same_summary(store, definition, viewer)
+    if definition.name == "Funds":  # the hand-counted case
+        assert counted["audience"] == 11 and counted["eligible"] == len(campaign_rows.ELIGIBLE)
+
+
+@pytest.mark.parametrize(("days_before", "recent"), [(365, True), (366, False), (-3, True)])
+def test_the_counted_summary_dates_an_assessment_as_the_plan_does(store, days_before, recent):
+    """An assessment exactly RISK_ASSESSMENT_VALID_DAYS (365) before the as-of day is still valid; a day
+    earlier it has expired; a later one is valid: in the database as in Python."""
+    from datetime import timedelta
+
+    from analytics.schema import customers
+
+    with store.begin() as conn:
+        conn.execute(update(customers).where(customers.c.customer_id == "C08")
+                     .values(risk_assessed_at=campaign_rows.AS_OF - timedelta(days=days_before)))
+    counted = assert_same_summary(store, Definition("Funds", product="fund"), MARKETING)
+    assert counted["excluded"]["expired_assessment"] == (0 if recent else 1)
 
 
 def test_the_treatment_arm_of_a_recent_campaign_is_in_cooldown(store):
