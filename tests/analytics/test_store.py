@@ -1,7 +1,9 @@
 """The store: URL resolution, SQLite settings, and a schema round trip on SQLite and PostgreSQL."""
 
+import datetime as dt
 from datetime import date
 
+import pandas as pd
 import pytest
 from sqlalchemy import inspect, select, text
 
@@ -171,3 +173,37 @@ def test_streamlit_listens_on_localhost_only():
 
     config = tomllib.loads((settings.PROJECT_ROOT / ".streamlit" / "config.toml").read_text())
     assert config["server"]["address"] == "localhost"
+
+
+def test_read_frame_in_chunks_gives_the_frame_of_one_read(engine, monkeypatch):
+    """Chunked reading (a few rows at a time here) gives the frame a single pandas read gives, dtypes
+    included, where chunks alone would be inferred differently: a text column NULL in the whole first
+    chunk, an integer column with a NULL in one chunk only, a boolean with a NULL, timestamps NULL
+    in a chunk; and for an empty result and repeated column names."""
+    from sqlalchemy import Boolean, Column, DateTime, Float, Integer, MetaData, String
+    from sqlalchemy import Table as SaTable
+
+    from analytics import store
+
+    monkeypatch.setattr(store, "READ_CHUNK_ROWS", 3)
+    meta = MetaData()
+    table = SaTable("chunk_probe", meta, Column("id", Integer, primary_key=True), Column("label", String(10)),
+                    Column("count", Integer), Column("amount", Float), Column("flag", Boolean),
+                    Column("seen_at", DateTime(timezone=True)))
+    meta.create_all(engine)
+    rows = [{"id": i, "label": None if i < 4 else f"x{i}", "count": None if i == 7 else i,
+             "amount": i / 3 if i % 2 else None, "flag": None if i == 5 else i % 2 == 0,
+             "seen_at": None if i < 3 else dt.datetime(2026, 1, i, tzinfo=dt.UTC)} for i in range(1, 10)]
+    with engine.begin() as conn:
+        conn.execute(table.insert(), rows)
+    queries = [("SELECT * FROM chunk_probe ORDER BY id", None),
+               ("SELECT * FROM chunk_probe WHERE id > :n ORDER BY id", {"n": 100}),
+               ("SELECT id, label AS x, count AS x FROM chunk_probe ORDER BY id", None)]
+    for sql, params in queries:
+        with engine.connect() as conn:
+            whole = pd.read_sql(text(sql), conn, params=params)
+        chunked = store.read_frame(engine, sql, params)
+        pd.testing.assert_frame_equal(chunked, whole)
+    with engine.connect() as conn:  # on a caller's connection too
+        pd.testing.assert_frame_equal(store.read_frame(conn, queries[0][0]),
+                                      pd.read_sql(text(queries[0][0]), conn))
