@@ -359,14 +359,26 @@ def recommend(propensity: pd.DataFrame, customer_frame: pd.DataFrame, products_f
             if cols:
                 moving = rises & (tier == t)
                 up_sell[:, cols] |= non_holder[:, cols] & moving[:, None]
-    kind = np.where(up_sell, "up_sell", "cross_sell").astype(object)
-    ev = np.where(eligible, np.nan_to_num(p) * margin * eb[tier] * (float(horizon_months) / 12.0), 0.0)
+    # An offer's kind, looked up only for the offers kept: a customers x categories array of words
+    # took 1.5 GiB at a million customers (fixed-width text, then a Python string per cell).
+    kind_words = np.array(["cross_sell", "up_sell"], dtype=object)
+    # In place, in the order of p * margin * balance * horizon / 12 (the same products, bit for bit),
+    # to hold one customers x categories array at a time rather than three.
+    ev = np.nan_to_num(p)
+    ev *= margin
+    ev *= eb[tier]
+    ev *= float(horizon_months) / 12.0
+    ev[~eligible] = 0.0
+    del margin
 
     # Rank each customer's eligible offers by expected value; a stable sort leaves ties in category order.
     key = np.where(eligible, -ev, np.inf)
     order = np.argsort(key, axis=1, kind="stable")
-    rank = np.empty((n, k_count), dtype=np.int64)
-    rank[np.arange(n)[:, None], order] = np.arange(1, k_count + 1)[None, :]
+    del key
+    best_k = order[:, 0].copy() if k_count else np.zeros(n, dtype=np.int64)
+    rank = np.empty((n, k_count), dtype=np.int16)  # at most one rank per category
+    rank[np.arange(n)[:, None], order] = np.arange(1, k_count + 1, dtype=np.int16)[None, :]
+    del order
     keep = eligible & (rank <= top_n)
     # Each category's best consenting customers; ties by position (the index, sorted by the caller).
     for k in range(k_count):
@@ -381,11 +393,11 @@ def recommend(propensity: pd.DataFrame, customer_frame: pd.DataFrame, products_f
         "customer_id": propensity.index.to_numpy()[r_i],
         "category": np.asarray(categories, dtype=object)[r_k],
         "product_id": pids[product_row[r_i, r_k]] if len(r_i) else np.array([], dtype=object),
-        "rank": rank[r_i, r_k],
+        "rank": rank[r_i, r_k].astype(np.int64),
         "propensity": p[r_i, r_k],
         "expected_value": ev[r_i, r_k],
         "marketing_consent": consent[r_i],
-        "offer_kind": kind[r_i, r_k],
+        "offer_kind": kind_words[up_sell[r_i, r_k].astype(np.int8)],
     })
 
     with np.errstate(invalid="ignore"):
@@ -440,8 +452,7 @@ def recommend(propensity: pd.DataFrame, customer_frame: pd.DataFrame, products_f
     }
     no_offer = {reason: int(mask.sum()) for reason, mask in reason_masks.items()}
 
-    # Each customer's rank-1 offer (the first of the ranking order when there is any eligible one).
-    best_k = order[:, 0] if k_count else np.zeros(n, dtype=np.int64)
+    # Each customer's rank-1 offer (best_k: the first of the ranking order when there is any eligible one).
     rows_all = np.arange(n)
     reason = np.full(n, None, dtype=object)
     for name, mask in reason_masks.items():
@@ -452,7 +463,8 @@ def recommend(propensity: pd.DataFrame, customer_frame: pd.DataFrame, products_f
                                        else None, None),
         "next_best_product_id": np.where(has_offer, pids[np.maximum(best_row, 0)] if len(pids) else None, None),
         "next_best_expected_value": np.where(has_offer, ev[rows_all, best_k] if k_count else np.nan, np.nan),
-        "next_best_offer_kind": np.where(has_offer, kind[rows_all, best_k] if k_count else None, None),
+        "next_best_offer_kind": np.where(has_offer, kind_words[up_sell[rows_all, best_k].astype(np.int8)]
+                                         if k_count else None, None),
         "no_offer_reason": reason,
     }, index=propensity.index)
     cells = None
