@@ -81,8 +81,9 @@ IDLE_JS = """() =>
 MAIN = '[data-testid="stMain"]'
 
 
-class Session:
-    """One user's browser context, its timings and its errors."""
+class LoadUser:
+    """What every simulated user has, in a browser or over a websocket: who it is, the pages its role
+    opens, its random choices, and the shared log of its timings and errors."""
 
     def __init__(self, index: int, role: str, username: str, base: str, store_url: str, log: dict):
         self.index, self.role, self.username, self.base, self.store_url = index, role, username, base, store_url
@@ -91,8 +92,6 @@ class Session:
         self.pages = [p for p in pages_for([role]) if p not in ("approvals",)]
         self.sees_rows = can_see_customer_rows([role])
         self.page = None
-        self.runs_finished = 0
-        self.fragment_runs = 0  # the KPI wall's ticks
 
     def error(self, kind: str, detail: str) -> None:
         if len(self.log["errors"]) < 50:
@@ -102,6 +101,30 @@ class Session:
     def timed(self, kind: str, seconds: float, path: str) -> None:
         self.log["actions"].append({"session": self.index, "role": self.role, "kind": kind,
                                     "seconds": round(seconds, 3), "path": path})
+
+    async def act_until(self, deadline: float) -> None:
+        """Random actions (navigate, filter, page through, export), 1-3 s apart, until ``deadline``."""
+        actions = [(self.navigate, 3), (self.change_filter, 3), (self.page_through, 2), (self.export, 1)]
+        while time.monotonic() < deadline:
+            act = self.rng.choices([a for a, _ in actions], [w for _, w in actions])[0]
+            try:
+                done = await act()
+            except Exception as exc:  # noqa: BLE001 - a timeout or a vanished element is an error to count
+                self.error(act.__name__, f"{self.path()}: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+                done = True
+                await self._recover()
+            if done:
+                await self.check_page()
+                await asyncio.sleep(self.rng.uniform(1, 3))
+
+
+class Session(LoadUser):
+    """One user's browser context."""
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.runs_finished = 0
+        self.fragment_runs = 0  # the KPI wall's ticks
 
     def path(self) -> str:
         return self.page.url.removeprefix(self.base).split("?")[0] or "/"
@@ -274,18 +297,7 @@ class Session:
                 await self.check_page()
             self.log["wall_ticks"].append(self.fragment_runs - start)
             return
-        actions = [(self.navigate, 3), (self.change_filter, 3), (self.page_through, 2), (self.export, 1)]
-        while time.monotonic() < deadline:
-            act = self.rng.choices([a for a, _ in actions], [w for _, w in actions])[0]
-            try:
-                done = await act()
-            except Exception as exc:  # noqa: BLE001 - a timeout or a vanished element is an error to count
-                self.error(act.__name__, f"{self.path()}: {type(exc).__name__}: {str(exc).splitlines()[0]}")
-                done = True
-                await self._recover()
-            if done:
-                await self.check_page()
-                await asyncio.sleep(self.rng.uniform(1, 3))
+        await self.act_until(deadline)
 
     async def _recover(self) -> None:
         try:
@@ -295,21 +307,13 @@ class Session:
             self.error("recover", f"{type(exc).__name__}")
 
 
-class WsUser:
+class WsUser(LoadUser):
     """One user's session over the app's websocket (``ws_client.WsSession``): the same actions as a
     browser session, without rendering what the server sends."""
 
-    def __init__(self, index: int, role: str, username: str, base: str, store_url: str, log: dict):
-        self.index, self.role, self.username, self.base, self.store_url = index, role, username, base, store_url
-        self.rng = random.Random(1000 + index)
-        self.log = log
-        self.allowed = [p for p in pages_for([role]) if p not in ("approvals",)]
-        self.sees_rows = can_see_customer_rows([role])
-        self.page = None
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
         self.here = ""
-
-    error = Session.error
-    timed = Session.timed
 
     def path(self) -> str:
         return "/" + self.here
@@ -324,7 +328,7 @@ class WsUser:
         self.timed("login", time.perf_counter() - t0, self.path())
 
     async def navigate(self) -> bool:
-        choices = [p for p in self.allowed if p != self.here and p in self.page.pages]
+        choices = [p for p in self.pages if p != self.here and p in self.page.pages]
         if not choices:
             return False
         target = self.rng.choice(choices)
@@ -390,7 +394,7 @@ class WsUser:
             await asyncio.sleep(max(0.0, deadline - time.monotonic()))
             self.log["wall_ticks"].append(self.page.fragment_ticks - start)
         else:
-            await Session.work(self, deadline)
+            await self.act_until(deadline)
         for failure in self.page.tick_failures:
             self.error("fragment tick", failure)
 
