@@ -154,10 +154,17 @@ class Plan:
 
     def summary(self) -> dict:
         """The plan's figures (counts and expectations: no customer rows)."""
-        return {"audience": self.audience, "eligible": self.eligible_count, "excluded": dict(self.excluded),
-                "treatment": self.treatment_count, "control": self.control_count,
-                "control_share": self.control_share, "expected_conversions": self.expected_conversions,
-                "expected_margin": self.expected_margin}
+        return _figures(self.audience, self.eligible_count, self.excluded, self.control_share,
+                        self.expected_conversions, self.expected_margin)
+
+
+def _figures(audience: int, eligible: int, excluded: dict[str, int], share: float,
+             expected_conversions: float | None, expected_margin: float | None) -> dict:
+    """A plan's figures as :meth:`Plan.summary` and :func:`plan_summary` give them."""
+    control = control_size(eligible, share)
+    return {"audience": audience, "eligible": eligible, "excluded": dict(excluded),
+            "treatment": eligible - control, "control": control, "control_share": share,
+            "expected_conversions": expected_conversions, "expected_margin": expected_margin}
 
 
 def control_share(value: float | None = None) -> float:
@@ -456,10 +463,7 @@ def plan_summary(engine: Engine, definition: Definition, *, viewer: access.Viewe
         treated = 1.0 - share
         expected_conversions = float(propensity.sum() * treated)
         expected_margin = float((propensity * balance * margin[~taken] * horizon / 12.0).sum() * treated)
-    control = control_size(eligible, share)
-    return {"audience": int(weights.sum()), "eligible": eligible, "excluded": excluded,
-            "treatment": eligible - control, "control": control, "control_share": share,
-            "expected_conversions": expected_conversions, "expected_margin": expected_margin}
+    return _figures(int(weights.sum()), eligible, excluded, share, expected_conversions, expected_margin)
 
 
 def _tag_names(engine: Engine, run_id: int | None) -> list[str]:
