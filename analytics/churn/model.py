@@ -83,6 +83,22 @@ class _LogitAverage(ClassifierMixin, BaseEstimator):
         return np.column_stack([1.0 - p, p])
 
 
+def _candidate_scores(models: list, Z: np.ndarray) -> np.ndarray:
+    """Rows × models: each model's probability of class 1. Pipelines that share one fitted
+    preparation (:meth:`ChurnModel._fit_linears`) transform ``Z`` once between them."""
+    prepared: dict[int, object] = {}
+    columns = []
+    for model in models:
+        if isinstance(model, Pipeline) and len(model.steps) == 2 and model.steps[0][0] == "prepare":
+            prepare, final = model.steps[0][1], model.steps[1][1]
+            if id(prepare) not in prepared:
+                prepared[id(prepare)] = prepare.transform(Z)
+            columns.append(final.predict_proba(prepared[id(prepare)])[:, 1])
+        else:
+            columns.append(model.predict_proba(Z)[:, 1])
+    return np.column_stack(columns)
+
+
 # The candidates the model chooses among (see ChurnModel): two tree models, "gbm" (ours) and
 # "default" (scikit-learn's defaults), both on the encoding of ChurnModel._tree_model, logistic
 # regressions of these inverse L2 strengths (half decades: with whole decades the best C of a small
@@ -378,6 +394,18 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
                          ("logistic", LogisticRegression(C=float(C if C is not None else self._Cs()[0]),
                                                          max_iter=5000))])
 
+    def _fit_linears(self, Z: np.ndarray, y: np.ndarray, Cs: list[float]) -> list[Pipeline]:
+        """:meth:`_linear` fitted for every ``C`` of ``Cs``, the preparation fitted once: it does not
+        depend on ``C`` (medians, means, categories), and fitting it once per ``C`` cost as much as
+        the regressions. The pipelines share the one fitted preparation; each is the pipeline
+        ``_linear(C).fit(Z, y)`` gives."""
+        template = self._linear(Cs[0])
+        prepare = template.named_steps["prepare"]
+        A = prepare.fit_transform(Z, y)
+        return [Pipeline([("prepare", prepare),
+                          ("logistic", clone(template.named_steps["logistic"]).set_params(C=float(C)).fit(A, y))])
+                for C in Cs]
+
     # --- fit -----------------------------------------------------------------------------------
 
     def fit(self, X, y):
@@ -432,7 +460,7 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
 
         def fit_all(rows) -> list:
             return ([self._trees(t).fit(Z[rows], target[rows]) for t in trees]
-                    + [self._linear(C).fit(Z[rows], target[rows]) for C in linears])
+                    + (self._fit_linears(Z[rows], target[rows], linears) if linears else []))
 
         if len(Z) <= self.cv_max_rows:
             folds = max(2, min(self.n_folds, minority))
@@ -442,8 +470,7 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
             # Every candidate on the same folds: each blend is then scored from these out-of-fold
             # predictions at no further fitting cost.
             for train, val in splitter.split(Z, target):
-                for j, model in enumerate(fit_all(train)):
-                    scores[val, j] = model.predict_proba(Z[val])[:, 1]
+                scores[val] = _candidate_scores(fit_all(train), Z[val])
                 parts.append(val)
             y_val = target
             fitted = None
@@ -452,7 +479,7 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
             train, val = train_test_split(np.arange(len(Z)), test_size=self.validation_fraction, stratify=target,
                                           random_state=seeds[0])
             fitted = fit_all(train)
-            scores = np.column_stack([m.predict_proba(Z[val])[:, 1] for m in fitted])
+            scores = _candidate_scores(fitted, Z[val])
             y_val = target[val]
             self.fit_mode_ = "hold-out"
             # The hold-out in stratified parts, for the standard error of a blend's gain.
@@ -570,8 +597,27 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X) -> np.ndarray:
         """Calibrated probabilities, shape ``(n, 2)``: column 1 is ``classes_[1]`` (churn)."""
         check_is_fitted(self, "calibrator_")
+        return self.predict_proba_prepared(self.prepare(X))
+
+    def prepare(self, X) -> np.ndarray:
+        """``X`` as the float matrix the base models read: column ``j`` is made from
+        ``prepared_columns()[j]`` alone and row ``i`` from row ``i`` alone (a category becomes its
+        code), so replacing a column's values in the frame replaces that matrix column only.
+        ``predict_proba_prepared(prepare(X))`` is ``predict_proba(X)``; the reason codes prepare a
+        block once instead of once per reason group (:class:`analytics.churn.reasons.MatrixModel`)."""
+        check_is_fitted(self, "calibrator_")
+        return self._prepare(X)
+
+    def prepared_columns(self) -> list[str]:
+        """The frame column behind each column of :meth:`prepare`'s matrix, in order."""
+        check_is_fitted(self, "calibrator_")
+        return [*self.numeric_features_, *self.categorical_features_]
+
+    def predict_proba_prepared(self, Z: np.ndarray) -> np.ndarray:
+        """:meth:`predict_proba` of a matrix :meth:`prepare` made."""
+        check_is_fitted(self, "calibrator_")
         with threadpool_limits(limits=self.n_threads):
-            p = self._raw_proba(self._prepare(X))
+            p = self._raw_proba(Z)
             if self.calibrator_ is not None:
                 p = np.clip(self.calibrator_.predict(p), 0.0, 1.0)
         return np.column_stack([1.0 - p, p])

@@ -38,6 +38,8 @@ from analytics.churn import (
     read_churn_rates,
     reasons,
 )
+from analytics.churn import model as churn_model
+from analytics.churn.reasons import MatrixModel
 from analytics.errors import ConfigError
 from analytics.features import add_months
 from analytics.runs import RefreshContext, current_run_id
@@ -282,6 +284,22 @@ def test_follows_scikit_learn_conventions(fitted):
     assert set(model.predict(X.head(100))) <= {0, 1}
 
 
+def test_logistic_candidates_share_one_fitted_preparation_and_equal_separate_fits():
+    # The preparation does not depend on C: fitted once, the candidates are the pipelines a fit per C gives.
+    X, y = synthetic(1500, 6)
+    model = ChurnModel(random_state=0).fit(X, y)
+    Z = model._prepare(X)
+    Cs = [0.01, 1.0, 10.0]
+    shared = model._fit_linears(Z, y, Cs)
+    assert len({id(p.named_steps["prepare"]) for p in shared}) == 1
+    separate = [model._linear(C).fit(Z, y) for C in Cs]
+    for one, alone in zip(shared, separate, strict=True):
+        np.testing.assert_array_equal(one.named_steps["logistic"].coef_, alone.named_steps["logistic"].coef_)
+        np.testing.assert_array_equal(one.predict_proba(Z), alone.predict_proba(Z))
+    np.testing.assert_array_equal(churn_model._candidate_scores(shared, Z),
+                                  np.column_stack([p.predict_proba(Z)[:, 1] for p in separate]))
+
+
 def test_string_labels_and_numpy_input():
     X, y = synthetic(600, 4)
     labels = np.where(y == 1, "yes", "no")
@@ -520,6 +538,39 @@ def test_reason_codes_name_the_groups_that_push_the_score_up():
     assert len(calls) == len(coder.groups_)
     with pytest.raises(ValueError, match="probabilities for 5 rows"):
         coder.contributions(predict, X, base=np.zeros(3))
+
+
+def test_reason_codes_through_the_prepared_matrix_equal_the_frame_path(fitted):
+    """Scoring explains through the model's matrix (:class:`MatrixModel`): one preparation per block,
+    and a group's replacement predicted only on the rows whose values it changes. The numbers are
+    the frame path's; rows already at the reference contribute exactly 0 without a model call."""
+    model, X, _ = fitted
+    rows = X.head(400).copy()
+    rows.loc[rows.index[:60], "segment"] = None  # missing and unseen categories are prepared alike
+    rows.loc[rows.index[60:90], "segment"] = "zzz"
+    groups = {"money": ReasonGroup(("balance_drop", "logins"), lambda r: "money"),
+              "where": ReasonGroup(("segment", "channel"), lambda r: "where")}
+    coder = ReasonCoder(groups=groups).fit(X)
+    # Rows 0-49 already hold the reference of "money": nothing to replace there.
+    rows.loc[rows.index[:50], "balance_drop"] = coder.reference_["balance_drop"]
+    rows.loc[rows.index[:50], "logins"] = coder.reference_["logins"]
+
+    def predict(frame):
+        return model.predict_proba(frame)[:, 1]
+
+    matrix = MatrixModel.of(model)
+    predicted = []
+    counted = MatrixModel(prepare=matrix.prepare, columns=matrix.columns,
+                          predict=lambda Z: predicted.append(len(Z)) or matrix.predict(Z))
+    by_frame = coder.contributions(predict, rows)
+    by_matrix = coder.contributions(counted, rows, base=predict(rows))
+    pd.testing.assert_frame_equal(by_matrix, by_frame, check_exact=False, rtol=0, atol=1e-12)
+    assert (by_matrix.iloc[:50]["money"] == 0).all() and (by_matrix.iloc[50:]["money"] != 0).any()
+    assert predicted[0] == len(rows) - 50  # "money": only the rows it changes
+    pd.testing.assert_frame_equal(coder.explain(counted, rows), coder.explain(predict, rows))
+    np.testing.assert_array_equal(matrix.predict(matrix.prepare(rows)), predict(rows))
+    with pytest.raises(ValueError, match="probabilities for 400 rows"):
+        coder.contributions(matrix, rows, base=np.zeros(3))
 
 
 ROW = {"tenure_months": 24, "aum_change_pct_3m": -0.45, "aum_change_pct_6m": -0.5, "aum_change_pct_12m": 0.1,
