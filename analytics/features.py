@@ -498,7 +498,7 @@ def stored_cutoffs(engine: Engine, run_id: int) -> list[date]:
 
 
 def read_features(engine: Engine, run_id: int, cutoff, *, with_status: bool = False,
-                  customer_ids=None, columns=None) -> pd.DataFrame:
+                  customer_ids=None, columns=None, customers=None) -> pd.DataFrame:
     """The features run ``run_id`` stored at ``cutoff``: the frame :func:`customer_features` returned
     then (same rows, columns, order and dtypes), without computing anything.
 
@@ -519,6 +519,10 @@ def read_features(engine: Engine, run_id: int, cutoff, *, with_status: bool = Fa
         Read only these feature columns (names of :data:`FEATURE_COLUMNS` or the set's
         ``products_<category>`` columns), in the frame's usual order: a narrow frame of every
         customer costs a fraction of the whole one. ``None`` reads every column.
+    customers : optional
+        Only these customers: a filter with a ``sql(column, engine) -> (condition, params)`` method,
+        such as :class:`analytics.partitions.Partition`, added to both queries (as ``customers=`` of
+        :func:`customer_features`). With ``customer_ids`` too, the customers both keep.
 
     Raises
     ------
@@ -552,6 +556,10 @@ def read_features(engine: Engine, run_id: int, cutoff, *, with_status: bool = Fa
     if wanted is not None:  # only the product columns asked for (none: nothing from the long table)
         long_base = long_base.where(customer_feature_products.c.product_column.in_(products) if products
                                     else false())
+    if customers is not None:
+        condition, params = customers.sql("customer_id", engine)
+        base = base.where(text(condition).bindparams(**params))
+        long_base = long_base.where(text(condition).bindparams(**params))
     if customer_ids is None:
         frame = read_frame(engine, base)
         long = read_frame(engine, long_base)

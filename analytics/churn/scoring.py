@@ -2,9 +2,9 @@
 
 After :func:`analytics.churn.stage.churn_stage` has fitted the final model on its bounded sample and
 the reason coder's reference values, :func:`score_partitions` scores every customer open at the run's
-month: each partition reads its own customers' features and states, computes their probability,
-reasons and value at risk, and writes its ``churn_scores`` rows under the (unpublished) run id in one
-transaction. What a partition computes for a customer does not depend on which other customers are
+month: each partition reads its own customers' features (those the run's ``customer_features``
+stage stored) and states, computes their probability, reasons and value at risk, and writes its
+``churn_scores`` rows under the (unpublished) run id, a block of customers at a time. What a partition computes for a customer does not depend on which other customers are
 in it, so the rows are the same whatever the partition count or the executor (tested).
 
 A :class:`ScoringJob` holds everything a partition needs and is picklable (the store URL, never an
@@ -24,15 +24,18 @@ from sqlalchemy import delete, text
 
 from analytics.churn.labels import cutoff_states
 from analytics.churn.model import ChurnModel
-from analytics.churn.reasons import ReasonCoder, encode
-from analytics.features import customer_features
+from analytics.churn.reasons import MatrixModel, ReasonCoder, encode
+from analytics.features import read_features
 from analytics.partitions import Partition, pause_if_asked, run_partitions
 from analytics.store import bulk_insert, make_engine, read_frame
 
 log = logging.getLogger(__name__)
 
-# Rows explained at once: the reason coder predicts every row once per reason group (13 copies).
-SCORE_CHUNK_ROWS = 100_000
+# Customers read, scored and written at a time by a partition (the reason coder predicts a block's
+# rows again once per reason group, 13 groups).
+SCORE_BLOCK_ROWS = 100_000
+# Customer ids per DELETE when a block replaces what an earlier attempt wrote.
+_IDS_PER_DELETE = 5000
 REASONS = ["reason_1", "reason_2", "reason_3"]
 PAUSE_POINT = "partition:churn:writing"
 
@@ -51,6 +54,7 @@ class ScoringJob:
     reference_columns: tuple[str, ...]
     partitions: int
     chunk_rows: int = 50_000
+    block_rows: int = SCORE_BLOCK_ROWS
 
     def coder(self) -> ReasonCoder:
         """The fitted reason coder, rebuilt from its reference values."""
@@ -79,58 +83,74 @@ def _values(engine, run_id: int, ids: pd.Index, part: Partition) -> pd.Series:
                                           years=lifecycle.clv_horizon_years()), index=ids)
 
 
+def _score_block(job: ScoringJob, model: MatrixModel, coder: ReasonCoder, features: pd.DataFrame,
+                 states: pd.Series, value: pd.Series) -> pd.DataFrame:
+    """The ``churn_scores`` rows of one block of customers (``features``' rows, in their order)."""
+    states = states.reindex(features.index).fillna("closed")
+    is_active = states.to_numpy() == "active"
+    active = features.index[is_active]
+    probability = pd.Series(np.nan, index=features.index)
+    reasons = pd.DataFrame(index=features.index, columns=REASONS, dtype=object)
+    if len(active):
+        chunk = features.loc[active]
+        p = model.predict(model.prepare(chunk))
+        probability.loc[active] = p
+        reasons.loc[active, REASONS] = coder.explain(model, chunk, base=p)[REASONS]
+    inactive = states.index[states.to_numpy() == "inactive"]
+    closed = states.index[states.to_numpy() == "closed"]
+    probability.loc[inactive] = job.inactive_rate
+    probability.loc[closed] = 1.0
+    idle = features.loc[inactive, "months_since_last_txn"].astype(float)
+    reasons.loc[inactive, "reason_1"] = [encode("no_transactions", months=int(round(m))) for m in idle]
+    reasons.loc[closed, "reason_1"] = encode("all_products_closed")
+    value = value.reindex(features.index).fillna(0.0)
+    return pd.DataFrame({
+        "run_id": job.run_id, "customer_id": features.index.to_numpy(),
+        "churn_state": states.to_numpy(), "churn_probability": probability.to_numpy(dtype=float),
+        "clv": value.to_numpy(dtype=float), "value_at_risk": (probability * value).to_numpy(dtype=float),
+        "reason_1": reasons["reason_1"].to_numpy(), "reason_2": reasons["reason_2"].to_numpy(),
+        "reason_3": reasons["reason_3"].to_numpy(),
+    })
+
+
 def score_partition(job: ScoringJob, partition: int) -> dict:
-    """Score and write one partition's ``churn_scores`` rows; return its counts by state."""
+    """Score and write one partition's ``churn_scores`` rows; return its counts by state.
+
+    The partition's customers are those the run stored features for at ``as_of`` (the
+    ``customer_features`` stage; nothing is computed again). They are read, scored and written
+    :data:`SCORE_BLOCK_ROWS` at a time, in order of id, each block in a transaction of its own that
+    first deletes what an earlier attempt wrote for the same customers: what the partition holds in
+    memory is one block's features, however many customers it has.
+    """
     from analytics.schema import churn_scores
 
     part = Partition(partition, job.partitions)
     engine = make_engine(job.url)
     try:
-        features = customer_features(engine, job.as_of, customers=part)
+        ids = read_features(engine, job.run_id, job.as_of, columns=[], customers=part).index
         states = cutoff_states(engine, job.as_of, job.horizon_months, customers=part)
-        states = states.reindex(features.index).fillna("closed")
-        active = features.index[states.to_numpy() == "active"]
-        coder = job.coder()
-
-        def predict(frame: pd.DataFrame) -> np.ndarray:
-            return job.model.predict_proba(frame)[:, 1]
-
-        probability = pd.Series(np.nan, index=features.index)
-        reasons = pd.DataFrame(index=features.index, columns=REASONS, dtype=object)
-        for start in range(0, len(active), SCORE_CHUNK_ROWS):
-            ids = active[start:start + SCORE_CHUNK_ROWS]
-            chunk = features.loc[ids]
-            p = predict(chunk)
-            probability.loc[ids] = p
-            reasons.loc[ids, REASONS] = coder.explain(predict, chunk, base=p)[REASONS]
-        inactive = states.index[states.to_numpy() == "inactive"]
-        closed = states.index[states.to_numpy() == "closed"]
-        probability.loc[inactive] = job.inactive_rate
-        probability.loc[closed] = 1.0
-        idle = features.loc[inactive, "months_since_last_txn"].astype(float)
-        reasons.loc[inactive, "reason_1"] = [encode("no_transactions", months=int(round(m))) for m in idle]
-        reasons.loc[closed, "reason_1"] = encode("all_products_closed")
-
-        value = _values(engine, job.run_id, features.index, part)
-        scores = pd.DataFrame({
-            "run_id": job.run_id, "customer_id": features.index.to_numpy(),
-            "churn_state": states.to_numpy(), "churn_probability": probability.to_numpy(dtype=float),
-            "clv": value.to_numpy(dtype=float), "value_at_risk": (probability * value).to_numpy(dtype=float),
-            "reason_1": reasons["reason_1"].to_numpy(), "reason_2": reasons["reason_2"].to_numpy(),
-            "reason_3": reasons["reason_3"].to_numpy(),
-        })
-        del features
-        only, params = part.sql("customer_id", engine)
-        with engine.begin() as conn:
-            # A rerun of this partition (a Dask worker died after its commit) replaces its own rows.
-            conn.execute(delete(churn_scores).where(churn_scores.c.run_id == job.run_id)
-                         .where(text(only).bindparams(**params)))
-            for start in range(0, len(scores), job.chunk_rows):
-                bulk_insert(engine, churn_scores, scores.iloc[start:start + job.chunk_rows], conn=conn)
-            pause_if_asked(PAUSE_POINT, partition)
-        log.info("churn: partition %d of %d scored, %d customers", partition, job.partitions, len(scores))
-        return {"partition": partition, "customers": len(scores), "active": len(active),
-                "inactive": len(inactive), "closed": len(closed)}
+        value = _values(engine, job.run_id, ids, part)
+        model, coder = MatrixModel.of(job.model), job.coder()
+        counts = dict.fromkeys(("active", "inactive", "closed"), 0)
+        for start in range(0, len(ids), job.block_rows):
+            block = ids[start:start + job.block_rows]
+            features = read_features(engine, job.run_id, job.as_of, customer_ids=block).reindex(block)
+            scores = _score_block(job, model, coder, features, states, value)
+            del features
+            for state, n in scores["churn_state"].value_counts().items():
+                counts[state] += int(n)
+            with engine.begin() as conn:
+                # A rerun of this partition (a Dask worker died after a commit) replaces its own rows.
+                for first in range(0, len(block), _IDS_PER_DELETE):
+                    conn.execute(delete(churn_scores).where(churn_scores.c.run_id == job.run_id).where(
+                        churn_scores.c.customer_id.in_([str(i) for i in block[first:first + _IDS_PER_DELETE]])))
+                for first in range(0, len(scores), job.chunk_rows):
+                    bulk_insert(engine, churn_scores, scores.iloc[first:first + job.chunk_rows], conn=conn)
+                if start == 0:
+                    pause_if_asked(PAUSE_POINT, partition)
+            del scores
+        log.info("churn: partition %d of %d scored, %d customers", partition, job.partitions, len(ids))
+        return {"partition": partition, "customers": len(ids), **counts}
     finally:
         engine.dispose()
 
@@ -170,4 +190,4 @@ def score_partitions(job: ScoringJob, executor=None) -> pd.DataFrame:
     return scored
 
 
-__all__ = ["SCORE_CHUNK_ROWS", "ScoringJob", "score_partition", "score_partitions"]
+__all__ = ["SCORE_BLOCK_ROWS", "ScoringJob", "score_partition", "score_partitions"]

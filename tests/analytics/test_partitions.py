@@ -23,7 +23,7 @@ from analytics.churn.model import ChurnModel
 from analytics.churn.reasons import ReasonCoder
 from analytics.churn.scoring import ScoringJob, score_partitions
 from analytics.errors import RefreshError
-from analytics.features import add_months, customer_features
+from analytics.features import add_months, customer_features, read_features, store_features
 from analytics.partitions import (
     DaskCluster,
     InProcess,
@@ -124,6 +124,24 @@ def test_features_and_states_of_partitions_are_the_unfiltered_rows(demo_engine):
     pd.testing.assert_series_equal(pd.concat(state_parts).sort_index(), states)
 
 
+def test_stored_features_of_partitions_are_the_unfiltered_rows(demo_engine):
+    # What churn scoring reads: the run's stored features, a partition at a time.
+    with demo_engine.connect() as conn:
+        run_id = conn.execute(select(current_run.c.run_id)).scalar()
+    month = latest_activity_month(demo_engine)
+    full = read_features(demo_engine, run_id, month)
+    parts = [read_features(demo_engine, run_id, month, customers=Partition(p, 3)) for p in range(3)]
+    for p, frame in enumerate(parts):
+        assert len(frame) > 0 and all(partition_of(c, 3) == p for c in frame.index)
+    pd.testing.assert_frame_equal(pd.concat(parts).sort_index(), full)
+    # With a list of ids too: the customers both keep; with no columns: the partition's ids alone.
+    some = list(full.index[::5])
+    pd.testing.assert_frame_equal(read_features(demo_engine, run_id, month, customer_ids=some, customers=Partition(1, 3)),
+                                  full.loc[[c for c in some if partition_of(c, 3) == 1]])
+    ids = read_features(demo_engine, run_id, month, columns=[], customers=Partition(2, 3))
+    assert ids.shape[1] == 0 and list(ids.index) == list(parts[2].index)
+
+
 # ---------------------------------------------------------------------------------------------
 # Churn scoring by partition
 # ---------------------------------------------------------------------------------------------
@@ -144,26 +162,30 @@ def scoring_store(demo_store_url, tmp_path_factory):
         features, outcome.loc[active, "churned"].astype(int))
     now = churn_features(engine, as_of)
     coder = ReasonCoder().fit(now.loc[cutoff_states(engine, as_of, 3).reindex(now.index) == "active"])
+    stored = customer_features(engine, as_of, with_status=True)
     engine.dispose()
-    return {"url": url, "as_of": as_of.replace(day=1), "model": model, "coder": coder}
+    return {"url": url, "as_of": as_of.replace(day=1), "model": model, "coder": coder, "features": stored}
 
 
-def _new_run(url: str) -> int:
-    engine = make_engine(url)
+def _new_run(store: dict) -> int:
+    """A run holding the features at ``as_of``, as the ``customer_features`` stage stores them."""
+    engine = make_engine(store["url"])
     try:
         with engine.begin() as conn:
             # Not 'running': a later refresh of the store would wait for it.
-            return conn.execute(insert(refresh_runs).values(started_at=utcnow(), status="failed",
-                                                            error="scoring test run")).inserted_primary_key[0]
+            run_id = conn.execute(insert(refresh_runs).values(started_at=utcnow(), status="failed",
+                                                              error="scoring test run")).inserted_primary_key[0]
+            store_features(conn, run_id, store["as_of"], store["features"])
+        return run_id
     finally:
         engine.dispose()
 
 
-def _job(store: dict, run_id: int, count: int) -> ScoringJob:
+def _job(store: dict, run_id: int, count: int, **kwargs) -> ScoringJob:
     coder = store["coder"]
     return ScoringJob(url=store["url"], run_id=run_id, as_of=store["as_of"], horizon_months=3, inactive_rate=0.25,
                       model=store["model"], reference=coder.reference_, reference_columns=tuple(coder.columns_),
-                      partitions=count)
+                      partitions=count, **kwargs)
 
 
 def _same(rows: pd.DataFrame, baseline: pd.DataFrame) -> None:
@@ -187,7 +209,7 @@ def _rows(url: str, run_id: int) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def baseline(scoring_store):
-    run_id = _new_run(scoring_store["url"])
+    run_id = _new_run(scoring_store)
     scored = score_partitions(_job(scoring_store, run_id, 1), InProcess())
     rows = _rows(scoring_store["url"], run_id)
     assert len(rows) == len(scored) > 2000
@@ -202,11 +224,40 @@ def baseline(scoring_store):
     pytest.param(3, ProcessPool(2), marks=pytest.mark.reliability_long),  # the pool: make reliability
 ])
 def test_scores_are_the_same_whatever_the_partitions_and_executor(scoring_store, baseline, count, executor):
-    run_id = _new_run(scoring_store["url"])
+    run_id = _new_run(scoring_store)
     scored = score_partitions(_job(scoring_store, run_id, count), executor)
     rows = _rows(scoring_store["url"], run_id)
     _same(rows, baseline)
     assert list(scored.index) == list(rows["customer_id"])
+
+
+def test_scores_are_the_same_whatever_the_block_size(scoring_store, baseline):
+    # A partition is read, scored and written a block of customers at a time: 2 partitions in
+    # blocks of 700 customers (4 blocks each, the last one short) give the same rows as 1 in one block.
+    run_id = _new_run(scoring_store)
+    scored = score_partitions(_job(scoring_store, run_id, 2, block_rows=700), InProcess())
+    assert len(baseline) > 4 * 700
+    _same(_rows(scoring_store["url"], run_id), baseline)
+    assert list(scored.index) == list(baseline["customer_id"])
+
+
+def test_scores_read_the_runs_stored_features(scoring_store, baseline):
+    # Scoring computes no feature: it reads what the run stored. Changed stored values change the scores.
+    run_id = _new_run(scoring_store)
+    engine = make_engine(scoring_store["url"])
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE customer_features SET complaints_6m = complaints_6m + 9, "
+                              "unresolved_complaints_6m = unresolved_complaints_6m + 9 WHERE run_id = :r"),
+                         {"r": run_id})
+    finally:
+        engine.dispose()
+    score_partitions(_job(scoring_store, run_id, 1), InProcess())
+    rows = _rows(scoring_store["url"], run_id)
+    active = rows["churn_state"] == "active"
+    assert (rows.loc[active, "churn_probability"] != baseline.loc[active, "churn_probability"]).any()
+    assert rows.loc[active, ["reason_1", "reason_2", "reason_3"]].apply(
+        lambda r: r.str.startswith("complaints_6m_unresolved").any(), axis=1).any()
 
 
 @pytest.fixture(autouse=True)
@@ -223,7 +274,7 @@ def _plain_main(monkeypatch):
 def _on_dask(store: dict, count: int, **cluster_args) -> pd.DataFrame:
     from dask.distributed import LocalCluster
 
-    run_id = _new_run(store["url"])
+    run_id = _new_run(store)
     with LocalCluster(dashboard_address=None, **cluster_args) as cluster:
         score_partitions(_job(store, run_id, count), DaskCluster(cluster.scheduler_address))
     return _rows(store["url"], run_id)
@@ -247,7 +298,7 @@ def test_rescoring_a_partition_replaces_its_rows(scoring_store, baseline):
     # What Dask does when a worker dies after its commit: the partition runs again.
     from analytics.churn.scoring import score_partition
 
-    run_id = _new_run(scoring_store["url"])
+    run_id = _new_run(scoring_store)
     job = _job(scoring_store, run_id, 3)
     score_partition(job, 1)
     score_partitions(job, InProcess())
@@ -260,14 +311,16 @@ def test_a_failing_partition_fails_the_refresh_and_publishes_nothing(scoring_sto
     from analytics.runs import Stage
 
     url = scoring_store["url"]
-    real = scoring.customer_features
+    real = scoring.read_features
 
-    def features(engine, month, **kwargs):
+    def features(engine, run_id, month, **kwargs):
         if kwargs.get("customers") == Partition(4, 7):
             raise OSError("disk gone while reading partition 4")
-        return real(engine, month, **kwargs)
+        return real(engine, run_id, month, **kwargs)
 
     def stage(ctx):
+        with ctx.engine.begin() as conn:  # what the customer_features stage stores before churn
+            store_features(conn, ctx.run_id, scoring_store["as_of"], scoring_store["features"])
         score_partitions(_job(scoring_store, ctx.run_id, 7), InProcess())
 
     staged = []
@@ -279,7 +332,7 @@ def test_a_failing_partition_fails_the_refresh_and_publishes_nothing(scoring_sto
                                        {"r": run_id}).scalar())
         real_delete(engine, run_id)
 
-    monkeypatch.setattr(scoring, "customer_features", features)
+    monkeypatch.setattr(scoring, "read_features", features)
     monkeypatch.setattr(refresh, "STAGES", [Stage("churn", stage)])
     monkeypatch.setattr(refresh, "_delete_results", delete_results)
     engine = make_engine(url)
