@@ -58,7 +58,8 @@ class RefreshContext:
 
 
 class Laps:
-    """Seconds spent in each named step of a stage: call ``lap("step")`` at the end of each step."""
+    """Seconds spent in each named step of a stage: call ``lap("step")`` at the end of each step (a
+    step run once per block of customers adds up its laps)."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
@@ -66,7 +67,7 @@ class Laps:
 
     def __call__(self, name: str) -> None:
         now = time.perf_counter()
-        self.seconds[name] = round(now - self._clock, 3)
+        self.seconds[name] = round(self.seconds.get(name, 0.0) + now - self._clock, 3)
         self._clock = now
 
 

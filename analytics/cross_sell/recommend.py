@@ -515,6 +515,75 @@ def _next_tier_rows(products_frame: pd.DataFrame, categories: list[str], held_ti
     return out
 
 
+def combine(parts: list[Recommendations], *, top_n: int, campaign_size: int) -> Recommendations:
+    """What one :func:`recommend` call over every customer gives, from its calls over blocks of them.
+
+    ``parts`` are the results of the blocks, in the order of their customers (the blocks split the
+    caller's sorted index; each was called with the same ``top_n``, ``campaign_size`` and
+    categories). A customer's offers, ranks and reasons are their own, so the blocks' are kept as
+    they are, but for the campaign pools: a block kept the best ``campaign_size`` consenting
+    customers of each category *in the block*, and the whole pool is the best ``campaign_size`` of
+    those (a customer among the best overall is among the best of their block; ties by position,
+    as in :func:`recommend`). An offer outside a customer's ``top_n`` stays only when it is in that
+    pool. Counts and totals are summed; mean propensities are weighted by what they averaged.
+    """
+    if not parts:
+        raise CrossSellError("No block of customers to combine")
+    if len(parts) == 1:
+        return parts[0]
+    # A block without rows is left out of each concatenation: its empty columns carry no dtype.
+    offers = pd.concat([r.offers for r in parts if len(r.offers)] or [parts[0].offers], ignore_index=True)
+    pooled = np.zeros(len(offers), dtype=bool)
+    consenting = offers[offers["marketing_consent"].to_numpy(dtype=bool)]
+    for _, rows in consenting.groupby("category", sort=False):
+        order = np.argsort(-rows["expected_value"].to_numpy(dtype=float), kind="stable")[:campaign_size]
+        pooled[rows.index.to_numpy()[order]] = True
+    offers = offers[(offers["rank"].to_numpy() <= top_n) | pooled].reset_index(drop=True)
+
+    funnels = [r.funnel for r in parts]
+    funnel = funnels[0][["category"]].copy()
+    counts = [c for c in funnels[0].columns if c not in ("category", "expected_value_total", "mean_propensity")]
+    for col in counts:
+        funnel[col] = np.sum([f[col].to_numpy(dtype=np.int64) for f in funnels], axis=0)
+    funnel["expected_value_total"] = np.sum([f["expected_value_total"].to_numpy(dtype=float) for f in funnels], axis=0)
+    # Each block's mean is over its eligible offers: cross-sell non-holders and tier up-sells.
+    weights = np.array([(f["eligible"] + f["upsell_eligible"]).to_numpy(dtype=float) for f in funnels])
+    means = np.array([pd.to_numeric(f["mean_propensity"], errors="coerce").to_numpy(dtype=float) for f in funnels])
+    total = weights.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(weights > 0, np.nan_to_num(means) * weights, 0.0).sum(axis=0) / total
+    funnel["mean_propensity"] = [float(m) if t > 0 else None for m, t in zip(mean, total, strict=True)]
+
+    opp = pd.concat([r.opportunities for r in parts if len(r.opportunities)] or [parts[0].opportunities],
+                    ignore_index=True)
+    opp["propensity_sum"] = opp["mean_propensity"] * opp["customers"]
+    opportunities = (opp.groupby(["category", "product_id"], sort=True)
+                     .agg(customers=("customers", "sum"), consenting_customers=("consenting_customers", "sum"),
+                          next_best_customers=("next_best_customers", "sum"),
+                          expected_value_total=("expected_value_total", "sum"),
+                          consenting_expected_value_total=("consenting_expected_value_total", "sum"),
+                          propensity_sum=("propensity_sum", "sum"))
+                     .reset_index())
+    opportunities["mean_propensity"] = opportunities.pop("propensity_sum") / opportunities["customers"]
+
+    no_offer = {reason: sum(r.no_offer.get(reason, 0) for r in parts) for reason in parts[0].no_offer}
+    customers = (pd.concat([r.customers for r in parts]) if all(r.customers is not None for r in parts)
+                 else None)
+    cells = None
+    if all(r.funnel_cells is not None for r in parts):
+        stacked = pd.concat([r.funnel_cells for r in parts if len(r.funnel_cells)] or [parts[0].funnel_cells],
+                            ignore_index=True)
+        keys = ["category", "branch_id", "relationship_manager"]
+        cells = stacked.groupby(keys, sort=False, dropna=False).sum().reset_index()
+        position = {c: i for i, c in enumerate(funnel["category"])}
+        cells = cells.iloc[np.argsort(cells["category"].map(position).to_numpy(), kind="stable")]
+        cells = cells.reset_index(drop=True)[stacked.columns]
+        for col in ("branch_id", "relationship_manager"):
+            cells[col] = cells[col].astype(object).where(cells[col].notna(), None)
+    return Recommendations(offers=offers, funnel=funnel, opportunities=opportunities, no_offer=no_offer,
+                           customers=customers, funnel_cells=cells)
+
+
 def _funnel_cells(owners: pd.DataFrame, categories: list[str], masks: dict[str, np.ndarray]) -> pd.DataFrame:
     """Each (customers x categories) mask of ``masks`` counted per category and owner."""
     branch = owners["branch_id"].astype(object).fillna("").to_numpy()
@@ -564,5 +633,5 @@ def propensity_json(propensity: pd.DataFrame, decimals: int = 4) -> np.ndarray:
 __all__ = ["CREDIT_CATEGORIES", "CREDIT_COMPLAINT_CATEGORIES", "CREDIT_COMPLAINT_MONTHS", "EXCLUSION_REASONS",
            "OFFER_KINDS", "RISING_AUM_MIN_CHANGE", "RISING_AUM_REACH", "TIER_CATEGORY_LIFT", "TIER_CATEGORY_MIN_RATE",
            "UPSELL_LADDERS",
-           "Recommendations", "assessment_valid", "credit_grade_ok", "best_products", "expected_balances",
+           "Recommendations", "assessment_valid", "credit_grade_ok", "best_products", "combine", "expected_balances",
            "propensity_json", "recommend", "rising_to_next_tier", "tier_categories"]

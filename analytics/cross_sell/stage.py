@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date, datetime, time
 
 import numpy as np
@@ -25,6 +27,7 @@ from analytics.cross_sell.recommend import (
     CREDIT_COMPLAINT_CATEGORIES,
     CREDIT_COMPLAINT_MONTHS,
     assessment_valid,
+    combine,
     expected_balances,
     propensity_json,
     recommend,
@@ -52,11 +55,19 @@ from analytics.store import bulk_insert, read_frame
 log = logging.getLogger(__name__)
 
 
-def _customer_rows(per_customer: pd.DataFrame, propensity: pd.DataFrame, closed_ids: pd.Index) -> pd.DataFrame:
-    """The ``cross_sell_customer`` rows: the scored customers, then the closed ones (no offer, ``'{}'``).
+def _closed_rows(closed_ids: pd.Index) -> pd.DataFrame:
+    """The ``cross_sell_customer`` rows of closed customers: not candidates and not scored, so no
+    offer and empty propensities (``'{}'``)."""
+    return pd.DataFrame({
+        "customer_id": closed_ids.to_numpy(dtype=object),
+        "next_best_category": None, "next_best_product_id": None, "next_best_expected_value": np.nan,
+        "next_best_offer_kind": None,
+        "no_offer_reason": "closed", "propensities": "{}",
+    }, index=range(len(closed_ids)))
 
-    Closed customers are not candidates and are not scored, so their propensities are empty.
-    """
+
+def _customer_rows(per_customer: pd.DataFrame, propensity: pd.DataFrame, closed_ids: pd.Index) -> pd.DataFrame:
+    """The ``cross_sell_customer`` rows: the scored customers, then the closed ones (:func:`_closed_rows`)."""
     scored = per_customer.reindex(propensity.index)
     rows = pd.DataFrame({
         "customer_id": propensity.index.to_numpy(dtype=object),
@@ -69,13 +80,7 @@ def _customer_rows(per_customer: pd.DataFrame, propensity: pd.DataFrame, closed_
     })
     if len(closed_ids) == 0:
         return rows
-    closed = pd.DataFrame({
-        "customer_id": closed_ids.to_numpy(dtype=object),
-        "next_best_category": None, "next_best_product_id": None, "next_best_expected_value": np.nan,
-        "next_best_offer_kind": None,
-        "no_offer_reason": "closed", "propensities": "{}",
-    })
-    return pd.concat([rows, closed], ignore_index=True)
+    return pd.concat([rows, _closed_rows(closed_ids)], ignore_index=True)
 
 
 def credit_complainers(engine, month) -> pd.Index:
@@ -175,24 +180,20 @@ def upgrade_propensity(tiers_now: pd.DataFrame, value_tier: pd.Series, rates: pd
 # The feature columns the guards, the value tiers and the rising-AUM up-sell read, for every customer.
 GUARD_COLUMNS = ("aum_latest", "aum_change_pct_3m", "risk_tolerance", "risk_assessment_age_days",
                  "marketing_consent", "credit_grade")
-# Customers whose whole feature rows are read and scored at a time.
+# Customers whose whole feature rows are read, scored and given their offers at a time.
 SCORE_READ_ROWS = 100_000
 
 
-def score_in_blocks(ctx: RefreshContext, cutoff, model: CrossSellPropensity, ids: pd.Index,
-                    exclude: pd.DataFrame) -> pd.DataFrame:
-    """``model.predict_proba`` of ``ids``' features at ``cutoff`` (``exclude``: their holdings), read
-    and scored :data:`SCORE_READ_ROWS` customers at a time: each row's score is its own, so the frame
-    is the one a single call on every row gives, without every row's features in memory at once."""
-    parts = []
-    for start in range(0, len(ids), SCORE_READ_ROWS):
+def scored_blocks(ctx: RefreshContext, cutoff, model: CrossSellPropensity, ids: pd.Index,
+                  exclude: pd.DataFrame) -> Iterator[pd.DataFrame]:
+    """``model.predict_proba`` of ``ids``' features at ``cutoff`` (``exclude``: their holdings),
+    :data:`SCORE_READ_ROWS` customers at a time, in order: each row's score is its own, so the blocks
+    are the frame a single call on every row gives, without every row's features in memory at once.
+    No ids: one empty block."""
+    for start in range(0, max(len(ids), 1), SCORE_READ_ROWS):
         block = ids[start:start + SCORE_READ_ROWS]
         rows = stage_features(ctx, cutoff, customer_ids=block).reindex(block)
-        parts.append(model.predict_proba(rows, exclude=exclude.reindex(block)))
-        del rows
-    if not parts:
-        return model.predict_proba(stage_features(ctx, cutoff, customer_ids=[]), exclude=exclude.iloc[:0])
-    return pd.concat(parts) if len(parts) > 1 else parts[0]
+        yield model.predict_proba(rows, exclude=exclude.reindex(block))
 
 
 def cross_sell_stage(ctx: RefreshContext) -> None:
@@ -251,7 +252,8 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
     lap("fit")
 
     # The guards' and tiers' columns of every customer (a narrow frame); the model's whole rows are
-    # read and scored a block of customers at a time (SCORE_READ_ROWS), never all at once.
+    # read, scored and given their offers a block of customers at a time (SCORE_READ_ROWS), never
+    # all at once.
     features = stage_features(ctx, now, with_status=True, columns=GUARD_COLUMNS)
     lap("features")
     tiers = value_tiers(features["aum_latest"]).astype(str)
@@ -259,8 +261,6 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
     population = features[features["status"].astype(object) != "closed"]
     del features
     held_now = held.reindex(index=population.index, columns=categories, fill_value=False)
-    propensity = score_in_blocks(ctx, now, model, population.index, held_now)
-    lap("score")
 
     customer_frame = pd.DataFrame({
         "risk_tolerance": population["risk_tolerance"],
@@ -283,12 +283,25 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
     # insurance, gold), never its loans.
     assets = sorted(set(products_frame.loc[products_frame["balance_side"] == "asset", "category"]) & set(categories))
     next_tier_products = tier_categories(held_now[assets], customer_frame["value_tier"])
-    result = recommend(propensity, customer_frame, products_frame, balance_by_tier, top_n=conf["top_n"],
-                       campaign_size=conf["campaign_size"], owners=owners, horizon_months=conf["horizon_months"],
-                       credit_min_grade=conf["credit_min_grade"], held=held_now, held_tier=tiers_now,
-                       upgrade_propensity=upgrade_propensity(tiers_now, customer_frame["value_tier"], rates),
-                       rising=rising, next_tier_products=next_tier_products)
-    del owners
+    lap("recommend")
+    # Each block's offers are its customers' own but for the campaign pools, which combine() merges.
+    parts, customer_parts = [], []
+    for propensity in scored_blocks(ctx, now, model, population.index, held_now):
+        lap("score")
+        ids = propensity.index
+        part = recommend(propensity, customer_frame.loc[ids], products_frame, balance_by_tier, top_n=conf["top_n"],
+                         campaign_size=conf["campaign_size"], owners=owners, horizon_months=conf["horizon_months"],
+                         credit_min_grade=conf["credit_min_grade"], held=held_now.loc[ids],
+                         held_tier=tiers_now.loc[ids],
+                         upgrade_propensity=upgrade_propensity(tiers_now.loc[ids], customer_frame["value_tier"].loc[ids],
+                                                               rates),
+                         rising=rising.loc[ids], next_tier_products=next_tier_products)
+        customer_parts.append(_customer_rows(part.customers, propensity, ids[:0]))
+        parts.append(replace(part, customers=None))
+        del propensity, part
+        lap("recommend")
+    result = combine(parts, top_n=conf["top_n"], campaign_size=conf["campaign_size"])
+    del owners, parts
     lap("recommend")
 
     report = model.report_.reindex(categories)
@@ -325,8 +338,8 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
                               "category_b": np.asarray(categories, dtype=object)[b],
                               "customers": cooc.to_numpy()[a, b]})
     offers = result.offers.sort_values(["customer_id", "rank"], kind="stable")
-    customer_rows = _customer_rows(result.customers, propensity, closed_ids)
-    del propensity
+    customer_rows = pd.concat([*customer_parts, _closed_rows(closed_ids)], ignore_index=True)
+    del customer_parts
     lap("customer_rows")
 
     run = {"run_id": ctx.run_id}
@@ -383,4 +396,4 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
              len(offers), timings)
 
 
-__all__ = ["GUARD_COLUMNS", "SCORE_READ_ROWS", "cross_sell_stage", "feature_cutoffs", "score_in_blocks", "held_tiers", "tier_upgrades", "upgrade_propensity", "upgrade_rates"]
+__all__ = ["GUARD_COLUMNS", "SCORE_READ_ROWS", "cross_sell_stage", "feature_cutoffs", "scored_blocks", "held_tiers", "tier_upgrades", "upgrade_propensity", "upgrade_rates"]

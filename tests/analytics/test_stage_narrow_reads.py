@@ -88,7 +88,10 @@ def test_cross_sell_scores_read_in_blocks_are_the_whole_frames(demo_engine, monk
     model = CrossSellPropensity(random_state=0).fit(whole, acquired, exclude=held)
     monkeypatch.setattr(xsell_stage, "SCORE_READ_ROWS", 700)  # several blocks, the last one short
     ids = whole.index[::2]
-    blocks = xsell_stage.score_in_blocks(ctx, as_of, model, ids, held.reindex(ids))
-    pd.testing.assert_frame_equal(blocks, model.predict_proba(whole.loc[ids], exclude=held.reindex(ids)))
+    blocks = list(xsell_stage.scored_blocks(ctx, as_of, model, ids, held.reindex(ids)))
+    assert len(blocks) == -(-len(ids) // 700) and all(len(b) == 700 for b in blocks[:-1])
+    pd.testing.assert_frame_equal(pd.concat(blocks), model.predict_proba(whole.loc[ids], exclude=held.reindex(ids)))
+    empty = list(xsell_stage.scored_blocks(ctx, as_of, model, ids[:0], held.iloc[:0]))
+    assert len(empty) == 1 and empty[0].empty and list(empty[0].columns) == list(blocks[0].columns)
     narrow = read_features(demo_engine, run_id, as_of, columns=xsell_stage.GUARD_COLUMNS)
     assert list(narrow.columns) == [c for c in whole.columns if c in xsell_stage.GUARD_COLUMNS]
