@@ -252,7 +252,12 @@ def _column_values(s: pd.Series, coltype) -> np.ndarray:
     if isinstance(coltype, (Date, DateTime)):
         fmt = "%Y-%m-%d" if not isinstance(coltype, DateTime) else "%Y-%m-%d %H:%M:%S.%f"
         as_dt = s if pd.api.types.is_datetime64_any_dtype(s) else pd.to_datetime(s, errors="coerce")
-        arr = np.array(as_dt.dt.strftime(fmt), dtype=object)
+        # Each distinct value formatted once: a monthly table has a few dozen months over millions
+        # of rows. NaT gets code -1, which picks the NaN that strftime gives it (a value that is not a
+        # date); missing values become None below.
+        codes, distinct = pd.factorize(as_dt)
+        texts = np.append(np.array(pd.Series(distinct).dt.strftime(fmt), dtype=object), np.nan)
+        arr = texts[codes]
     elif isinstance(coltype, Boolean):
         arr = np.array(s.astype(object), dtype=object)
         arr[~missing] = arr[~missing].astype(bool)
