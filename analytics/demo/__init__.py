@@ -93,8 +93,9 @@ Customers are made in chunks of a fixed :data:`CHUNK_CUSTOMERS`, each with its o
 stream ``SeedSequence([seed, 1, chunk])``, so a seed gives the same rows whatever the machine,
 the time of day or the write batch size. Everything is vectorised with numpy; Faker is used
 only for its name tables, never per row. Each chunk is written in one transaction with
-:func:`analytics.store.bulk_insert`. The default ``as_of`` is a fixed date (2026-10-31) so
-that a rebuild next month gives the same store.
+:func:`analytics.store.bulk_insert`, on one :func:`analytics.store.bulk_load` connection (on
+SQLite: the tables' secondary indexes made once, after the last chunk). The default ``as_of`` is
+a fixed date (2026-10-31) so that a rebuild next month gives the same store.
 """
 
 from analytics.demo.generator import CHUNK_CUSTOMERS, DEFAULT_AS_OF, STORE_TABLE_NAMES, generate

@@ -50,7 +50,7 @@ from analytics.demo.reference import (
     expected_defect_counts,
     name_and_address_pools,
 )
-from analytics.store import bulk_insert
+from analytics.store import bulk_insert, bulk_load
 from analytics.validators import luhn_check_digits, resident_id_check_digits
 
 log = logging.getLogger(__name__)
@@ -60,8 +60,6 @@ DEFAULT_AS_OF = date(2026, 10, 31)
 _DUE_AGE_DAYS = (RISK_ASSESSMENT_VALID_DAYS - 29, RISK_ASSESSMENT_VALID_DAYS - 3)
 # Fixed, not a setting: the chunk is the unit of randomness, so changing it would change the data.
 CHUNK_CUSTOMERS = 50_000
-
-_SQLITE_CACHE_KIB = 262_144  # page cache of the writing connection while loading (256 MB)
 
 STORE_TABLE_NAMES = ("branches", "products", "customers", "holdings", "customer_monthly", "contacts", "consents")
 
@@ -1113,35 +1111,32 @@ def generate(engine: Engine, *, customers: int = 20000, months: int = 24, seed: 
 
     bar = tqdm(total=customers, desc="demo store", unit="customer", file=sys.stderr, disable=not progress)
     try:
-        start = 0
-        for i, m in enumerate(sizes):
-            bar.set_postfix_str(f"chunk {i + 1}/{len(sizes)}: generating")
-            frames, stats = gen.chunk(i, start, int(m), {k: int(v[i]) for k, v in quotas.items()})
-            frames["consents"] = consent_frame(frames["customers"], as_of, seed, i)
-            bar.set_postfix_str(f"chunk {i + 1}/{len(sizes)}: writing")
-            with engine.begin() as conn:
-                if conn.dialect.name == "sqlite":
-                    # The default 2 MB page cache makes index inserts hit the disk once the file
-                    # outgrows it: 256 MB halves the load time at 100k customers.
-                    conn.exec_driver_sql(f"PRAGMA cache_size=-{_SQLITE_CACHE_KIB}")
-                for name in ("customers", "holdings", "customer_monthly", "contacts", "consents"):
-                    df = frames[name]
-                    for lo in range(0, len(df), batch):
-                        rows[name] += bulk_insert(engine, schema.metadata.tables[name], df.iloc[lo:lo + batch],
-                                                  conn=conn)
-            for k, v in stats.items():
-                if k in defects:
-                    defects[k] += v
-                else:
-                    behaviour[k] = behaviour.get(k, 0) + v
-            start += int(m)
-            bar.update(int(m))
+        # One connection for the load, with SQLite's bulk-load settings and the tables' indexes made
+        # after it (see analytics.store.bulk_load); the generator makes every foreign key itself.
+        with bulk_load(engine, [schema.metadata.tables[name] for name in STORE_TABLE_NAMES]) as conn:
+            start = 0
+            for i, m in enumerate(sizes):
+                bar.set_postfix_str(f"chunk {i + 1}/{len(sizes)}: generating")
+                frames, stats = gen.chunk(i, start, int(m), {k: int(v[i]) for k, v in quotas.items()})
+                frames["consents"] = consent_frame(frames["customers"], as_of, seed, i)
+                bar.set_postfix_str(f"chunk {i + 1}/{len(sizes)}: writing")
+                with conn.begin():
+                    for name in ("customers", "holdings", "customer_monthly", "contacts", "consents"):
+                        df = frames[name]
+                        for lo in range(0, len(df), batch):
+                            rows[name] += bulk_insert(engine, schema.metadata.tables[name], df.iloc[lo:lo + batch],
+                                                      conn=conn, multirow=True)
+                del frames  # freed before the next chunk is made, not after: the peak held both
+                for k, v in stats.items():
+                    if k in defects:
+                        defects[k] += v
+                    else:
+                        behaviour[k] = behaviour.get(k, 0) + v
+                start += int(m)
+                bar.update(int(m))
+            bar.set_postfix_str("making indexes")
     finally:
         bar.close()
-        if engine.dialect.name == "sqlite":
-            # Pooled connections outlive this call: give back the memory to the default cache size.
-            with engine.connect() as conn:
-                conn.exec_driver_sql("PRAGMA cache_size=-2000")
     from analytics.demo.campaigns import add_demo_campaigns
 
     past = add_demo_campaigns(engine, seed=seed, as_of=as_of, account_numbers=_Generator._account_numbers)
