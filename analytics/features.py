@@ -466,10 +466,23 @@ def store_features(conn, run_id: int, cutoff, features: pd.DataFrame, *, chunk_r
     ``customer_feature_products``, and the set itself (its product columns, so that a category no
     customer holds still reads back as a column of zeros) to ``customer_feature_sets``.
     """
+    store_feature_set(conn, run_id, cutoff, customers=len(features), products=product_columns(features))
+    return store_feature_rows(conn, run_id, cutoff, features, chunk_rows=chunk_rows)
+
+
+def store_feature_set(conn, run_id: int, cutoff, *, customers: int, products: list[str]) -> None:
+    """Record run ``run_id``'s set at ``cutoff``: how many customers, and its product columns (so that
+    a category no customer holds still reads back as a column of zeros). With
+    :func:`store_feature_rows` per block of customers, what :func:`store_features` does at once."""
+    conn.execute(customer_feature_sets.insert().values(run_id=run_id, cutoff=_as_month(cutoff), customers=customers,
+                                                       product_columns=sorted(products)))
+
+
+def store_feature_rows(conn, run_id: int, cutoff, features: pd.DataFrame, *, chunk_rows: int = 50_000) -> int:
+    """Write the rows of a frame of :func:`customer_features` (``with_status=True``; all customers or a
+    block of them) under run ``run_id`` at ``cutoff``, on ``conn``; return the rows written."""
     m0 = _as_month(cutoff)
     products = product_columns(features)
-    conn.execute(customer_feature_sets.insert().values(run_id=run_id, cutoff=m0, customers=len(features),
-                                                       product_columns=sorted(products)))
     fixed = [c.name for c in feature_rows.c if c.name not in ("run_id", "cutoff", "customer_id")]
     rows = features.reindex(columns=fixed)
     rows.insert(0, "customer_id", features.index.to_numpy())
@@ -594,5 +607,5 @@ def read_features(engine: Engine, run_id: int, cutoff, *, with_status: bool = Fa
 __all__ = [
     "CATEGORICAL_FEATURES", "FEATURE_COLUMNS", "FeatureError", "MONTHLY_AGGREGATES", "PCT_CAP", "add_months",
     "customer_features", "lifecycle_inputs", "month_end", "product_columns", "read_features", "relative_change",
-    "store_features", "stored_cutoffs", "to_datetime",
+    "store_feature_rows", "store_feature_set", "store_features", "stored_cutoffs", "to_datetime",
 ]

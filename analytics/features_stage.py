@@ -8,8 +8,10 @@ cut-offs). Each of them declares the cut-offs it reads through one function of `
 what is built and what is read cannot drift apart. This stage takes the union of those cut-offs
 (the same month asked by two stages is built once: with the default 3-month horizons, cross-sell's
 training month is churn's hold-out cut-off), builds each frame in the database
-(:func:`~analytics.features.customer_features`, its aggregations pushed down to SQL), writes it
-under the run (:func:`~analytics.features.store_features`) and lets it go before the next, so one
+(:func:`~analytics.features.customer_features`, its aggregations pushed down to SQL) a range of
+customer ids at a time (:data:`BUILD_BLOCK_ROWS`), writes each block under the run
+(:func:`~analytics.features.store_feature_rows`, then the set's
+:func:`~analytics.features.store_feature_set`) and lets it go before the next, so one block's
 frame is in memory at a time. Later stages read them with :func:`stage_features`.
 
 The rows are run-keyed result tables, so a failed run's are deleted and old runs' pruned with every
@@ -25,10 +27,24 @@ from datetime import date
 import pandas as pd
 
 from analytics import settings
-from analytics.features import customer_features, read_features, store_features
+from analytics.features import (
+    FeatureError,
+    customer_features,
+    product_columns,
+    read_features,
+    store_feature_rows,
+    store_feature_set,
+)
+from analytics.partitions import id_ranges
 from analytics.runs import Laps, RefreshContext
 
 log = logging.getLogger(__name__)
+
+# Customers built and written at a time, a range of ids each (analytics.partitions.id_ranges): what the
+# stage holds is one block's frame, however many customers the store has. A million customers'
+# frame and its aggregations peaked at 1.8 GB; a range reads through the customer_id indexes, so
+# four blocks of a 100,000-customer store took the time one did.
+BUILD_BLOCK_ROWS = 250_000
 
 # A stage's declaration: the cut-offs (first days of months) it reads features at, given the run's month.
 CutoffFunction = Callable[[date], Iterable[date]]
@@ -53,14 +69,25 @@ def features_stage_for(declarations: Iterable[CutoffFunction]) -> Callable[[Refr
         chunk = int(settings.get("LOAD_CHUNK_ROWS"))
         cutoffs = needed_cutoffs(ctx.as_of_month, declarations)
         lap = Laps()
+        ranges = id_ranges(ctx.engine, BUILD_BLOCK_ROWS)
         rows = 0
         for cutoff in cutoffs:
-            frame = customer_features(ctx.engine, cutoff, with_status=True)
-            lap(f"build_{cutoff:%Y_%m}")
+            built, products = 0, None
+            for block in ranges:
+                frame = customer_features(ctx.engine, cutoff, with_status=True,
+                                          customers=block if len(ranges) > 1 else None)
+                lap(f"build_{cutoff:%Y_%m}")
+                if products is None:
+                    products = product_columns(frame)
+                elif product_columns(frame) != products:  # they come from the products table: never
+                    raise FeatureError(f"The product columns changed between blocks of {cutoff:%Y-%m}")
+                with ctx.engine.begin() as conn:
+                    built += store_feature_rows(conn, ctx.run_id, cutoff, frame, chunk_rows=chunk)
+                lap(f"write_{cutoff:%Y_%m}")
+                del frame
             with ctx.engine.begin() as conn:
-                rows += store_features(conn, ctx.run_id, cutoff, frame, chunk_rows=chunk)
-            lap(f"write_{cutoff:%Y_%m}")
-            del frame
+                store_feature_set(conn, ctx.run_id, cutoff, customers=built, products=products or [])
+            rows += built
         ctx.row_counts["customer_features"] = rows
         ctx.metrics.update({f"features_seconds.{name}": s for name, s in lap.seconds.items()})
         ctx.put_metrics({"features.cutoffs": len(cutoffs), "features.rows": rows,

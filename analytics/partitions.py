@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, text
 
 from analytics import settings
 from analytics.errors import AnalyticsError, ConfigError, describe
@@ -134,6 +134,43 @@ class Partition:
 
     def contains(self, customer_id) -> bool:
         return partition_of(customer_id, self.count) == self.number
+
+
+@dataclass(frozen=True)
+class IdRange:
+    """The customers whose id is at least ``low`` and below ``high`` (None: no bound), in the
+    database's own order of ids: a customer filter like :class:`Partition` (``customers=`` of the
+    readers), for work that goes through every customer a block at a time in one process. A range
+    reads through the ``customer_id`` indexes with no hash to compute (on SQLite the hash is a
+    Python function called for every customer of every query)."""
+
+    low: str | None
+    high: str | None
+
+    def sql(self, column: str, engine: Engine) -> tuple[str, dict]:
+        """The condition keeping this range's customers of ``column``, and its bound parameters."""
+        parts, params = [], {}
+        if self.low is not None:
+            parts.append(f"{column} >= :id_low")
+            params["id_low"] = self.low
+        if self.high is not None:
+            parts.append(f"{column} < :id_high")
+            params["id_high"] = self.high
+        return (" AND ".join(parts) or "1 = 1"), params
+
+
+def id_ranges(engine: Engine, rows: int) -> list[IdRange]:
+    """Consecutive ranges of the store's customer ids, about ``rows`` customers each, covering every
+    id (the first and last open-ended); one range for a store of at most ``rows`` customers."""
+    if rows < 1:
+        raise ValueError(f"rows must be at least 1, got {rows}")
+    with engine.connect() as conn:
+        total = int(conn.execute(text("SELECT count(*) FROM customers")).scalar() or 0)
+        blocks = max(1, -(-total // rows))
+        bounds = [conn.execute(text("SELECT customer_id FROM customers ORDER BY customer_id LIMIT 1 OFFSET :k"),
+                               {"k": total * i // blocks}).scalar() for i in range(1, blocks)]
+    edges = [None, *bounds, None]
+    return [IdRange(low, high) for low, high in zip(edges[:-1], edges[1:], strict=True)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,6 +304,6 @@ def pause_if_asked(point: str, partition: int) -> None:
         time.sleep(0.05)
 
 
-__all__ = ["DaskCluster", "InProcess", "PAUSE_POINTS", "Partition", "PartitionError", "ProcessPool",
-           "executor_from_settings", "hash_sql", "partition_count", "partition_hash", "partition_of",
+__all__ = ["DaskCluster", "IdRange", "InProcess", "PAUSE_POINTS", "Partition", "PartitionError", "ProcessPool",
+           "executor_from_settings", "hash_sql", "id_ranges", "partition_count", "partition_hash", "partition_of",
            "pause_if_asked", "prepare_engine", "run_partitions"]

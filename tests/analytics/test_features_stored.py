@@ -157,7 +157,12 @@ def test_the_pushed_down_features_equal_a_pandas_reference_on_the_demo_store(dem
                                    err_msg=column)
 
 
-def test_stage_stores_what_customer_features_builds_on_both_dialects(engine):
+@pytest.mark.parametrize("block_rows", [10**9, 70])
+def test_stage_stores_what_customer_features_builds_on_both_dialects(engine, block_rows, monkeypatch):
+    # One block, and blocks of 70 customers (ranges of ids; the last one short): the same rows.
+    from analytics import features_stage
+
+    monkeypatch.setattr(features_stage, "BUILD_BLOCK_ROWS", block_rows)
     demo.generate(engine, customers=300, months=15, seed=11, progress=False)
     as_of = latest_activity_month(engine)
     with engine.begin() as conn:
@@ -173,6 +178,10 @@ def test_stage_stores_what_customer_features_builds_on_both_dialects(engine):
         assert len(computed) > 100
         _assert_same(read_features(engine, run_id, cutoff, with_status=True), computed)
         rows += len(computed)
+        with engine.connect() as conn:
+            assert conn.execute(select(customer_feature_sets.c.customers).where(
+                customer_feature_sets.c.run_id == run_id, customer_feature_sets.c.cutoff == cutoff)).scalar() \
+                == len(computed)
     with engine.connect() as conn:
         sets = conn.execute(select(func.count()).select_from(customer_feature_sets)).scalar()
         long = conn.execute(select(func.count()).select_from(customer_feature_products)).scalar()

@@ -13,6 +13,8 @@ readers, and churn scoring by partition on every executor.
 
 from __future__ import annotations
 
+from datetime import date
+
 import pandas as pd
 import pytest
 from sqlalchemy import insert, select, text
@@ -37,7 +39,8 @@ from analytics.partitions import (
 )
 from analytics.refresh import latest_activity_month, pause_points, result_tables
 from analytics.runs import utcnow
-from analytics.schema import current_run, refresh_runs
+from analytics.schema import branches, current_run, refresh_runs
+from analytics.schema import customers as customers_table
 from analytics.store import make_engine
 from tests.conftest import copy_store
 
@@ -71,6 +74,30 @@ def test_sql_hash_equals_python_on_both_databases(engine):
     with engine.connect() as conn:
         for customer_id, hex7 in HASH_CASES:
             assert conn.execute(text(f"SELECT {expr}"), {"cid": customer_id}).scalar() == int(hex7, 16)
+
+
+@pytest.mark.postgres
+def test_id_ranges_cover_every_customer_once_in_blocks_of_about_the_size(engine):
+    ids = [f"C{i:07d}" for i in range(1, 1001)]
+    with engine.begin() as conn:
+        conn.execute(insert(branches), [{"branch_id": "B1", "name": "One", "city": "Shanghai", "province": "Shanghai"}])
+        conn.execute(insert(customers_table), [  # inserted out of order
+            {"customer_id": c, "branch_id": "B1", "open_date": date(2020, 1, 1), "status": "active",
+             "marketing_consent": False} for c in ids[::-1]])
+    ranges = partitions.id_ranges(engine, 300)
+    assert len(ranges) == 4 and ranges[0].low is None and ranges[-1].high is None
+    seen = []
+    for block in ranges:
+        condition, params = block.sql("customer_id", engine)
+        with engine.connect() as conn:
+            got = conn.execute(text(f"SELECT customer_id FROM customers WHERE {condition} ORDER BY customer_id"),
+                               params).scalars().all()
+        assert 240 <= len(got) <= 260  # 1000 in 4: 250 each
+        seen += got
+    assert seen == ids  # every customer once, in order
+    assert partitions.id_ranges(engine, 5000) == [partitions.IdRange(None, None)]
+    with pytest.raises(ValueError):
+        partitions.id_ranges(engine, 0)
 
 
 def test_partition_rejects_a_number_outside_the_count():
