@@ -96,6 +96,16 @@ def wait_idle(page, timeout_ms: int = 30000) -> None:
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout_ms)
 
 
+def wait_charts(page, timeout_ms: int = 30000) -> None:
+    """Wait until every Plotly chart on the page has drawn its plot. The script finishes before
+    Plotly draws, and a screenshot taken at that moment showed empty chart frames."""
+    page.wait_for_function("""() => [...document.querySelectorAll('[data-testid="stPlotlyChart"]')]
+        .every(chart => {
+            const plot = chart.querySelector('.js-plotly-plot');
+            return plot && plot._fullLayout && plot.querySelector('svg.main-svg');
+        })""", timeout=timeout_ms)
+
+
 def wait_quiet(page, quiet_ms: int = 1500, timeout_ms: int = 30000) -> None:
     """Wait until the app is idle, then idle again ``quiet_ms`` later. The authenticator's cookie
     component used to report a moment after each page load and rerun the page, and a click between

@@ -7,7 +7,7 @@ import pytest
 
 from analytics import access, users
 from analytics.store import make_engine
-from tests.browser.conftest import PASSWORD, log_in, wait_idle
+from tests.browser.conftest import PASSWORD, log_in, wait_charts, wait_idle
 
 pytestmark = pytest.mark.browser
 SHOTS = Path(__file__).resolve().parents[2] / "screenshots"
@@ -34,6 +34,7 @@ def test_every_page_of_every_role(app_server, demo_store_url, browser, role):
         page.goto(f"{app_server}/{key}")
         page.get_by_text(_marker(key)).first.wait_for(timeout=60000)
         wait_idle(page, timeout_ms=60000)
+        wait_charts(page, timeout_ms=60000)
         body = page.inner_text("body")
         assert "Traceback" not in body and "Page not found" not in body, f"{role} on {key}"
         assert page.locator('[data-testid="stException"]').count() == 0
@@ -59,6 +60,7 @@ def test_a_user_who_chose_chinese_gets_every_page_in_chinese(app_server, demo_st
         title = i18n.tr(f"page.{key}", "zh")
         page.get_by_role("heading", name=title).first.wait_for(timeout=60000)
         wait_idle(page, timeout_ms=60000)
+        wait_charts(page, timeout_ms=60000)
         assert page.locator('[data-testid="stException"]').count() == 0
         page.screenshot(path=str(SHOTS / f"zh-marketing-{key}.png"))
     ctx.close()
