@@ -63,6 +63,8 @@ from sqlalchemy import make_url
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # a standalone script: make `analytics` importable
 
+from benchmarks import checkpoints  # noqa: E402
+
 PY = sys.executable
 PASSWORD = "bench pages password 1"
 # The role each page is opened with: the one that uses it most (every page of access.PAGES).
@@ -385,6 +387,7 @@ def main() -> None:
             url = f"sqlite:///{tmp}/bench.db"
             _cli("demo", "--customers", "1000000", "--db", url)
             _cli("refresh", "--db", url)
+        checkpoints.use_store_checkpoint(url)
         env = {**os.environ, **BENCH_ENV}
         os.environ.update(BENCH_ENV)
         facts = _prepare(url)

@@ -36,6 +36,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # `benchmarks` importable when run as a script
+
+from benchmarks import checkpoints  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results.json"
 PY = sys.executable
 
@@ -137,6 +141,7 @@ def _store_customers(url: str) -> int:
 def bench_scaling(customers: int, database: str, dask: bool = False) -> dict:
     """One refresh of the cached ``customers`` store on ``database`` (built first when absent)."""
     url = _store_url(customers, database)
+    checkpoints.use_store_checkpoint(url)
     out: dict = {"customers": customers, "database": database,
                  "executor": f"dask LocalCluster ({os.environ.get('BENCH_DASK_WORKERS', '2')} workers)" if dask
                  else "in-process"}
