@@ -138,39 +138,41 @@ class Partition:
 
 @dataclass(frozen=True)
 class IdRange:
-    """The customers whose id is at least ``low`` and below ``high`` (None: no bound), in the
-    database's own order of ids: a customer filter like :class:`Partition` (``customers=`` of the
-    readers), for work that goes through every customer a block at a time in one process. A range
-    reads through the ``customer_id`` indexes with no hash to compute (on SQLite the hash is a
-    Python function called for every customer of every query)."""
+    """The customers whose id is at least ``low`` and below ``high`` (at most ``high`` when
+    ``through``), in the database's own order of ids: a customer filter like :class:`Partition`
+    (``customers=`` of the readers), for work that goes through every customer a block at a time in
+    one process. A range reads through the ``customer_id`` indexes with no hash to compute (on
+    SQLite the hash is a Python function called for every customer of every query)."""
 
-    low: str | None
-    high: str | None
+    low: str
+    high: str
+    through: bool = False
 
     def sql(self, column: str, engine: Engine) -> tuple[str, dict]:
         """The condition keeping this range's customers of ``column``, and its bound parameters."""
-        parts, params = [], {}
-        if self.low is not None:
-            parts.append(f"{column} >= :id_low")
-            params["id_low"] = self.low
-        if self.high is not None:
-            parts.append(f"{column} < :id_high")
-            params["id_high"] = self.high
-        return (" AND ".join(parts) or "1 = 1"), params
+        return (f"{column} >= :id_low AND {column} {'<=' if self.through else '<'} :id_high",
+                {"id_low": self.low, "id_high": self.high})
 
 
 def id_ranges(engine: Engine, rows: int) -> list[IdRange]:
-    """Consecutive ranges of the store's customer ids, about ``rows`` customers each, covering every
-    id (the first and last open-ended); one range for a store of at most ``rows`` customers."""
+    """Consecutive ranges of the store's customer ids, about ``rows`` customers each, from the
+    smallest id through the largest; none for a store without customers.
+
+    Every range has both bounds: with one bound only, SQLite read the monthly table through its
+    index on ``month`` instead of the customers' keys, and the block took 2.3 times as long."""
     if rows < 1:
         raise ValueError(f"rows must be at least 1, got {rows}")
     with engine.connect() as conn:
         total = int(conn.execute(text("SELECT count(*) FROM customers")).scalar() or 0)
+        if not total:
+            return []
         blocks = max(1, -(-total // rows))
         bounds = [conn.execute(text("SELECT customer_id FROM customers ORDER BY customer_id LIMIT 1 OFFSET :k"),
-                               {"k": total * i // blocks}).scalar() for i in range(1, blocks)]
-    edges = [None, *bounds, None]
-    return [IdRange(low, high) for low, high in zip(edges[:-1], edges[1:], strict=True)]
+                               {"k": total * i // blocks}).scalar() for i in range(blocks)]
+        last = conn.execute(text("SELECT max(customer_id) FROM customers")).scalar()
+    edges = [*bounds, last]
+    return [IdRange(low, high, through=i == blocks - 1)
+            for i, (low, high) in enumerate(zip(edges[:-1], edges[1:], strict=True))]
 
 
 # ---------------------------------------------------------------------------------------------

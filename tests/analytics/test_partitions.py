@@ -79,13 +79,15 @@ def test_sql_hash_equals_python_on_both_databases(engine):
 @pytest.mark.postgres
 def test_id_ranges_cover_every_customer_once_in_blocks_of_about_the_size(engine):
     ids = [f"C{i:07d}" for i in range(1, 1001)]
+    assert partitions.id_ranges(engine, 300) == []  # no customers, no range
     with engine.begin() as conn:
         conn.execute(insert(branches), [{"branch_id": "B1", "name": "One", "city": "Shanghai", "province": "Shanghai"}])
         conn.execute(insert(customers_table), [  # inserted out of order
             {"customer_id": c, "branch_id": "B1", "open_date": date(2020, 1, 1), "status": "active",
              "marketing_consent": False} for c in ids[::-1]])
     ranges = partitions.id_ranges(engine, 300)
-    assert len(ranges) == 4 and ranges[0].low is None and ranges[-1].high is None
+    assert len(ranges) == 4 and ranges[0].low == ids[0] and ranges[-1].high == ids[-1]
+    assert [r.through for r in ranges] == [False, False, False, True]
     seen = []
     for block in ranges:
         condition, params = block.sql("customer_id", engine)
@@ -95,7 +97,7 @@ def test_id_ranges_cover_every_customer_once_in_blocks_of_about_the_size(engine)
         assert 240 <= len(got) <= 260  # 1000 in 4: 250 each
         seen += got
     assert seen == ids  # every customer once, in order
-    assert partitions.id_ranges(engine, 5000) == [partitions.IdRange(None, None)]
+    assert partitions.id_ranges(engine, 5000) == [partitions.IdRange(ids[0], ids[-1], through=True)]
     with pytest.raises(ValueError):
         partitions.id_ranges(engine, 0)
 
