@@ -55,6 +55,14 @@ from analytics.store import bulk_insert, read_frame
 log = logging.getLogger(__name__)
 
 
+def _write_rows(engine, table, rows: pd.DataFrame, chunk: int) -> int:
+    """Write ``rows`` to ``table`` in one transaction of its own, ``chunk`` rows per insert."""
+    with engine.begin() as conn:
+        for start in range(0, len(rows), chunk):
+            bulk_insert(engine, table, rows.iloc[start:start + chunk], conn=conn)
+    return len(rows)
+
+
 def _closed_rows(closed_ids: pd.Index) -> pd.DataFrame:
     """The ``cross_sell_customer`` rows of closed customers: not candidates and not scored, so no
     offer and empty propensities (``'{}'``)."""
@@ -66,8 +74,8 @@ def _closed_rows(closed_ids: pd.Index) -> pd.DataFrame:
     }, index=range(len(closed_ids)))
 
 
-def _customer_rows(per_customer: pd.DataFrame, propensity: pd.DataFrame, closed_ids: pd.Index) -> pd.DataFrame:
-    """The ``cross_sell_customer`` rows: the scored customers, then the closed ones (:func:`_closed_rows`)."""
+def _customer_rows(per_customer: pd.DataFrame, propensity: pd.DataFrame) -> pd.DataFrame:
+    """The ``cross_sell_customer`` rows of the scored customers (closed ones: :func:`_closed_rows`)."""
     scored = per_customer.reindex(propensity.index)
     rows = pd.DataFrame({
         "customer_id": propensity.index.to_numpy(dtype=object),
@@ -78,9 +86,7 @@ def _customer_rows(per_customer: pd.DataFrame, propensity: pd.DataFrame, closed_
         "no_offer_reason": scored["no_offer_reason"].to_numpy(dtype=object),
         "propensities": propensity_json(propensity),
     })
-    if len(closed_ids) == 0:
-        return rows
-    return pd.concat([rows, _closed_rows(closed_ids)], ignore_index=True)
+    return rows
 
 
 def credit_complainers(engine, month) -> pd.Index:
@@ -243,7 +249,9 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
     train_features = (stage_features(ctx, train_month) if len(sample_ids) == len(train_aum)  # no sampling
                       else stage_features(ctx, train_month, customer_ids=sample_ids)).reindex(sample_ids)
     held_then = holding_matrix(engine, train_end, categories).reindex(sample_ids, fill_value=False)
-    rates = upgrade_rates(held_tiers(engine, train_end, categories), tier_upgrades(engine, train_end, as_of, categories),
+    # Tiers exist in a few categories: the customer x category frames of held tiers cover those only.
+    tiered = sorted(set(products_frame.loc[products_frame["tier_rank"].notna(), "category"]) & set(categories))
+    rates = upgrade_rates(held_tiers(engine, train_end, tiered), tier_upgrades(engine, train_end, as_of, tiered),
                           value_tiers(train_aum).astype(str))
     acquired = acquisitions(engine, train_end, as_of, categories).reindex(sample_ids, fill_value=False)
     lap("training_data")
@@ -274,7 +282,7 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
     balance_by_tier = expected_balances(balances, tiers, categories)
     owners = read_frame(engine, select(customers.c.customer_id, customers.c.branch_id,
                                        customers.c.relationship_manager)).set_index("customer_id")
-    tiers_now = held_tiers(engine, as_of, categories).reindex(population.index)
+    tiers_now = held_tiers(engine, as_of, tiered).reindex(population.index)
     # A rising AUM's up-sell: the next tier's products, for customers on their way into it.
     rising = pd.Series(rising_to_next_tier(population["aum_latest"], population["aum_change_pct_3m"],
                                            customer_frame["value_tier"], value_tier_thresholds()),
@@ -284,8 +292,10 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
     assets = sorted(set(products_frame.loc[products_frame["balance_side"] == "asset", "category"]) & set(categories))
     next_tier_products = tier_categories(held_now[assets], customer_frame["value_tier"])
     lap("recommend")
-    # Each block's offers are its customers' own but for the campaign pools, which combine() merges.
-    parts, customer_parts = [], []
+    # Each block's offers are its customers' own but for the campaign pools, which combine() merges;
+    # its customers' rows are theirs alone and are written at once, each block in a transaction.
+    run = {"run_id": ctx.run_id}
+    parts, customer_rows = [], 0
     for propensity in scored_blocks(ctx, now, model, population.index, held_now):
         lap("score")
         ids = propensity.index
@@ -296,10 +306,15 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
                          upgrade_propensity=upgrade_propensity(tiers_now.loc[ids], customer_frame["value_tier"].loc[ids],
                                                                rates),
                          rising=rising.loc[ids], next_tier_products=next_tier_products)
-        customer_parts.append(_customer_rows(part.customers, propensity, ids[:0]))
+        rows = _customer_rows(part.customers, propensity)
         parts.append(replace(part, customers=None))
         del propensity, part
         lap("recommend")
+        customer_rows += _write_rows(engine, cross_sell_customer, rows.assign(**run), chunk)
+        del rows
+        lap("write")
+    customer_rows += _write_rows(engine, cross_sell_customer, _closed_rows(closed_ids).assign(**run), chunk)
+    lap("write")
     result = combine(parts, top_n=conf["top_n"], campaign_size=conf["campaign_size"])
     del owners, parts
     lap("recommend")
@@ -338,11 +353,8 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
                               "category_b": np.asarray(categories, dtype=object)[b],
                               "customers": cooc.to_numpy()[a, b]})
     offers = result.offers.sort_values(["customer_id", "rank"], kind="stable")
-    customer_rows = pd.concat([*customer_parts, _closed_rows(closed_ids)], ignore_index=True)
-    del customer_parts
     lap("customer_rows")
 
-    run = {"run_id": ctx.run_id}
     with engine.begin() as conn:
         bulk_insert(engine, cross_sell_rules, rule_rows.assign(**run), conn=conn)
         bulk_insert(engine, cross_sell_cooccurrence, cooc_rows.assign(**run), conn=conn)
@@ -352,12 +364,10 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
         rows = offers.assign(**run)
         for start in range(0, len(rows), chunk):
             bulk_insert(engine, next_best_product, rows.iloc[start:start + chunk], conn=conn)
-        for start in range(0, len(customer_rows), chunk):
-            bulk_insert(engine, cross_sell_customer, customer_rows.iloc[start:start + chunk].assign(**run), conn=conn)
     lap("write")
 
     ctx.row_counts.update({"cross_sell_rules": len(rule_rows), "next_best_product": len(offers),
-                           "cross_sell_customer": len(customer_rows),
+                           "cross_sell_customer": customer_rows,
                            "cross_sell_categories": len(category_rows),
                            "cross_sell_opportunities": len(result.opportunities),
                            "cross_sell_funnel_cells": len(result.funnel_cells)})
