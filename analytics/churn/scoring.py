@@ -4,8 +4,9 @@ After :func:`analytics.churn.stage.churn_stage` has fitted the final model on it
 the reason coder's reference values, :func:`score_partitions` scores every customer open at the run's
 month: each partition reads its own customers' features (those the run's ``customer_features``
 stage stored) and states, computes their probability, reasons and value at risk, and writes its
-``churn_scores`` rows under the (unpublished) run id, a block of customers at a time. What a partition computes for a customer does not depend on which other customers are
-in it, so the rows are the same whatever the partition count or the executor (tested).
+``churn_scores`` rows under the (unpublished) run id, a block of customers at a time. What a
+partition computes for a customer does not depend on which other customers are in it, so the rows
+are the same whatever the partition count, the block size or the executor (tested).
 
 A :class:`ScoringJob` holds everything a partition needs and is picklable (the store URL, never an
 engine; the reason coder's reference values, not the coder), so it runs on a process pool or a Dask
