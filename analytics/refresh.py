@@ -29,9 +29,7 @@ Later analytics plug in by adding a :class:`Stage` to :data:`STAGES`. What pages
 
 from __future__ import annotations
 
-import ctypes
 import errno
-import gc
 import logging
 import os
 import socket
@@ -53,7 +51,7 @@ from analytics.cross_sell.stage import feature_cutoffs as cross_sell_feature_cut
 from analytics.errors import RefreshError, StoreError, StoreNotInitialisedError, describe
 from analytics.features_stage import features_stage_for
 from analytics.run_status import Freshness, freshness, status
-from analytics.runs import RefreshContext, Stage, utcnow
+from analytics.runs import RefreshContext, Stage, release_memory, utcnow
 from analytics.schema import (
     current_run,
     customer_feature_products,
@@ -256,17 +254,6 @@ def _check_activity_month(as_of_month: date | None, today: date) -> None:
     if as_of_month is not None and (as_of_month.year, as_of_month.month) > (today.year, today.month):
         raise StoreError(f"customer_monthly has rows for {as_of_month:%Y-%m}, after the current month "
                          f"({today:%Y-%m}). Hint: remove or correct the future-dated rows, then refresh.")
-
-
-def release_memory() -> None:
-    """Give what a stage freed back to the operating system before the next one starts: a garbage
-    collection, then glibc's ``malloc_trim`` (frames a stage let go otherwise stay in the C heap,
-    and the next stage's peak starts from there). Nothing more where the C library is not glibc."""
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def run_refresh(engine: Engine, *, progress: Callable[[str, float], None] | None = None,

@@ -29,7 +29,7 @@ from analytics.evaluation import calibration_table, holdout_metrics, lift_table,
 from analytics.features import FEATURE_COLUMNS, add_months, to_datetime
 from analytics.features_stage import stage_features
 from analytics.partitions import partition_count
-from analytics.runs import Laps, RefreshContext
+from analytics.runs import Laps, RefreshContext, release_memory
 from analytics.store import bulk_insert, read_frame
 
 log = logging.getLogger(__name__)
@@ -89,21 +89,27 @@ def _rate_dimensions(features: pd.DataFrame) -> pd.DataFrame:
     }, index=features.index)
 
 
-def churn_rates(dims_now: pd.DataFrame, probability: pd.Series, dims_then: pd.DataFrame,
-                churned_then: pd.Series) -> pd.DataFrame:
+def holdout_rates(dims_then: pd.DataFrame, churned_then: pd.Series) -> dict[str, pd.DataFrame]:
+    """The hold-out half of :func:`churn_rates`: per dimension, the hold-out period's active
+    customers (grouped by their dimensions at its cut-off) and how many churned. Small: the stage
+    counts them before scoring and lets the customers' rows go."""
+    return {dim: pd.DataFrame({"value": dims_then[dim], "y": churned_then.astype(float)}).groupby("value")["y"].agg(
+                holdout_customers="size", holdout_churners="sum")
+            for dim in RATE_DIMENSIONS}
+
+
+def churn_rates(dims_now: pd.DataFrame, probability: pd.Series, holdout: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Churn by branch, value tier, lifecycle stage and RFM segment.
 
     ``customers``/``mean_probability``/``expected_churners``: today's active customers and their
-    predicted probabilities; ``holdout_*``: the hold-out period's active customers (grouped by
-    their dimensions at its cut-off) and the share who churned.
+    predicted probabilities; ``holdout_*``: the hold-out period's counts (:func:`holdout_rates`)
+    and the share who churned.
     """
     rows = []
     for dim in RATE_DIMENSIONS:
         now = pd.DataFrame({"value": dims_now[dim], "p": probability}).groupby("value")["p"].agg(
             customers="size", mean_probability="mean", expected_churners="sum")
-        then = pd.DataFrame({"value": dims_then[dim], "y": churned_then.astype(float)}).groupby("value")["y"].agg(
-            holdout_customers="size", holdout_churners="sum")
-        table = now.join(then, how="outer").reset_index()
+        table = now.join(holdout[dim], how="outer").reset_index()
         table["dimension"] = dim
         rows.append(table)
     out = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
@@ -208,6 +214,7 @@ def churn_stage(ctx: RefreshContext) -> None:
     # Only the sample is read (every customer's frame is half a gigabyte at a million).
     features_train = stage_features(ctx, train_cut, customer_ids=rows_train).reindex(rows_train)
     y_train = outcome_train.loc[rows_train, "churned"].to_numpy(dtype=int)
+    del outcome_train  # every customer's outcome: only the sample's labels are used
     lap("train_data")
     if min(y_train.sum(), len(y_train) - y_train.sum()) < MIN_CLASS_ROWS:
         # A tiny or unusual store: say why in the run rather than failing the whole refresh.
@@ -228,6 +235,8 @@ def churn_stage(ctx: RefreshContext) -> None:
     rows_hold = _sample(active_hold, sample_size, RANDOM_STATE + 1)
     features_hold = stage_features(ctx, hold_cut, customer_ids=rows_hold).reindex(rows_hold)
     y_hold = outcome_hold.loc[rows_hold, "churned"].to_numpy(dtype=int)
+    holdout = holdout_rates(dims_then, churned_then)
+    del outcome_hold, inactive_hold, dims_then, churned_then  # every customer's rows: only their counts are kept
     lap("holdout_data")
 
     model = ChurnModel(random_state=RANDOM_STATE).fit(features_train, y_train)
@@ -247,7 +256,7 @@ def churn_stage(ctx: RefreshContext) -> None:
     # Both samples are random already: pool them and keep at most sample_size rows.
     both = pd.concat([features_train, features_hold], ignore_index=True)
     y_both = np.concatenate([y_train, y_hold])
-    del features_train
+    del features_train, features_hold
     if len(both) > sample_size:
         keep = np.sort(np.random.default_rng(RANDOM_STATE + 2).choice(len(both), sample_size, replace=False))
         both, y_both = both.iloc[keep], y_both[keep]
@@ -259,8 +268,9 @@ def churn_stage(ctx: RefreshContext) -> None:
     states = cutoff_states(ctx.engine, as_of, horizon).reindex(narrow_now.index).fillna("closed")
     active_now = narrow_now.index[states.to_numpy() == "active"]
     dims_now = _rate_dimensions(narrow_now).reindex(active_now)
-    del narrow_now
+    del narrow_now, states
     coder = _fit_reason_coder(ctx, as_of, active_now)
+    release_memory()  # scoring's blocks start from what the fits and the reference let go
     lap("score_data")
 
     # Score and write every customer partition by partition (analytics/churn/scoring.py): the
@@ -275,7 +285,7 @@ def churn_stage(ctx: RefreshContext) -> None:
     closed = scores.index[scores["churn_state"].to_numpy() == "closed"]
     lap("score")
 
-    rates = churn_rates(dims_now, probability.loc[active_now], dims_then, churned_then)
+    rates = churn_rates(dims_now, probability.loc[active_now], holdout)
     owners = read_frame(ctx.engine, text("SELECT customer_id, branch_id, relationship_manager FROM customers")
                         ).set_index("customer_id")
     cells = rate_cells(dims_now, probability, scores["value_at_risk"], owners)
@@ -327,4 +337,4 @@ def churn_stage(ctx: RefreshContext) -> None:
     log.info("churn: %d customers scored, hold-out AUC %.3f, timings %s", len(scores), metrics["roc_auc"], timings)
 
 
-__all__ = ["churn_rates", "churn_stage", "customer_value", "rate_cells"]
+__all__ = ["churn_rates", "churn_stage", "customer_value", "holdout_rates", "rate_cells"]
