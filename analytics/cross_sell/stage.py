@@ -280,6 +280,8 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
         "credit_complaint": population.index.isin(credit_complainers(engine, m0)),
     }, index=population.index)
     balance_by_tier = expected_balances(balances, tiers, categories)
+    overall_balance = balances.groupby("category")["balance"].median()
+    del balances  # every holding's balance: only these medians are used from here on
     owners = read_frame(engine, select(customers.c.customer_id, customers.c.branch_id,
                                        customers.c.relationship_manager)).set_index("customer_id")
     tiers_now = held_tiers(engine, as_of, tiered).reindex(population.index)
@@ -322,7 +324,6 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
     report = model.report_.reindex(categories)
     funnel = result.funnel.set_index("category")
     holders = held.sum(axis=0)
-    overall_balance = balances.groupby("category")["balance"].median()
     category_rows = pd.DataFrame({
         "category": categories,
         "holders": [int(holders.get(c, 0)) for c in categories],
@@ -353,6 +354,7 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
                               "category_b": np.asarray(categories, dtype=object)[b],
                               "customers": cooc.to_numpy()[a, b]})
     offers = result.offers.sort_values(["customer_id", "rank"], kind="stable")
+    result.offers = None  # the sorted copy is the one written
     lap("customer_rows")
 
     with engine.begin() as conn:
@@ -361,9 +363,8 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
         bulk_insert(engine, cross_sell_categories, category_rows.assign(**run), conn=conn)
         bulk_insert(engine, cross_sell_opportunities, result.opportunities.assign(**run), conn=conn)
         bulk_insert(engine, cross_sell_funnel_cells, result.funnel_cells.assign(**run), conn=conn)
-        rows = offers.assign(**run)
-        for start in range(0, len(rows), chunk):
-            bulk_insert(engine, next_best_product, rows.iloc[start:start + chunk], conn=conn)
+        for start in range(0, len(offers), chunk):
+            bulk_insert(engine, next_best_product, offers.iloc[start:start + chunk].assign(**run), conn=conn)
     lap("write")
 
     ctx.row_counts.update({"cross_sell_rules": len(rule_rows), "next_best_product": len(offers),
