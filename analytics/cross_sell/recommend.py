@@ -531,14 +531,26 @@ def combine(parts: list[Recommendations], *, top_n: int, campaign_size: int) -> 
         raise CrossSellError("No block of customers to combine")
     if len(parts) == 1:
         return parts[0]
+    # The pools, from each block's consenting offers: (category, expected value) in the blocks'
+    # order, which is the customers' (the whole offers are never concatenated before the cut).
+    consenting = []
+    for b, r in enumerate(parts):
+        rows = np.flatnonzero(r.offers["marketing_consent"].to_numpy(dtype=bool))
+        consenting.append(pd.DataFrame({"block": b, "row": rows,
+                                        "category": r.offers["category"].to_numpy(dtype=object)[rows],
+                                        "ev": r.offers["expected_value"].to_numpy(dtype=float)[rows]}))
+    consenting = pd.concat(consenting, ignore_index=True)
+    best = [rows.iloc[np.argsort(-rows["ev"].to_numpy(), kind="stable")[:campaign_size]]
+            for _, rows in consenting.groupby("category", sort=False)]
+    best = pd.concat(best) if best else consenting
+    pooled = [np.zeros(len(r.offers), dtype=bool) for r in parts]
+    for b, rows in best.groupby("block"):
+        pooled[int(b)][rows["row"].to_numpy()] = True
+    del consenting, best
     # A block without rows is left out of each concatenation: its empty columns carry no dtype.
-    offers = pd.concat([r.offers for r in parts if len(r.offers)] or [parts[0].offers], ignore_index=True)
-    pooled = np.zeros(len(offers), dtype=bool)
-    consenting = offers[offers["marketing_consent"].to_numpy(dtype=bool)]
-    for _, rows in consenting.groupby("category", sort=False):
-        order = np.argsort(-rows["expected_value"].to_numpy(dtype=float), kind="stable")[:campaign_size]
-        pooled[rows.index.to_numpy()[order]] = True
-    offers = offers[(offers["rank"].to_numpy() <= top_n) | pooled].reset_index(drop=True)
+    kept = [r.offers[(r.offers["rank"].to_numpy() <= top_n) | pool] for r, pool in zip(parts, pooled, strict=True)]
+    offers = pd.concat([k for k in kept if len(k)] or [parts[0].offers.iloc[:0]], ignore_index=True)
+    del kept
 
     funnels = [r.funnel for r in parts]
     funnel = funnels[0][["category"]].copy()
