@@ -355,7 +355,7 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
                               "customers": cooc.to_numpy()[a, b]})
     # In the customers' order (the blocks'), each customer's offers by category: readers order them.
     offers = result.offers
-    lap("customer_rows")
+    lap("summaries")  # the categories, rules and co-occurrence rows
 
     with engine.begin() as conn:
         bulk_insert(engine, cross_sell_rules, rule_rows.assign(**run), conn=conn)
