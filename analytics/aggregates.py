@@ -29,12 +29,15 @@ from sqlalchemy import text
 from analytics import kpi, lifecycle
 from analytics.access import Viewer
 from analytics.features import month_end
-from analytics.runs import Laps, RefreshContext, get_run_metrics
+from analytics.partitions import id_ranges
+from analytics.runs import Laps, RefreshContext, get_run_metrics, release_memory
 from analytics.schema import cohort_retention, segment_cube, segment_cube_filters, segment_summary
 from analytics.segment_explorer import (
+    SUMMARY_COLUMNS,
     attribute_rows,
     cube_rows,
     customer_attributes,
+    segmented_clv_edges,
     segmented_customers,
     tag_names_of,
 )
@@ -47,6 +50,12 @@ log = logging.getLogger(__name__)
 SUMMARY_TOTALS = ("aum", "annual_margin", "clv_margin_1y", "clv_margin_3y", "clv_margin_5y")
 #: The dimensions whose customer counts are also run metrics (``<dimension>.<value>``).
 COUNTED_DIMENSIONS = ("rfm_segment", "value_tier", "lifecycle_stage", "tag")
+#: The ``segment_summary`` dimensions whose ``sort_order`` is their values' sorted order (the others
+#: have a display order of their own).
+SORTED_BY_VALUE = ("rfm_rf", "branch_id")
+#: Customers the stage reads and sums at a time, a range of ids: it holds one block of customer
+#: rows and the run's sums so far, so its memory does not grow with the number of customers.
+BLOCK_ROWS = 250_000
 
 
 def summarise(frame: pd.DataFrame, dimension: str, keys: pd.Series, order: Sequence[str] | None = None
@@ -93,7 +102,9 @@ def tag_flags(tags_text: pd.Series, tag_names: Sequence[str]) -> dict[str, np.nd
     return {n: fenced.str.contains(f",{n},", regex=False).to_numpy(dtype=bool)[combos] for n in tag_names}
 
 
-def segment_summary_rows(customers: pd.DataFrame, tag_names: Sequence[str]) -> pd.DataFrame:
+def segment_summary_rows(customers: pd.DataFrame, tag_names: Sequence[str], *,
+                         clv_edges: dict[int, np.ndarray] | None = None,
+                         cluster_order: Sequence[str] | None = None) -> pd.DataFrame:
     """The ``segment_summary`` rows of a run from its segmented customers.
 
     Parameters
@@ -104,6 +115,12 @@ def segment_summary_rows(customers: pd.DataFrame, tag_names: Sequence[str]) -> p
         and the :data:`SUMMARY_TOTALS` columns.
     tag_names : sequence of str
         Every tag of the run in rule-file order; a tag nobody carries gets a row of zeros.
+    clv_edges : dict of int to numpy.ndarray, optional
+        Each horizon's CLV band edges (default: those of ``customers``' values).
+    cluster_order : sequence of str, optional
+        The cluster names in cluster-number order (default: those of ``customers``). With the two,
+        a block of a run's customers is summed on the whole run's bands and orders, and
+        :func:`combine_summary_rows` adds the blocks up.
 
     Returns
     -------
@@ -113,12 +130,13 @@ def segment_summary_rows(customers: pd.DataFrame, tag_names: Sequence[str]) -> p
         ``tag`` and ``clv_band_<H>y`` (1-2-5 bands of the H-year CLV).
     """
     c = customers
-    clusters = c[["cluster", "cluster_name"]].drop_duplicates().sort_values("cluster")["cluster_name"]
+    if cluster_order is None:
+        cluster_order = c[["cluster", "cluster_name"]].drop_duplicates().sort_values("cluster")["cluster_name"].tolist()
     parts = [
         summarise(c, "rfm_segment", c["rfm_segment"], RFM_SEGMENTS),
         summarise(c, "rfm_rf", c["rfm_r"].astype(int).astype(str) + c["rfm_f"].astype(int).astype(str)),
         summarise(c, "value_tier", c["value_tier"], VALUE_TIERS),
-        summarise(c, "cluster", c["cluster_name"], clusters.tolist()),
+        summarise(c, "cluster", c["cluster_name"], list(cluster_order)),
         summarise(c, "lifecycle_stage", c["lifecycle_stage"], lifecycle.LIFECYCLE_STAGES),
         summarise(c, "branch_id", c["branch_id"].fillna("(missing)")),
     ]
@@ -129,10 +147,40 @@ def segment_summary_rows(customers: pd.DataFrame, tag_names: Sequence[str]) -> p
     parts.append(pd.DataFrame(tag_rows))
     for years in lifecycle.CLV_HORIZONS_YEARS:
         values = c[f"clv_margin_{years}y"].to_numpy()
-        position, labels = lifecycle.assign_bands(values, lifecycle.band_edges(values))
+        edges = lifecycle.band_edges(values) if clv_edges is None else clv_edges[years]
+        position, labels = lifecycle.assign_bands(values, edges)
         parts.append(summarise(c, f"clv_band_{years}y", pd.Series(np.asarray(labels, dtype=object)[position]),
                                labels))
     return pd.concat(parts, ignore_index=True)
+
+
+def combine_summary_rows(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """The ``segment_summary`` rows of blocks of customers (:func:`segment_summary_rows` of each,
+    on the whole run's CLV bands and cluster order) added up: the rows of all the customers, as one
+    call on them gives, to the rounding of the sums. The dimensions ordered by their values
+    (:data:`SORTED_BY_VALUE`) are ranked again over every block's values."""
+    rows = pd.concat(parts, ignore_index=True)
+    totals = [f"{c}_total" for c in SUMMARY_TOTALS]
+    grouped = rows.groupby(["dimension", "value"], sort=False)
+    out = grouped[["customers", *totals]].sum()
+    out["sort_order"] = grouped["sort_order"].first()
+    out = out.reset_index()
+    for dimension in SORTED_BY_VALUE:
+        at = np.flatnonzero(out["dimension"].to_numpy() == dimension)
+        rank = np.empty(len(at), dtype=np.int64)
+        rank[np.argsort(out["value"].to_numpy()[at].astype(str), kind="stable")] = np.arange(len(at))
+        out.loc[at, "sort_order"] = rank
+    return out[list(parts[0].columns)]
+
+
+def combine_cells(total: pd.DataFrame | None, part: pd.DataFrame) -> pd.DataFrame:
+    """``segment_cube`` (or ``segment_cube_filters``) rows of two sets of customers added up: one
+    row per dimension, value and cell (and filter), with their counts and sums added."""
+    if total is None:
+        return part
+    keys = [c for c in part.columns if c not in SUMMARY_COLUMNS]
+    both = pd.concat([total, part], ignore_index=True)
+    return both.groupby(keys, sort=False, dropna=False)[list(SUMMARY_COLUMNS)].sum().reset_index()[list(part.columns)]
 
 
 def headline_figures(engine, as_of_month, viewer: Viewer | None = None) -> dict:
@@ -189,19 +237,8 @@ def aggregates_stage(ctx: RefreshContext) -> None:
     lap("headline")
     if ctx.as_of_month is None:
         return
-    customers = segmented_customers(ctx.engine, ctx.run_id)
-    lap("read")
-    summary = cube = None
-    if not customers.empty:
-        tag_names = tag_names_of(get_run_metrics(ctx.engine, ctx.run_id))
-        summary = segment_summary_rows(customers, tag_names)
-        lap("summary")
-        cube = cube_rows(customers, as_of_year=ctx.as_of_month.year, tag_names=tag_names)
-        lap("cube")
-        attributes = customer_attributes(ctx.engine, month_end(ctx.as_of_month))
-        by_attribute = attribute_rows(customers.merge(attributes, on="customer_id", how="left"),
-                                      as_of_year=ctx.as_of_month.year, tag_names=tag_names)
-        lap("cube_filters")
+    summed = _sum_blocks(ctx, lap)
+    summary, cube, by_attribute, money = summed if summed is not None else (None, None, None, {})
     cohorts = lifecycle.load_cohort_retention(ctx.engine, ctx.as_of_month)
     lap("cohorts")
     with ctx.engine.begin() as conn:
@@ -224,18 +261,65 @@ def aggregates_stage(ctx: RefreshContext) -> None:
                            "segment_cube_filters": len(by_attribute)})
     headline_years = lifecycle.clv_horizon_years()
     metrics: dict[str, float | str | None] = {
-        "annual_margin_total": float(customers["annual_margin"].sum()),
-        "clv_margin_total": float(customers[f"clv_margin_{headline_years}y"].sum()),
+        "annual_margin_total": money["annual_margin"],
+        "clv_margin_total": money[f"clv_margin_{headline_years}y"],
     }
     for years in lifecycle.CLV_HORIZONS_YEARS:
-        metrics[f"clv_margin_{years}y_total"] = float(customers[f"clv_margin_{years}y"].sum())
+        metrics[f"clv_margin_{years}y_total"] = money[f"clv_margin_{years}y"]
     for dimension in COUNTED_DIMENSIONS:
         part = summary[summary["dimension"] == dimension]
         for value, count in zip(part["value"], part["customers"], strict=True):
             metrics[f"{dimension}.{value}"] = int(count)
     ctx.put_metrics(metrics)
-    log.info("aggregates: %d customers summed, timings %s", len(customers), lap.seconds)
+    log.info("aggregates: %d customers summed, timings %s", int(summary[summary["dimension"] == "value_tier"]
+                                                                 ["customers"].sum()), lap.seconds)
 
 
-__all__ = ["COUNTED_DIMENSIONS", "SUMMARY_TOTALS", "aggregates_stage", "headline_counts", "headline_figures", "segment_summary_rows",
+def _sum_blocks(ctx: RefreshContext, lap: Laps, block_rows: int | None = None):
+    """``segment_summary``, ``segment_cube`` and ``segment_cube_filters`` rows of the run's segmented
+    customers and their money totals, read and summed :data:`BLOCK_ROWS` customers at a time
+    (ranges of ids); ``None`` when the run segmented nobody.
+
+    Every block is cut on the whole run's CLV bands and cluster order, read first in the database,
+    so the added-up blocks are the rows one pass over every customer gives (to the rounding of the
+    sums; ``tests/analytics/test_aggregates_blocks.py``)."""
+    engine, run_id = ctx.engine, ctx.run_id
+    edges = segmented_clv_edges(engine, run_id)
+    with engine.connect() as conn:
+        cluster_order = [name for _, name in conn.execute(text(
+            "SELECT DISTINCT s.cluster, s.cluster_name FROM customer_segments s "
+            "JOIN customer_clv_margin m ON m.run_id = s.run_id AND m.customer_id = s.customer_id "
+            "WHERE s.run_id = :run_id ORDER BY s.cluster"), {"run_id": int(run_id)}).all()]
+    if not cluster_order:
+        return None
+    tag_names = tag_names_of(get_run_metrics(engine, run_id))
+    as_of_year, as_of_end = ctx.as_of_month.year, month_end(ctx.as_of_month)
+    summaries, cube, by_attribute = [], None, None
+    money = dict.fromkeys(("annual_margin", *(f"clv_margin_{y}y" for y in lifecycle.CLV_HORIZONS_YEARS)), 0.0)
+    for block in id_ranges(engine, block_rows or BLOCK_ROWS):
+        customers = segmented_customers(engine, run_id, customers=block)
+        lap("read")
+        if customers.empty:
+            continue
+        summaries.append(segment_summary_rows(customers, tag_names, clv_edges=edges, cluster_order=cluster_order))
+        for column in money:
+            money[column] += float(customers[column].sum())
+        lap("summary")
+        cube = combine_cells(cube, cube_rows(customers, as_of_year=as_of_year, tag_names=tag_names,
+                                             clv_edges=edges))
+        lap("cube")
+        attributes = customer_attributes(engine, as_of_end, customers=block)
+        by_attribute = combine_cells(by_attribute, attribute_rows(
+            customers.merge(attributes, on="customer_id", how="left"), as_of_year=as_of_year,
+            tag_names=tag_names, clv_edges=edges))
+        del customers, attributes
+        release_memory()  # the next block then starts from what the sums hold, not this block's heap
+        lap("cube_filters")
+    if not summaries:
+        return None
+    return combine_summary_rows(summaries), cube, by_attribute, money
+
+
+__all__ = ["BLOCK_ROWS", "COUNTED_DIMENSIONS", "SORTED_BY_VALUE", "SUMMARY_TOTALS", "aggregates_stage",
+           "combine_cells", "combine_summary_rows", "headline_counts", "headline_figures", "segment_summary_rows",
            "segmented_customers", "summarise", "tag_flags"]

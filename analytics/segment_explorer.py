@@ -67,6 +67,9 @@ from analytics.schema import (
 from analytics.segmentation import VALUE_TIERS
 from analytics.store import read_frame
 
+# The table, under a name the readers' ``customers=`` filter does not shadow.
+_customers_table = customers
+
 #: Age bands, whole years at the run's year; ``unknown`` for a missing or impossible birth year.
 AGE_BANDS = ("<30", "30-44", "45-59", "60+", "unknown")
 #: (band, youngest, oldest) age in years.
@@ -314,7 +317,8 @@ def cluster_profiles(rows: pd.DataFrame, cube: Cube, filters: Filters = Filters(
 
 def cube_rows(frame: pd.DataFrame, *, as_of_year: int, tag_names: Sequence[str] = (),
               tag_flags: pd.DataFrame | None = None, by: str | None = None,
-              dimensions: Sequence[str] | None = None) -> pd.DataFrame:
+              dimensions: Sequence[str] | None = None,
+              clv_edges: Mapping[int, np.ndarray] | None = None) -> pd.DataFrame:
     """The ``segment_cube`` rows of one run from its per-customer results.
 
     Parameters
@@ -334,6 +338,10 @@ def cube_rows(frame: pd.DataFrame, *, as_of_year: int, tag_names: Sequence[str] 
         is the rows' ``filter_value`` (:func:`attribute_rows`).
     dimensions : sequence of str, optional
         The dimensions to count (default: every one of :data:`CUBE_DIMENSIONS`).
+    clv_edges : mapping of int to numpy.ndarray, optional
+        Each horizon's CLV band edges (default: :func:`analytics.lifecycle.band_edges` of
+        ``frame``'s values). A run summed a block of customers at a time passes the whole run's
+        (:func:`segmented_clv_edges`), so every block is cut on the same bands.
 
     Returns
     -------
@@ -377,7 +385,8 @@ def cube_rows(frame: pd.DataFrame, *, as_of_year: int, tag_names: Sequence[str] 
         if f"clv_band_{years}y" not in wanted:
             continue
         values = money[:, MONEY_COLUMNS.index(f"clv_margin_{years}y")]
-        position, labels = lifecycle.assign_bands(values, lifecycle.band_edges(values))
+        edges = lifecycle.band_edges(values) if clv_edges is None else clv_edges[years]
+        position, labels = lifecycle.assign_bands(values, edges)
         parts.append(by_codes(f"clv_band_{years}y", position, labels))
     if "tag" not in wanted:
         tag_names, tag_flags = (), pd.DataFrame(index=frame.index)
@@ -406,7 +415,8 @@ _SEP = "\x1f"
 
 
 def attribute_rows(frame: pd.DataFrame, *, as_of_year: int, tag_names: Sequence[str] = (),
-                   tag_flags: pd.DataFrame | None = None) -> pd.DataFrame:
+                   tag_flags: pd.DataFrame | None = None,
+                   clv_edges: Mapping[int, np.ndarray] | None = None) -> pd.DataFrame:
     """The ``segment_cube_filters`` rows of one run: :func:`cube_rows` split further by each of
     :data:`ATTRIBUTE_FILTERS` in turn (``filter_key``), one attribute at a time.
 
@@ -461,21 +471,26 @@ def attribute_rows(frame: pd.DataFrame, *, as_of_year: int, tag_names: Sequence[
                              for key in keys], ignore_index=True)
         flags = pd.concat([tag_flags.reset_index(drop=True)] * len(keys), ignore_index=True)
         rows = cube_rows(stacked, as_of_year=as_of_year, tag_names=tag_names, tag_flags=flags, by="_split",
-                         dimensions=ATTRIBUTE_DIMENSIONS)
+                         dimensions=ATTRIBUTE_DIMENSIONS, clv_edges=clv_edges)
         split = rows["filter_value"].str.split(_SEP, n=1, expand=True)
         parts.append(rows.assign(filter_key=split[0], filter_value=split[1]))
     return pd.concat(parts, ignore_index=True)[columns]
 
 
-def customer_attributes(engine: Engine, as_of_end: date, viewer: access.Viewer | None = None) -> pd.DataFrame:
-    """Each customer's :data:`ATTRIBUTE_FILTERS` values (in ``viewer``'s scope when given), by
+def customer_attributes(engine: Engine, as_of_end: date, viewer: access.Viewer | None = None, *,
+                        customers=None) -> pd.DataFrame:
+    """Each customer's :data:`ATTRIBUTE_FILTERS` values (in ``viewer``'s scope when given, of the
+    ``customers`` filter when given, as :func:`segmented_customers`), by
     ``customer_id``: the store's columns, missing -> ``unknown``, and ``risk_level_held``, the
     highest risk level (``R1`` .. ``R5``) of the products the customer holds open at ``as_of_end``
     (opened on or before it, not closed by then), ``none`` for a customer holding none.
 
     Aggregates only leave this module: the frame feeds :func:`attribute_rows` in the refresh.
     """
-    c, h, p = customers.c, holdings.c, products.c
+    from sqlalchemy import text
+
+    table = _customers_table
+    c, h, p = table.c, holdings.c, products.c
     held = (select(func.max(p.risk_level)).select_from(holdings.join(products, p.product_id == h.product_id))
             .where(h.customer_id == c.customer_id, h.opened_on <= as_of_end,
                    or_(h.closed_on.is_(None), h.closed_on > as_of_end))
@@ -484,7 +499,10 @@ def customer_attributes(engine: Engine, as_of_end: date, viewer: access.Viewer |
                                    if k != "risk_level_held"),
                   func.coalesce(held, NONE_HELD).label("risk_level_held"))
     if viewer is not None:
-        stmt = stmt.where(viewer.scope_condition(customers))
+        stmt = stmt.where(viewer.scope_condition(table))
+    if customers is not None:
+        condition, params = customers.sql(f"{table.name}.customer_id", engine)
+        stmt = stmt.where(text(condition).bindparams(**params))
     return read_frame(engine, stmt)
 
 
@@ -614,9 +632,11 @@ def tag_names_of(metrics: Mapping) -> list[str]:
     return [name for name in str(metrics.get(TAG_NAMES_METRIC) or "").split(",") if name]
 
 
-def segmented_customers(engine: Engine, run_id: int, viewer: access.Viewer | None = None) -> pd.DataFrame:
-    """Every customer the run segmented (in ``viewer``'s scope when given), with the final margin
-    CLV, branch and birth year: what the run's summaries and cube are built from.
+def segmented_customers(engine: Engine, run_id: int, viewer: access.Viewer | None = None, *,
+                        customers=None) -> pd.DataFrame:
+    """Every customer the run segmented (in ``viewer``'s scope when given; of the ``customers``
+    filter when given, an :class:`analytics.partitions.IdRange` or ``Partition``), with the final
+    margin CLV, branch and birth year: what the run's summaries and cube are built from.
 
     Returns
     -------
@@ -629,6 +649,7 @@ def segmented_customers(engine: Engine, run_id: int, viewer: access.Viewer | Non
 
     clv = ", ".join(f"m.clv_margin_{y}y" for y in lifecycle.CLV_HORIZONS_YEARS)
     scope, params = ("1 = 1", {}) if viewer is None else viewer.scope_sql("c")
+    within, within_params = ("1 = 1", {}) if customers is None else customers.sql("s.customer_id", engine)
     return read_frame(engine, text(
         "SELECT s.customer_id, s.rfm_r, s.rfm_f, s.rfm_segment, s.value_tier, s.cluster, s.cluster_name, "
         f"s.lifecycle_stage, s.tags, s.aum, s.annual_margin, {clv}, c.branch_id, "
@@ -636,7 +657,24 @@ def segmented_customers(engine: Engine, run_id: int, viewer: access.Viewer | Non
         "FROM customer_segments s "
         "JOIN customer_clv_margin m ON m.run_id = s.run_id AND m.customer_id = s.customer_id "
         "LEFT JOIN customers c ON c.customer_id = s.customer_id "
-        f"WHERE s.run_id = :run_id AND {scope} ORDER BY s.customer_id"), {**params, "run_id": int(run_id)})
+        f"WHERE s.run_id = :run_id AND {scope} AND {within} ORDER BY s.customer_id"),
+        {**params, **within_params, "run_id": int(run_id)})
+
+
+def segmented_clv_edges(engine: Engine, run_id: int) -> dict[int, np.ndarray]:
+    """Each horizon's CLV band edges (:func:`analytics.lifecycle.band_edges`) over every customer
+    of :func:`segmented_customers` for the run, from the largest value, read in the database: the
+    one set of edges every block of customers is cut on when the run is summed a block at a time."""
+    from sqlalchemy import text
+
+    tops = ", ".join(f"MAX(m.clv_margin_{y}y)" for y in lifecycle.CLV_HORIZONS_YEARS)
+    with engine.connect() as conn:
+        row = conn.execute(text(
+            f"SELECT {tops} FROM customer_segments s "
+            "JOIN customer_clv_margin m ON m.run_id = s.run_id AND m.customer_id = s.customer_id "
+            "WHERE s.run_id = :run_id"), {"run_id": int(run_id)}).one()
+    return {years: lifecycle.band_edges([np.nan if top is None else float(top)])
+            for years, top in zip(lifecycle.CLV_HORIZONS_YEARS, row, strict=True)}
 
 
 def read_cube(engine: Engine, run_id: int, viewer: access.Viewer | None = None) -> Cube:

@@ -276,10 +276,17 @@ def _column_values(s: pd.Series, coltype) -> np.ndarray:
     return arr
 
 
-def _python_values(df: pd.DataFrame, table: Table) -> Iterable[tuple]:
-    """Rows of ``df`` as tuples of plain Python values, for DBAPI executemany or COPY."""
-    cols = [_column_values(df[name], table.c[name].type) for name in df.columns]
-    return zip(*cols, strict=True)
+# Rows turned into Python values at a time: bounds the lists of Python values beside the frame (a
+# whole frame's would take several times its memory: 400 MiB for 745,000 rows of 11 columns).
+_VALUE_SLICE_ROWS = 20_000
+
+
+def _python_values(df: pd.DataFrame, table: Table) -> Iterator[tuple]:
+    """Rows of ``df`` as tuples of plain Python values, for DBAPI executemany or COPY, converted
+    :data:`_VALUE_SLICE_ROWS` rows at a time."""
+    for lo in range(0, len(df), _VALUE_SLICE_ROWS):
+        part = df.iloc[lo:lo + _VALUE_SLICE_ROWS]
+        yield from zip(*(_column_values(part[name], table.c[name].type) for name in part.columns), strict=True)
 
 
 def bulk_insert(engine: Engine, table: Table, df: pd.DataFrame, *, conn=None, multirow: bool = False) -> int:
@@ -309,8 +316,6 @@ def bulk_insert(engine: Engine, table: Table, df: pd.DataFrame, *, conn=None, mu
 # running the statement once per row, not binding its values.
 SQLITE_ROWS_PER_INSERT = 100
 _SQLITE_MAX_PARAMETERS = 999
-# Rows turned into statement parameters at a time: bounds the lists of Python values beside the frame.
-_MULTIROW_SLICE = 20_000
 
 
 def _sqlite_insert_multirow(cur, table: Table, df: pd.DataFrame) -> None:
@@ -323,8 +328,8 @@ def _sqlite_insert_multirow(cur, table: Table, df: pd.DataFrame) -> None:
     single = f'INSERT INTO "{table.name}" ({quoted}) VALUES {one}'
     values = [_column_values(df[name], table.c[name].type) for name in cols]
     n = len(df)
-    for lo in range(0, n, _MULTIROW_SLICE):
-        hi = min(lo + _MULTIROW_SLICE, n)
+    for lo in range(0, n, _VALUE_SLICE_ROWS):
+        hi = min(lo + _VALUE_SLICE_ROWS, n)
         rows = np.empty((hi - lo, width), dtype=object)
         for j, column in enumerate(values):
             rows[:, j] = column[lo:hi]

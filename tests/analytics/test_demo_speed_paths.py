@@ -84,10 +84,30 @@ def test_bulk_load_writes_the_rows_bulk_insert_writes(engine, monkeypatch):
     store_rows.fill(engine)  # the branch the customers belong to
     want = _fill(engine, fast=False)
     # Small slices and statements, so slice boundaries and short last statements are crossed.
-    monkeypatch.setattr(store, "_MULTIROW_SLICE", 50)
+    monkeypatch.setattr(store, "_VALUE_SLICE_ROWS", 50)
     monkeypatch.setattr(store, "SQLITE_ROWS_PER_INSERT", 7)
     got = _fill(engine, fast=True)
     assert len(got["customer_monthly"]) == 257 * 6
+    assert got == want
+
+
+def test_bulk_insert_converts_a_slice_of_rows_at_a_time_and_writes_the_same_rows(engine, monkeypatch):
+    """``bulk_insert`` turns at most ``_VALUE_SLICE_ROWS`` rows into Python values at a time (a whole
+    large frame's values would take several times its memory): sliced at 50 rows, with a short last
+    slice, the plain path (executemany on SQLite, COPY on PostgreSQL) stores the same rows."""
+    store_rows.fill(engine)
+    want = _fill(engine, fast=False)
+    converted = []
+    real = store._column_values
+
+    def counting(s, coltype):
+        converted.append(len(s))
+        return real(s, coltype)
+
+    monkeypatch.setattr(store, "_column_values", counting)
+    monkeypatch.setattr(store, "_VALUE_SLICE_ROWS", 50)
+    got = _fill(engine, fast=False)
+    assert max(converted) == 50 and {257 % 50, 257 * 6 % 50} <= set(converted)  # short last slices
     assert got == want
 
 
