@@ -74,7 +74,7 @@ lowered after the run removes the customer) and reports every exclusion by reaso
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -515,43 +515,85 @@ def _next_tier_rows(products_frame: pd.DataFrame, categories: list[str], held_ti
     return out
 
 
+class CampaignPools:
+    """The campaign pools of customers given a block at a time, as one :func:`recommend` call over
+    every customer draws them, holding per category only the best ``campaign_size`` consenting
+    offers so far and the offers outside their customer's ``top_n`` still among them.
+
+    :meth:`add` takes a block's offers (the blocks in their customers' order, each from
+    :func:`recommend` with the same ``top_n`` and ``campaign_size``) and returns the offers kept
+    whatever the other blocks hold: each customer's ``top_n`` best. :meth:`extras` gives, once every
+    block is in, the offers outside a customer's ``top_n`` that are in the whole pools. A block's
+    pool holds the block's best ``campaign_size`` consenting customers per category, and one among
+    the best overall is among the best of its block; ties go by position, as in :func:`recommend`.
+    The offers carry their position among every block's offers as their index.
+    """
+
+    def __init__(self, *, top_n: int, campaign_size: int) -> None:
+        self.top_n, self.campaign_size = top_n, campaign_size
+        self._pool = pd.DataFrame({"category": pd.Series(dtype=object), "ev": pd.Series(dtype=float),
+                                   "position": pd.Series(dtype=np.int64)})
+        self._extras: list[pd.DataFrame] = []
+        self._seen = 0
+
+    def add(self, offers: pd.DataFrame) -> pd.DataFrame:
+        """Take one block's offers; return those within their customers' ``top_n``."""
+        position = np.arange(self._seen, self._seen + len(offers), dtype=np.int64)
+        self._seen += len(offers)
+        offers = offers.set_axis(position)
+        consent = offers["marketing_consent"].to_numpy(dtype=bool)
+        candidates = pd.DataFrame({"category": offers["category"].to_numpy(dtype=object)[consent],
+                                   "ev": offers["expected_value"].to_numpy(dtype=float)[consent],
+                                   "position": position[consent]})
+        pool = pd.concat([self._pool, candidates], ignore_index=True) if len(self._pool) else candidates
+        # per category, best expected value first, ties by position; the first campaign_size stay
+        pool = pool.iloc[np.lexsort((pool["position"].to_numpy(), -pool["ev"].to_numpy(),
+                                     pool["category"].to_numpy(dtype=str)))]
+        self._pool = pool[pool.groupby("category", sort=False).cumcount().to_numpy() < self.campaign_size]
+        within = offers["rank"].to_numpy() <= self.top_n
+        pooled = self._pool["position"].to_numpy()
+        self._extras = [e[e.index.isin(pooled)] for e in (*self._extras, offers[~within])]
+        return offers[within]
+
+    def extras(self) -> pd.DataFrame:
+        """The offers outside their customer's ``top_n`` that are in the pools of every block added,
+        in the blocks' order (empty when no block was added)."""
+        pooled = self._pool["position"].to_numpy()
+        kept = [e[e.index.isin(pooled)] for e in self._extras if len(e)]
+        return pd.concat(kept) if kept else pd.DataFrame()
+
+
 def combine(parts: list[Recommendations], *, top_n: int, campaign_size: int) -> Recommendations:
     """What one :func:`recommend` call over every customer gives, from its calls over blocks of them.
 
     ``parts`` are the results of the blocks, in the order of their customers (the blocks split the
     caller's sorted index; each was called with the same ``top_n``, ``campaign_size`` and
     categories). A customer's offers, ranks and reasons are their own, so the blocks' are kept as
-    they are, but for the campaign pools: a block kept the best ``campaign_size`` consenting
-    customers of each category *in the block*, and the whole pool is the best ``campaign_size`` of
-    those (a customer among the best overall is among the best of their block; ties by position,
-    as in :func:`recommend`). An offer outside a customer's ``top_n`` stays only when it is in that
-    pool. Counts and totals are summed; mean propensities are weighted by what they averaged.
+    they are, but for the campaign pools (:class:`CampaignPools`): an offer outside a customer's
+    ``top_n`` stays only when it is in the whole pool. Counts and totals are summed; mean
+    propensities are weighted by what they averaged (:func:`combine_summaries`).
     """
     if not parts:
         raise CrossSellError("No block of customers to combine")
     if len(parts) == 1:
         return parts[0]
-    # The pools, from each block's consenting offers: (category, expected value) in the blocks'
-    # order, which is the customers' (the whole offers are never concatenated before the cut).
-    consenting = []
-    for b, r in enumerate(parts):
-        rows = np.flatnonzero(r.offers["marketing_consent"].to_numpy(dtype=bool))
-        consenting.append(pd.DataFrame({"block": b, "row": rows,
-                                        "category": r.offers["category"].to_numpy(dtype=object)[rows],
-                                        "ev": r.offers["expected_value"].to_numpy(dtype=float)[rows]}))
-    consenting = pd.concat(consenting, ignore_index=True)
-    best = [rows.iloc[np.argsort(-rows["ev"].to_numpy(), kind="stable")[:campaign_size]]
-            for _, rows in consenting.groupby("category", sort=False)]
-    best = pd.concat(best) if best else consenting
-    pooled = [np.zeros(len(r.offers), dtype=bool) for r in parts]
-    for b, rows in best.groupby("block"):
-        pooled[int(b)][rows["row"].to_numpy()] = True
-    del consenting, best
-    # A block without rows is left out of each concatenation: its empty columns carry no dtype.
-    kept = [r.offers[(r.offers["rank"].to_numpy() <= top_n) | pool] for r, pool in zip(parts, pooled, strict=True)]
-    offers = pd.concat([k for k in kept if len(k)] or [parts[0].offers.iloc[:0]], ignore_index=True)
-    del kept
+    pools = CampaignPools(top_n=top_n, campaign_size=campaign_size)
+    kept = [pools.add(r.offers) for r in parts]
+    kept = [k for k in (*kept, pools.extras()) if len(k)]
+    # A block without rows is left out of the concatenation: its empty columns carry no dtype.
+    offers = (pd.concat(kept).sort_index(kind="stable").reset_index(drop=True) if kept
+              else parts[0].offers.iloc[:0])
+    return replace(combine_summaries(parts), offers=offers)
 
+
+def combine_summaries(parts: list[Recommendations]) -> Recommendations:
+    """:func:`combine` but for the offers (left empty): the funnel, opportunities, reasons for no
+    offer, customer rows and funnel cells of the blocks, added up. The refresh takes the offers
+    through :class:`CampaignPools` as it goes, and writes them without holding them."""
+    if not parts:
+        raise CrossSellError("No block of customers to combine")
+    if len(parts) == 1:
+        return replace(parts[0], offers=parts[0].offers.iloc[:0])
     funnels = [r.funnel for r in parts]
     funnel = funnels[0][["category"]].copy()
     counts = [c for c in funnels[0].columns if c not in ("category", "expected_value_total", "mean_propensity")]
@@ -592,8 +634,8 @@ def combine(parts: list[Recommendations], *, top_n: int, campaign_size: int) -> 
         cells = cells.reset_index(drop=True)[stacked.columns]
         for col in ("branch_id", "relationship_manager"):
             cells[col] = cells[col].astype(object).where(cells[col].notna(), None)
-    return Recommendations(offers=offers, funnel=funnel, opportunities=opportunities, no_offer=no_offer,
-                           customers=customers, funnel_cells=cells)
+    return Recommendations(offers=parts[0].offers.iloc[:0], funnel=funnel, opportunities=opportunities,
+                           no_offer=no_offer, customers=customers, funnel_cells=cells)
 
 
 def _funnel_cells(owners: pd.DataFrame, categories: list[str], masks: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -645,5 +687,6 @@ def propensity_json(propensity: pd.DataFrame, decimals: int = 4) -> np.ndarray:
 __all__ = ["CREDIT_CATEGORIES", "CREDIT_COMPLAINT_CATEGORIES", "CREDIT_COMPLAINT_MONTHS", "EXCLUSION_REASONS",
            "OFFER_KINDS", "RISING_AUM_MIN_CHANGE", "RISING_AUM_REACH", "TIER_CATEGORY_LIFT", "TIER_CATEGORY_MIN_RATE",
            "UPSELL_LADDERS",
-           "Recommendations", "assessment_valid", "credit_grade_ok", "best_products", "combine", "expected_balances",
+           "CampaignPools", "Recommendations", "assessment_valid", "credit_grade_ok", "best_products", "combine",
+           "combine_summaries", "expected_balances",
            "propensity_json", "recommend", "rising_to_next_tier", "tier_categories"]

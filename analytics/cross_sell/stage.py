@@ -26,8 +26,9 @@ from analytics.cross_sell.propensity import CrossSellPropensity
 from analytics.cross_sell.recommend import (
     CREDIT_COMPLAINT_CATEGORIES,
     CREDIT_COMPLAINT_MONTHS,
+    CampaignPools,
     assessment_valid,
-    combine,
+    combine_summaries,
     expected_balances,
     propensity_json,
     recommend,
@@ -61,6 +62,26 @@ def _write_rows(engine, table, rows: pd.DataFrame, chunk: int) -> int:
         for start in range(0, len(rows), chunk):
             bulk_insert(engine, table, rows.iloc[start:start + chunk], conn=conn)
     return len(rows)
+
+
+class _OfferStats:
+    """The run's counts of stored offers, added up as they are written (a block at a time, then the
+    pooled ones): every offer, up-sells, and the rank-1 offers' customers, up-sells and expected value."""
+
+    def __init__(self) -> None:
+        self.offers = self.up_sell = self.up_sell_first = self.customers_with_offer = 0
+        self.next_best_expected_value = 0.0
+
+    def add(self, offers: pd.DataFrame) -> None:
+        if offers.empty:
+            return
+        up_sell = offers["offer_kind"].to_numpy(dtype=object) == "up_sell"
+        first = offers["rank"].to_numpy() == 1
+        self.offers += len(offers)
+        self.up_sell += int(up_sell.sum())
+        self.up_sell_first += int((up_sell & first).sum())
+        self.customers_with_offer += int(offers["customer_id"][first].nunique())  # a block's customers are its own
+        self.next_best_expected_value += float(offers["expected_value"].to_numpy(dtype=float)[first].sum())
 
 
 def _closed_rows(closed_ids: pd.Index) -> pd.DataFrame:
@@ -294,10 +315,12 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
     assets = sorted(set(products_frame.loc[products_frame["balance_side"] == "asset", "category"]) & set(categories))
     next_tier_products = tier_categories(held_now[assets], customer_frame["value_tier"])
     lap("recommend")
-    # Each block's offers are its customers' own but for the campaign pools, which combine() merges;
-    # its customers' rows are theirs alone and are written at once, each block in a transaction.
+    # A block's customer rows and its customers' top_n offers are theirs alone: written at once, each
+    # block in a transaction. Offers beyond a customer's top_n depend on the campaign pools of every
+    # block: CampaignPools keeps those that may still be pooled (at most campaign_size a category).
     run = {"run_id": ctx.run_id}
-    parts, customer_rows = [], 0
+    pools = CampaignPools(top_n=conf["top_n"], campaign_size=conf["campaign_size"])
+    parts, customer_rows, offer_stats = [], 0, _OfferStats()
     for propensity in scored_blocks(ctx, now, model, population.index, held_now):
         lap("score")
         ids = propensity.index
@@ -309,15 +332,20 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
                                                                rates),
                          rising=rising.loc[ids], next_tier_products=next_tier_products)
         rows = _customer_rows(part.customers, propensity)
-        parts.append(replace(part, customers=None))
+        offers = pools.add(part.offers)
+        offer_stats.add(offers)
+        parts.append(replace(part, customers=None, offers=part.offers.iloc[:0]))
         del propensity, part
         lap("recommend")
         customer_rows += _write_rows(engine, cross_sell_customer, rows.assign(**run), chunk)
-        del rows
+        _write_rows(engine, next_best_product, offers.assign(**run), chunk)
+        del rows, offers
         lap("write")
     customer_rows += _write_rows(engine, cross_sell_customer, _closed_rows(closed_ids).assign(**run), chunk)
     lap("write")
-    result = combine(parts, top_n=conf["top_n"], campaign_size=conf["campaign_size"])
+    result = combine_summaries(parts)
+    pooled = pools.extras()  # the offers beyond their customer's top_n that made a campaign pool
+    offer_stats.add(pooled)
     del owners, parts
     lap("recommend")
 
@@ -353,8 +381,6 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
     cooc_rows = pd.DataFrame({"category_a": np.asarray(categories, dtype=object)[a],
                               "category_b": np.asarray(categories, dtype=object)[b],
                               "customers": cooc.to_numpy()[a, b]})
-    # In the customers' order (the blocks'), each customer's offers by category: readers order them.
-    offers = result.offers
     lap("summaries")  # the categories, rules and co-occurrence rows
 
     with engine.begin() as conn:
@@ -363,18 +389,17 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
         bulk_insert(engine, cross_sell_categories, category_rows.assign(**run), conn=conn)
         bulk_insert(engine, cross_sell_opportunities, result.opportunities.assign(**run), conn=conn)
         bulk_insert(engine, cross_sell_funnel_cells, result.funnel_cells.assign(**run), conn=conn)
-        for start in range(0, len(offers), chunk):
-            bulk_insert(engine, next_best_product, offers.iloc[start:start + chunk].assign(**run), conn=conn)
+        for start in range(0, len(pooled), chunk):
+            bulk_insert(engine, next_best_product, pooled.iloc[start:start + chunk].assign(**run), conn=conn)
     lap("write")
 
-    ctx.row_counts.update({"cross_sell_rules": len(rule_rows), "next_best_product": len(offers),
+    ctx.row_counts.update({"cross_sell_rules": len(rule_rows), "next_best_product": offer_stats.offers,
                            "cross_sell_customer": customer_rows,
                            "cross_sell_categories": len(category_rows),
                            "cross_sell_opportunities": len(result.opportunities),
                            "cross_sell_funnel_cells": len(result.funnel_cells)})
     for name, seconds in timings.items():
         ctx.metrics[f"cross_sell_seconds.{name}"] = seconds
-    best = offers[offers["rank"] == 1]
     metrics: dict[str, float | str | None] = {
         "cross_sell.matrix_customers": len(held),
         "cross_sell.rules": len(rule_rows),
@@ -386,11 +411,11 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
         "cross_sell.campaign_size": conf["campaign_size"],
         "cross_sell.top_n": conf["top_n"],
         "cross_sell.customers_scored": len(population),
-        "cross_sell.customers_with_offer": int(best["customer_id"].nunique()),
-        "cross_sell.up_sell_offers": int((offers["offer_kind"] == "up_sell").sum()),
-        "cross_sell.up_sell_first_offers": int((best["offer_kind"] == "up_sell").sum()),
+        "cross_sell.customers_with_offer": offer_stats.customers_with_offer,
+        "cross_sell.up_sell_offers": offer_stats.up_sell,
+        "cross_sell.up_sell_first_offers": offer_stats.up_sell_first,
         "cross_sell.rising_aum_customers": int(rising.sum()),
-        "cross_sell.next_best_expected_value_total": float(best["expected_value"].sum()),
+        "cross_sell.next_best_expected_value_total": offer_stats.next_best_expected_value,
         "cross_sell.top_rule_lift": float(rules["lift"].iloc[0]) if len(rules) else None,
     }
     for upper, cats in next_tier_products.items():  # what a rising AUM is offered as an up-sell, by tier
@@ -404,7 +429,7 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
             metrics[f"cross_sell.holdout_auc.{row['category']}"] = float(row["holdout_auc"])
     ctx.put_metrics(metrics)
     log.info("cross_sell: %d rules, %d customers scored, %d offers, timings %s", len(rule_rows), len(population),
-             len(offers), timings)
+             offer_stats.offers, timings)
 
 
 __all__ = ["GUARD_COLUMNS", "SCORE_READ_ROWS", "cross_sell_stage", "feature_cutoffs", "scored_blocks", "held_tiers", "tier_upgrades", "upgrade_propensity", "upgrade_rates"]
