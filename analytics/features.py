@@ -45,7 +45,7 @@ from sqlalchemy import Date, DateTime, Engine, bindparam, false, select, text
 from analytics.errors import AnalyticsError
 from analytics.schema import customer_feature_products, customer_feature_sets
 from analytics.schema import customer_features as feature_rows
-from analytics.store import bulk_insert, read_frame
+from analytics.store import bulk_insert, read_for_ids, read_frame
 
 log = logging.getLogger(__name__)
 
@@ -454,9 +454,6 @@ def product_columns(features: pd.DataFrame) -> list[str]:
 # Features stored per run (the refresh's customer_features stage writes them, later stages read them)
 # ---------------------------------------------------------------------------------------------
 
-# Customer ids per query when read_features is given a list (far below SQLite's variable limit).
-_IDS_PER_QUERY = 5000
-
 
 def store_features(conn, run_id: int, cutoff, features: pd.DataFrame, *, chunk_rows: int = 50_000) -> int:
     """Write a frame of :func:`customer_features` (``with_status=True``) as run ``run_id``'s set at
@@ -577,12 +574,8 @@ def read_features(engine: Engine, run_id: int, cutoff, *, with_status: bool = Fa
         frame = read_frame(engine, base)
         long = read_frame(engine, long_base)
     else:
-        ids = sorted({str(i) for i in customer_ids})
-        chunks = [ids[i:i + _IDS_PER_QUERY] for i in range(0, len(ids), _IDS_PER_QUERY)] or [[]]
-        frame = pd.concat([read_frame(engine, base.where(feature_rows.c.customer_id.in_(chunk)))
-                           for chunk in chunks], ignore_index=True)
-        long = pd.concat([read_frame(engine, long_base.where(customer_feature_products.c.customer_id.in_(chunk)))
-                          for chunk in chunks], ignore_index=True)
+        frame = read_for_ids(engine, base, feature_rows.c.customer_id, customer_ids)
+        long = read_for_ids(engine, long_base, customer_feature_products.c.customer_id, customer_ids)
     frame = frame.set_index("customer_id").sort_index()
     out = pd.DataFrame(index=frame.index)
     for col in FEATURE_COLUMNS:

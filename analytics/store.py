@@ -465,7 +465,19 @@ def read_frame(engine_or_conn, sql, params: dict | None = None) -> pd.DataFrame:
     return _joined(list(pd.read_sql(stmt, engine_or_conn, params=params, chunksize=READ_CHUNK_ROWS)))
 
 
+#: Ids bound in one ``IN`` list by :func:`read_for_ids` (SQLite allows 32,766 parameters).
+IDS_PER_QUERY = 5000
+
+
+def read_for_ids(engine, stmt, column, ids) -> pd.DataFrame:
+    """The rows of the Core SELECT ``stmt`` whose ``column`` is one of ``ids``, read
+    :data:`IDS_PER_QUERY` ids at a time and concatenated (no id: no row, with ``stmt``'s columns)."""
+    ids = sorted({str(i) for i in ids})
+    chunks = [ids[i:i + IDS_PER_QUERY] for i in range(0, len(ids), IDS_PER_QUERY)] or [[]]
+    return pd.concat([read_frame(engine, stmt.where(column.in_(chunk))) for chunk in chunks], ignore_index=True)
+
+
 __all__ = [
-    "bulk_insert", "bulk_load", "check_columns", "check_store", "drop_all", "init_schema", "make_engine", "read_frame",
-    "redact_url", "resolve_url",
+    "IDS_PER_QUERY", "bulk_insert", "bulk_load", "check_columns", "check_store", "drop_all", "init_schema",
+    "make_engine", "read_for_ids", "read_frame", "redact_url", "resolve_url",
 ]

@@ -51,7 +51,7 @@ from analytics.schema import (
     products,
 )
 from analytics.segmentation import value_tier_thresholds, value_tiers
-from analytics.store import bulk_insert, read_frame
+from analytics.store import bulk_insert, read_for_ids, read_frame
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +211,14 @@ GUARD_COLUMNS = ("aum_latest", "aum_change_pct_3m", "risk_tolerance", "risk_asse
 SCORE_READ_ROWS = 100_000
 
 
+def _owners(engine, ids: pd.Index) -> pd.DataFrame:
+    """The branch and relationship manager of ``ids``, in their order, read for them alone (a block of
+    customers, not the store)."""
+    c = customers.c
+    frame = read_for_ids(engine, select(c.customer_id, c.branch_id, c.relationship_manager), c.customer_id, ids)
+    return frame.set_index("customer_id").reindex(ids)
+
+
 def scored_blocks(ctx: RefreshContext, cutoff, model: CrossSellPropensity, ids: pd.Index,
                   exclude: pd.DataFrame) -> Iterator[pd.DataFrame]:
     """``model.predict_proba`` of ``ids``' features at ``cutoff`` (``exclude``: their holdings),
@@ -303,8 +311,6 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
     balance_by_tier = expected_balances(balances, tiers, categories)
     overall_balance = balances.groupby("category")["balance"].median()
     del balances  # every holding's balance: only these medians are used from here on
-    owners = read_frame(engine, select(customers.c.customer_id, customers.c.branch_id,
-                                       customers.c.relationship_manager)).set_index("customer_id")
     tiers_now = held_tiers(engine, as_of, tiered).reindex(population.index)
     # A rising AUM's up-sell: the next tier's products, for customers on their way into it.
     rising = pd.Series(rising_to_next_tier(population["aum_latest"], population["aum_change_pct_3m"],
@@ -325,7 +331,8 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
         lap("score")
         ids = propensity.index
         part = recommend(propensity, customer_frame.loc[ids], products_frame, balance_by_tier, top_n=conf["top_n"],
-                         campaign_size=conf["campaign_size"], owners=owners, horizon_months=conf["horizon_months"],
+                         campaign_size=conf["campaign_size"], owners=_owners(engine, ids),
+                         horizon_months=conf["horizon_months"],
                          credit_min_grade=conf["credit_min_grade"], held=held_now.loc[ids],
                          held_tier=tiers_now.loc[ids],
                          upgrade_propensity=upgrade_propensity(tiers_now.loc[ids], customer_frame["value_tier"].loc[ids],
@@ -346,7 +353,7 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
     result = combine_summaries(parts)
     pooled = pools.extras()  # the offers beyond their customer's top_n that made a campaign pool
     offer_stats.add(pooled)
-    del owners, parts
+    del parts
     lap("recommend")
 
     report = model.report_.reindex(categories)
