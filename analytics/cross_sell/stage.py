@@ -207,8 +207,9 @@ def upgrade_propensity(tiers_now: pd.DataFrame, value_tier: pd.Series, rates: pd
 # The feature columns the guards, the value tiers and the rising-AUM up-sell read, for every customer.
 GUARD_COLUMNS = ("aum_latest", "aum_change_pct_3m", "risk_tolerance", "risk_assessment_age_days",
                  "marketing_consent", "credit_grade")
-# Customers whose whole feature rows are read, scored and given their offers at a time.
-SCORE_READ_ROWS = 100_000
+# Customers whose whole feature rows are read, scored and given their offers at a time. At a million
+# customers, blocks of 100,000 took the stage to 1,378 MiB and blocks of 50,000 to 1,282 MiB.
+SCORE_READ_ROWS = 50_000
 
 
 def _owners(engine, ids: pd.Index) -> pd.DataFrame:
