@@ -34,6 +34,7 @@ from analytics.runs import Laps, RefreshContext, get_run_metrics, release_memory
 from analytics.schema import cohort_retention, segment_cube, segment_cube_filters, segment_summary
 from analytics.segment_explorer import (
     SUMMARY_COLUMNS,
+    add_up_cells,
     attribute_rows,
     cube_rows,
     customer_attributes,
@@ -176,11 +177,7 @@ def combine_summary_rows(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
 def combine_cells(total: pd.DataFrame | None, part: pd.DataFrame) -> pd.DataFrame:
     """``segment_cube`` (or ``segment_cube_filters``) rows of two sets of customers added up: one
     row per dimension, value and cell (and filter), with their counts and sums added."""
-    if total is None:
-        return part
-    keys = [c for c in part.columns if c not in SUMMARY_COLUMNS]
-    both = pd.concat([total, part], ignore_index=True)
-    return both.groupby(keys, sort=False, dropna=False)[list(SUMMARY_COLUMNS)].sum().reset_index()[list(part.columns)]
+    return add_up_cells(total, part, SUMMARY_COLUMNS)
 
 
 def headline_figures(engine, as_of_month, viewer: Viewer | None = None) -> dict:

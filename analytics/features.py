@@ -310,20 +310,24 @@ def _months_since_last_txn(last_txn_month: pd.Series, tenure: pd.Series, m0: dat
     return since_txn.fillna(since_open).fillna(months_back + 1).astype(float)
 
 
-def lifecycle_inputs(engine: Engine, as_of_month, *, months_back: int = LONG_WINDOW) -> pd.DataFrame:
+def lifecycle_inputs(engine: Engine, as_of_month, *, months_back: int = LONG_WINDOW,
+                     customers=None) -> pd.DataFrame:
     """Just ``tenure_months``, ``months_since_last_txn`` and ``aum_trend`` at a month.
 
     The same values as :func:`customer_features` (same code), from a lighter query: what the
     lifecycle stages of a past month need (:func:`analytics.lifecycle.observed_stage_retention`),
-    without the cost of every other feature at a million customers.
+    without the cost of every other feature at a million customers. ``customers`` reads only the
+    customers a filter selects (as for :func:`customer_features`).
     """
     if months_back < LONG_WINDOW:
         raise FeatureError(f"months_back must be at least {LONG_WINDOW}, got {months_back}")
     m0 = _as_month(as_of_month)
-    sql = text("SELECT customer_id, open_date FROM customers WHERE open_date <= :as_of_end").bindparams(
+    only, only_params = _restriction(customers, "customer_id", engine)
+    sql = text(f"SELECT customer_id, open_date FROM customers WHERE open_date <= :as_of_end{only}").bindparams(
         bindparam("as_of_end", type_=Date))
-    records = read_frame(engine, sql, {"as_of_end": month_end(m0)}).set_index("customer_id")
-    monthly = _monthly_aggregates(engine, m0, months_back, ["aum_sum_3m", "aum_sum_prev_3m", "last_txn_month"])
+    records = read_frame(engine, sql, {"as_of_end": month_end(m0)} | only_params).set_index("customer_id")
+    monthly = _monthly_aggregates(engine, m0, months_back, ["aum_sum_3m", "aum_sum_prev_3m", "last_txn_month"],
+                                  customers=customers)
     frame = records.join(monthly, how="left").sort_index()
     frame.index.name = "customer_id"
     out = pd.DataFrame(index=frame.index)

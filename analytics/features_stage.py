@@ -21,9 +21,10 @@ other result (:func:`analytics.refresh.result_tables`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date
 
+import numpy as np
 import pandas as pd
 
 from analytics import settings
@@ -98,12 +99,64 @@ def features_stage_for(declarations: Iterable[CutoffFunction]) -> Callable[[Refr
 
 
 def stage_features(ctx: RefreshContext, cutoff, *, with_status: bool = False, customer_ids=None,
-                   columns=None) -> pd.DataFrame:
+                   columns=None, customers=None) -> pd.DataFrame:
     """The features of this run at ``cutoff``, as the ``customer_features`` stage stored them: what a
     later stage reads instead of building them again (see :func:`analytics.features.read_features`:
-    ``customer_ids`` and ``columns`` read a part of the frame)."""
+    ``customer_ids``, ``customers`` and ``columns`` read a part of the frame)."""
     return read_features(ctx.engine, ctx.run_id, cutoff, with_status=with_status, customer_ids=customer_ids,
-                         columns=columns)
+                         columns=columns, customers=customers)
 
 
-__all__ = ["CutoffFunction", "features_stage_for", "needed_cutoffs", "stage_features"]
+def stage_feature_count(ctx: RefreshContext, cutoff) -> int:
+    """Customers this run stored features for at ``cutoff``."""
+    from sqlalchemy import func, select
+
+    from analytics.features import _as_month
+    from analytics.schema import customer_features
+
+    with ctx.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(customer_features).where(
+            customer_features.c.run_id == ctx.run_id, customer_features.c.cutoff == _as_month(cutoff))).scalar() or 0)
+
+
+def feature_blocks(ctx: RefreshContext, cutoff, blocks: Iterable, *, columns=None,
+                   with_status: bool = False) -> Iterator[tuple[object, pd.DataFrame]]:
+    """Each block's features at ``cutoff`` (``blocks``: ranges of ids in ascending order, from
+    :func:`analytics.partitions.id_ranges`), as ``(block, frame)``: the rows of every block, one
+    after another, are every customer in ascending order of ids (checked: the positions a stage
+    gives rows across blocks rely on it)."""
+    last = None
+    for block in blocks:
+        frame = stage_features(ctx, cutoff, with_status=with_status, columns=columns, customers=block)
+        if len(frame):
+            if last is not None and not frame.index[0] > last:
+                raise RuntimeError(f"The blocks of customer ids are not in ascending order at {frame.index[0]!r}")
+            last = frame.index[-1]
+        yield block, frame
+
+
+def feature_array(ctx: RefreshContext, cutoff, blocks: Iterable, columns, *, with_status: bool = False,
+                  each_block: Callable | None = None) -> tuple[np.ndarray, list[int]]:
+    """``columns`` (numeric) of every customer the run stored features for at ``cutoff``, read a
+    block at a time (:func:`feature_blocks`) into one float array without ids (rows in ascending
+    order of ids), and each block's customers. ``each_block(block, frame)`` sees every block's
+    frame (with ``status`` when ``with_status``) as it is read."""
+    columns = list(columns)
+    total = stage_feature_count(ctx, cutoff)
+    values = np.empty((total, len(columns)))
+    sizes: list[int] = []
+    for block, frame in feature_blocks(ctx, cutoff, blocks, columns=columns, with_status=with_status):
+        filled = sum(sizes)
+        if filled + len(frame) > total:
+            raise RuntimeError("The run's features changed while they were read")
+        values[filled:filled + len(frame)] = frame[columns].to_numpy(dtype=float)
+        if each_block is not None:
+            each_block(block, frame)
+        sizes.append(len(frame))
+    if sum(sizes) != total:
+        raise RuntimeError("The run's features changed while they were read")
+    return values, sizes
+
+
+__all__ = ["CutoffFunction", "feature_array", "feature_blocks", "features_stage_for", "needed_cutoffs", "stage_feature_count",
+           "stage_features"]

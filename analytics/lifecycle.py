@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import date
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -82,6 +83,10 @@ RETENTION_LOOKBACK_MONTHS = 12
 CLV_HORIZONS_YEARS = (1, 3, 5)
 
 
+# The feature columns :func:`lifecycle_stage` reads (and ``status`` when the frame has it).
+STAGE_COLUMNS = ("tenure_months", "months_since_last_txn", "aum_trend")
+
+
 def lifecycle_stage(features: pd.DataFrame) -> pd.Series:
     """The lifecycle stage of every customer, by the rules of the module docstring.
 
@@ -97,7 +102,7 @@ def lifecycle_stage(features: pd.DataFrame) -> pd.Series:
     pandas.Series
         Categorical of :data:`LIFECYCLE_STAGES`, same index, named ``lifecycle_stage``.
     """
-    for col in ("tenure_months", "months_since_last_txn", "aum_trend"):
+    for col in STAGE_COLUMNS:
         if col not in features.columns:
             raise ValueError(f"Required column {col} missing")
     status = (features["status"].astype(object).to_numpy() if "status" in features.columns
@@ -143,13 +148,29 @@ def stage_retention(stage_then: pd.Series, retained_now: pd.Series, *, months: i
         ``observed`` (the share over ``months``), ``annual_retention`` and ``source``
         (``observed`` or ``default``). Churned customers always get 0.
     """
-    fallback = dict(DEFAULT_STAGE_RETENTION if fallback is None else fallback)
-    retained = retained_now.reindex(stage_then.index).fillna(False).astype(bool)
+    return retention_from_counts(stage_counts(stage_then, retained_now), months=months,
+                                 min_customers=min_customers, fallback=fallback)
+
+
+def stage_counts(stage_then: pd.Series, retained_now: pd.Series) -> pd.DataFrame:
+    """Per stage of :data:`LIFECYCLE_STAGES`: ``customers`` in it then and of them ``retained`` now
+    (``retained_now`` as for :func:`stage_retention`). Counts of two sets of customers add up."""
+    retained = retained_now.reindex(stage_then.index).fillna(False).astype(bool).to_numpy()
     rows = []
     for stage in LIFECYCLE_STAGES:
         mask = (stage_then == stage).to_numpy()
-        n = int(mask.sum())
-        kept = int(retained.to_numpy()[mask].sum())
+        rows.append({"stage": stage, "customers": int(mask.sum()), "retained": int(retained[mask].sum())})
+    return pd.DataFrame(rows).set_index("stage")
+
+
+def retention_from_counts(counts: pd.DataFrame, *, months: int = 12, min_customers: int = MIN_STAGE_CUSTOMERS,
+                          fallback: Mapping[str, float] | None = None) -> pd.DataFrame:
+    """:func:`stage_retention` from :func:`stage_counts` (added up over blocks of customers)."""
+    fallback = dict(DEFAULT_STAGE_RETENTION if fallback is None else fallback)
+    rows = []
+    for stage in LIFECYCLE_STAGES:
+        n = int(counts.loc[stage, "customers"])
+        kept = int(counts.loc[stage, "retained"])
         observed = kept / n if n else np.nan
         if stage == "churned":
             annual, source = 0.0, "rule"
@@ -175,6 +196,36 @@ def _activity_months(engine: Engine) -> tuple:
     return (to_datetime(pd.Series([first])).iloc[0].date(), to_datetime(pd.Series([last])).iloc[0].date())
 
 
+def retention_lookback(engine: Engine, as_of_month, *,
+                       lookback_months: int = RETENTION_LOOKBACK_MONTHS) -> tuple[date, int] | None:
+    """The earlier month the stage retention is observed from, and the months to it; ``None`` when
+    the store has too little history (every stage then uses the defaults).
+
+    The look-back is ``lookback_months``, shortened to the history there is (at least 3 months:
+    the earlier month needs 3 months of its own history for its AUM trend)."""
+    first, _ = _activity_months(engine)
+    m0 = to_datetime(pd.Series([str(as_of_month)[:10]])).iloc[0].date().replace(day=1)
+    available = 0 if first is None else (m0.year - first.year) * 12 + (m0.month - first.month)
+    lookback = min(lookback_months, available - 5)
+    if lookback < 3:
+        log.info("only %d months of activity: stage retention from defaults", available + 1)
+        return None
+    return add_months(m0, -lookback), lookback
+
+
+def default_stage_retention() -> pd.DataFrame:
+    """:func:`stage_retention` of a store with too little history: every stage's default."""
+    return stage_retention(pd.Series([], dtype=object), pd.Series([], dtype=bool), min_customers=1 << 62)
+
+
+def stage_counts_then(engine: Engine, then, stages_now: pd.Series, customers=None) -> pd.DataFrame:
+    """:func:`stage_counts` of the customers' stages at ``then`` (from the features at that month,
+    without the current status) and their stages now; ``customers`` (an id filter such as
+    :class:`analytics.partitions.IdRange`) counts a block of them, with ``stages_now`` of that block."""
+    stage_then = lifecycle_stage(lifecycle_inputs(engine, then, customers=customers))
+    return stage_counts(stage_then, is_retained(stages_now))
+
+
 def observed_stage_retention(engine: Engine, as_of_month, stages_now: pd.Series, *,
                              lookback_months: int = RETENTION_LOOKBACK_MONTHS) -> pd.DataFrame:
     """Annual retention per stage observed in the store (see :func:`stage_retention`).
@@ -182,20 +233,14 @@ def observed_stage_retention(engine: Engine, as_of_month, stages_now: pd.Series,
     The stages ``lookback_months`` before ``as_of_month`` are computed from the features at that
     month (without the current status); a customer counts as retained when their stage now is
     neither churned nor dormant. With less history, the look-back shortens (to at least 3 months)
-    and the share is annualised; with less than that, every stage uses the defaults.
+    and the share is annualised; with less than that, every stage uses the defaults
+    (:func:`retention_lookback`).
     """
-    first, _ = _activity_months(engine)
-    m0 = to_datetime(pd.Series([str(as_of_month)[:10]])).iloc[0].date().replace(day=1)
-    available = 0 if first is None else (m0.year - first.year) * 12 + (m0.month - first.month)
-    # The earlier month needs 3 months of its own history for its AUM trend.
-    lookback = min(lookback_months, available - 5)
-    if lookback < 3:
-        log.info("only %d months of activity: stage retention from defaults", available + 1)
-        empty = pd.Series([], dtype=object)
-        return stage_retention(empty, pd.Series([], dtype=bool), min_customers=1 << 62)
-    then = add_months(m0, -lookback)
-    stage_then = lifecycle_stage(lifecycle_inputs(engine, then))
-    return stage_retention(stage_then, is_retained(stages_now), months=lookback)
+    window = retention_lookback(engine, as_of_month, lookback_months=lookback_months)
+    if window is None:
+        return default_stage_retention()
+    then, lookback = window
+    return retention_from_counts(stage_counts_then(engine, then, stages_now), months=lookback)
 
 
 def clv_discount_rate() -> float:
@@ -288,19 +333,21 @@ def value_bands(values, *, start: float = 10.0) -> pd.DataFrame:
     return frame[(frame["sort_order"] > 0) | (frame["customers"] > 0)].reset_index(drop=True)
 
 
-def customer_annual_margin(engine: Engine) -> pd.Series:
+def customer_annual_margin(engine: Engine, customers=None) -> pd.Series:
     """Yearly margin of each customer's open holdings, ``sum(balance * annual_margin)``, CNY.
 
     Uses the holdings open now (balances are only known now); customers without open holdings
-    are absent (margin 0).
+    are absent (margin 0). ``customers`` (an id filter such as :class:`analytics.partitions.IdRange`)
+    reads only those customers.
     """
-    sql = text("""
+    only, params = ("", {}) if customers is None else customers.sql("h.customer_id", engine)
+    sql = text(f"""
         SELECT h.customer_id, SUM(h.balance * p.annual_margin) AS annual_margin
         FROM holdings h JOIN products p ON p.product_id = h.product_id
-        WHERE h.closed_on IS NULL
+        WHERE h.closed_on IS NULL{f" AND {only}" if only else ""}
         GROUP BY h.customer_id
     """)
-    frame = read_frame(engine, sql)
+    frame = read_frame(engine, sql, params)
     return frame.set_index("customer_id")["annual_margin"].astype(float)
 
 
@@ -418,5 +465,6 @@ __all__ = [
     "clv_discount_rate",
     "clv_horizon_years", "cohort_retention", "customer_annual_margin", "is_retained", "lifecycle_stage",
     "load_cohort_retention", "margin_clv", "observed_stage_retention", "retention_matrix", "stage_retention",
+    "STAGE_COLUMNS", "default_stage_retention", "retention_from_counts", "retention_lookback", "stage_counts", "stage_counts_then",
     "value_bands",
 ]

@@ -279,6 +279,26 @@ def cluster_cube_rows(frame: pd.DataFrame, z: pd.DataFrame, *, as_of_year: int) 
     return out[list(CLUSTER_CUBE_COLUMNS)]
 
 
+def add_up_cells(total: pd.DataFrame | None, part: pd.DataFrame, sums: Sequence[str]) -> pd.DataFrame:
+    """Rows of cube cells (counts and sums by key columns) of two sets of customers added up: one
+    row per key, in the order the keys first appear, with the ``sums`` columns added."""
+    if total is None:
+        return part
+    keys = [c for c in part.columns if c not in sums]
+    both = pd.concat([total, part], ignore_index=True)
+    return both.groupby(keys, sort=False, dropna=False)[list(sums)].sum().reset_index()[list(part.columns)]
+
+
+def combine_cluster_cube(total: pd.DataFrame | None, part: pd.DataFrame) -> pd.DataFrame:
+    """:func:`cluster_cube_rows` of two consecutive blocks of customers added up: folded over every
+    block in order, the rows one call over all of them gives (the sums to rounding), in its order
+    (by feature, then by first appearance)."""
+    both = add_up_cells(total, part, ("customers", "z_sum"))
+    position = {f: i for i, f in enumerate(dict.fromkeys(both["feature"]))}
+    order = np.argsort(both["feature"].map(position).to_numpy(), kind="stable")
+    return both.iloc[order].reset_index(drop=True)
+
+
 def read_cluster_cube(engine: Engine, run_id: int) -> pd.DataFrame:
     """The ``cluster_cube`` rows of a run (clusters × features × filter cells: aggregates only)."""
     return read_frame(engine, select(*(cluster_cube.c[c] for c in CLUSTER_CUBE_COLUMNS))
@@ -1112,5 +1132,5 @@ __all__ = [
     "AGE_BANDS", "AGE_BAND_AGES", "CAMPAIGN_COLUMNS", "CUBE_DIMENSIONS", "CUBE_KEYS", "Cube", "CubePart", "Filters",
     "RANK_COLUMNS", "SUMMARY_COLUMNS", "age_band_clause", "age_bands", "campaign_page", "clv_bands", "cube_rows",
     "filter_choices", "filter_conditions", "headline", "read_cube", "summary", "tag_counts",
-    "tag_selection_counts", "top_customers",
+    "tag_selection_counts", "top_customers", "add_up_cells", "combine_cluster_cube", "cluster_cube_rows",
 ]

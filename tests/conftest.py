@@ -99,6 +99,36 @@ def demo_engine(demo_store_url):
 
 
 
+BLOCK_TEST_ROWS = 700
+BLOCK_TEST_CLUSTER_SAMPLE = 500
+
+
+@pytest.fixture(scope="session")
+def blocks_store(demo_store_url, tmp_path_factory):
+    """A copy of the demo store refreshed with every stage that goes through its customers a block
+    at a time doing so in blocks of :data:`BLOCK_TEST_ROWS` (several blocks, the last one short),
+    and the clusters fitted on a sample of :data:`BLOCK_TEST_CLUSTER_SAMPLE` drawn across them: the
+    tests that compare a stage's blocks with one pass over every customer read this run (one
+    refresh for all of them). ``{"url", "run_id"}``."""
+    from analytics import aggregates, clv_refresh, refresh, risk
+    from analytics.alerts import stage as alerts
+    from analytics.churn import stage as churn
+    from analytics.segmentation import stage as segments
+
+    url = copy_store(demo_store_url, tmp_path_factory.mktemp("blocks") / "store.db")
+    patch = pytest.MonkeyPatch()
+    for module in (segments, churn, risk, aggregates, clv_refresh, alerts):
+        patch.setattr(module, "BLOCK_ROWS", BLOCK_TEST_ROWS)
+    patch.setenv("CLUSTER_SAMPLE_SIZE", str(BLOCK_TEST_CLUSTER_SAMPLE))
+    engine = make_engine(url)
+    try:
+        run_id = refresh.run_refresh(engine)
+    finally:
+        patch.undo()
+        engine.dispose()
+    return {"url": url, "run_id": run_id}
+
+
 def copy_store(url: str, path) -> str:
     """A copy of the SQLite store at ``url`` in ``path``, made with SQLite's backup API (a file copy
     can miss what is still in the write-ahead log), with its audit checkpoint anchored: to the

@@ -126,13 +126,14 @@ class BehaviourClusterer(ClusterMixin, BaseEstimator):
         k_lo, k_hi = (int(k) for k in self.k_range)
         if not 2 <= k_lo <= k_hi:
             raise ValueError(f"k_range must be (low, high) with 2 <= low <= high, got {self.k_range}")
-        data = X[features].astype(float)
-        n = len(data)
+        # Rows are taken a chunk at a time (and the sample's): a copy of the features of every
+        # customer would cost 80 bytes each.
+        n = len(X)
         if n == 0:
             raise ValueError("Cannot cluster an empty frame")
         rng = np.random.default_rng(self.random_state)
         rows = np.sort(rng.choice(n, self.sample_size, replace=False)) if n > self.sample_size else np.arange(n)
-        sample = data.iloc[rows]
+        sample = X.iloc[rows][features].astype(float)
 
         prepare = self._prepare(features, logged)
         z_sample = prepare.fit_transform(sample)
@@ -163,15 +164,27 @@ class BehaviourClusterer(ClusterMixin, BaseEstimator):
         self.pipeline_ = Pipeline([("prepare", prepare), ("scale", scaler), ("kmeans", models[best_k])])
         self.feature_names_in_ = np.asarray(features, dtype=object)
 
-        z_all = self.pipeline_[:-1].transform(data)
-        raw_labels = models[best_k].predict(z_all)
+        # Every row a chunk at a time: the standardised features of every customer are never held
+        # at once, only their sums per cluster (a million customers' would be 80 MB more).
+        raw_labels = np.empty(n, dtype=np.int64)
+        z_sums = np.zeros((best_k, len(features)))
+        for start in range(0, n, PREDICT_CHUNK_ROWS):
+            z_part = self.pipeline_[:-1].transform(X.iloc[start:start + PREDICT_CHUNK_ROWS][features].astype(float))
+            labels_part = models[best_k].predict(z_part)
+            raw_labels[start:start + len(labels_part)] = labels_part
+            for j in range(z_part.shape[1]):
+                z_sums[:, j] += np.bincount(labels_part, weights=z_part[:, j], minlength=best_k)
         # Number clusters by size, largest first; ties by k-means' own label (deterministic).
         counts = np.bincount(raw_labels, minlength=best_k)
         order = np.lexsort((np.arange(best_k), -counts))
         self.relabel_ = np.empty(best_k, dtype=np.int64)
         self.relabel_[order] = np.arange(best_k)
         self.labels_ = self.relabel_[raw_labels]
-        self.profiles_ = self._profiles(data, z_all, self.labels_, features, X)
+        del raw_labels
+        # The transformer emits the logged columns first, then the plain ones.
+        z_columns = logged + [c for c in features if c not in logged]
+        z_means = pd.DataFrame(z_sums[order] / np.maximum(counts[order], 1)[:, None], columns=z_columns)[features]
+        self.profiles_ = self._profiles(z_means, self.labels_, features, X)
         self.names_ = self.profiles_["name"].to_dict()
         return self
 
@@ -194,39 +207,43 @@ class BehaviourClusterer(ClusterMixin, BaseEstimator):
     def fit_predict(self, X: pd.DataFrame, y=None) -> np.ndarray:
         return self.fit(X).labels_
 
-    def _profiles(self, data: pd.DataFrame, z_all: np.ndarray, labels: np.ndarray,
-                  features: list[str], X: pd.DataFrame) -> pd.DataFrame:
+    def _profiles(self, z_means: pd.DataFrame, labels: np.ndarray, features: list[str],
+                  X: pd.DataFrame) -> pd.DataFrame:
+        """One row per cluster (see :attr:`profiles_`) from the members' features (``X``), their
+        labels and each cluster's mean standardised features (``z_means``, a row per cluster)."""
         k = self.n_clusters_
-        n = len(data)
-        # The transformer emits the logged columns first, then the plain ones.
-        _, logged = self._columns()
-        z_frame = pd.DataFrame(z_all, columns=logged + [c for c in features if c not in logged])
+        n = len(X)
+        members = [np.flatnonzero(labels == cluster) for cluster in range(k)]
+        medians = {col: [float(pd.Series(X[col].to_numpy(dtype=float)[at]).median()) if len(at) else math.nan
+                         for at in members]
+                   for col in features}
         rows = []
         for cluster in range(k):
-            mask = labels == cluster
-            size = int(mask.sum())
+            size = len(members[cluster])
             row: dict = {"cluster": cluster, "customers": size, "share": size / n if n else 0.0}
-            medians = data.loc[mask].median() if size else pd.Series(np.nan, index=features)
-            z_means = z_frame.loc[mask].mean() if size else pd.Series(0.0, index=features)
+            z_row = z_means.iloc[cluster] if size else pd.Series(0.0, index=features)
             for col in features:
-                row[f"median_{col}"] = float(medians[col])
+                row[f"median_{col}"] = medians[col][cluster]
             for col in features:
-                row[f"z_{col}"] = float(z_means[col])
-            top = sorted(features, key=lambda c: (-abs(z_means[c]), c))[:3]
+                row[f"z_{col}"] = float(z_row[col])
+            top = sorted(features, key=lambda c: (-abs(z_row[c]), c))[:3]
             row["sets_apart"] = ", ".join(
-                f"{'high' if z_means[c] > 0 else 'low'} {FEATURE_LABELS.get(c, c)} ({z_means[c]:+.1f} sd)"
+                f"{'high' if z_row[c] > 0 else 'low'} {FEATURE_LABELS.get(c, c)} ({z_row[c]:+.1f} sd)"
                 for c in top)
             rows.append(row)
         profiles = pd.DataFrame(rows).set_index("cluster")
         aum = pd.to_numeric(X["aum_avg_3m"], errors="coerce") if "aum_avg_3m" in X.columns else None
         aum_median = float(aum.median()) if aum is not None and aum.notna().any() else math.nan
+        del aum
+        words_of = [cluster_name(profiles.loc[c], features).split() for c in range(k)]
+        having = self._members_having(X, labels, sorted({w for words in words_of for w in words}),
+                                      aum_median=aum_median)
         base, shares_by_cluster = [], []
         for c in range(k):
-            members = X.loc[labels == c]
+            size = len(members[c])
             words, shares = [], {}
-            for word in cluster_name(profiles.loc[c], features).split():
-                share = float(member_has(word, members, aum_median=aum_median,
-                                         affluent_aum=float(self.affluent_aum)).mean()) if len(members) else 0.0
+            for word in words_of[c]:
+                share = float(having[word][c] / size) if size else 0.0
                 shares[word] = round(share, 4)
                 if share >= NAME_MIN_SHARE:
                     words.append(word)
@@ -248,6 +265,25 @@ class BehaviourClusterer(ClusterMixin, BaseEstimator):
         names = [f"{name} #{c}" if names.count(name) > 1 else name for c, name in enumerate(names)]
         profiles["name"] = names
         return profiles
+
+    def _members_having(self, X: pd.DataFrame, labels: np.ndarray, words: list[str], *,
+                        aum_median: float) -> dict[str, np.ndarray]:
+        """Per word, the members of each cluster having it (:func:`member_has`), counted a chunk
+        of rows at a time."""
+        k = self.n_clusters_
+        counts = {word: np.zeros(k, dtype=np.int64) for word in words}
+        for start in range(0, len(X), PREDICT_CHUNK_ROWS):
+            part = X.iloc[start:start + PREDICT_CHUNK_ROWS]
+            part_labels = labels[start:start + PREDICT_CHUNK_ROWS]
+            for word in words:
+                has = member_has(word, part, aum_median=aum_median,
+                                 affluent_aum=float(self.affluent_aum)).to_numpy(dtype=bool)
+                counts[word] += np.bincount(part_labels[has], minlength=k)
+        return counts
+
+
+# Rows transformed and predicted at a time after the fit.
+PREDICT_CHUNK_ROWS = 100_000
 
 
 def cluster_name(profile: pd.Series, features: Sequence[str]) -> str:
@@ -309,6 +345,9 @@ MONEY_WORDS = ("borrowers", "affluent_savers", "savers", "low_balance", "everyda
 NAME_WORDS = ("young", "mid_career", "senior", "new", "dormant", "digital", "branch_based", *MONEY_WORDS)
 # Categories whose open holding makes a member a borrower (credit cards are not loans here).
 LOAN_CATEGORIES = ("mortgage", "consumer_loan")
+# The feature columns :func:`member_has` reads.
+NAME_COLUMNS = ("age", "tenure_months", "months_since_last_txn", "digital_logins_3m", "aum_avg_3m",
+                "loan_balance_latest", *(f"products_{c}" for c in LOAN_CATEGORIES))
 
 
 def member_has(word: str, X: pd.DataFrame, *, aum_median: float, affluent_aum: float) -> pd.Series:
@@ -415,6 +454,6 @@ def cluster_settings() -> dict:
 
 
 
-__all__ = ["CLUSTER_FEATURES", "FEATURE_LABELS", "LOG_FEATURES", "NAME_MIN_SHARE", "NAME_WORDS",
+__all__ = ["CLUSTER_FEATURES", "FEATURE_LABELS", "LOG_FEATURES", "NAME_COLUMNS", "NAME_MIN_SHARE", "NAME_WORDS",
            "BehaviourClusterer", "centroid_parts", "cluster_label", "cluster_name", "cluster_settings",
            "member_has"]

@@ -92,18 +92,15 @@ def test_sort_orders_by_value_are_ranked_again_over_every_block():
     assert out.loc[("value_tier", "mass"), "customers"] == 7
 
 
-def test_the_stage_writes_what_one_pass_gives(demo_store_url, tmp_path, monkeypatch):
-    """End to end: a refresh whose aggregates run in blocks of 700 stores the one-pass rows and totals."""
+def test_the_stage_writes_what_one_pass_gives(blocks_store):
+    """End to end: a refresh whose aggregates ran in blocks of 700 stored the one-pass rows and totals."""
     from sqlalchemy import text
 
-    from analytics import refresh
     from analytics.store import make_engine
-    from tests.conftest import copy_store
 
-    engine = make_engine(copy_store(demo_store_url, tmp_path / "store.db"))
-    monkeypatch.setattr(aggregates, "BLOCK_ROWS", 700)
+    engine = make_engine(blocks_store["url"])
     try:
-        run_id = refresh.run_refresh(engine)
+        run_id = blocks_store["run_id"]
         as_of_month = latest_activity_month(engine)
         summary, cube, by_attribute, money, _ = _one_pass(engine, run_id, as_of_month)
         for table, expected in (("segment_summary", summary), ("segment_cube", cube),

@@ -1,6 +1,6 @@
 """The stages read only what they need (issue 16: memory that does not grow with the whole feature
 frame): churn its samples by id, a narrow frame for the rate dimensions and the reason coder's
-reference a block of columns at a time; segments a narrow frame; cross-sell its scores a block of
+reference a block of customers at a time, in two passes; segments a narrow frame; cross-sell its scores a block of
 customers at a time. Each gives exactly what the whole frame gave."""
 
 from __future__ import annotations
@@ -10,9 +10,12 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from analytics.churn import stage as churn_stage
-from analytics.churn.reasons import ReasonCoder
+from analytics.churn.labels import churn_settings, cutoff_states
+from analytics.churn.reasons import ReasonCoder, ReferenceCounter
 from analytics.features import read_features
 from analytics.runs import current_run_id
 from analytics.store import read_frame
@@ -30,15 +33,46 @@ def test_a_reference_merged_from_column_blocks_is_the_whole_frames():
         ReasonCoder.from_reference(merged, ["a", "c"])
 
 
+column_values = st.lists(st.one_of(st.integers(-3, 3).map(float), st.just(np.nan), st.floats(-1e3, 1e3)),
+                         min_size=1, max_size=80)
+
+
+@settings(max_examples=120, deadline=None)
+@given(numbers=column_values, data=st.data())
+def test_a_reference_counted_in_blocks_is_the_whole_frames(numbers, data):
+    n = len(numbers)
+    frame = pd.DataFrame({
+        "x": numbers,
+        "flag": data.draw(st.lists(st.booleans(), min_size=n, max_size=n)),
+        "kind": data.draw(st.lists(st.sampled_from(["a", "b", "c", None]), min_size=n, max_size=n)),
+        "empty": np.nan,
+    })
+    cuts = sorted(data.draw(st.lists(st.integers(0, n), max_size=4)))
+    edges_from = frame.sample(data.draw(st.integers(1, n)), random_state=0)  # any sample: same result
+    counter = ReferenceCounter(list(frame.columns), edges_from, bins=data.draw(st.integers(1, 8)))
+    blocks = [frame.iloc[a:b] for a, b in zip([0, *cuts], [*cuts, n], strict=True)]
+    for block in blocks:
+        counter.first(block)
+    for block in blocks:
+        counter.second(block)
+    got, whole = counter.reference(), ReasonCoder().fit(frame).reference_
+    assert got.keys() == whole.keys()
+    for col, value in whole.items():
+        assert (got[col] == value) or (pd.isna(value) and pd.isna(got[col])), (col, got[col], value)
+
+
 def test_the_stage_reads_give_what_the_whole_frame_gives(demo_engine, monkeypatch):
     run_id = current_run_id(demo_engine)
     as_of = read_frame(demo_engine, "SELECT text_value FROM run_metrics WHERE run_id = :r AND "
                                     "name = 'churn.as_of_month'", {"r": run_id})["text_value"].iloc[0]
     ctx = SimpleNamespace(engine=demo_engine, run_id=run_id)
     whole = read_features(demo_engine, run_id, as_of)
-    active = whole.index[::3]
-    monkeypatch.setattr(churn_stage, "REFERENCE_BLOCK_COLUMNS", 7)  # several blocks, the last one short
-    blocks = churn_stage._fit_reason_coder(ctx, as_of, active)
+    states = cutoff_states(demo_engine, as_of, churn_settings()["horizon_months"]).reindex(whole.index)
+    active = whole.index[states.fillna("closed").to_numpy() == "active"]
+    assert 0 < len(active) < len(whole)
+    monkeypatch.setattr(churn_stage, "REFERENCE_BLOCK_ROWS", 700)  # several blocks, the last one short
+    counter = ReferenceCounter(list(whole.columns), whole.sample(200, random_state=1), bins=16)
+    blocks = churn_stage._reason_coder(ctx, as_of, churn_settings()["horizon_months"], counter)
     direct = ReasonCoder().fit(whole.loc[active])
     assert blocks.columns_ == direct.columns_
     assert blocks.reference_.keys() == direct.reference_.keys()
