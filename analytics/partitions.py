@@ -154,6 +154,29 @@ class IdRange:
                 {"id_low": self.low, "id_high": self.high})
 
 
+@dataclass(frozen=True)
+class PartitionRange:
+    """The customers of ``partition`` whose id is in ``ids``: a customer filter like
+    :class:`Partition`, for a partition that goes through its customers a range of ids at a time.
+    The partition's subquery is limited to the range too, so each read hashes only the range's
+    ids, not every customer's."""
+
+    partition: Partition
+    ids: IdRange
+
+    def sql(self, column: str, engine: Engine) -> tuple[str, dict]:
+        """The condition keeping these customers of ``column``, and its bound parameters."""
+        where, params = self.ids.sql(column, engine)
+        if self.partition.count == 1:
+            return where, params
+        prepare_engine(engine)
+        inner, _ = self.ids.sql("pc.customer_id", engine)
+        expr = hash_sql("pc.customer_id", engine.dialect.name)
+        return (f"{where} AND {column} IN (SELECT pc.customer_id FROM customers pc WHERE {inner} "
+                f"AND {expr} % :partcount = :partno)",
+                {**params, "partcount": self.partition.count, "partno": self.partition.number})
+
+
 def id_ranges(engine: Engine, rows: int) -> list[IdRange]:
     """Consecutive ranges of the store's customer ids, about ``rows`` customers each, from the
     smallest id through the largest; none for a store without customers.
@@ -306,6 +329,7 @@ def pause_if_asked(point: str, partition: int) -> None:
         time.sleep(0.05)
 
 
-__all__ = ["DaskCluster", "IdRange", "InProcess", "PAUSE_POINTS", "Partition", "PartitionError", "ProcessPool",
+__all__ = ["DaskCluster", "IdRange", "InProcess", "PAUSE_POINTS", "Partition", "PartitionError", "PartitionRange",
+           "ProcessPool",
            "executor_from_settings", "hash_sql", "id_ranges", "partition_count", "partition_hash", "partition_of",
            "pause_if_asked", "prepare_engine", "run_partitions"]

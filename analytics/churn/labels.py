@@ -129,9 +129,11 @@ def cutoff_states(engine: Engine, cutoff_month, horizon_months: int = 3, *, cust
     return pd.Series(state, index=frame.index, name="churn_state", dtype=object)
 
 
-def churn_outcomes(engine: Engine, cutoff_month, horizon_months: int = 3, aum_drop: float = 0.8) -> pd.DataFrame:
+def churn_outcomes(engine: Engine, cutoff_month, horizon_months: int = 3, aum_drop: float = 0.8, *,
+                   customers=None) -> pd.DataFrame:
     """The three churn criteria over the ``horizon_months`` after ``cutoff_month``, for every customer
     opened by the end of the cut-off month (whatever their state); see :func:`churn_labels`.
+    ``customers``: only these (a filter as for :func:`cutoff_states`, e.g. a range of ids).
 
     Columns: ``churn_state`` (at the cut-off), ``closed``, ``aum_dropped``, ``dormant``, ``churned``
     (any of the three), ``aum_cutoff``, ``aum_end``.
@@ -149,17 +151,18 @@ def churn_outcomes(engine: Engine, cutoff_month, horizon_months: int = 3, aum_dr
     if last is None or last < mh:
         raise ChurnError(f"Churn labels at {m0:%Y-%m} need activity up to {mh:%Y-%m}; the store holds "
                          f"{'none' if last is None else f'up to {last:%Y-%m}'}. Use an earlier cut-off.")
-    states = cutoff_states(engine, m0, horizon_months)
-    monthly = read_frame(engine, text("""
+    states = cutoff_states(engine, m0, horizon_months, customers=customers)
+    only, params = _only(customers, "customer_id", engine)
+    monthly = read_frame(engine, text(f"""
         SELECT customer_id,
           SUM(CASE WHEN month > :m0 THEN txn_count ELSE 0 END) AS txn_after,
           SUM(CASE WHEN month = :m0 THEN aum END) AS aum_cutoff,
           SUM(CASE WHEN month = :mh THEN aum END) AS aum_end
-        FROM customer_monthly WHERE month >= :m0 AND month <= :mh
+        FROM customer_monthly WHERE month >= :m0 AND month <= :mh{only}
         GROUP BY customer_id
     """).bindparams(bindparam("m0", type_=Date), bindparam("mh", type_=Date)),
-        {"m0": m0, "mh": mh}).set_index("customer_id")
-    holdings = _open_holdings(engine, month_end(mh), "open_end")
+        {"m0": m0, "mh": mh, **params}).set_index("customer_id")
+    holdings = _open_holdings(engine, month_end(mh), "open_end", customers)
     frame = pd.DataFrame(index=states.index).join(monthly, how="left").join(holdings, how="left")
     out = pd.DataFrame({"churn_state": states}, index=states.index)
     aum0, aum_end = _float_column(frame, "aum_cutoff"), _float_column(frame, "aum_end")

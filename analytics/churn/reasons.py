@@ -443,5 +443,124 @@ class ReasonCoder:
         return pd.DataFrame(out, index=X.index)
 
 
-__all__ = ["MIN_REASON_CONTRIBUTION", "REASON_CODES", "REASON_GROUPS", "REASON_PARTS", "MatrixModel", "ReasonCoder",
+class ReferenceCounter:
+    """The reference :meth:`ReasonCoder.fit` learns (the median of each numeric column, the most
+    frequent value of each other one, the smallest of equally frequent ones), from a frame seen a
+    block of rows at a time, exactly, in two passes over the blocks in the same order.
+
+    The first pass (:meth:`first`) counts each numeric column's values in bins and counts the other
+    columns' values; the second (:meth:`second`) keeps the distinct values, with their counts, of the
+    bins that hold a median's middle rows. What is held is the counts and those bins' values, not
+    the column: a bin holds a share of the rows (about ``1 / bins`` with ``edges_from`` a sample of
+    them), or a single value however often it repeats.
+
+    Parameters
+    ----------
+    columns : sequence of str
+        The frame's columns, in order.
+    edges_from : pandas.DataFrame
+        A sample of rows (any frame with the numeric columns): each numeric column's bins are cut at
+        its quantiles. Only the memory the second pass needs depends on it, never the result.
+    bins : int
+        Quantile bins per numeric column.
+    """
+
+    def __init__(self, columns: Sequence[str], edges_from: pd.DataFrame, bins: int = 1024):
+        self.columns = list(columns)
+        self.bins = bins
+        self._kind: dict[str, str] = {}
+        self._edges: dict[str, np.ndarray] = {}
+        for col in self.columns:
+            if col in edges_from.columns and pd.api.types.is_numeric_dtype(edges_from[col]) \
+                    and not pd.api.types.is_bool_dtype(edges_from[col]):
+                sample = edges_from[col].to_numpy(dtype=float)
+                sample = sample[~np.isnan(sample)]
+                self._edges[col] = np.unique(np.quantile(sample, np.linspace(0, 1, bins + 1)[1:-1])) \
+                    if len(sample) else np.array([])
+        self._bin_counts: dict[str, np.ndarray] = {}
+        self._value_counts: dict[str, pd.Series] = {}
+        self._kept: dict[str, list[pd.Series]] = {}
+        self._targets: dict[str, tuple[int, int, set[int], int]] | None = None
+
+    def _bin_of(self, col: str, values: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self._edges[col], values, side="right")
+
+    def first(self, block: pd.DataFrame) -> None:
+        """Count a block's values (first pass)."""
+        for col in self.columns:
+            s = block[col]
+            kind = ("bool" if pd.api.types.is_bool_dtype(s) else
+                    "number" if pd.api.types.is_numeric_dtype(s) else "other")
+            if self._kind.setdefault(col, kind) != kind:
+                raise ValueError(f"Column {col} changed type between blocks ({self._kind[col]}, then {kind})")
+            if kind == "number":
+                if col not in self._bin_counts:
+                    self._edges.setdefault(col, np.array([]))
+                    self._bin_counts[col] = np.zeros(len(self._edges[col]) + 1, dtype=np.int64)
+                values = s.to_numpy(dtype=float)
+                values = values[~np.isnan(values)]
+                self._bin_counts[col] += np.bincount(self._bin_of(col, values), minlength=len(self._bin_counts[col]))
+            else:
+                counts = s.dropna().value_counts()
+                total = self._value_counts.get(col)
+                self._value_counts[col] = counts if total is None else total.add(counts, fill_value=0)
+
+    def _plan(self) -> dict[str, tuple[int, int, set[int], int]]:
+        """Per numeric column: the middle ranks, the bins holding them and the rows before them."""
+        plan = {}
+        for col, counts in self._bin_counts.items():
+            m = int(counts.sum())
+            if not m:
+                continue
+            low, high = (m - 1) // 2, m // 2
+            ends = np.cumsum(counts)
+            wanted = {int(np.searchsorted(ends, low, side="right")), int(np.searchsorted(ends, high, side="right"))}
+            before = int(ends[min(wanted)] - counts[min(wanted)])
+            plan[col] = (low, high, wanted, before)
+        return plan
+
+    def second(self, block: pd.DataFrame) -> None:
+        """Keep the distinct values, with counts, of the bins holding each median (second pass)."""
+        if self._targets is None:
+            self._targets = self._plan()
+        for col, (_, _, wanted, _) in self._targets.items():
+            values = block[col].to_numpy(dtype=float)
+            values = values[~np.isnan(values)]
+            inside = values[np.isin(self._bin_of(col, values), list(wanted))]
+            if len(inside):
+                self._kept.setdefault(col, []).append(pd.Series(inside).value_counts())
+
+    def reference(self) -> dict:
+        """The reference of every column, as :meth:`ReasonCoder.fit` of the whole frame gives it."""
+        targets = self._targets if self._targets is not None else self._plan()
+        reference: dict = {}
+        for col in self.columns:
+            kind = self._kind.get(col, "other")
+            if kind == "number":
+                if col not in targets:
+                    reference[col] = np.nan
+                    continue
+                low, high, _, before = targets[col]
+                kept = self._kept.get(col, [])
+                counts = pd.concat(kept).groupby(level=0).sum().sort_index() if kept else pd.Series(dtype=np.int64)
+                ends = np.cumsum(counts.to_numpy())
+                values = counts.index.to_numpy(dtype=float)
+                if not len(ends) or ends[-1] < high - before + 1:
+                    raise RuntimeError(f"The second pass over {col} did not see the rows of the first")
+                a = values[np.searchsorted(ends, low - before, side="right")]
+                b = values[np.searchsorted(ends, high - before, side="right")]
+                reference[col] = float(np.mean([a, b])) if low != high else float(a)
+            else:
+                counts = self._value_counts.get(col, pd.Series(dtype=np.int64))
+                if kind == "bool":
+                    reference[col] = bool(counts.get(True, 0) > counts.get(False, 0))
+                elif len(counts):
+                    top = counts[counts == counts.max()]
+                    reference[col] = sorted(top.index)[0]
+                else:
+                    reference[col] = None
+        return reference
+
+
+__all__ = ["MIN_REASON_CONTRIBUTION", "REASON_CODES", "REASON_GROUPS", "REASON_PARTS", "MatrixModel", "ReasonCoder", "ReferenceCounter",
            "ReasonGroup", "decode", "encode", "reason_text"]

@@ -27,7 +27,7 @@ from analytics.churn.labels import cutoff_states
 from analytics.churn.model import ChurnModel
 from analytics.churn.reasons import MatrixModel, ReasonCoder, encode
 from analytics.features import read_features
-from analytics.partitions import Partition, pause_if_asked, run_partitions
+from analytics.partitions import Partition, PartitionRange, id_ranges, pause_if_asked, run_partitions
 from analytics.store import bulk_insert, make_engine, read_frame
 
 log = logging.getLogger(__name__)
@@ -67,8 +67,8 @@ class ScoringJob:
         return coder
 
 
-def _values(engine, run_id: int, ids: pd.Index, part: Partition) -> pd.Series:
-    """:func:`analytics.churn.stage.customer_value` for one partition's customers: the run's margin CLV
+def _values(engine, run_id: int, ids: pd.Index, part) -> pd.Series:
+    """:func:`analytics.churn.stage.customer_value` for the customers of a filter ``part`` (``ids``): the run's margin CLV
     when the run has segments, else the margin of the open holdings over the horizon."""
     from analytics import lifecycle
 
@@ -80,7 +80,7 @@ def _values(engine, run_id: int, ids: pd.Index, part: Partition) -> pd.Series:
         frame = read_frame(engine, text(f"SELECT customer_id, {column} AS clv FROM customer_segments "
                                         f"WHERE run_id = :run_id AND {only}"), {"run_id": int(run_id), **params})
         return pd.to_numeric(frame.set_index("customer_id")["clv"], errors="coerce").reindex(ids).fillna(0.0)
-    margin = lifecycle.customer_annual_margin(engine).reindex(ids).fillna(0.0)
+    margin = lifecycle.customer_annual_margin(engine, customers=part).reindex(ids).fillna(0.0)
     return pd.Series(lifecycle.margin_clv(margin, 1.0, discount_rate=lifecycle.clv_discount_rate(),
                                           years=lifecycle.clv_horizon_years()), index=ids)
 
@@ -120,26 +120,31 @@ def score_partition(job: ScoringJob, partition: int) -> dict:
 
     The partition's customers are those the run stored features for at ``as_of`` (the
     ``customer_features`` stage; nothing is computed again). They are read, scored and written
-    :data:`SCORE_BLOCK_ROWS` at a time, in order of id, each block in a transaction of its own that
-    first deletes what an earlier attempt wrote for the same customers: what the partition holds in
-    memory is one block's features, however many customers it has.
+    about :data:`SCORE_BLOCK_ROWS` at a time (a range of ids holding that many of the partition's
+    customers: :class:`~analytics.partitions.PartitionRange`), in order of id, each block in a
+    transaction of its own that first deletes what an earlier attempt wrote for the same customers:
+    what the partition holds in memory is one block's features, states and values, however many
+    customers it has.
     """
     from analytics.schema import churn_scores
 
     part = Partition(partition, job.partitions)
     engine = make_engine(job.url)
     try:
-        ids = read_features(engine, job.run_id, job.as_of, columns=[], customers=part).index
-        # On the ids' own index and as a category: no second index of a million ids, no text per customer.
-        states = cutoff_states(engine, job.as_of, job.horizon_months, customers=part).reindex(ids).astype("category")
-        value = _values(engine, job.run_id, ids, part)
         model, coder = MatrixModel.of(job.model), job.coder()
         counts = dict.fromkeys(("active", "inactive", "closed"), 0)
-        for start in range(0, len(ids), job.block_rows):
-            block = ids[start:start + job.block_rows]
-            features = read_features(engine, job.run_id, job.as_of, customer_ids=block).reindex(block)
+        customers = 0
+        # Ranges of ids holding about block_rows of this partition's customers each.
+        for ids in id_ranges(engine, job.block_rows * job.partitions):
+            only = PartitionRange(part, ids)
+            features = read_features(engine, job.run_id, job.as_of, customers=only)
+            if features.empty:
+                continue
+            block = features.index
+            states = cutoff_states(engine, job.as_of, job.horizon_months, customers=only)
+            value = _values(engine, job.run_id, block, only)
             scores = _score_block(job, model, coder, features, states, value)
-            del features
+            del features, states, value
             for state, n in scores["churn_state"].value_counts().items():
                 counts[state] += int(n)
             with engine.begin() as conn:
@@ -149,11 +154,12 @@ def score_partition(job: ScoringJob, partition: int) -> dict:
                         churn_scores.c.customer_id.in_([str(i) for i in block[first:first + _IDS_PER_DELETE]])))
                 for first in range(0, len(scores), job.chunk_rows):
                     bulk_insert(engine, churn_scores, scores.iloc[first:first + job.chunk_rows], conn=conn)
-                if start == 0:
+                if customers == 0:
                     pause_if_asked(PAUSE_POINT, partition)
+            customers += len(block)
             del scores
-        log.info("churn: partition %d of %d scored, %d customers", partition, job.partitions, len(ids))
-        return {"partition": partition, "customers": len(ids), **counts}
+        log.info("churn: partition %d of %d scored, %d customers", partition, job.partitions, customers)
+        return {"partition": partition, "customers": customers, **counts}
     finally:
         engine.dispose()
 
@@ -168,10 +174,9 @@ class _Task:
         return score_partition(self.job, partition)
 
 
-def score_partitions(job: ScoringJob, executor=None) -> pd.DataFrame:
-    """Score every partition of ``job`` on ``executor`` (default: the settings'), then read back what
-    the run's aggregates need: ``churn_state``, ``churn_probability`` and ``value_at_risk`` by
-    ``customer_id`` (sorted).
+def run_scoring(job: ScoringJob, executor=None) -> dict[str, int]:
+    """Score every partition of ``job`` on ``executor`` (default: the settings') and check the run's
+    ``churn_scores`` hold one row per customer the partitions scored; return the customers by state.
 
     Raises
     ------
@@ -181,16 +186,35 @@ def score_partitions(job: ScoringJob, executor=None) -> pd.DataFrame:
     counts = run_partitions(_Task(job), job.partitions, executor)
     engine = make_engine(job.url)
     try:
-        scored = read_frame(engine, text("SELECT customer_id, churn_state, churn_probability, value_at_risk "
-                                         "FROM churn_scores WHERE run_id = :run_id ORDER BY customer_id"),
-                            {"run_id": int(job.run_id)}).set_index("customer_id")
+        with engine.connect() as conn:
+            stored = int(conn.execute(text("SELECT count(*) FROM churn_scores WHERE run_id = :run_id"),
+                                      {"run_id": int(job.run_id)}).scalar() or 0)
     finally:
         engine.dispose()
     expected = sum(c["customers"] for c in counts)
-    if len(scored) != expected:  # a partition's rows went missing or were doubled: never publish that
-        raise RuntimeError(f"churn_scores holds {len(scored)} rows of run {job.run_id}; the partitions wrote "
+    if stored != expected:  # a partition's rows went missing or were doubled: never publish that
+        raise RuntimeError(f"churn_scores holds {stored} rows of run {job.run_id}; the partitions wrote "
                            f"{expected}")
-    return scored
+    return {state: sum(c[state] for c in counts) for state in ("active", "inactive", "closed")}
 
 
-__all__ = ["SCORE_BLOCK_ROWS", "ScoringJob", "score_partition", "score_partitions"]
+def read_scores(engine, run_id: int, customers=None) -> pd.DataFrame:
+    """``churn_state``, ``churn_probability`` and ``value_at_risk`` of the run's scored customers
+    by ``customer_id`` (sorted); of the customers a filter selects when ``customers`` is given."""
+    only, params = ("", {}) if customers is None else customers.sql("customer_id", engine)
+    return read_frame(engine, text("SELECT customer_id, churn_state, churn_probability, value_at_risk "
+                                   f"FROM churn_scores WHERE run_id = :run_id{f' AND {only}' if only else ''} "
+                                   "ORDER BY customer_id"), {"run_id": int(run_id), **params}).set_index("customer_id")
+
+
+def score_partitions(job: ScoringJob, executor=None) -> pd.DataFrame:
+    """:func:`run_scoring`, then every customer's scores read back (:func:`read_scores`)."""
+    run_scoring(job, executor)
+    engine = make_engine(job.url)
+    try:
+        return read_scores(engine, job.run_id)
+    finally:
+        engine.dispose()
+
+
+__all__ = ["SCORE_BLOCK_ROWS", "ScoringJob", "read_scores", "run_scoring", "score_partition", "score_partitions"]

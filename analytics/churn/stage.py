@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -23,12 +24,12 @@ from analytics.churn.labels import (
     feature_cutoffs,
 )
 from analytics.churn.model import ChurnModel
-from analytics.churn.reasons import ReasonCoder
-from analytics.churn.scoring import ScoringJob, score_partitions
+from analytics.churn.reasons import ReasonCoder, ReferenceCounter
+from analytics.churn.scoring import ScoringJob, read_scores, run_scoring
 from analytics.evaluation import calibration_table, holdout_metrics, lift_table, permutation_importance_table
 from analytics.features import FEATURE_COLUMNS, add_months, to_datetime
 from analytics.features_stage import stage_features
-from analytics.partitions import partition_count
+from analytics.partitions import id_ranges, partition_count
 from analytics.runs import Laps, RefreshContext, release_memory
 from analytics.store import bulk_insert, read_frame
 
@@ -41,13 +42,15 @@ IMPORTANCE_TOP = 20
 # Rows of the hold-out the permutation importance is measured on: enough to rank the top features
 # (the AUC of 10,000 rows moves by ~0.005 between samples), and a 20k sample cost 25 s at 100k customers.
 IMPORTANCE_ROWS = 10_000
+# Customers per block where the stage goes through every customer (outcomes, rates by dimension).
+BLOCK_ROWS = 250_000
 
 
-def _sample(index: pd.Index, size: int, seed: int) -> pd.Index:
-    if len(index) <= size:
-        return index
-    rows = np.sort(np.random.default_rng(seed).choice(len(index), size, replace=False))
-    return index[rows]
+def _owners(engine: Engine, block) -> pd.DataFrame:
+    """``branch_id`` and ``relationship_manager`` of the customers of a block of ids."""
+    condition, params = block.sql("customer_id", engine)
+    return read_frame(engine, text(f"SELECT customer_id, branch_id, relationship_manager FROM customers "
+                                   f"WHERE {condition}"), params).set_index("customer_id")
 
 
 def _rate_inputs() -> list[str]:
@@ -58,26 +61,39 @@ def _rate_inputs() -> list[str]:
                    RFM_RECENCY, RFM_FREQUENCY, RFM_MONETARY, *RFM_TIEBREAKS.values()})
 
 
-# Feature columns per read when the reason coder learns its reference over every active customer.
-REFERENCE_BLOCK_COLUMNS = 16
+# Customers per read when the reason coder learns its reference over every active customer (every
+# feature column of a block is read at once).
+REFERENCE_BLOCK_ROWS = 50_000
+# Rows of the hold-out sample the reference's bins are cut from.
+REFERENCE_EDGE_ROWS = 50_000
 
 
-def _fit_reason_coder(ctx: RefreshContext, cutoff, customer_ids: pd.Index) -> ReasonCoder:
-    """The reason coder fitted on ``customer_ids``' features at ``cutoff``, read a block of columns
-    at a time: the reference (a median or mode per column) is exactly the whole frame's, but no
-    more than :data:`REFERENCE_BLOCK_COLUMNS` columns of every customer are held at once."""
-    names = list(stage_features(ctx, cutoff, customer_ids=[]).columns)
-    reference: dict = {}
-    for start in range(0, len(names), REFERENCE_BLOCK_COLUMNS):
-        block = stage_features(ctx, cutoff, columns=names[start:start + REFERENCE_BLOCK_COLUMNS])
-        reference |= ReasonCoder().fit(block.reindex(customer_ids)).reference_
-        del block
-    return ReasonCoder.from_reference(reference, names)
+def _reason_coder(ctx: RefreshContext, cutoff, horizon: int, counter: ReferenceCounter) -> ReasonCoder:
+    """The reason coder fitted on the features at ``cutoff`` of the customers active then, read
+    :data:`REFERENCE_BLOCK_ROWS` customers at a time, twice (:class:`ReasonCoder` reference values
+    by :class:`~analytics.churn.reasons.ReferenceCounter`): exactly the whole frame's reference, but
+    no column of every customer is held. ``counter``: a new counter of the columns at ``cutoff``."""
+    from analytics.features_stage import feature_blocks
+
+    blocks = id_ranges(ctx.engine, REFERENCE_BLOCK_ROWS)
+    active: list[np.ndarray] = []
+    for block, frame in feature_blocks(ctx, cutoff, blocks):
+        states = cutoff_states(ctx.engine, cutoff, horizon, customers=block).reindex(frame.index).fillna("closed")
+        active.append(states.to_numpy() == "active")
+        counter.first(frame[active[-1]])
+    for (_, frame), is_active in zip(feature_blocks(ctx, cutoff, blocks), active, strict=True):
+        if len(frame) != len(is_active):
+            raise RuntimeError("churn: the run's features changed while they were read")
+        counter.second(frame[is_active])
+    return ReasonCoder.from_reference(counter.reference(), counter.columns)
 
 
-def _rate_dimensions(features: pd.DataFrame) -> pd.DataFrame:
+def _rate_dimensions(features: pd.DataFrame, boundaries: dict | None = None,
+                     positions: np.ndarray | None = None) -> pd.DataFrame:
     """Branch, value tier, lifecycle stage and RFM segment of every customer of a feature frame,
-    by the same rules as the segments stage (computed here so a past cut-off gets them too)."""
+    by the same rules as the segments stage (computed here so a past cut-off gets them too).
+    ``boundaries`` and ``positions``: the frame is a block of the run's customers, scored on RFM
+    as all of them are (see :func:`analytics.segmentation.rfm.rfm_table`)."""
     from analytics.lifecycle import lifecycle_stage
     from analytics.segmentation import rfm_table, value_tiers
 
@@ -85,8 +101,72 @@ def _rate_dimensions(features: pd.DataFrame) -> pd.DataFrame:
         "branch_id": features["branch_id"].astype(object).fillna("(missing)"),
         "value_tier": value_tiers(features["aum_latest"]).astype(str),
         "lifecycle_stage": lifecycle_stage(features).astype(str),
-        "rfm_segment": rfm_table(features)["rfm_segment"].astype(str),
+        "rfm_segment": rfm_table(features, boundaries, positions)["rfm_segment"].astype(str),
     }, index=features.index)
+
+
+def _dimension_blocks(ctx: RefreshContext, cutoff, blocks: list):
+    """Each block of ``blocks`` with its customers' :func:`_rate_dimensions` at ``cutoff`` (every
+    customer the run stored features for there, RFM ranked over all of them): ``(block, dims)``."""
+    from analytics.features_stage import feature_blocks
+    from analytics.segmentation.stage import run_rfm_boundaries
+
+    boundaries, sizes = run_rfm_boundaries(ctx, cutoff, blocks)
+    offset = 0
+    for (block, narrow), size in zip(feature_blocks(ctx, cutoff, blocks, columns=_rate_inputs()), sizes,
+                                     strict=True):
+        if len(narrow) != size:
+            raise RuntimeError("churn: the run's features changed while they were read")
+        yield block, _rate_dimensions(narrow, boundaries, np.arange(offset, offset + size))
+        offset += size
+
+
+@dataclass
+class Period:
+    """The customers active at a period's cut-off (their ids in ascending order, UTF-8 encoded: a
+    tenth of a text object each) and whether each churned, with the inactive customers' count
+    and churners: what the stage keeps of every customer's outcome."""
+
+    active: np.ndarray
+    churned: np.ndarray
+    inactive: int
+    inactive_churned: int
+
+    def sample(self, size: int, seed: int) -> tuple[pd.Index, np.ndarray]:
+        """At most ``size`` active customers drawn at random (the same draw as over the index of
+        every active customer) and their labels."""
+        n = len(self.active)
+        rows = np.sort(np.random.default_rng(seed).choice(n, size, replace=False)) if n > size else np.arange(n)
+        ids = pd.Index([b.decode("utf-8") for b in self.active[rows]], dtype=object, name="customer_id")
+        return ids, self.churned[rows].astype(int)
+
+
+def period_outcomes(engine: Engine, cutoff, horizon: int, drop: float, blocks: list,
+                    each_block=None) -> Period:
+    """:func:`analytics.churn.labels.churn_outcomes` at ``cutoff``, a block of customers at a time;
+    ``each_block(block, outcomes)`` sees each block's outcomes."""
+    active, churned = [], []
+    inactive = inactive_churned = 0
+    last = None
+    for block in blocks:
+        outcome = churn_outcomes(engine, cutoff, horizon, drop, customers=block)
+        state = outcome["churn_state"].to_numpy()
+        ids = np.char.encode(outcome.index.to_numpy(dtype=str), "utf-8") if len(outcome) else np.array([], "S1")
+        if len(ids):
+            if last is not None and not ids[0] > last:
+                raise RuntimeError("churn: the blocks of customer ids are not in ascending order")
+            last = ids[-1]
+        is_active = state == "active"
+        active.append(ids[is_active])
+        churned.append(outcome["churned"].to_numpy(dtype=bool)[is_active])
+        is_inactive = state == "inactive"
+        inactive += int(is_inactive.sum())
+        inactive_churned += int(outcome["churned"].to_numpy(dtype=bool)[is_inactive].sum())
+        if each_block is not None:
+            each_block(block, outcome)
+    width = max((a.dtype.itemsize for a in active), default=1)
+    return Period(np.concatenate([a.astype(f"S{width}") for a in active]) if active else np.array([], "S1"),
+                  np.concatenate(churned) if churned else np.array([], bool), inactive, inactive_churned)
 
 
 def holdout_rates(dims_then: pd.DataFrame, churned_then: pd.Series) -> dict[str, pd.DataFrame]:
@@ -98,6 +178,21 @@ def holdout_rates(dims_then: pd.DataFrame, churned_then: pd.Series) -> dict[str,
             for dim in RATE_DIMENSIONS}
 
 
+def now_rates(dims_now: pd.DataFrame, probability: pd.Series) -> dict[str, pd.DataFrame]:
+    """The today half of :func:`churn_rates`: per dimension, today's active customers and the sum
+    of their probabilities by value. Sums of two sets of customers add up (:func:`add_rates`)."""
+    return {dim: pd.DataFrame({"value": dims_now[dim], "p": probability}).groupby("value")["p"].agg(
+                customers="size", expected_churners="sum")
+            for dim in RATE_DIMENSIONS}
+
+
+def add_rates(total: dict[str, pd.DataFrame] | None, part: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Two sets of customers' :func:`now_rates` or :func:`holdout_rates` added up."""
+    if total is None:
+        return part
+    return {dim: total[dim].add(part[dim], fill_value=0).sort_index() for dim in part}
+
+
 def churn_rates(dims_now: pd.DataFrame, probability: pd.Series, holdout: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Churn by branch, value tier, lifecycle stage and RFM segment.
 
@@ -105,11 +200,17 @@ def churn_rates(dims_now: pd.DataFrame, probability: pd.Series, holdout: dict[st
     predicted probabilities; ``holdout_*``: the hold-out period's counts (:func:`holdout_rates`)
     and the share who churned.
     """
+    return rates_table(now_rates(dims_now, probability), holdout)
+
+
+def rates_table(now: dict[str, pd.DataFrame], holdout: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """:func:`churn_rates` from the counts and sums of today (:func:`now_rates`) and of the
+    hold-out (:func:`holdout_rates`), each added up over blocks of customers."""
     rows = []
     for dim in RATE_DIMENSIONS:
-        now = pd.DataFrame({"value": dims_now[dim], "p": probability}).groupby("value")["p"].agg(
-            customers="size", mean_probability="mean", expected_churners="sum")
-        table = now.join(holdout[dim], how="outer").reset_index()
+        today = now[dim].assign(mean_probability=now[dim]["expected_churners"] / now[dim]["customers"])
+        table = today[["customers", "mean_probability", "expected_churners"]].join(
+            holdout[dim], how="outer").reset_index()
         table["dimension"] = dim
         rows.append(table)
     out = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
@@ -124,14 +225,16 @@ def churn_rates(dims_now: pd.DataFrame, probability: pd.Series, holdout: dict[st
                 "holdout_customers", "holdout_churners", "holdout_churn_rate"]]
 
 
-def rate_cells(dims_now: pd.DataFrame, probability: pd.Series, value_at_risk: pd.Series,
-               owners: pd.DataFrame) -> pd.DataFrame:
-    """The ``churn_rate_cells`` rows: today's active customers counted by each of
+def rate_cell_sums(dims_now: pd.DataFrame, probability: pd.Series, value_at_risk: pd.Series,
+                   owners: pd.DataFrame) -> pd.DataFrame:
+    """The ``churn_rate_cells`` sums: today's active customers counted by each of
     :data:`RATE_DIMENSIONS`' values and by owner (``owners``: ``branch_id`` and
     ``relationship_manager`` by customer id), with their expected churners and value at risk.
 
     Summed over every owner, a value's ``customers`` and ``expected_churners`` are the
-    ``churn_rates`` row's; summed over one dimension's values, they are the run's headline."""
+    ``churn_rates`` row's; summed over one dimension's values, they are the run's headline. A
+    missing owner is "" here (to group and add up, :func:`add_rate_cells`); :func:`rate_cells`
+    gives the rows with it missing."""
     owner = owners.reindex(dims_now.index)
     base = pd.DataFrame({"branch_id": owner["branch_id"].astype(object),
                          "relationship_manager": owner["relationship_manager"].astype(object).fillna(""),
@@ -146,10 +249,37 @@ def rate_cells(dims_now: pd.DataFrame, probability: pd.Series, value_at_risk: pd
                  .reset_index())
         parts.append(cells.assign(dimension=dim))
     out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-    for col in ("branch_id", "relationship_manager"):  # "" was only for grouping
+    return out[list(RATE_CELL_COLUMNS)]
+
+
+def rate_cells(dims_now: pd.DataFrame, probability: pd.Series, value_at_risk: pd.Series,
+               owners: pd.DataFrame) -> pd.DataFrame:
+    """The ``churn_rate_cells`` rows of :func:`rate_cell_sums`, a missing owner missing."""
+    return stored_rate_cells(rate_cell_sums(dims_now, probability, value_at_risk, owners))
+
+
+RATE_CELL_COLUMNS = ("dimension", "value", "branch_id", "relationship_manager", "customers", "expected_churners",
+                     "value_at_risk")
+
+
+def add_rate_cells(total: pd.DataFrame | None, part: pd.DataFrame) -> pd.DataFrame:
+    """Two sets of customers' :func:`rate_cell_sums` added up, in the order one call over both gives
+    (dimension, then value, branch and relationship manager)."""
+    from analytics.segment_explorer import add_up_cells
+
+    both = add_up_cells(total, part, ("customers", "expected_churners", "value_at_risk"))
+    dimension = both["dimension"].map({d: i for i, d in enumerate(RATE_DIMENSIONS)})
+    return both.assign(_d=dimension).sort_values(["_d", "value", "branch_id", "relationship_manager"],
+                                                 kind="stable").drop(columns="_d").reset_index(drop=True)
+
+
+def stored_rate_cells(cells: pd.DataFrame) -> pd.DataFrame:
+    """The ``churn_rate_cells`` rows of :func:`rate_cell_sums`: a missing owner is NULL, not "" (which
+    is only for grouping)."""
+    out = cells.copy()
+    for col in ("branch_id", "relationship_manager"):
         out[col] = out[col].replace("", None)
-    return out[["dimension", "value", "branch_id", "relationship_manager", "customers", "expected_churners",
-                "value_at_risk"]]
+    return out
 
 
 def customer_value(engine: Engine, run_id: int | None, customer_ids: pd.Index) -> pd.Series:
@@ -172,7 +302,7 @@ def customer_value(engine: Engine, run_id: int | None, customer_ids: pd.Index) -
                      index=customer_ids)
 
 
-def churn_stage(ctx: RefreshContext) -> None:
+def churn_stage(ctx: RefreshContext, block_rows: int | None = None) -> None:
     """The refresh stage ``churn``: train, evaluate on the hold-out, score every customer, write.
 
     Writes ``churn_scores`` (every customer open at the run's month), ``churn_lift``,
@@ -187,7 +317,7 @@ def churn_stage(ctx: RefreshContext) -> None:
         churn_lift,
         churn_rate_cells,
     )
-    from analytics.schema import churn_rates as rates_table
+    from analytics.schema import churn_rates as rates_table_schema
 
     if ctx.as_of_month is None:
         ctx.put_metrics({"churn.skipped": "no activity data"})
@@ -208,13 +338,13 @@ def churn_stage(ctx: RefreshContext) -> None:
     timings = lap.seconds
 
     # --- training period: features at A - 2H, outcome over the next H months -----------------
-    outcome_train = churn_outcomes(ctx.engine, train_cut, horizon, drop)
-    active_train = outcome_train.index[outcome_train["churn_state"] == "active"]
-    rows_train = _sample(active_train, sample_size, RANDOM_STATE)
+    # Every customer's outcome is read a block at a time; only the active ids and labels are kept.
+    blocks = id_ranges(ctx.engine, block_rows or BLOCK_ROWS)
+    train = period_outcomes(ctx.engine, train_cut, horizon, drop, blocks)
+    rows_train, y_train = train.sample(sample_size, RANDOM_STATE)
+    del train
     # Only the sample is read (every customer's frame is half a gigabyte at a million).
     features_train = stage_features(ctx, train_cut, customer_ids=rows_train).reindex(rows_train)
-    y_train = outcome_train.loc[rows_train, "churned"].to_numpy(dtype=int)
-    del outcome_train  # every customer's outcome: only the sample's labels are used
     lap("train_data")
     if min(y_train.sum(), len(y_train) - y_train.sum()) < MIN_CLASS_ROWS:
         # A tiny or unusual store: say why in the run rather than failing the whole refresh.
@@ -225,18 +355,24 @@ def churn_stage(ctx: RefreshContext) -> None:
         return
 
     # --- hold-out period: features at A - H, outcome over A - H + 1 .. A ----------------------
-    outcome_hold = churn_outcomes(ctx.engine, hold_cut, horizon, drop)
-    active_hold = outcome_hold.index[outcome_hold["churn_state"] == "active"]
-    # The dimensions rank every customer (RFM quintiles): a narrow frame of the columns they need.
-    dims_then = _rate_dimensions(stage_features(ctx, hold_cut, columns=_rate_inputs())).reindex(active_hold)
-    churned_then = outcome_hold.loc[active_hold, "churned"]
-    inactive_hold = outcome_hold[outcome_hold["churn_state"] == "inactive"]
-    inactive_rate = float(inactive_hold["churned"].mean()) if len(inactive_hold) else 1.0
-    rows_hold = _sample(active_hold, sample_size, RANDOM_STATE + 1)
+    # The hold-out's churn by dimension is counted a block at a time, beside its outcomes.
+    dimensions_then = _dimension_blocks(ctx, hold_cut, blocks)
+    nobody = pd.DataFrame({dim: pd.Series(dtype=object) for dim in RATE_DIMENSIONS})
+    holdout = holdout_rates(nobody, pd.Series(dtype=bool))
+
+    def count_holdout(block, outcome: pd.DataFrame) -> None:
+        nonlocal holdout
+        dims_block, (block_of_dims, dims) = block, next(dimensions_then)
+        if block_of_dims is not dims_block:
+            raise RuntimeError("churn: the hold-out's blocks went out of step")
+        active = outcome.index[outcome["churn_state"].to_numpy() == "active"]
+        holdout = add_rates(holdout, holdout_rates(dims.reindex(active), outcome.loc[active, "churned"]))
+
+    hold = period_outcomes(ctx.engine, hold_cut, horizon, drop, blocks, each_block=count_holdout)
+    inactive_rate = hold.inactive_churned / hold.inactive if hold.inactive else 1.0
+    rows_hold, y_hold = hold.sample(sample_size, RANDOM_STATE + 1)
+    del hold
     features_hold = stage_features(ctx, hold_cut, customer_ids=rows_hold).reindex(rows_hold)
-    y_hold = outcome_hold.loc[rows_hold, "churned"].to_numpy(dtype=int)
-    holdout = holdout_rates(dims_then, churned_then)
-    del outcome_hold, inactive_hold, dims_then, churned_then  # every customer's rows: only their counts are kept
     lap("holdout_data")
 
     model = ChurnModel(random_state=RANDOM_STATE).fit(features_train, y_train)
@@ -256,6 +392,9 @@ def churn_stage(ctx: RefreshContext) -> None:
     # Both samples are random already: pool them and keep at most sample_size rows.
     both = pd.concat([features_train, features_hold], ignore_index=True)
     y_both = np.concatenate([y_train, y_hold])
+    # The reason coder's bins are cut at the quantiles of the hold-out sample (its active customers).
+    counter = ReferenceCounter(list(stage_features(ctx, as_of, customer_ids=[]).columns),
+                               features_hold.iloc[:REFERENCE_EDGE_ROWS])
     del features_train, features_hold
     if len(both) > sample_size:
         keep = np.sort(np.random.default_rng(RANDOM_STATE + 2).choice(len(both), sample_size, replace=False))
@@ -264,12 +403,8 @@ def churn_stage(ctx: RefreshContext) -> None:
     del both
     lap("fit_final")
 
-    narrow_now = stage_features(ctx, as_of, columns=_rate_inputs())
-    states = cutoff_states(ctx.engine, as_of, horizon).reindex(narrow_now.index).fillna("closed")
-    active_now = narrow_now.index[states.to_numpy() == "active"]
-    dims_now = _rate_dimensions(narrow_now).reindex(active_now)
-    del narrow_now, states
-    coder = _fit_reason_coder(ctx, as_of, active_now)
+    coder = _reason_coder(ctx, as_of, horizon, counter)
+    del counter
     release_memory()  # scoring's blocks start from what the fits and the reference let go
     lap("score_data")
 
@@ -279,25 +414,36 @@ def churn_stage(ctx: RefreshContext) -> None:
                      horizon_months=horizon, inactive_rate=inactive_rate, model=final,
                      reference=coder.reference_, reference_columns=tuple(coder.columns_),
                      partitions=partition_count(), chunk_rows=chunk_rows)
-    scores = score_partitions(job)
-    probability = scores["churn_probability"].astype(float)
-    inactive = scores.index[scores["churn_state"].to_numpy() == "inactive"]
-    closed = scores.index[scores["churn_state"].to_numpy() == "closed"]
+    by_state = run_scoring(job)
     lap("score")
 
-    rates = churn_rates(dims_now, probability.loc[active_now], holdout)
-    owners = read_frame(ctx.engine, text("SELECT customer_id, branch_id, relationship_manager FROM customers")
-                        ).set_index("customer_id")
-    cells = rate_cells(dims_now, probability, scores["value_at_risk"], owners)
+    # Today's churn by dimension and owner, a block of scored customers at a time.
+    now = now_rates(nobody, pd.Series(dtype=float))
+    cells = pd.DataFrame(columns=list(RATE_CELL_COLUMNS))
+    expected_churners = value_at_risk = 0.0
+    for block, dims in _dimension_blocks(ctx, as_of, blocks):
+        scores = read_scores(ctx.engine, ctx.run_id, customers=block)
+        active = scores.index[scores["churn_state"].to_numpy() == "active"]
+        probability = scores.loc[active, "churn_probability"].astype(float)
+        expected_churners += float(probability.sum())
+        value_at_risk += float(scores.loc[active, "value_at_risk"].astype(float).sum())
+        dims_active = dims.reindex(active)
+        now = add_rates(now, now_rates(dims_active, probability))
+        cells = add_rate_cells(cells, rate_cell_sums(dims_active, scores["churn_probability"],
+                                                     scores["value_at_risk"],
+                                                 _owners(ctx.engine, block)))
+    rates = rates_table(now, holdout)
+    cells = stored_rate_cells(cells)
+    scored = sum(by_state.values())
     with ctx.engine.begin() as conn:
         bulk_insert(ctx.engine, churn_lift, lift.assign(run_id=ctx.run_id), conn=conn)
         bulk_insert(ctx.engine, churn_calibration, calibration.assign(run_id=ctx.run_id), conn=conn)
         bulk_insert(ctx.engine, churn_importance, importance.assign(run_id=ctx.run_id), conn=conn)
-        bulk_insert(ctx.engine, rates_table, rates.assign(run_id=ctx.run_id), conn=conn)
+        bulk_insert(ctx.engine, rates_table_schema, rates.assign(run_id=ctx.run_id), conn=conn)
         bulk_insert(ctx.engine, churn_rate_cells, cells.assign(run_id=ctx.run_id), conn=conn)
     lap("write")
 
-    ctx.row_counts.update({"churn_scores": len(scores), "churn_lift": len(lift),
+    ctx.row_counts.update({"churn_scores": scored, "churn_lift": len(lift),
                            "churn_calibration": len(calibration), "churn_importance": len(importance),
                            "churn_rates": len(rates), "churn_rate_cells": len(cells)})
     for name, seconds in timings.items():
@@ -326,15 +472,17 @@ def churn_stage(ctx: RefreshContext) -> None:
         "churn.model_candidate": json.dumps(model.candidate_, sort_keys=True),
         "churn.final_candidate": json.dumps(final.candidate_, sort_keys=True),
         "churn.inactive_churn_rate": inactive_rate,
-        "churn.customers_active": len(active_now),
-        "churn.customers_inactive": len(inactive),
-        "churn.customers_closed": len(closed),
-        "churn.expected_churners": float(probability.loc[active_now].sum()),
-        "churn.value_at_risk_total": float(scores.loc[scores["churn_state"] == "active", "value_at_risk"].sum()),
+        "churn.customers_active": by_state["active"],
+        "churn.customers_inactive": by_state["inactive"],
+        "churn.customers_closed": by_state["closed"],
+        "churn.expected_churners": expected_churners,
+        "churn.value_at_risk_total": value_at_risk,
         "churn.partitions": job.partitions,
     }
     ctx.put_metrics(values)
-    log.info("churn: %d customers scored, hold-out AUC %.3f, timings %s", len(scores), metrics["roc_auc"], timings)
+    log.info("churn: %d customers scored, hold-out AUC %.3f, timings %s", scored, metrics["roc_auc"], timings)
 
 
-__all__ = ["churn_rates", "churn_stage", "customer_value", "holdout_rates", "rate_cells"]
+__all__ = ["BLOCK_ROWS", "RATE_CELL_COLUMNS", "Period", "add_rate_cells", "add_rates", "churn_rates", "churn_stage",
+           "customer_value", "holdout_rates", "now_rates", "period_outcomes", "rate_cell_sums", "rate_cells", "rates_table",
+           "stored_rate_cells"]
