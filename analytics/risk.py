@@ -47,6 +47,7 @@ from analytics.access import Viewer, release, require_rows, suppress_small_cells
 from analytics.errors import ConfigError, StoreNotInitialisedError
 from analytics.features import add_months, month_end, to_datetime
 from analytics.i18n import coded
+from analytics.partitions import id_ranges
 from analytics.runs import Laps, resolve_run
 from analytics.schema import CREDIT_GRADES, RISK_TOLERANCES, risk_branch_summary, risk_flags, risk_mismatches
 from analytics.segmentation import RFM_SEGMENTS, VALUE_TIERS, value_tier_thresholds, value_tiers
@@ -155,10 +156,27 @@ def balance_drops(aum_before: pd.Series, aum_now: pd.Series, *, z: float = 3.5, 
     """
     before = pd.to_numeric(aum_before, errors="coerce").reindex(aum_now.index).fillna(0.0).to_numpy(dtype=float)
     now = pd.to_numeric(aum_now, errors="coerce").fillna(0.0).to_numpy(dtype=float)
+    tiers = drop_thresholds(before, now, z=z, min_aum=min_aum, thresholds=thresholds)
+    return flag_drops(before, now, tiers, index=aum_now.index, min_pct=min_pct, min_aum=min_aum,
+                      thresholds=thresholds), tiers
+
+
+def _changes(before: np.ndarray, now: np.ndarray, min_aum: float, thresholds) -> tuple:
+    """Who is checked, their change and the value tier of the month before (see :func:`balance_drops`),
+    as its position in :data:`VALUE_TIERS` (a byte each, not a text object)."""
     checked = before >= max(min_aum, np.finfo(float).tiny)
     change = np.full(len(now), np.nan)
     change[checked] = (now[checked] - before[checked]) / before[checked]
-    tier = value_tiers(pd.Series(before, index=aum_now.index), thresholds).astype(str).to_numpy()
+    tier = value_tiers(pd.Series(before), thresholds).cat.codes.to_numpy()
+    return checked, change, tier
+
+
+def drop_thresholds(before: np.ndarray, now: np.ndarray, *, z: float = 3.5, min_aum: float = 10_000.0,
+                    thresholds=None) -> pd.DataFrame:
+    """The per-tier half of :func:`balance_drops` (every customer's AUM of the two months, as floats,
+    missing as 0): per value tier the customers checked, ``median``, ``mad``, ``threshold`` and
+    ``pooled``. A stage that flags its customers a block at a time computes these once."""
+    checked, change, tier = _changes(before, now, min_aum, thresholds)
 
     def robust(values: np.ndarray) -> tuple[float, float]:
         if len(values) == 0:
@@ -168,18 +186,27 @@ def balance_drops(aum_before: pd.Series, aum_now: pd.Series, *, z: float = 3.5, 
 
     overall_median, overall_mad = robust(change[checked])
     rows = []
-    limit = np.full(len(now), np.nan)
     for name in VALUE_TIERS:
-        in_tier = checked & (tier == name)
+        in_tier = checked & (tier == VALUE_TIERS.index(name))
         count = int(in_tier.sum())
         pooled = count < MIN_TIER_CUSTOMERS
         median, mad = (overall_median, overall_mad) if pooled else robust(change[in_tier])
         threshold = median - z * MAD_TO_SD * mad
-        limit[in_tier] = threshold
         rows.append({"value_tier": name, "customers": count, "median": median, "mad": mad,
                      "threshold": threshold, "pooled": pooled})
-    tiers = pd.DataFrame(rows).set_index("value_tier")
+    return pd.DataFrame(rows).set_index("value_tier")
+
+
+def flag_drops(before: np.ndarray, now: np.ndarray, tiers: pd.DataFrame, *, index: pd.Index, min_pct: float = 0.3,
+               min_aum: float = 10_000.0, thresholds=None) -> pd.DataFrame:
+    """The per-customer half of :func:`balance_drops`: each customer (``index``) against their
+    tier's threshold (:func:`drop_thresholds`)."""
+    checked, change, tier = _changes(before, now, min_aum, thresholds)
+    limit = np.full(len(now), np.nan)
+    for name, row in tiers.iterrows():
+        limit[checked & (tier == VALUE_TIERS.index(name))] = row["threshold"]
     flagged = checked & (change <= limit) & (change <= -min_pct)
+    tier = np.asarray(VALUE_TIERS, dtype=object)[tier]
     reasons = np.full(len(now), None, dtype=object)
     for i in np.flatnonzero(flagged):
         t = tiers.loc[tier[i]]
@@ -187,9 +214,8 @@ def balance_drops(aum_before: pd.Series, aum_now: pd.Series, *, z: float = 3.5, 
         reasons[i] = coded("balance_drop_pooled" if t["pooled"] else "balance_drop", drop=f"{-change[i]:.0%}",
                            before=round(float(before[i])), now=round(float(now[i])), tier=str(tier[i]),
                            threshold=f"{t['threshold']:+.1%}", median=f"{t['median']:+.1%}", mad=f"{t['mad']:.1%}")
-    out = pd.DataFrame({"checked": checked, "change": change, "value_tier": tier, "threshold": limit,
-                        "balance_drop": flagged, "reason": reasons}, index=aum_now.index)
-    return out, tiers
+    return pd.DataFrame({"checked": checked, "change": change, "value_tier": tier, "threshold": limit,
+                         "balance_drop": flagged, "reason": reasons}, index=index)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,52 +223,65 @@ def balance_drops(aum_before: pd.Series, aum_now: pd.Series, *, z: float = 3.5, 
 # ---------------------------------------------------------------------------------------------
 
 
-def _customers(engine: Engine, as_of: date) -> pd.DataFrame:
-    sql = text("""
+def _only(customers, column: str, engine: Engine) -> tuple[str, dict]:
+    """``AND <condition>`` of a customer filter (an id range, as for the stage's blocks), or nothing."""
+    if customers is None:
+        return "", {}
+    condition, params = customers.sql(column, engine)
+    return f" AND {condition}", params
+
+
+def _customers(engine: Engine, as_of: date, customers=None) -> pd.DataFrame:
+    only, params = _only(customers, "customer_id", engine)
+    sql = text(f"""
         SELECT customer_id, branch_id, risk_tolerance, risk_assessed_at, credit_grade, status
-        FROM customers WHERE open_date <= :as_of
+        FROM customers WHERE open_date <= :as_of{only}
     """).bindparams(bindparam("as_of", type_=Date))
-    frame = read_frame(engine, sql, {"as_of": as_of}).set_index("customer_id").sort_index()
+    frame = read_frame(engine, sql, {"as_of": as_of, **params}).set_index("customer_id").sort_index()
     return frame[frame["status"].astype(object) != "closed"]
 
 
-def _monthly_aum(engine: Engine, m0: date) -> pd.DataFrame:
-    sql = text("""
+def _monthly_aum(engine: Engine, m0: date, customers=None) -> pd.DataFrame:
+    only, params = _only(customers, "customer_id", engine)
+    sql = text(f"""
         SELECT customer_id,
                SUM(CASE WHEN month = :m0 THEN aum END) AS aum_now,
                SUM(CASE WHEN month = :m1 THEN aum END) AS aum_before
-        FROM customer_monthly WHERE month >= :m1 AND month <= :m0
+        FROM customer_monthly WHERE month >= :m1 AND month <= :m0{only}
         GROUP BY customer_id
     """).bindparams(bindparam("m0", type_=Date), bindparam("m1", type_=Date))
-    frame = read_frame(engine, sql, {"m0": m0, "m1": add_months(m0, -1)}).set_index("customer_id")
+    frame = read_frame(engine, sql, {"m0": m0, "m1": add_months(m0, -1), **params}).set_index("customer_id")
     return frame.apply(pd.to_numeric, errors="coerce").astype(float)
 
 
-def _asset_balances(engine: Engine, as_of: date) -> pd.DataFrame:
+def _asset_balances(engine: Engine, as_of: date, customers=None) -> pd.DataFrame:
     """Per customer: open asset balance, of which in R4/R5 products, and open R4/R5 holdings."""
-    sql = text("""
+    only, params = _only(customers, "h.customer_id", engine)
+    sql = text(f"""
         SELECT h.customer_id,
                SUM(CASE WHEN p.balance_side = 'asset' THEN h.balance ELSE 0 END) AS asset_balance,
                SUM(CASE WHEN p.balance_side = 'asset' AND p.risk_level IN ('R4', 'R5')
                         THEN h.balance ELSE 0 END) AS asset_r4_r5,
                SUM(CASE WHEN p.risk_level IN ('R4', 'R5') THEN 1 ELSE 0 END) AS r4_r5_holdings
         FROM holdings h JOIN products p ON p.product_id = h.product_id
-        WHERE h.opened_on <= :as_of AND (h.closed_on IS NULL OR h.closed_on > :as_of)
+        WHERE h.opened_on <= :as_of AND (h.closed_on IS NULL OR h.closed_on > :as_of){only}
         GROUP BY h.customer_id
     """).bindparams(bindparam("as_of", type_=Date))
-    frame = read_frame(engine, sql, {"as_of": as_of}).set_index("customer_id")
+    frame = read_frame(engine, sql, {"as_of": as_of, **params}).set_index("customer_id")
     return frame.apply(pd.to_numeric, errors="coerce").fillna(0.0).astype(float)
 
 
-def risky_holdings(engine: Engine, as_of) -> pd.DataFrame:
-    """Holdings open at the end of ``as_of`` of products above R1 (the only ones that can mismatch)."""
-    sql = text("""
+def risky_holdings(engine: Engine, as_of, customers=None) -> pd.DataFrame:
+    """Holdings open at the end of ``as_of`` of products above R1 (the only ones that can mismatch);
+    of the customers a filter selects when ``customers`` is given."""
+    only, params = _only(customers, "h.customer_id", engine)
+    sql = text(f"""
         SELECT h.holding_id, h.customer_id, h.product_id, p.category, p.risk_level, h.balance
         FROM holdings h JOIN products p ON p.product_id = h.product_id
         WHERE p.risk_level <> 'R1'
-          AND h.opened_on <= :as_of AND (h.closed_on IS NULL OR h.closed_on > :as_of)
+          AND h.opened_on <= :as_of AND (h.closed_on IS NULL OR h.closed_on > :as_of){only}
     """).bindparams(bindparam("as_of", type_=Date))
-    frame = read_frame(engine, sql, {"as_of": as_of})
+    frame = read_frame(engine, sql, {"as_of": as_of, **params})
     frame["balance"] = pd.to_numeric(frame["balance"], errors="coerce").fillna(0.0).astype(float)
     return frame
 
@@ -277,7 +316,63 @@ def suitability_summary(mismatches: pd.DataFrame, r4_r5_holders: pd.Index) -> di
 # ---------------------------------------------------------------------------------------------
 
 
-def risk_stage(ctx) -> None:
+def customer_flags(people: pd.DataFrame, aum_now: np.ndarray, mismatches: pd.DataFrame, expired: np.ndarray,
+                   missing: np.ndarray, drops: pd.DataFrame, thresholds) -> pd.DataFrame:
+    """The ``risk_flags`` rows of ``people`` (their AUM now, mismatched holdings, assessment status
+    and balance drops)."""
+    per_customer = mismatches.groupby("customer_id").agg(holdings=("holding_id", "size"), balance=("balance", "sum"))
+    per_customer = per_customer.reindex(people.index).fillna(0.0)
+    return pd.DataFrame({
+        "customer_id": people.index.to_numpy(),
+        "branch_id": people["branch_id"].to_numpy(),
+        "risk_tolerance": people["risk_tolerance"].to_numpy(),
+        "credit_grade": people["credit_grade"].to_numpy(),
+        "value_tier": value_tiers(pd.Series(aum_now, index=people.index), thresholds).astype(str).to_numpy(),
+        "aum": aum_now,
+        "suitability_mismatch": per_customer["holdings"].to_numpy() > 0,
+        "mismatch_holdings": per_customer["holdings"].astype(int).to_numpy(),
+        "mismatch_balance": per_customer["balance"].to_numpy(),
+        "assessment_expired": expired,
+        "assessment_missing": missing,
+        "balance_drop": drops["balance_drop"].to_numpy(),
+        "aum_change_pct": drops["change"].to_numpy(),
+        "balance_drop_reason": drops["reason"].to_numpy(),
+    })
+
+
+def branch_sums(flags: pd.DataFrame, expired: np.ndarray, missing: np.ndarray, assets: pd.DataFrame) -> pd.DataFrame:
+    """The ``risk_branch_summary`` sums of a set of customers' flags, by branch (without the R4/R5
+    share, a ratio of two of them: :func:`add_branch_sums` adds two sets up)."""
+    branch = flags["branch_id"].astype(object).where(flags["branch_id"].notna(), MISSING).to_numpy()
+    return pd.DataFrame({
+        "branch_id": branch,
+        "customers": 1,
+        "suitability_mismatch_customers": flags["suitability_mismatch"].to_numpy(dtype=int),
+        "mismatch_holdings": flags["mismatch_holdings"].to_numpy(),
+        "mismatch_balance": flags["mismatch_balance"].to_numpy(),
+        "assessments_expired": expired.astype(int),
+        "assessments_missing": missing.astype(int),
+        "balance_drops": flags["balance_drop"].to_numpy(dtype=int),
+        "asset_balance_total": assets["asset_balance"].to_numpy(),
+        "asset_balance_r4_r5": assets["asset_r4_r5"].to_numpy(),
+    }).groupby("branch_id", sort=True).sum().reset_index()
+
+
+def add_branch_sums(total: pd.DataFrame | None, part: pd.DataFrame) -> pd.DataFrame:
+    """Two sets of customers' :func:`branch_sums` added up, by branch."""
+    if total is None:
+        return part
+    return pd.concat([total, part]).groupby("branch_id", sort=True).sum().reset_index()
+
+
+BRANCH_SUMS = ("branch_id", "customers", "suitability_mismatch_customers", "mismatch_holdings", "mismatch_balance",
+               "assessments_expired", "assessments_missing", "balance_drops", "asset_balance_total",
+               "asset_balance_r4_r5")
+#: Customers per block of the risk stage (read, flagged and written together).
+BLOCK_ROWS = 250_000
+
+
+def risk_stage(ctx, block_rows: int | None = None) -> None:
     """The refresh stage ``risk``: per-customer flags, mismatched holdings and branch aggregates.
 
     Writes ``risk_flags`` (one row per customer), ``risk_mismatches`` and ``risk_branch_summary``
@@ -299,94 +394,99 @@ def risk_stage(ctx) -> None:
     engine = ctx.engine
     m0 = ctx.as_of_month
     as_of = month_end(m0)
-    people = _customers(engine, as_of)
-    aum = _monthly_aum(engine, m0).reindex(people.index)
-    assets = _asset_balances(engine, as_of).reindex(people.index).fillna(0.0)
-    holdings = risky_holdings(engine, as_of)
-    lap("read")
+    blocks = id_ranges(engine, block_rows or BLOCK_ROWS)
+    # Every customer's AUM of the two months (two floats each, no ids) for the drop thresholds.
+    before_parts, now_parts, sizes = [], [], []
+    for block in blocks:
+        people = _customers(engine, as_of, block)
+        aum = _monthly_aum(engine, m0, block).reindex(people.index)
+        before_parts.append(aum["aum_before"].fillna(0.0).to_numpy(dtype=float))
+        now_parts.append(aum["aum_now"].fillna(0.0).to_numpy(dtype=float))
+        sizes.append(len(people))
+    before_all, now_all = np.concatenate(before_parts), np.concatenate(now_parts)
+    del before_parts, now_parts
+    drop_tiers = drop_thresholds(before_all, now_all, z=drop_conf["z"], min_aum=drop_conf["min_aum"],
+                                 thresholds=thresholds)
+    lap("drop_thresholds")
 
-    mismatches = suitability_mismatches(holdings, people)
-    r4_r5_holders = people.index[assets["r4_r5_holdings"].to_numpy() > 0]
-    summary = suitability_summary(mismatches, r4_r5_holders)
-    expired, missing = assessment_status(people["risk_tolerance"], people["risk_assessed_at"], as_of, valid_days)
-    drops, drop_tiers = balance_drops(aum["aum_before"], aum["aum_now"].fillna(0.0), thresholds=thresholds,
-                                      **drop_conf)
-    per_customer = mismatches.groupby("customer_id").agg(holdings=("holding_id", "size"), balance=("balance", "sum"))
-    per_customer = per_customer.reindex(people.index).fillna(0.0)
-    aum_now = aum["aum_now"].fillna(0.0)
-    flags = pd.DataFrame({
-        "customer_id": people.index.to_numpy(),
-        "branch_id": people["branch_id"].to_numpy(),
-        "risk_tolerance": people["risk_tolerance"].to_numpy(),
-        "credit_grade": people["credit_grade"].to_numpy(),
-        "value_tier": value_tiers(aum_now, thresholds).astype(str).to_numpy(),
-        "aum": aum_now.to_numpy(),
-        "suitability_mismatch": per_customer["holdings"].to_numpy() > 0,
-        "mismatch_holdings": per_customer["holdings"].astype(int).to_numpy(),
-        "mismatch_balance": per_customer["balance"].to_numpy(),
-        "assessment_expired": expired,
-        "assessment_missing": missing,
-        "balance_drop": drops["balance_drop"].to_numpy(),
-        "aum_change_pct": drops["change"].to_numpy(),
-        "balance_drop_reason": drops["reason"].to_numpy(),
-    })
-    lap("flags")
-
-    branch = flags["branch_id"].astype(object).where(flags["branch_id"].notna(), MISSING).to_numpy()
-    by_branch = pd.DataFrame({
-        "branch_id": branch,
-        "customers": 1,
-        "suitability_mismatch_customers": flags["suitability_mismatch"].to_numpy(dtype=int),
-        "mismatch_holdings": flags["mismatch_holdings"].to_numpy(),
-        "mismatch_balance": flags["mismatch_balance"].to_numpy(),
-        "assessments_expired": expired.astype(int),
-        "assessments_missing": missing.astype(int),
-        "balance_drops": flags["balance_drop"].to_numpy(dtype=int),
-        "asset_balance_total": assets["asset_balance"].to_numpy(),
-        "asset_balance_r4_r5": assets["asset_r4_r5"].to_numpy(),
-    }).groupby("branch_id", sort=True).sum().reset_index()
+    run = {"run_id": ctx.run_id}
+    totals = dict.fromkeys(("customers", "mismatch_customers", "mismatch_holdings", "mismatch_balance",
+                            "r4_r5_holders", "r4_r5_mismatch_customers", "expired", "missing", "drops", "checked",
+                            "asset_balance", "asset_r4_r5"), 0)
+    by_branch = None
+    offset = 0
+    for block, size in zip(blocks, sizes, strict=True):
+        people = _customers(engine, as_of, block)
+        if len(people) != size:
+            raise RuntimeError("risk: the customers changed while the stage read them")
+        before, now = before_all[offset:offset + size], now_all[offset:offset + size]
+        offset += size
+        assets = _asset_balances(engine, as_of, block).reindex(people.index).fillna(0.0)
+        mismatches = suitability_mismatches(risky_holdings(engine, as_of, block), people)
+        r4_r5_holders = people.index[assets["r4_r5_holdings"].to_numpy() > 0]
+        summary = suitability_summary(mismatches, r4_r5_holders)
+        expired, missing = assessment_status(people["risk_tolerance"], people["risk_assessed_at"], as_of, valid_days)
+        drops = flag_drops(before, now, drop_tiers, index=people.index, min_pct=drop_conf["min_pct"],
+                           min_aum=drop_conf["min_aum"], thresholds=thresholds)
+        flags = customer_flags(people, now, mismatches, expired, missing, drops, thresholds)
+        by_branch = add_branch_sums(by_branch, branch_sums(flags, expired, missing, assets))
+        for key, value in (("customers", len(flags)), ("mismatch_customers", summary["mismatch_customers"]),
+                           ("mismatch_holdings", summary["mismatch_holdings"]),
+                           ("mismatch_balance", float(mismatches["balance"].sum())),
+                           ("r4_r5_holders", summary["r4_r5_holders"]),
+                           ("r4_r5_mismatch_customers", summary["r4_r5_mismatch_customers"]),
+                           ("expired", int(expired.sum())), ("missing", int(missing.sum())),
+                           ("drops", int(drops["balance_drop"].sum())), ("checked", int(drops["checked"].sum())),
+                           ("asset_balance", float(assets["asset_balance"].sum())),
+                           ("asset_r4_r5", float(assets["asset_r4_r5"].sum()))):
+            totals[key] += value
+        mismatch_rows = mismatches[["holding_id", "customer_id", "branch_id", "product_id", "category", "risk_level",
+                                    "risk_tolerance", "balance"]]
+        with engine.begin() as conn:
+            rows = flags.assign(**run)
+            for start in range(0, len(rows), chunk):
+                bulk_insert(engine, risk_flags, rows.iloc[start:start + chunk], conn=conn)
+            bulk_insert(engine, risk_mismatches, mismatch_rows.assign(**run), conn=conn)
+        del people, assets, mismatches, flags, rows, mismatch_rows, drops
+        lap("blocks")
+    del before_all, now_all
+    if by_branch is None:  # no customers
+        by_branch = pd.DataFrame({c: pd.Series(dtype=object if c == "branch_id" else float) for c in BRANCH_SUMS})
     total = by_branch["asset_balance_total"].to_numpy()
     by_branch["r4_r5_share"] = np.where(total > 0, by_branch["asset_balance_r4_r5"] / np.where(total > 0, total, 1),
                                         np.nan)
-    mismatch_rows = mismatches[["holding_id", "customer_id", "branch_id", "product_id", "category", "risk_level",
-                                "risk_tolerance", "balance"]]
-
-    run = {"run_id": ctx.run_id}
     with engine.begin() as conn:
-        rows = flags.assign(**run)
-        for start in range(0, len(rows), chunk):
-            bulk_insert(engine, risk_flags, rows.iloc[start:start + chunk], conn=conn)
-        bulk_insert(engine, risk_mismatches, mismatch_rows.assign(**run), conn=conn)
         bulk_insert(engine, risk_branch_summary, by_branch.assign(**run), conn=conn)
     lap("write")
 
-    n = len(flags)
-    ctx.row_counts.update({"risk_flags": n, "risk_mismatches": len(mismatch_rows),
+    n = totals["customers"]
+    ctx.row_counts.update({"risk_flags": n, "risk_mismatches": totals["mismatch_holdings"],
                            "risk_branch_summary": len(by_branch)})
     for name, seconds in timings.items():
         ctx.metrics[f"risk_seconds.{name}"] = seconds
-    asset_total = float(assets["asset_balance"].sum())
+    holders = totals["r4_r5_holders"]
     metrics: dict[str, float | str | None] = {
         "risk.customers": n,
         "risk.as_of": as_of.isoformat(),
-        "risk.suitability_mismatch_customers": summary["mismatch_customers"],
-        "risk.mismatch_holdings": summary["mismatch_holdings"],
-        "risk.mismatch_balance": float(mismatches["balance"].sum()),
-        "risk.r4_r5_holders": summary["r4_r5_holders"],
-        "risk.r4_r5_mismatch_customers": summary["r4_r5_mismatch_customers"],
-        "risk.r4_r5_mismatch_rate": summary["r4_r5_mismatch_rate"],
-        "risk.assessments_expired": int(expired.sum()),
-        "risk.assessments_missing": int(missing.sum()),
-        "risk.assessment_expired_rate": float(expired.mean()) if n else None,
-        "risk.balance_drops": int(drops["balance_drop"].sum()),
-        "risk.balance_drop_checked": int(drops["checked"].sum()),
-        "risk.r4_r5_share": float(assets["asset_r4_r5"].sum()) / asset_total if asset_total > 0 else None,
+        "risk.suitability_mismatch_customers": totals["mismatch_customers"],
+        "risk.mismatch_holdings": totals["mismatch_holdings"],
+        "risk.mismatch_balance": totals["mismatch_balance"],
+        "risk.r4_r5_holders": holders,
+        "risk.r4_r5_mismatch_customers": totals["r4_r5_mismatch_customers"],
+        "risk.r4_r5_mismatch_rate": totals["r4_r5_mismatch_customers"] / holders if holders else None,
+        "risk.assessments_expired": totals["expired"],
+        "risk.assessments_missing": totals["missing"],
+        "risk.assessment_expired_rate": totals["expired"] / n if n else None,
+        "risk.balance_drops": totals["drops"],
+        "risk.balance_drop_checked": totals["checked"],
+        "risk.r4_r5_share": (totals["asset_r4_r5"] / totals["asset_balance"] if totals["asset_balance"] > 0
+                             else None),
     }
     for tier, row in drop_tiers.iterrows():
         metrics[f"risk.balance_drop_threshold.{tier}"] = float(row["threshold"])
     ctx.put_metrics(metrics)
     log.info("risk: %d customers, %d mismatched holdings, %d expired, %d drops, timings %s", n,
-             len(mismatch_rows), int(expired.sum()), int(drops["balance_drop"].sum()), timings)
+             totals["mismatch_holdings"], totals["expired"], totals["drops"], timings)
 
 
 # ---------------------------------------------------------------------------------------------
