@@ -40,6 +40,7 @@ from sqlalchemy import Date, bindparam, text
 from analytics import lifecycle
 from analytics.churn import churn_settings
 from analytics.clv import BetaGeoModel, GammaGammaModel
+from analytics.partitions import id_ranges
 from analytics.runs import Laps
 from analytics.schema import customer_clv_margin, customer_clv_txn
 from analytics.store import bulk_insert, read_frame
@@ -68,7 +69,8 @@ def _month_index(values: pd.Series) -> np.ndarray:
     return (dates.dt.year * 12 + dates.dt.month - 1).to_numpy(dtype=np.int64)
 
 
-def monthly_rfm_summary(engine, as_of_month: date, months: int = CLV_TXN_WINDOW_MONTHS) -> pd.DataFrame:
+def monthly_rfm_summary(engine, as_of_month: date, months: int = CLV_TXN_WINDOW_MONTHS, *,
+                        customers=None) -> pd.DataFrame:
     """BG/NBD inputs per customer from monthly activity, one purchase period per active month.
 
     Parameters
@@ -85,6 +87,7 @@ def monthly_rfm_summary(engine, as_of_month: date, months: int = CLV_TXN_WINDOW_
     pandas.DataFrame
         Indexed by ``customer_id`` (customers with at least one active month in the window), with
         ``frequency``, ``recency``, ``T`` (months) and ``monetary_value`` (CNY per repeat month).
+        ``customers`` (a filter such as :class:`analytics.partitions.IdRange`): those customers only.
     """
     if months < 1:
         raise ValueError(f"months must be at least 1, got {months!r}")
@@ -92,12 +95,13 @@ def monthly_rfm_summary(engine, as_of_month: date, months: int = CLV_TXN_WINDOW_
     start = _shift_months(as_of, -(months - 1))
     # Aggregated in SQL so only one row per customer crosses to Python; the first active month's
     # amount comes from a join on the (customer_id, month) primary key, to leave it out of the mean.
-    stmt = text("""
+    only, params = ("", {}) if customers is None else customers.sql("customer_id", engine)
+    stmt = text(f"""
         WITH agg AS (
             SELECT customer_id, MIN(month) AS first_month, MAX(month) AS last_month,
                    COUNT(*) AS active_months, SUM(txn_amount) AS amount_total
             FROM customer_monthly
-            WHERE txn_count > 0 AND month >= :start AND month <= :as_of
+            WHERE txn_count > 0 AND month >= :start AND month <= :as_of{f" AND {only}" if only else ""}
             GROUP BY customer_id
         )
         SELECT agg.customer_id, agg.first_month, agg.last_month, agg.active_months,
@@ -105,7 +109,7 @@ def monthly_rfm_summary(engine, as_of_month: date, months: int = CLV_TXN_WINDOW_
         FROM agg JOIN customer_monthly m
           ON m.customer_id = agg.customer_id AND m.month = agg.first_month
     """).bindparams(bindparam("start", type_=Date), bindparam("as_of", type_=Date))
-    raw = read_frame(engine, stmt, {"start": start, "as_of": as_of})
+    raw = read_frame(engine, stmt, {"start": start, "as_of": as_of, **params})
     out = pd.DataFrame(index=pd.Index(raw["customer_id"].astype(str), name="customer_id"))
     if raw.empty:
         return out.assign(frequency=[], recency=[], T=[], monetary_value=[]).astype(float)
@@ -194,19 +198,24 @@ def _fit_models(summary: pd.DataFrame) -> tuple[BetaGeoModel, GammaGammaModel, d
     return bg, gg, {"clv_txn.bg_penalizer": bg_penalty, "clv_txn.gg_penalizer": gg_penalty}
 
 
-def clv_stage(ctx) -> None:
+def clv_stage(ctx, block_rows: int | None = None) -> None:
     """The refresh stage ``clv_txn``: BG/NBD + Gamma-Gamma on monthly activity, one row per customer
     in ``customer_clv_txn``, fitted parameters and totals in ``run_metrics`` (``clv_txn.*``).
 
     A store where the models cannot be fitted (no activity, no repeat customers, a failed fit)
     records ``clv_txn.skipped`` with the reason and writes no rows, instead of failing the refresh.
+
+    The customers' summaries are read :data:`BLOCK_ROWS` at a time (ranges of ids) and kept as four
+    numbers each for the fits; then each block is scored and written.
     """
     if ctx.as_of_month is None:
         ctx.put_metrics({"clv_txn.skipped": "no activity data", "clv_txn.customers": 0})
         return
     lap = Laps()
+    engine = ctx.engine
     monthly_discount = _monthly_rate(lifecycle.clv_discount_rate())
-    summary = monthly_rfm_summary(ctx.engine, ctx.as_of_month)
+    ranges = id_ranges(engine, block_rows or BLOCK_ROWS)
+    summary, ids, sizes = _summaries(engine, ctx.as_of_month, ranges)
     lap("summary")
     if summary.empty:
         ctx.put_metrics({"clv_txn.skipped": "no active month in the window", "clv_txn.customers": 0})
@@ -220,6 +229,65 @@ def clv_stage(ctx) -> None:
         return
     lap("fit")
 
+    # Every customer gets a row, a block of ids at a time: those with no active month in the
+    # window score 0.
+    customers = modelled = 0
+    total = 0.0
+    offset = 0
+    for block, size in zip(ranges, sizes, strict=True):
+        part = summary.iloc[offset:offset + size].set_axis(
+            pd.Index([i.decode("utf-8") for i in ids[offset:offset + size]], dtype=object, name="customer_id"))
+        offset += size
+        rows = _scored(part, bg, gg, monthly_discount)
+        only, params = block.sql("customer_id", engine)
+        block_ids = read_frame(engine, f"SELECT customer_id FROM customers WHERE {only}", params)["customer_id"]
+        rows = rows.reindex(pd.Index(block_ids.astype(str), name="customer_id").union(rows.index))
+        idle = rows["p_alive"].isna()
+        rows.loc[idle, ["p_alive", "expected_purchases_12m", "clv_txn_12m", "monetary_value"]] = 0.0
+        rows = rows.reset_index().assign(run_id=ctx.run_id)
+        with engine.begin() as conn:
+            bulk_insert(engine, customer_clv_txn, rows, conn=conn)
+        customers += len(rows)
+        modelled += int((~idle).sum())
+        total += float(rows["clv_txn_12m"].sum())
+        del rows, part
+    lap("write")
+
+    ctx.row_counts["customer_clv_txn"] = customers
+    for name, seconds in lap.seconds.items():
+        ctx.metrics[f"clv_txn_seconds.{name}"] = seconds
+    ctx.put_metrics({
+        **{f"clv_txn.{k}": v for k, v in {**bg.params_, **gg.params_}.items()},
+        "clv_txn.total_12m": total,
+        "clv_txn.customers": customers,
+        "clv_txn.modelled_customers": modelled,
+        "clv_txn.monthly_discount_rate": monthly_discount,
+        **penalties,
+    })
+    log.info("clv_txn: %d customers, timings %s", customers, lap.seconds)
+
+
+def _summaries(engine, as_of_month: date, ranges: list) -> tuple[pd.DataFrame, np.ndarray, list[int]]:
+    """:func:`monthly_rfm_summary` of every customer, a range of ids at a time, in ascending order
+    of ids: the four values as one frame without ids, the ids (UTF-8 bytes, a tenth of a text
+    object each) and each range's customers."""
+    parts, ids, sizes = [], [], []
+    for block in ranges:
+        part = monthly_rfm_summary(engine, as_of_month, customers=block).sort_index()
+        parts.append(part.to_numpy(dtype=float))
+        ids.append(np.char.encode(part.index.to_numpy(dtype=str), "utf-8") if len(part) else np.array([], "S1"))
+        sizes.append(len(part))
+    columns = ["frequency", "recency", "T", "monetary_value"]
+    if not parts:
+        return pd.DataFrame(columns=columns, dtype=float), np.array([], "S1"), []
+    summary = pd.DataFrame(np.concatenate(parts), columns=columns)
+    width = max(i.dtype.itemsize for i in ids)
+    return summary, np.concatenate([i.astype(f"S{width}") for i in ids]), sizes
+
+
+def _scored(summary: pd.DataFrame, bg: BetaGeoModel, gg: GammaGammaModel, monthly_discount: float) -> pd.DataFrame:
+    """The summary's rows with ``p_alive``, ``expected_purchases_12m`` and ``clv_txn_12m`` (and the
+    spend clipped at 0)."""
     f, r, t, m = (summary[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T", "monetary_value"))
     m = np.clip(m, 0.0, None)  # a net refund month must not make spend negative
     rows = summary.copy()
@@ -232,32 +300,7 @@ def clv_stage(ctx) -> None:
     rows["clv_txn_12m"] = np.clip(np.asarray(gg.customer_lifetime_value(
         bg, f, r, t, m, time=CLV_TXN_HORIZON_MONTHS, discount_rate=monthly_discount, freq="M"),
         dtype=float), 0.0, None)
-    lap("score")
-
-    # Every customer gets a row: those with no active month in the window score 0.
-    with ctx.engine.connect() as conn:
-        ids = pd.Index(conn.execute(text("SELECT customer_id FROM customers")).scalars().all(),
-                       name="customer_id")
-    rows = rows.reindex(ids.union(rows.index))
-    idle = rows["p_alive"].isna()
-    rows.loc[idle, ["p_alive", "expected_purchases_12m", "clv_txn_12m", "monetary_value"]] = 0.0
-    rows = rows.reset_index().assign(run_id=ctx.run_id)
-    with ctx.engine.begin() as conn:
-        bulk_insert(ctx.engine, customer_clv_txn, rows, conn=conn)
-    lap("write")
-
-    ctx.row_counts["customer_clv_txn"] = len(rows)
-    for name, seconds in lap.seconds.items():
-        ctx.metrics[f"clv_txn_seconds.{name}"] = seconds
-    ctx.put_metrics({
-        **{f"clv_txn.{k}": v for k, v in {**bg.params_, **gg.params_}.items()},
-        "clv_txn.total_12m": float(rows["clv_txn_12m"].sum()),
-        "clv_txn.customers": len(rows),
-        "clv_txn.modelled_customers": int((~idle).sum()),
-        "clv_txn.monthly_discount_rate": monthly_discount,
-        **penalties,
-    })
-    log.info("clv_txn: %d customers, timings %s", len(rows), lap.seconds)
+    return rows
 
 
 def clv_txn_totals(engine, run_id: int | None, by: str) -> pd.DataFrame:
@@ -317,7 +360,11 @@ def _horizon_months(ctx) -> int:
     return int(churn_settings()["horizon_months"])
 
 
-def clv_margin_stage(ctx) -> None:
+#: Customers per block of the ``clv_margin`` stage (read, re-based and written together).
+BLOCK_ROWS = 250_000
+
+
+def clv_margin_stage(ctx, block_rows: int | None = None) -> None:
     """The refresh stage ``clv_margin``: the bank-margin CLV of every customer the ``segments``
     stage wrote, in ``customer_clv_margin``.
 
@@ -331,48 +378,72 @@ def clv_margin_stage(ctx) -> None:
     lap = Laps()
     discount = lifecycle.clv_discount_rate()
     headline_years = lifecycle.clv_horizon_years()
+    known: dict[str, int] = {}
+
+    def horizon() -> int:  # the churn horizon, read once and only when someone was scored
+        if "months" not in known:
+            known["months"] = _horizon_months(ctx)
+        return known["months"]
+
+    customers = scored_customers = 0
+    retention_sum = 0.0
+    for block in id_ranges(ctx.engine, block_rows or BLOCK_ROWS):
+        out, retention = margin_clv_rows(ctx.engine, ctx.run_id, block, discount, horizon)
+        if retention is not None:
+            scored_customers += len(retention)
+            retention_sum += float(retention.sum())
+        customers += len(out)
+        with ctx.engine.begin() as conn:
+            bulk_insert(ctx.engine, customer_clv_margin, out.assign(run_id=ctx.run_id), conn=conn)
+        del out
+        lap("blocks")
+    metrics: dict[str, float | str | None] = {
+        "clv.retention_source": "churn_model" if scored_customers else "lifecycle_stage",
+        "clv.retention_customers": scored_customers,
+    }
+    if scored_customers:
+        metrics.update({"clv.retention_horizon_months": horizon(),
+                        "clv.retention_mean": retention_sum / scored_customers})
+    if not customers:
+        ctx.put_metrics(metrics)
+        return
+
+    ctx.row_counts["customer_clv_margin"] = customers
+    for name, seconds in lap.seconds.items():
+        ctx.metrics[f"clv_margin_seconds.{name}"] = seconds
+    ctx.put_metrics({**metrics, "clv.discount_rate": discount, "clv.horizon_years": headline_years})
+    log.info("clv_margin: %d customers, %d on the churn model's retention, timings %s",
+             customers, scored_customers, lap.seconds)
+
+
+def margin_clv_rows(engine, run_id: int, customers, discount: float, horizon) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """The ``customer_clv_margin`` rows of the customers a filter selects (``customers``, e.g. a
+    range of ids; ``None``: every one), and the churn model's retention of those it scored (``None``
+    when none was). ``horizon()`` gives the churn horizon in months, asked only when needed."""
     clv_columns = [f"clv_margin_{years}y" for years in lifecycle.CLV_HORIZONS_YEARS]
+    only, params = ("", {}) if customers is None else customers.sql("s.customer_id", engine)
     # Every segmented customer, with a churn probability where the churn stage scored them.
-    rows = read_frame(ctx.engine, f"""
+    rows = read_frame(engine, f"""
         SELECT s.customer_id, s.annual_margin, s.retention_rate, {", ".join(f"s.{c}" for c in clv_columns)},
                c.churn_probability
         FROM customer_segments s LEFT JOIN churn_scores c
           ON c.run_id = s.run_id AND c.customer_id = s.customer_id
-        WHERE s.run_id = :run_id
-    """, {"run_id": ctx.run_id})
-    lap("read")
+        WHERE s.run_id = :run_id{f" AND {only}" if only else ""}
+    """, {"run_id": run_id, **params})
     scored = rows["churn_probability"].notna().to_numpy()
-    metrics: dict[str, float | str | None] = {
-        "clv.retention_source": "churn_model" if scored.any() else "lifecycle_stage",
-        "clv.retention_customers": int(scored.sum()),
-    }
-    if rows.empty:
-        ctx.put_metrics(metrics)
-        return
     out = pd.DataFrame({"customer_id": rows["customer_id"].astype(str),
                         "retention_rate": rows["retention_rate"].to_numpy(dtype=float),
                         "retention_source": np.where(scored, "churn_model", "lifecycle_stage")})
     for column in clv_columns:
         out[column] = rows[column].to_numpy(dtype=float)
-    if scored.any():
-        horizon = _horizon_months(ctx)
-        retention = churn_retention(rows.loc[scored, "churn_probability"], horizon)
-        margin = rows.loc[scored, "annual_margin"].to_numpy(dtype=float)
-        out.loc[scored, "retention_rate"] = retention
-        for years, column in zip(lifecycle.CLV_HORIZONS_YEARS, clv_columns, strict=True):
-            out.loc[scored, column] = lifecycle.margin_clv(margin, retention, discount_rate=discount, years=years)
-        metrics.update({"clv.retention_horizon_months": horizon, "clv.retention_mean": float(retention.mean())})
-    lap("compute")
-    with ctx.engine.begin() as conn:
-        bulk_insert(ctx.engine, customer_clv_margin, out.assign(run_id=ctx.run_id), conn=conn)
-    lap("write")
-
-    ctx.row_counts["customer_clv_margin"] = len(out)
-    for name, seconds in lap.seconds.items():
-        ctx.metrics[f"clv_margin_seconds.{name}"] = seconds
-    ctx.put_metrics({**metrics, "clv.discount_rate": discount, "clv.horizon_years": headline_years})
-    log.info("clv_margin: %d customers, %d on the churn model's retention, timings %s",
-             len(out), int(scored.sum()), lap.seconds)
+    if not scored.any():
+        return out, None
+    retention = churn_retention(rows.loc[scored, "churn_probability"], horizon())
+    margin = rows.loc[scored, "annual_margin"].to_numpy(dtype=float)
+    out.loc[scored, "retention_rate"] = retention
+    for years, column in zip(lifecycle.CLV_HORIZONS_YEARS, clv_columns, strict=True):
+        out.loc[scored, column] = lifecycle.margin_clv(margin, retention, discount_rate=discount, years=years)
+    return out, np.asarray(retention, dtype=float)
 
 
-__all__ = ["churn_retention", "clv_margin_stage", "clv_stage", "clv_txn_totals", "monthly_rfm_summary"]
+__all__ = ["BLOCK_ROWS", "churn_retention", "clv_margin_stage", "margin_clv_rows", "clv_stage", "clv_txn_totals", "monthly_rfm_summary"]

@@ -121,7 +121,8 @@ def _segment_row(run_id: int, customer_id: str, annual_margin: float) -> dict:
             "tags": "salary_account"}
 
 
-def test_clv_margin_stage_by_hand(engine, monkeypatch):
+@pytest.mark.parametrize("block_rows", [None, 1])  # one block, or each customer a block of their own
+def test_clv_margin_stage_by_hand(engine, monkeypatch, block_rows):
     monkeypatch.setenv("CLV_DISCOUNT_RATE", "0.08")
     monkeypatch.setenv("CHURN_HORIZON_MONTHS", "3")
     store_rows.fill(engine)
@@ -133,7 +134,7 @@ def test_clv_margin_stage_by_hand(engine, monkeypatch):
         "run_id": run_id, "customer_id": "C000000001", "churn_state": "active", "churn_probability": 0.1,
         "clv": 0.0, "value_at_risk": 0.0}]))
     ctx = RefreshContext(engine=engine, run_id=run_id, as_of_month=date(2026, 10, 1))
-    clv_margin_stage(ctx)
+    clv_margin_stage(ctx, block_rows=block_rows)
 
     r, d = 0.9 ** 4, 0.08
     expected = {years: sum(1000 * r ** t / (1 + d) ** t for t in range(1, years + 1)) for years in (1, 3, 5)}
@@ -152,6 +153,7 @@ def test_clv_margin_stage_by_hand(engine, monkeypatch):
     assert metrics["clv.retention_source"] == "churn_model"
     assert metrics["clv.retention_customers"] == 1
     assert metrics["clv.retention_horizon_months"] == 3
+    assert metrics["clv.retention_mean"] == pytest.approx(r)
 
 
 def test_clv_margin_stage_without_scores_keeps_lifecycle_retention(engine):
@@ -194,6 +196,27 @@ def test_demo_every_segmented_customer_has_a_transactional_clv(demo_engine):
         assert metrics[f"clv_txn.{name}"] > 0, name
     assert metrics["clv_txn.customers"] == len(txn)
     assert metrics["clv_txn.total_12m"] == pytest.approx(txn["clv_txn_12m"].sum())
+
+
+def test_the_transactional_clv_in_blocks_equals_one_block(demo_engine, blocks_store):
+    """A refresh that read and scored blocks of 700 customers (the fits on every customer's summary,
+    kept as four numbers each) stored the rows and figures of one block, which are one pass's."""
+    from analytics.store import make_engine
+
+    query = "SELECT * FROM customer_clv_txn WHERE run_id = :r ORDER BY customer_id"
+    whole = read_frame(demo_engine, query, {"r": current_run_id(demo_engine)}).drop(columns="run_id")
+    before = get_run_metrics(demo_engine, current_run_id(demo_engine))
+    engine = make_engine(blocks_store["url"])
+    try:
+        blocks = read_frame(engine, query, {"r": blocks_store["run_id"]}).drop(columns="run_id")
+        after = get_run_metrics(engine, blocks_store["run_id"])
+    finally:
+        engine.dispose()
+    assert len(whole) > 3 * 700
+    pd.testing.assert_frame_equal(blocks, whole, check_exact=False, rtol=1e-9)
+    for name in ("r", "alpha", "a", "b", "p", "q", "gamma", "customers", "modelled_customers"):
+        assert after[f"clv_txn.{name}"] == before[f"clv_txn.{name}"], name
+    assert after["clv_txn.total_12m"] == pytest.approx(before["clv_txn.total_12m"], rel=1e-12)
 
 
 @pytest.mark.parametrize("by", ["rfm_segment", "value_tier", "branch_id"])
