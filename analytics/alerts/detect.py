@@ -86,29 +86,41 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(CANDIDATE_COLUMNS))
 
 
-def _population(engine: Engine, as_of: date) -> pd.DataFrame:
-    return read_frame(engine, """
+def _only(customers, column: str) -> tuple[str, dict]:
+    """``AND <condition>`` of a customer filter (a range of ids, as the stage's blocks), or nothing."""
+    if customers is None:
+        return "", {}
+    condition, params = customers.sql(column, None)
+    return f" AND {condition}", params
+
+
+def _population(engine: Engine, as_of: date, customers=None) -> pd.DataFrame:
+    only, params = _only(customers, "customer_id")
+    return read_frame(engine, f"""
         SELECT customer_id, relationship_manager, birth_date, id_expiry_date, risk_tolerance, risk_assessed_at
-        FROM customers WHERE status <> 'closed' AND open_date <= :as_of
-        ORDER BY customer_id""", {"as_of": as_of}).set_index("customer_id")
+        FROM customers WHERE status <> 'closed' AND open_date <= :as_of{only}
+        ORDER BY customer_id""", {"as_of": as_of, **params}).set_index("customer_id")
 
 
-def churn_candidates(engine: Engine, run_id: int, owners: pd.Series, due: date, min_value: float) -> pd.DataFrame:
-    scores = read_frame(engine, """
+def churn_candidates(engine: Engine, run_id: int, owners: pd.Series, due: date, min_value: float,
+                     customers=None) -> pd.DataFrame:
+    only, params = _only(customers, "customer_id")
+    scores = read_frame(engine, f"""
         SELECT customer_id, churn_probability FROM churn_scores
-        WHERE run_id = :run_id AND churn_state = 'active' AND value_at_risk >= :min_value
-        ORDER BY customer_id""", {"run_id": run_id, "min_value": float(min_value)})
+        WHERE run_id = :run_id AND churn_state = 'active' AND value_at_risk >= :min_value{only}
+        ORDER BY customer_id""", {"run_id": run_id, "min_value": float(min_value), **params})
     rows = [{"customer_id": c, "kind": "churn_value_at_risk", "due_date": due,
              "detail": coded("churn_value_at_risk", probability=f"{p:.0%}")}
             for c, p in zip(scores["customer_id"], scores["churn_probability"], strict=True) if c in owners.index]
     return _frame(rows)
 
 
-def risk_candidates(engine: Engine, run_id: int, owners: pd.Series, due: date) -> pd.DataFrame:
-    flags = read_frame(engine, """
+def risk_candidates(engine: Engine, run_id: int, owners: pd.Series, due: date, customers=None) -> pd.DataFrame:
+    only, params = _only(customers, "customer_id")
+    flags = read_frame(engine, f"""
         SELECT customer_id, suitability_mismatch, mismatch_holdings, risk_tolerance, balance_drop, aum_change_pct
-        FROM risk_flags WHERE run_id = :run_id AND (suitability_mismatch OR balance_drop)
-        ORDER BY customer_id""", {"run_id": run_id})
+        FROM risk_flags WHERE run_id = :run_id AND (suitability_mismatch OR balance_drop){only}
+        ORDER BY customer_id""", {"run_id": run_id, **params})
     rows = []
     for r in flags.itertuples(index=False):
         if r.customer_id not in owners.index:
@@ -177,15 +189,16 @@ def birthday_candidates(people: pd.DataFrame, consenting: set[str], as_of: date)
     return _frame(rows)
 
 
-def complaint_candidates(engine: Engine, owners: pd.Series, as_of: date, due: date) -> pd.DataFrame:
+def complaint_candidates(engine: Engine, owners: pd.Series, as_of: date, due: date, customers=None) -> pd.DataFrame:
     """Customers with a complaint not marked resolved, made more than :data:`COMPLAINT_DAYS` days
     before ``as_of``."""
     # contacted_at is a timestamp: a complaint of day D is older than 15 days on day D + 16.
     cutoff = datetime.combine(as_of - timedelta(days=COMPLAINT_DAYS), datetime.min.time())
-    frame = read_frame(engine, """
+    only, params = _only(customers, "customer_id")
+    frame = read_frame(engine, f"""
         SELECT customer_id, COUNT(*) AS n, MIN(contacted_at) AS oldest FROM contacts
-        WHERE kind = 'complaint' AND (resolved IS NULL OR NOT resolved) AND contacted_at < :cutoff
-        GROUP BY customer_id ORDER BY customer_id""", {"cutoff": cutoff})
+        WHERE kind = 'complaint' AND (resolved IS NULL OR NOT resolved) AND contacted_at < :cutoff{only}
+        GROUP BY customer_id ORDER BY customer_id""", {"cutoff": cutoff, **params})
     rows = []
     for customer_id, n, oldest in zip(frame["customer_id"], frame["n"], _dates(frame["oldest"]), strict=True):
         if customer_id in owners.index:
@@ -194,12 +207,14 @@ def complaint_candidates(engine: Engine, owners: pd.Series, as_of: date, due: da
     return _frame(rows)
 
 
-def detect(engine: Engine, run_id: int, as_of: date, *, now: datetime | None = None) -> pd.DataFrame:
+def detect(engine: Engine, run_id: int, as_of: date, *, now: datetime | None = None,
+           customers=None) -> pd.DataFrame:
     """Every candidate alert of run ``run_id`` at reference day ``as_of``.
 
     Reads the run's ``churn_scores`` and ``risk_flags`` (written by earlier stages) and the store's
     ``customers``, ``contacts`` and ``consents``; ``now`` is when consent is judged (default the
-    current UTC time).
+    current UTC time). ``customers`` (a filter such as :class:`analytics.partitions.IdRange`)
+    detects the alerts of those customers only: ``engine`` may be a connection.
 
     Returns
     -------
@@ -210,18 +225,19 @@ def detect(engine: Engine, run_id: int, as_of: date, *, now: datetime | None = N
     due = as_of + timedelta(days=int(settings.get("ALERT_DUE_DAYS")))
     min_value = float(settings.get("ALERT_CHURN_MIN_VALUE_AT_RISK"))
     valid_days = int(settings.get("RISK_ASSESSMENT_VALID_DAYS"))
-    people = _population(engine, as_of)
+    people = _population(engine, as_of, customers)
     owners = people["relationship_manager"]
     consent, params = live_consent_sql("c.customer_id", "marketing", now)
-    consenting = set(read_frame(engine, f"SELECT c.customer_id FROM customers c WHERE {consent}",
-                                params)["customer_id"])
+    only, only_params = _only(customers, "c.customer_id")
+    consenting = set(read_frame(engine, f"SELECT c.customer_id FROM customers c WHERE {consent}{only}",
+                                {**params, **only_params})["customer_id"])
     parts = [
-        churn_candidates(engine, run_id, owners, due, min_value),
-        risk_candidates(engine, run_id, owners, due),
+        churn_candidates(engine, run_id, owners, due, min_value, customers),
+        risk_candidates(engine, run_id, owners, due, customers),
         assessment_candidates(people, as_of, valid_days),
         id_expiry_candidates(people, as_of),
         birthday_candidates(people, consenting, as_of),
-        complaint_candidates(engine, owners, as_of, due),
+        complaint_candidates(engine, owners, as_of, due, customers),
     ]
     out = pd.concat([p for p in parts if not p.empty], ignore_index=True) if any(
         not p.empty for p in parts) else _frame([])

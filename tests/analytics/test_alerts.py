@@ -213,6 +213,38 @@ def test_an_alert_is_never_duplicated_across_refreshes(store):
                                  "AND kind = 'suitability_mismatch'")).scalar() == 2
 
 
+@pytest.mark.parametrize("block_rows", [1, 4, 10**6])
+def test_the_stage_detects_and_merges_a_block_of_customers_at_a_time(store, block_rows):
+    """The stage in blocks of 1, 4 or every customer merges what one pass merges: the same alerts,
+    counts and history as the refreshes of the test above. An alert of an id outside every block
+    (a customer no longer in the store) is cleared too."""
+    from analytics.alerts.stage import alerts_stage
+    from analytics.runs import RefreshContext, get_run_metrics
+
+    with store.begin() as conn:  # a standing alert of a customer the store no longer has
+        conn.execute(insert(alerts).values(customer_id="C9999", kind="birthday", status="new", due_date=AS_OF,
+                                           first_seen=AS_OF, first_seen_run=1, last_seen_run=1, created_at=T0,
+                                           updated_at=T0))
+    alerts_stage(RefreshContext(engine=store, run_id=1, as_of_month=date(2026, 10, 1)), block_rows=block_rows)
+    metrics = get_run_metrics(store, 1)
+    assert (metrics["alerts.new"], metrics["alerts.still_standing"], metrics["alerts.cleared"]) == (10, 0, 1)
+    assert metrics["alerts.detected"] == 10 and metrics["alerts.detected.birthday"] == 1
+    _run(store, 2, mismatch=("C0006",))
+    alerts_stage(RefreshContext(engine=store, run_id=2, as_of_month=date(2026, 10, 1)), block_rows=block_rows)
+    metrics = get_run_metrics(store, 2)
+    assert [metrics[f"alerts.{k}"] for k in ("new", "still_standing", "cleared", "resolved")] == [1, 9, 1, 1]
+    rows = _open(store)
+    assert len({(r["customer_id"], r["kind"]) for r in rows}) == len(rows) == 10
+    assert {(r["customer_id"], r["kind"]) for r in rows} == _keys_only(detect(store, 2, AS_OF))
+    with store.connect() as conn:
+        gone = conn.execute(select(alerts.c.cleared_run, alerts.c.status).where(alerts.c.customer_id == "C9999")).one()
+    assert tuple(gone) == (1, "resolved")
+
+
+def _keys_only(frame):
+    return {(r.customer_id, r.kind) for r in frame.itertuples()}
+
+
 def test_a_resolved_alert_stays_closed_while_its_condition_lasts(store):
     merge(store, 1, AS_OF, detect(store, 1, AS_OF))
     rm = _rm("RM_A")
