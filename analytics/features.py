@@ -43,6 +43,7 @@ import pandas as pd
 from sqlalchemy import Date, DateTime, Engine, bindparam, false, select, text
 
 from analytics.errors import AnalyticsError
+from analytics.partitions import and_customers
 from analytics.schema import customer_feature_products, customer_feature_sets
 from analytics.schema import customer_features as feature_rows
 from analytics.store import bulk_insert, read_for_ids, read_frame
@@ -163,15 +164,6 @@ def relative_change(now, before) -> np.ndarray:
     return np.clip(change, -1.0, PCT_CAP)
 
 
-def _restriction(customers, column: str, engine: Engine) -> tuple[str, dict]:
-    """``AND <condition>`` keeping the customers a filter selects (see :func:`customer_features`), or
-    nothing without one."""
-    if customers is None:
-        return "", {}
-    condition, params = customers.sql(column, engine)
-    return f" AND {condition}", params
-
-
 def _column_name(category: str) -> str:
     slug = re.sub(r"[^0-9a-z]+", "_", str(category).strip().lower()).strip("_")
     return f"products_{slug or 'other'}"
@@ -221,7 +213,7 @@ def _monthly_aggregates(engine: Engine, m0: date, months_back: int,
     # customers). NOT INDEXED is SQLite syntax; PostgreSQL's planner makes that choice itself.
     # A partition (customers=) is a small share of the rows: there the customer_id index is used.
     hint = " NOT INDEXED" if engine.dialect.name == "sqlite" and customers is None else ""
-    only, only_params = _restriction(customers, "customer_id", engine)
+    only, only_params = and_customers(customers, "customer_id", engine)
     sql = text(f"""
         SELECT customer_id,
           {columns}
@@ -242,7 +234,7 @@ def _holding_counts(engine: Engine, as_of_end: date, customers=None) -> pd.DataF
     # Category names become bound parameters (never SQL text); the output columns are renamed after.
     arms = ",\n".join(f"SUM(CASE WHEN p.category = :cat{i} THEN 1 ELSE 0 END) AS cat{i}"
                       for i in range(len(categories)))
-    only, only_params = _restriction(customers, "h.customer_id", engine)
+    only, only_params = and_customers(customers, "h.customer_id", engine)
     sql = text(f"""
         SELECT h.customer_id,
           COUNT(*) AS open_products,
@@ -262,7 +254,7 @@ def _holding_counts(engine: Engine, as_of_end: date, customers=None) -> pd.DataF
 def _contact_counts(engine: Engine, m0: date, customers=None) -> pd.DataFrame:
     until = datetime.combine(add_months(m0, 1), datetime.min.time())
     since = {k: datetime.combine(add_months(m0, -(k - 1)), datetime.min.time()) for k in (3, 6, 12)}
-    only, only_params = _restriction(customers, "customer_id", engine)
+    only, only_params = and_customers(customers, "customer_id", engine)
     sql = text(f"""
         SELECT customer_id,
           SUM(CASE WHEN kind = 'complaint' AND contacted_at >= :s3 THEN 1 ELSE 0 END) AS complaints_3m,
@@ -287,7 +279,7 @@ def _customer_records(engine: Engine, as_of_end: date, with_status: bool, custom
     # Marketing consent is a live consent in `consents` (the legacy customers.marketing_consent
     # flag only feeds that table when customers are loaded).
     consent, params = live_consent_sql("c.customer_id", "marketing")
-    only, only_params = _restriction(customers, "c.customer_id", engine)
+    only, only_params = and_customers(customers, "c.customer_id", engine)
     sql = text(f"""
         SELECT customer_id, gender, birth_date, branch_id, customer_type, income_band,
                onboarding_channel, open_date, id_expiry_date, risk_tolerance, risk_assessed_at,
@@ -322,7 +314,7 @@ def lifecycle_inputs(engine: Engine, as_of_month, *, months_back: int = LONG_WIN
     if months_back < LONG_WINDOW:
         raise FeatureError(f"months_back must be at least {LONG_WINDOW}, got {months_back}")
     m0 = _as_month(as_of_month)
-    only, only_params = _restriction(customers, "customer_id", engine)
+    only, only_params = and_customers(customers, "customer_id", engine)
     sql = text(f"SELECT customer_id, open_date FROM customers WHERE open_date <= :as_of_end{only}").bindparams(
         bindparam("as_of_end", type_=Date))
     records = read_frame(engine, sql, {"as_of_end": month_end(m0)} | only_params).set_index("customer_id")

@@ -177,6 +177,16 @@ class PartitionRange:
                 {**params, "partcount": self.partition.count, "partno": self.partition.number})
 
 
+def and_customers(customers, column: str, engine: Engine) -> tuple[str, dict]:
+    """``" AND <condition>"`` keeping the customers a filter selects (a :class:`Partition`,
+    :class:`IdRange` or :class:`PartitionRange`, the ``customers=`` of the readers) in ``column``,
+    and its bound parameters; ``("", {})`` without a filter, for a read of every customer."""
+    if customers is None:
+        return "", {}
+    condition, params = customers.sql(column, engine)
+    return f" AND {condition}", params
+
+
 def id_ranges(engine: Engine, rows: int) -> list[IdRange]:
     """Consecutive ranges of the store's customer ids, about ``rows`` customers each, from the
     smallest id through the largest; none for a store without customers.
@@ -329,7 +339,7 @@ def pause_if_asked(point: str, partition: int) -> None:
         time.sleep(0.05)
 
 
-__all__ = ["DaskCluster", "IdRange", "InProcess", "PAUSE_POINTS", "Partition", "PartitionError", "PartitionRange",
+__all__ = ["DaskCluster", "and_customers", "IdRange", "InProcess", "PAUSE_POINTS", "Partition", "PartitionError", "PartitionRange",
            "ProcessPool",
            "executor_from_settings", "hash_sql", "id_ranges", "partition_count", "partition_hash", "partition_of",
            "pause_if_asked", "prepare_engine", "run_partitions"]

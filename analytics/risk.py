@@ -47,7 +47,7 @@ from analytics.access import Viewer, release, require_rows, suppress_small_cells
 from analytics.errors import ConfigError, StoreNotInitialisedError
 from analytics.features import add_months, month_end, to_datetime
 from analytics.i18n import coded
-from analytics.partitions import id_ranges
+from analytics.partitions import and_customers, id_ranges
 from analytics.runs import Laps, resolve_run
 from analytics.schema import CREDIT_GRADES, RISK_TOLERANCES, risk_branch_summary, risk_flags, risk_mismatches
 from analytics.segmentation import RFM_SEGMENTS, VALUE_TIERS, value_tier_thresholds, value_tiers
@@ -223,16 +223,8 @@ def flag_drops(before: np.ndarray, now: np.ndarray, tiers: pd.DataFrame, *, inde
 # ---------------------------------------------------------------------------------------------
 
 
-def _only(customers, column: str, engine: Engine) -> tuple[str, dict]:
-    """``AND <condition>`` of a customer filter (an id range, as for the stage's blocks), or nothing."""
-    if customers is None:
-        return "", {}
-    condition, params = customers.sql(column, engine)
-    return f" AND {condition}", params
-
-
 def _customers(engine: Engine, as_of: date, customers=None) -> pd.DataFrame:
-    only, params = _only(customers, "customer_id", engine)
+    only, params = and_customers(customers, "customer_id", engine)
     sql = text(f"""
         SELECT customer_id, branch_id, risk_tolerance, risk_assessed_at, credit_grade, status
         FROM customers WHERE open_date <= :as_of{only}
@@ -242,7 +234,7 @@ def _customers(engine: Engine, as_of: date, customers=None) -> pd.DataFrame:
 
 
 def _monthly_aum(engine: Engine, m0: date, customers=None) -> pd.DataFrame:
-    only, params = _only(customers, "customer_id", engine)
+    only, params = and_customers(customers, "customer_id", engine)
     sql = text(f"""
         SELECT customer_id,
                SUM(CASE WHEN month = :m0 THEN aum END) AS aum_now,
@@ -256,7 +248,7 @@ def _monthly_aum(engine: Engine, m0: date, customers=None) -> pd.DataFrame:
 
 def _asset_balances(engine: Engine, as_of: date, customers=None) -> pd.DataFrame:
     """Per customer: open asset balance, of which in R4/R5 products, and open R4/R5 holdings."""
-    only, params = _only(customers, "h.customer_id", engine)
+    only, params = and_customers(customers, "h.customer_id", engine)
     sql = text(f"""
         SELECT h.customer_id,
                SUM(CASE WHEN p.balance_side = 'asset' THEN h.balance ELSE 0 END) AS asset_balance,
@@ -274,7 +266,7 @@ def _asset_balances(engine: Engine, as_of: date, customers=None) -> pd.DataFrame
 def risky_holdings(engine: Engine, as_of, customers=None) -> pd.DataFrame:
     """Holdings open at the end of ``as_of`` of products above R1 (the only ones that can mismatch);
     of the customers a filter selects when ``customers`` is given."""
-    only, params = _only(customers, "h.customer_id", engine)
+    only, params = and_customers(customers, "h.customer_id", engine)
     sql = text(f"""
         SELECT h.holding_id, h.customer_id, h.product_id, p.category, p.risk_level, h.balance
         FROM holdings h JOIN products p ON p.product_id = h.product_id

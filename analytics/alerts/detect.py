@@ -47,6 +47,7 @@ from sqlalchemy import Engine
 from analytics import settings
 from analytics.consent import live_consent_sql
 from analytics.i18n import coded, render_coded
+from analytics.partitions import and_customers
 from analytics.store import read_frame
 
 EXPIRY_WINDOW_DAYS = 30
@@ -86,16 +87,8 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(CANDIDATE_COLUMNS))
 
 
-def _only(customers, column: str) -> tuple[str, dict]:
-    """``AND <condition>`` of a customer filter (a range of ids, as the stage's blocks), or nothing."""
-    if customers is None:
-        return "", {}
-    condition, params = customers.sql(column, None)
-    return f" AND {condition}", params
-
-
 def _population(engine: Engine, as_of: date, customers=None) -> pd.DataFrame:
-    only, params = _only(customers, "customer_id")
+    only, params = and_customers(customers, "customer_id", engine)
     return read_frame(engine, f"""
         SELECT customer_id, relationship_manager, birth_date, id_expiry_date, risk_tolerance, risk_assessed_at
         FROM customers WHERE status <> 'closed' AND open_date <= :as_of{only}
@@ -104,7 +97,7 @@ def _population(engine: Engine, as_of: date, customers=None) -> pd.DataFrame:
 
 def churn_candidates(engine: Engine, run_id: int, owners: pd.Series, due: date, min_value: float,
                      customers=None) -> pd.DataFrame:
-    only, params = _only(customers, "customer_id")
+    only, params = and_customers(customers, "customer_id", engine)
     scores = read_frame(engine, f"""
         SELECT customer_id, churn_probability FROM churn_scores
         WHERE run_id = :run_id AND churn_state = 'active' AND value_at_risk >= :min_value{only}
@@ -116,7 +109,7 @@ def churn_candidates(engine: Engine, run_id: int, owners: pd.Series, due: date, 
 
 
 def risk_candidates(engine: Engine, run_id: int, owners: pd.Series, due: date, customers=None) -> pd.DataFrame:
-    only, params = _only(customers, "customer_id")
+    only, params = and_customers(customers, "customer_id", engine)
     flags = read_frame(engine, f"""
         SELECT customer_id, suitability_mismatch, mismatch_holdings, risk_tolerance, balance_drop, aum_change_pct
         FROM risk_flags WHERE run_id = :run_id AND (suitability_mismatch OR balance_drop){only}
@@ -194,7 +187,7 @@ def complaint_candidates(engine: Engine, owners: pd.Series, as_of: date, due: da
     before ``as_of``."""
     # contacted_at is a timestamp: a complaint of day D is older than 15 days on day D + 16.
     cutoff = datetime.combine(as_of - timedelta(days=COMPLAINT_DAYS), datetime.min.time())
-    only, params = _only(customers, "customer_id")
+    only, params = and_customers(customers, "customer_id", engine)
     frame = read_frame(engine, f"""
         SELECT customer_id, COUNT(*) AS n, MIN(contacted_at) AS oldest FROM contacts
         WHERE kind = 'complaint' AND (resolved IS NULL OR NOT resolved) AND contacted_at < :cutoff{only}
@@ -228,7 +221,7 @@ def detect(engine: Engine, run_id: int, as_of: date, *, now: datetime | None = N
     people = _population(engine, as_of, customers)
     owners = people["relationship_manager"]
     consent, params = live_consent_sql("c.customer_id", "marketing", now)
-    only, only_params = _only(customers, "c.customer_id")
+    only, only_params = and_customers(customers, "c.customer_id", engine)
     consenting = set(read_frame(engine, f"SELECT c.customer_id FROM customers c WHERE {consent}{only}",
                                 {**params, **only_params})["customer_id"])
     parts = [

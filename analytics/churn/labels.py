@@ -17,6 +17,7 @@ from sqlalchemy import Date, Engine, bindparam, text
 from analytics import settings
 from analytics.errors import AnalyticsError, ConfigError
 from analytics.features import add_months, customer_features, month_end, to_datetime
+from analytics.partitions import and_customers
 from analytics.store import read_frame
 
 
@@ -80,17 +81,9 @@ def _float_column(frame: pd.DataFrame, col: str) -> pd.Series:
     return pd.to_numeric(frame[col], errors="coerce").astype(float).fillna(0.0)
 
 
-def _only(customers, column: str, engine: Engine) -> tuple[str, dict]:
-    """``AND <condition>`` of a customer filter (``customers=`` of :func:`cutoff_states`), or nothing."""
-    if customers is None:
-        return "", {}
-    condition, params = customers.sql(column, engine)
-    return f" AND {condition}", params
-
-
 def _open_holdings(engine: Engine, day: date, column: str, customers=None) -> pd.DataFrame:
     """Open holdings per customer at the end of ``day`` (opened by then, not yet closed), as ``column``."""
-    only, params = _only(customers, "customer_id", engine)
+    only, params = and_customers(customers, "customer_id", engine)
     return read_frame(engine, text(f"""
         SELECT customer_id, COUNT(*) AS {column} FROM holdings
         WHERE opened_on <= :day AND (closed_on IS NULL OR closed_on > :day){only}
@@ -112,7 +105,7 @@ def cutoff_states(engine: Engine, cutoff_month, horizon_months: int = 3, *, cust
     m0 = first_of_month(cutoff_month)
     end0 = month_end(m0)
     first = add_months(m0, -(horizon_months - 1))
-    only, params = _only(customers, "customer_id", engine)
+    only, params = and_customers(customers, "customer_id", engine)
     records = read_frame(engine, text(f"SELECT customer_id FROM customers WHERE open_date <= :e0{only}")
                          .bindparams(bindparam("e0", type_=Date)), {"e0": end0, **params}).set_index("customer_id")
     activity = read_frame(engine, text(f"""
@@ -152,7 +145,7 @@ def churn_outcomes(engine: Engine, cutoff_month, horizon_months: int = 3, aum_dr
         raise ChurnError(f"Churn labels at {m0:%Y-%m} need activity up to {mh:%Y-%m}; the store holds "
                          f"{'none' if last is None else f'up to {last:%Y-%m}'}. Use an earlier cut-off.")
     states = cutoff_states(engine, m0, horizon_months, customers=customers)
-    only, params = _only(customers, "customer_id", engine)
+    only, params = and_customers(customers, "customer_id", engine)
     monthly = read_frame(engine, text(f"""
         SELECT customer_id,
           SUM(CASE WHEN month > :m0 THEN txn_count ELSE 0 END) AS txn_after,

@@ -90,13 +90,14 @@ def test_id_ranges_cover_every_customer_once_in_blocks_of_about_the_size(engine)
     assert [r.through for r in ranges] == [False, False, False, True]
     seen = []
     for block in ranges:
-        condition, params = block.sql("customer_id", engine)
+        only, params = partitions.and_customers(block, "customer_id", engine)
         with engine.connect() as conn:
-            got = conn.execute(text(f"SELECT customer_id FROM customers WHERE {condition} ORDER BY customer_id"),
+            got = conn.execute(text(f"SELECT customer_id FROM customers WHERE 1 = 1{only} ORDER BY customer_id"),
                                params).scalars().all()
         assert 240 <= len(got) <= 260  # 1000 in 4: 250 each
         seen += got
     assert seen == ids  # every customer once, in order
+    assert partitions.and_customers(None, "customer_id", engine) == ("", {})  # no filter: every customer
     assert partitions.id_ranges(engine, 5000) == [partitions.IdRange(ids[0], ids[-1], through=True)]
     with pytest.raises(ValueError):
         partitions.id_ranges(engine, 0)
