@@ -18,6 +18,7 @@ import pandas as pd
 from sqlalchemy import Date, Engine, bindparam, text
 
 from analytics.cross_sell.errors import CrossSellError
+from analytics.partitions import and_customers
 from analytics.store import read_frame
 
 
@@ -37,8 +38,9 @@ def product_categories(engine: Engine) -> list[str]:
         str).tolist()
 
 
-def holding_balances(engine: Engine, as_of) -> pd.DataFrame:
-    """Balances by customer and category of the holdings open at the end of ``as_of``.
+def holding_balances(engine: Engine, as_of, *, customers=None) -> pd.DataFrame:
+    """Balances by customer and category of the holdings open at the end of ``as_of`` (of the
+    customers a filter selects, :func:`analytics.partitions.and_customers`, or of every customer).
 
     Returns
     -------
@@ -46,13 +48,14 @@ def holding_balances(engine: Engine, as_of) -> pd.DataFrame:
         Columns ``customer_id``, ``category`` and ``balance`` (the sum over the customer's open
         holdings of the category, CNY), one row per pair.
     """
-    sql = text("""
+    only, params = and_customers(customers, "h.customer_id", engine)
+    sql = text(f"""
         SELECT h.customer_id, p.category, SUM(h.balance) AS balance
         FROM holdings h JOIN products p ON p.product_id = h.product_id
-        WHERE h.opened_on <= :as_of AND (h.closed_on IS NULL OR h.closed_on > :as_of)
+        WHERE h.opened_on <= :as_of AND (h.closed_on IS NULL OR h.closed_on > :as_of){only}
         GROUP BY h.customer_id, p.category
     """).bindparams(bindparam("as_of", type_=Date))
-    frame = read_frame(engine, sql, {"as_of": _as_date(as_of)})
+    frame = read_frame(engine, sql, {"as_of": _as_date(as_of), **params})
     frame["balance"] = pd.to_numeric(frame["balance"], errors="coerce").fillna(0.0).astype(float)
     return frame
 
@@ -69,7 +72,7 @@ def pivot_holdings(pairs: pd.DataFrame, categories: list[str]) -> pd.DataFrame:
                         columns=list(categories))
 
 
-def holding_matrix(engine: Engine, as_of, categories: list[str] | None = None) -> pd.DataFrame:
+def holding_matrix(engine: Engine, as_of, categories: list[str] | None = None, *, customers=None) -> pd.DataFrame:
     """Customer x product-category holdings (True = an open holding) at the end of ``as_of``.
 
     Parameters
@@ -80,6 +83,8 @@ def holding_matrix(engine: Engine, as_of, categories: list[str] | None = None) -
         The day; a holding counts if opened on or before it and not closed on or before it.
     categories : list of str, optional
         The columns, in order; defaults to every category of the ``products`` table, sorted.
+    customers : optional
+        A customer filter (:func:`analytics.partitions.and_customers`): their rows alone.
 
     Returns
     -------
@@ -87,18 +92,21 @@ def holding_matrix(engine: Engine, as_of, categories: list[str] | None = None) -
         Boolean, indexed by ``customer_id`` (sorted), customers with at least one open holding.
     """
     categories = product_categories(engine) if categories is None else list(categories)
-    return pivot_holdings(holding_balances(engine, as_of), categories)
+    return pivot_holdings(holding_balances(engine, as_of, customers=customers), categories)
 
 
-def acquisitions(engine: Engine, after, until, categories: list[str] | None = None) -> pd.DataFrame:
-    """Customer x category: True when the customer opened a holding of it in ``(after, until]``."""
+def acquisitions(engine: Engine, after, until, categories: list[str] | None = None, *,
+                 customers=None) -> pd.DataFrame:
+    """Customer x category: True when the customer opened a holding of it in ``(after, until]``
+    (``customers``: a filter's customers alone, as for :func:`holding_matrix`)."""
     categories = product_categories(engine) if categories is None else list(categories)
-    sql = text("""
+    only, params = and_customers(customers, "h.customer_id", engine)
+    sql = text(f"""
         SELECT DISTINCT h.customer_id, p.category
         FROM holdings h JOIN products p ON p.product_id = h.product_id
-        WHERE h.opened_on > :after AND h.opened_on <= :until
+        WHERE h.opened_on > :after AND h.opened_on <= :until{only}
     """).bindparams(bindparam("after", type_=Date), bindparam("until", type_=Date))
-    pairs = read_frame(engine, sql, {"after": _as_date(after), "until": _as_date(until)})
+    pairs = read_frame(engine, sql, {"after": _as_date(after), "until": _as_date(until), **params})
     return pivot_holdings(pairs, categories)
 
 

@@ -123,23 +123,44 @@ def rising_to_next_tier(aum_latest, aum_change_pct_3m, value_tier, thresholds) -
                 & (aum < next_threshold))
 
 
+class TierShares:
+    """The holder rates :func:`tier_categories` reads, added up over blocks of customers: each
+    block's customers x categories True/False frame and value tiers go to :meth:`add`, and
+    :meth:`categories` gives what one call over every customer gives (the rates are counts over
+    counts, so the split does not change them)."""
+
+    def __init__(self, categories) -> None:
+        self.columns = [str(c) for c in categories]
+        self._holders = pd.DataFrame(0, index=pd.Index([], dtype=object), columns=self.columns, dtype=np.int64)
+        self._customers = pd.Series(0, index=pd.Index([], dtype=object), dtype=np.int64)
+
+    def add(self, held: pd.DataFrame, value_tier: pd.Series) -> TierShares:
+        vt = value_tier.reindex(held.index).astype(object).to_numpy()
+        counts = held.reindex(columns=self.columns, fill_value=False).astype(np.int64).groupby(vt)
+        self._holders = self._holders.add(counts.sum(), fill_value=0).astype(np.int64)
+        self._customers = self._customers.add(counts.size(), fill_value=0).astype(np.int64)
+        return self
+
+    def categories(self) -> dict[str, tuple[str, ...]]:
+        rates = self._holders.div(self._customers, axis=0)
+        out: dict[str, tuple[str, ...]] = {}
+        for lower, upper in zip(VALUE_TIERS, VALUE_TIERS[1:], strict=False):
+            if lower not in rates.index or upper not in rates.index:
+                out[upper] = ()
+                continue
+            low, up = rates.loc[lower], rates.loc[upper]
+            out[upper] = tuple(c for c in self.columns
+                               if up[c] >= TIER_CATEGORY_MIN_RATE and up[c] >= TIER_CATEGORY_LIFT * low[c])
+        return out
+
+
 def tier_categories(held: pd.DataFrame, value_tier: pd.Series) -> dict[str, tuple[str, ...]]:
     """Each value tier above the lowest -> its products: the categories (columns of ``held``, a
     customers x categories True/False frame) that at least :data:`TIER_CATEGORY_MIN_RATE` of the
     tier's customers hold, and at least :data:`TIER_CATEGORY_LIFT` times the share of the tier
     below (a category nobody in the tier below holds counts once the rate is met). A tier or the
-    tier below it without customers has none."""
-    vt = value_tier.reindex(held.index).astype(object)
-    rates = held.astype(float).groupby(vt.to_numpy()).mean()
-    out: dict[str, tuple[str, ...]] = {}
-    for lower, upper in zip(VALUE_TIERS, VALUE_TIERS[1:], strict=False):
-        if lower not in rates.index or upper not in rates.index:
-            out[upper] = ()
-            continue
-        low, up = rates.loc[lower], rates.loc[upper]
-        out[upper] = tuple(str(c) for c in held.columns
-                           if up[c] >= TIER_CATEGORY_MIN_RATE and up[c] >= TIER_CATEGORY_LIFT * low[c])
-    return out
+    tier below it without customers has none. (:class:`TierShares` over one block.)"""
+    return TierShares(held.columns).add(held, value_tier).categories()
 
 
 def credit_grade_ok(credit_grade, min_grade: str) -> np.ndarray:
@@ -187,25 +208,53 @@ def best_products(products_frame: pd.DataFrame, categories: list[str]) -> tuple[
     return index, margins
 
 
+class ExpectedBalances:
+    """The medians :func:`expected_balances` takes, gathered over blocks of customers: each block's
+    balances (``customer_id``, ``category``, ``balance``) and its customers' value tiers go to
+    :meth:`add`, which keeps the balances alone (8 bytes a holder and category, no ids), and
+    :meth:`table` and :meth:`overall` give what one call over every customer gives (a median does
+    not depend on the order of its values)."""
+
+    def __init__(self, categories) -> None:
+        self.categories = list(categories)
+        self._overall: dict[str, list[np.ndarray]] = {}
+        self._by_tier: dict[tuple[str, str], list[np.ndarray]] = {}
+
+    def add(self, balances: pd.DataFrame, tiers: pd.Series) -> ExpectedBalances:
+        if balances.empty:
+            return self
+        frame = balances.assign(value_tier=balances["customer_id"].map(tiers.astype(object)))
+        for category, values in frame.groupby("category")["balance"]:
+            self._overall.setdefault(category, []).append(values.to_numpy(dtype=float))
+        for key, values in frame.dropna(subset=["value_tier"]).groupby(["value_tier", "category"])["balance"]:
+            self._by_tier.setdefault(key, []).append(values.to_numpy(dtype=float))
+        return self
+
+    def overall(self) -> pd.Series:
+        """The median balance of each category's holders (the categories somebody holds)."""
+        return pd.Series({c: float(np.median(np.concatenate(v))) for c, v in sorted(self._overall.items())},
+                         dtype=float, name="balance").rename_axis("category")
+
+    def table(self) -> pd.DataFrame:
+        out = pd.DataFrame(0.0, index=list(VALUE_TIERS), columns=self.categories)
+        overall = self.overall()
+        for category in self.categories:
+            for tier in VALUE_TIERS:
+                if (tier, category) in self._by_tier:
+                    out.loc[tier, category] = float(np.median(np.concatenate(self._by_tier[(tier, category)])))
+                elif category in overall.index:
+                    out.loc[tier, category] = float(overall[category])
+        return out
+
+
 def expected_balances(balances: pd.DataFrame, tiers: pd.Series, categories: list[str]) -> pd.DataFrame:
     """Median category balance among holders per value tier (tier x category), with fallbacks.
 
     A tier without holders of a category takes the median over all its holders; a category nobody
     holds gets 0. Holders whose customer is missing from ``tiers`` count in the all-tier median only.
+    (:class:`ExpectedBalances` over one block.)
     """
-    out = pd.DataFrame(0.0, index=list(VALUE_TIERS), columns=list(categories))
-    if balances.empty:
-        return out
-    frame = balances.assign(value_tier=balances["customer_id"].map(tiers.astype(object)))
-    overall = frame.groupby("category")["balance"].median()
-    by_tier = frame.dropna(subset=["value_tier"]).groupby(["value_tier", "category"])["balance"].median()
-    for category in categories:
-        for tier in VALUE_TIERS:
-            if (tier, category) in by_tier.index:
-                out.loc[tier, category] = float(by_tier[(tier, category)])
-            elif category in overall.index:
-                out.loc[tier, category] = float(overall[category])
-    return out
+    return ExpectedBalances(categories).add(balances, tiers).table()
 
 
 @dataclass
@@ -687,6 +736,6 @@ def propensity_json(propensity: pd.DataFrame, decimals: int = 4) -> np.ndarray:
 __all__ = ["CREDIT_CATEGORIES", "CREDIT_COMPLAINT_CATEGORIES", "CREDIT_COMPLAINT_MONTHS", "EXCLUSION_REASONS",
            "OFFER_KINDS", "RISING_AUM_MIN_CHANGE", "RISING_AUM_REACH", "TIER_CATEGORY_LIFT", "TIER_CATEGORY_MIN_RATE",
            "UPSELL_LADDERS",
-           "CampaignPools", "Recommendations", "assessment_valid", "credit_grade_ok", "best_products", "combine",
+           "CampaignPools", "ExpectedBalances", "Recommendations", "TierShares", "assessment_valid", "credit_grade_ok", "best_products", "combine",
            "combine_summaries", "expected_balances",
            "propensity_json", "recommend", "rising_to_next_tier", "tier_categories"]

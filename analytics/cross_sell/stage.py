@@ -27,16 +27,17 @@ from analytics.cross_sell.recommend import (
     CREDIT_COMPLAINT_CATEGORIES,
     CREDIT_COMPLAINT_MONTHS,
     CampaignPools,
+    ExpectedBalances,
+    TierShares,
     assessment_valid,
     combine_summaries,
-    expected_balances,
     propensity_json,
     recommend,
     rising_to_next_tier,
-    tier_categories,
 )
 from analytics.features import add_months, month_end
-from analytics.features_stage import stage_features
+from analytics.features_stage import feature_blocks, stage_feature_count, stage_features
+from analytics.partitions import and_customers, id_ranges
 from analytics.runs import Laps, RefreshContext
 from analytics.schema import (
     contacts,
@@ -129,30 +130,34 @@ def feature_cutoffs(as_of_month: date) -> list[date]:
     return [add_months(m0, -cross_sell_settings()["horizon_months"]), m0]
 
 
-def held_tiers(engine, as_of, categories: list[str]) -> pd.DataFrame:
+def held_tiers(engine, as_of, categories: list[str], *, customers=None) -> pd.DataFrame:
     """Customer x category: the highest ``tier_rank`` among the customer's holdings open at the end
-    of ``as_of`` (tiered products only; NaN where the customer holds no tiered product of it)."""
-    sql = text("""
+    of ``as_of`` (tiered products only; NaN where the customer holds no tiered product of it);
+    ``customers``: a filter's customers alone (:func:`analytics.partitions.and_customers`)."""
+    only, params = and_customers(customers, "h.customer_id", engine)
+    sql = text(f"""
         SELECT h.customer_id, p.category, MAX(p.tier_rank) AS tier_rank
         FROM holdings h JOIN products p ON p.product_id = h.product_id
-        WHERE p.tier_rank IS NOT NULL AND h.opened_on <= :as_of AND (h.closed_on IS NULL OR h.closed_on > :as_of)
+        WHERE p.tier_rank IS NOT NULL AND h.opened_on <= :as_of AND (h.closed_on IS NULL OR h.closed_on > :as_of){only}
         GROUP BY h.customer_id, p.category
     """).bindparams(bindparam("as_of", type_=Date))
-    frame = read_frame(engine, sql, {"as_of": _as_date(as_of)})
+    frame = read_frame(engine, sql, {"as_of": _as_date(as_of), **params})
     frame["customer_id"] = frame["customer_id"].astype(str)
     wide = frame.pivot(index="customer_id", columns="category", values="tier_rank") if len(frame) else pd.DataFrame()
     return wide.reindex(columns=categories).astype(float)
 
 
-def tier_upgrades(engine, after, until, categories: list[str]) -> pd.DataFrame:
-    """Customer x category: the highest ``tier_rank`` opened in ``(after, until]`` (NaN: none)."""
-    sql = text("""
+def tier_upgrades(engine, after, until, categories: list[str], *, customers=None) -> pd.DataFrame:
+    """Customer x category: the highest ``tier_rank`` opened in ``(after, until]`` (NaN: none);
+    ``customers`` as for :func:`held_tiers`."""
+    only, params = and_customers(customers, "h.customer_id", engine)
+    sql = text(f"""
         SELECT h.customer_id, p.category, MAX(p.tier_rank) AS tier_rank
         FROM holdings h JOIN products p ON p.product_id = h.product_id
-        WHERE p.tier_rank IS NOT NULL AND h.opened_on > :after AND h.opened_on <= :until
+        WHERE p.tier_rank IS NOT NULL AND h.opened_on > :after AND h.opened_on <= :until{only}
         GROUP BY h.customer_id, p.category
     """).bindparams(bindparam("after", type_=Date), bindparam("until", type_=Date))
-    frame = read_frame(engine, sql, {"after": _as_date(after), "until": _as_date(until)})
+    frame = read_frame(engine, sql, {"after": _as_date(after), "until": _as_date(until), **params})
     frame["customer_id"] = frame["customer_id"].astype(str)
     wide = frame.pivot(index="customer_id", columns="category", values="tier_rank") if len(frame) else pd.DataFrame()
     return wide.reindex(columns=categories).astype(float)
@@ -185,6 +190,26 @@ def upgrade_rates(tiers_then: pd.DataFrame, opened: pd.DataFrame, value_tier: pd
     return out
 
 
+def combine_upgrade_rates(parts) -> pd.DataFrame:
+    """:func:`upgrade_rates` of blocks of customers added up: the rows one call over all of them
+    gives (holders and upgrades are counts, so the rates are the same), in another order."""
+    frames = [p for p in parts if len(p)]
+    if not frames:
+        return upgrade_rates(pd.DataFrame(), pd.DataFrame(), pd.Series(dtype=object))
+    keys = ["category", "tier_rank", "value_tier"]
+    out = (pd.concat(frames, ignore_index=True).groupby(keys, dropna=False, sort=False)[["holders", "upgraded"]]
+           .sum().reset_index())
+    out["value_tier"] = out["value_tier"].astype(object).where(out["value_tier"].notna(), None)
+    out["rate"] = out["upgraded"] / out["holders"]
+    return out
+
+
+def _stacked(parts, ids: pd.Index, categories: list[str]) -> pd.DataFrame:
+    """Blocks' customer x category True/False frames as one frame over ``ids``, in their order."""
+    frame = pd.concat(parts) if parts else pd.DataFrame(columns=categories, dtype=bool)
+    return frame.reindex(index=ids, columns=categories, fill_value=False).astype(bool)
+
+
 def upgrade_propensity(tiers_now: pd.DataFrame, value_tier: pd.Series, rates: pd.DataFrame) -> pd.DataFrame:
     """Customer x category: the upgrade rate of the customer's held tier and value tier (:func:`upgrade_rates`;
     the tier's rate over all value tiers when theirs had no holders); NaN where no tier is held or
@@ -207,6 +232,9 @@ def upgrade_propensity(tiers_now: pd.DataFrame, value_tier: pd.Series, rates: pd
 # The feature columns the guards, the value tiers and the rising-AUM up-sell read, for every customer.
 GUARD_COLUMNS = ("aum_latest", "aum_change_pct_3m", "risk_tolerance", "risk_assessment_age_days",
                  "marketing_consent", "credit_grade")
+# Customers a block of the stage's passes covers (a range of ids); the whole feature rows of a
+# block are read, scored and given their offers SCORE_READ_ROWS customers at a time.
+BLOCK_ROWS = 250_000
 # Customers whose whole feature rows are read, scored and given their offers at a time. At a million
 # customers, blocks of 100,000 took the stage to 1,378 MiB and blocks of 50,000 to 1,282 MiB.
 SCORE_READ_ROWS = 50_000
@@ -263,94 +291,136 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
                                                products.c.balance_side)
                                 .order_by(products.c.product_id))
 
-    balances = holding_balances(engine, as_of)
-    held = pivot_holdings(balances, categories)
-    rules = association_rules(held, conf["min_support"], conf["min_confidence"], max_len=3)
-    cooc = cooccurrence(held)
-    lap("rules")
-
-    # The past cut-off first, and dropped once fitted: the two feature frames (half a gigabyte each
-    # at a million customers) are never held together.
-    # Only the sample the model fits on is read whole; every customer's AUM (for the upgrade rates'
-    # value tiers) comes from a one-column frame.
-    model = CrossSellPropensity(sample_size=conf["sample_size"], random_state=0)
-    train_aum = stage_features(ctx, train_month, columns=["aum_latest"])["aum_latest"]
-    sample_ids = train_aum.index[model.training_rows(len(train_aum))]
-    train_features = (stage_features(ctx, train_month) if len(sample_ids) == len(train_aum)  # no sampling
-                      else stage_features(ctx, train_month, customer_ids=sample_ids)).reindex(sample_ids)
-    held_then = holding_matrix(engine, train_end, categories).reindex(sample_ids, fill_value=False)
     # Tiers exist in a few categories: the customer x category frames of held tiers cover those only.
     tiered = sorted(set(products_frame.loc[products_frame["tier_rank"].notna(), "category"]) & set(categories))
-    rates = upgrade_rates(held_tiers(engine, train_end, tiered), tier_upgrades(engine, train_end, as_of, tiered),
-                          value_tiers(train_aum).astype(str))
-    acquired = acquisitions(engine, train_end, as_of, categories).reindex(sample_ids, fill_value=False)
-    lap("training_data")
-    model.fit(train_features, acquired, exclude=held_then, population=len(train_aum))
-    del train_features, held_then, acquired, train_aum
-    lap("fit")
-
-    # The guards' and tiers' columns of every customer (a narrow frame); the model's whole rows are
-    # read, scored and given their offers a block of customers at a time (SCORE_READ_ROWS), never
-    # all at once.
-    features = stage_features(ctx, now, with_status=True, columns=GUARD_COLUMNS)
-    lap("features")
-    tiers = value_tiers(features["aum_latest"]).astype(str)
-    closed_ids = features.index[features["status"].astype(object) == "closed"]  # not candidates
-    population = features[features["status"].astype(object) != "closed"]
-    del features
-    held_now = held.reindex(index=population.index, columns=categories, fill_value=False)
-
-    customer_frame = pd.DataFrame({
-        "risk_tolerance": population["risk_tolerance"],
-        "assessment_valid": assessment_valid(population["risk_tolerance"],
-                                             population["risk_assessment_age_days"], conf["valid_days"]),
-        "marketing_consent": population["marketing_consent"].astype(bool),
-        "value_tier": tiers.reindex(population.index),
-        "credit_grade": population["credit_grade"].astype(object) if "credit_grade" in population.columns else None,
-        "credit_complaint": population.index.isin(credit_complainers(engine, m0)),
-    }, index=population.index)
-    balance_by_tier = expected_balances(balances, tiers, categories)
-    overall_balance = balances.groupby("category")["balance"].median()
-    del balances  # every holding's balance: only these medians are used from here on
-    tiers_now = held_tiers(engine, as_of, tiered).reindex(population.index)
-    # A rising AUM's up-sell: the next tier's products, for customers on their way into it.
-    rising = pd.Series(rising_to_next_tier(population["aum_latest"], population["aum_change_pct_3m"],
-                                           customer_frame["value_tier"], value_tier_thresholds()),
-                       index=population.index)
     # A rising AUM is money to place: the next tier's asset products (savings, wealth, funds,
     # insurance, gold), never its loans.
     assets = sorted(set(products_frame.loc[products_frame["balance_side"] == "asset", "category"]) & set(categories))
-    next_tier_products = tier_categories(held_now[assets], customer_frame["value_tier"])
-    lap("recommend")
-    # A block's customer rows and its customers' top_n offers are theirs alone: written at once, each
-    # block in a transaction. Offers beyond a customer's top_n depend on the campaign pools of every
-    # block: CampaignPools keeps those that may still be pooled (at most campaign_size a category).
+    # The stage goes through the customers BLOCK_ROWS at a time (ranges of ids), three times: the
+    # training cut-off's block (the model's sample, its holdings and acquisitions, the tier-upgrade
+    # counts), then the run month's twice: first what every offer depends on (the holding matrix
+    # for the rules, the expected balances, each tier's products), then each block's scores and
+    # offers. No frame of every customer is held (issue 16's flat memory).
+    blocks = id_ranges(engine, BLOCK_ROWS)
+
+    # The past cut-off: the model's sample (positions in the ascending order of ids, as one read
+    # of every customer gives them), read a block at a time.
+    model = CrossSellPropensity(sample_size=conf["sample_size"], random_state=0)
+    population_then = stage_feature_count(ctx, train_month)
+    positions = model.training_rows(population_then)
+    sample: list = []
+    held_then_parts, acquired_parts, rate_parts = [], [], []
+    seen = 0
+    for block, frame in feature_blocks(ctx, train_month, blocks, columns=["aum_latest"]):
+        mine = positions[np.searchsorted(positions, seen):np.searchsorted(positions, seen + len(frame))] - seen
+        ids = frame.index[mine]
+        sample.extend(ids)
+        held_then_parts.append(holding_matrix(engine, train_end, categories, customers=block).reindex(
+            ids, fill_value=False))
+        acquired_parts.append(acquisitions(engine, train_end, as_of, categories, customers=block).reindex(
+            ids, fill_value=False))
+        rate_parts.append(upgrade_rates(held_tiers(engine, train_end, tiered, customers=block),
+                                        tier_upgrades(engine, train_end, as_of, tiered, customers=block),
+                                        value_tiers(frame["aum_latest"]).astype(str)))
+        seen += len(frame)
+        del frame
+    sample_ids = pd.Index(sample, dtype=object, name="customer_id")
+    train_features = stage_features(ctx, train_month, customer_ids=sample_ids).reindex(sample_ids)
+    held_then = _stacked(held_then_parts, sample_ids, categories)
+    acquired = _stacked(acquired_parts, sample_ids, categories)
+    rates = combine_upgrade_rates(rate_parts)
+    lap("training_data")
+    model.fit(train_features, acquired, exclude=held_then, population=population_then)
+    del train_features, held_then, acquired, held_then_parts, acquired_parts, sample
+    lap("fit")
+
+    # The run month, first pass: the holding matrix of every holder (booleans without ids, for the
+    # rules and the co-occurrence), the balances' medians and each value tier's holder rates.
+    matrix_parts: list[np.ndarray] = []
+    balance_medians = ExpectedBalances(categories)
+    shares = TierShares(assets)
+    for block, frame in feature_blocks(ctx, now, blocks, columns=["aum_latest"], with_status=True):
+        balances = holding_balances(engine, as_of, customers=block)
+        held_block = pivot_holdings(balances, categories)
+        matrix_parts.append(held_block.to_numpy())
+        tiers = value_tiers(frame["aum_latest"]).astype(str)
+        balance_medians.add(balances, tiers)
+        open_ids = frame.index[frame["status"].astype(object) != "closed"]
+        shares.add(held_block.reindex(index=open_ids, columns=assets, fill_value=False), tiers.reindex(open_ids))
+        del balances, held_block, frame
+    held = pd.DataFrame(np.concatenate(matrix_parts) if matrix_parts else np.zeros((0, len(categories)), dtype=bool),
+                        columns=categories)
+    del matrix_parts
+    rules = association_rules(held, conf["min_support"], conf["min_confidence"], max_len=3)
+    cooc = cooccurrence(held)
+    holders = held.sum(axis=0)
+    matrix_customers = len(held)
+    del held
+    balance_by_tier = balance_medians.table()
+    overall_balance = balance_medians.overall()
+    next_tier_products = shares.categories()
+    complainers = credit_complainers(engine, m0)
+    lap("rules")
+
+    # The run month, second pass: a block's customer rows and its customers' top_n offers are
+    # theirs alone: written at once, each block in a transaction. Offers beyond a customer's top_n
+    # depend on the campaign pools of every block: CampaignPools keeps those that may still be
+    # pooled (at most campaign_size a category).
     run = {"run_id": ctx.run_id}
     pools = CampaignPools(top_n=conf["top_n"], campaign_size=conf["campaign_size"])
     parts, customer_rows, offer_stats = [], 0, _OfferStats()
-    for propensity in scored_blocks(ctx, now, model, population.index, held_now):
-        lap("score")
-        ids = propensity.index
-        part = recommend(propensity, customer_frame.loc[ids], products_frame, balance_by_tier, top_n=conf["top_n"],
-                         campaign_size=conf["campaign_size"], owners=_owners(engine, ids),
-                         horizon_months=conf["horizon_months"],
-                         credit_min_grade=conf["credit_min_grade"], held=held_now.loc[ids],
-                         held_tier=tiers_now.loc[ids],
-                         upgrade_propensity=upgrade_propensity(tiers_now.loc[ids], customer_frame["value_tier"].loc[ids],
-                                                               rates),
-                         rising=rising.loc[ids], next_tier_products=next_tier_products)
-        rows = _customer_rows(part.customers, propensity)
-        offers = pools.add(part.offers)
-        offer_stats.add(offers)
-        parts.append(replace(part, customers=None, offers=part.offers.iloc[:0]))
-        del propensity, part
+    scored, rising_count, closed_count = 0, 0, 0
+    for block, features in feature_blocks(ctx, now, blocks, columns=GUARD_COLUMNS, with_status=True):
+        lap("features")
+        tiers = value_tiers(features["aum_latest"]).astype(str)
+        closed_ids = features.index[features["status"].astype(object) == "closed"]  # not candidates
+        population = features[features["status"].astype(object) != "closed"]
+        del features
+        held_now = holding_matrix(engine, as_of, categories, customers=block).reindex(
+            index=population.index, fill_value=False)
+        customer_frame = pd.DataFrame({
+            "risk_tolerance": population["risk_tolerance"],
+            "assessment_valid": assessment_valid(population["risk_tolerance"],
+                                                 population["risk_assessment_age_days"], conf["valid_days"]),
+            "marketing_consent": population["marketing_consent"].astype(bool),
+            "value_tier": tiers.reindex(population.index),
+            "credit_grade": (population["credit_grade"].astype(object) if "credit_grade" in population.columns
+                             else None),
+            "credit_complaint": population.index.isin(complainers),
+        }, index=population.index)
+        tiers_now = held_tiers(engine, as_of, tiered, customers=block).reindex(population.index)
+        # A rising AUM's up-sell: the next tier's products, for customers on their way into it.
+        rising = pd.Series(rising_to_next_tier(population["aum_latest"], population["aum_change_pct_3m"],
+                                               customer_frame["value_tier"], value_tier_thresholds()),
+                           index=population.index)
+        scored += len(population)
+        rising_count += int(rising.sum())
         lap("recommend")
-        customer_rows += _write_rows(engine, cross_sell_customer, rows.assign(**run), chunk)
-        _write_rows(engine, next_best_product, offers.assign(**run), chunk)
-        del rows, offers
+        for propensity in scored_blocks(ctx, now, model, population.index, held_now):
+            lap("score")
+            ids = propensity.index
+            part = recommend(propensity, customer_frame.loc[ids], products_frame, balance_by_tier,
+                             top_n=conf["top_n"], campaign_size=conf["campaign_size"], owners=_owners(engine, ids),
+                             horizon_months=conf["horizon_months"],
+                             credit_min_grade=conf["credit_min_grade"], held=held_now.loc[ids],
+                             held_tier=tiers_now.loc[ids],
+                             upgrade_propensity=upgrade_propensity(tiers_now.loc[ids],
+                                                                   customer_frame["value_tier"].loc[ids], rates),
+                             rising=rising.loc[ids], next_tier_products=next_tier_products)
+            rows = _customer_rows(part.customers, propensity)
+            offers = pools.add(part.offers)
+            offer_stats.add(offers)
+            parts.append(replace(part, customers=None, offers=part.offers.iloc[:0]))
+            del propensity, part
+            lap("recommend")
+            customer_rows += _write_rows(engine, cross_sell_customer, rows.assign(**run), chunk)
+            _write_rows(engine, next_best_product, offers.assign(**run), chunk)
+            del rows, offers
+            lap("write")
+        customer_rows += _write_rows(engine, cross_sell_customer, _closed_rows(closed_ids).assign(**run), chunk)
+        closed_count += len(closed_ids)
+        del population, customer_frame, held_now, tiers_now, rising, tiers
         lap("write")
-    customer_rows += _write_rows(engine, cross_sell_customer, _closed_rows(closed_ids).assign(**run), chunk)
-    lap("write")
     result = combine_summaries(parts)
     pooled = pools.extras()  # the offers beyond their customer's top_n that made a campaign pool
     offer_stats.add(pooled)
@@ -359,7 +429,6 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
 
     report = model.report_.reindex(categories)
     funnel = result.funnel.set_index("category")
-    holders = held.sum(axis=0)
     category_rows = pd.DataFrame({
         "category": categories,
         "holders": [int(holders.get(c, 0)) for c in categories],
@@ -409,7 +478,7 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
     for name, seconds in timings.items():
         ctx.metrics[f"cross_sell_seconds.{name}"] = seconds
     metrics: dict[str, float | str | None] = {
-        "cross_sell.matrix_customers": len(held),
+        "cross_sell.matrix_customers": matrix_customers,
         "cross_sell.rules": len(rule_rows),
         "cross_sell.min_support": conf["min_support"],
         "cross_sell.min_confidence": conf["min_confidence"],
@@ -418,11 +487,11 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
         "cross_sell.as_of": as_of.isoformat(),
         "cross_sell.campaign_size": conf["campaign_size"],
         "cross_sell.top_n": conf["top_n"],
-        "cross_sell.customers_scored": len(population),
+        "cross_sell.customers_scored": scored,
         "cross_sell.customers_with_offer": offer_stats.customers_with_offer,
         "cross_sell.up_sell_offers": offer_stats.up_sell,
         "cross_sell.up_sell_first_offers": offer_stats.up_sell_first,
-        "cross_sell.rising_aum_customers": int(rising.sum()),
+        "cross_sell.rising_aum_customers": rising_count,
         "cross_sell.next_best_expected_value_total": offer_stats.next_best_expected_value,
         "cross_sell.top_rule_lift": float(rules["lift"].iloc[0]) if len(rules) else None,
     }
@@ -430,14 +499,14 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
         metrics[f"cross_sell.next_tier_products.{upper}"] = ",".join(cats)
     for reason, count in result.no_offer.items():
         metrics[f"cross_sell.no_offer.{reason}"] = count
-    metrics["cross_sell.no_offer.closed"] = len(closed_ids)
+    metrics["cross_sell.no_offer.closed"] = closed_count
     for _, row in category_rows.iterrows():
         metrics[f"cross_sell.model.{row['category']}"] = str(row["model"])
         if row["holdout_auc"] is not None and not pd.isna(row["holdout_auc"]):
             metrics[f"cross_sell.holdout_auc.{row['category']}"] = float(row["holdout_auc"])
     ctx.put_metrics(metrics)
-    log.info("cross_sell: %d rules, %d customers scored, %d offers, timings %s", len(rule_rows), len(population),
+    log.info("cross_sell: %d rules, %d customers scored, %d offers, timings %s", len(rule_rows), scored,
              offer_stats.offers, timings)
 
 
-__all__ = ["GUARD_COLUMNS", "SCORE_READ_ROWS", "cross_sell_stage", "feature_cutoffs", "scored_blocks", "held_tiers", "tier_upgrades", "upgrade_propensity", "upgrade_rates"]
+__all__ = ["BLOCK_ROWS", "GUARD_COLUMNS", "SCORE_READ_ROWS", "combine_upgrade_rates", "cross_sell_stage", "feature_cutoffs", "scored_blocks", "held_tiers", "tier_upgrades", "upgrade_propensity", "upgrade_rates"]

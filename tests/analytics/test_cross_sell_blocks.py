@@ -117,8 +117,10 @@ CROSS_SELL_TABLES = {  # the stage's tables, each with the columns that order it
 
 
 def test_the_stage_in_blocks_writes_what_one_block_writes(demo_store_url, tmp_path, monkeypatch):
-    """The cross-sell stage reads, scores and recommends a block of customers at a time: in blocks
-    of 700 customers (several, the last one short) it writes the rows one block writes, campaign
+    """The cross-sell stage goes through its customers a block at a time (the model's sample, the
+    holding matrix, the balance medians, the tier shares and upgrade rates gathered block by block,
+    then each block scored and recommended a part at a time): in blocks of 700 customers scored 300
+    at a time (several of each, the last ones short) it writes the rows one block writes, campaign
     pools of 40 per category (smaller than a block's consenting customers) included."""
     from sqlalchemy import text
 
@@ -134,8 +136,9 @@ def test_the_stage_in_blocks_writes_what_one_block_writes(demo_store_url, tmp_pa
     monkeypatch.setattr(refresh, "STAGES", [stages["customer_features"], Stage("cross_sell", stages["cross_sell"].run)])
     try:
         runs = []
-        for rows in (10**9, 700):
-            monkeypatch.setattr(xsell_stage, "SCORE_READ_ROWS", rows)
+        for block_rows, score_rows in ((10**9, 10**9), (700, 300)):
+            monkeypatch.setattr(xsell_stage, "BLOCK_ROWS", block_rows)
+            monkeypatch.setattr(xsell_stage, "SCORE_READ_ROWS", score_rows)
             refresh.run_refresh(engine)
             runs.append(read_frame(engine, "SELECT max(run_id) AS r FROM refresh_runs")["r"].iloc[0])
         customers = read_frame(engine, text("SELECT count(*) AS n FROM cross_sell_customer WHERE run_id = :r"),
@@ -158,3 +161,52 @@ def test_the_stage_in_blocks_writes_what_one_block_writes(demo_store_url, tmp_pa
         pd.testing.assert_frame_equal(by_run[1], by_run[0], check_exact=False, rtol=1e-12)
     finally:
         engine.dispose()
+
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_medians_shares_and_upgrade_rates_of_blocks_equal_one_call(data):
+    """What the stage gathers block by block before any offer (the balance medians, each tier's
+    holder rates, the tier-upgrade counts) equals the one call over every customer, whatever the split."""
+    from analytics.cross_sell.recommend import (
+        ExpectedBalances,
+        TierShares,
+        expected_balances,
+        tier_categories,
+    )
+    from analytics.cross_sell.stage import combine_upgrade_rates, upgrade_propensity, upgrade_rates
+
+    n = data.draw(st.integers(1, 60))
+    ids = pd.Index([f"c{i:03d}" for i in range(n)], name="customer_id")
+    tiers = pd.Series(data.draw(st.lists(st.sampled_from(["mass", "affluent", "wealth", "private"]),
+                                         min_size=n, max_size=n)), index=ids)
+    held = pd.DataFrame(np.array(data.draw(st.lists(st.lists(st.booleans(), min_size=3, max_size=3),
+                                                    min_size=n, max_size=n))), index=ids, columns=CATEGORIES[:3])
+    pairs = held.stack()
+    pairs = pairs[pairs].index.to_frame(index=False, name=["customer_id", "category"])
+    balances = pairs.assign(balance=data.draw(st.lists(st.integers(0, 5000), min_size=len(pairs),
+                                                       max_size=len(pairs))))
+    balances["balance"] = balances["balance"].astype(float)
+    then = pd.DataFrame({"credit_card": data.draw(st.lists(st.sampled_from([np.nan, 1.0, 2.0]), min_size=n,
+                                                           max_size=n))}, index=ids)
+    opened = pd.DataFrame({"credit_card": data.draw(st.lists(st.sampled_from([np.nan, 2.0, 3.0]), min_size=n,
+                                                             max_size=n))}, index=ids)
+    cuts = sorted(data.draw(st.lists(st.integers(0, n), max_size=4)))
+    spans = list(zip([0, *cuts], [*cuts, n], strict=True))
+    medians, shares, rates = ExpectedBalances(CATEGORIES), TierShares(CATEGORIES[:3]), []
+    for a, b in spans:
+        part = ids[a:b]
+        medians.add(balances[balances["customer_id"].isin(part)], tiers.loc[part])
+        shares.add(held.loc[part], tiers.loc[part])
+        rates.append(upgrade_rates(then.loc[part].dropna(how="all"), opened.loc[part].dropna(how="all"),
+                                   tiers.loc[part]))
+    pd.testing.assert_frame_equal(medians.table(), expected_balances(balances, tiers, CATEGORIES))
+    assert shares.categories() == tier_categories(held, tiers)
+    whole = upgrade_rates(then.dropna(how="all"), opened.dropna(how="all"), tiers)
+    pd.testing.assert_frame_equal(upgrade_propensity(then, tiers, combine_upgrade_rates(rates)),
+                                  upgrade_propensity(then, tiers, whole))
+    keys = ["category", "tier_rank", "value_tier"]
+    got = combine_upgrade_rates(rates).sort_values(keys, na_position="first").reset_index(drop=True)
+    pd.testing.assert_frame_equal(_values(got), _values(whole.sort_values(keys, na_position="first")
+                                                        .reset_index(drop=True)), check_dtype=False)
