@@ -154,6 +154,23 @@ def make_engine(db: str | None = None, *, create_dir: bool = False) -> Engine:
     return engine
 
 
+def database_on_server(server_url: str, name: str) -> str:
+    """The URL of the database ``name`` on the PostgreSQL server of ``server_url``, created when
+    absent (the benchmark's stores, a test worker's own database). ``server_url`` names any
+    database of the server the user may connect to and create databases from."""
+    url = make_url(server_url)
+    if url.get_backend_name() != "postgresql":
+        raise StoreError(f"database_on_server needs a PostgreSQL server, not {url.get_backend_name()}")
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            if conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first() is None:
+                conn.execute(text('CREATE DATABASE "' + name.replace('"', '""') + '"'))
+    finally:
+        admin.dispose()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
 def init_schema(engine: Engine) -> None:
     """Create every table and index that does not exist yet (idempotent).
 
@@ -478,6 +495,7 @@ def read_for_ids(engine, stmt, column, ids) -> pd.DataFrame:
 
 
 __all__ = [
+    "database_on_server",
     "IDS_PER_QUERY", "bulk_insert", "bulk_load", "check_columns", "check_store", "drop_all", "init_schema",
     "make_engine", "read_for_ids", "read_frame", "redact_url", "resolve_url",
 ]

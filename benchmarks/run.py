@@ -100,8 +100,6 @@ def _store_url(customers: int, database: str) -> str:
     if not base:
         raise SystemExit("BENCH_DBS names postgresql: set CUSTOMER_STORE_BENCH_PG_URL to a server where the "
                          "benchmark may create databases (postgresql+psycopg://USER@HOST:PORT/postgres)")
-    from sqlalchemy import create_engine, make_url, text
-
     if not os.environ.get("AUDIT_HMAC_KEY"):  # a shared database needs one: the bench keeps its own
         STORES.mkdir(exist_ok=True)
         key_file = STORES / "bench-audit-hmac.key"
@@ -111,16 +109,9 @@ def _store_url(customers: int, database: str) -> str:
             key_file.touch(mode=0o600)
             key_file.write_text(secrets.token_urlsafe(48))
         os.environ["AUDIT_HMAC_KEY"] = key_file.read_text().strip()
-    url = make_url(base)
-    name = f"bench_{customers}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            if conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first() is None:
-                conn.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        admin.dispose()
-    return url.set(database=name).render_as_string(hide_password=False)
+    from analytics.store import database_on_server
+
+    return database_on_server(base, f"bench_{customers}")
 
 
 def _store_customers(url: str) -> int:

@@ -13,10 +13,20 @@ import tempfile
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
-from analytics.store import init_schema, make_engine
+from analytics.store import database_on_server, init_schema, make_engine
 
 PG_URL = os.environ.get("CUSTOMER_STORE_TEST_PG_URL")
+
+
+# Under pytest-xdist (`make test` runs two workers) each worker has a database of its own; the
+# environment carries it to the tests that read the variable and to the servers they start.
+if PG_URL and os.environ.get("PYTEST_XDIST_WORKER"):
+    # Every PostgreSQL test empties its database's schema first: two workers sharing one database
+    # would empty each other's.
+    PG_URL = database_on_server(PG_URL, f"{make_url(PG_URL).database}_{os.environ['PYTEST_XDIST_WORKER']}")
+    os.environ["CUSTOMER_STORE_TEST_PG_URL"] = PG_URL
 
 # Every command a test runs (in this process, a child or the browser tests' server) audits with one
 # key into one checkpoint of the test session, never into the project's data/ folder, which `make
@@ -113,11 +123,12 @@ def blocks_store(demo_store_url, tmp_path_factory):
     from analytics import aggregates, clv_refresh, refresh, risk
     from analytics.alerts import stage as alerts
     from analytics.churn import stage as churn
+    from analytics.cross_sell import stage as cross_sell
     from analytics.segmentation import stage as segments
 
     url = copy_store(demo_store_url, tmp_path_factory.mktemp("blocks") / "store.db")
     patch = pytest.MonkeyPatch()
-    for module in (segments, churn, risk, aggregates, clv_refresh, alerts):
+    for module in (segments, churn, risk, aggregates, clv_refresh, alerts, cross_sell):
         patch.setattr(module, "BLOCK_ROWS", BLOCK_TEST_ROWS)
     patch.setenv("CLUSTER_SAMPLE_SIZE", str(BLOCK_TEST_CLUSTER_SAMPLE))
     engine = make_engine(url)

@@ -207,3 +207,23 @@ def test_read_frame_in_chunks_gives_the_frame_of_one_read(engine, monkeypatch):
     with engine.connect() as conn:  # on a caller's connection too
         pd.testing.assert_frame_equal(store.read_frame(conn, queries[0][0]),
                                       pd.read_sql(text(queries[0][0]), conn))
+
+
+def test_database_on_server_creates_a_database_once(pg_engine):
+    """A database beside the test server's own (a test worker's, a benchmark store's): created when
+    absent, the same URL again when present; a SQLite URL is refused with a clear message."""
+    from analytics.store import database_on_server
+
+    server = pg_engine.url.render_as_string(hide_password=False)
+    name = f"{pg_engine.url.database}_beside"
+    url = database_on_server(server, name)
+    assert make_engine(url).url.database == name
+    assert database_on_server(server, name) == url  # already there: no error
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT current_database()")).scalar() == name
+    finally:
+        engine.dispose()
+    with pytest.raises(StoreError, match="PostgreSQL"):
+        database_on_server("sqlite:///x.db", "other")
