@@ -24,9 +24,11 @@ run: $(VENV)/.run-deps
 	$(BIN)/python -m analytics setup-demo --customers $(DEMO_CUSTOMERS)
 	$(BIN)/streamlit run app.py --server.address localhost --server.port $(PORT) --server.headless true
 
-## test: set up and run the test suite
+## test: set up and run the test suite, on TEST_WORKERS worker processes (pytest-xdist; a file's
+## tests stay together on one worker, so its module fixtures are built once)
+TEST_WORKERS ?= 2
 test: $(VENV)/.dev-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 ## reliability: the long checks: crash tests (SIGKILL of `python -m analytics refresh` at every pause point, on
 ## SQLite and, with CUSTOMER_STORE_TEST_PG_URL, PostgreSQL; a killed partition worker; churn scoring on a Dask

@@ -20,20 +20,55 @@ PASSWORD = "correct horse battery staple"
 ROLE_USERS = {role: f"user_{role}" for role in ("executive", "marketing", "risk", "compliance", "admin", "display")}
 
 
-@pytest.fixture(autouse=True)
-def app_env(monkeypatch, tmp_path):
-    monkeypatch.setenv("AUTH_COOKIE_KEY", "test-cookie-key-" + "k" * 32)
-    monkeypatch.setenv("MFA_KEY", "test-mfa-key-" + "m" * 32)
-    # The audit key and checkpoint are the test session's (tests/conftest.py): the demo store is
-    # shared by many tests, and its chain must continue from one checkpoint.
-    monkeypatch.setattr(users, "BCRYPT_ROUNDS", 4)
+APP_ENV = {
+    "AUTH_COOKIE_KEY": "test-cookie-key-" + "k" * 32,
+    "MFA_KEY": "test-mfa-key-" + "m" * 32,
     # Most page tests read a 3-customer store, where every figure is a small cell: they check the
     # figures themselves, so the small-cell rule is off here; tests/app/test_door_pages.py (and the
     # leak test) turn it on and check what aggregate-only roles are shown.
-    monkeypatch.setenv("MIN_CELL_CUSTOMERS", "1")
+    "MIN_CELL_CUSTOMERS": "1",
+}
+
+
+def _set_app_env(patch: pytest.MonkeyPatch) -> None:
+    for name, value in APP_ENV.items():
+        patch.setenv(name, value)
+    # The audit key and checkpoint are the test session's (tests/conftest.py): the demo store is
+    # shared by many tests, and its chain must continue from one checkpoint.
+    patch.setattr(users, "BCRYPT_ROUNDS", 4)
+
+
+@pytest.fixture(autouse=True)
+def app_env(monkeypatch, tmp_path):
+    _set_app_env(monkeypatch)
+
+
+_TEMPLATE: dict[str, str] = {}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def app_store_template(tmp_path_factory):
+    """The filled, refreshed store with one user per role that most page tests start from, built
+    once a session (in the environment of :func:`app_env`) and copied for each test by
+    :func:`make_store`: a refresh in a long test process takes seconds, a copy a fraction of one."""
+    with pytest.MonkeyPatch.context() as patch:
+        _set_app_env(patch)
+        _TEMPLATE["url"] = _build_store(tmp_path_factory.mktemp("app-store"))
+    yield _TEMPLATE["url"]
+    _TEMPLATE.clear()
 
 
 def make_store(tmp_path, *, fill=True, refresh=True, roles=ROLE_USERS) -> str:
+    """A store of the page tests in ``tmp_path``: ``store_rows`` filled in and refreshed, with the
+    users of ``roles`` (a copy of :func:`app_store_template` for the usual store)."""
+    if fill and refresh and roles is ROLE_USERS and "url" in _TEMPLATE:
+        from tests.conftest import copy_store
+
+        return copy_store(_TEMPLATE["url"], Path(tmp_path) / "store.db")
+    return _build_store(tmp_path, fill=fill, refresh=refresh, roles=roles)
+
+
+def _build_store(tmp_path, *, fill=True, refresh=True, roles=ROLE_USERS) -> str:
     url = f"sqlite:///{tmp_path}/store.db"
     engine = make_engine(url, create_dir=True)
     init_schema(engine)
