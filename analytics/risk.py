@@ -166,7 +166,8 @@ def _changes(before: np.ndarray, now: np.ndarray, min_aum: float, thresholds) ->
     as its position in :data:`VALUE_TIERS` (a byte each, not a text object)."""
     checked = before >= max(min_aum, np.finfo(float).tiny)
     change = np.full(len(now), np.nan)
-    change[checked] = (now[checked] - before[checked]) / before[checked]
+    with np.errstate(invalid="ignore"):  # an infinite balance (a malformed store) has no change: NaN, not a drop
+        change[checked] = (now[checked] - before[checked]) / before[checked]
     tier = value_tiers(pd.Series(before), thresholds).cat.codes.to_numpy()
     return checked, change, tier
 
