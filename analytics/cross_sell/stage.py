@@ -410,7 +410,8 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
             rows = _customer_rows(part.customers, propensity)
             offers = pools.add(part.offers)
             offer_stats.add(offers)
-            parts.append(replace(part, customers=None, offers=part.offers.iloc[:0]))
+            # A slice of the offers would keep the whole block's arrays alive (a view): an empty copy.
+            parts.append(replace(part, customers=None, offers=part.offers.iloc[:0].copy()))
             del propensity, part
             lap("recommend")
             customer_rows += _write_rows(engine, cross_sell_customer, rows.assign(**run), chunk)
