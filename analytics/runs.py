@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, insert, select
 
@@ -69,6 +70,17 @@ def release_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
+
+
+def no_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame``'s columns, dtypes and index type with no row, holding none of ``frame``'s memory.
+
+    A slice of a pandas frame shares its arrays, and a text column is an Arrow array whose copy
+    shares its buffers too: ``frame.iloc[:0].copy()`` keeps every string of ``frame`` alive. A stage
+    that keeps an empty frame per block of customers (for its columns) grew by the blocks' strings,
+    about 0.4 KiB a customer in cross-sell, until it let the empties go. Taking no row builds new,
+    empty arrays."""
+    return frame.iloc[np.array([], dtype=np.intp)]
 
 
 class Laps:
@@ -163,5 +175,5 @@ def get_run_metrics(engine: Engine, run_id: int) -> dict[str, float | str | None
     return {name: (text_value if text_value is not None else value) for name, value, text_value in rows}
 
 
-__all__ = ["CURRENT_RUN_SQL", "Laps", "RefreshContext", "Stage", "current_run_id", "get_run_metrics",
+__all__ = ["CURRENT_RUN_SQL", "Laps", "RefreshContext", "Stage", "current_run_id", "get_run_metrics", "no_rows",
            "read_run_table", "resolve_run", "run_clause", "utcnow"]

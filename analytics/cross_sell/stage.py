@@ -38,7 +38,7 @@ from analytics.cross_sell.recommend import (
 from analytics.features import add_months, month_end
 from analytics.features_stage import feature_blocks, stage_feature_count, stage_features
 from analytics.partitions import and_customers, id_ranges
-from analytics.runs import Laps, RefreshContext
+from analytics.runs import Laps, RefreshContext, no_rows
 from analytics.schema import (
     contacts,
     cross_sell_categories,
@@ -410,8 +410,8 @@ def cross_sell_stage(ctx: RefreshContext) -> None:
             rows = _customer_rows(part.customers, propensity)
             offers = pools.add(part.offers)
             offer_stats.add(offers)
-            # A slice of the offers would keep the whole block's arrays alive (a view): an empty copy.
-            parts.append(replace(part, customers=None, offers=part.offers.iloc[:0].copy()))
+            # The offers' columns without the block's rows (a slice would keep its strings: no_rows).
+            parts.append(replace(part, customers=None, offers=no_rows(part.offers)))
             del propensity, part
             lap("recommend")
             customer_rows += _write_rows(engine, cross_sell_customer, rows.assign(**run), chunk)
