@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,13 +64,17 @@ class RefreshContext:
 def release_memory() -> None:
     """Give what was freed back to the operating system: a garbage collection, then glibc's
     ``malloc_trim`` (frames a step let go otherwise stay in the C heap, and the next step's peak
-    starts from there). The refresh calls it between stages. Nothing more where the C library is not
-    glibc."""
+    starts from there) and Arrow's pool's unused memory. The refresh calls it between stages. No
+    trim where the C library is not glibc."""
     gc.collect()
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
+    # pandas keeps text in Arrow arrays, whose own pool (mimalloc or jemalloc) keeps what they freed.
+    pyarrow = sys.modules.get("pyarrow")
+    if pyarrow is not None:
+        pyarrow.default_memory_pool().release_unused()
 
 
 def no_rows(frame: pd.DataFrame) -> pd.DataFrame:
