@@ -111,6 +111,8 @@ customers = Table(
     Index("ix_customers_branch", "branch_id"),
     Index("ix_customers_id_number", "id_number"),
     Index("ix_customers_rm", "relationship_manager"),
+    # The risk page's assessments falling due: a month of assessment dates out of every customer.
+    Index("ix_customers_risk_assessed", "risk_assessed_at"),
 )
 
 products = Table(
@@ -197,6 +199,9 @@ ADDED_COLUMNS: tuple[tuple[str, str], ...] = (
     ("products", "tier_rank"), ("next_best_product", "offer_kind"), ("cross_sell_customer", "next_best_offer_kind"),
     ("cross_sell_categories", "upsell_candidates"), ("cross_sell_categories", "upsell_eligible"),
 )
+# Indexes added to the bank's tables after stores were built with them: init_schema creates each
+# one a store lacks (the tables themselves are never created in a store that has some of them).
+ADDED_INDEXES: tuple[tuple[str, str], ...] = (("customers", "ix_customers_risk_assessed"),)
 STORE_TABLES = ("branches", "products", "customers", "holdings", "customer_monthly", "contacts", "consents")
 
 # ---------------------------------------------------------------------------------------------
@@ -1092,7 +1097,7 @@ APP_TABLES = (
 )
 
 __all__ = [
-    "ADDED_COLUMNS",
+    "ADDED_COLUMNS", "ADDED_INDEXES",
     "APP_TABLES", "CREDIT_GRADES", "approval_requests", "CUSTOMER_STATUSES", "RISK_LEVELS", "RISK_TOLERANCES",
     "RUN_STATUSES", "STORE_TABLES", "audit_log", "branches", "consents", "contacts", "export_manifest_customers",
     "export_manifests", "user_scopes",

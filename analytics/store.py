@@ -21,7 +21,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, S
 
 from analytics import settings
 from analytics.errors import StoreError, StoreNotInitialisedError, UnstorableTextError
-from analytics.schema import ADDED_COLUMNS, STORE_TABLES, metadata
+from analytics.schema import ADDED_COLUMNS, ADDED_INDEXES, STORE_TABLES, metadata
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +185,7 @@ def init_schema(engine: Engine) -> None:
             tables = [t for t in metadata.sorted_tables if t.name not in STORE_TABLES]
         metadata.create_all(engine, tables=tables)
         add_missing_columns(engine)
+        add_missing_indexes(engine)
     except OperationalError as exc:
         raise StoreError(f"Cannot create the schema in {redact_url(str(engine.url))}: {exc.orig}") from None
 
@@ -210,6 +211,25 @@ def add_missing_columns(engine: Engine) -> list[str]:
             conn.execute(text(ddl))
         added.append(f"{table_name}.{column_name}")
         log.info("store: added column %s.%s", table_name, column_name)
+    return added
+
+
+def add_missing_indexes(engine: Engine) -> list[str]:
+    """Create every index of :data:`~analytics.schema.ADDED_INDEXES` an existing table lacks, and
+    refresh that table's planner statistics (without them SQLite's planner may pass the new index
+    by); returns the indexes created."""
+    inspector = inspect(engine)
+    present = set(inspector.get_table_names())
+    added = []
+    for table_name, index_name in ADDED_INDEXES:
+        if table_name not in present or index_name in {i["name"] for i in inspector.get_indexes(table_name)}:
+            continue
+        index = next(i for i in metadata.tables[table_name].indexes if i.name == index_name)
+        with engine.begin() as conn:
+            index.create(conn)
+            conn.execute(text(f'ANALYZE "{table_name}"'))
+        added.append(index_name)
+        log.info("store: added index %s on %s", index_name, table_name)
     return added
 
 
