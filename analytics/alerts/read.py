@@ -152,11 +152,14 @@ def worklist(engine: Engine, *, viewer: Viewer, statuses: tuple[str, ...] | None
         {joins} WHERE {where} AND {care}
         ORDER BY CASE WHEN {overdue} THEN 0 ELSE 1 END, a.due_date, a.alert_id
         LIMIT :limit""", {**params, "limit": limit})
-    left_out = read_frame(engine, f"SELECT COUNT(*) AS n {joins} WHERE {where} AND NOT {care}", params)
+    # Only birthday alerts are left out for consent: without that kind chosen there is none to count
+    # (the count walked every open alert of the chosen kinds).
+    left_out = (int(read_frame(engine, f"SELECT COUNT(*) AS n {joins} WHERE {where} AND NOT {care}",
+                               params)["n"].iloc[0]) if "birthday" in chosen else 0)
     frame["overdue"] = frame["overdue"].astype(bool)
     for col in ("due_date", "first_seen"):
         frame[col] = pd.to_datetime(frame[col]).dt.date
-    return release(frame[list(WORKLIST_COLUMNS)], viewer), {"consent": int(left_out["n"].iloc[0])}
+    return release(frame[list(WORKLIST_COLUMNS)], viewer), {"consent": left_out}
 
 
 def counts(frame: pd.DataFrame) -> dict[str, int]:

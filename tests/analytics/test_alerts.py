@@ -301,6 +301,9 @@ def test_a_withdrawn_consent_hides_a_birthday_alert_at_once(store):
     consent.withdraw(store, "C0001", "marketing")
     rows, left = worklist(store, viewer=_rm("RM_A"), kinds=("birthday",))
     assert rows.empty and left == {"consent": 1}
+    assert worklist(store, viewer=_rm("RM_A"))[1] == {"consent": 1}  # every kind: birthday too
+    # Without birthdays chosen nothing is left out for consent (and nothing is counted).
+    assert worklist(store, viewer=_rm("RM_A"), kinds=("id_expiring",))[1] == {"consent": 0}
 
 
 def test_status_changes_are_checked_recorded_and_audited(store):
