@@ -328,7 +328,7 @@ RANK_LEVELS = ("branch", "region")
 def ranking(engine: Engine, as_of_month: date, kpi: str, viewer: Viewer, *, level: str = "branch",
             n: int = 5) -> dict:
     """Top and bottom ``n`` branches (or regions) on ``kpi`` in ``as_of_month``, over the customers
-    in ``viewer``'s scope.
+    in ``viewer``'s scope: :func:`rank_units` of :func:`unit_figures`.
 
     A region is the province of a branch's ``branches.region_code`` (its first two digits, as in
     GB/T 2260), named after the branch's province. A branch or region with fewer customers on file
@@ -345,12 +345,21 @@ def ranking(engine: Engine, as_of_month: date, kpi: str, viewer: Viewer, *, leve
     """
     if kpi not in RANK_KPIS:
         raise ValueError(f"cannot rank on {kpi!r}: one of {', '.join(RANK_KPIS)}")
+    return rank_units(unit_figures(engine, as_of_month, viewer, level=level), kpi, n=n)
+
+
+def unit_figures(engine: Engine, as_of_month: date, viewer: Viewer, *, level: str = "branch") -> pd.DataFrame:
+    """Every :data:`RANK_KPIS` figure of each branch (or region) in ``as_of_month``, over the
+    customers in ``viewer``'s scope: one row per unit with ``unit``, ``name``, ``on_file`` (its
+    customers on file) and a column per figure. One read of every customer's month: the wall ranks
+    on one figure at a time from it (:func:`rank_units`), and at a million customers the read takes
+    seconds, where reading it again for each figure made every figure's first turn that slow."""
     if level not in RANK_LEVELS:
         raise ValueError(f"cannot rank by {level!r}: one of {', '.join(RANK_LEVELS)}")
     unit = "b.branch_id" if level == "branch" else "SUBSTR(b.region_code, 1, 2)"
     name = "MIN(b.name)" if level == "branch" else "MIN(b.province)"
     scope, params = viewer.scope_sql("c")
-    frame = read_frame(engine, f"""
+    return read_frame(engine, f"""
         SELECT {unit} AS unit, {name} AS name, COUNT(*) AS on_file,
                SUM(CASE WHEN cm.aum > 0 OR cm.loan_balance > 0 THEN 1 ELSE 0 END) AS customers,
                SUM(CASE WHEN cm.txn_count > 0 THEN 1 ELSE 0 END) AS active,
@@ -362,9 +371,15 @@ def ranking(engine: Engine, as_of_month: date, kpi: str, viewer: Viewer, *, leve
         WHERE {unit} IS NOT NULL AND {scope}
         GROUP BY {unit}
     """, {**params, "m": as_of_month, "next": _month_back(as_of_month, -1)})
+
+
+def rank_units(figures: pd.DataFrame, kpi: str, *, n: int = 5) -> dict:
+    """The :func:`ranking` of :func:`unit_figures` ``figures`` on ``kpi``."""
+    if kpi not in RANK_KPIS:
+        raise ValueError(f"cannot rank on {kpi!r}: one of {', '.join(RANK_KPIS)}")
     k = min_cell_customers()
-    small = frame["on_file"].astype(int) < k
-    ranked = frame[~small].copy()
+    small = figures["on_file"].astype(int) < k
+    ranked = figures[~small].copy()
     ranked["value"] = ranked[kpi].astype(float)
     ranked = ranked.sort_values(["value", "unit"], ascending=[False, True], kind="stable").reset_index(drop=True)
     ranked["rank"] = range(1, len(ranked) + 1)

@@ -597,19 +597,23 @@ def forget_campaigns() -> None:
 # --------------------------------------------------------------------------------------------
 
 @st.cache_data(ttl=600, show_spinner=False, max_entries=100)
-def _kpi_ranking(url: str, run_id: int, kpi: str, level: str, key: tuple, small: int, _viewer: access.Viewer):
+def _kpi_units(url: str, run_id: int, level: str, key: tuple, _viewer: access.Viewer):
+    # Every figure of every unit at once: the wall's rotation through the figures reads them once.
     from analytics import kpi as kpi_figures
 
     as_of = runs.get_run_metrics(engine_for(url), run_id).get("as_of_month")
     if not as_of:
         return None
-    return kpi_figures.ranking(engine_for(url), date.fromisoformat(str(as_of)[:10]), kpi, _viewer, level=level)
+    return kpi_figures.unit_figures(engine_for(url), date.fromisoformat(str(as_of)[:10]), _viewer, level=level)
 
 
 def kpi_ranking(run_id: int, kpi: str, level: str, viewer: access.Viewer) -> dict | None:
     """Top and bottom 5 branches (or regions) on ``kpi`` at the run's month, over ``viewer``'s
     customers, without a unit under ``MIN_CELL_CUSTOMERS``; None when the run has no activity data."""
-    return _kpi_ranking(resolve_url(), int(run_id), kpi, level, viewer.key(), access.min_cell_customers(), viewer)
+    from analytics import kpi as kpi_figures
+
+    figures = _kpi_units(resolve_url(), int(run_id), level, viewer.key(), viewer)
+    return None if figures is None else kpi_figures.rank_units(figures, kpi)
 
 
 @st.cache_data(ttl=600, show_spinner=False, max_entries=50)

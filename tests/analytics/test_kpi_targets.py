@@ -172,5 +172,25 @@ def test_ranking_by_hand(filled, monkeypatch):
         kpi.ranking(filled, OCT, "avg_clv", EXEC)
 
 
+def test_one_read_of_the_units_ranks_every_figure(filled, monkeypatch):
+    """The wall turns through the figures: the units' figures are read once a level, and each
+    figure's ranking is the one read on its own gives, small-cell rule included."""
+    monkeypatch.setenv("MIN_CELL_CUSTOMERS", "1")
+    for level in kpi.RANK_LEVELS:
+        figures = kpi.unit_figures(filled, OCT, EXEC, level=level)
+        assert set(kpi.RANK_KPIS) <= set(figures.columns)
+        for name in kpi.RANK_KPIS:
+            one, alone = kpi.rank_units(figures, name, n=1), kpi.ranking(filled, OCT, name, EXEC, level=level, n=1)
+            for part in ("top", "bottom"):
+                pd.testing.assert_frame_equal(one[part], alone[part])
+            assert (one["ranked"], one["left_out"]) == (alone["ranked"], alone["left_out"])
+    monkeypatch.setenv("MIN_CELL_CUSTOMERS", "2")  # applied when ranking, not when reading
+    assert kpi.rank_units(figures, "aum")["left_out"] == kpi.ranking(filled, OCT, "aum", EXEC, level="region")["left_out"]
+    with pytest.raises(ValueError, match="cannot rank"):
+        kpi.rank_units(figures, "avg_clv")
+    with pytest.raises(ValueError, match="cannot rank by"):
+        kpi.unit_figures(filled, OCT, EXEC, level="city")
+
+
 def test_the_target_kpis_are_the_wall_series():
     assert targets.TARGET_KPIS == kpi.SERIES
