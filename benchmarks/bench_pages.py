@@ -294,7 +294,15 @@ def _settled(page, timeout_ms: int = 600_000) -> None:
 
 
 def _click_nav(page, label: str) -> None:
-    page.locator('[data-testid="stSidebarNav"] a', has_text=label).first.click()
+    """Click a page in the sidebar and wait until the app is on it (its address changed): on a busy
+    machine the script state still read idle for a while after the click, and the old page passed
+    for the new one."""
+    before = page.url
+    link = page.locator('[data-testid="stSidebarNav"] a', has_text=label).first
+    target = link.evaluate("a => a.href")
+    link.click()
+    if target != before:
+        page.wait_for_function("u => window.location.href === u", arg=target, timeout=600_000)
 
 
 def _browser_login(page, base: str, user: str) -> None:
