@@ -199,9 +199,10 @@ ADDED_COLUMNS: tuple[tuple[str, str], ...] = (
     ("products", "tier_rank"), ("next_best_product", "offer_kind"), ("cross_sell_customer", "next_best_offer_kind"),
     ("cross_sell_categories", "upsell_candidates"), ("cross_sell_categories", "upsell_eligible"),
 )
-# Indexes added to the bank's tables after stores were built with them: init_schema creates each
-# one a store lacks (the tables themselves are never created in a store that has some of them).
-ADDED_INDEXES: tuple[tuple[str, str], ...] = (("customers", "ix_customers_risk_assessed"),)
+# Indexes added after stores were built with their tables: init_schema creates each one a store
+# lacks (create_all adds none to an existing table, and never creates the bank's tables in a store
+# that has some of them).
+ADDED_INDEXES: tuple[tuple[str, str], ...] = (("customers", "ix_customers_risk_assessed"), ("alerts", "ix_alerts_due"))
 STORE_TABLES = ("branches", "products", "customers", "holdings", "customer_monthly", "contacts", "consents")
 
 # ---------------------------------------------------------------------------------------------
@@ -987,6 +988,7 @@ alerts = Table(
     CheckConstraint("status IN ('new', 'contacted', 'resolved', 'dismissed')", name="ck_alerts_status"),
     Index("ix_alerts_owner_status", "owner", "status"),
     Index("ix_alerts_customer", "customer_id"),
+    Index("ix_alerts_due", "due_date", "alert_id"),  # the worklist, most overdue first
     Index("ux_alerts_standing", "customer_id", "kind", unique=True,
           sqlite_where=text("cleared_run IS NULL"), postgresql_where=text("cleared_run IS NULL")),
 )

@@ -146,12 +146,23 @@ def worklist(engine: Engine, *, viewer: Viewer, statuses: tuple[str, ...] | None
     params.update(consent_params)
     care = f"(a.kind <> 'birthday' OR {consent})"
     joins = "FROM alerts a JOIN customers c ON c.customer_id = a.customer_id"
-    frame = read_frame(engine, f"""
+    # The overdue alerts by due date, then the others by due date: two reads that each walk
+    # ix_alerts_due and stop at the limit, where one ORDER BY on the overdue flag first sorted every
+    # alert of the chosen kinds (0.34 s for the risk worklist at a million customers).
+    listed = f"""
         SELECT a.alert_id, a.customer_id, c.name, c.branch_id, a.owner, a.kind, a.status, a.due_date,
                CASE WHEN {overdue} THEN 1 ELSE 0 END AS overdue, a.first_seen, a.detail, a.outcome_note
-        {joins} WHERE {where} AND {care}
-        ORDER BY CASE WHEN {overdue} THEN 0 ELSE 1 END, a.due_date, a.alert_id
-        LIMIT :limit""", {**params, "limit": limit})
+        {joins} WHERE {where} AND {care} AND {{part}}
+        ORDER BY a.due_date, a.alert_id
+        LIMIT :limit"""
+    frame = read_frame(engine, listed.format(part=overdue), {**params, "limit": limit})
+    if len(frame) < limit:
+        # Not overdue: with only open statuses listed, due today or later (a range of the index).
+        rest = ("a.due_date >= :today" if statuses and set(statuses) <= set(OPEN_ALERT_STATUSES)
+                else f"(CASE WHEN {overdue} THEN 1 ELSE 0 END) = 0")
+        more = read_frame(engine, listed.format(part=rest), {**params, "limit": limit - len(frame)})
+        frame = pd.concat([frame, more], ignore_index=True) if len(frame) and len(more) else (
+            more if len(more) else frame)
     # Only birthday alerts are left out for consent: without that kind chosen there is none to count
     # (the count walked every open alert of the chosen kinds).
     left_out = (int(read_frame(engine, f"SELECT COUNT(*) AS n {joins} WHERE {where} AND NOT {care}",

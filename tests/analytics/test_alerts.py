@@ -296,6 +296,28 @@ def test_worklist_is_scoped_masked_and_by_kind(store):
     assert worklist(store, viewer=_rm("RM_NOBODY"))[0].empty
 
 
+@pytest.mark.parametrize("statuses", [("new", "contacted"), None, ("new", "resolved"), ("dismissed",)])
+def test_the_worklist_lists_overdue_alerts_first_then_by_due_date_at_any_limit(store, statuses):
+    """Two reads (the overdue, then the rest) give the order one sort of every alert gives: overdue
+    first, then by due date and id, cut at the limit wherever it falls."""
+    merge(store, 1, AS_OF, detect(store, 1, AS_OF))
+    with store.begin() as conn:  # one resolved and one dismissed alert, due before the day
+        ids = [r[0] for r in conn.execute(text("SELECT alert_id FROM alerts ORDER BY alert_id")).all()]
+        conn.execute(text("UPDATE alerts SET status = 'resolved' WHERE alert_id = :a"), {"a": ids[0]})
+        conn.execute(text("UPDATE alerts SET status = 'dismissed' WHERE alert_id = :a"), {"a": ids[-1]})
+    day = date(2026, 11, 4)
+    everything, _ = worklist(store, viewer=RISK, statuses=statuses, today=day, limit=1000)
+    assert len(everything) >= (1 if statuses == ("dismissed",) else 3)
+    overdue = everything["overdue"].to_numpy()
+    expected = everything.assign(_late=~overdue).sort_values(["_late", "due_date", "alert_id"], kind="stable")
+    assert everything["alert_id"].tolist() == expected["alert_id"].tolist()
+    assert (everything["overdue"] == (everything["status"].isin(["new", "contacted"])
+                                      & (pd.to_datetime(everything["due_date"]) < pd.Timestamp(day)))).all()
+    for limit in range(1, len(everything) + 1):
+        head, _ = worklist(store, viewer=RISK, statuses=statuses, today=day, limit=limit)
+        assert head["alert_id"].tolist() == everything["alert_id"].tolist()[:limit]
+
+
 def test_a_withdrawn_consent_hides_a_birthday_alert_at_once(store):
     merge(store, 1, AS_OF, detect(store, 1, AS_OF))
     consent.withdraw(store, "C0001", "marketing")
