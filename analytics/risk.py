@@ -655,8 +655,10 @@ def read_balance_drops(engine: Engine, run_id: int | None = None, *, viewer: Vie
     require_rows(viewer)
     run = _resolve_run(engine, run_id)
     scope_join, scope_where, params = _scope_join(viewer)
-    params.update({"r": run if run is not None else -1, "flag": True, "limit": int(limit)})
-    where = f"f.run_id = :r AND f.balance_drop = :flag AND {scope_where}"
+    params.update({"r": run if run is not None else -1, "limit": int(limit)})
+    # balance_drop as it stands (not = :flag): only then does the planner see ix_risk_flags_drops,
+    # an index of the flagged rows alone, applies.
+    where = f"f.run_id = :r AND f.balance_drop AND {scope_where}"
     if branch_id is not None:
         where += " AND f.branch_id = :branch"
         params["branch"] = str(branch_id)

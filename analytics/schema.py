@@ -202,7 +202,8 @@ ADDED_COLUMNS: tuple[tuple[str, str], ...] = (
 # Indexes added after stores were built with their tables: init_schema creates each one a store
 # lacks (create_all adds none to an existing table, and never creates the bank's tables in a store
 # that has some of them).
-ADDED_INDEXES: tuple[tuple[str, str], ...] = (("customers", "ix_customers_risk_assessed"), ("alerts", "ix_alerts_due"))
+ADDED_INDEXES: tuple[tuple[str, str], ...] = (("customers", "ix_customers_risk_assessed"), ("alerts", "ix_alerts_due"),
+                                               ("risk_flags", "ix_risk_flags_drops"))
 STORE_TABLES = ("branches", "products", "customers", "holdings", "customer_monthly", "contacts", "consents")
 
 # ---------------------------------------------------------------------------------------------
@@ -752,6 +753,9 @@ risk_flags = Table(
     Column("balance_drop", Boolean, nullable=False),
     Column("aum_change_pct", Float),  # month on month, fraction; NULL when not assessed
     Column("balance_drop_reason", Text),  # why it was flagged: a code and JSON parameters (risk_reason.*); NULL when not
+    # The Risk page's balance drops, steepest first: the flagged rows only (a few per thousand).
+    Index("ix_risk_flags_drops", "run_id", "aum_change_pct", sqlite_where=text("balance_drop"),
+          postgresql_where=text("balance_drop")),
 )
 
 # Open holdings whose product risk level is above the holder's tolerance.
