@@ -144,25 +144,3 @@ def test_the_risk_lists_read_through_their_indexes(demo_engine):
     assert "USING INDEX ix_customers_risk_assessed" in plan, plan
     plan = _plan_of(demo_engine, "balance_drop_reason", lambda: read_balance_drops(demo_engine, viewer=RISK))
     assert "USING INDEX ix_risk_flags_drops" in plan, plan
-
-
-def test_an_older_store_gets_the_added_indexes(engine):
-    from sqlalchemy import inspect
-
-    from analytics.schema import ADDED_INDEXES
-    from analytics.store import init_schema
-
-    store_rows.fill(engine)
-
-    def indexes(table):
-        return {i["name"] for i in inspect(engine).get_indexes(table)}
-
-    with engine.begin() as conn:
-        for _, name in ADDED_INDEXES:
-            conn.execute(text(f"DROP INDEX {name}"))
-    assert not any(name in indexes(table) for table, name in ADDED_INDEXES)
-    init_schema(engine)
-    assert all(name in indexes(table) for table, name in ADDED_INDEXES)
-    assert {name for _, name in ADDED_INDEXES} >= {"ix_customers_risk_assessed", "ix_alerts_due", "ix_risk_flags_drops"}
-    init_schema(engine)  # idempotent
-    assert len(read_frame(engine, "SELECT customer_id FROM customers")) == 3

@@ -68,6 +68,26 @@ def test_schema_round_trip(engine):
         assert float(total) == pytest.approx(251000.50)
 
 
+def test_an_older_store_gets_the_added_indexes(engine):
+    from analytics.schema import ADDED_INDEXES
+    from analytics.store import init_schema, read_frame
+
+    store_rows.fill(engine)
+
+    def indexes(table):
+        return {i["name"] for i in inspect(engine).get_indexes(table)}
+
+    with engine.begin() as conn:
+        for _, name in ADDED_INDEXES:
+            conn.execute(text(f"DROP INDEX {name}"))
+    assert not any(name in indexes(table) for table, name in ADDED_INDEXES)
+    init_schema(engine)
+    assert all(name in indexes(table) for table, name in ADDED_INDEXES)
+    assert {name for _, name in ADDED_INDEXES} >= {"ix_customers_risk_assessed", "ix_alerts_due", "ix_risk_flags_drops"}
+    init_schema(engine)  # idempotent
+    assert len(read_frame(engine, "SELECT customer_id FROM customers")) == 3
+
+
 def test_foreign_keys_are_enforced(engine):
     from sqlalchemy.exc import IntegrityError
 
