@@ -8,6 +8,7 @@ from sqlalchemy import text
 from analytics import access, scopes
 from analytics.store import make_engine
 from tests.app.conftest import capture_exports, open_page
+from tests.conftest import copy_store
 
 
 def _open(monkeypatch, url, role, **kwargs):
@@ -41,7 +42,10 @@ def test_marketing_sees_the_demo_results_and_exports_the_treatment_arm_only(monk
     assert not set(frame.columns) & set(access.PERSONAL_FIELDS)
 
 
-def test_marketing_plans_refuses_a_bad_definition_and_creates_a_campaign(monkeypatch, demo_store_url):
+def test_marketing_plans_refuses_a_bad_definition_and_creates_a_campaign(monkeypatch, demo_store_url, tmp_path):
+    # A copy: the campaign it creates must not reach the other tests of the shared demo store
+    # (tests/analytics/test_campaign_demo.py lists exactly the demo's campaigns).
+    demo_store_url = copy_store(demo_store_url, tmp_path / "store.db")
     at = _open(monkeypatch, demo_store_url, "marketing")
     at.selectbox(key="camp_product").select("fund").run()
     assert not at.exception
